@@ -1,0 +1,44 @@
+"""Shared fixtures. Every test runs with its own config, data and cache dirs, and
+pytest-socket (see pytest.ini options) refuses any connection that is not loopback."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import speak, write_wav
+
+SENTENCE = "The quick brown fox jumps over the lazy dog near the river bank."
+
+
+@pytest.fixture(autouse=True)
+def isolated_dirs(tmp_path_factory, monkeypatch):
+    base = tmp_path_factory.mktemp("home")
+    for name in ("CONFIG", "DATA", "CACHE"):
+        monkeypatch.setenv(f"VOICECHAT_{name}_DIR", str(base / name.lower()))
+    for var in list(os.environ):
+        if var.startswith("VOICECHAT_") and var not in {f"VOICECHAT_{n}_DIR" for n in ("CONFIG", "DATA", "CACHE")}:
+            monkeypatch.delenv(var)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return base
+
+
+@pytest.fixture(scope="session")
+def speech_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("speech")
+
+
+@pytest.fixture(scope="session")
+def sentence_wav(speech_dir) -> Path:
+    return write_wav(speech_dir / "sentence.wav", speak(SENTENCE))
+
+
+@pytest.fixture(scope="session")
+def silence_wav(speech_dir) -> Path:
+    import numpy as np
+
+    return write_wav(speech_dir / "silence.wav", np.zeros(16000 * 4, dtype=np.float32))

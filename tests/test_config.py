@@ -1,0 +1,121 @@
+"""Configuration: precedence, validation errors, `config show` / `config path`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.helpers import assert_one_line_error, run_cli
+from voicechat import paths
+from voicechat.cli import app
+from voicechat.config import Config, resolve
+from voicechat.errors import ConfigError
+
+runner = CliRunner()
+
+
+def write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_defaults_are_the_offline_engines():
+    cfg = resolve(environ={})
+    assert (cfg.stt.engine, cfg.llm.engine, cfg.tts.engine) == ("faster-whisper", "llama-cpp", "piper")
+    assert cfg.stt.model is None and cfg.llm.model is None and cfg.tts.voice is None
+
+
+def test_precedence_cli_env_file_user_defaults(tmp_path):
+    write(paths.user_config_file(), "stt:\n  beam_size: 2\n  language: de\nllm:\n  temperature: 0.1\ntts:\n  speed: 1.5\n")
+    given = write(tmp_path / "given.yaml", "stt:\n  beam_size: 3\nllm:\n  temperature: 0.2\n")
+    env = {"VOICECHAT_STT_BEAM_SIZE": "4"}
+    cfg = resolve(given, {"stt.beam_size": None}, environ=env)
+    assert cfg.stt.beam_size == 4  # env beats both files
+    assert cfg.llm.temperature == 0.2  # --config beats the user file
+    assert cfg.stt.language == "de" and cfg.tts.speed == 1.5  # user file beats defaults
+    cfg = resolve(given, {"stt.beam_size": 7}, environ=env)
+    assert cfg.stt.beam_size == 7  # command line beats everything
+
+
+def test_openai_env_vars(tmp_path):
+    cfg = resolve(environ={"OPENAI_API_KEY": "sk-test-1234567890abcdef", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"})
+    assert cfg.openai.api_key == "sk-test-1234567890abcdef"
+    assert cfg.openai_base_url(cfg.llm) == "http://127.0.0.1:9/v1"
+
+
+@pytest.mark.parametrize(
+    "text,needles",
+    [
+        ("stt:\n  beam_sise: 3\n", ["unknown key 'stt.beam_sise'", "beam_size"]),
+        ("sst:\n  model: x\n", ["unknown section 'sst'"]),
+        ("stt:\n  beam_size: lots\n", ["'stt.beam_size'", "expected an integer"]),
+        ("llm:\n  temperature: [1]\n", ["'llm.temperature'", "expected a number"]),
+        ("stt: [oops\n", ["broken YAML", "line 2"]),
+        ("- a\n- b\n", ["top level"]),
+        ("prices:\n  m: {input: cheap}\n", ["prices.m"]),
+    ],
+)
+def test_bad_config_names_file_key_expected(tmp_path, text, needles):
+    path = write(tmp_path / "bad.yaml", text)
+    with pytest.raises(ConfigError) as info:
+        resolve(path, environ={})
+    assert str(path) in str(info.value)
+    for n in needles:
+        assert n in str(info.value)
+
+
+def test_bad_env_value_is_named():
+    with pytest.raises(ConfigError, match="VOICECHAT_LLM_MAX_TOKENS.*expected an integer"):
+        resolve(environ={"VOICECHAT_LLM_MAX_TOKENS": "many"})
+
+
+def test_bad_config_through_cli_is_one_line(tmp_path):
+    path = write(tmp_path / "bad.yaml", "stt:\n  bogus: 1\n")
+    result = run_cli("--config", str(path), "config", "show")
+    assert result.returncode == 2
+    assert_one_line_error(result.stderr.decode(), str(path), "stt.bogus")
+
+
+def test_config_show_masks_secrets(tmp_path, monkeypatch):
+    secret = "sk-live-abcdefghijklmnopqrstuvwxyz123456"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    path = write(tmp_path / "c.yaml", f"llm:\n  api_key: other-secret-value-987654\n  model: gpt-4o-mini\n")
+    result = runner.invoke(app, ["--config", str(path), "config", "show", "--json"])
+    assert result.exit_code == 0
+    assert secret not in result.stdout and "other-secret-value-987654" not in result.stdout
+    data = json.loads(result.stdout)
+    assert data["llm"]["model"] == "gpt-4o-mini"
+    assert data["openai"]["api_key"].startswith("sk-") and "***" in data["openai"]["api_key"]
+    yaml_out = runner.invoke(app, ["--config", str(path), "config", "show"]).stdout
+    assert secret not in yaml_out and "engine: faster-whisper" in yaml_out
+
+
+def test_config_path_is_platform_dir():
+    result = runner.invoke(app, ["config", "path"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == str(paths.user_config_file())
+
+
+def test_example_config_is_complete_and_valid():
+    """config.example.yaml documents every key, and loads as-is."""
+    import dataclasses
+
+    import yaml
+
+    from tests.helpers import ROOT
+    from voicechat.config import SECTIONS
+
+    example = ROOT / "config.example.yaml"
+    resolve(example, environ={})
+    data = yaml.safe_load(example.read_text())
+    for section in SECTIONS:
+        fields = {f.name for f in dataclasses.fields(type(getattr(Config(), section)))}
+        assert set(data[section]) == fields, section
+    text = example.read_text()
+    for section in SECTIONS:
+        for f in dataclasses.fields(type(getattr(Config(), section))):
+            line = next(l for l in text.splitlines() if l.strip().startswith(f"{f.name}:"))
+            assert "#" in line or f.name in ("system_prompt",), f"{section}.{f.name} has no comment"

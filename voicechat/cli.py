@@ -1,0 +1,56 @@
+"""The voicechat command line: the root app, global options and the command table.
+
+Each command lives in voicechat/commands/; nothing heavy is imported until a
+command runs.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from voicechat import __version__
+from voicechat.commands import config_cmd, engines_cmd, transcribe_cmd
+from voicechat.console import set_globals
+
+app = typer.Typer(
+    name="voicechat",
+    help="A voice assistant in your terminal: speak, and it answers aloud. Offline by default.",
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"voicechat {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    config: Annotated[
+        Optional[str], typer.Option("--config", "-c", help="A YAML config file (see config.example.yaml).", envvar="VOICECHAT_CONFIG")
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    set_globals(debug=debug, config=config)
+
+
+app.command("transcribe", help=transcribe_cmd.HELP)(transcribe_cmd.transcribe)
+app.command("engines", help=engines_cmd.HELP)(engines_cmd.engines)
+app.add_typer(config_cmd.app, name="config")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,326 @@
+"""Configuration: the schema, and the one function that resolves it.
+
+Precedence, highest first:
+  1. command-line options (passed to :func:`resolve` as ``overrides``)
+  2. environment: ``VOICECHAT_<SECTION>_<KEY>`` (e.g. ``VOICECHAT_LLM_MODEL``), plus
+     ``OPENAI_API_KEY`` and ``OPENAI_BASE_URL`` for the ``openai`` section
+  3. the file given with ``--config`` (or ``VOICECHAT_CONFIG``)
+  4. the user's file, ``<platform config dir>/voicechat/config.yaml``
+  5. the defaults below
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from voicechat import paths
+from voicechat.errors import ConfigError, mask, register_secret
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a friendly voice assistant. Your replies are spoken aloud, so answer in one to "
+    "three short sentences of plain text, without lists, markup or emoji."
+)
+
+
+@dataclass
+class STTConfig:
+    engine: str = "faster-whisper"
+    model: str | None = None  # None: the bundled Whisper tiny.en
+    device: str = "auto"  # auto | cpu | cuda
+    compute_type: str = "auto"  # auto: int8 on CPU, float16 on CUDA
+    beam_size: int = 5
+    language: str | None = None  # None: detect (multilingual models) or the model's only language
+    vad_filter: bool = True  # Silero VAD: skip silence before decoding
+    word_timestamps: bool = False
+    batch_size: int = 0  # > 0: batched inference (faster on long files, GPU above all)
+    threads: int = 0  # 0: CTranslate2's default
+    no_speech_threshold: float = 0.6
+    base_url: str | None = None  # openai engine; None: the [openai] section
+    api_key: str | None = None
+
+
+@dataclass
+class LLMConfig:
+    engine: str = "llama-cpp"
+    model: str | None = None  # None: the bundled SmolLM2-135M-Instruct GGUF
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    temperature: float = 0.7
+    max_tokens: int = 256
+    threads: int = 0  # 0: min(4, CPU cores)
+    context_size: int = 2048
+    gpu_layers: int = -1  # -1: every layer on the GPU when llama.cpp was built with one
+    timeout: float = 60.0
+    retries: int = 2
+    base_url: str | None = None
+    api_key: str | None = None
+
+
+@dataclass
+class TTSConfig:
+    engine: str = "piper"
+    voice: str | None = None  # piper: .onnx path; espeak: voice name; coqui: model path/name; openai: voice
+    model: str | None = None  # openai: speech model (tts-1, gpt-4o-mini-tts, ...); coqui: config.json path
+    speaker: str | None = None  # multi-speaker voices: id or name
+    speed: float = 1.0  # 1.0 normal, 2.0 twice as fast
+    volume: float = 1.0
+    pitch: int = 50  # espeak only, 0-99
+    device: str = "auto"  # piper/coqui: auto | cpu | cuda
+    first_chunk_words: int = 6  # the first chunk is cut short so the first sound comes early
+    base_url: str | None = None
+    api_key: str | None = None
+
+
+@dataclass
+class OpenAIConfig:
+    base_url: str | None = None  # None: https://api.openai.com/v1
+    api_key: str | None = None
+
+
+@dataclass
+class AudioConfig:
+    input_device: str | None = None  # index or case-insensitive name substring
+    output_device: str | None = None
+    latency: str = "low"  # low | high (PortAudio's suggested latency)
+
+
+@dataclass
+class ListenConfig:
+    mode: str = "vad"  # vad | ptt
+    aggressiveness: int = 3  # webrtcvad 0-3; 3 rejects noise best
+    frame_ms: int = 30  # 10, 20 or 30
+    preroll_ms: int = 300
+    start_window_ms: int = 300  # speech starts when start_ratio of this window is voiced
+    start_ratio: float = 0.6
+    end_silence_ms: int = 600  # the turn ends after this much silence
+    max_utterance_s: float = 30.0
+    min_speech_ms: int = 250
+    barge_in: bool = False
+
+
+@dataclass
+class MemoryConfig:
+    max_rounds: int = 8  # question/answer rounds kept; 0 keeps all that fit the budget
+    max_context_tokens: int = 1536  # token budget for system prompt + kept turns
+
+
+@dataclass
+class HistoryConfig:
+    enabled: bool = True
+    path: str | None = None  # None: <platform data dir>/voicechat/history.sqlite3
+
+
+@dataclass
+class Config:
+    stt: STTConfig = field(default_factory=STTConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    tts: TTSConfig = field(default_factory=TTSConfig)
+    openai: OpenAIConfig = field(default_factory=OpenAIConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    listen: ListenConfig = field(default_factory=ListenConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    history: HistoryConfig = field(default_factory=HistoryConfig)
+    # USD per million tokens, added to / overriding the built-in table:
+    # prices: {my-model: {input: 0.5, output: 1.5}}
+    prices: dict = field(default_factory=dict)
+
+    def openai_base_url(self, section: Any) -> str | None:
+        return section.base_url or self.openai.base_url
+
+    def openai_api_key(self, section: Any) -> str | None:
+        return section.api_key or self.openai.api_key
+
+
+SECTIONS = [f.name for f in dataclasses.fields(Config) if f.name != "prices"]
+SECRET_KEYS = {"api_key"}
+
+
+def _section_type(name: str) -> type:
+    return {f.name: f.default_factory for f in dataclasses.fields(Config)}[name]  # type: ignore[return-value]
+
+
+def _field_types(section_cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(section_cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(section_cls)}
+
+
+def _expected(tp: Any) -> str:
+    args = typing.get_args(tp)
+    if args:
+        names = [_expected(a) for a in args if a is not type(None)]
+        return " or ".join(names) + (" or null" if type(None) in args else "")
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false", dict: "a mapping"}.get(
+        tp, str(tp)
+    )
+
+
+def _coerce(value: Any, tp: Any, *, from_text: bool) -> Any:
+    """Return value as type tp, or raise ValueError."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None or (from_text and str(value).strip().lower() in ("", "null", "none")):
+            if type(None) in args:
+                return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, from_text=from_text)
+            except ValueError:
+                pass
+        raise ValueError
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if from_text and str(value).strip().lower() in ("1", "true", "yes", "on"):
+            return True
+        if from_text and str(value).strip().lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError
+    if tp is int:
+        if isinstance(value, bool):
+            raise ValueError
+        if isinstance(value, int):
+            return value
+        if from_text:
+            return int(str(value).strip())
+        raise ValueError
+    if tp is float:
+        if isinstance(value, bool):
+            raise ValueError
+        if isinstance(value, (int, float)):
+            return float(value)
+        if from_text:
+            return float(str(value).strip())
+        raise ValueError
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)  # e.g. a device index written as a number
+        raise ValueError
+    if tp is dict:
+        if isinstance(value, dict):
+            return value
+        raise ValueError
+    raise ValueError
+
+
+def _apply(cfg: Config, section: str, key: str, value: Any, source: str, *, from_text: bool) -> None:
+    if section not in SECTIONS:
+        raise ConfigError(f"{source}: unknown section '{section}'; expected one of: {', '.join(SECTIONS + ['prices'])}")
+    target = getattr(cfg, section)
+    ftypes = _field_types(type(target))
+    if key not in ftypes:
+        raise ConfigError(f"{source}: unknown key '{section}.{key}'; expected one of: {', '.join(ftypes)}")
+    try:
+        coerced = _coerce(value, ftypes[key], from_text=from_text)
+    except ValueError:
+        raise ConfigError(
+            f"{source}: '{section}.{key}' is {value!r}; expected {_expected(ftypes[key])}"
+        ) from None
+    setattr(target, key, coerced)
+
+
+def _validate_prices(prices: Any, source: str) -> dict:
+    if not isinstance(prices, dict):
+        raise ConfigError(f"{source}: 'prices' must be a mapping of model name to {{input: N, output: N}}")
+    out = {}
+    for model, entry in prices.items():
+        if not isinstance(entry, dict) or set(entry) - {"input", "output"}:
+            raise ConfigError(f"{source}: 'prices.{model}' must be {{input: N, output: N}} (USD per million tokens)")
+        try:
+            out[str(model)] = {k: float(v) for k, v in entry.items()}
+        except (TypeError, ValueError):
+            raise ConfigError(f"{source}: 'prices.{model}' values must be numbers (USD per million tokens)") from None
+    return out
+
+
+def load_file(cfg: Config, path: Path) -> None:
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found; check the path given with --config") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read config file ({e.__class__.__name__}); give a readable YAML file") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        where = ""
+        mark = getattr(e, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(e, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}: broken YAML{where}: {problem}; fix the file") from None
+    if data is None:
+        return
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections (stt:, llm:, tts:, ...) at the top level")
+    for section, values in data.items():
+        if section == "prices":
+            cfg.prices.update(_validate_prices(values, str(path)))
+            continue
+        if section not in SECTIONS:
+            raise ConfigError(
+                f"{path}: unknown section '{section}'; expected one of: {', '.join(SECTIONS + ['prices'])}"
+            )
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: section '{section}' must be a mapping of keys to values")
+        for key, value in values.items():
+            _apply(cfg, section, str(key), value, str(path), from_text=False)
+
+
+def load_env(cfg: Config, environ: typing.Mapping[str, str]) -> None:
+    for section in SECTIONS:
+        for key in _field_types(type(getattr(cfg, section))):
+            name = f"VOICECHAT_{section}_{key}".upper()
+            if name in environ:
+                _apply(cfg, section, key, environ[name], f"environment variable {name}", from_text=True)
+    if environ.get("OPENAI_API_KEY") and "VOICECHAT_OPENAI_API_KEY" not in environ:
+        cfg.openai.api_key = environ["OPENAI_API_KEY"]
+    if environ.get("OPENAI_BASE_URL") and "VOICECHAT_OPENAI_BASE_URL" not in environ:
+        cfg.openai.base_url = environ["OPENAI_BASE_URL"]
+
+
+def resolve(
+    config_file: Path | str | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: typing.Mapping[str, str] | None = None,
+) -> Config:
+    """Build the effective configuration (see the module docstring for the order)."""
+    environ = os.environ if environ is None else environ
+    cfg = Config()
+    user_file = paths.user_config_file()
+    if user_file.is_file():
+        load_file(cfg, user_file)
+    config_file = config_file or environ.get("VOICECHAT_CONFIG") or None
+    if config_file:
+        load_file(cfg, Path(config_file).expanduser())
+    load_env(cfg, environ)
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        section, key = dotted.split(".", 1)
+        _apply(cfg, section, key, value, f"option for {dotted}", from_text=True)
+    for section in SECTIONS:
+        register_secret(getattr(getattr(cfg, section), "api_key", None))
+    return cfg
+
+
+def as_dict(cfg: Config, *, masked: bool = True) -> dict[str, Any]:
+    data = dataclasses.asdict(cfg)
+    if masked:
+        for section in SECTIONS:
+            for key in SECRET_KEYS & set(data[section]):
+                data[section][key] = mask(data[section][key])
+    return data

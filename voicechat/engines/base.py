@@ -1,0 +1,140 @@
+"""The three engine kinds, each with one streaming generator method, and the values they yield."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Sequence
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+@dataclass(frozen=True)
+class Word:
+    start: float
+    end: float
+    text: str
+    probability: float = 1.0
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A piece of a transcript, with times in seconds from the start of the audio."""
+
+    start: float
+    end: float
+    text: str
+    words: tuple[Word, ...] = ()
+    no_speech_prob: float = 0.0
+    avg_logprob: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"start": round(self.start, 3), "end": round(self.end, 3), "text": self.text}
+        if self.words:
+            d["words"] = [
+                {"start": round(w.start, 3), "end": round(w.end, 3), "text": w.text, "probability": round(w.probability, 4)}
+                for w in self.words
+            ]
+        return d
+
+
+@dataclass
+class AudioChunk:
+    """Mono float32 samples in [-1, 1] at ``sample_rate``, and the text they speak."""
+
+    samples: "np.ndarray"
+    sample_rate: int
+    text: str = ""
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / float(self.sample_rate)
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str  # system | user | assistant
+    content: str
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    estimated: bool = False  # True when counted locally, not reported by the server
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass
+class Transcription:
+    """What a speech-to-text engine learned about the audio besides the segments."""
+
+    language: str | None = None
+    duration: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Engine(ABC):
+    name: ClassVar[str] = ""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release models and connections."""
+
+
+class SpeechToText(Engine):
+    """Turns 16 kHz mono float32 audio into transcript segments, lazily."""
+
+    sample_rate: ClassVar[int] = 16000
+
+    def __init__(self) -> None:
+        self.info = Transcription()
+
+    @abstractmethod
+    def transcribe(self, audio: "np.ndarray", *, language: str | None = None) -> Iterator[Segment]:
+        """Yield segments as they are decoded. ``self.info`` is filled in as soon as it is known."""
+
+    @property
+    def model_name(self) -> str:
+        return ""
+
+
+class ChatModel(Engine):
+    """Streams a reply to a list of messages: text deltas, then one usage record."""
+
+    @abstractmethod
+    def stream(self, messages: Sequence[Message]) -> Iterator[TextDelta | Usage]:
+        """Yield TextDelta as the reply is written, then a Usage. Closing the generator cancels."""
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens in text, with this model's own tokenizer where it has one."""
+        from voicechat import tokens
+
+        return tokens.count(text, encoding=tokens.encoding_for_model(self.model_name)[0])
+
+    @property
+    def model_name(self) -> str:
+        return ""
+
+
+class TextToSpeech(Engine):
+    """Speaks text: one audio chunk per sentence (or smaller), as each is ready."""
+
+    @abstractmethod
+    def synthesize(self, text: str) -> Iterator[AudioChunk]:
+        """Yield audio chunks in order."""
+
+    def voices(self) -> list[str]:
+        return []
+
+    @property
+    def model_name(self) -> str:
+        return ""

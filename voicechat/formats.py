@@ -1,0 +1,77 @@
+"""Transcript output formats: txt, srt, vtt, json, tsv."""
+
+from __future__ import annotations
+
+import json
+from typing import Callable, Sequence
+
+from voicechat.engines.base import Segment
+
+FORMATS = ("txt", "srt", "vtt", "json", "tsv")
+
+
+def _clock(seconds: float, sep: str) -> str:
+    ms = int(round(max(0.0, seconds) * 1000))
+    h, ms = divmod(ms, 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    s, ms = divmod(ms, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
+
+
+def to_txt(segments: Sequence[Segment], **_: object) -> str:
+    return "".join(s.text.strip() + "\n" for s in segments)
+
+
+def to_srt(segments: Sequence[Segment], **_: object) -> str:
+    blocks = []
+    for i, s in enumerate(segments, 1):
+        blocks.append(f"{i}\n{_clock(s.start, ',')} --> {_clock(s.end, ',')}\n{s.text.strip()}\n")
+    return "\n".join(blocks)
+
+
+def to_vtt(segments: Sequence[Segment], **_: object) -> str:
+    lines = ["WEBVTT", ""]
+    for s in segments:
+        lines += [f"{_clock(s.start, '.')} --> {_clock(s.end, '.')}", s.text.strip(), ""]
+    return "\n".join(lines)
+
+
+def to_tsv(segments: Sequence[Segment], **_: object) -> str:
+    rows = ["start\tend\ttext"]
+    for s in segments:
+        text = s.text.strip().replace("\t", " ").replace("\n", " ")
+        rows.append(f"{int(round(s.start * 1000))}\t{int(round(s.end * 1000))}\t{text}")
+    return "\n".join(rows) + "\n"
+
+
+def to_json(segments: Sequence[Segment], *, source: str = "", language: str | None = None, duration: float = 0.0, model: str = "") -> str:
+    doc = {
+        "file": source,
+        "language": language,
+        "duration": round(duration, 3),
+        "model": model,
+        "text": " ".join(s.text.strip() for s in segments).strip(),
+        "segments": [s.to_dict() for s in segments],
+    }
+    return json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
+
+
+WRITERS: dict[str, Callable[..., str]] = {"txt": to_txt, "srt": to_srt, "vtt": to_vtt, "json": to_json, "tsv": to_tsv}
+
+
+def parse_formats(value: str) -> list[str]:
+    from voicechat.errors import VoicechatError
+
+    names = [v.strip().lower() for v in value.split(",") if v.strip()]
+    if not names:
+        raise VoicechatError("--format is empty; use txt, srt, vtt, json, tsv or all")
+    out: list[str] = []
+    for n in names:
+        if n == "all":
+            out.extend(f for f in FORMATS if f not in out)
+        elif n in FORMATS:
+            if n not in out:
+                out.append(n)
+        else:
+            raise VoicechatError(f"unknown format '{n}'; use txt, srt, vtt, json, tsv or all")
+    return out
