@@ -42,3 +42,38 @@ def silence_wav(speech_dir) -> Path:
     import numpy as np
 
     return write_wav(speech_dir / "silence.wav", np.zeros(16000 * 4, dtype=np.float32))
+
+
+@pytest.fixture()
+def card(tmp_path):
+    """The ALSA file-plugin virtual sound card, active for this process and its subprocesses."""
+    from tests.soundcard import AlsaFileCard
+
+    with AlsaFileCard(tmp_path / "card") as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def whisper():
+    """The raw bundled Whisper model, to check what came out of a speaker or a file."""
+    from faster_whisper import WhisperModel
+
+    from voicechat import models
+
+    return WhisperModel(models.whisper_model(), device="cpu", compute_type="int8")
+
+
+@pytest.fixture(scope="session")
+def hear(whisper):
+    """Transcribe float audio at any sample rate with the bundled Whisper."""
+
+    def _hear(audio, sample_rate: int) -> str:
+        import numpy as np
+        import soxr
+
+        if sample_rate != 16000:
+            audio = soxr.resample(audio, sample_rate, 16000)
+        segments, _ = whisper.transcribe(np.asarray(audio, dtype=np.float32), beam_size=5)
+        return " ".join(s.text.strip() for s in segments)
+
+    return _hear

@@ -128,6 +128,8 @@ class ChatModel(Engine):
 class TextToSpeech(Engine):
     """Speaks text: one audio chunk per sentence (or smaller), as each is ready."""
 
+    sample_rate: int | None = None  # the rate chunks will come at, when known before synthesis
+
     @abstractmethod
     def synthesize(self, text: str) -> Iterator[AudioChunk]:
         """Yield audio chunks in order."""

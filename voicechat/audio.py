@@ -1,0 +1,368 @@
+"""Sound devices through PortAudio (sounddevice): listing, selection, a speaker and a microphone.
+
+The speaker takes audio chunks as they come and plays them from a writer thread,
+so playback overlaps synthesis; ``stop()`` silences it at once (barge-in), and
+leaving the ``with`` block drains what is queued. The microphone yields 16 kHz
+mono int16 frames. Both are context managers and own no global state.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterator
+
+import numpy as np
+
+from voicechat.errors import VoicechatError
+
+if TYPE_CHECKING:
+    from voicechat.engines.base import AudioChunk
+
+MIC_RATE = 16000
+
+
+def sd() -> Any:
+    """Import sounddevice, turning a missing PortAudio library into one clear line."""
+    try:
+        import sounddevice
+    except OSError:
+        raise VoicechatError(
+            "the PortAudio library is missing; install it with `sudo apt-get install libportaudio2`"
+        ) from None
+    return sounddevice
+
+
+def list_devices() -> list[dict[str, Any]]:
+    lib = sd()
+    try:
+        devices = lib.query_devices()
+        default_in, default_out = lib.default.device
+    except lib.PortAudioError as e:
+        raise VoicechatError(f"cannot list sound devices: {e}") from None
+    out = []
+    for d in devices:
+        out.append(
+            {
+                "index": d["index"],
+                "name": d["name"],
+                "hostapi": lib.query_hostapis(d["hostapi"])["name"],
+                "inputs": d["max_input_channels"],
+                "outputs": d["max_output_channels"],
+                "samplerate": int(d["default_samplerate"]),
+                "default_input": d["index"] == default_in,
+                "default_output": d["index"] == default_out,
+            }
+        )
+    return out
+
+
+def find_device(spec: str | int | None, kind: str) -> int | None:
+    """An index for an index or case-insensitive name substring; None for the system default.
+
+    kind is "input" or "output". Unknown and ambiguous names are errors that list the choices.
+    """
+    channels = "inputs" if kind == "input" else "outputs"
+    devices = [d for d in list_devices() if d[channels] > 0]
+    if not devices:
+        raise VoicechatError(f"no {kind} sound device found; connect one, or check `voicechat devices`")
+    if spec is None or str(spec).strip() == "":
+        return None
+    text = str(spec).strip()
+    choices = "; ".join(f"{d['index']}: {d['name']}" for d in devices)
+    if text.isdigit():
+        index = int(text)
+        if any(d["index"] == index for d in devices):
+            return index
+        raise VoicechatError(f"no {kind} device with index {index}; choose one of: {choices}")
+    matches = [d for d in devices if text.lower() in d["name"].lower()]
+    exact = [d for d in matches if d["name"].lower() == text.lower()]
+    if len(exact) == 1:
+        return exact[0]["index"]
+    if not matches:
+        raise VoicechatError(f"no {kind} device matches '{text}'; choose one of: {choices}")
+    if len(matches) > 1:
+        names = "; ".join(f"{d['index']}: {d['name']}" for d in matches)
+        raise VoicechatError(f"{kind} device '{text}' is ambiguous; it matches {names}. Give an index or a longer name")
+    return matches[0]["index"]
+
+
+def _device_error(e: Exception, kind: str, device: int | None) -> VoicechatError:
+    name = "the default" if device is None else f"device {device}"
+    text = str(e)
+    if "Invalid sample rate" in text:
+        return VoicechatError(f"{kind} {name} does not support the sample rate: {text}; choose another device")
+    if "Invalid number of channels" in text or "Error querying device -1" in text:
+        return VoicechatError(f"no usable {kind} device ({text}); connect one or pick another with `voicechat devices`")
+    return VoicechatError(f"{kind} {name} failed: {text}; check it with `voicechat devices`")
+
+
+@dataclass
+class Played:
+    """What the speaker actually played, per chunk: for barge-in, the history keeps only this."""
+
+    texts: list[str] = field(default_factory=list)  # chunks played to the end
+    partial: str = ""  # the chunk cut short, as far as it got (by word share)
+    samples: int = 0
+
+    def text(self) -> str:
+        return " ".join([*self.texts, self.partial]).strip()
+
+
+class Speaker:
+    """Plays audio chunks as they arrive. Use as a context manager.
+
+    ``play(chunk)`` queues; a writer thread opens the stream at the first chunk's
+    sample rate if the device takes it (else resamples to the device's rate with
+    soxr) and writes in 20 ms blocks so ``stop()`` takes effect at once.
+    """
+
+    BLOCK_S = 0.02
+
+    def __init__(
+        self, device: int | str | None = None, *, latency: str = "low", max_queued: int = 32, sample_rate: int | None = None
+    ) -> None:
+        self._prepare_rate = sample_rate  # open the stream up front at this rate, so the first chunk plays at once
+        self.device = device if isinstance(device, int) or device is None else find_device(device, "output")
+        self.latency = latency
+        self._queue: queue.Queue = queue.Queue(maxsize=max_queued)  # bounded: synthesis waits for playback
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stream: Any = None
+        self._rate: int | None = None
+        self._resampler: Any = None
+        self._src_rate: int | None = None
+        self.error: VoicechatError | None = None
+        self.first_audio_at: float | None = None
+        self.played = Played()
+        self._idle = threading.Event()
+        self._idle.set()
+
+    def __enter__(self) -> "Speaker":
+        sd()  # fail early when PortAudio is missing
+        if self.device is None:
+            find_device(None, "output")  # fail early when there is no output device
+        self._thread = threading.Thread(target=self._run, name="speaker", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is None:
+            self.drain()
+        else:
+            self.stop()
+        self.close()
+
+    # public ------------------------------------------------------------------------
+    def play(self, chunk: "AudioChunk") -> None:
+        if self.error is not None:
+            raise self.error
+        self._idle.clear()
+        while not self._stop.is_set():
+            try:
+                self._queue.put(chunk, timeout=0.1)
+                return
+            except queue.Full:
+                if self.error is not None:
+                    raise self.error
+
+    def drain(self, timeout: float | None = None) -> None:
+        """Wait until everything queued has been played."""
+        self._queue.put(None)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._idle.wait(0.05):
+            if self._thread is None or not self._thread.is_alive():
+                break
+            if deadline and time.monotonic() > deadline:
+                break
+        if self.error is not None:
+            raise self.error
+
+    def stop(self) -> None:
+        """Silence now: drop what is queued and abort the stream."""
+        self._stop.set()
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        self._queue.put(None)
+
+    def reset(self) -> None:
+        """After stop(): accept new audio again (the next reply)."""
+        self._stop.clear()
+        self.played = Played()
+        self.first_audio_at = None
+
+    @property
+    def busy(self) -> bool:
+        return not self._idle.is_set()
+
+    def close(self) -> None:
+        self._queue.put(StopIteration)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._close_stream()
+
+    # writer thread -------------------------------------------------------------------
+    def _open(self, rate: int) -> None:
+        lib = sd()
+        target = rate
+        try:
+            lib.check_output_settings(device=self.device, samplerate=rate, channels=1, dtype="float32")
+        except Exception:
+            info = lib.query_devices(self.device if self.device is not None else lib.default.device[1])
+            target = int(info["default_samplerate"])
+        if self._stream is not None and self._rate == target and self._src_rate == rate:
+            return
+        self._close_stream()
+        try:
+            self._stream = lib.OutputStream(
+                device=self.device, samplerate=target, channels=1, dtype="float32", latency=self.latency
+            )
+            self._stream.start()
+        except Exception as e:
+            raise _device_error(e, "output", self.device) from None
+        self._rate, self._src_rate = target, rate
+        self._resampler = None
+        if target != rate:
+            import soxr
+
+            self._resampler = soxr.ResampleStream(rate, target, 1, dtype="float32")
+
+    def _close_stream(self) -> None:
+        if self._stream is not None:
+            try:
+                if self._stop.is_set():
+                    self._stream.abort()
+                else:
+                    self._stream.stop()
+                self._stream.close()
+            except Exception:
+                pass
+            self._stream = None
+
+    def _run(self) -> None:
+        if self._prepare_rate:  # open the device while the first chunk is being synthesized
+            try:
+                self._open(self._prepare_rate)
+            except VoicechatError as e:
+                self.error = e
+        while True:
+            item = self._queue.get()
+            if item is StopIteration:
+                return
+            if item is None:
+                if self._queue.empty():
+                    self._flush()
+                    self._idle.set()
+                continue
+            if self._stop.is_set() or self.error is not None:
+                continue
+            try:
+                self._write(item)
+            except VoicechatError as e:
+                self.error = e
+                self._idle.set()
+            except Exception as e:  # a device that vanished mid-stream
+                self.error = VoicechatError(f"output device stopped during playback: {e}; check `voicechat devices`")
+                self._idle.set()
+
+    def _flush(self) -> None:
+        """Play the resampler's held-back tail at the end of a burst of chunks."""
+        if self._resampler is None or self._stream is None or self._stop.is_set():
+            return
+        try:
+            tail = self._resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+            if len(tail):
+                self._stream.write(tail.reshape(-1, 1))
+        except Exception:
+            pass
+        import soxr
+
+        self._resampler = soxr.ResampleStream(self._src_rate, self._rate, 1, dtype="float32")
+
+    def _write(self, chunk: "AudioChunk") -> None:
+        self._open(chunk.sample_rate)
+        samples = np.ascontiguousarray(chunk.samples, dtype=np.float32).reshape(-1)
+        if self._resampler is not None:
+            samples = self._resampler.resample_chunk(samples, last=False)
+        block = max(1, int(self._rate * self.BLOCK_S))  # type: ignore[operator]
+        total = len(samples)
+        done = 0
+        for start in range(0, total, block):
+            if self._stop.is_set():
+                self._stream.abort()
+                self._stream.close()
+                self._stream = None
+                break
+            part = samples[start : start + block]
+            if self.first_audio_at is None:
+                self.first_audio_at = time.perf_counter()
+            self._stream.write(part.reshape(-1, 1))
+            done += len(part)
+            self.played.samples += len(part)
+        if total and done >= total:
+            self.played.texts.append(chunk.text)
+        elif done:
+            words = chunk.text.split()
+            self.played.partial = " ".join(words[: int(len(words) * done / total)])
+
+
+class Microphone:
+    """16 kHz mono int16 frames from an input device. Use as a context manager; iterate or read()."""
+
+    def __init__(self, device: int | str | None = None, *, frame_ms: int = 30, latency: str = "low") -> None:
+        self.device = device if isinstance(device, int) or device is None else find_device(device, "input")
+        self.frame = MIC_RATE * frame_ms // 1000
+        self.latency = latency
+        self._queue: queue.Queue = queue.Queue(maxsize=1000)
+        self._stream: Any = None
+        self.overflows = 0
+
+    def __enter__(self) -> "Microphone":
+        lib = sd()
+        if self.device is None:
+            find_device(None, "input")
+
+        def callback(indata: Any, frames: int, time_info: Any, status: Any) -> None:
+            if status.input_overflow:
+                self.overflows += 1
+            try:
+                self._queue.put_nowait(bytes(indata))
+            except queue.Full:
+                self.overflows += 1
+
+        try:
+            self._stream = lib.RawInputStream(
+                device=self.device, samplerate=MIC_RATE, channels=1, dtype="int16",
+                blocksize=self.frame, latency=self.latency, callback=callback,
+            )
+            self._stream.start()
+        except Exception as e:
+            raise _device_error(e, "input", self.device) from None
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._stream is not None:
+            try:
+                self._stream.abort()
+                self._stream.close()
+            except Exception:
+                pass
+            self._stream = None
+
+    def read(self, timeout: float = 0.5) -> bytes | None:
+        """One frame of int16 bytes, or None if none arrived within timeout."""
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def frames(self, stop: threading.Event) -> Iterator[bytes]:
+        while not stop.is_set():
+            frame = self.read(0.2)
+            if frame is not None:
+                yield frame

@@ -1,0 +1,111 @@
+"""`voicechat say`: speak text through the sound card (or into a file), sentence by sentence."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Iterator, Optional
+
+import typer
+
+from voicechat.console import handle_errors
+
+HELP = "Speak text aloud (argument, - or piped stdin); playback starts with the first sentence. -o writes a file."
+
+
+def _stdin_blocks() -> Iterator[str]:
+    while True:
+        block = sys.stdin.read(4096)
+        if not block:
+            return
+        yield block
+
+
+@handle_errors
+def say(
+    text: Annotated[Optional[str], typer.Argument(help="Text to speak; - or nothing reads stdin.", show_default=False)] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write .wav, .flac or .ogg instead of playing.")] = None,
+    engine: Annotated[Optional[str], typer.Option("--engine", "-e", help="Text-to-speech engine (see `voicechat engines`).")] = None,
+    voice: Annotated[Optional[str], typer.Option("--voice", "-v", help="Voice: piper .onnx path, espeak voice, coqui model, openai voice.")] = None,
+    speed: Annotated[Optional[float], typer.Option("--speed", "-s", min=0.1, max=10.0, help="1.0 normal, 1.5 faster.")] = None,
+    output_device: Annotated[Optional[str], typer.Option("--output-device", "-d", help="Index or name part (see `voicechat devices`).")] = None,
+    list_voices: Annotated[bool, typer.Option("--list-voices", help="List the engine's voices and exit.")] = False,
+    stats: Annotated[bool, typer.Option("--stats", help="Print time to first audio and real-time factor on stderr.")] = False,
+) -> None:
+    from voicechat import sentences
+    from voicechat.console import load_config
+    from voicechat.engines import registry
+    from voicechat.errors import VoicechatError
+
+    cfg = load_config({"tts.engine": engine, "tts.voice": voice, "tts.speed": speed, "audio.output_device": output_device})
+    registry.get("tts", cfg.tts.engine)  # unknown engine: fail before reading anything
+    if list_voices:
+        tts = registry.create("tts", cfg)
+        for v in tts.voices():
+            typer.echo(v)
+        return
+    if text is None and sys.stdin.isatty():
+        raise VoicechatError("no text given; pass it as an argument or pipe it in (`echo hi | voicechat say`)")
+    if text is not None and text != "" and text != "-" and not text.strip():
+        raise VoicechatError("the text is empty (only whitespace); give something to say")
+    if text == "":
+        raise VoicechatError("the text is empty; give something to say")
+    if output is not None:
+        from voicechat.audiofile import check_output
+
+        check_output(output)
+    started = time.perf_counter()
+    source = _stdin_blocks() if text in (None, "-") else iter([text])
+    head: list[str] = []
+    for block in source:  # read only until the first words: stdin may be long
+        head.append(block)
+        if block.strip():
+            break
+    if not any(b.strip() for b in head):
+        raise VoicechatError("the text is empty; give something to say")
+    def warm_up() -> None:  # the splitter and PortAudio load while the engine does
+        try:
+            sentences.warm_up()
+            if output is None:
+                from voicechat.audio import sd
+
+                sd()
+        except Exception:  # reported where it is used
+            pass
+
+    warm = threading.Thread(target=warm_up, name="warm-up")
+    warm.start()
+    try:
+        tts = registry.create("tts", cfg)
+    finally:
+        warm.join()  # PortAudio's start-up mutes stderr for a moment: print nothing before it ends
+    loaded = time.perf_counter()
+    pieces = sentences.chunks(itertools.chain(head, source), cfg.tts.first_chunk_words)
+    first = next(pieces, None)
+    if first is None:
+        raise VoicechatError("nothing speakable in the text (no words or numbers); give some words")
+    if output is not None:
+        from voicechat.audiofile import AudioFileWriter
+
+        sink = AudioFileWriter(output)
+    else:
+        from voicechat.audio import Speaker
+
+        sink = Speaker(cfg.audio.output_device, latency=cfg.audio.latency, sample_rate=tts.sample_rate)
+    spoken = 0.0
+    with sink:
+        for chunk in itertools.chain([first], pieces):
+            for audio in tts.synthesize(chunk):
+                spoken += audio.duration
+                sink.play(audio)
+        if spoken == 0.0:
+            raise VoicechatError("nothing speakable in the text (no words or numbers); give some words")
+    if output is not None:
+        typer.echo(f"wrote {output} ({spoken:.1f} s)", err=True)
+    if stats:
+        first = (sink.first_audio_at or loaded) - loaded
+        total = time.perf_counter() - loaded
+        typer.echo(f"engine load {loaded - started:.2f} s, first audio {first:.3f} s after load, {spoken:.1f} s of speech, total {total:.2f} s", err=True)

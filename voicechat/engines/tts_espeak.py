@@ -1,0 +1,72 @@
+"""Text to speech with the espeak-ng program (called with an argument list, never a shell)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from typing import TYPE_CHECKING, Iterator
+
+import numpy as np
+
+from voicechat.engines.base import AudioChunk, TextToSpeech
+from voicechat.errors import VoicechatError
+
+if TYPE_CHECKING:
+    from voicechat.config import Config
+
+DEFAULT_WPM = 175
+
+
+class Espeak(TextToSpeech):
+    name = "espeak"
+
+    def __init__(self, config: "Config") -> None:
+        cfg = config.tts
+        self.program = shutil.which("espeak-ng") or shutil.which("espeak")
+        if self.program is None:
+            raise VoicechatError("espeak-ng is not installed; install it with `sudo apt-get install espeak-ng`")
+        self.voice = cfg.voice or "en-us"
+        if cfg.speed <= 0:
+            raise VoicechatError(f"tts.speed must be above 0 (got {cfg.speed})")
+        self.wpm = max(80, min(500, int(DEFAULT_WPM * cfg.speed)))
+        self.pitch = max(0, min(99, cfg.pitch))
+        self.amplitude = max(0, min(200, int(100 * cfg.volume)))
+        if self.voice not in self._voice_names():
+            raise VoicechatError(f"espeak-ng has no voice '{self.voice}'; list them with `voicechat say --engine espeak --list-voices`")
+
+    @property
+    def model_name(self) -> str:
+        return self.voice
+
+    def _voice_names(self) -> set[str]:
+        names: set[str] = set()
+        for line in self.voices_table():
+            names.update(line[:2])
+        return names
+
+    def voices_table(self) -> list[tuple[str, str]]:
+        out = subprocess.run([self.program, "--voices"], capture_output=True, text=True, timeout=10).stdout
+        rows = []
+        for line in out.splitlines()[1:]:
+            parts = line.split()
+            if len(parts) >= 4:
+                rows.append((parts[1], parts[3]))  # language code, voice name
+        return rows
+
+    def voices(self) -> list[str]:
+        return [f"{code} ({name})" for code, name in self.voices_table()]
+
+    def synthesize(self, text: str) -> Iterator[AudioChunk]:
+        args = [self.program, "--stdout", "-v", self.voice, "-s", str(self.wpm), "-p", str(self.pitch), "-a", str(self.amplitude), "--stdin"]
+        proc = subprocess.run(args, input=text.encode("utf-8"), capture_output=True, timeout=120)
+        if proc.returncode != 0 or len(proc.stdout) < 44:
+            raise VoicechatError(f"espeak-ng failed: {proc.stderr.decode(errors='replace').strip()[:200] or 'no audio'}")
+        data = proc.stdout
+        rate = int.from_bytes(data[24:28], "little")
+        pcm = np.frombuffer(data[44 : 44 + (len(data) - 44) // 2 * 2], dtype="<i2").astype(np.float32) / 32768.0
+        if pcm.size:
+            yield AudioChunk(pcm, rate, text)
+
+
+def create(config: "Config") -> Espeak:
+    return Espeak(config)

