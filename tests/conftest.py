@@ -77,3 +77,43 @@ def hear(whisper):
         return " ".join(s.text.strip() for s in segments)
 
     return _hear
+
+
+@pytest.fixture(scope="session")
+def llama_server():
+    """llama.cpp's OpenAI-compatible server with the bundled SmolLM2, on loopback."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from voicechat import models
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", models.smollm2_gguf(), "--host", "127.0.0.1", "--port", str(port),
+         "--n_ctx", "2048", "--model_alias", "smollm2", "--n_threads", "2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(base + "/models", timeout=1).read()
+            break
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError("llama.cpp server exited")
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        raise RuntimeError("llama.cpp server did not start")
+    yield base
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()

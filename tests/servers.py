@@ -69,7 +69,9 @@ class OpenAILikeServer:
         self.routes: dict[str, Callable[[_Handler, bytes], None]] = {
             "/v1/audio/transcriptions": self._transcriptions,
             "/v1/audio/speech": self._speech,
+            "/v1/chat/completions": self._chat,
         }
+        self.reply = "Hello from the test server. This reply streams in pieces."
         self.api_key: str | None = None
         self.calls_before_ok = 0
         self._httpd = self._Server(("127.0.0.1", 0), _Handler)
@@ -107,6 +109,8 @@ class OpenAILikeServer:
         elif self.mode == "stall":
             time.sleep(5)
             return False
+        elif self.mode == "cut":
+            return False  # handled by the chat route
         else:
             return False
         return True
@@ -133,6 +137,43 @@ class OpenAILikeServer:
             h.send_json(200, {"task": "transcribe", "language": "english", "duration": info.duration, "text": text, "segments": segs})
         else:
             h.send_json(200, {"text": text})
+
+    def _chat(self, h: _Handler, body: bytes) -> None:
+        """Stream a fixed reply as server-sent events, like OpenAI (usage last when asked for)."""
+        req = json.loads(body)
+        if not req.get("stream"):
+            h.send_json(200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": self.reply}}],
+                              "usage": {"prompt_tokens": 10, "completion_tokens": 12, "total_tokens": 22}})
+            return
+        h.send_response(200)
+        h.send_header("Content-Type", "text/event-stream")
+        h.send_header("Transfer-Encoding", "chunked")
+        h.end_headers()
+
+        def event(doc: Any) -> None:
+            data = b"data: " + (doc if isinstance(doc, bytes) else json.dumps(doc).encode()) + b"\n\n"
+            h.wfile.write(f"{len(data):X}\r\n".encode() + data + b"\r\n")
+            h.wfile.flush()
+
+        words = self.reply.split(" ")
+        base = {"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": 0, "model": req.get("model")}
+        for i, word in enumerate(words):
+            if self.mode == "cut" and i == 4:
+                h.wfile.flush()
+                h.close_connection = True
+                import socket
+
+                h.connection.shutdown(socket.SHUT_RDWR)
+                return
+            piece = word if i == 0 else " " + word
+            event({**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
+            time.sleep(0.01)
+        event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        if (req.get("stream_options") or {}).get("include_usage"):
+            event({**base, "choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": len(words), "total_tokens": 10 + len(words)}})
+        event(b"[DONE]")
+        h.wfile.write(b"0\r\n\r\n")
+        h.wfile.flush()
 
     def _speech(self, h: _Handler, body: bytes) -> None:
         import numpy as np

@@ -1,0 +1,130 @@
+"""`voicechat chat`: a typed conversation with the same engines, memory and history as `talk`."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Annotated, Optional
+
+import typer
+
+from voicechat.console import handle_errors
+
+HELP = "Chat by typing (or one message per stdin line when piped); replies stream as they are written."
+
+
+@handle_errors
+def chat(
+    llm: Annotated[Optional[str], typer.Option("--llm", help="Chat engine: llama-cpp, openai, langchain.")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="GGUF path, server model name, or provider:model.")] = None,
+    system: Annotated[Optional[str], typer.Option("--system", help="System prompt.")] = None,
+    no_log: Annotated[bool, typer.Option("--no-log", help="Keep this session out of the history.")] = False,
+    resume: Annotated[Optional[int], typer.Option("--resume", help="Continue session ID with its memory.")] = None,
+    cont: Annotated[bool, typer.Option("--continue", help="Continue the most recent session.")] = False,
+) -> None:
+    from voicechat.console import err_console, fail, load_config, out_console
+    from voicechat.engines import registry
+    from voicechat.errors import StreamCut, VoicechatError
+    from voicechat.history import open_history
+    from voicechat.session import ChatSession, engines_info, summary_line
+
+    cfg = load_config({"llm.engine": llm, "llm.model": model, "llm.system_prompt": system})
+    log = cfg.history.enabled and not no_log
+    history = open_history(cfg) if (log or resume is not None or cont) else None
+    if cont and resume is None:
+        assert history is not None
+        resume = history.last_session_id()
+        if resume is None:
+            raise VoicechatError("no earlier session to continue; start one with `voicechat chat`")
+    if resume is not None:
+        assert history is not None
+        history.session(resume)  # fail before loading the model
+    engine = registry.create("llm", cfg)
+    session = ChatSession(cfg, engine, kind="chat", log=log, resume=resume, engines=engines_info(cfg, llm=engine), history=history)
+    interactive = sys.stdin.isatty()
+    out, err = out_console(), err_console()
+    if interactive:
+        note = f" · resumed session {resume} ({session.resumed_turns} turns)" if resume else ""
+        err.print(f"[dim]{engine.model_name} · /clear /tokens /quit · Ctrl-D to end{note}[/]")
+    failures = 0
+    try:
+        while True:
+            try:
+                line = out.input("[bold cyan]you ›[/] ") if interactive else sys.stdin.readline()
+            except EOFError:
+                break
+            if not interactive and line == "":
+                break
+            text = line.strip()
+            if not text:
+                continue
+            if text.startswith("/"):
+                command = text.split()[0].lower()
+                if command in ("/quit", "/exit"):
+                    break
+                if command == "/clear":
+                    session.clear()
+                    err.print("[dim]conversation cleared[/]")
+                elif command == "/tokens":
+                    err.print(summary_line(session.totals, "first token"))
+                else:
+                    err.print(f"unknown command {command}; use /clear, /tokens or /quit", markup=False)
+                continue
+            started = time.perf_counter()
+            first = None
+            reply: list[str] = []
+            usage = None
+            interrupted = False
+            if interactive:
+                out.print("[bold magenta]assistant ›[/] ", end="")
+            stream = session.ask(text)
+            try:
+                for event in stream:
+                    if hasattr(event, "text"):
+                        if first is None:
+                            first = time.perf_counter() - started
+                        piece = event.text if interactive else event.text.replace("\n", " ")  # scripts: one reply per line
+                        if not reply:
+                            piece = piece.lstrip()
+                        reply.append(event.text)
+                        sys.stdout.write(piece)
+                        sys.stdout.flush()
+                    else:
+                        usage = event
+            except KeyboardInterrupt:
+                stream.close()
+                interrupted = True
+                if not interactive:
+                    raise
+            except StreamCut as e:
+                interrupted = True
+                failures += 1
+                sys.stdout.write("\n")
+                fail(str(e))
+            except VoicechatError as e:
+                failures += 1
+                sys.stdout.write("\n") if reply else None
+                fail(str(e))
+                if not interactive:
+                    continue
+                continue
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+            answer = "".join(reply).strip()
+            latency = {"first_token": round(first, 3)} if first is not None else {}
+            if first is not None:
+                session.totals.latencies.append(first)
+            session.record(text, answer, usage, interrupted=interrupted, latency=latency)
+            if interactive and usage is not None:
+                est = " est." if usage.estimated else ""
+                err.print(f"[dim]{usage.prompt_tokens} + {usage.completion_tokens} tokens{est} · first token {first or 0:.2f} s · {time.perf_counter() - started:.1f} s[/]")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if session.totals.turns and interactive:
+            err.print(f"[dim]{summary_line(session.totals, 'first token')}" + (f" · session {session.session_id}" if session.session_id else "") + "[/]")
+        engine.close()
+        if history is not None:
+            history.close()
+    if failures and not interactive:
+        raise typer.Exit(1)

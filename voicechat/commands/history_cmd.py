@@ -1,0 +1,122 @@
+"""`voicechat history list | show | export | delete`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from voicechat.console import handle_errors
+
+app = typer.Typer(help="Browse, export and delete logged conversations.", no_args_is_help=True)
+
+
+def _open():
+    from voicechat.console import load_config
+    from voicechat.history import open_history
+
+    return open_history(load_config())
+
+
+@app.command("list")
+@handle_errors
+def list_(limit: int = typer.Option(20, "--limit", "-n", help="How many, newest first."), json_out: bool = typer.Option(False, "--json")) -> None:
+    """List sessions, newest first."""
+    with _open() as h:
+        rows = h.sessions(limit)
+    if json_out:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    from rich.table import Table
+
+    from voicechat.console import out_console
+
+    table = Table(title="history", title_justify="left")
+    for col in ("id", "started", "kind", "turns", "tokens", "model", "first words"):
+        table.add_column(col, justify="right" if col in ("id", "turns", "tokens") else "left")
+    for r in rows:
+        table.add_row(str(r["id"]), r["started_at"].replace("T", " ")[:16], r["kind"], str(r["turns"]), str(r["tokens"]),
+                      (r["llm_model"] or "")[:28], (r["first_text"] or "")[:40])
+    out_console().print(table)
+
+
+@app.command("show")
+@handle_errors
+def show(session_id: int = typer.Argument(..., help="Session id (see `history list`).")) -> None:
+    """Print a session's conversation."""
+    from voicechat.console import out_console
+
+    with _open() as h:
+        info, turns = h.session(session_id), h.turns(session_id)
+    console = out_console()
+    console.print(f"[bold]session {session_id}[/] · {info['kind']} · {info['started_at']} · {info['llm_model'] or ''}")
+    for t in turns:
+        console.print(f"[bold cyan]you[/]  {t.user_text}", highlight=False)
+        cut = " [dim](interrupted)[/]" if t.interrupted else ""
+        console.print(f"[bold magenta]assistant[/]  {t.assistant_text}{cut}", highlight=False)
+
+
+def to_markdown(info: dict, turns: list) -> str:
+    lines = [f"# voicechat session {info['id']}", "", f"- started: {info['started_at']}", f"- kind: {info['kind']}",
+             f"- model: {info['llm_model'] or ''}", ""]
+    for t in turns:
+        lines += [f"**You:** {t.user_text}", "", f"**Assistant:** {t.assistant_text}" + (" *(interrupted)*" if t.interrupted else ""), ""]
+    return "\n".join(lines)
+
+
+@app.command("export")
+@handle_errors
+def export(
+    session_id: int = typer.Argument(..., help="Session id."),
+    fmt: str = typer.Option("json", "--format", "-f", help="csv, json or md."),
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here (atomically) instead of stdout.")] = None,
+) -> None:
+    """Export a session as CSV, JSON or Markdown."""
+    import csv
+    import dataclasses
+    import io
+
+    from voicechat.errors import VoicechatError
+
+    if fmt not in ("csv", "json", "md"):
+        raise VoicechatError(f"unknown export format '{fmt}'; use csv, json or md")
+    with _open() as h:
+        info, turns = h.session(session_id), h.turns(session_id)
+    if fmt == "json":
+        text = json.dumps({"session": info, "turns": [dataclasses.asdict(t) for t in turns]}, indent=2, ensure_ascii=False) + "\n"
+    elif fmt == "md":
+        text = to_markdown(info, turns)
+    else:
+        buf = io.StringIO()
+        fields = ["created_at", "user_text", "assistant_text", "interrupted", "llm_model", "prompt_tokens", "completion_tokens", "tokens_estimated"]
+        writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        for t in turns:
+            writer.writerow(dataclasses.asdict(t))
+        text = buf.getvalue()
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        from voicechat.atomic import write_text_atomic
+
+        write_text_atomic(output, text)
+
+
+@app.command("delete")
+@handle_errors
+def delete(session_id: int = typer.Argument(..., help="Session id."), yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask.")) -> None:
+    """Delete a session and its turns."""
+    import sys
+
+    with _open() as h:
+        h.session(session_id)
+        if not yes:
+            if not sys.stdin.isatty():
+                from voicechat.errors import VoicechatError
+
+                raise VoicechatError("refusing to delete without confirmation; add --yes")
+            typer.confirm(f"delete session {session_id}?", abort=True)
+        h.delete(session_id)
+    typer.echo(f"deleted session {session_id}", err=True)

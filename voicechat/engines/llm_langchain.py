@@ -1,0 +1,85 @@
+"""Chat through any LangChain chat model, chosen by ``provider:model`` (langchain's init_chat_model)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+from voicechat.engines.base import ChatModel, Message, TextDelta, Usage
+from voicechat.errors import VoicechatError, scrub
+
+if TYPE_CHECKING:
+    from voicechat.config import Config
+
+
+class LangChainChat(ChatModel):
+    name = "langchain"
+
+    def __init__(self, config: "Config") -> None:
+        from langchain.chat_models import init_chat_model
+
+        cfg = config.llm
+        spec = cfg.model or "openai:gpt-4o-mini"
+        provider, _, model = spec.partition(":")
+        if not model:
+            raise VoicechatError(f"langchain model '{spec}' must be provider:model, e.g. openai:gpt-4o-mini or ollama:llama3.2")
+        kwargs: dict[str, Any] = {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
+        if provider == "openai":
+            base_url, key = config.openai_base_url(cfg), config.openai_api_key(cfg)
+            if base_url:
+                kwargs["base_url"] = base_url
+            kwargs["api_key"] = key or ("not-needed" if base_url else None)
+            if kwargs["api_key"] is None:
+                raise VoicechatError("no OpenAI API key: set OPENAI_API_KEY (or openai.api_key), or point openai.base_url at a local server")
+            kwargs.update(timeout=cfg.timeout, max_retries=cfg.retries, stream_usage=True)
+        try:
+            self.model = init_chat_model(model, model_provider=provider, **kwargs)
+        except ImportError as e:
+            raise VoicechatError(f"langchain provider '{provider}' needs its package: {e}") from e
+        except ValueError as e:
+            raise VoicechatError(f"langchain cannot make '{spec}': {scrub(str(e))}") from e
+        self.spec = spec
+
+    @property
+    def model_name(self) -> str:
+        return self.spec
+
+    def stream(self, messages: Sequence[Message]) -> Iterator[TextDelta | Usage]:
+        from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+
+        kinds = {"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
+        lc_messages = [kinds[m.role](content=m.content) for m in messages]
+        usage = None
+        text: list[str] = []
+        try:
+            for chunk in self.model.stream(lc_messages):
+                if chunk.content:
+                    piece = chunk.content if isinstance(chunk.content, str) else "".join(
+                        p.get("text", "") for p in chunk.content if isinstance(p, dict)
+                    )
+                    if piece:
+                        text.append(piece)
+                        yield TextDelta(piece)
+                if getattr(chunk, "usage_metadata", None):
+                    usage = chunk.usage_metadata
+        except Exception as e:
+            from voicechat.engines.openai_client import translate
+
+            try:
+                import openai
+
+                if isinstance(e, openai.OpenAIError):
+                    raise translate(e, f"chat with '{self.spec}'", None) from e
+            except ImportError:
+                pass
+            raise VoicechatError(f"chat with '{self.spec}' failed: {scrub(str(e))[:200]}") from e
+        if usage:
+            yield Usage(int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0)), estimated=False)
+        else:
+            from voicechat import tokens
+
+            enc, _ = tokens.encoding_for_model(self.spec.partition(":")[2])
+            yield Usage(sum(tokens.count(m.content, enc) + 4 for m in messages), tokens.count("".join(text), enc), estimated=True)
+
+
+def create(config: "Config") -> LangChainChat:
+    return LangChainChat(config)

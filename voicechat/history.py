@@ -1,0 +1,193 @@
+"""Conversation history in SQLite: sessions and turns, each turn committed as it completes.
+
+The database lives in the platform data dir (file mode 0600), in WAL mode so a
+killed process loses at most the turn in flight. The schema is versioned with
+``PRAGMA user_version``; :data:`MIGRATIONS` upgrades older files in place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from voicechat.errors import VoicechatError
+
+MIGRATIONS = [
+    # 1: sessions and turns
+    """
+    CREATE TABLE sessions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        started_at TEXT NOT NULL,
+        ended_at TEXT,
+        kind TEXT NOT NULL,
+        system_prompt TEXT,
+        stt_engine TEXT, stt_model TEXT,
+        llm_engine TEXT, llm_model TEXT,
+        tts_engine TEXT, tts_model TEXT
+    );
+    CREATE TABLE turns (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        created_at TEXT NOT NULL,
+        user_text TEXT NOT NULL,
+        assistant_text TEXT NOT NULL,
+        interrupted INTEGER NOT NULL DEFAULT 0,
+        llm_model TEXT,
+        prompt_tokens INTEGER, completion_tokens INTEGER,
+        tokens_estimated INTEGER NOT NULL DEFAULT 0,
+        latency TEXT,
+        user_audio TEXT, reply_audio TEXT
+    );
+    CREATE INDEX turns_session ON turns(session_id, id);
+    """,
+    # 2: a marker for sessions cleared mid-way (/clear): turns before it are not replayed on resume
+    """
+    ALTER TABLE turns ADD COLUMN cleared_before INTEGER NOT NULL DEFAULT 0;
+    """,
+]
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class Turn:
+    user_text: str
+    assistant_text: str
+    created_at: str = field(default_factory=now)
+    interrupted: bool = False
+    llm_model: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    tokens_estimated: bool = False
+    latency: dict[str, float] = field(default_factory=dict)
+    user_audio: str | None = None
+    reply_audio: str | None = None
+    cleared_before: bool = False
+    id: int | None = None
+    session_id: int | None = None
+
+
+class History:
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            old = os.umask(0o077)  # the db, -wal and -shm files are the user's alone
+            try:
+                if not self.path.exists():
+                    os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+                self.db = sqlite3.connect(str(self.path), timeout=10, check_same_thread=False, isolation_level=None)
+                self.db.row_factory = sqlite3.Row
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.execute("PRAGMA foreign_keys=ON")
+                self._migrate()
+            finally:
+                os.umask(old)
+        except sqlite3.DatabaseError as e:
+            raise VoicechatError(f"{self.path}: history database unusable ({e}); move it aside to start a new one") from None
+        except OSError as e:
+            raise VoicechatError(f"{self.path}: cannot open history ({e.strerror}); check the directory's permissions") from None
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise VoicechatError(f"{self.path}: history was written by a newer voicechat (schema {version}); upgrade voicechat")
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in filter(str.strip, script.split(";")):
+                    self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version = {number}")
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "History":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # writing --------------------------------------------------------------------------
+    def new_session(self, kind: str, *, system_prompt: str | None = None, engines: dict[str, str | None] | None = None) -> int:
+        e = engines or {}
+        cur = self.db.execute(
+            "INSERT INTO sessions (started_at, kind, system_prompt, stt_engine, stt_model, llm_engine, llm_model, tts_engine, tts_model)"
+            " VALUES (?,?,?,?,?,?,?,?,?)",
+            (now(), kind, system_prompt, e.get("stt_engine"), e.get("stt_model"), e.get("llm_engine"), e.get("llm_model"),
+             e.get("tts_engine"), e.get("tts_model")),
+        )
+        return int(cur.lastrowid)
+
+    def add_turn(self, session_id: int, turn: Turn) -> int:
+        """Commit one completed turn (autocommit: it is on disk when this returns)."""
+        cur = self.db.execute(
+            "INSERT INTO turns (session_id, created_at, user_text, assistant_text, interrupted, llm_model, prompt_tokens,"
+            " completion_tokens, tokens_estimated, latency, user_audio, reply_audio, cleared_before)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (session_id, turn.created_at, turn.user_text, turn.assistant_text, int(turn.interrupted), turn.llm_model,
+             turn.prompt_tokens, turn.completion_tokens, int(turn.tokens_estimated), json.dumps(turn.latency),
+             turn.user_audio, turn.reply_audio, int(turn.cleared_before)),
+        )
+        self.db.execute("UPDATE sessions SET ended_at=? WHERE id=?", (turn.created_at, session_id))
+        return int(cur.lastrowid)
+
+    def delete(self, session_id: int) -> None:
+        self.session(session_id)
+        self.db.execute("DELETE FROM sessions WHERE id=?", (session_id,))
+
+    # reading --------------------------------------------------------------------------
+    def sessions(self, limit: int = 50) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT s.*, COUNT(t.id) AS turns, COALESCE(SUM(t.prompt_tokens),0) + COALESCE(SUM(t.completion_tokens),0) AS tokens,"
+            " (SELECT user_text FROM turns WHERE session_id=s.id ORDER BY id LIMIT 1) AS first_text"
+            " FROM sessions s LEFT JOIN turns t ON t.session_id=s.id GROUP BY s.id ORDER BY s.id DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def session(self, session_id: int) -> dict[str, Any]:
+        row = self.db.execute("SELECT * FROM sessions WHERE id=?", (session_id,)).fetchone()
+        if row is None:
+            raise VoicechatError(f"no session {session_id} in the history; see `voicechat history list`")
+        return dict(row)
+
+    def last_session_id(self, kind: str | None = None) -> int | None:
+        q = "SELECT id FROM sessions" + (" WHERE kind=?" if kind else "") + " ORDER BY id DESC LIMIT 1"
+        row = self.db.execute(q, (kind,) if kind else ()).fetchone()
+        return int(row[0]) if row else None
+
+    def turns(self, session_id: int) -> list[Turn]:
+        self.session(session_id)
+        out = []
+        for r in self.db.execute("SELECT * FROM turns WHERE session_id=? ORDER BY id", (session_id,)):
+            out.append(
+                Turn(
+                    id=r["id"], session_id=r["session_id"], created_at=r["created_at"], user_text=r["user_text"],
+                    assistant_text=r["assistant_text"], interrupted=bool(r["interrupted"]), llm_model=r["llm_model"],
+                    prompt_tokens=r["prompt_tokens"], completion_tokens=r["completion_tokens"],
+                    tokens_estimated=bool(r["tokens_estimated"]), latency=json.loads(r["latency"] or "{}"),
+                    user_audio=r["user_audio"], reply_audio=r["reply_audio"], cleared_before=bool(r["cleared_before"]),
+                )
+            )
+        return out
+
+
+def open_history(config: Any) -> History:
+    from voicechat import paths
+
+    return History(Path(os.path.expanduser(config.history.path)) if config.history.path else paths.history_db())
+
+

