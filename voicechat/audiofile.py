@@ -45,12 +45,13 @@ class AudioFileWriter:
     def play(self, chunk: "AudioChunk") -> None:
         import soundfile as sf
 
+        import time
+
         if self._file is None:
             self.rate = chunk.sample_rate
             fmt, subtype = FORMATS[self.path.suffix.lower()]
             self._file = sf.SoundFile(str(self._tmp), "w", samplerate=self.rate, channels=1, format=fmt, subtype=subtype)
-            import time
-
+        if self.first_audio_at is None:
             self.first_audio_at = time.perf_counter()
         samples = np.asarray(chunk.samples, dtype=np.float32)
         if chunk.sample_rate != self.rate:
@@ -62,6 +63,10 @@ class AudioFileWriter:
 
     def drain(self, timeout: float | None = None) -> None:
         pass
+
+    def reset(self) -> None:
+        """A new reply begins (talk): its first audio is timed afresh; the file stays open."""
+        self.first_audio_at = None
 
     def __exit__(self, exc_type: Any, *exc: Any) -> None:
         if self._file is not None:

@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from voicechat import __version__
-from voicechat.commands import chat_cmd, config_cmd, devices_cmd, engines_cmd, history_cmd, say_cmd, tokens_cmd, transcribe_cmd
+from voicechat.commands import chat_cmd, config_cmd, devices_cmd, engines_cmd, history_cmd, say_cmd, talk_cmd, tokens_cmd, transcribe_cmd
 from voicechat.console import set_globals
 
 app = typer.Typer(
@@ -43,6 +43,7 @@ def root(
     set_globals(debug=debug, config=config)
 
 
+app.command("talk", help=talk_cmd.HELP)(talk_cmd.talk)
 app.command("transcribe", help=transcribe_cmd.HELP)(transcribe_cmd.transcribe)
 app.command("say", help=say_cmd.HELP)(say_cmd.say)
 app.command("chat", help=chat_cmd.HELP)(chat_cmd.chat)

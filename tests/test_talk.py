@@ -1,0 +1,266 @@
+"""`voicechat talk` end to end: real engines, a virtual sound card, real subprocesses and signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.helpers import VOICECHAT, assert_one_line_error, run_cli, speak, wer, write_wav
+from tests.soundcard import PulseCard
+from voicechat import paths
+from voicechat.history import History
+
+Q1 = "What is the capital of France?"
+Q2 = "Tell me a fun fact about cats."
+FAST_LLM = {"VOICECHAT_LLM_MAX_TOKENS": "48", "VOICECHAT_LLM_TEMPERATURE": "0"}
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(16000 * seconds), dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def questions():
+    return speak(Q1), speak(Q2)
+
+
+def history_turns():
+    if not paths.history_db().exists():
+        return []
+    with History(paths.history_db()) as h:
+        sid = h.last_session_id()
+        return h.turns(sid) if sid else []
+
+
+class TalkProcess:
+    """`voicechat talk --json` as a subprocess; events are read by a thread."""
+
+    def __init__(self, *args: str, env: dict | None = None, stdin=subprocess.DEVNULL) -> None:
+        self.proc = subprocess.Popen([VOICECHAT, "talk", "--json", *args], stdin=stdin, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, env={**os.environ, **FAST_LLM, **(env or {})})
+        self.events: list[dict] = []
+        self._cv = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            with self._cv:
+                self.events.append(json.loads(line))
+                self._cv.notify_all()
+
+    def wait_for(self, predicate, timeout: float = 120.0, after: dict | None = None) -> dict:
+        """The first event matching predicate (after the given event, if any)."""
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while True:
+                start = next(i for i, e in enumerate(self.events) if e is after) + 1 if after is not None else 0
+                for e in self.events[start:]:
+                    if predicate(e):
+                        return e
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
+                    raise AssertionError(f"event not seen; events: {self.events}; stderr: {self.stderr_text()}")
+                self._cv.wait(min(left, 0.2))
+
+    def count(self, type_: str) -> int:
+        return sum(1 for e in self.events if e["type"] == type_)
+
+    def stderr_text(self) -> str:
+        if self.proc.poll() is None:
+            return ""
+        return self.proc.stderr.read().decode(errors="replace")
+
+    def finish(self, timeout: float = 60) -> int:
+        code = self.proc.wait(timeout)
+        self._reader.join(5)
+        return code
+
+
+def test_two_questions_through_the_sound_card(tmp_path, questions, hear):
+    """Two spoken questions with silence between: exactly two turns, two replies out of the speaker, both logged."""
+    if not PulseCard.available():
+        pytest.fail("PulseAudio is required (scripts/setup.sh test installs it)")
+    with PulseCard(tmp_path / "pulse") as card:
+        card.start_recording()
+        talk = TalkProcess()
+        talk.wait_for(lambda e: e == {"type": "status", "state": "listening"})
+        card.feed_mic(np.concatenate([questions[0], silence(1.0)])).wait()
+        reply = talk.wait_for(lambda e: e["type"] == "reply")
+        talk.wait_for(lambda e: e == {"type": "status", "state": "listening"}, after=reply)
+        card.feed_mic(np.concatenate([questions[1], silence(1.0)])).wait()
+        reply = talk.wait_for(lambda e: e["type"] == "reply", after=reply)
+        talk.wait_for(lambda e: e == {"type": "status", "state": "listening"}, after=reply)
+        time.sleep(0.5)
+        talk.proc.send_signal(signal.SIGINT)
+        assert talk.finish() == 0, talk.stderr_text()
+        played = card.stop_recording()
+    users = [e["text"] for e in talk.events if e["type"] == "user"]
+    replies = [e["text"] for e in talk.events if e["type"] == "reply"]
+    assert len(users) == 2 and len(replies) == 2
+    assert wer(Q1, users[0]) <= 0.25 and wer(Q2, users[1]) <= 0.25
+    assert all(r.strip() for r in replies)
+    heard = hear(played, 48000)
+    assert wer(" ".join(replies), heard) <= 0.35, (replies, heard)
+    summary = talk.events[-1]
+    assert summary["type"] == "summary" and summary["turns"] == 2 and summary["p50"] > 0
+    stats = [e for e in talk.events if e["type"] == "turn_stats"]
+    assert all({"stt", "first_token", "first_audio", "voice_to_voice"} <= set(s["latency"]) for s in stats)
+    turns = history_turns()
+    assert [t.user_text for t in turns] == users and [t.assistant_text for t in turns] == replies
+    assert all(t.latency.get("voice_to_voice") for t in turns)
+
+
+def test_barge_in_stops_playback_and_truncates_the_logged_reply(tmp_path, questions):
+    if not PulseCard.available():
+        pytest.fail("PulseAudio is required (scripts/setup.sh test installs it)")
+    with PulseCard(tmp_path / "pulse") as card:
+        talk = TalkProcess("--barge-in", "--system", "Answer with a long, detailed story of at least ten sentences.",
+                           env={"VOICECHAT_LLM_MAX_TOKENS": "200"})
+        talk.wait_for(lambda e: e == {"type": "status", "state": "listening"})
+        card.feed_mic(np.concatenate([questions[1], silence(1.0)])).wait()
+        talk.wait_for(lambda e: e["type"] == "status" and e["state"] == "speaking")
+        time.sleep(1.0)
+        card.feed_mic(np.concatenate([speak("Stop, wait a moment."), silence(1.0)])).wait()
+        talk.wait_for(lambda e: e["type"] == "notice" and "barge-in" in e["message"])
+        first_reply = talk.wait_for(lambda e: e["type"] == "reply")
+        talk.wait_for(lambda e: e["type"] == "user", after=first_reply)
+        talk.wait_for(lambda e: e["type"] == "reply", after=first_reply, timeout=180)
+        talk.proc.send_signal(signal.SIGINT)
+        assert talk.finish() == 0
+    streamed = "".join(e["text"] for e in talk.events[: talk.events.index(first_reply)] if e["type"] == "reply_delta")
+    assert first_reply["interrupted"] is True
+    assert len(first_reply["text"]) < len(streamed.strip()), "only what was played is kept"
+    turns = history_turns()
+    assert turns[0].interrupted and turns[0].assistant_text == first_reply["text"]
+    assert len(turns) == 2
+
+
+def test_file_input_fast_with_output_file(tmp_path, questions, hear):
+    conv = write_wav(tmp_path / "conv.wav", np.concatenate([silence(0.5), questions[0], silence(1.5), questions[1], silence(0.5)]))
+    out = tmp_path / "replies.wav"
+    result = run_cli("talk", "--input", str(conv), "--fast", "--output", str(out), "--json", env=FAST_LLM)
+    assert result.returncode == 0, result.stderr.decode()
+    events = [json.loads(l) for l in result.stdout.decode().splitlines()]
+    users = [e["text"] for e in events if e["type"] == "user"]
+    replies = [e["text"] for e in events if e["type"] == "reply"]
+    assert len(users) == 2 and wer(Q1, users[0]) <= 0.25
+    audio, rate = sf.read(str(out))
+    assert wer(" ".join(replies), hear(audio, rate)) <= 0.35
+    assert len(history_turns()) == 2
+
+
+@pytest.mark.parametrize("kind", ["silence", "noise", "cough"])
+def test_no_speech_gives_zero_turns(tmp_path, kind):
+    rng = np.random.default_rng(0)
+    if kind == "silence":
+        audio = silence(6)
+    elif kind == "noise":
+        audio = (rng.standard_normal(16000 * 6) * 0.02).astype(np.float32)
+    else:  # a short loud burst
+        audio = np.concatenate([silence(2), (rng.standard_normal(1600) * 0.5).astype(np.float32), silence(3)])
+    path = write_wav(tmp_path / f"{kind}.wav", audio)
+    result = run_cli("talk", "--input", str(path), "--fast", "--output", str(tmp_path / "o.wav"), "--json")
+    assert result.returncode == 0, result.stderr.decode()
+    events = [json.loads(l) for l in result.stdout.decode().splitlines()]
+    assert not [e for e in events if e["type"] in ("user", "reply")]
+    assert events[-1]["type"] == "summary" and events[-1]["turns"] == 0
+    assert history_turns() == []
+
+
+def test_typed_input_without_microphone(tmp_path):
+    """No sound devices at all: talk says so once and takes typed messages; replies are printed."""
+    env = {**FAST_LLM, "ALSA_CONFIG_PATH": "/usr/share/alsa/alsa.conf"}
+    result = run_cli("talk", input=b"Hello, who are you?\n/tokens\n", env=env)
+    assert result.returncode == 0, result.stderr.decode()
+    out, err = result.stdout.decode(), result.stderr.decode()
+    assert "you: Hello, who are you?" in out and "assistant: " in out
+    assert err.count("no microphone") == 1 and "no speaker" in err
+    assert [t.user_text for t in history_turns()] == ["Hello, who are you?"]
+
+
+def test_bad_input_file_and_options(tmp_path):
+    bad = tmp_path / "bad.wav"
+    bad.write_text("nope")
+    r = run_cli("talk", "--input", str(bad))
+    assert r.returncode == 1
+    assert_one_line_error(r.stderr.decode(), "bad.wav", "not an audio file")
+    r = run_cli("talk", "--mode", "ptt")
+    assert_one_line_error(r.stderr.decode(), "push-to-talk needs a terminal")
+    r = run_cli("talk", "--mode", "loud", input=b"")
+    assert_one_line_error(r.stderr.decode(), "--mode is 'loud'")
+    r = run_cli("talk", "--output", str(tmp_path / "x.mp3"))
+    assert_one_line_error(r.stderr.decode(), "unsupported audio extension")
+
+
+@pytest.mark.parametrize("stage", ["listening", "thinking", "speaking"])
+def test_ctrl_c_at_each_stage_exits_cleanly(tmp_path, questions, stage):
+    if not PulseCard.available():
+        pytest.fail("PulseAudio is required (scripts/setup.sh test installs it)")
+    with PulseCard(tmp_path / "pulse") as card:
+        talk = TalkProcess(env={"VOICECHAT_LLM_MAX_TOKENS": "120"})
+        talk.wait_for(lambda e: e == {"type": "status", "state": "listening"})
+        completed = 0
+        if stage != "listening":
+            card.feed_mic(np.concatenate([questions[0], silence(1.0)])).wait()
+            reply = talk.wait_for(lambda e: e["type"] == "reply")  # one completed turn first
+            talk.wait_for(lambda e: e == {"type": "status", "state": "listening"}, after=reply)
+            completed = 1
+            card.feed_mic(np.concatenate([questions[1], silence(1.0)]))
+            talk.wait_for(lambda e: e == {"type": "status", "state": stage}, after=reply)
+        talk.proc.send_signal(signal.SIGINT)
+        code = talk.finish()
+    assert code == 0, talk.stderr_text()
+    assert talk.events[-1]["type"] == "summary"
+    turns = history_turns()
+    assert len(turns) >= completed
+    assert all(t.user_text for t in turns)
+    if stage == "listening":
+        assert turns == []
+
+
+def test_push_to_talk_from_a_pseudo_terminal(tmp_path, questions):
+    """Space starts recording, space stops it; the recording becomes a turn. Driven through a real pty."""
+    import pty
+    import select
+
+    if not PulseCard.available():
+        pytest.fail("PulseAudio is required (scripts/setup.sh test installs it)")
+    with PulseCard(tmp_path / "pulse") as card:
+        master, slave = pty.openpty()
+        proc = subprocess.Popen([VOICECHAT, "talk", "--json", "--mode", "ptt"], stdin=slave, stdout=slave, stderr=slave,
+                                env={**os.environ, **FAST_LLM}, close_fds=True)
+        os.close(slave)
+        buf = b""
+
+        def read_until(needle: bytes, timeout: float = 120) -> None:
+            nonlocal buf
+            deadline = time.monotonic() + timeout
+            while needle not in buf:
+                assert time.monotonic() < deadline, buf.decode(errors="replace")[-2000:]
+                if select.select([master], [], [], 0.2)[0]:
+                    try:
+                        buf += os.read(master, 65536)
+                    except OSError:
+                        break
+
+        read_until(b'"state": "idle"')
+        os.write(master, b" ")
+        read_until(b'"state": "recording"')
+        card.feed_mic(np.concatenate([questions[0], silence(0.3)])).wait()
+        os.write(master, b" ")
+        read_until(b'"type": "reply"')
+        os.write(master, b"/quit\n")
+        read_until(b'"type": "summary"')
+        assert proc.wait(30) == 0
+        os.close(master)
+    users = [json.loads(l)["text"] for l in buf.decode(errors="replace").splitlines() if l.startswith('{"type": "user"')]
+    assert len(users) == 1 and wer(Q1, users[0]) <= 0.3

@@ -1,0 +1,278 @@
+"""`voicechat talk`: speak, and the assistant answers aloud, streaming end to end."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from voicechat.console import handle_errors
+
+HELP = "Talk with the assistant: it listens, answers aloud as it thinks, and shows the conversation live."
+ENGINES = "Engines and models"
+AUDIO = "Audio"
+SESSION = "Session"
+
+
+@handle_errors
+def talk(
+    stt: Annotated[Optional[str], typer.Option("--stt", help="Speech-to-text engine.", rich_help_panel=ENGINES)] = None,
+    llm: Annotated[Optional[str], typer.Option("--llm", help="Chat engine.", rich_help_panel=ENGINES)] = None,
+    tts: Annotated[Optional[str], typer.Option("--tts", help="Text-to-speech engine.", rich_help_panel=ENGINES)] = None,
+    stt_model: Annotated[Optional[str], typer.Option("--stt-model", help="Whisper model name or directory.", rich_help_panel=ENGINES)] = None,
+    llm_model: Annotated[Optional[str], typer.Option("--llm-model", help="GGUF path, server model, or provider:model.", rich_help_panel=ENGINES)] = None,
+    voice: Annotated[Optional[str], typer.Option("--voice", help="TTS voice.", rich_help_panel=ENGINES)] = None,
+    system: Annotated[Optional[str], typer.Option("--system", help="System prompt.", rich_help_panel=ENGINES)] = None,
+    mode: Annotated[Optional[str], typer.Option("--mode", help="vad (voice activity) or ptt (push-to-talk, space bar).", rich_help_panel=AUDIO)] = None,
+    barge_in: Annotated[Optional[bool], typer.Option("--barge-in/--no-barge-in", help="Speaking over the assistant stops it (use headphones).", rich_help_panel=AUDIO)] = None,
+    input_device: Annotated[Optional[str], typer.Option("--input-device", help="Microphone: index or name part.", rich_help_panel=AUDIO)] = None,
+    output_device: Annotated[Optional[str], typer.Option("--output-device", help="Speaker: index or name part.", rich_help_panel=AUDIO)] = None,
+    input_file: Annotated[Optional[Path], typer.Option("--input", help="Use an audio file as the microphone.", rich_help_panel=AUDIO)] = None,
+    fast: Annotated[bool, typer.Option("--fast", help="With --input: do not pace the file in real time.", rich_help_panel=AUDIO)] = False,
+    output_file: Annotated[Optional[Path], typer.Option("--output", help="Write the replies to a .wav/.flac/.ogg instead of the speaker.", rich_help_panel=AUDIO)] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON event per line on stdout instead of the live view.", rich_help_panel=SESSION)] = False,
+    no_log: Annotated[bool, typer.Option("--no-log", help="Keep this session out of the history.", rich_help_panel=SESSION)] = False,
+    resume: Annotated[Optional[int], typer.Option("--resume", help="Continue session ID with its memory.", rich_help_panel=SESSION)] = None,
+    cont: Annotated[bool, typer.Option("--continue", help="Continue the most recent session.", rich_help_panel=SESSION)] = False,
+) -> None:
+    from voicechat.console import load_config
+    from voicechat.errors import VoicechatError
+
+    cfg = load_config({
+        "stt.engine": stt, "llm.engine": llm, "tts.engine": tts, "stt.model": stt_model, "llm.model": llm_model,
+        "tts.voice": voice, "llm.system_prompt": system, "listen.mode": mode, "listen.barge_in": barge_in,
+        "audio.input_device": input_device, "audio.output_device": output_device,
+    })
+    if cfg.listen.mode not in ("vad", "ptt"):
+        raise VoicechatError(f"--mode is '{cfg.listen.mode}'; use vad or ptt")
+    if cfg.listen.mode == "ptt" and not sys.stdin.isatty():
+        raise VoicechatError("push-to-talk needs a terminal for the space bar; use --mode vad")
+    if fast and input_file is None:
+        raise VoicechatError("--fast applies to --input FILE only")
+    if output_file is not None:
+        from voicechat.audiofile import check_output
+
+        check_output(output_file)
+    if input_file is not None:
+        from voicechat.decode import decode
+
+        decode(input_file)  # a bad file fails here, before the models load
+    Talk(cfg, input_file=input_file, fast=fast, output_file=output_file, json_out=json_out, no_log=no_log,
+         resume=resume, cont=cont).run()
+
+
+class Talk:
+    def __init__(self, cfg: Any, *, input_file: Path | None, fast: bool, output_file: Path | None, json_out: bool,
+                 no_log: bool, resume: int | None, cont: bool) -> None:
+        self.cfg = cfg
+        self.input_file, self.fast, self.output_file = input_file, fast, output_file
+        self.json_out, self.no_log, self.resume, self.cont = json_out, no_log, resume, cont
+        self.stop = threading.Event()
+        self.interrupts = 0
+
+    def _renderer(self) -> Any:
+        from voicechat.talk import render
+
+        if self.json_out:
+            return render.JsonRenderer()
+        if sys.stdout.isatty():
+            return render.LiveRenderer()
+        return render.PlainRenderer()
+
+    def _load_engines(self) -> tuple[Any, Any, Any]:
+        """Load the three engines at once (and PortAudio, and the sentence splitter) to start sooner."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from voicechat import sentences
+        from voicechat.audio import sd
+        from voicechat.engines import registry
+
+        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="load") as pool:
+            futures = [pool.submit(registry.create, kind, self.cfg) for kind in ("stt", "llm", "tts")]
+            try:
+                sd()
+            except Exception:
+                pass
+            sentences.warm_up()
+            results, error = [], None
+            for f in futures:
+                try:
+                    results.append(f.result())
+                except Exception as e:  # report the first failure after all finished
+                    results.append(None)
+                    error = error or e
+        if error is not None:
+            for r in results:
+                if r is not None:
+                    r.close()
+            raise error
+        return results[0], results[1], results[2]
+
+    def _open_source(self, renderer: Any, stack: Any) -> Any:
+        from voicechat.errors import VoicechatError
+        from voicechat.talk import events as ev
+        from voicechat.talk.sources import FileSource, MicSource
+
+        frame_ms = self.cfg.listen.frame_ms
+        if self.input_file is not None:
+            return stack.enter_context(FileSource(self.input_file, frame_ms, fast=self.fast))
+        try:
+            return stack.enter_context(MicSource(self.cfg.audio.input_device, frame_ms, self.cfg.audio.latency))
+        except VoicechatError as e:
+            if self.cfg.audio.input_device is not None:
+                raise
+            renderer(ev.Notice(f"no microphone ({e}); type your messages instead"))
+            return None
+
+    def _open_sink(self, renderer: Any, stack: Any, rate: int | None) -> Any:
+        from voicechat.audio import Speaker, find_device
+        from voicechat.errors import VoicechatError
+        from voicechat.talk import events as ev
+
+        if self.output_file is not None:
+            from voicechat.audiofile import AudioFileWriter
+
+            return stack.enter_context(AudioFileWriter(self.output_file))
+        try:
+            device = find_device(self.cfg.audio.output_device, "output")
+            return stack.enter_context(Speaker(device, latency=self.cfg.audio.latency, sample_rate=rate))
+        except VoicechatError as e:
+            if self.cfg.audio.output_device is not None:
+                raise
+            renderer(ev.Notice(f"no speaker ({e}); replies are printed only (use --output FILE to save them)"))
+            return None
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        self.interrupts += 1
+        if self.interrupts >= 2:
+            if self._keyboard is not None:
+                self._keyboard.restore()
+            os._exit(130)  # a second Ctrl-C forces
+        self.stop.set()
+
+    def run(self) -> None:
+        import contextlib
+
+        from voicechat.errors import VoicechatError
+        from voicechat.history import open_history
+        from voicechat.session import ChatSession, engines_info, percentile
+        from voicechat.talk import events as ev
+        from voicechat.talk.keyboard import KeyboardInput
+        from voicechat.talk.pipeline import Pipeline
+
+        cfg = self.cfg
+        self._keyboard = None
+        log = cfg.history.enabled and not self.no_log
+        history = open_history(cfg) if (log or self.resume is not None or self.cont) else None
+        resume = self.resume
+        if self.cont and resume is None:
+            assert history is not None
+            resume = history.last_session_id()
+            if resume is None:
+                raise VoicechatError("no earlier session to continue; start one with `voicechat talk`")
+        if resume is not None:
+            assert history is not None
+            history.session(resume)
+        previous = signal.signal(signal.SIGINT, self._on_sigint)
+        stt = llm = tts = None
+        pipeline = None
+        exit_code = 0
+        try:
+            with contextlib.ExitStack() as stack:
+                renderer = stack.enter_context(self._renderer())
+                stt, llm, tts = self._load_engines()
+                session = ChatSession(cfg, llm, kind="talk", log=log, resume=resume,
+                                      engines=engines_info(cfg, stt, llm, tts), history=history)
+                if resume is not None:
+                    renderer(ev.Notice(f"resumed session {resume} ({session.resumed_turns} turns)"))
+                source = self._open_source(renderer, stack)
+                sink = self._open_sink(renderer, stack, getattr(tts, "sample_rate", None))
+                pipeline = Pipeline(cfg, stt, tts, session, source=source, sink=sink, emit=renderer,
+                                    mode=cfg.listen.mode if source is not None else "vad", barge_in=cfg.listen.barge_in)
+
+                def on_line(line: str) -> None:
+                    self._command(line, pipeline, session, renderer)
+
+                def on_ptt() -> None:
+                    if pipeline.recording.is_set():
+                        pipeline.recording.clear()
+                        pipeline._set_state("idle")
+                    else:
+                        pipeline.interrupt()
+                        pipeline.recording.set()
+                        pipeline._set_state("recording")
+
+                keyboard = KeyboardInput(on_line, on_ptt, lambda: pipeline.mode == "ptt" and source is not None,
+                                         on_buffer=getattr(renderer, "typing", None))
+                stdin_usable = _stdin_usable()
+                if stdin_usable:
+                    self._keyboard = stack.enter_context(keyboard)
+                pipeline.start()
+                if source is None and not stdin_usable:
+                    raise VoicechatError("no microphone and no keyboard input: nothing to listen to; connect a microphone or use --input FILE")
+                while not self.stop.wait(0.05):
+                    if pipeline.stop.is_set():
+                        break
+                    if source is not None and source.exhausted and pipeline.idle:
+                        break  # --input: the file is used up and the last reply is done
+                    if source is None and self._keyboard is not None and not self._keyboard._thread.is_alive() and pipeline.idle:
+                        break  # typed input only, and it has ended
+                pipeline.shutdown()
+                if pipeline.errors:
+                    exit_code = 1
+                totals = session.totals
+                renderer(ev.Summary(totals.turns, percentile(totals.latencies, 0.5), percentile(totals.latencies, 0.95),
+                                    totals.prompt_tokens, totals.completion_tokens, totals.estimated, totals.cost, session.session_id))
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            if pipeline is not None:
+                pipeline.shutdown(timeout=2)
+            for engine in (stt, llm, tts):
+                if engine is not None:
+                    engine.close()
+            if history is not None:
+                history.close()
+        if exit_code:
+            raise typer.Exit(exit_code)
+
+    def _command(self, line: str, pipeline: Any, session: Any, renderer: Any) -> None:
+        from voicechat.session import summary_line
+        from voicechat.talk import events as ev
+
+        if not line.startswith("/"):
+            pipeline.interrupt() if self.cfg.listen.barge_in else None
+            pipeline.submit_text(line)
+            return
+        command = line.split()[0].lower()
+        if command in ("/quit", "/exit"):
+            self.stop.set()
+        elif command == "/clear":
+            pipeline.interrupt()
+            session.clear()
+            renderer(ev.Notice("conversation cleared"))
+        elif command == "/tokens":
+            renderer(ev.Notice(summary_line(session.totals, "voice-to-voice")))
+        elif command == "/mode":
+            if pipeline.source is None:
+                renderer(ev.Notice("no microphone: only typed messages"))
+            elif pipeline.mode == "vad" and not sys.stdin.isatty():
+                renderer(ev.Notice("push-to-talk needs a terminal"))
+            else:
+                pipeline.set_mode("ptt" if pipeline.mode == "vad" else "vad")
+        else:
+            renderer(ev.Notice(f"unknown command {command}; use /clear, /tokens, /mode or /quit"))
+
+
+def _stdin_usable() -> bool:
+    try:
+        fd = sys.stdin.fileno()
+        os.fstat(fd)
+    except (OSError, ValueError, AttributeError):
+        return False
+    return True

@@ -1,0 +1,1 @@
+"""`voicechat talk`: the live conversation (sources, the pipeline, keyboard input, rendering)."""

@@ -1,0 +1,121 @@
+"""Cut a stream of 16 kHz mono int16 frames into utterances with webrtcvad.
+
+Rules (all in ``listen`` config):
+- pre-roll: the frames before speech starts are kept, so the first syllable is not cut;
+- start: speech begins when ``start_ratio`` of the frames in a ``start_window_ms`` window are voiced;
+- end: the utterance ends after ``end_silence_ms`` of silence, or at ``max_utterance_s``;
+- bursts with less than ``min_speech_ms`` of voiced frames (a cough, a click) are dropped.
+A frame also counts as silence when it is quieter than ``ENERGY_FLOOR_DBFS`` whatever the VAD says.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from voicechat.errors import VoicechatError
+
+if TYPE_CHECKING:
+    from voicechat.config import ListenConfig
+
+RATE = 16000
+ENERGY_FLOOR_DBFS = -50.0
+TRAILING_KEEP_MS = 150
+
+
+@dataclass
+class SpeechStarted:
+    frame_index: int
+
+
+@dataclass
+class Utterance:
+    audio: np.ndarray  # float32, 16 kHz
+    last_voiced_frame: int  # index of the last voiced frame (end of speech)
+    end_frame: int  # index of the frame at which the end rule fired
+
+
+@dataclass
+class Dropped:
+    reason: str
+
+
+class Segmenter:
+    def __init__(self, cfg: "ListenConfig") -> None:
+        import webrtcvad
+
+        if cfg.frame_ms not in (10, 20, 30):
+            raise VoicechatError(f"listen.frame_ms is {cfg.frame_ms}; webrtcvad takes 10, 20 or 30")
+        if not 0 <= cfg.aggressiveness <= 3:
+            raise VoicechatError(f"listen.aggressiveness is {cfg.aggressiveness}; use 0 (lenient) to 3 (strict)")
+        self.cfg = cfg
+        self.vad = webrtcvad.Vad(cfg.aggressiveness)
+        self.frame_bytes = RATE * cfg.frame_ms // 1000 * 2
+        self.window_n = max(1, cfg.start_window_ms // cfg.frame_ms)
+        self.history: deque[tuple[bytes, bool]] = deque(maxlen=self.window_n + cfg.preroll_ms // cfg.frame_ms)
+        self.end_n = max(1, cfg.end_silence_ms // cfg.frame_ms)
+        self.max_n = int(cfg.max_utterance_s * 1000 / cfg.frame_ms)
+        self.min_voiced_n = max(1, cfg.min_speech_ms // cfg.frame_ms)
+        self.index = -1
+        self.reset()
+
+    def reset(self) -> None:
+        self.active = False
+        self.frames: list[bytes] = []
+        self.voiced = 0
+        self.silence_run = 0
+        self.last_voiced = -1
+        self.history.clear()
+
+    def is_voiced(self, frame: bytes) -> bool:
+        samples = np.frombuffer(frame, dtype="<i2").astype(np.float32)
+        rms = float(np.sqrt(np.mean(samples * samples))) / 32768.0 if samples.size else 0.0
+        if rms <= 10 ** (ENERGY_FLOOR_DBFS / 20):
+            return False
+        return self.vad.is_speech(frame, RATE)
+
+    def push(self, frame: bytes) -> list[SpeechStarted | Utterance | Dropped]:
+        if len(frame) != self.frame_bytes:
+            raise ValueError(f"frame of {len(frame)} bytes; expected {self.frame_bytes}")
+        self.index += 1
+        voiced = self.is_voiced(frame)
+        events: list[SpeechStarted | Utterance | Dropped] = []
+        if not self.active:
+            self.history.append((frame, voiced))
+            window = list(self.history)[-self.window_n :]
+            if len(window) == self.window_n and sum(v for _, v in window) >= self.cfg.start_ratio * self.window_n:
+                self.active = True
+                self.frames = [f for f, _ in self.history]
+                self.voiced = sum(v for _, v in self.history)
+                self.silence_run = 0
+                self.last_voiced = self.index
+                self.history.clear()
+                events.append(SpeechStarted(self.index))
+            return events
+        self.frames.append(frame)
+        if voiced:
+            self.voiced += 1
+            self.silence_run = 0
+            self.last_voiced = self.index
+        else:
+            self.silence_run += 1
+        if self.silence_run >= self.end_n or len(self.frames) >= self.max_n:
+            events.append(self._finish())
+        return events
+
+    def _finish(self) -> Utterance | Dropped:
+        keep_tail = TRAILING_KEEP_MS // self.cfg.frame_ms
+        frames = self.frames[: len(self.frames) - max(0, self.silence_run - keep_tail)]
+        voiced, last_voiced, end = self.voiced, self.last_voiced, self.index
+        self.reset()
+        if voiced < self.min_voiced_n:
+            return Dropped("too short")
+        pcm = np.frombuffer(b"".join(frames), dtype="<i2").astype(np.float32) / 32768.0
+        return Utterance(pcm, last_voiced, end)
+
+    def flush(self) -> Utterance | Dropped | None:
+        """End of input: finish an utterance in progress."""
+        return self._finish() if self.active else None
