@@ -40,12 +40,27 @@ def history_turns():
         return h.turns(sid) if sid else []
 
 
+_live: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def no_stray_processes():
+    """A failing test must not leave a talk process behind."""
+    yield
+    while _live:
+        proc = _live.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
 class TalkProcess:
     """`voicechat talk --json` as a subprocess; events are read by a thread."""
 
     def __init__(self, *args: str, env: dict | None = None, stdin=subprocess.DEVNULL) -> None:
         self.proc = subprocess.Popen([VOICECHAT, "talk", "--json", *args], stdin=stdin, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, env={**os.environ, **FAST_LLM, **(env or {})})
+        _live.append(self.proc)
         self.events: list[dict] = []
         self._cv = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -238,6 +253,7 @@ def test_push_to_talk_from_a_pseudo_terminal(tmp_path, questions):
         master, slave = pty.openpty()
         proc = subprocess.Popen([VOICECHAT, "talk", "--json", "--mode", "ptt"], stdin=slave, stdout=slave, stderr=slave,
                                 env={**os.environ, **FAST_LLM}, close_fds=True)
+        _live.append(proc)
         os.close(slave)
         buf = b""
 

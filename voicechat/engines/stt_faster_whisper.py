@@ -44,6 +44,9 @@ class FasterWhisper(SpeechToText):
 
     def __init__(self, cfg: "STTConfig") -> None:
         super().__init__()
+        # CTranslate2's OpenMP threads spin after each call by default, stealing the cores the
+        # chat model needs right after a transcription. Sleep instead (set before the library loads).
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         from faster_whisper import WhisperModel
 
         from voicechat import models

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from voicechat.engines.base import AudioChunk, TextToSpeech
 from voicechat.errors import VoicechatError
@@ -21,11 +21,30 @@ def _cuda() -> bool:
         return False
 
 
+def _load(path: str, use_cuda: bool) -> Any:
+    """PiperVoice.load, but with onnxruntime's thread spinning off: in `talk` the voice runs beside
+    the chat model, and spinning threads would take the cores it is generating on."""
+    import json
+
+    import onnxruntime
+    from piper import PiperVoice
+    from piper.config import PiperConfig
+
+    with open(path + ".json", encoding="utf-8") as f:
+        config = PiperConfig.from_dict(json.load(f))
+    options = onnxruntime.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    providers: list[Any] = [("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"})] if use_cuda else ["CPUExecutionProvider"]
+    session = onnxruntime.InferenceSession(path, sess_options=options, providers=providers)
+    return PiperVoice(session=session, config=config)
+
+
 class Piper(TextToSpeech):
     name = "piper"
 
     def __init__(self, config: "Config") -> None:
-        from piper import PiperVoice, SynthesisConfig
+        from piper import SynthesisConfig
 
         from voicechat import models
 
@@ -40,7 +59,7 @@ class Piper(TextToSpeech):
             raise VoicechatError(f"Piper voice config '{path}.json' not found; put the voice's .onnx.json beside the .onnx file")
         use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and _cuda())
         try:
-            self.voice = PiperVoice.load(path, use_cuda=use_cuda)
+            self.voice = _load(path, use_cuda)
         except Exception as e:
             raise VoicechatError(f"cannot load Piper voice '{path}': {e}") from e
         self._label = cfg.voice or "en_US-joe-medium (bundled)"

@@ -46,6 +46,7 @@ class Turn:
     tts_done: threading.Event = field(default_factory=threading.Event)
     synthesized: list[str] = field(default_factory=list)
     first_audio: float | None = None
+    started_audio: threading.Event = field(default_factory=threading.Event)
 
 
 class Pipeline:
@@ -261,7 +262,12 @@ class Pipeline:
                     reply.append(event.text)
                     self.emit(ev.ReplyDelta(event.text))
                     for chunk in chunker.feed(sentences.clean(event.text)):
+                        first = "first_chunk" not in lat
+                        if first:
+                            lat["first_chunk"] = time.perf_counter() - t0
                         turn.chunks.put(chunk)
+                        if first:
+                            self._wait_first_audio(turn)
                 else:
                     usage = event
         except StreamCut as e:
@@ -277,6 +283,8 @@ class Pipeline:
             stream.close()
         if not interrupted:
             for chunk in chunker.flush():
+                if "first_chunk" not in lat:
+                    lat["first_chunk"] = time.perf_counter() - t0
                 turn.chunks.put(chunk)
         turn.chunks.put(None)
         while not turn.tts_done.wait(0.05):
@@ -301,6 +309,16 @@ class Pipeline:
         else:
             self.emit(ev.TurnStats(lat))
         self.session.record(text, played, usage, interrupted=interrupted, latency=lat)
+
+    def _wait_first_audio(self, turn: Turn) -> None:
+        """First audio first: hold the model (a local one shares the CPU) until the first chunk sounds.
+
+        The rest of the reply is written while that chunk plays, which takes longer than writing it.
+        """
+        deadline = time.monotonic() + 3.0
+        while not turn.started_audio.wait(0.02):
+            if turn.cancel.is_set() or self.stop.is_set() or turn.tts_done.is_set() or time.monotonic() > deadline:
+                return
 
     def _played_text(self, turn: Turn, interrupted: bool, written: str) -> str:
         if self.sink is None:
@@ -346,6 +364,7 @@ class Pipeline:
                 self.sink.play(audio)
                 if turn.first_audio is None:
                     turn.first_audio = getattr(self.sink, "first_audio_at", None) or time.perf_counter()
+                    turn.started_audio.set()
             turn.synthesized.append(chunk)
         if spoke and not turn.cancel.is_set():
             self.sink.drain()
