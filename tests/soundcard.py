@@ -57,6 +57,26 @@ pcm.!default {
 """
 
 
+class _Environment:
+    """Set a card's environment variables for this process (and its children); put them back after."""
+
+    env: dict[str, str]
+
+    def _apply_env(self) -> None:
+        self._saved = {k: os.environ.get(k) for k in self.env}
+        os.environ.update(self.env)
+        _restart_portaudio()
+
+    def _restore_env(self) -> None:
+        for k, v in getattr(self, "_saved", {}).items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        self._saved = {}
+        _restart_portaudio()
+
+
 def _restart_portaudio() -> None:
     import sounddevice as sd
 
@@ -64,7 +84,7 @@ def _restart_portaudio() -> None:
     sd._initialize()
 
 
-class AlsaFileCard:
+class AlsaFileCard(_Environment):
     def __init__(self, directory: Path) -> None:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -73,7 +93,6 @@ class AlsaFileCard:
         self.mic_file = self.dir / "mic.raw"
         self.speaker_file = self.dir / "speaker.raw"
         self.set_mic(np.zeros(16000, dtype=np.float32))
-        self._saved: dict[str, str | None] = {}
 
     @property
     def env(self) -> dict[str, str]:
@@ -99,19 +118,11 @@ class AlsaFileCard:
         self.speaker_file.unlink(missing_ok=True)
 
     def __enter__(self) -> "AlsaFileCard":
-        for k, v in self.env.items():
-            self._saved[k] = os.environ.get(k)
-            os.environ[k] = v
-        _restart_portaudio()
+        self._apply_env()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for k, v in self._saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        _restart_portaudio()
+        self._restore_env()
 
 
 PULSE_CONF = """
@@ -123,7 +134,7 @@ set-default-source vc_micfeed.monitor
 """
 
 
-class PulseCard:
+class PulseCard(_Environment):
     """A private PulseAudio server; PortAudio reaches it through ALSA's pulse plugin (device "pulse")."""
 
     def __init__(self, directory: Path) -> None:
@@ -134,7 +145,6 @@ class PulseCard:
         (self.dir / "default.pa").write_text(PULSE_CONF)
         self.proc: subprocess.Popen | None = None
         self._rec: subprocess.Popen | None = None
-        self._saved: dict[str, str | None] = {}
 
     @staticmethod
     def available() -> bool:
@@ -168,10 +178,7 @@ class PulseCard:
         else:
             self.__exit__()
             raise RuntimeError("PulseAudio did not start")
-        for k, v in self.env.items():
-            self._saved[k] = os.environ.get(k)
-            os.environ[k] = v
-        _restart_portaudio()
+        self._apply_env()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -183,13 +190,7 @@ class PulseCard:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
             self.proc = None
-        for k, v in self._saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        self._saved = {}
-        _restart_portaudio()
+        self._restore_env()
 
     def feed_mic(self, audio: np.ndarray) -> subprocess.Popen:
         """Play 16 kHz float audio into the microphone, in real time (returns the player process)."""

@@ -200,6 +200,10 @@ def test_typed_input_without_microphone(tmp_path):
     assert "you: Hello, who are you?" in out and "assistant: " in out
     assert err.count("no microphone") == 1 and "no speaker" in err
     assert [t.user_text for t in history_turns()] == ["Hello, who are you?"]
+    again = run_cli("talk", "--continue", input=b"And what can you do?\n", env=env)
+    assert again.returncode == 0, again.stderr.decode()
+    assert "resumed session" in again.stderr.decode()
+    assert [t.user_text for t in history_turns()] == ["Hello, who are you?", "And what can you do?"]
 
 
 def test_bad_input_file_and_options(tmp_path):

@@ -185,6 +185,21 @@ class History:
         return out
 
 
+def open_for_session(config: Any, *, no_log: bool, resume: int | None, cont: bool, kind: str) -> tuple[History | None, int | None, bool]:
+    """The history (if logging or resuming), the session to resume (--resume ID or --continue), and whether to log."""
+    log = config.history.enabled and not no_log
+    history = open_history(config) if (log or resume is not None or cont) else None
+    if cont and resume is None:
+        assert history is not None
+        resume = history.last_session_id(kind)
+        if resume is None:
+            raise VoicechatError(f"no earlier {kind} session to continue; start one with `voicechat {kind}`")
+    if resume is not None:
+        assert history is not None
+        history.session(resume)  # an unknown id fails before any model loads
+    return history, resume, log
+
+
 def open_history(config: Any) -> History:
     from voicechat import paths
 

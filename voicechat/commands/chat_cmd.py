@@ -25,20 +25,11 @@ def chat(
     from voicechat.console import err_console, fail, load_config, out_console
     from voicechat.engines import registry
     from voicechat.errors import StreamCut, VoicechatError
-    from voicechat.history import open_history
+    from voicechat.history import open_for_session
     from voicechat.session import ChatSession, engines_info, summary_line
 
     cfg = load_config({"llm.engine": llm, "llm.model": model, "llm.system_prompt": system})
-    log = cfg.history.enabled and not no_log
-    history = open_history(cfg) if (log or resume is not None or cont) else None
-    if cont and resume is None:
-        assert history is not None
-        resume = history.last_session_id()
-        if resume is None:
-            raise VoicechatError("no earlier session to continue; start one with `voicechat chat`")
-    if resume is not None:
-        assert history is not None
-        history.session(resume)  # fail before loading the model
+    history, resume, log = open_for_session(cfg, no_log=no_log, resume=resume, cont=cont, kind="chat")
     engine = registry.create("llm", cfg)
     session = ChatSession(cfg, engine, kind="chat", log=log, resume=resume, engines=engines_info(cfg, llm=engine), history=history)
     interactive = sys.stdin.isatty()

@@ -160,7 +160,7 @@ class Talk:
         import contextlib
 
         from voicechat.errors import VoicechatError
-        from voicechat.history import open_history
+        from voicechat.history import open_for_session
         from voicechat.session import ChatSession, engines_info, percentile
         from voicechat.talk import events as ev
         from voicechat.talk.keyboard import KeyboardInput
@@ -168,17 +168,7 @@ class Talk:
 
         cfg = self.cfg
         self._keyboard = None
-        log = cfg.history.enabled and not self.no_log
-        history = open_history(cfg) if (log or self.resume is not None or self.cont) else None
-        resume = self.resume
-        if self.cont and resume is None:
-            assert history is not None
-            resume = history.last_session_id()
-            if resume is None:
-                raise VoicechatError("no earlier session to continue; start one with `voicechat talk`")
-        if resume is not None:
-            assert history is not None
-            history.session(resume)
+        history, resume, log = open_for_session(cfg, no_log=self.no_log, resume=self.resume, cont=self.cont, kind="talk")
         previous = signal.signal(signal.SIGINT, self._on_sigint)
         stt = llm = tts = None
         pipeline = None
