@@ -76,7 +76,7 @@ def main() -> None:
     cfg = resolve(overrides={"llm.temperature": 0.0, "llm.max_tokens": 96, "llm.system_prompt": SYSTEM})
     with AlsaFileCard(tmp / "card") as card:
         os.environ["VC_SPEAKER_FILE"] = "/dev/null"
-        stt, llm, tts = (registry.create(k, cfg) for k in ("stt", "llm", "tts"))
+        stt, llm, tts = (registry.create(k, cfg, concurrent=True) for k in ("stt", "llm", "tts"))
         utterances: list[np.ndarray] = []
         real_transcribe = stt.transcribe
 

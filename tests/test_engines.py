@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import textwrap
 
@@ -117,3 +118,23 @@ def test_openai_stt_connection_refused(sentence_wav):
     result = runner.invoke(app, ["transcribe", str(sentence_wav), "--engine", "openai"], env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "VOICECHAT_LLM_RETRIES": "0"})
     assert result.exit_code == 1
     assert "cannot connect" in result.stderr
+
+
+def test_concurrent_engines_do_not_spin():
+    """`talk` creates engines with concurrent=True: CTranslate2's OpenMP threads then sleep between calls
+    (they would spin on the cores the chat model needs next); a factory without the flag still works."""
+    import subprocess
+
+    code = (
+        "import os\n"
+        "from voicechat.config import resolve\n"
+        "from voicechat.engines import registry\n"
+        "cfg = resolve(environ={})\n"
+        "registry.create('tts', cfg, concurrent=True)\n"  # piper's factory takes no flag: called without it
+        "registry.create('stt', cfg, concurrent=CONCURRENT)\n"
+        "print(os.environ.get('OMP_WAIT_POLICY'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    for flag, expected in (("True", "PASSIVE"), ("False", "None")):
+        out = subprocess.run([sys.executable, "-c", code.replace("CONCURRENT", flag)], capture_output=True, text=True, env=env, timeout=120)
+        assert out.stdout.strip().splitlines()[-1] == expected, out.stderr

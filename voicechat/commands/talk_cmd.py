@@ -94,7 +94,7 @@ class Talk:
         from voicechat.engines import registry
 
         with ThreadPoolExecutor(max_workers=3, thread_name_prefix="load") as pool:
-            futures = [pool.submit(registry.create, kind, self.cfg) for kind in ("stt", "llm", "tts")]
+            futures = [pool.submit(registry.create, kind, self.cfg, concurrent=True) for kind in ("stt", "llm", "tts")]
             try:
                 sd()
             except Exception:

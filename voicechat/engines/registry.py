@@ -7,7 +7,9 @@ A third-party package adds engines with an entry point in the group
     my-tts = "my_package.voicechat_plugin:SPEC"
 
 The spec's ``factory`` is ``"module:attribute"``; the attribute is called with the
-resolved :class:`voicechat.config.Config` and returns the engine.
+resolved :class:`voicechat.config.Config` and returns the engine. A factory may also
+accept ``concurrent=True``: the engine will run beside the others (``talk``), so it
+should not spin on the CPU between calls.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ class EngineSpec:
             found = None
         return "present" if found else "missing"
 
-    def create(self, config: "Config") -> Any:
+    def create(self, config: "Config", *, concurrent: bool = False) -> Any:
         module_name, _, attr = self.factory.partition(":")
         try:
             module = importlib.import_module(module_name)
@@ -59,7 +61,13 @@ class EngineSpec:
             raise EngineUnavailable(
                 f"{KIND_NAMES[self.kind]} engine '{self.name}' needs the package '{missing}': {self.install or 'install it'}"
             ) from e
-        return getattr(module, attr)(config)
+        factory = getattr(module, attr)
+        if concurrent:
+            import inspect
+
+            if "concurrent" in inspect.signature(factory).parameters:
+                return factory(config, concurrent=True)
+        return factory(config)
 
 
 def _bundled(module: str, attr: str) -> Callable[[], str | None]:
@@ -186,6 +194,6 @@ def get(kind: str, name: str) -> EngineSpec:
     return matches[-1]  # a plugin may replace a built-in
 
 
-def create(kind: str, config: "Config", name: str | None = None) -> Any:
+def create(kind: str, config: "Config", name: str | None = None, *, concurrent: bool = False) -> Any:
     section = getattr(config, kind)
-    return get(kind, name or section.engine).create(config)
+    return get(kind, name or section.engine).create(config, concurrent=concurrent)

@@ -42,11 +42,12 @@ def resolve_device(device: str, compute_type: str) -> tuple[str, str]:
 class FasterWhisper(SpeechToText):
     name = "faster-whisper"
 
-    def __init__(self, cfg: "STTConfig") -> None:
+    def __init__(self, cfg: "STTConfig", concurrent: bool = False) -> None:
         super().__init__()
-        # CTranslate2's OpenMP threads spin after each call by default, stealing the cores the
-        # chat model needs right after a transcription. Sleep instead (set before the library loads).
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        if concurrent:
+            # CTranslate2's OpenMP threads spin after each call by default, stealing the cores the
+            # chat model needs right after a transcription. Sleep instead (set before the library loads).
+            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         from faster_whisper import WhisperModel
 
         from voicechat import models
@@ -133,5 +134,5 @@ class FasterWhisper(SpeechToText):
         self._batched = None
 
 
-def create(config: "Config") -> FasterWhisper:
-    return FasterWhisper(config.stt)
+def create(config: "Config", concurrent: bool = False) -> FasterWhisper:
+    return FasterWhisper(config.stt, concurrent)

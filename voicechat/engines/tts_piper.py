@@ -22,8 +22,13 @@ def _cuda() -> bool:
 
 
 def _load(path: str, use_cuda: bool) -> Any:
-    """PiperVoice.load, but with onnxruntime's thread spinning off: in `talk` the voice runs beside
-    the chat model, and spinning threads would take the cores it is generating on."""
+    """PiperVoice.load with the session options spelled out.
+
+    onnxruntime's threads spin between calls by default. Measured here (bench/say.py,
+    bench/latency.py): turning spinning off made the first sentence 25-35 % slower in `say`,
+    and in `talk` the first chunk is synthesized while the chat model waits (first audio first),
+    so spinning costs the model nothing there either. It stays on.
+    """
     import json
 
     import onnxruntime
@@ -33,8 +38,7 @@ def _load(path: str, use_cuda: bool) -> Any:
     with open(path + ".json", encoding="utf-8") as f:
         config = PiperConfig.from_dict(json.load(f))
     options = onnxruntime.SessionOptions()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1")
     providers: list[Any] = [("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"})] if use_cuda else ["CPUExecutionProvider"]
     session = onnxruntime.InferenceSession(path, sess_options=options, providers=providers)
     return PiperVoice(session=session, config=config)
