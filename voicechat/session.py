@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -123,6 +122,3 @@ def engines_info(config: "Config", stt: Any = None, llm: Any = None, tts: Any = 
         "tts_engine": config.tts.engine if tts else None, "tts_model": getattr(tts, "model_name", None),
     }
 
-
-def now() -> float:
-    return time.perf_counter()

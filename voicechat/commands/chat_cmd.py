@@ -88,16 +88,14 @@ def chat(
                 if not interactive:
                     raise
             except StreamCut as e:
-                interrupted = True
+                interrupted = True  # the partial reply is finished on its line below, and kept
                 failures += 1
-                sys.stdout.write("\n")
                 fail(str(e))
             except VoicechatError as e:
                 failures += 1
-                sys.stdout.write("\n") if reply else None
+                if reply:
+                    sys.stdout.write("\n")
                 fail(str(e))
-                if not interactive:
-                    continue
                 continue
             sys.stdout.write("\n")
             sys.stdout.flush()

@@ -65,7 +65,10 @@ class KeyboardInput:
         while not self.stop.is_set():
             if not self._readable(fd):
                 continue
-            data = os.read(fd, 1024)
+            try:
+                data = os.read(fd, 1024)
+            except OSError:  # the terminal went away: keep talking by voice
+                return
             if not data:
                 if buffer.strip():
                     self.on_line(buffer.strip())
