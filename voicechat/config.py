@@ -104,6 +104,23 @@ class ListenConfig:
 
 
 @dataclass
+class TurnConfig:
+    detector: str = "meaning"  # meaning: the words so far and an audio model set the silence that ends a turn; silence: listen.end_silence_ms
+    audio_model: bool = True  # use the Smart Turn model (package pipecat-ai) when installed
+    model: str | None = None  # a Smart Turn .onnx file; None: the one inside pipecat-ai
+    model_threshold: float = 0.5  # P(turn complete) at or above this counts as "complete"
+    pause_ms: int = 150  # a pause this long gets the utterance transcribed and judged
+    fast_end_ms: int = 300  # a finished sentence (and the audio model agrees) ends after this much silence
+    end_ms: int = 700  # the signs disagree or are unclear
+    slow_end_ms: int = 1600  # a thought in progress ("and", "because", "um", a comma) waits this long
+    incremental: bool = True  # transcribe while the user speaks (engines that can)
+    partial_every_ms: int = 1000  # during long speech, a live partial transcript this often
+    commit_after_s: float = 6.0  # utterances longer than this are committed at pauses, so each pass stays short
+    beam_size: int = 1  # turn transcription (whole files use stt.beam_size)
+    silero_filter: bool = False  # Silero VAD on turn audio (already cut by the listener)
+
+
+@dataclass
 class MemoryConfig:
     max_rounds: int = 8  # question/answer rounds kept; 0 keeps all that fit the budget
     max_context_tokens: int = 1536  # token budget for system prompt + kept turns
@@ -123,6 +140,7 @@ class Config:
     openai: OpenAIConfig = field(default_factory=OpenAIConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
     listen: ListenConfig = field(default_factory=ListenConfig)
+    turn: TurnConfig = field(default_factory=TurnConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     history: HistoryConfig = field(default_factory=HistoryConfig)
     # USD per million tokens, added to / overriding the built-in table:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from voicechat.engines.base import TextDelta, Usage
+from voicechat.errors import StreamCut, VoicechatError
 from voicechat.history import History, Turn
 from voicechat.memory import Conversation
 
@@ -31,6 +33,19 @@ class Totals:
             self.estimated = self.estimated or usage.estimated
         if cost is not None:
             self.cost = (self.cost or 0.0) + cost
+
+
+@dataclass
+class Reply:
+    """How one streamed reply went."""
+
+    text: str = ""
+    usage: Usage | None = None
+    first_token: float | None = None  # seconds from the request to the first token
+    interrupted: bool = False  # cut short (cancelled, Ctrl-C, or the stream broke): the text is what arrived
+    error: str | None = None  # what went wrong, for the user
+    failed: bool = False  # no usable reply at all: nothing to remember or log
+    keyboard: bool = False  # the cut came from Ctrl-C
 
 
 class ChatSession:
@@ -64,6 +79,47 @@ class ChatSession:
     def ask(self, user_text: str) -> Iterator[TextDelta | Usage]:
         """Stream the reply to user_text. The caller records the turn with :meth:`record`."""
         return self.llm.stream(self.memory.messages_for(user_text))
+
+    def stream_reply(self, user_text: str, on_delta: Callable[[str], None],
+                     cancelled: Callable[[], bool] = lambda: False) -> Reply:
+        """Stream the reply to user_text, handing each piece of text to on_delta (which may block).
+
+        The one loop that consumes a chat stream, for every front end. It does not record the turn:
+        the caller knows what was finally heard (:meth:`record`).
+        """
+        reply = Reply()
+        parts: list[str] = []
+        started = time.perf_counter()
+        stream = self.ask(user_text)
+        try:
+            for event in stream:
+                if cancelled():
+                    reply.interrupted = True
+                    break
+                if isinstance(event, TextDelta):
+                    if reply.first_token is None:
+                        reply.first_token = time.perf_counter() - started
+                    parts.append(event.text)
+                    on_delta(event.text)
+                else:
+                    reply.usage = event
+        except KeyboardInterrupt:
+            reply.interrupted = reply.keyboard = True
+        except StreamCut as e:
+            reply.interrupted = True
+            reply.error = str(e)
+            if e.partial and not parts:
+                parts.append(e.partial)
+        except VoicechatError as e:
+            reply.failed = True
+            reply.error = str(e)
+        finally:
+            stream.close()
+        reply.text = "".join(parts).strip()
+        return reply
+
+    def tokens_line(self, label: str) -> str:
+        return summary_line(self.totals, label)
 
     def record(self, user_text: str, reply: str, usage: Usage | None, *, interrupted: bool = False,
                latency: dict[str, float] | None = None, user_audio: str | None = None, reply_audio: str | None = None) -> None:

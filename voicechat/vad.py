@@ -1,9 +1,12 @@
 """Cut a stream of 16 kHz mono int16 frames into utterances with webrtcvad.
 
-Rules (all in ``listen`` config):
+Rules (``listen`` config):
 - pre-roll: the frames before speech starts are kept, so the first syllable is not cut;
 - start: speech begins when ``start_ratio`` of the frames in a ``start_window_ms`` window are voiced;
-- end: the utterance ends after ``end_silence_ms`` of silence, or at ``max_utterance_s``;
+- pauses: once speech has started, every run of silence is reported as it reaches ``pause_ms`` (the
+  moment to transcribe what was said so far and to judge whether the turn is over);
+- end: whoever drives the segmenter ends the utterance (:meth:`Segmenter.finish`) when its turn
+  policy says so; the segmenter itself ends it only at ``max_utterance_s``;
 - bursts with less than ``min_speech_ms`` of voiced frames (a cough, a click) are dropped.
 A frame also counts as silence when it is quieter than ``ENERGY_FLOOR_DBFS`` whatever the VAD says.
 """
@@ -32,10 +35,17 @@ class SpeechStarted:
 
 
 @dataclass
+class Pause:
+    """Silence inside an utterance has lasted ``pause_ms``; ``last_voiced_frame`` is where speech stopped."""
+
+    last_voiced_frame: int
+
+
+@dataclass
 class Utterance:
-    audio: np.ndarray  # float32, 16 kHz
+    audio: np.ndarray  # float32, 16 kHz: from the pre-roll to the end of speech plus a short tail
     last_voiced_frame: int  # index of the last voiced frame (end of speech)
-    end_frame: int  # index of the frame at which the end rule fired
+    end_frame: int  # index of the frame at which the utterance was ended
 
 
 @dataclass
@@ -44,7 +54,7 @@ class Dropped:
 
 
 class Segmenter:
-    def __init__(self, cfg: "ListenConfig") -> None:
+    def __init__(self, cfg: "ListenConfig", pause_ms: int = 150) -> None:
         import webrtcvad
 
         if cfg.frame_ms not in (10, 20, 30):
@@ -52,11 +62,12 @@ class Segmenter:
         if not 0 <= cfg.aggressiveness <= 3:
             raise VoicechatError(f"listen.aggressiveness is {cfg.aggressiveness}; use 0 (lenient) to 3 (strict)")
         self.cfg = cfg
+        self.frame_ms = cfg.frame_ms
         self.vad = webrtcvad.Vad(cfg.aggressiveness)
         self.frame_bytes = RATE * cfg.frame_ms // 1000 * 2
         self.window_n = max(1, cfg.start_window_ms // cfg.frame_ms)
         self.history: deque[tuple[bytes, bool]] = deque(maxlen=self.window_n + cfg.preroll_ms // cfg.frame_ms)
-        self.end_n = max(1, cfg.end_silence_ms // cfg.frame_ms)
+        self.pause_n = max(1, pause_ms // cfg.frame_ms)
         self.max_n = int(cfg.max_utterance_s * 1000 / cfg.frame_ms)
         self.min_voiced_n = max(1, cfg.min_speech_ms // cfg.frame_ms)
         self.index = -1
@@ -70,6 +81,11 @@ class Segmenter:
         self.last_voiced = -1
         self.history.clear()
 
+    @property
+    def silence_ms(self) -> int:
+        """Silence since the last voiced frame of the utterance in progress."""
+        return self.silence_run * self.frame_ms
+
     def is_voiced(self, frame: bytes) -> bool:
         samples = np.frombuffer(frame, dtype="<i2").astype(np.float32)
         rms = float(np.sqrt(np.mean(samples * samples))) / 32768.0 if samples.size else 0.0
@@ -77,12 +93,12 @@ class Segmenter:
             return False
         return self.vad.is_speech(frame, RATE)
 
-    def push(self, frame: bytes) -> list[SpeechStarted | Utterance | Dropped]:
+    def push(self, frame: bytes) -> list[SpeechStarted | Pause | Utterance | Dropped]:
         if len(frame) != self.frame_bytes:
             raise ValueError(f"frame of {len(frame)} bytes; expected {self.frame_bytes}")
         self.index += 1
         voiced = self.is_voiced(frame)
-        events: list[SpeechStarted | Utterance | Dropped] = []
+        events: list[SpeechStarted | Pause | Utterance | Dropped] = []
         if not self.active:
             self.history.append((frame, voiced))
             window = list(self.history)[-self.window_n :]
@@ -102,20 +118,32 @@ class Segmenter:
             self.last_voiced = self.index
         else:
             self.silence_run += 1
-        if self.silence_run >= self.end_n or len(self.frames) >= self.max_n:
-            events.append(self._finish())
+            if self.silence_run == self.pause_n:
+                events.append(Pause(self.last_voiced))
+        if len(self.frames) >= self.max_n:
+            events.append(self.finish())
         return events
 
-    def _finish(self) -> Utterance | Dropped:
-        keep_tail = TRAILING_KEEP_MS // self.cfg.frame_ms
+    def audio(self) -> np.ndarray:
+        """The utterance so far, up to the end of speech plus a short tail (float32)."""
+        keep_tail = TRAILING_KEEP_MS // self.frame_ms
         frames = self.frames[: len(self.frames) - max(0, self.silence_run - keep_tail)]
-        voiced, last_voiced, end = self.voiced, self.last_voiced, self.index
+        return np.frombuffer(b"".join(frames), dtype="<i2").astype(np.float32) / 32768.0
+
+    @property
+    def speech_enough(self) -> bool:
+        """The utterance so far holds enough voiced frames to be speech, not a click or a cough."""
+        return self.voiced >= self.min_voiced_n
+
+    def finish(self) -> Utterance | Dropped:
+        """End the utterance in progress now."""
+        audio, enough = self.audio(), self.speech_enough
+        last_voiced, end = self.last_voiced, self.index
         self.reset()
-        if voiced < self.min_voiced_n:
+        if not enough:
             return Dropped("too short")
-        pcm = np.frombuffer(b"".join(frames), dtype="<i2").astype(np.float32) / 32768.0
-        return Utterance(pcm, last_voiced, end)
+        return Utterance(audio, last_voiced, end)
 
     def flush(self) -> Utterance | Dropped | None:
         """End of input: finish an utterance in progress."""
-        return self._finish() if self.active else None
+        return self.finish() if self.active else None

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from voicechat.console import handle_errors
+
+if TYPE_CHECKING:
+    from voicechat.session import ChatSession
 
 HELP = "Chat by typing (or one message per stdin line when piped); replies stream as they are written."
 
@@ -22,9 +25,9 @@ def chat(
     resume: Annotated[Optional[int], typer.Option("--resume", help="Continue session ID with its memory.")] = None,
     cont: Annotated[bool, typer.Option("--continue", help="Continue the most recent session.")] = False,
 ) -> None:
+    from voicechat import slash
     from voicechat.console import err_console, fail, load_config, out_console
     from voicechat.engines import registry
-    from voicechat.errors import StreamCut, VoicechatError
     from voicechat.history import open_for_session
     from voicechat.session import ChatSession, engines_info, summary_line
 
@@ -32,11 +35,12 @@ def chat(
     history, resume, log = open_for_session(cfg, no_log=no_log, resume=resume, cont=cont, kind="chat")
     engine = registry.create("llm", cfg)
     session = ChatSession(cfg, engine, kind="chat", log=log, resume=resume, engines=engines_info(cfg, llm=engine), history=history)
+    target = _Commands(session)
     interactive = sys.stdin.isatty()
     out, err = out_console(), err_console()
     if interactive:
         note = f" · resumed session {resume} ({session.resumed_turns} turns)" if resume else ""
-        err.print(f"[dim]{engine.model_name} · /clear /tokens /quit · Ctrl-D to end{note}[/]")
+        err.print(f"[dim]{engine.model_name} · {' '.join(slash.names(target))} · Ctrl-D to end{note}[/]")
     failures = 0
     try:
         while True:
@@ -50,63 +54,47 @@ def chat(
             if not text:
                 continue
             if text.startswith("/"):
-                command = text.split()[0].lower()
-                if command in ("/quit", "/exit"):
+                outcome = slash.run(text, target)
+                if outcome.quit:
                     break
-                if command == "/clear":
-                    session.clear()
-                    err.print("[dim]conversation cleared[/]")
-                elif command == "/tokens":
-                    err.print(summary_line(session.totals, "first token"))
-                else:
-                    err.print(f"unknown command {command}; use /clear, /tokens or /quit", markup=False)
+                err.print(outcome.message, markup=False)
                 continue
             started = time.perf_counter()
-            first = None
-            reply: list[str] = []
-            usage = None
-            interrupted = False
             if interactive:
                 out.print("[bold magenta]assistant ›[/] ", end="")
-            stream = session.ask(text)
-            try:
-                for event in stream:
-                    if hasattr(event, "text"):
-                        if first is None:
-                            first = time.perf_counter() - started
-                        piece = event.text if interactive else event.text.replace("\n", " ")  # scripts: one reply per line
-                        if not reply:
-                            piece = piece.lstrip()
-                        reply.append(event.text)
-                        sys.stdout.write(piece)
-                        sys.stdout.flush()
-                    else:
-                        usage = event
-            except KeyboardInterrupt:
-                stream.close()
-                interrupted = True
-                if not interactive:
-                    raise
-            except StreamCut as e:
-                interrupted = True  # the partial reply is finished on its line below, and kept
+            pieces = 0
+
+            def show(delta: str) -> None:
+                nonlocal pieces
+                piece = delta if interactive else delta.replace("\n", " ")  # scripts: one reply per line
+                if not pieces:
+                    piece = piece.lstrip()
+                pieces += 1
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+
+            reply = session.stream_reply(text, show)
+            if reply.keyboard and not interactive:
+                raise KeyboardInterrupt
+            if reply.failed:
                 failures += 1
-                fail(str(e))
-            except VoicechatError as e:
-                failures += 1
-                if reply:
+                if pieces:
                     sys.stdout.write("\n")
-                fail(str(e))
+                fail(reply.error or "no reply")
                 continue
+            if reply.error:  # the stream broke: the partial reply is finished on its line below, and kept
+                failures += 1
+                fail(reply.error)
             sys.stdout.write("\n")
             sys.stdout.flush()
-            answer = "".join(reply).strip()
-            latency = {"first_token": round(first, 3)} if first is not None else {}
-            if first is not None:
-                session.totals.latencies.append(first)
-            session.record(text, answer, usage, interrupted=interrupted, latency=latency)
+            latency = {"first_token": round(reply.first_token, 3)} if reply.first_token is not None else {}
+            if reply.first_token is not None:
+                session.totals.latencies.append(reply.first_token)
+            session.record(text, reply.text, reply.usage, interrupted=reply.interrupted, latency=latency)
+            usage = reply.usage
             if interactive and usage is not None:
                 est = " est." if usage.estimated else ""
-                err.print(f"[dim]{usage.prompt_tokens} + {usage.completion_tokens} tokens{est} · first token {first or 0:.2f} s · {time.perf_counter() - started:.1f} s[/]")
+                err.print(f"[dim]{usage.prompt_tokens} + {usage.completion_tokens} tokens{est} · first token {reply.first_token or 0:.2f} s · {time.perf_counter() - started:.1f} s[/]")
     except KeyboardInterrupt:
         pass
     finally:
@@ -117,3 +105,21 @@ def chat(
             history.close()
     if failures and not interactive:
         raise typer.Exit(1)
+
+
+class _Commands:
+    """What the shared slash commands act on in a typed chat."""
+
+    modes = False
+
+    def __init__(self, session: "ChatSession") -> None:
+        self.session = session
+
+    def clear(self) -> None:
+        self.session.clear()
+
+    def tokens_line(self) -> str:
+        return self.session.tokens_line("first token")
+
+    def toggle_mode(self) -> str:
+        return ""

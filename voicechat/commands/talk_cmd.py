@@ -51,6 +51,8 @@ def talk(
     })
     if cfg.listen.mode not in ("vad", "ptt"):
         raise VoicechatError(f"--mode is '{cfg.listen.mode}'; use vad or ptt")
+    if cfg.turn.detector not in ("meaning", "silence"):
+        raise VoicechatError(f"turn.detector is '{cfg.turn.detector}'; use meaning or silence")
     if cfg.listen.mode == "ptt" and not sys.stdin.isatty():
         raise VoicechatError("push-to-talk needs a terminal for the space bar; use --mode vad")
     if fast and input_file is None:
@@ -68,6 +70,8 @@ def talk(
 
 
 class Talk:
+    """The terminal front end of a :class:`voicechat.voice.session.VoiceSession`: devices, keyboard, live view."""
+
     def __init__(self, cfg: Any, *, input_file: Path | None, fast: bool, output_file: Path | None, json_out: bool,
                  no_log: bool, resume: int | None, cont: bool) -> None:
         self.cfg = cfg
@@ -75,6 +79,7 @@ class Talk:
         self.json_out, self.no_log, self.resume, self.cont = json_out, no_log, resume, cont
         self.stop = threading.Event()
         self.interrupts = 0
+        self._keyboard: Any = None
 
     def _renderer(self) -> Any:
         from voicechat.talk import render
@@ -85,16 +90,19 @@ class Talk:
             return render.LiveRenderer()
         return render.PlainRenderer()
 
-    def _load_engines(self) -> tuple[Any, Any, Any]:
-        """Load the three engines at once (and PortAudio, and the sentence splitter) to start sooner."""
+    def _load(self, renderer: Any) -> tuple[Any, Any, Any, Any]:
+        """Load the three engines and the turn model at once (and PortAudio, and the sentence splitter) to start sooner."""
         from concurrent.futures import ThreadPoolExecutor
 
         from voicechat import sentences
         from voicechat.audio import sd
         from voicechat.engines import registry
+        from voicechat.voice import events as ev
+        from voicechat.voice.smart_turn import load_turn_model
 
-        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="load") as pool:
+        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="load") as pool:
             futures = [pool.submit(registry.create, kind, self.cfg, concurrent=True) for kind in ("stt", "llm", "tts")]
+            turn_model = pool.submit(load_turn_model, self.cfg.turn)
             try:
                 sd()
             except Exception:
@@ -107,17 +115,20 @@ class Talk:
                 except Exception as e:  # report the first failure after all finished
                     results.append(None)
                     error = error or e
+            model, why = turn_model.result()
         if error is not None:
             for r in results:
                 if r is not None:
                     r.close()
             raise error
-        return results[0], results[1], results[2]
+        if why:
+            renderer(ev.Notice(why))
+        return results[0], results[1], results[2], model
 
     def _open_source(self, renderer: Any, stack: Any) -> Any:
         from voicechat.errors import VoicechatError
-        from voicechat.talk import events as ev
-        from voicechat.talk.sources import FileSource, MicSource
+        from voicechat.voice import events as ev
+        from voicechat.voice.sources import FileSource, MicSource
 
         frame_ms = self.cfg.listen.frame_ms
         if self.input_file is not None:
@@ -133,20 +144,21 @@ class Talk:
     def _open_sink(self, renderer: Any, stack: Any, rate: int | None) -> Any:
         from voicechat.audio import Speaker, find_device
         from voicechat.errors import VoicechatError
-        from voicechat.talk import events as ev
+        from voicechat.voice import events as ev
+        from voicechat.voice.sinks import FileSink, SpeakerSink, TextSink
 
         if self.output_file is not None:
             from voicechat.audiofile import AudioFileWriter
 
-            return stack.enter_context(AudioFileWriter(self.output_file))
+            return FileSink(stack.enter_context(AudioFileWriter(self.output_file)))
         try:
             device = find_device(self.cfg.audio.output_device, "output")
-            return stack.enter_context(Speaker(device, latency=self.cfg.audio.latency, sample_rate=rate))
+            return SpeakerSink(stack.enter_context(Speaker(device, latency=self.cfg.audio.latency, sample_rate=rate)))
         except VoicechatError as e:
             if self.cfg.audio.output_device is not None:
                 raise
             renderer(ev.Notice(f"no speaker ({e}); replies are printed only (use --output FILE to save them)"))
-            return None
+            return TextSink()
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
         self.interrupts += 1
@@ -161,68 +173,63 @@ class Talk:
 
         from voicechat.errors import VoicechatError
         from voicechat.history import open_for_session
-        from voicechat.session import ChatSession, engines_info, percentile
-        from voicechat.talk import events as ev
+        from voicechat.session import ChatSession, engines_info
         from voicechat.talk.keyboard import KeyboardInput
-        from voicechat.talk.pipeline import Pipeline
+        from voicechat.voice import events as ev
+        from voicechat.voice.session import VoiceSession
 
         cfg = self.cfg
-        self._keyboard = None
         history, resume, log = open_for_session(cfg, no_log=self.no_log, resume=self.resume, cont=self.cont, kind="talk")
         previous = signal.signal(signal.SIGINT, self._on_sigint)
         stt = llm = tts = None
-        pipeline = None
+        session = None
         exit_code = 0
         try:
             with contextlib.ExitStack() as stack:
                 renderer = stack.enter_context(self._renderer())
-                stt, llm, tts = self._load_engines()
-                session = ChatSession(cfg, llm, kind="talk", log=log, resume=resume,
-                                      engines=engines_info(cfg, stt, llm, tts), history=history)
+                stt, llm, tts, turn_model = self._load(renderer)
+                chat = ChatSession(cfg, llm, kind="talk", log=log, resume=resume,
+                                   engines=engines_info(cfg, stt, llm, tts), history=history)
                 if resume is not None:
-                    renderer(ev.Notice(f"resumed session {resume} ({session.resumed_turns} turns)"))
+                    renderer(ev.Notice(f"resumed session {resume} ({chat.resumed_turns} turns)"))
                 source = self._open_source(renderer, stack)
+                if source is None:
+                    cfg.listen.mode = "vad"
                 sink = self._open_sink(renderer, stack, getattr(tts, "sample_rate", None))
-                pipeline = Pipeline(cfg, stt, tts, session, source=source, sink=sink, emit=renderer,
-                                    mode=cfg.listen.mode if source is not None else "vad", barge_in=cfg.listen.barge_in)
+                session = VoiceSession(cfg, conversation=chat, stt=stt, tts=tts, source=source, sink=sink, turn_model=turn_model,
+                                       ptt_key=sys.stdin.isatty())
+                session.subscribe(renderer)
+                session.warm_up()
 
                 def on_line(line: str) -> None:
-                    self._command(line, pipeline, session, renderer)
+                    if not line.startswith("/"):
+                        session.send_text(line)
+                        return
+                    outcome = session.command(line)
+                    if outcome.message:
+                        renderer(ev.Notice(outcome.message))
 
-                def on_ptt() -> None:
-                    if pipeline.recording.is_set():
-                        pipeline.recording.clear()
-                        pipeline._set_state("idle")
-                    else:
-                        pipeline.interrupt()
-                        pipeline.recording.set()
-                        pipeline._set_state("recording")
-
-                keyboard = KeyboardInput(on_line, on_ptt, lambda: pipeline.mode == "ptt" and source is not None,
+                keyboard = KeyboardInput(on_line, session.toggle_recording, lambda: session.mode == "ptt",
                                          on_buffer=getattr(renderer, "typing", None))
                 stdin_usable = _stdin_usable()
                 if stdin_usable:
                     self._keyboard = stack.enter_context(keyboard)
-                pipeline.start()
+                session.start()
                 if source is None and not stdin_usable:
                     raise VoicechatError("no microphone and no keyboard input: nothing to listen to; connect a microphone or use --input FILE")
                 while not self.stop.wait(0.05):
-                    if pipeline.stop.is_set():
+                    if session.done:
                         break
-                    if source is not None and source.exhausted and pipeline.idle:
-                        break  # --input: the file is used up and the last reply is done
-                    if source is None and self._keyboard is not None and not self._keyboard._thread.is_alive() and pipeline.idle:
+                    if source is None and self._keyboard is not None and not self._keyboard.alive and session.idle:
                         break  # typed input only, and it has ended
-                pipeline.shutdown()
-                if pipeline.errors:
+                session.close()
+                if session.errors:
                     exit_code = 1
-                totals = session.totals
-                renderer(ev.Summary(totals.turns, percentile(totals.latencies, 0.5), percentile(totals.latencies, 0.95),
-                                    totals.prompt_tokens, totals.completion_tokens, totals.estimated, totals.cost, session.session_id))
+                renderer(session.summary())
         finally:
             signal.signal(signal.SIGINT, previous)
-            if pipeline is not None:
-                pipeline.shutdown(timeout=2)
+            if session is not None:
+                session.close(timeout=2)
             for engine in (stt, llm, tts):
                 if engine is not None:
                     engine.close()
@@ -230,33 +237,6 @@ class Talk:
                 history.close()
         if exit_code:
             raise typer.Exit(exit_code)
-
-    def _command(self, line: str, pipeline: Any, session: Any, renderer: Any) -> None:
-        from voicechat.session import summary_line
-        from voicechat.talk import events as ev
-
-        if not line.startswith("/"):
-            pipeline.interrupt() if self.cfg.listen.barge_in else None
-            pipeline.submit_text(line)
-            return
-        command = line.split()[0].lower()
-        if command in ("/quit", "/exit"):
-            self.stop.set()
-        elif command == "/clear":
-            pipeline.interrupt()
-            session.clear()
-            renderer(ev.Notice("conversation cleared"))
-        elif command == "/tokens":
-            renderer(ev.Notice(summary_line(session.totals, "voice-to-voice")))
-        elif command == "/mode":
-            if pipeline.source is None:
-                renderer(ev.Notice("no microphone: only typed messages"))
-            elif pipeline.mode == "vad" and not sys.stdin.isatty():
-                renderer(ev.Notice("push-to-talk needs a terminal"))
-            else:
-                pipeline.set_mode("ptt" if pipeline.mode == "vad" else "vad")
-        else:
-            renderer(ev.Notice(f"unknown command {command}; use /clear, /tokens, /mode or /quit"))
 
 
 def _stdin_usable() -> bool:

@@ -89,11 +89,17 @@ class Engine(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release models and connections."""
 
+    def warm_up(self) -> None:  # noqa: B027 - optional hook
+        """Run once on a tiny input, so the first real request does not pay for first-use set-up."""
+
 
 class SpeechToText(Engine):
     """Turns 16 kHz mono float32 audio into transcript segments, lazily."""
 
     sample_rate: ClassVar[int] = 16000
+    # Cheap enough to run again at every pause while the user speaks (a local model). Engines
+    # without it (a remote API) transcribe a voice turn once, after it ends.
+    incremental: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.info = Transcription()
@@ -101,6 +107,20 @@ class SpeechToText(Engine):
     @abstractmethod
     def transcribe(self, audio: "np.ndarray", *, language: str | None = None) -> Iterator[Segment]:
         """Yield segments as they are decoded. ``self.info`` is filled in as soon as it is known."""
+
+    def transcribe_turn(self, audio: "np.ndarray", *, prompt: str | None = None, beam_size: int = 1,
+                        silero_filter: bool = False, language: str | None = None) -> str:
+        """The text of one spoken turn (already cut by the listener), with invented text on silence removed.
+
+        ``prompt`` is what the user said just before (earlier text of the same turn). Engines that can,
+        use the turn settings; the default transcribes the audio as a file.
+        """
+        from voicechat import guard
+
+        if guard.is_silence(audio):
+            return ""
+        segments = guard.filter_segments(self.transcribe(audio, language=language), audio, self.sample_rate)
+        return " ".join(s.text.strip() for s in segments).strip()
 
     @property
     def model_name(self) -> str:
@@ -113,6 +133,10 @@ class ChatModel(Engine):
     @abstractmethod
     def stream(self, messages: Sequence[Message]) -> Iterator[TextDelta | Usage]:
         """Yield TextDelta as the reply is written, then a Usage. Closing the generator cancels."""
+
+    def prefill(self, messages: Sequence[Message]) -> None:  # noqa: B027 - optional hook
+        """Evaluate a prompt ahead of time where the engine keeps it (a local model's cache), so a request
+        that starts with these messages answers sooner. Remote engines ignore it."""
 
     def count_tokens(self, text: str) -> int:
         """Tokens in text, with this model's own tokenizer where it has one."""

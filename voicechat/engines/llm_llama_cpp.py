@@ -87,6 +87,14 @@ class LlamaCpp(ChatModel):
         prompt = sum(self.count_tokens(m.content) + 4 for m in messages)  # content + ChatML role tokens
         yield Usage(prompt_tokens=prompt, completion_tokens=generated, estimated=True)
 
+    def prefill(self, messages: Sequence[Message]) -> None:
+        """llama.cpp keeps the last prompt's evaluated tokens and reuses the common prefix: evaluate it now."""
+        stream = self.stream(messages)
+        try:
+            next(stream, None)
+        finally:
+            stream.close()
+
     def close(self) -> None:
         llm = getattr(self, "llm", None)
         if llm is not None:

@@ -41,6 +41,7 @@ def resolve_device(device: str, compute_type: str) -> tuple[str, str]:
 
 class FasterWhisper(SpeechToText):
     name = "faster-whisper"
+    incremental = True
 
     def __init__(self, cfg: "STTConfig", concurrent: bool = False) -> None:
         super().__init__()
@@ -128,6 +129,34 @@ class FasterWhisper(SpeechToText):
                 no_speech_prob=s.no_speech_prob,
                 avg_logprob=s.avg_logprob,
             )
+
+    def warm_up(self) -> None:
+        import numpy as np
+
+        noise = np.random.default_rng(0).normal(0, 0.05, 16000).astype(np.float32)
+        list(self.model.transcribe(noise, beam_size=1, without_timestamps=True, condition_on_previous_text=False)[0])
+
+    def transcribe_turn(self, audio: "np.ndarray", *, prompt: str | None = None, beam_size: int = 1,
+                        silero_filter: bool = False, language: str | None = None) -> str:
+        """One turn of live speech: no timestamps, the earlier words as the prompt, the turn's own beam."""
+        from voicechat import guard
+
+        if guard.is_silence(audio):
+            return ""
+        language = language or self.cfg.language
+        if language and not self.model.model.is_multilingual and language != "en":
+            raise VoicechatError(
+                f"model {self._model_label} understands English only; for language '{language}' set stt.model to a multilingual model (e.g. small)"
+            )
+        segments, _ = self.model.transcribe(
+            audio, language=language, beam_size=beam_size, vad_filter=silero_filter, initial_prompt=prompt,
+            without_timestamps=True, condition_on_previous_text=False, no_speech_threshold=self.cfg.no_speech_threshold,
+        )
+        kept = guard.filter_segments(
+            (Segment(s.start, s.end, s.text.strip(), no_speech_prob=s.no_speech_prob, avg_logprob=s.avg_logprob) for s in segments),
+            audio, self.sample_rate, self.cfg.no_speech_threshold,
+        )
+        return " ".join(s.text for s in kept).strip()
 
     def close(self) -> None:
         self.model = None  # type: ignore[assignment]

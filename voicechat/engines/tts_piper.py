@@ -97,6 +97,10 @@ class Piper(TextToSpeech):
             found.append(bundled)
         return found
 
+    def warm_up(self) -> None:
+        for _ in self.synthesize("Hi."):
+            pass
+
     def synthesize(self, text: str) -> Iterator[AudioChunk]:
         for chunk in self.voice.synthesize(text, self.syn):
             yield AudioChunk(chunk.audio_float_array, chunk.sample_rate, text)

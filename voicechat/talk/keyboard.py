@@ -42,6 +42,11 @@ class KeyboardInput:
         self._thread.join(timeout=1)
         self.restore()
 
+    @property
+    def alive(self) -> bool:
+        """Input may still come (a pipe has not reached its end)."""
+        return self._thread.is_alive()
+
     def restore(self) -> None:
         if self._saved is not None:
             import termios

@@ -1,4 +1,4 @@
-"""Show talk's events: a rich live view on a terminal, JSON lines with --json, plain lines otherwise."""
+"""Show a voice session's events: a rich live view on a terminal, JSON lines with --json, plain lines otherwise."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import sys
 import threading
 from typing import Any
 
-from voicechat.talk import events as ev
+from voicechat.voice import events as ev
+from voicechat.voice.timing import TurnTiming
 
 STATE_STYLE = {
     "listening": ("green", "● listening"),
@@ -19,18 +20,18 @@ STATE_STYLE = {
 }
 
 
-def fmt_latency(lat: dict[str, float]) -> str:
+def fmt_latency(t: TurnTiming) -> str:
     parts = []
-    if "endpoint" in lat:
-        parts.append(f"end of speech +{lat['endpoint']:.2f}s endpoint")
-    if "stt" in lat:
-        parts.append(f"transcript +{lat['stt']:.2f}s")
-    if "first_token" in lat:
-        parts.append(f"first token +{lat['first_token']:.2f}s")
-    if "first_audio" in lat:
-        parts.append(f"first audio at {lat['first_audio']:.2f}s")
-    if "voice_to_voice" in lat:
-        parts.append(f"voice-to-voice {lat['voice_to_voice']:.2f}s")
+    if t.endpoint is not None:
+        parts.append(f"end of turn +{t.endpoint:.2f}s")
+    if t.stt is not None:
+        parts.append(f"transcript +{t.stt:.2f}s")
+    if t.first_token is not None:
+        parts.append(f"first token +{t.first_token:.2f}s")
+    if t.first_audio is not None:
+        parts.append(f"first audio at {t.first_audio:.2f}s")
+    if t.voice_to_voice is not None:
+        parts.append(f"voice-to-voice {t.voice_to_voice:.2f}s")
     return " → ".join(parts)
 
 
@@ -83,7 +84,7 @@ class PlainRenderer:
             elif isinstance(event, ev.ReplyDone):
                 print(f"assistant: {event.text}" + (" [interrupted]" if event.interrupted else ""), flush=True)
             elif isinstance(event, ev.TurnStats):
-                print(f"  ({fmt_latency(event.latency)})", file=sys.stderr, flush=True)
+                print(f"  ({fmt_latency(event.timing)})", file=sys.stderr, flush=True)
             elif isinstance(event, (ev.Notice,)):
                 print(event.message, file=sys.stderr, flush=True)
             elif isinstance(event, ev.Error):
@@ -105,6 +106,7 @@ class LiveRenderer:
         self.state = "idle"
         self.reply = ""
         self.typed = ""
+        self.partial = ""
         self._lock = threading.Lock()
         self.live: Any = None
 
@@ -124,6 +126,8 @@ class LiveRenderer:
         from rich.text import Text
 
         parts = []
+        if self.partial:
+            parts.append(Text.assemble(("you ", "bold cyan"), (self.partial, "dim")))
         if self.reply:
             parts.append(Text.assemble(("assistant ", "bold magenta"), self.reply))
         style, label = STATE_STYLE.get(self.state, ("dim", self.state))
@@ -150,8 +154,13 @@ class LiveRenderer:
             out = self.live.console if self.live is not None else self.console
             if isinstance(event, ev.Status):
                 self.state = event.state
+            elif isinstance(event, ev.Partial):
+                self.partial = event.text
+            elif isinstance(event, ev.Dropped):
+                self.partial = ""
             elif isinstance(event, ev.UserText):
                 self.typed = ""
+                self.partial = ""
                 out.print(Text.assemble(("you ", "bold cyan"), event.text))
             elif isinstance(event, ev.ReplyDelta):
                 self.reply += event.text
@@ -163,7 +172,7 @@ class LiveRenderer:
                 tokens = ""
                 if event.prompt_tokens is not None:
                     tokens = f" · {event.prompt_tokens}+{event.completion_tokens} tokens{' est.' if event.estimated else ''}"
-                out.print(Text(f"  {fmt_latency(event.latency)}{tokens}", style="dim"))
+                out.print(Text(f"  {fmt_latency(event.timing)}{tokens}", style="dim"))
             elif isinstance(event, ev.Notice):
                 out.print(Text(event.message, style="dim italic"))
             elif isinstance(event, ev.Error):

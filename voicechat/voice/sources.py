@@ -1,32 +1,25 @@
-"""Where talk's audio comes from: a microphone, or an audio file standing in for one."""
+"""Sources of a session's audio: a microphone, or an audio file that stands in for one."""
 
 from __future__ import annotations
 
 import threading
 import time
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
-from voicechat.audio import MIC_RATE, Microphone
-
-
-class Source(Protocol):
-    frame_bytes: int
-
-    def read(self, timeout: float) -> bytes | None: ...
-
-    @property
-    def exhausted(self) -> bool: ...
+from voicechat.voice.io import RATE
 
 
 class MicSource:
     """Frames from a sound device (a context manager around :class:`voicechat.audio.Microphone`)."""
 
     def __init__(self, device: str | int | None, frame_ms: int, latency: str) -> None:
+        from voicechat.audio import Microphone
+
+        self.frame_ms = frame_ms
+        self.realtime = True
         self.mic = Microphone(device, frame_ms=frame_ms, latency=latency)
-        self.frame_bytes = self.mic.frame * 2
 
     def __enter__(self) -> "MicSource":
         self.mic.__enter__()
@@ -42,25 +35,38 @@ class MicSource:
     def exhausted(self) -> bool:
         return False
 
+    def hold(self, held: bool) -> None:
+        pass  # a live microphone cannot wait: the listener decides what to ignore
+
 
 class FileSource:
-    """An audio file as the microphone: paced in real time, or as fast as the pipeline takes it (fast=True).
+    """An audio file as the microphone. It paces itself in real time; with ``fast=True`` it delivers as
+    fast as it is read, but holds while the session answers, so turns come one at a time."""
 
-    ``pause`` (an Event) holds a fast source while a turn is in progress, so turns are processed one by one.
-    """
-
-    def __init__(self, path: Path | str, frame_ms: int, *, fast: bool = False, tail_s: float = 1.5) -> None:
+    def __init__(self, path: Path | str, frame_ms: int, *, fast: bool = False, tail_s: float = 2.0) -> None:
         from voicechat.decode import decode
 
         audio = decode(path)
-        audio = np.concatenate([audio, np.zeros(int(MIC_RATE * tail_s), dtype=np.float32)])  # lets the end rule fire
+        self._init(audio, frame_ms, fast=fast, tail_s=tail_s)
+
+    @classmethod
+    def from_array(cls, audio: np.ndarray, frame_ms: int, *, fast: bool = False, tail_s: float = 2.0) -> "FileSource":
+        """Float32 16 kHz samples as a source (tests, benchmarks, a server's uploaded audio)."""
+        self = cls.__new__(cls)
+        self._init(audio, frame_ms, fast=fast, tail_s=tail_s)
+        return self
+
+    def _init(self, audio: np.ndarray, frame_ms: int, *, fast: bool, tail_s: float) -> None:
+        audio = np.concatenate([np.asarray(audio, dtype=np.float32), np.zeros(int(RATE * tail_s), dtype=np.float32)])
         self.pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
-        self.frame_bytes = MIC_RATE * frame_ms // 1000 * 2
+        self.frame_ms = frame_ms
+        self.frame_bytes = RATE * frame_ms // 1000 * 2
         self.frame_s = frame_ms / 1000
         self.fast = fast
+        self.realtime = not fast
         self.pos = 0
         self.started: float | None = None
-        self.pause = threading.Event()
+        self._held = threading.Event()
 
     def __enter__(self) -> "FileSource":
         return self
@@ -68,12 +74,18 @@ class FileSource:
     def __exit__(self, *exc: object) -> None:
         pass
 
+    def hold(self, held: bool) -> None:
+        if held:
+            self._held.set()
+        else:
+            self._held.clear()
+
     def read(self, timeout: float) -> bytes | None:
         if self.exhausted:
             time.sleep(min(timeout, 0.05))
             return None
         if self.fast:
-            if self.pause.is_set():
+            if self._held.is_set():
                 time.sleep(min(timeout, 0.01))
                 return None
         else:

@@ -1,9 +1,11 @@
-"""Typed events from the talk pipeline to whoever renders them (rich live view, JSON lines, plain text)."""
+"""Typed events from a voice session to whoever shows them (live view, JSON lines, a server)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from voicechat.voice.timing import TurnTiming
 
 
 @dataclass
@@ -15,6 +17,13 @@ class Event:
 @dataclass
 class Status(Event):
     state: str  # listening | hearing | thinking | speaking | recording | idle
+
+
+@dataclass
+class Partial(Event):
+    """The transcript so far while the user is still speaking (it may still change)."""
+
+    text: str
 
 
 @dataclass
@@ -36,10 +45,14 @@ class ReplyDone(Event):
 
 @dataclass
 class TurnStats(Event):
-    latency: dict[str, float] = field(default_factory=dict)
+    timing: TurnTiming = field(default_factory=TurnTiming)
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     estimated: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "turn_stats", "latency": self.timing.to_dict(), "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens, "estimated": self.estimated}
 
 
 @dataclass
@@ -70,6 +83,6 @@ class Summary(Event):
 
 
 EVENT_NAMES = {
-    Status: "status", UserText: "user", ReplyDelta: "reply_delta", ReplyDone: "reply", TurnStats: "turn_stats",
-    Notice: "notice", Error: "error", Dropped: "dropped", Summary: "summary",
+    Status: "status", Partial: "partial", UserText: "user", ReplyDelta: "reply_delta", ReplyDone: "reply",
+    TurnStats: "turn_stats", Notice: "notice", Error: "error", Dropped: "dropped", Summary: "summary",
 }

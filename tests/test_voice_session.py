@@ -1,0 +1,320 @@
+"""The voice-session core in process: segmenter, turn policies, and VoiceSession driven with synthetic
+frames and scripted engines (fast, deterministic: the file source is read faster than real time)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from tests.voice_fakes import (
+    RecordingSink, ScriptedLLM, ScriptedSTT, ScriptedTTS, WholeTurnSTT, buzz, phrase, silence,
+)
+from voicechat import slash
+from voicechat.config import resolve
+from voicechat.session import ChatSession
+from voicechat.vad import Dropped, Pause, Segmenter, SpeechStarted, Utterance
+from voicechat.voice import events as ev
+from voicechat.voice.endpoint import Hypothesis, MeaningPolicy, SilencePolicy, text_verdict
+from voicechat.voice.sources import FileSource
+from voicechat.voice.timing import TurnTiming
+from voicechat.voice.session import VoiceSession, turn_policy
+
+FRAME = 30
+
+
+def frames(audio: np.ndarray) -> list[bytes]:
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+    n = 16000 * FRAME // 1000 * 2
+    return [pcm[i : i + n] for i in range(0, len(pcm) - n + 1, n)]
+
+
+# segmenter ------------------------------------------------------------------------------
+def test_segmenter_reports_start_pauses_and_leaves_the_end_to_its_driver():
+    cfg = resolve().listen
+    seg = Segmenter(cfg, pause_ms=150)
+    events = []
+    for f in frames(np.concatenate([silence(0.5), phrase(3), silence(0.5), phrase(2), silence(1.0)])):
+        events += [(seg.index + 1, e) for e in seg.push(f)]
+    kinds = [type(e).__name__ for _, e in events]
+    assert kinds == ["SpeechStarted", "Pause", "Pause"], kinds  # no end: the policy decides
+    assert seg.active and seg.silence_ms >= 900
+    utt = seg.finish()
+    assert isinstance(utt, Utterance) and not seg.active
+    seconds = len(utt.audio) / 16000
+    assert 2.0 < seconds < 2.6  # pre-roll + 3 words + pause + 2 words + a short tail, not the trailing silence
+
+
+def test_segmenter_drops_a_cough_and_ignores_silence_and_quiet_noise():
+    cfg = resolve().listen
+    seg = Segmenter(cfg)
+    rng = np.random.default_rng(0)
+    quiet = (rng.standard_normal(16000) * 0.001).astype(np.float32)
+    for f in frames(np.concatenate([silence(1), quiet])):
+        assert seg.push(f) == []
+    out = []
+    for f in frames(np.concatenate([buzz(0.21), silence(0.3)])):
+        out += seg.push(f)
+    assert isinstance(out[0], SpeechStarted) and isinstance(out[1], Pause)
+    assert isinstance(seg.finish(), Dropped)
+
+
+def test_segmenter_cuts_at_the_length_cap():
+    cfg = resolve(overrides={"listen.max_utterance_s": 2.0}).listen
+    seg = Segmenter(cfg)
+    out = [e for f in frames(buzz(3.0)) for e in seg.push(f)]
+    assert any(isinstance(e, Utterance) for e in out)
+
+
+# turn policies -------------------------------------------------------------------------
+@pytest.mark.parametrize("text,verdict", [
+    ("What time is it?", "complete"), ("Book a table for", "incomplete"), ("I went there and", "incomplete"),
+    ("I want, um", "incomplete"), ("so the thing is,", "incomplete"), ("well...", "incomplete"),
+    ("Tell me a joke", "unclear"), ("", "unclear"), (None, "unclear"), ("Book a table for.", "incomplete"),
+])
+def test_text_verdict(text, verdict):
+    assert text_verdict(text) == verdict
+
+
+def test_meaning_policy_table():
+    cfg = resolve().turn
+    p = MeaningPolicy(cfg, audio_model=True)
+    assert p.silence_to_end(None) is None
+    assert p.silence_to_end(Hypothesis("What time is it?", 0.9)) == cfg.fast_end_ms
+    assert p.silence_to_end(Hypothesis("What time is it?", 0.1)) == cfg.end_ms
+    assert p.silence_to_end(Hypothesis("Tell me a joke", 0.9)) == cfg.end_ms
+    assert p.silence_to_end(Hypothesis("Tell me a joke", 0.1)) == cfg.slow_end_ms
+    assert p.silence_to_end(Hypothesis("a table for", 0.99)) == cfg.slow_end_ms
+    words_only = MeaningPolicy(cfg, audio_model=False)
+    assert words_only.silence_to_end(Hypothesis("What time is it?")) == cfg.fast_end_ms
+    assert SilencePolicy(600).silence_to_end(None) == 600
+
+
+def test_policy_follows_what_the_engines_can_do():
+    cfg = resolve()
+    assert isinstance(turn_policy(cfg, ScriptedSTT("x"), None), MeaningPolicy)
+    assert isinstance(turn_policy(cfg, WholeTurnSTT("x"), None), SilencePolicy)
+    assert isinstance(turn_policy(resolve(overrides={"turn.detector": "silence"}), ScriptedSTT("x"), None), SilencePolicy)
+
+
+# the session ---------------------------------------------------------------------------
+class Run:
+    """A VoiceSession on a fast file source with scripted engines; collects events."""
+
+    def __init__(self, audio: np.ndarray | None, script: str = "", replies=("Fine. Thanks for asking.",), *,
+                 overrides: dict | None = None, stt=None, llm=None, sink=None, start: bool = True, fast: bool = True) -> None:
+        self.cfg = resolve(overrides={"turn.audio_model": False, **(overrides or {})})
+        self.stt = stt or ScriptedSTT(script)
+        self.llm = llm or ScriptedLLM(list(replies))
+        self.sink = sink or RecordingSink()
+        self.chat = ChatSession(self.cfg, self.llm, kind="talk", log=False)
+        source = FileSource.from_array(audio, FRAME, fast=fast) if audio is not None else None
+        self.session = VoiceSession(self.cfg, conversation=self.chat, stt=self.stt, tts=ScriptedTTS(), source=source, sink=self.sink)
+        self.events: list[ev.Event] = []
+        self._lock = threading.Lock()
+        self.session.subscribe(self._on)
+        if start:
+            self.session.start()
+
+    def _on(self, e: ev.Event) -> None:
+        with self._lock:
+            self.events.append(e)
+
+    def of(self, kind: type) -> list:
+        with self._lock:
+            return [e for e in self.events if isinstance(e, kind)]
+
+    def wait(self, predicate, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline, self.events
+            time.sleep(0.01)
+
+    def finish(self, timeout: float = 30.0) -> "Run":
+        assert self.session.wait_done(timeout=timeout), self.events
+        self.session.close()
+        return self
+
+
+def test_a_finished_sentence_ends_the_turn_fast_and_its_transcript_is_ready():
+    audio = np.concatenate([silence(0.3), phrase(4), silence(2.0)])
+    run = Run(audio, "What time is it?").finish()
+    (user,) = run.of(ev.UserText)
+    assert user.text == "What time is it?"
+    (stats,) = run.of(ev.TurnStats)
+    assert stats.timing.endpoint == pytest.approx(run.cfg.turn.fast_end_ms / 1000, abs=0.031)
+    assert run.stt.calls, "transcribed while listening"
+    partials = run.of(ev.Partial)
+    assert partials and partials[-1].text == "What time is it?"
+    assert run.events.index(partials[-1]) < run.events.index(user)
+    (done,) = run.of(ev.ReplyDone)
+    assert done.text == "Fine. Thanks for asking." and not done.interrupted
+    assert run.chat.totals.turns == 1 and run.chat.memory.messages_for("x")[1].content == "What time is it?"
+
+
+def test_a_pause_after_an_unfinished_clause_does_not_end_the_turn():
+    # "I'd like to book a table for ... (0.7 s) ... four people."
+    audio = np.concatenate([silence(0.3), phrase(7), silence(0.7), phrase(2), silence(2.5)])
+    run = Run(audio, "I'd like to book a table for four people.").finish()
+    assert [u.text for u in run.of(ev.UserText)] == ["I'd like to book a table for four people."]
+    assert run.of(ev.TurnStats)[0].timing.endpoint == pytest.approx(run.cfg.turn.fast_end_ms / 1000, abs=0.031)
+
+
+def test_an_unclear_ending_waits_longer_than_a_finished_one():
+    audio = np.concatenate([silence(0.3), phrase(3), silence(2.5)])
+    run = Run(audio, "Tell me something").finish()
+    assert run.of(ev.TurnStats)[0].timing.endpoint == pytest.approx(run.cfg.turn.end_ms / 1000, abs=0.031)
+
+
+def test_the_silence_detector_is_todays_fixed_rule():
+    audio = np.concatenate([silence(0.3), phrase(4), silence(2.0)])
+    run = Run(audio, "What time is it?", overrides={"turn.detector": "silence"}).finish()
+    assert run.of(ev.TurnStats)[0].timing.endpoint == pytest.approx(0.6, abs=0.031)
+    assert run.of(ev.Partial) == []  # no transcription while listening
+
+
+def test_an_engine_that_cannot_go_incremental_transcribes_once_after_the_turn():
+    audio = np.concatenate([silence(0.3), phrase(4), silence(2.0)])
+    stt = WholeTurnSTT("What time is it?")
+    run = Run(audio, stt=stt).finish()
+    assert [u.text for u in run.of(ev.UserText)] == ["What time is it?"]
+    assert run.of(ev.Partial) == []
+
+
+def test_long_speech_is_committed_at_pauses_so_each_pass_stays_short():
+    words = " ".join(f"w{i}" for i in range(40)) + "."
+    audio = np.concatenate([silence(0.3)] + [np.concatenate([phrase(8), silence(0.4)]) for _ in range(5)] + [silence(2.5)])
+    run = Run(audio, words, overrides={"turn.commit_after_s": 3.0}).finish()
+    (user,) = run.of(ev.UserText)
+    assert user.text == words
+    assert any(prompt for _, prompt in run.stt.calls), "later passes were prompted with the committed text"
+    assert max(seconds for seconds, prompt in run.stt.calls if prompt) < 8.0
+
+
+def test_noise_and_a_cough_make_no_turn():
+    rng = np.random.default_rng(1)
+    audio = np.concatenate([silence(0.5), buzz(0.2), silence(1.0), (rng.standard_normal(16000) * 0.0005).astype(np.float32), silence(1)])
+    run = Run(audio, "nothing").finish()
+    assert run.of(ev.UserText) == [] and run.chat.totals.turns == 0
+    assert [d.reason for d in run.of(ev.Dropped)] == ["too short"]
+
+
+def test_typed_text_and_the_shared_commands():
+    run = Run(None, replies=["One.", "Two."])
+    run.session.send_text("first")
+    run.wait(lambda: len(run.of(ev.ReplyDone)) == 1)
+    assert "1 turn" in run.session.command("/tokens").message
+    assert run.session.command("/clear").message == "conversation cleared"
+    run.session.send_text("second")
+    run.wait(lambda: len(run.of(ev.ReplyDone)) == 2)
+    assert [m.role for m in run.llm.prompts[1]] == ["system", "user"], "cleared: the model no longer sees turn one"
+    assert "unknown command /nope" in run.session.command("/nope").message
+    assert "no microphone" in run.session.command("/mode").message
+    assert run.session.command("/quit").quit and run.session.done
+    run.session.close()
+
+
+def test_interrupt_while_thinking_keeps_nothing_unheard():
+    llm = ScriptedLLM(["This reply never sounds."])
+    llm.gate.clear()
+    run = Run(None, llm=llm)
+    run.session.send_text("hello")
+    assert llm.started.wait(5)
+    run.session.interrupt()
+    llm.gate.set()
+    run.wait(lambda: run.of(ev.ReplyDone))
+    (done,) = run.of(ev.ReplyDone)
+    assert done.interrupted and done.text == ""
+    run.wait(lambda: llm.closed == 1)
+    run.session.close()
+
+
+def test_interrupt_while_speaking_keeps_only_what_was_played():
+    reply = "Once upon a time there was a long story. " * 6
+    sink = RecordingSink(speed=2.0)
+    run = Run(None, replies=[reply.strip()], sink=sink)
+    run.session.send_text("tell me a story")
+    assert sink.playing.wait(10)
+    time.sleep(0.3)
+    run.session.interrupt()
+    run.wait(lambda: run.of(ev.ReplyDone))
+    (done,) = run.of(ev.ReplyDone)
+    assert done.interrupted and 0 < len(done.text) < len(reply.strip())
+    assert run.chat.memory.messages_for("x")[2].content == done.text  # memory holds what was heard
+    run.session.close()
+
+
+def test_barge_in_stops_the_reply_and_the_new_speech_becomes_the_next_turn():
+    script = "Tell me a long story. Stop."
+    sink = RecordingSink(speed=1.0)
+    audio = np.concatenate([silence(0.3), phrase(5), silence(0.6), silence(1.5), phrase(1), silence(2.0)])
+    run = Run(audio, script, replies=["A long story begins here and goes on and on. " * 4, "Okay."], sink=sink,
+              overrides={"listen.barge_in": True}, fast=False)  # paced: the reply plays while the user talks
+    run.wait(lambda: len(run.of(ev.ReplyDone)) == 2, timeout=30)
+    first, second = run.of(ev.ReplyDone)
+    assert first.interrupted and second.text == "Okay."
+    assert any(isinstance(e, ev.Notice) and "barge-in" in e.message for e in run.events)
+    run.session.close()
+
+
+def test_a_failing_engine_is_one_error_and_the_session_ends():
+    class Broken(ScriptedSTT):
+        def transcribe_turn(self, audio, **kw):
+            raise RuntimeError("decoder exploded")
+
+    audio = np.concatenate([silence(0.3), phrase(3), silence(2.0)])
+    run = Run(audio, stt=Broken("x")).finish()
+    assert run.session.errors and "decoder exploded" in run.session.errors[0]
+    assert [e for e in run.events if isinstance(e, ev.Error)]
+
+
+def test_a_chat_error_is_reported_and_nothing_is_recorded():
+    from voicechat.errors import VoicechatError
+
+    class Refuses(ScriptedLLM):
+        def stream(self, messages):
+            raise VoicechatError("server said no")
+            yield  # pragma: no cover
+
+    run = Run(None, llm=Refuses([]))
+    run.session.send_text("hello")
+    run.wait(lambda: run.of(ev.Error))
+    assert run.of(ev.Error)[0].message == "server said no" and run.chat.totals.turns == 0
+    run.session.send_text("again")  # the session goes on
+    run.wait(lambda: len(run.of(ev.Error)) == 2)
+    run.session.close()
+
+
+def test_warm_up_prefills_the_local_model():
+    run = Run(None, start=False)
+    run.session.warm_up()
+    assert run.llm.prefilled == 1
+
+
+def test_turn_timing_round_trips_and_omits_the_unknown():
+    t = TurnTiming(endpoint=0.30049, stt=0.0)
+    assert t.to_dict() == {"endpoint": 0.3, "stt": 0.0}
+    assert TurnTiming.from_dict({**t.to_dict(), "other": 1}) == TurnTiming(endpoint=0.3, stt=0.0)
+
+
+def test_chat_and_talk_share_one_command_table():
+    class Chat:
+        modes = False
+        cleared = False
+
+        def clear(self):
+            self.cleared = True
+
+        def tokens_line(self):
+            return "3 turns"
+
+        def toggle_mode(self):  # pragma: no cover - never offered
+            raise AssertionError
+
+    chat = Chat()
+    assert slash.names(chat) == ["/clear", "/tokens", "/quit"]
+    assert slash.run("/clear", chat).message == "conversation cleared" and chat.cleared
+    assert slash.run("/exit", chat).quit
+    assert "unknown command /mode" in slash.run("/mode", chat).message

@@ -1,0 +1,158 @@
+"""The listening stage: frames in, user turns out.
+
+It runs the voice activity detector, asks the transcriber for the transcript at every pause
+(and now and then during long speech, for the live partial transcript), and asks the turn
+policy how much silence ends the turn given what is known at that moment. In push-to-talk
+mode the key decides instead. While the assistant answers (without barge-in) it ignores the
+microphone, plus an echo tail when the sink is a real loudspeaker.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from voicechat.vad import Dropped, Pause, Segmenter, SpeechStarted, Utterance
+from voicechat.voice import events as ev
+from voicechat.voice.transcriber import UtteranceText
+
+if TYPE_CHECKING:
+    from voicechat.config import Config
+    from voicechat.voice.endpoint import TurnPolicy
+    from voicechat.voice.io import Source
+    from voicechat.voice.transcriber import Transcriber
+
+ECHO_TAIL_S = 0.3  # after playback, the room's echo is not the user
+
+
+@dataclass
+class UserTurn:
+    """A finished user turn on its way to the reply stage."""
+
+    source: str  # voice | typed
+    text: str = ""
+    audio: np.ndarray | None = None
+    utt: UtteranceText | None = None  # its transcript, when it was transcribed while spoken
+    speech_end: float | None = None  # perf_counter() of the end of speech
+    end_detected: float = field(default_factory=time.perf_counter)  # when the turn was judged complete
+
+
+class Listener:
+    def __init__(self, config: "Config", source: "Source", policy: "TurnPolicy", transcriber: "Transcriber", *,
+                 emit: Callable[[ev.Event], None], deliver: Callable[[UserTurn], None], set_state: Callable[[str], None],
+                 answering: Callable[[], bool], on_barge_in: Callable[[], None], echo: bool) -> None:
+        self.cfg = config
+        self.source, self.policy, self.transcriber = source, policy, transcriber
+        self.emit, self.deliver, self.set_state = emit, deliver, set_state
+        self.answering, self.on_barge_in = answering, on_barge_in
+        self.echo = echo
+        self.mode = config.listen.mode
+        self.barge_in = config.listen.barge_in
+        self.recording = threading.Event()  # push-to-talk: the key is down
+        self.frame_s = config.listen.frame_ms / 1000
+        self._partial_frames = max(1, config.turn.partial_every_ms // config.listen.frame_ms)
+
+    def run(self, stop: threading.Event) -> None:
+        turn = self.cfg.turn
+        seg = Segmenter(self.cfg.listen, pause_ms=turn.pause_ms)
+        utt: UtteranceText | None = None
+        ptt: list[bytes] = []
+        quiet_until = 0.0
+        ignoring = False
+        since_partial = 0
+        while not stop.is_set():
+            frame = self.source.read(0.1)
+            if frame is None:
+                if self.source.exhausted:
+                    if self.mode == "vad" and seg.active:
+                        self._end(seg, utt, time.perf_counter())
+                    return
+                continue
+            now = time.perf_counter()
+            if self.mode == "ptt":
+                if self.recording.is_set():
+                    ptt.append(frame)
+                elif ptt:
+                    audio = np.frombuffer(b"".join(ptt), dtype="<i2").astype(np.float32) / 32768.0
+                    ptt = []
+                    self.deliver(UserTurn("voice", audio=audio, speech_end=now, end_detected=now))
+                continue
+            answering = self.answering()
+            if answering and not self.barge_in:
+                seg.reset()  # the assistant's own voice is not the user
+                if self.echo:
+                    quiet_until = now + ECHO_TAIL_S
+                ignoring = True
+                continue
+            if now < quiet_until:
+                seg.reset()
+                continue
+            if ignoring:
+                ignoring = False
+                self.set_state("listening")
+            for event in seg.push(frame):
+                if isinstance(event, SpeechStarted):
+                    utt = UtteranceText()
+                    since_partial = 0
+                    if answering and self.barge_in:
+                        self.emit(ev.Notice("barge-in: stopping the reply"))
+                        self.on_barge_in()
+                    if not self.answering():
+                        self.set_state("hearing")
+                elif isinstance(event, Pause):
+                    if self.policy.uses_transcript or self.policy.uses_audio_model:
+                        self.transcriber.request(utt, seg.audio(), pause=True)
+                elif isinstance(event, Utterance):  # the length cap
+                    self._deliver(event, utt, now, seg.index)
+                    utt = None
+                elif isinstance(event, Dropped):
+                    self._dropped(event, utt)
+            if not seg.active:
+                continue
+            if seg.silence_run == 0:
+                since_partial += 1
+                if self.policy.uses_transcript and since_partial >= self._partial_frames and not self.transcriber.busy:
+                    since_partial = 0
+                    self.transcriber.request(utt, seg.audio(), pause=False)
+            elif seg.silence_run * seg.frame_ms >= min(turn.pause_ms, self.policy.max_silence_ms):
+                hyp = self._hypothesis(utt, len(seg.audio()))
+                need = self.policy.silence_to_end(hyp)
+                if seg.silence_ms >= (self.policy.max_silence_ms if need is None else need):
+                    self._end(seg, utt, now)
+                    utt = None
+
+    def _hypothesis(self, utt: UtteranceText | None, end: int) -> Any:
+        """What is known at this pause. A source faster than real time waits for it: the decision must not
+        depend on how fast the file was read."""
+        if utt is None:
+            return None
+        hyp = utt.result(end)
+        if hyp is None and not self.source.realtime and (self.policy.uses_transcript or self.policy.uses_audio_model):
+            with utt.cond:
+                utt.cond.wait_for(lambda: end in utt.results or utt.closed, timeout=30)
+            hyp = utt.result(end)
+        return hyp
+
+    def _end(self, seg: Segmenter, utt: UtteranceText | None, now: float) -> None:
+        index = seg.index
+        event = seg.finish()
+        if isinstance(event, Dropped):
+            self._dropped(event, utt)
+        else:
+            self._deliver(event, utt, now, index)
+
+    def _deliver(self, event: Utterance, utt: UtteranceText | None, now: float, index: int) -> None:
+        speech_end = now - (index - event.last_voiced_frame) * self.frame_s  # frames arrive in (source) real time
+        self.deliver(UserTurn("voice", audio=event.audio, utt=utt, speech_end=speech_end, end_detected=now))
+
+    def _dropped(self, event: Dropped, utt: UtteranceText | None) -> None:
+        if utt is not None:
+            with utt.cond:
+                utt.closed = True
+        self.emit(ev.Dropped(event.reason))
+        if not self.answering():
+            self.set_state("listening")

@@ -1,0 +1,198 @@
+"""The answering stages: a user turn in, a spoken reply out.
+
+- :class:`Responder` turns a user turn into text (the transcript, ready or finished now),
+  streams the chat model's reply, cuts it into speakable chunks as it is written, and records
+  the turn with what was actually heard;
+- :class:`Speech` synthesizes each chunk and plays it on the sink, so generation, synthesis
+  and playback overlap.
+They share one :class:`Reply` per turn: its chunk queue and the cancel event that an interrupt sets.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from voicechat import sentences
+from voicechat.voice import events as ev
+from voicechat.voice.timing import TurnTiming
+
+if TYPE_CHECKING:
+    from voicechat.session import ChatSession
+    from voicechat.voice.io import Sink
+    from voicechat.voice.listener import UserTurn
+    from voicechat.voice.transcriber import Transcriber
+
+FIRST_AUDIO_WAIT_S = 3.0
+
+
+@dataclass
+class Reply:
+    cancel: threading.Event = field(default_factory=threading.Event)
+    chunks: "queue.Queue[str | None]" = field(default_factory=queue.Queue)
+    done: threading.Event = field(default_factory=threading.Event)  # speech finished (or gave up)
+    sounding: threading.Event = field(default_factory=threading.Event)  # the first chunk reached the sink
+    synthesized: list[str] = field(default_factory=list)
+
+
+class Speech:
+    """Synthesize and play each reply's chunks, in order."""
+
+    def __init__(self, tts: Any, sink: "Sink", set_state: Callable[[str], None]) -> None:
+        self.tts, self.sink, self.set_state = tts, sink, set_state
+        self.replies: "queue.Queue[Reply | None]" = queue.Queue()
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                reply = self.replies.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if reply is None:
+                return
+            try:
+                self._speak(reply, stop)
+            finally:
+                reply.done.set()
+
+    def _speak(self, reply: Reply, stop: threading.Event) -> None:
+        self.sink.begin()
+        spoke = False
+        while True:
+            try:
+                chunk = reply.chunks.get(timeout=0.1)
+            except queue.Empty:
+                if stop.is_set():
+                    return
+                continue
+            if chunk is None:
+                break
+            if reply.cancel.is_set() or not self.sink.speaks:
+                continue
+            for audio in self.tts.synthesize(chunk):
+                if reply.cancel.is_set():
+                    break
+                if not spoke:
+                    self.set_state("speaking")
+                    spoke = True
+                self.sink.play(audio)
+                reply.sounding.set()
+            reply.synthesized.append(chunk)
+        if spoke and not reply.cancel.is_set():
+            self.sink.drain()
+
+
+class Responder:
+    """Answer one user turn: transcript, streamed reply, chunks for speech, the record of the turn."""
+
+    def __init__(self, config: Any, conversation: "ChatSession", transcriber: "Transcriber | None", speech: Speech,
+                 sink: "Sink", *, emit: Callable[[ev.Event], None], set_state: Callable[[str], None]) -> None:
+        self.cfg = config
+        self.conversation, self.transcriber, self.speech, self.sink = conversation, transcriber, speech, sink
+        self.emit, self.set_state = emit, set_state
+        self.current: Reply | None = None
+
+    def transcript(self, item: "UserTurn") -> str:
+        assert self.transcriber is not None and item.audio is not None
+        if item.utt is not None:
+            return self.transcriber.final(item.utt, item.audio)
+        return self.transcriber.transcribe(item.audio)
+
+    def answer(self, item: "UserTurn", stop: threading.Event) -> None:
+        timing = TurnTiming()
+        t0 = item.end_detected
+        if item.speech_end is not None:
+            timing.endpoint = t0 - item.speech_end
+        if item.source == "voice":
+            self.set_state("thinking")
+            text = self.transcript(item)
+            now = time.perf_counter()
+            timing.stt = now - t0
+            if item.speech_end is not None:
+                timing.transcript = now - item.speech_end
+            if not text:
+                self.emit(ev.Dropped("no speech in the utterance"))
+                return
+        else:
+            text = item.text
+        self.emit(ev.UserText(text, item.source))
+        self.set_state("thinking")
+        reply = Reply()
+        self.current = reply
+        self.speech.replies.put(reply)
+        chunker = sentences.Chunker(self.cfg.tts.first_chunk_words)
+
+        def on_delta(delta: str) -> None:
+            self.emit(ev.ReplyDelta(delta))
+            for chunk in chunker.feed(sentences.clean(delta)):
+                first = timing.first_chunk is None
+                if first:
+                    timing.first_chunk = time.perf_counter() - t0
+                reply.chunks.put(chunk)
+                if first:
+                    self._first_audio_first(reply, stop)
+
+        result = self.conversation.stream_reply(text, on_delta, lambda: reply.cancel.is_set() or stop.is_set())
+        timing.first_token = result.first_token
+        if result.error:
+            self.emit(ev.Error(result.error))
+        if result.failed:
+            reply.cancel.set()
+            reply.chunks.put(None)
+            return
+        if not result.interrupted:
+            for chunk in chunker.flush():
+                if timing.first_chunk is None:
+                    timing.first_chunk = time.perf_counter() - t0
+                reply.chunks.put(chunk)
+        reply.chunks.put(None)
+        while not reply.done.wait(0.05):
+            if stop.is_set():
+                reply.cancel.set()
+                self.sink.stop()
+        interrupted = result.interrupted or reply.cancel.is_set()
+        heard = self._heard(reply, interrupted, result.text)
+        first_sample = self.sink.playback().first_sample_at
+        if first_sample is not None:
+            timing.first_audio = first_sample - t0
+            if item.speech_end is not None:
+                timing.voice_to_voice = first_sample - item.speech_end
+        self.emit(ev.ReplyDone(heard, interrupted))
+        usage = result.usage
+        self.emit(ev.TurnStats(timing, usage.prompt_tokens if usage else None, usage.completion_tokens if usage else None,
+                               bool(usage and usage.estimated)))
+        latency = timing.voice_to_voice if timing.voice_to_voice is not None else timing.first_audio
+        if latency is None and not self.sink.speaks:
+            latency = result.first_token
+        if latency is not None:
+            self.conversation.totals.latencies.append(latency)
+        self.conversation.record(text, heard, usage, interrupted=interrupted, latency=timing.to_dict())
+
+    def _first_audio_first(self, reply: Reply, stop: threading.Event) -> None:
+        """Hold the model (a local one shares the CPU with synthesis) until the first chunk sounds.
+
+        The rest of the reply is written while that chunk plays, which takes longer than writing it.
+        """
+        if not self.sink.speaks:
+            return
+        deadline = time.monotonic() + FIRST_AUDIO_WAIT_S
+        while not reply.sounding.wait(0.02):
+            if reply.cancel.is_set() or stop.is_set() or reply.done.is_set() or time.monotonic() > deadline:
+                return
+
+    def _heard(self, reply: Reply, interrupted: bool, written: str) -> str:
+        if self.sink.speaks:
+            return self.sink.playback().text  # only what actually came out
+        return " ".join(reply.synthesized).strip() if interrupted and reply.synthesized else written
+
+    def interrupt(self) -> bool:
+        """Stop the reply in progress now (barge-in, /clear, a new typed message). True if there was one."""
+        reply = self.current
+        if reply is None or reply.cancel.is_set() or reply.done.is_set():
+            return False
+        reply.cancel.set()
+        self.sink.stop()
+        return True

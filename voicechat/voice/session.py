@@ -1,0 +1,262 @@
+"""VoiceSession: one conversation by voice, the same for every front end.
+
+    session = VoiceSession(config, stt=stt, tts=tts, conversation=chat, source=mic, sink=speaker)
+    session.subscribe(show)          # typed events: voicechat.voice.events
+    session.start()
+    session.send_text("hello")       # or speak into the source
+    session.command("/clear")        # the shared slash commands
+    session.interrupt()              # stop the reply now
+    session.wait_done(); session.close()
+
+Stages (each a thread with a stop event and timeouts): the listener (source -> user turns),
+the transcriber (transcripts while the user speaks), the responder (user turn -> reply text
+-> chunks, and the record of the turn), and speech (chunks -> audio -> sink). Interrupts do
+not queue behind data: they set the reply's cancel event and silence the sink at once.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+from voicechat import slash
+from voicechat.errors import VoicechatError
+from voicechat.voice import events as ev
+from voicechat.voice.endpoint import MeaningPolicy, SilencePolicy, TurnPolicy
+from voicechat.voice.listener import Listener, UserTurn
+from voicechat.voice.reply import Responder, Speech
+from voicechat.voice.sinks import TextSink
+from voicechat.voice.transcriber import Transcriber
+
+if TYPE_CHECKING:
+    from voicechat.config import Config
+    from voicechat.session import ChatSession
+    from voicechat.voice.io import Sink, Source
+
+
+def turn_policy(config: "Config", stt: Any, turn_model: Any) -> TurnPolicy:
+    """The configured way to judge the end of a turn, limited to what the engines can do."""
+    incremental = bool(getattr(type(stt), "incremental", False)) and config.turn.incremental
+    if config.turn.detector == "silence" or (not incremental and turn_model is None):
+        return SilencePolicy(config.listen.end_silence_ms)
+    policy = MeaningPolicy(config.turn, audio_model=turn_model is not None)
+    policy.uses_transcript = incremental
+    return policy
+
+
+class VoiceSession:
+    def __init__(self, config: "Config", *, conversation: "ChatSession", stt: Any = None, tts: Any = None,
+                 source: "Source | None" = None, sink: "Sink | None" = None, turn_model: Any = None,
+                 ptt_key: bool = False) -> None:
+        self.cfg = config
+        self.ptt_key = ptt_key  # the front end has a push-to-talk key
+        self.conversation = conversation
+        self.source = source
+        self.sink: "Sink" = sink if sink is not None and tts is not None else TextSink()
+        self.state = ""
+        self.errors: list[str] = []
+        self._subscribers: list[Callable[[ev.Event], None]] = []
+        self._stop = threading.Event()
+        self._quit = threading.Event()
+        self._inputs: "queue.Queue[UserTurn]" = queue.Queue()
+        self._busy = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.policy = turn_policy(config, stt, turn_model)
+        self.transcriber = Transcriber(stt, config.turn, config.stt.language, turn_model=turn_model, on_error=self._fail,
+                                       on_partial=lambda utt, text: self.emit(ev.Partial(text))) if stt is not None else None
+        self.speech = Speech(tts, self.sink, self._set_state)
+        self.responder = Responder(config, conversation, self.transcriber, self.speech, self.sink,
+                                   emit=self.emit, set_state=self._set_state)
+        self.listener: Listener | None = None
+        if source is not None and self.transcriber is not None:
+            self.listener = Listener(config, source, self.policy, self.transcriber, emit=self.emit, deliver=self._deliver,
+                                     set_state=self._set_state, answering=self._answering, on_barge_in=self.interrupt,
+                                     echo=self.sink.audible)
+
+    # events ------------------------------------------------------------------------------
+    def subscribe(self, fn: Callable[[ev.Event], None]) -> None:
+        self._subscribers.append(fn)
+
+    def emit(self, event: ev.Event) -> None:
+        for fn in list(self._subscribers):
+            fn(event)
+
+    def _set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            self.emit(ev.Status(state))
+
+    # lifecycle ---------------------------------------------------------------------------
+    def warm_up(self) -> None:
+        """Get every engine past its first-use costs (and the system prompt into a local model's cache)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        jobs: list[Callable[[], None]] = [lambda: self.conversation.llm.prefill(self.conversation.memory.messages_for("Hello."))]
+        if self.transcriber is not None:
+            jobs.append(self.transcriber.stt.warm_up)
+        if self.sink.speaks:
+            jobs.append(self.speech.tts.warm_up)
+        with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="warm") as pool:
+            for f in [pool.submit(job) for job in jobs]:
+                f.result()
+
+    def start(self) -> None:
+        workers: list[tuple[str, Callable[[], None]]] = [("responder", self._respond), ("speech", lambda: self.speech.run(self._stop))]
+        if self.listener is not None:
+            workers.insert(0, ("listener", lambda: self.listener.run(self._stop)))  # type: ignore[union-attr]
+        if self.transcriber is not None:
+            self.transcriber.start()
+        for name, target in workers:
+            t = threading.Thread(target=self._guarded(target), name=f"voice-{name}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        self._set_state(self._resting_state())
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop every stage and wait for them (bounded)."""
+        self._stop.set()
+        self.interrupt()
+        self.speech.replies.put(None)
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.1, deadline - time.monotonic()))
+        if self.transcriber is not None:
+            self.transcriber.close(max(0.1, deadline - time.monotonic()))
+
+    @property
+    def idle(self) -> bool:
+        """Nothing being answered and nothing waiting."""
+        return not self._busy.is_set() and self._inputs.empty()
+
+    @property
+    def done(self) -> bool:
+        """Quit was asked, a stage failed, or the source is used up and the last reply is over."""
+        if self._quit.is_set() or self._stop.is_set():
+            return True
+        return self.source is not None and self.source.exhausted and self.idle and not self._listener_alive()
+
+    def _listener_alive(self) -> bool:
+        return any(t.name == "voice-listener" and t.is_alive() for t in self._threads)
+
+    def wait_done(self, poll: float = 0.05, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.done:
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(poll)
+        return True
+
+    def _guarded(self, fn: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                fn()
+            except Exception as e:  # a stage must never die silently and leave the user in silence
+                self._fail(e)
+
+        return run
+
+    def _fail(self, e: BaseException) -> None:
+        """A stage failed: say so once and end the session."""
+        if isinstance(e, VoicechatError):
+            message = str(e)
+        else:
+            message = f"internal error in {threading.current_thread().name}: {type(e).__name__}: {e}"
+        self.errors.append(message)
+        self.emit(ev.Error(message))
+        self._stop.set()
+
+    # input -------------------------------------------------------------------------------
+    def send_text(self, text: str) -> None:
+        """A typed message: it interrupts the reply in progress when barge-in is on, else waits its turn."""
+        if self.cfg.listen.barge_in:
+            self.interrupt()
+        self._deliver(UserTurn("typed", text=text))
+
+    def command(self, line: str) -> slash.Outcome:
+        outcome = slash.run(line, self)
+        if outcome.quit:
+            self._quit.set()
+        return outcome
+
+    def interrupt(self) -> None:
+        """Stop the reply in progress now (barge-in, /clear, Ctrl-C)."""
+        self.responder.interrupt()
+
+    def clear(self) -> None:
+        self.interrupt()
+        self.conversation.clear()
+
+    modes = True  # /mode is offered (it says so when there is no microphone)
+
+    @property
+    def mode(self) -> str:
+        return self.listener.mode if self.listener is not None else "text"
+
+    def set_mode(self, mode: str) -> None:
+        if self.listener is None:
+            raise VoicechatError("no microphone: only typed messages")
+        self.listener.mode = mode
+        self.listener.recording.clear()
+        self._set_state(self._resting_state())
+
+    def toggle_mode(self) -> str:
+        if self.listener is None:
+            return "no microphone: only typed messages"
+        if self.listener.mode == "vad" and not self.ptt_key:
+            return "push-to-talk needs a terminal"
+        self.set_mode("ptt" if self.listener.mode == "vad" else "vad")
+        return f"mode: {'push-to-talk (space to start/stop)' if self.mode == 'ptt' else 'voice activity detection'}"
+
+    def toggle_recording(self) -> None:
+        """Push-to-talk: the key starts recording (and stops a reply), or ends the recording."""
+        if self.listener is None:
+            return
+        if self.listener.recording.is_set():
+            self.listener.recording.clear()
+            self._set_state("idle")
+        else:
+            self.interrupt()
+            self.listener.recording.set()
+            self._set_state("recording")
+
+    def tokens_line(self) -> str:
+        return self.conversation.tokens_line("voice-to-voice")
+
+    def summary(self) -> ev.Summary:
+        from voicechat.session import percentile
+
+        t = self.conversation.totals
+        return ev.Summary(t.turns, percentile(t.latencies, 0.5), percentile(t.latencies, 0.95), t.prompt_tokens,
+                          t.completion_tokens, t.estimated, t.cost, self.conversation.session_id)
+
+    # stages ------------------------------------------------------------------------------
+    def _answering(self) -> bool:
+        return self._busy.is_set() or not self._inputs.empty()
+
+    def _deliver(self, item: UserTurn) -> None:
+        if self.source is not None:
+            self.source.hold(True)
+        self._inputs.put(item)
+
+    def _resting_state(self) -> str:
+        return "listening" if self.listener is not None and self.listener.mode == "vad" else "idle"
+
+    def _respond(self) -> None:
+        while not self._stop.is_set():
+            try:
+                item = self._inputs.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            self._busy.set()
+            try:
+                self.responder.answer(item, self._stop)
+            finally:
+                self.responder.current = None
+                self._busy.clear()
+                if self._inputs.empty():
+                    if self.source is not None:
+                        self.source.hold(False)
+                    if not self._stop.is_set() and not (self.listener is not None and self.listener.mode == "vad" and not self.cfg.listen.barge_in):
+                        self._set_state(self._resting_state())  # (a VAD listener says "listening" once it listens again)

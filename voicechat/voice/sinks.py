@@ -1,0 +1,93 @@
+"""Sinks for reply audio: the sound card, a file, or nothing (text only)."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from voicechat.voice.io import Playback
+
+if TYPE_CHECKING:
+    from voicechat.engines.base import AudioChunk
+
+
+class SpeakerSink:
+    """A loudspeaker (:class:`voicechat.audio.Speaker`): reports exactly what came out, and when."""
+
+    speaks = True
+    audible = True
+
+    def __init__(self, speaker: Any) -> None:
+        self.speaker = speaker
+
+    def begin(self) -> None:
+        self.speaker.reset()
+
+    def play(self, chunk: "AudioChunk") -> None:
+        self.speaker.play(chunk)
+
+    def drain(self) -> None:
+        self.speaker.drain()
+
+    def stop(self) -> None:
+        self.speaker.stop()
+
+    def playback(self) -> Playback:
+        return Playback(self.speaker.played.text(), self.speaker.first_audio_at)
+
+
+class FileSink:
+    """Replies written to an audio file (:class:`voicechat.audiofile.AudioFileWriter`); all of a chunk counts as
+    played once written, and a stopped reply writes nothing more."""
+
+    speaks = True
+    audible = False
+
+    def __init__(self, writer: Any) -> None:
+        self.writer = writer
+        self._texts: list[str] = []
+        self._first: float | None = None
+        self._stopped = False
+
+    def begin(self) -> None:
+        self._texts, self._first, self._stopped = [], None, False
+
+    def play(self, chunk: "AudioChunk") -> None:
+        if self._stopped:
+            return
+        self.writer.play(chunk)
+        if self._first is None:
+            self._first = time.perf_counter()
+        if not self._texts or self._texts[-1] != chunk.text:  # one text may come as several chunks
+            self._texts.append(chunk.text)
+
+    def drain(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        self._stopped = True
+
+    def playback(self) -> Playback:
+        return Playback(" ".join(t for t in self._texts if t).strip(), self._first)
+
+
+class TextSink:
+    """No audio device and no file: replies are shown, never spoken."""
+
+    speaks = False
+    audible = False
+
+    def begin(self) -> None:
+        pass
+
+    def play(self, chunk: "AudioChunk") -> None:
+        pass
+
+    def drain(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def playback(self) -> Playback:
+        return Playback()

@@ -1,0 +1,169 @@
+"""Transcription while the user speaks: one worker thread that transcribes the utterance in progress.
+
+At every pause (and now and then during long speech, for the live partial transcript) the
+listener asks for a transcript of the utterance so far. The worker always takes the newest
+request and drops older ones. When the turn ends at a pause whose transcript is ready, there
+is nothing left to decode. Long utterances are committed at pauses once they pass
+``turn.commit_after_s``: later requests decode only the audio after the commit point, with the
+committed text as the prompt, so the cost of each request stays bounded.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+from voicechat.voice.endpoint import Hypothesis
+from voicechat.voice.io import RATE
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from voicechat.config import TurnConfig
+
+
+class UtteranceText:
+    """The transcript of one utterance as it grows; shared by the listener, the worker and the turn."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.committed = ""  # text of the audio before commit_sample
+        self.commit_sample = 0
+        self.results: dict[int, Hypothesis] = {}  # end sample -> hypothesis of the whole utterance up to it
+        self.in_flight: int | None = None  # end sample of the request being decoded
+        self.closed = False  # the turn ended: no more partial transcripts
+
+    def result(self, end: int) -> Hypothesis | None:
+        with self.cond:
+            return self.results.get(end)
+
+
+@dataclass
+class _Request:
+    utt: UtteranceText
+    audio: "np.ndarray"  # the whole utterance so far
+    pause: bool  # at a pause (may commit, asks the audio turn model); else a partial during speech
+
+
+class Transcriber:
+    """Runs the speech-to-text engine (and the audio turn model) off the listener's thread."""
+
+    def __init__(self, stt: Any, cfg: "TurnConfig", language: str | None, *, turn_model: Any = None,
+                 on_partial: Callable[[UtteranceText, str], None] | None = None,
+                 on_error: Callable[[BaseException], None] | None = None) -> None:
+        self.stt, self.cfg, self.language = stt, cfg, language
+        self.turn_model = turn_model
+        self.judge = turn_model is not None
+        self.incremental = bool(getattr(type(stt), "incremental", False))  # a class capability of the engine
+        self.on_partial = on_partial or (lambda utt, text: None)
+        self.on_error = on_error
+        self._engine = threading.Lock()  # one decode at a time
+        self._slot: _Request | None = None
+        self._cv = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.decodes = 0
+
+    # lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="voice-transcriber", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        with self._cv:
+            self._cv.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def busy(self) -> bool:
+        with self._cv:
+            return self._slot is not None or self._engine.locked()
+
+    # requests ----------------------------------------------------------------------------
+    def request(self, utt: UtteranceText, audio: "np.ndarray", *, pause: bool) -> None:
+        """Transcribe the utterance so far (the newest request replaces one not yet started)."""
+        with self._cv:
+            self._slot = _Request(utt, audio, pause)
+            self._cv.notify()
+
+    def final(self, utt: UtteranceText, audio: "np.ndarray", timeout: float = 30.0) -> str:
+        """The transcript of the whole utterance: ready if the last pause's request covered it, else decoded now."""
+        end = len(audio)
+        with utt.cond:
+            utt.closed = True
+            deadline = time.monotonic() + timeout
+            while utt.in_flight == end and end not in utt.results and time.monotonic() < deadline:
+                utt.cond.wait(0.05)
+            hyp = utt.results.get(end)
+        if hyp is not None and hyp.text is not None:
+            return hyp.text
+        return self._decode(utt, audio, commit=False).text
+
+    def transcribe(self, audio: "np.ndarray") -> str:
+        """A whole utterance at once (engines that cannot work incrementally, push-to-talk)."""
+        with self._engine:
+            return self.stt.transcribe_turn(audio, prompt=None, beam_size=self.cfg.beam_size,
+                                            silero_filter=self.cfg.silero_filter, language=self.language)
+
+    # worker ------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with self._cv:
+                while self._slot is None and not self._stop.is_set():
+                    self._cv.wait(0.1)
+                req, self._slot = self._slot, None
+            if req is None:
+                continue
+            with req.utt.cond:
+                if req.utt.closed:  # the turn ended meanwhile: its final transcript is decoded by the turn
+                    continue
+                req.utt.in_flight = len(req.audio)
+            try:
+                self._decode(req.utt, req.audio, commit=req.pause, judge=req.pause and self.judge)
+            except Exception as e:  # the session hears of it; whoever waits on this utterance wakes up
+                with req.utt.cond:
+                    req.utt.closed = True
+                    req.utt.cond.notify_all()
+                if self.on_error is None:
+                    raise
+                self.on_error(e)
+                return
+
+    def _decode(self, utt: UtteranceText, audio: "np.ndarray", *, commit: bool, judge: bool = False) -> Hypothesis:
+        end = len(audio)
+        with utt.cond:
+            committed, start = utt.committed, utt.commit_sample
+            if start > end:  # a commit from a later request: decode from the start
+                committed, start = "", 0
+            utt.in_flight = end
+        try:
+            with self._engine:
+                text = None
+                if self.incremental or not commit:
+                    text = self.stt.transcribe_turn(audio[start:], prompt=committed or None, beam_size=self.cfg.beam_size,
+                                                    silero_filter=self.cfg.silero_filter, language=self.language)
+                prob = self.turn_model.complete_probability(audio) if judge and self.turn_model is not None else None
+                self.decodes += 1
+        finally:
+            with utt.cond:
+                if utt.in_flight == end:
+                    utt.in_flight = None
+                utt.cond.notify_all()
+        full = None if text is None else f"{committed} {text}".strip() if committed else text
+        hyp = Hypothesis(full, prob)
+        with utt.cond:
+            utt.results[end] = hyp
+            if len(utt.results) > 8:  # only the newest matter
+                for k in sorted(utt.results)[:-8]:
+                    del utt.results[k]
+            if commit and full and end - start > self.cfg.commit_after_s * RATE and end > utt.commit_sample:
+                utt.committed, utt.commit_sample = full, end
+            closed = utt.closed
+            utt.cond.notify_all()
+        if not closed and full:
+            self.on_partial(utt, full)
+        return hyp
