@@ -1,24 +1,31 @@
-"""Benchmark: voice-to-voice latency of `talk`, against a naive pipeline and the raw critical path.
+"""Benchmark: how soon `voicechat talk` answers, heard from outside the process.
 
-A recorded conversation (10+ questions spoken by piper, silence between) is played
-into the real talk pipeline in real time (the file stands in for the microphone;
-replies go to a virtual sound card). Per turn we take the moment the end rule
-fires (end of speech + listen.end_silence_ms) to the first reply sample handed to
-the output device, and each stage's share. Then, in the same process, on the same
-utterances and with the same engines and prompts:
-  - naive: transcribe, wait for the whole reply, synthesize all of it, then play;
-  - raw critical path: raw faster-whisper on the utterance + raw llama.cpp first token
-    + raw piper synthesis of voicechat's first chunk, each timed alone.
-Goals: voicechat <= 1.15x raw, <= 0.5x naive. Also the peak RSS of `voicechat talk`
-with the default engines (goal <= 800 MB).
+One spoken conversation (questions by piper, some with a 400-700 ms pause in the middle of
+the sentence, plus a noise burst, a cough and silence) is played in real time into a private
+PulseAudio microphone while the real `voicechat talk` process runs; the speaker sink is
+recorded. Voice to voice is measured outside the process: the end of each question in the
+microphone recording to the first reply sample in the speaker recording (both recorded on the
+same clock). The same conversation, engines and prompts run through:
 
-    python bench/latency.py [--turns 10]
+  (a) talk as built (turns judged by meaning, transcription while the user speaks);
+  (b) the previous design, kept as config: a fixed 600 ms end rule, then whole-utterance
+      transcription with the file settings (beam 5, Silero filter) -- turn.detector=silence,
+      turn.incremental=false, turn.beam_size=5, turn.silero_filter=true;
+  (c) a naive pipeline in this process: transcribe, whole reply, synthesize all, play.
+
+It prints voice to voice p50/p95 (external), the stage shares from talk's own turn_stats,
+the word error rate of the transcripts against the script, how many paused questions stayed
+one turn, turns made from noise, and the peak RSS of `voicechat talk`.
+
+    python bench/latency.py [--plain 8] [--paused 10] [--gap 9]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -33,162 +40,234 @@ sys.path.insert(0, str(ROOT))
 
 from common import BIN, med, p95, speech  # noqa: E402
 
-from tests.soundcard import AlsaFileCard  # noqa: E402
+from tests.helpers import wer  # noqa: E402
+from tests.soundcard import PulseCard  # noqa: E402
 
-QUESTIONS = [
+PLAIN = [
     "What is the capital of France?", "How many legs does a spider have?", "What colour is the sky?",
     "Name a fruit that is yellow.", "What is two plus two?", "Where do penguins live?",
     "What do bees make?", "How many days are in a week?", "What is the largest ocean?",
-    "Which planet is closest to the sun?", "What do cows drink?", "What is frozen water called?",
+    "Which planet is closest to the sun?",
 ]
-GAP_S = 12.0
-# An assistant that answers in a few sentences, as voice assistants do; a one-word answer leaves nothing to stream.
-SYSTEM = "You are a friendly voice assistant. Answer in English, in three or four plain sentences."  # silence after each question: room for the reply, as in a real conversation
+# (sentence, number of words before the pause): people pause mid-clause, to think of the next word
+PAUSED = [
+    ("I would like to book a table for four people tonight.", 7),
+    ("Can you tell me the weather in Paris tomorrow?", 6),
+    ("What is the capital of Spain?", 3),
+    ("How far is it from London to Edinburgh by train?", 6),
+    ("Could you remind me to call my mother this evening?", 4),
+    ("I was wondering if you could tell me a joke.", 6),
+    ("What is the difference between a frog and a toad?", 6),
+    ("Please give me a recipe with chicken and rice.", 6),
+    ("Tell me about the history of the Roman empire.", 6),
+    ("Set a timer for ten minutes.", 3),
+]
+SYSTEM = "You are a friendly voice assistant. Answer in English, in two short plain sentences."
+LLM_ENV = {"VOICECHAT_LLM_TEMPERATURE": "0", "VOICECHAT_LLM_MAX_TOKENS": "48", "VOICECHAT_LLM_SYSTEM_PROMPT": SYSTEM,
+           # every turn sends [system, question] in every pipeline: the budget leaves no room for earlier rounds
+           "VOICECHAT_MEMORY_MAX_CONTEXT_TOKENS": "64"}
+BASELINE_ENV = {"VOICECHAT_TURN_DETECTOR": "silence", "VOICECHAT_TURN_INCREMENTAL": "false",
+                "VOICECHAT_TURN_BEAM_SIZE": "5", "VOICECHAT_TURN_SILERO_FILTER": "true"}
+RATE = 16000
 
 
-def build_conversation(n: int, path: Path) -> None:
+def paused_speech(text: str, split: int, pause_s: float, whisper) -> np.ndarray:
+    """The whole sentence spoken at once (natural prosody), with silence put in after word `split`."""
+    audio = speech(text)
+    segments, _ = whisper.transcribe(audio, word_timestamps=True, beam_size=5)
+    words = [w for s in segments for w in s.words]
+    cut = int(RATE * (words[split - 1].end + words[split].start) / 2) if len(words) > split else int(RATE * words[-1].end)
+    return np.concatenate([audio[:cut], np.zeros(int(RATE * pause_s), np.float32), audio[cut:]])
+
+
+def build(plain: int, paused: int, gap: float) -> tuple[np.ndarray, list[dict]]:
+    from faster_whisper import WhisperModel
+
+    from voicechat import models
+
+    whisper = WhisperModel(models.whisper_model(), device="cpu", compute_type="int8")
+    rng = np.random.default_rng(7)
+    items: list[dict] = []
+    for q in PLAIN[:plain]:
+        items.append({"text": q, "audio": speech(q), "paused": False})
+    for i, (q, split) in enumerate(PAUSED[:paused]):
+        pause = 0.4 + 0.3 * i / max(1, paused - 1)
+        items.append({"text": q, "audio": paused_speech(q, split, pause, whisper), "paused": True, "pause_s": round(pause, 2)})
+    order = rng.permutation(len(items))
+    items = [items[i] for i in order]
+    parts = [np.zeros(int(RATE * 1.0), np.float32)]
+    noise = [("noise", (rng.standard_normal(RATE * 2) * 0.01).astype(np.float32)),
+             ("cough", np.concatenate([(rng.standard_normal(2400) * 0.4).astype(np.float32)])), ("silence", np.zeros(RATE * 3, np.float32))]
+    for i, item in enumerate(items):
+        parts += [item["audio"], np.zeros(int(RATE * gap), np.float32)]
+        if i in (2, 6, 10) and noise:
+            name, sound = noise.pop(0)
+            parts += [sound, np.zeros(int(RATE * 3), np.float32)]
+    return np.concatenate(parts), items
+
+
+def loud_runs(audio: np.ndarray, rate: int, floor_db: float = -45.0, min_gap_s: float = 1.2,
+              min_len_s: float = 0.0) -> list[tuple[float, float]]:
+    """(start, end) seconds of sound, joining runs separated by less than min_gap_s of quiet."""
+    hop = rate // 100
+    n = len(audio) // hop
+    if n == 0:
+        return []
+    rms = np.sqrt(np.mean(audio[: n * hop].reshape(n, hop) ** 2, axis=1) + 1e-12)
+    loud = 20 * np.log10(rms) > floor_db
+    runs: list[list[float]] = []
+    for i in np.flatnonzero(loud):
+        t = i / 100
+        if runs and t - runs[-1][1] < min_gap_s:
+            runs[-1][1] = t + 0.01
+        else:
+            runs.append([t, t + 0.01])
+    return [(a, b) for a, b in runs if b - a >= min_len_s]
+
+
+def run_talk(conv: np.ndarray, env_extra: dict, workdir: Path) -> dict:
+    """The real `voicechat talk` on a private PulseAudio card: events, and mic/speaker recordings on one clock."""
+    with PulseCard(workdir) as card:
+        env = {**os.environ, **card.env, **LLM_ENV, **env_extra,
+               "VOICECHAT_DATA_DIR": str(workdir / "data"), "VOICECHAT_CONFIG_DIR": str(workdir / "cfg")}
+        recs = {}
+        files = {}
+        for name, device, rate in (("mic", "vc_micfeed.monitor", RATE), ("speaker", "vc_speaker.monitor", 48000)):
+            files[name] = open(workdir / f"{name}.raw", "wb")
+            recs[name] = subprocess.Popen(["parec", f"--device={device}", "--format=s16le", f"--rate={rate}", "--channels=1",
+                                           "--latency-msec=10"], stdout=files[name], env=env)
+        proc = subprocess.Popen([str(BIN / "voicechat"), "talk", "--json", "--no-log"], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        events: list[dict] = []
+        listening = threading.Event()
+
+        def read() -> None:
+            for line in proc.stdout:
+                e = json.loads(line)
+                events.append(e)
+                if e == {"type": "status", "state": "listening"}:
+                    listening.set()
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        if not listening.wait(120):
+            proc.kill()
+            raise SystemExit(f"talk did not start: {proc.stderr.read().decode()[-2000:]}")
+        card.feed_mic(conv).wait()
+        time.sleep(3.0)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+        reader.join(5)
+        for name in recs:
+            recs[name].terminate()
+            recs[name].wait(5)
+            files[name].close()
+        raw = {n: np.frombuffer((workdir / f"{n}.raw").read_bytes(), "<i2").astype(np.float32) / 32768.0 for n in recs}
+    return {"events": events, "mic": raw["mic"], "speaker": raw["speaker"]}
+
+
+def analyse(result: dict, items: list[dict]) -> dict:
+    events = result["events"]
+    users = [e["text"] for e in events if e["type"] == "user"]
+    stats = [e["latency"] for e in events if e["type"] == "turn_stats"]
+    ends = [b for _, b in loud_runs(result["mic"], RATE, floor_db=-36.0, min_len_s=0.5)]  # questions, not the noise or the cough
+    heard = loud_runs(result["speaker"], 48000, min_gap_s=0.5)
+    starts = [a for a, _ in heard]
+    v2v = []
+    for end in ends:
+        after = [s for s in starts if s > end]
+        if after and after[0] - end < 8.0:
+            v2v.append(after[0] - end)
+    # match each question with the user turns in order
+    texts = [i["text"] for i in items]
+    matched, extra, j = [], 0, 0
+    for u in users:
+        best = min(range(len(texts)), key=lambda k: wer(texts[k], u))
+        if wer(texts[best], u) <= 0.6:
+            matched.append((best, u))
+        else:
+            extra += 1
+    whole = {k for k, _ in matched}
+    paused_whole = sum(1 for k, i in enumerate(items) if i["paused"] and k in whole and sum(1 for m, _ in matched if m == k) == 1)
+    ref = " ".join(texts[k] for k, _ in matched)
+    hyp = " ".join(u for _, u in matched)
+    share = {k: med([s[k] for s in stats if k in s]) for k in ("endpoint", "stt", "transcript", "first_token", "first_chunk", "first_audio")}
+    return {"turns": len(users), "extra": extra, "v2v": v2v, "share": share, "wer": wer(ref, hyp) if ref else 1.0,
+            "paused_whole": paused_whole, "internal_v2v": [s["voice_to_voice"] for s in stats if "voice_to_voice" in s]}
+
+
+def naive(items: list[dict]) -> list[float]:
+    """Transcribe the whole utterance, wait for the whole reply, synthesize all of it: end of speech -> audio ready."""
+    from voicechat import sentences
+    from voicechat.config import resolve
+    from voicechat.engines import registry
+    from voicechat.engines.base import Message, TextDelta
+
+    cfg = resolve(overrides={"llm.temperature": 0.0, "llm.max_tokens": 48, "llm.system_prompt": SYSTEM})
+    stt, llm, tts = (registry.create(k, cfg, concurrent=True) for k in ("stt", "llm", "tts"))
+    out = []
+    for i, item in enumerate(items):
+        audio = np.concatenate([item["audio"], np.zeros(int(RATE * 0.15), np.float32)])
+        other = items[(i + 1) % len(items)]["text"]
+        for _ in llm.stream([Message("system", SYSTEM), Message("user", other)]):  # the cache holds another question
+            pass
+        t = time.perf_counter()
+        text = " ".join(s.text for s in stt.transcribe(audio))
+        reply = "".join(e.text for e in llm.stream([Message("system", SYSTEM), Message("user", text)]) if isinstance(e, TextDelta))
+        _ = [c for ch in sentences.chunks(reply) for c in tts.synthesize(ch)]
+        out.append(0.6 + time.perf_counter() - t)  # + the 600 ms end rule
+    for e in (stt, llm, tts):
+        e.close()
+    return out
+
+
+def peak_rss(tmp: Path, conv: np.ndarray) -> float:
     import soundfile as sf
 
-    parts = [np.zeros(8000, dtype=np.float32)]
-    for q in QUESTIONS[:n]:
-        parts += [speech(q), np.zeros(int(16000 * GAP_S), dtype=np.float32)]
-    sf.write(str(path), np.concatenate(parts), 16000, subtype="PCM_16")
+    short = tmp / "short.wav"
+    sf.write(str(short), conv[: RATE * 40], RATE)
+    env = {**os.environ, **LLM_ENV, "ALSA_CONFIG_PATH": "/usr/share/alsa/alsa.conf", "VOICECHAT_DATA_DIR": str(tmp / "rss")}
+    wrapper = ("import resource, subprocess, sys\n"
+               "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", wrapper, str(BIN / "voicechat"), "talk", "--input", str(short),
+                          "--output", str(tmp / "r.wav"), "--no-log"], check=True, capture_output=True, text=True, env=env)
+    return int(out.stdout.strip()) / 1024
+
+
+def show(name: str, r: dict) -> None:
+    v = r["v2v"]
+    s = r["share"]
+    print(f"  {name}")
+    print(f"    voice to voice (external, mic end of speech -> first speaker sample): p50 {med(v):.2f} s  p95 {p95(v):.2f} s  (n={len(v)})")
+    print(f"    talk's own turn_stats p50: end of turn {s['endpoint']:.2f} s, transcript after end of speech {s['transcript']:.2f} s"
+          f" (after end of turn {s['stt']:.2f} s), first token {s['first_token']:.2f} s, first chunk {s['first_chunk']:.2f} s,"
+          f" first audio {s['first_audio']:.2f} s after end of turn; internal voice to voice {med(r['internal_v2v']):.2f} s")
+    print(f"    turns {r['turns']} (from noise/cough/silence or split questions: {r['extra']}),"
+          f" paused questions kept whole {r['paused_whole']}, transcript WER {100 * r['wer']:.1f} %")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--turns", type=int, default=10)
+    ap.add_argument("--plain", type=int, default=8)
+    ap.add_argument("--paused", type=int, default=10)
+    ap.add_argument("--gap", type=float, default=9.0)
+    ap.add_argument("--skip-naive", action="store_true")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="vc-latency-"))
-    conv = tmp / "conversation.wav"
-    build_conversation(args.turns, conv)
-    os.environ.update({"VOICECHAT_DATA_DIR": str(tmp / "data"), "VOICECHAT_CONFIG_DIR": str(tmp / "cfg"), "VOICECHAT_CACHE_DIR": str(tmp / "cache")})
-
-    from voicechat.audio import Speaker
-    from voicechat.config import resolve
-    from voicechat.engines import registry
-    from voicechat.engines.base import TextDelta
-    from voicechat.session import ChatSession
-    from voicechat.talk import events as ev
-    from voicechat.talk.pipeline import Pipeline
-    from voicechat.talk.sources import FileSource
-
-    cfg = resolve(overrides={"llm.temperature": 0.0, "llm.max_tokens": 96, "llm.system_prompt": SYSTEM})
-    with AlsaFileCard(tmp / "card") as card:
-        os.environ["VC_SPEAKER_FILE"] = "/dev/null"
-        stt, llm, tts = (registry.create(k, cfg, concurrent=True) for k in ("stt", "llm", "tts"))
-        utterances: list[np.ndarray] = []
-        real_transcribe = stt.transcribe
-
-        def recording_transcribe(audio, **kw):
-            utterances.append(audio.copy())
-            return real_transcribe(audio, **kw)
-
-        stt.transcribe = recording_transcribe
-        stats: list[dict] = []
-        turns: list[tuple[str, str]] = []
-        pending: dict = {}
-
-        def emit(e: ev.Event) -> None:
-            if isinstance(e, ev.UserText):
-                pending["user"] = e.text
-            elif isinstance(e, ev.ReplyDone):
-                turns.append((pending.get("user", ""), e.text))
-            elif isinstance(e, ev.TurnStats):
-                stats.append(e.latency)
-
-        session = ChatSession(cfg, llm, kind="talk", log=False)
-        session.memory.add = lambda user, reply: None  # no memory: each turn sends [system, question] in every pipeline
-        with FileSource(conv, cfg.listen.frame_ms) as source, Speaker("vc_speaker", sample_rate=tts.sample_rate) as speaker:
-            pipe = Pipeline(cfg, stt, tts, session, source=source, sink=speaker, emit=emit)
-            pipe.start()
-            while not (source.exhausted and pipe.idle):
-                time.sleep(0.05)
-            pipe.shutdown()
-        stt.transcribe = real_transcribe
-        n = min(len(stats), len(utterances))
-        vc = [s["first_audio"] for s in stats[:n]]
-        share = {k: med([s[k] for s in stats[:n] if k in s]) for k in ("stt", "first_token", "first_chunk")}
-
-        # naive and raw, same turns, same engines
-        naive, raw = [], []
-        from voicechat import sentences
-
-        def prime(i: int) -> None:
-            """Leave llama.cpp's prompt cache as voicechat found it: holding the previous turn, not this one."""
-            for _ in llm.stream(session.memory.messages_for(QUESTIONS[(i + 1) % len(QUESTIONS)] + " Briefly.")):
-                pass
-
-        with Speaker("vc_speaker", sample_rate=tts.sample_rate) as speaker:
-            for i in range(n):
-                audio = utterances[i]
-                messages = session.memory.messages_for(turns[i][0])
-                prime(i)
-                t = time.perf_counter()
-                text = " ".join(s.text for s in real_transcribe(audio))
-                t_stt = time.perf_counter() - t
-                reply = "".join(e.text for e in llm.stream(session.memory.messages_for(text)) if isinstance(e, TextDelta))
-                chunks = [c for ch in sentences.chunks(reply) for c in tts.synthesize(ch)]
-                speaker.reset()
-                for c in chunks:
-                    speaker.play(c)
-                speaker.drain()
-                naive.append(speaker.first_audio_at - t)
-                if os.environ.get("BENCH_DEBUG"):
-                    print(f"turn {i}: stt {t_stt:.2f} naive {naive[-1]:.2f} voicechat {stats[i]} reply {len(reply.split())} words /"
-                          f" voicechat reply {len(turns[i][1].split())} words: {turns[i][1][:60]!r}", flush=True)
-                # raw engine minimums, each alone
-                t = time.perf_counter()
-                list(stt.model.transcribe(audio, beam_size=cfg.stt.beam_size, vad_filter=cfg.stt.vad_filter,
-                                          condition_on_previous_text=False)[0])
-                r_stt = time.perf_counter() - t
-                prime(i)
-                t = time.perf_counter()
-                stream = llm.llm.create_chat_completion(messages=[{"role": m.role, "content": m.content} for m in messages],
-                                                        stream=True, temperature=0.0, max_tokens=96)
-                for chunk in stream:
-                    if chunk["choices"][0]["delta"].get("content"):
-                        break
-                r_tok = time.perf_counter() - t
-                stream.close()
-                first_chunk = next(sentences.chunks(turns[i][1] or reply), "Okay.")
-                t = time.perf_counter()
-                next(iter(tts.voice.synthesize(first_chunk, tts.syn)))
-                r_tts = time.perf_counter() - t
-                raw.append(r_stt + r_tok + r_tts)
-        card_dir = card.dir
-    del card_dir
-    endpoint = cfg.listen.end_silence_ms / 1000
-    print(f"{n} turns played in real time; medians and p95 over turns; endpoint wait (listen.end_silence_ms) {endpoint:.2f} s")
-    print(f"  voicechat talk   end rule -> first audio  p50 {med(vc):5.2f} s  p95 {p95(vc):5.2f} s"
-          f"   (voice-to-voice incl. endpoint p50 {med(vc) + endpoint:.2f} s)")
-    print(f"     stage shares (p50): transcript {share['stt']:.2f} s, first token {share['first_token']:.2f} s,"
-          f" rest of the first chunk written {share['first_chunk'] - share['stt'] - share['first_token']:.2f} s,"
-          f" its synthesis + device {med(vc) - share['first_chunk']:.2f} s")
-    print(f"  naive sequential end rule -> first audio  p50 {med(naive):5.2f} s  p95 {p95(naive):5.2f} s")
-    print(f"  raw critical path (STT + first token + first chunk)  p50 {med(raw):5.2f} s  p95 {p95(raw):5.2f} s")
-    print(f"  ratio voicechat / raw    p50 {med(vc) / med(raw):.2f}   (goal <= 1.15)")
-    print(f"  ratio voicechat / naive  p50 {med(vc) / med(naive):.2f}   (goal <= 0.5)")
-
-    # peak memory of the real command with the default engines, read by a small wrapper process
-    # (a child forked from this big process would report this process's pages as its peak)
-    short = tmp / "short.wav"
-    import soundfile as sf
-
-    audio, _ = sf.read(str(conv), dtype="float32")
-    sf.write(str(short), audio[: int(16000 * (3 * GAP_S))], 16000)
-    env = {**os.environ, "ALSA_CONFIG_PATH": "/usr/share/alsa/alsa.conf"}
-    wrapper = ("import resource, subprocess, sys\n"
-               "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
-               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-    out = subprocess.run([sys.executable, "-c", wrapper, str(BIN / "voicechat"), "talk", "--input", str(short), "--fast",
-                          "--output", str(tmp / "r.wav"), "--no-log"], check=True, capture_output=True, text=True, env=env)
-    peak = int(out.stdout.strip()) / 1024
-    print(f"  peak RSS of `voicechat talk` (default config: Whisper + SmolLM2 + Piper, 3 turns)  {peak:.0f} MB   (goal <= 800)")
-    env["VOICECHAT_LLM_SYSTEM_PROMPT"] = SYSTEM
-    out = subprocess.run([sys.executable, "-c", wrapper, str(BIN / "voicechat"), "talk", "--input", str(short), "--fast",
-                          "--output", str(tmp / "r.wav"), "--no-log"], check=True, capture_output=True, text=True, env=env)
-    print(f"  peak RSS with the bench's longer replies                                        {int(out.stdout.strip()) / 1024:.0f} MB")
+    conv, items = build(args.plain, args.paused, args.gap)
+    print(f"conversation: {len(items)} questions ({sum(i['paused'] for i in items)} with a mid-sentence pause of 0.40-0.70 s),"
+          f" a noise burst, a cough and silence; {len(conv) / RATE:.0f} s played in real time per pipeline")
+    a = analyse(run_talk(conv, {}, tmp / "a"), items)
+    b = analyse(run_talk(conv, BASELINE_ENV, tmp / "b"), items)
+    show("(a) talk as built", a)
+    show("(b) previous design (600 ms end rule, then whole-utterance transcription)", b)
+    print(f"  ratio (a)/(b) voice to voice p50 {med(a['v2v']) / med(b['v2v']):.2f}   (goal <= 0.6)")
+    if not args.skip_naive:
+        n = naive(items)
+        print(f"  (c) naive sequential: end of speech -> all reply audio ready p50 {med(n):.2f} s  p95 {p95(n):.2f} s;"
+              f"  ratio (a)/(c) {med(a['v2v']) / med(n):.2f}")
+    print(f"  peak RSS of `voicechat talk` (default engines, 40 s of conversation): {peak_rss(tmp, conv):.0f} MB   (goal <= 800)")
 
 
 if __name__ == "__main__":

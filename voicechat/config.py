@@ -116,7 +116,7 @@ class TurnConfig:
     incremental: bool = True  # transcribe while the user speaks (engines that can)
     partial_every_ms: int = 1000  # during long speech, a live partial transcript this often
     commit_after_s: float = 6.0  # utterances longer than this are committed at pauses, so each pass stays short
-    beam_size: int = 1  # turn transcription (whole files use stt.beam_size)
+    beam_size: int = 5  # turn transcription (whole files use stt.beam_size)
     silero_filter: bool = False  # Silero VAD on turn audio (already cut by the listener)
 
 

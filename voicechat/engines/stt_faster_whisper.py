@@ -148,14 +148,20 @@ class FasterWhisper(SpeechToText):
             raise VoicechatError(
                 f"model {self._model_label} understands English only; for language '{language}' set stt.model to a multilingual model (e.g. small)"
             )
-        segments, _ = self.model.transcribe(
-            audio, language=language, beam_size=beam_size, vad_filter=silero_filter, initial_prompt=prompt,
-            without_timestamps=True, condition_on_previous_text=False, no_speech_threshold=self.cfg.no_speech_threshold,
-        )
-        kept = guard.filter_segments(
-            (Segment(s.start, s.end, s.text.strip(), no_speech_prob=s.no_speech_prob, avg_logprob=s.avg_logprob) for s in segments),
-            audio, self.sample_rate, self.cfg.no_speech_threshold,
-        )
+        from voicechat.engines.whisper_turn import decode_turn
+
+        short = None if silero_filter else decode_turn(self.model, audio, prompt=prompt, beam_size=beam_size, language=language)
+        if short is not None:
+            text, no_speech, logprob = short
+            found = [Segment(0.0, len(audio) / self.sample_rate, text, no_speech_prob=no_speech, avg_logprob=logprob)]
+        else:
+            segments, _ = self.model.transcribe(
+                audio, language=language, beam_size=beam_size, vad_filter=silero_filter, initial_prompt=prompt,
+                without_timestamps=True, condition_on_previous_text=False, no_speech_threshold=self.cfg.no_speech_threshold,
+            )
+            found = [Segment(s.start, s.end, s.text.strip(), no_speech_prob=s.no_speech_prob, avg_logprob=s.avg_logprob)
+                     for s in segments]
+        kept = guard.filter_segments(found, audio, self.sample_rate, self.cfg.no_speech_threshold)
         return " ".join(s.text for s in kept).strip()
 
     def close(self) -> None:
