@@ -146,6 +146,8 @@ def test_a_finished_sentence_ends_the_turn_fast_and_its_transcript_is_ready():
     (stats,) = run.of(ev.TurnStats)
     assert stats.timing.endpoint == pytest.approx(run.cfg.turn.fast_end_ms / 1000, abs=0.031)
     assert run.stt.calls, "transcribed while listening"
+    assert run.llm.prefilled == 1, "the model read the prompt while the pause was still being judged"
+    assert run.llm.prompts[0][-1].content == "What time is it?"
     partials = run.of(ev.Partial)
     assert partials and partials[-1].text == "What time is it?"
     assert run.events.index(partials[-1]) < run.events.index(user)
@@ -166,6 +168,7 @@ def test_an_unclear_ending_waits_longer_than_a_finished_one():
     audio = np.concatenate([silence(0.3), phrase(3), silence(2.5)])
     run = Run(audio, "Tell me something").finish()
     assert run.of(ev.TurnStats)[0].timing.endpoint == pytest.approx(run.cfg.turn.end_ms / 1000, abs=0.031)
+    assert run.llm.prefilled == 0, "no speculation on an unclear ending"
 
 
 def test_the_silence_detector_is_todays_fixed_rule():

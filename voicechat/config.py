@@ -114,6 +114,7 @@ class TurnConfig:
     end_ms: int = 700  # the signs disagree or are unclear
     slow_end_ms: int = 1600  # a thought in progress ("and", "because", "um", a comma) waits this long
     incremental: bool = True  # transcribe while the user speaks (engines that can)
+    prefill: bool = True  # when a pause will likely end the turn, a local model reads the prompt before it does
     partial_every_ms: int = 1000  # during long speech, a live partial transcript this often
     commit_after_s: float = 6.0  # utterances longer than this are committed at pauses, so each pass stays short
     beam_size: int = 5  # turn transcription (whole files use stt.beam_size)

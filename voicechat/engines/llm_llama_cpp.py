@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 from voicechat.engines.base import ChatModel, Message, TextDelta, Usage
@@ -56,6 +57,7 @@ class LlamaCpp(ChatModel):
             raise VoicechatError(f"cannot load GGUF model '{path}': {e}; is it a valid .gguf file?") from e
         self.temperature = cfg.temperature
         self.max_tokens = cfg.max_tokens
+        self._busy = threading.Lock()
 
     @property
     def model_name(self) -> str:
@@ -65,6 +67,10 @@ class LlamaCpp(ChatModel):
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def stream(self, messages: Sequence[Message]) -> Iterator[TextDelta | Usage]:
+        with self._busy:  # one generation at a time; a prefill in progress is waited for (its work is reused)
+            yield from self._stream(messages)
+
+    def _stream(self, messages: Sequence[Message]) -> Iterator[TextDelta | Usage]:
         msgs = [{"role": m.role, "content": m.content} for m in messages]
         try:
             chunks = self.llm.create_chat_completion(
@@ -88,12 +94,18 @@ class LlamaCpp(ChatModel):
         yield Usage(prompt_tokens=prompt, completion_tokens=generated, estimated=True)
 
     def prefill(self, messages: Sequence[Message]) -> None:
-        """llama.cpp keeps the last prompt's evaluated tokens and reuses the common prefix: evaluate it now."""
-        stream = self.stream(messages)
+        """llama.cpp keeps the last prompt's evaluated tokens and reuses the common prefix: evaluate it now.
+        Never waits: while the model is answering, there is nothing to gain."""
+        if not self._busy.acquire(blocking=False):
+            return
         try:
-            next(stream, None)
+            stream = self._stream(messages)
+            try:
+                next(stream, None)
+            finally:
+                stream.close()
         finally:
-            stream.close()
+            self._busy.release()
 
     def close(self) -> None:
         llm = getattr(self, "llm", None)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from voicechat import slash
 from voicechat.errors import VoicechatError
 from voicechat.voice import events as ev
-from voicechat.voice.endpoint import MeaningPolicy, SilencePolicy, TurnPolicy
+from voicechat.voice.endpoint import Hypothesis, MeaningPolicy, SilencePolicy, TurnPolicy
 from voicechat.voice.listener import Listener, UserTurn
 from voicechat.voice.reply import Responder, Speech
 from voicechat.voice.sinks import TextSink
@@ -65,7 +65,8 @@ class VoiceSession:
         self._threads: list[threading.Thread] = []
         self.policy = turn_policy(config, stt, turn_model)
         self.transcriber = Transcriber(stt, config.turn, config.stt.language, turn_model=turn_model, on_error=self._fail,
-                                       on_partial=lambda utt, text: self.emit(ev.Partial(text))) if stt is not None else None
+                                       on_partial=lambda utt, text: self.emit(ev.Partial(text)),
+                                       on_pause=self._speculate) if stt is not None else None
         self.speech = Speech(tts, self.sink, self._set_state)
         self.responder = Responder(config, conversation, self.transcriber, self.speech, self.sink,
                                    emit=self.emit, set_state=self._set_state)
@@ -234,6 +235,14 @@ class VoiceSession:
     # stages ------------------------------------------------------------------------------
     def _answering(self) -> bool:
         return self._busy.is_set() or not self._inputs.empty()
+
+    def _speculate(self, hyp: "Hypothesis") -> None:
+        """At a pause that will likely end the turn soon, let a local model read the prompt now (on the
+        transcriber's thread, which is idle until the user speaks again); remote engines ignore it."""
+        if not self.cfg.turn.prefill or self._answering() or not hyp.text:
+            return
+        if self.policy.silence_to_end(hyp) == self.cfg.turn.fast_end_ms:
+            self.conversation.llm.prefill(self.conversation.memory.messages_for(hyp.text))
 
     def _deliver(self, item: UserTurn) -> None:
         if self.source is not None:

@@ -52,18 +52,21 @@ class Transcriber:
 
     def __init__(self, stt: Any, cfg: "TurnConfig", language: str | None, *, turn_model: Any = None,
                  on_partial: Callable[[UtteranceText, str], None] | None = None,
-                 on_error: Callable[[BaseException], None] | None = None) -> None:
+                 on_error: Callable[[BaseException], None] | None = None,
+                 on_pause: Callable[[Hypothesis], None] | None = None) -> None:
         self.stt, self.cfg, self.language = stt, cfg, language
         self.turn_model = turn_model
         self.judge = turn_model is not None
         self.incremental = bool(getattr(type(stt), "incremental", False))  # a class capability of the engine
         self.on_partial = on_partial or (lambda utt, text: None)
         self.on_error = on_error
+        self.on_pause = on_pause or (lambda hyp: None)
         self._engine = threading.Lock()  # one decode at a time
         self._slot: _Request | None = None
         self._cv = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._judges: Any = None
         self.decodes = 0
 
     # lifecycle ---------------------------------------------------------------------------
@@ -77,6 +80,8 @@ class Transcriber:
             self._cv.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._judges is not None:
+            self._judges.shutdown(wait=False, cancel_futures=True)
 
     @property
     def busy(self) -> bool:
@@ -108,6 +113,14 @@ class Transcriber:
         with self._engine:
             return self.stt.transcribe_turn(audio, prompt=None, beam_size=self.cfg.beam_size,
                                             silero_filter=self.cfg.silero_filter, language=self.language)
+
+    def _judge(self, audio: "np.ndarray") -> Any:
+        """The audio turn model runs beside the transcription (it is small; two cores share the work)."""
+        if self._judges is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._judges = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voice-turn-model")
+        return self._judges.submit(self.turn_model.complete_probability, audio)
 
     # worker ------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -142,11 +155,12 @@ class Transcriber:
             utt.in_flight = end
         try:
             with self._engine:
+                judging = self._judge(audio) if judge and self.turn_model is not None else None
                 text = None
                 if self.incremental or not commit:
                     text = self.stt.transcribe_turn(audio[start:], prompt=committed or None, beam_size=self.cfg.beam_size,
                                                     silero_filter=self.cfg.silero_filter, language=self.language)
-                prob = self.turn_model.complete_probability(audio) if judge and self.turn_model is not None else None
+                prob = judging.result() if judging is not None else None
                 self.decodes += 1
         finally:
             with utt.cond:
@@ -166,4 +180,6 @@ class Transcriber:
             utt.cond.notify_all()
         if not closed and full:
             self.on_partial(utt, full)
+            if commit:
+                self.on_pause(hyp)
         return hyp

@@ -1,0 +1,59 @@
+"""Turn transcription with the real bundled Whisper: the short encoder window, its fall-backs, silence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.helpers import speak, wer
+from voicechat.config import resolve
+from voicechat.engines import whisper_turn
+
+
+@pytest.fixture(scope="module")
+def stt():
+    from voicechat.engines import registry
+
+    engine = registry.create("stt", resolve())
+    yield engine
+    engine.close()
+
+
+def pad(audio: np.ndarray, before: float = 0.3, after: float = 0.15) -> np.ndarray:
+    return np.concatenate([np.zeros(int(16000 * before), np.float32), audio, np.zeros(int(16000 * after), np.float32)])
+
+
+def test_a_short_turn_decodes_on_a_short_window_as_well_as_on_the_full_one(stt):
+    q = "How many legs does a spider have?"
+    audio = pad(speak(q))
+    short = whisper_turn.decode_turn(stt.model, audio, prompt=None, beam_size=5, language=None)
+    assert short is not None, "a two-second turn takes the short path"
+    text, no_speech, _ = short
+    assert wer(q, text) <= 0.15 and no_speech < 0.5
+    full = " ".join(s.text for s in stt.model.transcribe(audio, beam_size=5, without_timestamps=True)[0])
+    assert wer(full, text) <= 0.15
+    assert wer(q, stt.transcribe_turn(audio, beam_size=5)) <= 0.15
+
+
+def test_the_prompt_carries_the_words_said_before(stt):
+    text = stt.transcribe_turn(pad(speak("four people tonight.")), prompt="I would like to book a table for", beam_size=5)
+    assert wer("four people tonight", text) <= 0.34
+
+
+def test_a_looping_short_window_is_decoded_again_on_the_full_one(stt, monkeypatch):
+    monkeypatch.setattr(whisper_turn, "MIN_WINDOW", 100)  # far too short: the decoder repeats itself
+    monkeypatch.setattr(whisper_turn, "MARGIN", 0)
+    text, _, _ = whisper_turn.decode_turn(stt.model, pad(speak("Hi.")), prompt=None, beam_size=1, language=None)
+    assert not whisper_turn._REPEAT.search(text), text
+    assert len(text.split()) <= 3
+
+
+def test_long_audio_and_unknown_languages_take_the_file_path(stt):
+    long = np.zeros(16000 * 28, np.float32)
+    assert whisper_turn.decode_turn(stt.model, long, prompt=None, beam_size=1, language=None) is None
+
+
+def test_silence_and_noise_give_no_words(stt):
+    rng = np.random.default_rng(0)
+    assert stt.transcribe_turn(np.zeros(16000, np.float32)) == ""
+    assert stt.transcribe_turn((rng.standard_normal(32000) * 0.01).astype(np.float32)) == ""
