@@ -321,3 +321,22 @@ def test_chat_and_talk_share_one_command_table():
     assert slash.run("/clear", chat).message == "conversation cleared" and chat.cleared
     assert slash.run("/exit", chat).quit
     assert "unknown command /mode" in slash.run("/mode", chat).message
+
+
+def test_states_follow_the_turn():
+    audio = np.concatenate([silence(0.3), phrase(4), silence(2.0)])
+    run = Run(audio, "What time is it?").finish()
+    states = [e.state for e in run.of(ev.Status)]
+    assert states == ["listening", "hearing", "thinking", "speaking", "listening"], states
+
+
+def test_close_while_speaking_ends_every_stage_promptly():
+    sink = RecordingSink(speed=0.5)
+    run = Run(None, replies=["A very long reply that takes a while to play. " * 5], sink=sink)
+    run.session.send_text("talk to me")
+    assert sink.playing.wait(10)
+    started = time.monotonic()
+    run.session.close(timeout=5)
+    assert time.monotonic() - started < 5
+    assert not any(t.is_alive() for t in run.session._threads)
+    assert run.session.done

@@ -16,7 +16,8 @@ STATE_STYLE = {
     "thinking": ("yellow", "◌ thinking"),
     "speaking": ("magenta", "♪ speaking"),
     "recording": ("bold red", "● recording (space to stop)"),
-    "idle": ("dim", "○ type a message" ),
+    "idle": ("dim", "○ type a message"),
+    "starting": ("dim", "◌ loading the models"),
 }
 
 
@@ -103,7 +104,7 @@ class LiveRenderer:
         from rich.console import Console
 
         self.console = Console(highlight=False)
-        self.state = "idle"
+        self.state = "starting"
         self.reply = ""
         self.typed = ""
         self.partial = ""

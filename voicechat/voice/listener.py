@@ -62,7 +62,6 @@ class Listener:
         utt: UtteranceText | None = None
         ptt: list[bytes] = []
         quiet_until = 0.0
-        ignoring = False
         since_partial = 0
         while not stop.is_set():
             frame = self.source.read(0.1)
@@ -86,14 +85,12 @@ class Listener:
                 seg.reset()  # the assistant's own voice is not the user
                 if self.echo:
                     quiet_until = now + ECHO_TAIL_S
-                ignoring = True
                 continue
             if now < quiet_until:
                 seg.reset()
                 continue
-            if ignoring:
-                ignoring = False
-                self.set_state("listening")
+            if not answering and not seg.active:
+                self.set_state("listening")  # (once: the session ignores a state it is already in)
             for event in seg.push(frame):
                 if isinstance(event, SpeechStarted):
                     utt = UtteranceText()

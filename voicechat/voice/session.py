@@ -107,13 +107,13 @@ class VoiceSession:
         workers: list[tuple[str, Callable[[], None]]] = [("responder", self._respond), ("speech", lambda: self.speech.run(self._stop))]
         if self.listener is not None:
             workers.insert(0, ("listener", lambda: self.listener.run(self._stop)))  # type: ignore[union-attr]
+        self._set_state(self._resting_state())
         if self.transcriber is not None:
             self.transcriber.start()
         for name, target in workers:
             t = threading.Thread(target=self._guarded(target), name=f"voice-{name}", daemon=True)
             t.start()
             self._threads.append(t)
-        self._set_state(self._resting_state())
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop every stage and wait for them (bounded)."""
