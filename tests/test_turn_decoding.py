@@ -57,3 +57,11 @@ def test_silence_and_noise_give_no_words(stt):
     rng = np.random.default_rng(0)
     assert stt.transcribe_turn(np.zeros(16000, np.float32)) == ""
     assert stt.transcribe_turn((rng.standard_normal(32000) * 0.01).astype(np.float32)) == ""
+
+
+def test_a_long_prompt_does_not_cut_the_new_words(stt):
+    said = ("We spent the whole morning walking along the old harbour, looking at the fishing boats and the gulls, "
+            "and then we stopped for coffee in a small cafe near the lighthouse")
+    q = "and we walked along the beach until the sun went down."
+    text = stt.transcribe_turn(pad(speak(q)), prompt=said, beam_size=5)
+    assert wer(q, text) <= 0.2, text

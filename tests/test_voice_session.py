@@ -72,7 +72,9 @@ def test_segmenter_cuts_at_the_length_cap():
 @pytest.mark.parametrize("text,verdict", [
     ("What time is it?", "complete"), ("Book a table for", "incomplete"), ("I went there and", "incomplete"),
     ("I want, um", "incomplete"), ("so the thing is,", "incomplete"), ("well...", "incomplete"),
-    ("Tell me a joke", "unclear"), ("", "unclear"), (None, "unclear"), ("Book a table for.", "incomplete"),
+    ("Tell me a joke", "unclear"), ("", "unclear"), (None, "unclear"), ("Book a table for.", "unclear"),
+    ("What is that?", "complete"), ("Where are you from?", "complete"), ("Can you help me with this?", "complete"),
+    ("Turn it on.", "unclear"), ("No.", "complete"), ("I think so.", "complete"), ("Thanks a lot.", "complete"),
 ])
 def test_text_verdict(text, verdict):
     assert text_verdict(text) == verdict
@@ -340,3 +342,72 @@ def test_close_while_speaking_ends_every_stage_promptly():
     assert time.monotonic() - started < 5
     assert not any(t.is_alive() for t in run.session._threads)
     assert run.session.done
+
+
+class SlowWholeTurnSTT(WholeTurnSTT):
+    def __init__(self, script: str) -> None:
+        super().__init__(script)
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def transcribe_turn(self, audio, **kw):
+        self.entered.set()
+        self.release.wait(10)
+        return super().transcribe_turn(audio, **kw)
+
+
+def test_clear_during_transcription_drops_the_turn_unanswered():
+    stt = SlowWholeTurnSTT("What time is it?")
+    audio = np.concatenate([silence(0.3), phrase(4), silence(2.0)])
+    run = Run(audio, stt=stt)
+    assert stt.entered.wait(10)
+    run.session.command("/clear")
+    stt.release.set()
+    run.finish()
+    assert run.of(ev.UserText) == [] and run.chat.totals.turns == 0
+    assert "interrupted before the reply began" in [d.reason for d in run.of(ev.Dropped)]
+
+
+class FixedTurnModel:
+    def __init__(self, p: float) -> None:
+        self.p, self.calls = p, 0
+
+    def complete_probability(self, audio) -> float:
+        self.calls += 1
+        return self.p
+
+
+def test_incremental_off_with_the_audio_model_transcribes_once_and_judges_by_the_voice():
+    cfg = resolve(overrides={"turn.incremental": False})
+    stt, model = ScriptedSTT("What time is it?"), FixedTurnModel(0.9)
+    chat = ChatSession(cfg, ScriptedLLM(["Noon."]), kind="talk", log=False)
+    audio = np.concatenate([silence(0.3), phrase(4), silence(2.0)])
+    session = VoiceSession(cfg, conversation=chat, stt=stt, tts=ScriptedTTS(), source=FileSource.from_array(audio, FRAME, fast=True),
+                           sink=RecordingSink(), turn_model=model)
+    events: list = []
+    session.subscribe(events.append)
+    session.start()
+    assert session.wait_done(timeout=20)
+    session.close()
+    assert len(stt.calls) == 1 and model.calls >= 1
+    assert not [e for e in events if isinstance(e, ev.Partial)]
+    (stats,) = [e for e in events if isinstance(e, ev.TurnStats)]
+    assert stats.timing.endpoint == pytest.approx(cfg.turn.end_ms / 1000, abs=0.031)  # words unknown, voice says done
+
+
+def test_a_short_pause_setting_still_ends_turns():
+    audio = np.concatenate([silence(0.3), phrase(4), silence(2.0)])
+    run = Run(audio, "What time is it?", overrides={"turn.pause_ms": 60}).finish(timeout=10)
+    assert [u.text for u in run.of(ev.UserText)] == ["What time is it?"]
+
+
+def test_the_last_words_of_a_file_are_answered():
+    source_audio = np.concatenate([silence(0.3), phrase(4)])
+    cfg = resolve(overrides={"turn.audio_model": False})
+    chat = ChatSession(cfg, ScriptedLLM(["Noon."]), kind="talk", log=False)
+    session = VoiceSession(cfg, conversation=chat, stt=ScriptedSTT("What time is it?"), tts=ScriptedTTS(),
+                           source=FileSource.from_array(source_audio, FRAME, fast=True, tail_s=0.0), sink=RecordingSink())
+    session.start()
+    assert session.wait_done(timeout=20)
+    session.close()
+    assert chat.totals.turns == 1

@@ -118,6 +118,10 @@ class ChatSession:
         reply.text = "".join(parts).strip()
         return reply
 
+    def prefill(self, user_text: str) -> None:
+        """Let a local model read the prompt for user_text before it is asked (see ChatModel.prefill)."""
+        self.llm.prefill(self.memory.messages_for(user_text))
+
     def tokens_line(self, label: str) -> str:
         return summary_line(self.totals, label)
 

@@ -67,7 +67,8 @@ class Segmenter:
         self.frame_bytes = RATE * cfg.frame_ms // 1000 * 2
         self.window_n = max(1, cfg.start_window_ms // cfg.frame_ms)
         self.history: deque[tuple[bytes, bool]] = deque(maxlen=self.window_n + cfg.preroll_ms // cfg.frame_ms)
-        self.pause_n = max(1, pause_ms // cfg.frame_ms)
+        # a pause is reported no sooner than the kept tail, so the utterance's audio stops growing from then on
+        self.pause_n = max(1, pause_ms // cfg.frame_ms, TRAILING_KEEP_MS // cfg.frame_ms)
         self.max_n = int(cfg.max_utterance_s * 1000 / cfg.frame_ms)
         self.min_voiced_n = max(1, cfg.min_speech_ms // cfg.frame_ms)
         self.index = -1

@@ -109,18 +109,18 @@ class Talk:
                 pass
             sentences.warm_up()
             results, error = [], None
-            for f in futures:
+            for f in [*futures, turn_model]:
                 try:
                     results.append(f.result())
                 except Exception as e:  # report the first failure after all finished
                     results.append(None)
                     error = error or e
-            model, why = turn_model.result()
         if error is not None:
-            for r in results:
+            for r in results[:3]:
                 if r is not None:
                     r.close()
             raise error
+        model, why = results[3]
         if why:
             renderer(ev.Notice(why))
         return results[0], results[1], results[2], model

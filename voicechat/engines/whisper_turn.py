@@ -43,18 +43,19 @@ def decode_turn(model: "WhisperModel", audio: np.ndarray, *, prompt: str | None,
     tokenizer = Tokenizer(model.hf_tokenizer, multilingual, task="transcribe", language=language or "en")
     previous = tokenizer.encode(" " + prompt.strip()) if prompt else []
     prompt_tokens = model.get_prompt(tokenizer, previous, without_timestamps=True)
-    max_tokens = min(200, 24 + frames // 8)  # speech runs to ~6 tokens a second; leave room
+    max_new = min(200, 24 + frames // 8)  # speech runs to ~6 tokens a second; leave room
+    max_length = min(448, len(prompt_tokens) + max_new)  # CTranslate2 counts the prompt in the limit
     for window in (min(FULL, max(MIN_WINDOW, frames + MARGIN)), FULL):
         x = np.zeros((1, features.shape[0], window), dtype=np.float32)
         x[0, :, :frames] = features
         encoded = model.model.encode(ctranslate2.StorageView.from_array(x), to_cpu=False)
         result = model.model.generate(
-            encoded, [prompt_tokens], beam_size=beam_size, max_length=max_tokens, suppress_blank=True,
+            encoded, [prompt_tokens], beam_size=beam_size, max_length=max_length, suppress_blank=True,
             suppress_tokens=[-1], return_scores=True, return_no_speech_prob=True,
         )[0]
         tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
         text = tokenizer.decode(tokens).strip()
-        looped = len(tokens) >= max_tokens - 1 or bool(_REPEAT.search(text))
+        looped = len(tokens) >= max_length - len(prompt_tokens) - 1 or bool(_REPEAT.search(text))
         if not looped or window == FULL:
             return text, float(result.no_speech_prob), float(result.scores[0]) if result.scores else 0.0
     return None  # unreachable: the full window always returns

@@ -17,10 +17,10 @@ if TYPE_CHECKING:
 # Words a finished English sentence almost never ends on: conjunctions, prepositions, articles,
 # possessives, fillers. A transcript ending on one of them is a thought in progress.
 TRAILING = frozenset("""
-and but or nor so because cause if then that which who whose whom where when while although though unless until
+and but or nor because cause if then that which who whose whom where when while although though unless until
 since as than to of for from with without within in on at by about into onto upon over under between through
 during before after against toward towards like the a an my your his her its our their this these those some any
-every each no um uh er erm hmm mm uhm ah eh well also just plus versus via i i'm i'd i'll i've we're you're
+every each um uh er erm hmm mm uhm ah eh well also just plus versus via i i'm i'd i'll i've we're you're
 let's what's how's where's there's it's
 """.split())
 _WORD = re.compile(r"[a-z']+")
@@ -35,18 +35,23 @@ class Hypothesis:
 
 
 def text_verdict(text: str | None) -> str:
-    """'complete', 'incomplete' or 'unclear', from the words alone."""
+    """'complete', 'incomplete' or 'unclear', from the words alone.
+
+    A question mark ends a thought; a full stop or "!" does too unless it follows a word no sentence
+    ends on (Whisper punctuates a cut phrase: "a table for."), which makes it unclear. Without final
+    punctuation, a trailing conjunction, preposition, article or filler means more is coming."""
     t = (text or "").strip()
     if not t:
         return "unclear"
     if t.endswith(("...", "\u2026", ",", "-", "\u2014", ":", ";")):
         return "incomplete"
     words = _WORD.findall(t.lower())
-    if words and words[-1] in TRAILING:
-        return "incomplete"
-    if t[-1] in ".?!":
+    trailing = bool(words) and words[-1] in TRAILING
+    if t[-1] == "?":
         return "complete"
-    return "unclear"
+    if t[-1] in ".!":
+        return "unclear" if trailing else "complete"
+    return "incomplete" if trailing else "unclear"
 
 
 class TurnPolicy(Protocol):

@@ -53,13 +53,30 @@ class Listener:
         self.mode = config.listen.mode
         self.barge_in = config.listen.barge_in
         self.recording = threading.Event()  # push-to-talk: the key is down
+        self._drop_ptt = threading.Event()  # the mode changed: forget a half-made push-to-talk recording
+        self._stop: threading.Event | None = None
         self.frame_s = config.listen.frame_ms / 1000
         self._partial_frames = max(1, config.turn.partial_every_ms // config.listen.frame_ms)
 
+    def set_mode(self, mode: str) -> None:
+        self.mode = mode
+        self.recording.clear()
+        self._drop_ptt.set()
+
+    def toggle_recording(self) -> bool:
+        """Push-to-talk key: start recording (True) or end it (False)."""
+        if self.recording.is_set():
+            self.recording.clear()
+            return False
+        self.recording.set()
+        return True
+
     def run(self, stop: threading.Event) -> None:
+        self._stop = stop
         turn = self.cfg.turn
         seg = Segmenter(self.cfg.listen, pause_ms=turn.pause_ms)
         utt: UtteranceText | None = None
+        pause_end = 0
         ptt: list[bytes] = []
         quiet_until = 0.0
         since_partial = 0
@@ -72,6 +89,9 @@ class Listener:
                     return
                 continue
             now = time.perf_counter()
+            if self._drop_ptt.is_set():
+                self._drop_ptt.clear()
+                ptt = []
             if self.mode == "ptt":
                 if self.recording.is_set():
                     ptt.append(frame)
@@ -83,26 +103,32 @@ class Listener:
             answering = self.answering()
             if answering and not self.barge_in:
                 seg.reset()  # the assistant's own voice is not the user
+                utt = self._close(utt)
                 if self.echo:
                     quiet_until = now + ECHO_TAIL_S
                 continue
             if now < quiet_until:
                 seg.reset()
+                utt = self._close(utt)
                 continue
             if not answering and not seg.active:
                 self.set_state("listening")  # (once: the session ignores a state it is already in)
             for event in seg.push(frame):
                 if isinstance(event, SpeechStarted):
+                    self._close(utt)
                     utt = UtteranceText()
+                    pause_end = 0
                     since_partial = 0
                     if answering and self.barge_in:
                         self.emit(ev.Notice("barge-in: stopping the reply"))
                         self.on_barge_in()
                     if not self.answering():
                         self.set_state("hearing")
-                elif isinstance(event, Pause):
+                elif isinstance(event, Pause) and seg.active:
+                    so_far = seg.audio()
+                    pause_end = len(so_far)  # the key of this pause's result (the audio stops growing here)
                     if self.policy.uses_transcript or self.policy.uses_audio_model:
-                        self.transcriber.request(utt, seg.audio(), pause=True)
+                        self.transcriber.request(utt, so_far, pause=True)
                 elif isinstance(event, Utterance):  # the length cap
                     self._deliver(event, utt, now, seg.index)
                     utt = None
@@ -115,8 +141,8 @@ class Listener:
                 if self.policy.uses_transcript and since_partial >= self._partial_frames and not self.transcriber.busy:
                     since_partial = 0
                     self.transcriber.request(utt, seg.audio(), pause=False)
-            elif seg.silence_run * seg.frame_ms >= min(turn.pause_ms, self.policy.max_silence_ms):
-                hyp = self._hypothesis(utt, len(seg.audio()))
+            elif seg.silence_run >= seg.pause_n:  # from the pause on: is the turn over?
+                hyp = self._hypothesis(utt, pause_end)
                 need = self.policy.silence_to_end(hyp)
                 if seg.silence_ms >= (self.policy.max_silence_ms if need is None else need):
                     self._end(seg, utt, now)
@@ -129,10 +155,22 @@ class Listener:
             return None
         hyp = utt.result(end)
         if hyp is None and not self.source.realtime and (self.policy.uses_transcript or self.policy.uses_audio_model):
+            deadline = time.monotonic() + 30
             with utt.cond:
-                utt.cond.wait_for(lambda: end in utt.results or utt.closed, timeout=30)
+                while not (end in utt.results or utt.closed or time.monotonic() > deadline
+                           or (self._stop is not None and self._stop.is_set())):
+                    utt.cond.wait(0.1)
             hyp = utt.result(end)
         return hyp
+
+    @staticmethod
+    def _close(utt: UtteranceText | None) -> None:
+        """This utterance will never be a turn: no more partial transcripts of it."""
+        if utt is not None:
+            with utt.cond:
+                utt.closed = True
+                utt.cond.notify_all()
+        return None
 
     def _end(self, seg: Segmenter, utt: UtteranceText | None, now: float) -> None:
         index = seg.index
@@ -147,9 +185,7 @@ class Listener:
         self.deliver(UserTurn("voice", audio=event.audio, utt=utt, speech_end=speech_end, end_detected=now))
 
     def _dropped(self, event: Dropped, utt: UtteranceText | None) -> None:
-        if utt is not None:
-            with utt.cond:
-                utt.closed = True
+        self._close(utt)
         self.emit(ev.Dropped(event.reason))
         if not self.answering():
             self.set_state("listening")

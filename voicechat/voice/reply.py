@@ -45,18 +45,33 @@ class Speech:
         self.tts, self.sink, self.set_state = tts, sink, set_state
         self.replies: "queue.Queue[Reply | None]" = queue.Queue()
 
+    def warm_up(self) -> None:
+        self.tts.warm_up()
+
+    def close(self) -> None:
+        self.replies.put(None)
+
     def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                reply = self.replies.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if reply is None:
-                return
-            try:
-                self._speak(reply, stop)
-            finally:
-                reply.done.set()
+        try:
+            while not stop.is_set():
+                try:
+                    reply = self.replies.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if reply is None:
+                    return
+                try:
+                    self._speak(reply, stop)
+                finally:
+                    reply.done.set()
+        finally:
+            while True:  # nobody waits forever on a reply that will never be spoken
+                try:
+                    left = self.replies.get_nowait()
+                except queue.Empty:
+                    break
+                if left is not None:
+                    left.done.set()
 
     def _speak(self, reply: Reply, stop: threading.Event) -> None:
         self.sink.begin()
@@ -102,6 +117,14 @@ class Responder:
         return self.transcriber.transcribe(item.audio)
 
     def answer(self, item: "UserTurn", stop: threading.Event) -> None:
+        reply = Reply()
+        self.current = reply  # an interrupt from here on (even during transcription) cancels this turn
+        try:
+            self._answer(item, reply, stop)
+        finally:
+            self.current = None
+
+    def _answer(self, item: "UserTurn", reply: Reply, stop: threading.Event) -> None:
         timing = TurnTiming()
         t0 = item.end_detected
         if item.speech_end is not None:
@@ -118,10 +141,11 @@ class Responder:
                 return
         else:
             text = item.text
+        if reply.cancel.is_set() or stop.is_set():
+            self.emit(ev.Dropped("interrupted before the reply began"))
+            return  # nothing was answered: nothing to remember
         self.emit(ev.UserText(text, item.source))
         self.set_state("thinking")
-        reply = Reply()
-        self.current = reply
         self.speech.replies.put(reply)
         chunker = sentences.Chunker(self.cfg.tts.first_chunk_words)
 
@@ -149,10 +173,14 @@ class Responder:
                     timing.first_chunk = time.perf_counter() - t0
                 reply.chunks.put(chunk)
         reply.chunks.put(None)
+        given_up = None
         while not reply.done.wait(0.05):
             if stop.is_set():
                 reply.cancel.set()
                 self.sink.stop()
+                given_up = given_up or time.monotonic() + 2.0
+                if time.monotonic() > given_up:
+                    break  # speech has stopped for good
         interrupted = result.interrupted or reply.cancel.is_set()
         heard = self._heard(reply, interrupted, result.text)
         first_sample = self.sink.playback().first_sample_at
@@ -165,8 +193,6 @@ class Responder:
         self.emit(ev.TurnStats(timing, usage.prompt_tokens if usage else None, usage.completion_tokens if usage else None,
                                bool(usage and usage.estimated)))
         latency = timing.voice_to_voice if timing.voice_to_voice is not None else timing.first_audio
-        if latency is None and not self.sink.speaks:
-            latency = result.first_token
         if latency is not None:
             self.conversation.totals.latencies.append(latency)
         self.conversation.record(text, heard, usage, interrupted=interrupted, latency=timing.to_dict())
@@ -189,9 +215,9 @@ class Responder:
         return " ".join(reply.synthesized).strip() if interrupted and reply.synthesized else written
 
     def interrupt(self) -> bool:
-        """Stop the reply in progress now (barge-in, /clear, a new typed message). True if there was one."""
+        """Stop the turn in progress now (barge-in, /clear, a new typed message). True if there was one."""
         reply = self.current
-        if reply is None or reply.cancel.is_set() or reply.done.is_set():
+        if reply is None or reply.cancel.is_set():
             return False
         reply.cancel.set()
         self.sink.stop()

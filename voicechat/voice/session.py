@@ -36,13 +36,17 @@ if TYPE_CHECKING:
     from voicechat.voice.io import Sink, Source
 
 
+def incremental(config: "Config", stt: Any) -> bool:
+    """Transcribe while the user speaks: the engine can (a class capability) and the config wants it."""
+    return stt is not None and type(stt).incremental and config.turn.incremental and config.turn.detector != "silence"
+
+
 def turn_policy(config: "Config", stt: Any, turn_model: Any) -> TurnPolicy:
     """The configured way to judge the end of a turn, limited to what the engines can do."""
-    incremental = bool(getattr(type(stt), "incremental", False)) and config.turn.incremental
-    if config.turn.detector == "silence" or (not incremental and turn_model is None):
+    if config.turn.detector == "silence" or (not incremental(config, stt) and turn_model is None):
         return SilencePolicy(config.listen.end_silence_ms)
     policy = MeaningPolicy(config.turn, audio_model=turn_model is not None)
-    policy.uses_transcript = incremental
+    policy.uses_transcript = incremental(config, stt)
     return policy
 
 
@@ -61,10 +65,13 @@ class VoiceSession:
         self._stop = threading.Event()
         self._quit = threading.Event()
         self._inputs: "queue.Queue[UserTurn]" = queue.Queue()
-        self._busy = threading.Event()
+        self._pending = 0  # turns delivered and not yet answered
+        self._pending_lock = threading.Lock()
+        self._speculation: Any = None
         self._threads: list[threading.Thread] = []
         self.policy = turn_policy(config, stt, turn_model)
-        self.transcriber = Transcriber(stt, config.turn, config.stt.language, turn_model=turn_model, on_error=self._fail,
+        self.transcriber = Transcriber(stt, config.turn, config.stt.language, incremental=incremental(config, stt),
+                                       turn_model=turn_model if config.turn.detector != "silence" else None, on_error=self._fail,
                                        on_partial=lambda utt, text: self.emit(ev.Partial(text)),
                                        on_pause=self._speculate) if stt is not None else None
         self.speech = Speech(tts, self.sink, self._set_state)
@@ -94,11 +101,11 @@ class VoiceSession:
         """Get every engine past its first-use costs (and the system prompt into a local model's cache)."""
         from concurrent.futures import ThreadPoolExecutor
 
-        jobs: list[Callable[[], None]] = [lambda: self.conversation.llm.prefill(self.conversation.memory.messages_for("Hello."))]
+        jobs: list[Callable[[], None]] = [lambda: self.conversation.prefill("Hello.")]
         if self.transcriber is not None:
-            jobs.append(self.transcriber.stt.warm_up)
+            jobs.append(self.transcriber.warm_up)
         if self.sink.speaks:
-            jobs.append(self.speech.tts.warm_up)
+            jobs.append(self.speech.warm_up)
         with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="warm") as pool:
             for f in [pool.submit(job) for job in jobs]:
                 f.result()
@@ -119,17 +126,21 @@ class VoiceSession:
         """Stop every stage and wait for them (bounded)."""
         self._stop.set()
         self.interrupt()
-        self.speech.replies.put(None)
+        self.speech.close()
         deadline = time.monotonic() + timeout
         for t in self._threads:
             t.join(max(0.1, deadline - time.monotonic()))
         if self.transcriber is not None:
             self.transcriber.close(max(0.1, deadline - time.monotonic()))
+        if self._speculation is not None:  # a prefill in progress finishes before the engines may close
+            self._speculation.shutdown(wait=True, cancel_futures=True)
+            self._speculation = None
 
     @property
     def idle(self) -> bool:
         """Nothing being answered and nothing waiting."""
-        return not self._busy.is_set() and self._inputs.empty()
+        with self._pending_lock:
+            return self._pending == 0
 
     @property
     def done(self) -> bool:
@@ -198,8 +209,7 @@ class VoiceSession:
     def set_mode(self, mode: str) -> None:
         if self.listener is None:
             raise VoicechatError("no microphone: only typed messages")
-        self.listener.mode = mode
-        self.listener.recording.clear()
+        self.listener.set_mode(mode)
         self._set_state(self._resting_state())
 
     def toggle_mode(self) -> str:
@@ -214,13 +224,11 @@ class VoiceSession:
         """Push-to-talk: the key starts recording (and stops a reply), or ends the recording."""
         if self.listener is None:
             return
-        if self.listener.recording.is_set():
-            self.listener.recording.clear()
-            self._set_state("idle")
-        else:
+        if self.listener.toggle_recording():
             self.interrupt()
-            self.listener.recording.set()
             self._set_state("recording")
+        else:
+            self._set_state("idle")
 
     def tokens_line(self) -> str:
         return self.conversation.tokens_line("voice-to-voice")
@@ -234,19 +242,32 @@ class VoiceSession:
 
     # stages ------------------------------------------------------------------------------
     def _answering(self) -> bool:
-        return self._busy.is_set() or not self._inputs.empty()
+        return not self.idle
 
     def _speculate(self, hyp: "Hypothesis") -> None:
         """At a pause that will likely end the turn soon, let a local model read the prompt now (on the
         transcriber's thread, which is idle until the user speaks again); remote engines ignore it."""
         if not self.cfg.turn.prefill or self._answering() or not hyp.text:
             return
-        if self.policy.silence_to_end(hyp) == self.cfg.turn.fast_end_ms:
-            self.conversation.llm.prefill(self.conversation.memory.messages_for(hyp.text))
+        if self.policy.silence_to_end(hyp) != self.cfg.turn.fast_end_ms:
+            return
+        if self._speculation is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._speculation = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voice-prefill")
+        self._speculation.submit(self._prefill, hyp.text)
+
+    def _prefill(self, text: str) -> None:
+        try:
+            self.conversation.prefill(text)
+        except Exception as e:  # a guess that failed costs nothing but the guess
+            self.emit(ev.Notice(f"could not prepare the reply early: {e}"))
 
     def _deliver(self, item: UserTurn) -> None:
         if self.source is not None:
             self.source.hold(True)
+        with self._pending_lock:
+            self._pending += 1
         self._inputs.put(item)
 
     def _resting_state(self) -> str:
@@ -258,13 +279,13 @@ class VoiceSession:
                 item = self._inputs.get(timeout=0.1)
             except queue.Empty:
                 continue
-            self._busy.set()
             try:
                 self.responder.answer(item, self._stop)
             finally:
-                self.responder.current = None
-                self._busy.clear()
-                if self._inputs.empty():
+                with self._pending_lock:
+                    self._pending -= 1
+                    rest = self._pending
+                if rest == 0:
                     if self.source is not None:
                         self.source.hold(False)
                     if not self._stop.is_set() and not (self.listener is not None and self.listener.mode == "vad" and not self.cfg.listen.barge_in):

@@ -50,14 +50,14 @@ class _Request:
 class Transcriber:
     """Runs the speech-to-text engine (and the audio turn model) off the listener's thread."""
 
-    def __init__(self, stt: Any, cfg: "TurnConfig", language: str | None, *, turn_model: Any = None,
+    def __init__(self, stt: Any, cfg: "TurnConfig", language: str | None, *, incremental: bool, turn_model: Any = None,
                  on_partial: Callable[[UtteranceText, str], None] | None = None,
                  on_error: Callable[[BaseException], None] | None = None,
                  on_pause: Callable[[Hypothesis], None] | None = None) -> None:
         self.stt, self.cfg, self.language = stt, cfg, language
         self.turn_model = turn_model
         self.judge = turn_model is not None
-        self.incremental = bool(getattr(type(stt), "incremental", False))  # a class capability of the engine
+        self.incremental = incremental  # transcribe at pauses (the engine can, and the config wants it)
         self.on_partial = on_partial or (lambda utt, text: None)
         self.on_error = on_error
         self.on_pause = on_pause or (lambda hyp: None)
@@ -82,6 +82,9 @@ class Transcriber:
             self._thread.join(timeout)
         if self._judges is not None:
             self._judges.shutdown(wait=False, cancel_futures=True)
+
+    def warm_up(self) -> None:
+        self.stt.warm_up()
 
     @property
     def busy(self) -> bool:
@@ -153,33 +156,30 @@ class Transcriber:
             if start > end:  # a commit from a later request: decode from the start
                 committed, start = "", 0
             utt.in_flight = end
+        text, prob = None, None
         try:
             with self._engine:
                 judging = self._judge(audio) if judge and self.turn_model is not None else None
-                text = None
                 if self.incremental or not commit:
                     text = self.stt.transcribe_turn(audio[start:], prompt=committed or None, beam_size=self.cfg.beam_size,
                                                     silero_filter=self.cfg.silero_filter, language=self.language)
                 prob = judging.result() if judging is not None else None
                 self.decodes += 1
         finally:
-            with utt.cond:
+            full = None if text is None else f"{committed} {text}".strip() if committed else text
+            hyp = Hypothesis(full, prob)
+            with utt.cond:  # the result is there before anyone waiting on this decode wakes
+                if text is not None or prob is not None:
+                    utt.results[end] = hyp
+                    for k in sorted(utt.results)[:-8]:  # only the newest matter
+                        del utt.results[k]
                 if utt.in_flight == end:
                     utt.in_flight = None
+                if commit and full and end - start > self.cfg.commit_after_s * RATE and end > utt.commit_sample:
+                    utt.committed, utt.commit_sample = full, end
+                if not utt.closed and full:  # under the lock: a partial never follows the turn's final text
+                    self.on_partial(utt, full)
                 utt.cond.notify_all()
-        full = None if text is None else f"{committed} {text}".strip() if committed else text
-        hyp = Hypothesis(full, prob)
-        with utt.cond:
-            utt.results[end] = hyp
-            if len(utt.results) > 8:  # only the newest matter
-                for k in sorted(utt.results)[:-8]:
-                    del utt.results[k]
-            if commit and full and end - start > self.cfg.commit_after_s * RATE and end > utt.commit_sample:
-                utt.committed, utt.commit_sample = full, end
-            closed = utt.closed
-            utt.cond.notify_all()
-        if not closed and full:
-            self.on_partial(utt, full)
-            if commit:
-                self.on_pause(hyp)
+        if commit and full:
+            self.on_pause(hyp)
         return hyp
