@@ -17,7 +17,7 @@ It prints voice to voice p50/p95 (external), the stage shares from talk's own tu
 the word error rate of the transcripts against the script, how many paused questions stayed
 one turn, turns made from noise, and the peak RSS of `voicechat talk`.
 
-    python bench/latency.py [--plain 8] [--paused 10] [--gap 9]
+    python bench/latency.py [--plain 8] [--paused 10] [--gap 10] [--rounds 1]
 """
 
 from __future__ import annotations
@@ -92,7 +92,8 @@ def build(plain: int, paused: int, gap: float) -> tuple[np.ndarray, list[dict]]:
         items.append({"text": q, "audio": speech(q), "paused": False})
     for i, (q, split) in enumerate(PAUSED[:paused]):
         pause = 0.4 + 0.3 * i / max(1, paused - 1)
-        items.append({"text": q, "audio": paused_speech(q, split, pause, whisper), "paused": True, "pause_s": round(pause, 2)})
+        items.append({"text": q, "audio": paused_speech(q, split, pause, whisper), "paused": True, "pause_s": round(pause, 2),
+                      "split": split})
     order = rng.permutation(len(items))
     items = [items[i] for i in order]
     parts = [np.zeros(int(RATE * 1.0), np.float32)]
@@ -125,17 +126,36 @@ def loud_runs(audio: np.ndarray, rate: int, floor_db: float = -45.0, min_gap_s: 
     return [(a, b) for a, b in runs if b - a >= min_len_s]
 
 
+def _click_at(audio: np.ndarray, rate: int) -> float:
+    hits = np.flatnonzero(np.abs(audio) > 0.2)
+    if not len(hits):
+        raise SystemExit("the sync click was not recorded")
+    return hits[0] / rate
+
+
 def run_talk(conv: np.ndarray, env_extra: dict, workdir: Path) -> dict:
-    """The real `voicechat talk` on a private PulseAudio card: events, and mic/speaker recordings on one clock."""
+    """The real `voicechat talk` on a private PulseAudio card: events, and mic/speaker recordings on one clock.
+
+    Each recording starts at its own moment; a click played into both sinks at once (through a
+    combined sink) before talk starts gives the offset between them."""
     with PulseCard(workdir) as card:
         env = {**os.environ, **card.env, **LLM_ENV, **env_extra,
                "VOICECHAT_DATA_DIR": str(workdir / "data"), "VOICECHAT_CONFIG_DIR": str(workdir / "cfg")}
-        recs = {}
-        files = {}
+        recs, files = {}, {}
         for name, device, rate in (("mic", "vc_micfeed.monitor", RATE), ("speaker", "vc_speaker.monitor", 48000)):
             files[name] = open(workdir / f"{name}.raw", "wb")
             recs[name] = subprocess.Popen(["parec", f"--device={device}", "--format=s16le", f"--rate={rate}", "--channels=1",
-                                           "--latency-msec=10"], stdout=files[name], env=env)
+                                           "--latency-msec=20"], stdout=files[name], env=env)
+        time.sleep(0.5)
+        module = subprocess.run(["pactl", "load-module", "module-combine-sink", "sink_name=vc_both",
+                                 "slaves=vc_speaker,vc_micfeed", "channels=1", "rate=48000"],
+                                env=env, capture_output=True, text=True, check=True).stdout.strip()
+        click = np.concatenate([np.zeros(4800), 0.8 * np.sin(2 * np.pi * 1000 * np.arange(960) / 48000), np.zeros(9600)])
+        player = subprocess.Popen(["pacat", "--playback", "--device=vc_both", "--format=s16le", "--rate=48000", "--channels=1"],
+                                  stdin=subprocess.PIPE, env=env)
+        player.communicate((click * 32767).astype("<i2").tobytes())
+        time.sleep(0.5)
+        subprocess.run(["pactl", "unload-module", module], env=env, check=True)
         proc = subprocess.Popen([str(BIN / "voicechat"), "talk", "--json", "--no-log"], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         events: list[dict] = []
@@ -163,7 +183,22 @@ def run_talk(conv: np.ndarray, env_extra: dict, workdir: Path) -> dict:
             recs[name].wait(5)
             files[name].close()
         raw = {n: np.frombuffer((workdir / f"{n}.raw").read_bytes(), "<i2").astype(np.float32) / 32768.0 for n in recs}
-    return {"events": events, "mic": raw["mic"], "speaker": raw["speaker"]}
+    t_mic, t_spk = _click_at(raw["mic"], RATE), _click_at(raw["speaker"], 48000)
+    # align: speaker time s is mic time s - (t_spk - t_mic); blank the click itself
+    raw["mic"][: int(RATE * (t_mic + 0.1))] = 0
+    raw["speaker"][: int(48000 * (t_spk + 0.1))] = 0
+    return {"events": events, "mic": raw["mic"], "speaker": raw["speaker"], "offset": t_spk - t_mic}
+
+
+def words(text: str) -> list[str]:
+    import re
+
+    return re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split()
+
+
+def covers(turn: str, part: list[str]) -> bool:
+    said = set(words(turn))
+    return bool(part) and sum(w in said for w in part) >= 0.6 * len(part)
 
 
 def analyse(result: dict, items: list[dict]) -> dict:
@@ -171,29 +206,38 @@ def analyse(result: dict, items: list[dict]) -> dict:
     users = [e["text"] for e in events if e["type"] == "user"]
     stats = [e["latency"] for e in events if e["type"] == "turn_stats"]
     ends = [b for _, b in loud_runs(result["mic"], RATE, floor_db=-36.0, min_len_s=0.5)]  # questions, not the noise or the cough
-    heard = loud_runs(result["speaker"], 48000, min_gap_s=0.5)
-    starts = [a for a, _ in heard]
-    v2v = []
+    starts = [a - result["offset"] for a, _ in loud_runs(result["speaker"], 48000, min_gap_s=0.5)]
+    v2v, early = [], 0
     for end in ends:
+        if any(end - 1.0 < s <= end for s in starts):
+            early += 1  # a reply began before the question ended: the question was cut
+            continue
         after = [s for s in starts if s > end]
         if after and after[0] - end < 8.0:
             v2v.append(after[0] - end)
-    # match each question with the user turns in order
-    texts = [i["text"] for i in items]
-    matched, extra, j = [], 0, 0
-    for u in users:
-        best = min(range(len(texts)), key=lambda k: wer(texts[k], u))
-        if wer(texts[best], u) <= 0.6:
-            matched.append((best, u))
-        else:
-            extra += 1
-    whole = {k for k, _ in matched}
-    paused_whole = sum(1 for k, i in enumerate(items) if i["paused"] and k in whole and sum(1 for m, _ in matched if m == k) == 1)
-    ref = " ".join(texts[k] for k, _ in matched)
-    hyp = " ".join(u for _, u in matched)
-    share = {k: med([s[k] for s in stats if k in s]) for k in ("endpoint", "stt", "transcript", "first_token", "first_chunk", "first_audio")}
-    return {"turns": len(users), "extra": extra, "v2v": v2v, "share": share, "wer": wer(ref, hyp) if ref else 1.0,
-            "paused_whole": paused_whole, "internal_v2v": [s["voice_to_voice"] for s in stats if "voice_to_voice" in s]}
+    kept, split, matched = 0, 0, set()
+    for item in items:
+        w = words(item["text"])
+        first, second = (w[: item["split"]], w[item["split"]:]) if item["paused"] else (w, [])
+        whole = [u for u in users if covers(u, first) and (not second or covers(u, second))]
+        if whole:
+            matched.add(whole[0])
+        if item["paused"]:
+            kept += len(whole) == 1
+            split += any(covers(u, first) and not covers(u, second) for u in users)
+    noise_turns = [u for u in users if u not in matched and not any(covers(u, words(i["text"])[: max(1, i.get("split", 0))])
+                                                                  or covers(u, words(i["text"])) for i in items)]
+    pairs = [(i["text"], next((u for u in users if covers(u, words(i["text"]))), "")) for i in items]
+    ref = " ".join(r for r, _ in pairs)
+    hyp = " ".join(h for _, h in pairs)
+    share = {k: med([s[k] for s in stats if k in s] or [float("nan")])
+             for k in ("endpoint", "stt", "transcript", "first_token", "first_chunk", "first_audio")}
+    if os.environ.get("BENCH_DEBUG"):
+        print("    questions:", [i["text"] for i in items], "\n    turns:", users, "\n    ends:", [round(e, 2) for e in ends],
+              "\n    reply starts:", [round(x, 2) for x in starts], flush=True)
+    return {"turns": len(users), "noise": len(noise_turns), "split": split, "early": early, "v2v": v2v, "share": share,
+            "wer": wer(ref, hyp), "paused_whole": kept, "paused": sum(i["paused"] for i in items),
+            "internal_v2v": [s["voice_to_voice"] for s in stats if "voice_to_voice" in s], "offset": result["offset"]}
 
 
 def naive(items: list[dict]) -> list[float]:
@@ -226,7 +270,8 @@ def peak_rss(tmp: Path, conv: np.ndarray) -> float:
 
     short = tmp / "short.wav"
     sf.write(str(short), conv[: RATE * 40], RATE)
-    env = {**os.environ, **LLM_ENV, "ALSA_CONFIG_PATH": "/usr/share/alsa/alsa.conf", "VOICECHAT_DATA_DIR": str(tmp / "rss")}
+    env = {**os.environ, **LLM_ENV, "ALSA_CONFIG_PATH": "/usr/share/alsa/alsa.conf", "VOICECHAT_DATA_DIR": str(tmp / "rss"),
+           "VOICECHAT_CONFIG_DIR": str(tmp / "rss-cfg")}
     wrapper = ("import resource, subprocess, sys\n"
                "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
                "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
@@ -235,38 +280,47 @@ def peak_rss(tmp: Path, conv: np.ndarray) -> float:
     return int(out.stdout.strip()) / 1024
 
 
-def show(name: str, r: dict) -> None:
-    v = r["v2v"]
-    s = r["share"]
+def show(name: str, runs: list[dict]) -> None:
+    v = [x for r in runs for x in r["v2v"]]
+    iv = [x for r in runs for x in r["internal_v2v"]]
+    s = {k: med([r["share"][k] for r in runs]) for k in runs[0]["share"]}
+    offsets = ", ".join(f"{r['offset'] * 1000:.0f}" for r in runs)
     print(f"  {name}")
-    print(f"    voice to voice (external, mic end of speech -> first speaker sample): p50 {med(v):.2f} s  p95 {p95(v):.2f} s  (n={len(v)})")
-    print(f"    talk's own turn_stats p50: end of turn {s['endpoint']:.2f} s, transcript after end of speech {s['transcript']:.2f} s"
-          f" (after end of turn {s['stt']:.2f} s), first token {s['first_token']:.2f} s, first chunk {s['first_chunk']:.2f} s,"
-          f" first audio {s['first_audio']:.2f} s after end of turn; internal voice to voice {med(r['internal_v2v']):.2f} s")
-    print(f"    turns {r['turns']} (from noise/cough/silence or split questions: {r['extra']}),"
-          f" paused questions kept whole {r['paused_whole']}, transcript WER {100 * r['wer']:.1f} %")
+    print(f"    voice to voice, heard (mic end of speech -> first speaker sample): p50 {med(v):.2f} s  p95 {p95(v):.2f} s"
+          f"  (n={len(v)}; clock offset between the recordings {offsets} ms)")
+    print(f"    talk's own turn_stats, p50: end of turn {s['endpoint']:.2f} s after end of speech; transcript {s['transcript']:.2f} s"
+          f" after end of speech ({s['stt']:.2f} s after end of turn); first token {s['first_token']:.2f} s; first chunk"
+          f" {s['first_chunk']:.2f} s and first audio {s['first_audio']:.2f} s after end of turn; voice to voice {med(iv):.2f} s")
+    for i, r in enumerate(runs):
+        print(f"    run {i + 1}: {r['turns']} turns; paused questions kept whole {r['paused_whole']}/{r['paused']}, cut {r['split']};"
+              f" replies that began before the question ended {r['early']}; turns from noise/cough/silence {r['noise']};"
+              f" transcript WER {100 * r['wer']:.1f} %")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--plain", type=int, default=8)
     ap.add_argument("--paused", type=int, default=10)
-    ap.add_argument("--gap", type=float, default=9.0)
+    ap.add_argument("--gap", type=float, default=10.0)
+    ap.add_argument("--rounds", type=int, default=1, help="(a) and (b) alternate this many times")
     ap.add_argument("--skip-naive", action="store_true")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="vc-latency-"))
     conv, items = build(args.plain, args.paused, args.gap)
     print(f"conversation: {len(items)} questions ({sum(i['paused'] for i in items)} with a mid-sentence pause of 0.40-0.70 s),"
           f" a noise burst, a cough and silence; {len(conv) / RATE:.0f} s played in real time per pipeline")
-    a = analyse(run_talk(conv, {}, tmp / "a"), items)
-    b = analyse(run_talk(conv, BASELINE_ENV, tmp / "b"), items)
+    a, b = [], []
+    for r in range(args.rounds):
+        a.append(analyse(run_talk(conv, {}, tmp / f"a{r}"), items))
+        b.append(analyse(run_talk(conv, BASELINE_ENV, tmp / f"b{r}"), items))
     show("(a) talk as built", a)
     show("(b) previous design (600 ms end rule, then whole-utterance transcription)", b)
-    print(f"  ratio (a)/(b) voice to voice p50 {med(a['v2v']) / med(b['v2v']):.2f}   (goal <= 0.6)")
+    va, vb = [x for r in a for x in r["v2v"]], [x for r in b for x in r["v2v"]]
+    print(f"  ratio (a)/(b) voice to voice p50 {med(va) / med(vb):.2f}   (goal <= 0.6)")
     if not args.skip_naive:
         n = naive(items)
-        print(f"  (c) naive sequential: end of speech -> all reply audio ready p50 {med(n):.2f} s  p95 {p95(n):.2f} s;"
-              f"  ratio (a)/(c) {med(a['v2v']) / med(n):.2f}")
+        print(f"  (c) naive sequential, in process: end of speech -> whole reply synthesized p50 {med(n):.2f} s  p95 {p95(n):.2f} s;"
+              f"  ratio (a)/(c) {med(va) / med(n):.2f}")
     print(f"  peak RSS of `voicechat talk` (default engines, 40 s of conversation): {peak_rss(tmp, conv):.0f} MB   (goal <= 800)")
 
 
