@@ -45,6 +45,9 @@ class ChatSession:
         self.session_id: int | None = None
         self.totals = Totals()
         self._clear_pending = False
+        from voicechat.turnlog import TurnLog  # a failing history never costs the conversation
+
+        self.turnlog = TurnLog(history, kind, system_prompt=config.llm.system_prompt, engines=self.engines)
         self.memory = Conversation(
             system_prompt=config.llm.system_prompt,
             max_rounds=config.memory.max_rounds,
@@ -77,10 +80,7 @@ class ChatSession:
         self.totals.add(usage, cost)
         if not self.log:
             return
-        assert self.history is not None
-        if self.session_id is None:
-            self.session_id = self.history.new_session(self.kind, system_prompt=self.config.llm.system_prompt, engines=self.engines)
-        self.history.add_turn(
+        self.session_id = self.turnlog.add(
             self.session_id,
             Turn(
                 user_text=user_text, assistant_text=reply, interrupted=interrupted, llm_model=self.llm.model_name,
