@@ -96,13 +96,22 @@ def say(
 
         sink = Speaker(cfg.audio.output_device, latency=cfg.audio.latency, sample_rate=tts.sample_rate)
     spoken = 0.0
-    with sink:
-        for chunk in itertools.chain([first], pieces):
-            for audio in tts.synthesize(chunk):
-                spoken += audio.duration
-                sink.play(audio)
-        if spoken == 0.0:
-            raise VoicechatError("nothing speakable in the text (no words or numbers); give some words")
+    try:
+        with sink:
+            for chunk in itertools.chain([first], pieces):
+                for audio in tts.synthesize(chunk):
+                    spoken += audio.duration
+                    sink.play(audio)
+            if spoken == 0.0:
+                raise VoicechatError("nothing speakable in the text (no words or numbers); give some words")
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: the writer has removed its partial file; say so
+        from voicechat.errors import Terminated
+
+        if output is not None:
+            how = "terminated" if isinstance(e, Terminated) else "interrupted"
+            raise VoicechatError(f"{how} after {spoken:.1f} s of speech; {output} was not written (nothing partial left)",
+                                 exit_code=143 if isinstance(e, Terminated) else 130) from None
+        raise
     if output is not None:
         typer.echo(f"wrote {output} ({spoken:.1f} s)", err=True)
     if stats:
