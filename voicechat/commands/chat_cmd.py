@@ -13,6 +13,25 @@ from voicechat.console import handle_errors
 HELP = "Chat by typing (or one message per stdin line when piped); replies stream as they are written."
 
 
+def _read_line(number: int) -> str:
+    """One line of piped stdin; bytes that are not UTF-8 are replaced (and said), never fatal."""
+    raw = sys.stdin.buffer.readline()
+    text = raw.decode("utf-8", errors="replace")
+    if "\ufffd" in text and "\ufffd".encode() not in raw:
+        sys.stderr.write(f"voicechat: warning: stdin line {number} is not valid UTF-8; the bad bytes were replaced with U+FFFD\n")
+    return text
+
+
+def _warn_empty(text: str, usage, cfg) -> None:
+    """An empty reply is kept as a turn, but never silently: the usual cause is a prompt too long."""
+    prompt = f"{usage.prompt_tokens} prompt tokens" if usage is not None else f"{len(text.split())} words in the message"
+    sys.stderr.write(
+        f"voicechat: warning: the model returned an empty reply ({prompt}); the message probably does not fit "
+        f"the model's context window (llm.context_size {cfg.llm.context_size} for llama-cpp, or the server's limit); "
+        "send a shorter message\n"
+    )
+
+
 @handle_errors
 def chat(
     llm: Annotated[Optional[str], typer.Option("--llm", help="Chat engine: llama-cpp, openai, langchain.")] = None,
@@ -38,12 +57,16 @@ def chat(
         note = f" · resumed session {resume} ({session.resumed_turns} turns)" if resume else ""
         err.print(f"[dim]{engine.model_name} · /clear /tokens /quit · Ctrl-D to end{note}[/]")
     failures = 0
+    lines = 0
+    if interactive and hasattr(sys.stdin, "reconfigure"):
+        sys.stdin.reconfigure(errors="replace")  # a stray byte from the terminal must not end the chat
     try:
         while True:
             try:
-                line = out.input("[bold cyan]you ›[/] ") if interactive else sys.stdin.readline()
+                line = out.input("[bold cyan]you ›[/] ") if interactive else _read_line(lines + 1)
             except EOFError:
                 break
+            lines += 1
             if not interactive and line == "":
                 break
             text = line.strip()
@@ -100,6 +123,8 @@ def chat(
             sys.stdout.write("\n")
             sys.stdout.flush()
             answer = "".join(reply).strip()
+            if not answer and not interrupted:
+                _warn_empty(text, usage, cfg)
             latency = {"first_token": round(first, 3)} if first is not None else {}
             if first is not None:
                 session.totals.latencies.append(first)
