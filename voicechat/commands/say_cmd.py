@@ -17,11 +17,30 @@ HELP = "Speak text aloud (argument, - or piped stdin); playback starts with the 
 
 
 def _stdin_blocks() -> Iterator[str]:
+    """Piped text as it arrives (not 4 KB at a time: a slow writer's first sentence plays at once).
+
+    Bytes that are not UTF-8 are replaced, and said once, instead of ending the speech.
+    """
+    import codecs
+
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None:  # a text-only stdin (embedding, tests)
+        while block := sys.stdin.read(4096):
+            yield block
+        return
+    read = getattr(stream, "read1", stream.read)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    warned = False
     while True:
-        block = sys.stdin.read(4096)
-        if not block:
+        data = read(65536)
+        text = decoder.decode(data, final=not data)
+        if "\ufffd" in text and not warned:
+            warned = True
+            sys.stderr.write("voicechat: warning: the text on stdin is not valid UTF-8; the bad bytes were replaced with U+FFFD\n")
+        if text:
+            yield text
+        if not data:
             return
-        yield block
 
 
 @handle_errors
