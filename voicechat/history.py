@@ -137,6 +137,7 @@ class History:
                 os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
             self.db = sqlite3.connect(str(self.path), timeout=10, check_same_thread=False, isolation_level=None)
             self.db.row_factory = sqlite3.Row
+            self._check_version()  # a newer voicechat's file is left exactly as it is
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA foreign_keys=ON")
@@ -170,10 +171,14 @@ class History:
             return
         raise VoicechatError(_advice(self.path, last or sqlite3.DatabaseError("cannot open")))
 
-    def _migrate(self) -> None:
+    def _check_version(self) -> int:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
         if version > len(MIGRATIONS):
             raise VoicechatError(f"{self.path}: history was written by a newer voicechat (schema {version}); upgrade voicechat")
+        return version
+
+    def _migrate(self) -> None:
+        version = self._check_version()
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             self.db.execute("BEGIN IMMEDIATE")
             try:

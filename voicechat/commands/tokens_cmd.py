@@ -181,7 +181,7 @@ def _gguf_encoder(path: str):
     from voicechat.errors import VoicechatError
 
     path = os.path.expanduser(path)
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise VoicechatError(f"GGUF model '{path}' not found; give the path of a .gguf file")
     check_gguf(path)
     import llama_cpp
