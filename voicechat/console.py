@@ -45,6 +45,12 @@ def _scrubbing_thread_excepthook(args: Any) -> None:
     sys.stderr.flush()
 
 
+def debug_traceback(exc: BaseException) -> None:
+    """With --debug, show the traceback of an error that was handled (and so not raised), scrubbed."""
+    if debug():
+        _scrubbing_excepthook(type(exc), exc, exc.__traceback__)
+
+
 def install_scrubbing_excepthook() -> None:
     import threading
 

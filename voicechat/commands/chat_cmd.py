@@ -41,7 +41,7 @@ def chat(
     resume: Annotated[Optional[int], typer.Option("--resume", help="Continue session ID with its memory.")] = None,
     cont: Annotated[bool, typer.Option("--continue", help="Continue the most recent session.")] = False,
 ) -> None:
-    from voicechat.console import err_console, fail, load_config, out_console
+    from voicechat.console import debug_traceback, err_console, fail, load_config, out_console
     from voicechat.engines import registry
     from voicechat.errors import StreamCut, VoicechatError
     from voicechat.history import open_for_session
@@ -113,11 +113,13 @@ def chat(
             except StreamCut as e:
                 interrupted = True  # the partial reply is finished on its line below, and kept
                 failures += 1
+                debug_traceback(e)
                 fail(str(e))
             except VoicechatError as e:
                 failures += 1
                 if reply:
                     sys.stdout.write("\n")
+                debug_traceback(e)
                 fail(str(e))
                 continue
             sys.stdout.write("\n")
