@@ -161,6 +161,12 @@ CASES = [
                                                           keep=[with_history(t)]), 1, "does not exist"),
     Case("history-export-to-proc", lambda t, s: Given(["history", "export", "1", "-o", "/proc/x.json"],
                                                       keep=[with_history(t)]), 1, "/proc"),
+    Case("history-export-to-a-device", lambda t, s: Given(["history", "export", "1", "-o", "/dev/full"],
+                                                          keep=[with_history(t)]), 1, "not a regular file"),
+    Case("history-path-is-directory", lambda t, s: Given(["history", "list"], env={"VOICECHAT_HISTORY_PATH": str(t)}), 1,
+         "is a directory"),
+    Case("history-path-is-device", lambda t, s: Given(["history", "list"], env={"VOICECHAT_HISTORY_PATH": "/dev/null"}), 1,
+         "not a regular file"),
     Case("history-export-bad-format", lambda t, s: Given(["history", "export", "1", "-f", "xml"]), 1, "csv, json or md"),
     Case("history-show-unknown", lambda t, s: Given(["history", "show", "999"], keep=[with_history(t)]), 1, "no session 999"),
     Case("history-delete-without-yes", lambda t, s: Given(["history", "delete", "1"], input=b"",
@@ -274,6 +280,8 @@ def check(case: Case, code: int, stdout: str, stderr: str, tmp: Path, before: di
         assert errors
     for path, sha in before.items():
         assert digest(path) == sha, f"{path} changed"
+    for device in ("/dev/full", "/dev/null"):
+        assert Path(device).is_char_device(), f"{device} was replaced"
     for root in (tmp, paths.data_dir().parent):
         assert leftovers(root) == [], leftovers(root)
 

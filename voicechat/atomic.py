@@ -38,6 +38,9 @@ def check_output_file(target: Path) -> None:
     target = Path(target)
     if target.is_dir():
         raise VoicechatError(f"{target}: is a directory; give a file name to write")
+    if target.exists() and not target.is_file():
+        # a rename would replace the device, pipe or socket itself (as root, even /dev/full)
+        raise VoicechatError(f"{target}: not a regular file (a device, pipe or socket); give a file name to write")
     check_writable_dir(target.parent if str(target.parent) else Path("."))
 
 

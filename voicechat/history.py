@@ -110,6 +110,7 @@ class History:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self.read_only = False
+        self._check_kind()
         try:
             if self._writable():
                 self._open_rw()
@@ -123,6 +124,12 @@ class History:
                 raise VoicechatError(_advice(self.path, e)) from None
         except OSError as e:
             raise VoicechatError(_advice(self.path, e)) from None
+
+    def _check_kind(self) -> None:
+        if self.path.is_dir():
+            raise VoicechatError(f"{self.path}: is a directory, not a history file; set history.path to a file")
+        if self.path.exists() and not self.path.is_file():
+            raise VoicechatError(f"{self.path}: not a regular file (a device, pipe or socket); set history.path to a file")
 
     def _writable(self) -> bool:
         if self.path.exists():
