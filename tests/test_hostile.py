@@ -302,9 +302,12 @@ def test_hostile_case(case, tmp_path):
         run_case(case, tmp_path, None)
 
 
-def test_the_table_names_every_command():
-    commands = {c.make.__code__.co_consts for c in CASES}
-    assert len(CASES) >= 60 and commands
+def test_the_table_reaches_every_command_that_takes_input():
+    """devices and engines take no input; talk's cases live with its redesign (and below, kill -9)."""
+    covered = {c.id.split("-")[0] for c in CASES}
+    takes_input = {"chat", "say", "transcribe", "tokens", "history"}
+    assert takes_input <= covered and {"env", "file"} <= covered
+    assert len({c.id for c in CASES}) == len(CASES)
 
 
 # -- what a recovered conversation looks like ----------------------------------------------------

@@ -161,12 +161,15 @@ class History:
         self.read_only = True
         last: Exception | None = None
         for flags in ("mode=ro", "immutable=1"):
+            db = None
             try:
                 db = sqlite3.connect(f"file:{quote(str(self.path))}?{flags}", uri=True, check_same_thread=False,
                                      isolation_level=None)
                 version = db.execute("PRAGMA user_version").fetchone()[0]
                 db.execute("SELECT count(*) FROM sqlite_master").fetchone()
             except sqlite3.DatabaseError as e:
+                if db is not None:
+                    db.close()
                 last = e
                 continue
             db.row_factory = sqlite3.Row
