@@ -381,6 +381,22 @@ def test_tokens_memory_is_bounded(tmp_path_factory, what):
         assert out["code"] == 1 and "binary" in out["stderr"] and len(out["stderr"].splitlines()) == 1, out
 
 
+def test_chat_one_endless_line_is_refused_in_bounded_memory(tmp_path):
+    """100 MB with no newline between two real messages: both real ones are answered."""
+    piped = tmp_path / "line.txt"
+    with open(piped, "wb") as f:
+        f.write(b"hello\n")
+        for _ in range(100):
+            f.write(b"word " * 200_000)
+        f.write(b"\nthird\n")
+    with EchoingServer() as server:
+        out = run_measured([VOICECHAT, "chat", "--no-log"], stdin=piped, env=chat_env(server))
+    assert out["peak_mb"] < MEMORY_BOUND_MB, out
+    assert out["code"] == 1 and out["stdout"].count(server.reply) == 2, out
+    lines = out["stderr"].strip().splitlines()
+    assert len(lines) == 1 and "stdin line 2 is longer than" in lines[0], out
+
+
 @pytest.mark.xfail(strict=False, reason="needs the streaming decoder (transcribe decode path, another branch): "
                    "stdin is read whole before it is checked")
 def test_transcribe_refuses_endless_stdin_in_bounded_memory(tmp_path):

@@ -13,9 +13,24 @@ from voicechat.console import handle_errors
 HELP = "Chat by typing (or one message per stdin line when piped); replies stream as they are written."
 
 
-def _read_line(number: int) -> str:
-    """One line of piped stdin; bytes that are not UTF-8 are replaced (and said), never fatal."""
-    raw = sys.stdin.buffer.readline()
+MAX_LINE = 1 << 20  # bytes: a longer message fits no model's context, and must not fill memory
+
+
+def _read_line(number: int) -> str | None:
+    """One line of piped stdin; bytes that are not UTF-8 are replaced (and said), never fatal.
+
+    A line longer than MAX_LINE is read through and refused (None), so memory stays
+    bounded whatever comes in; the chat goes on with the next line and exits 1 at the end.
+    """
+    raw = sys.stdin.buffer.readline(MAX_LINE + 1)
+    if len(raw) > MAX_LINE and not raw.endswith(b"\n"):
+        while True:
+            rest = sys.stdin.buffer.readline(MAX_LINE)
+            if not rest or rest.endswith(b"\n"):
+                break
+        sys.stderr.write(f"voicechat: error: stdin line {number} is longer than {MAX_LINE // (1 << 20)} MB and was skipped; "
+                         "no model takes a message that long: split it or send a shorter one\n")
+        return None
     text = raw.decode("utf-8", errors="replace")
     if "\ufffd" in text and "\ufffd".encode() not in raw:
         sys.stderr.write(f"voicechat: warning: stdin line {number} is not valid UTF-8; the bad bytes were replaced with U+FFFD\n")
@@ -67,6 +82,9 @@ def chat(
             except EOFError:
                 break
             lines += 1
+            if line is None:  # a line too long to send: refused, said, counted
+                failures += 1
+                continue
             if not interactive and line == "":
                 break
             text = line.strip()
