@@ -127,7 +127,7 @@ def test_example_config_is_complete_and_valid():
                                        ("tts.pitch", "100"), ("tts.volume", "-1"), ("listen.frame_ms", "25"),
                                        ("listen.aggressiveness", "4"), ("listen.start_ratio", "1.5"),
                                        ("memory.max_rounds", "-1"), ("stt.no_speech_threshold", "2"),
-                                       ("audio.latency", "medium"), ("listen.mode", "loud")])
+                                       ("audio.latency", "medium")])
 def test_every_numeric_key_has_its_range_checked_naming_the_source(tmp_path, key, value):
     section, name = key.split(".")
     var = f"VOICECHAT_{section}_{name}".upper()

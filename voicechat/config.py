@@ -169,9 +169,8 @@ RANGES: dict[str, tuple] = {
     "memory.max_rounds": (0, 100_000),
     "memory.max_context_tokens": (16, 10_000_000),
 }
-CHOICES: dict[str, tuple[str, ...]] = {
+CHOICES: dict[str, tuple[str, ...]] = {  # listen.mode is checked by talk, which names its --mode option
     "audio.latency": ("low", "high"),
-    "listen.mode": ("vad", "ptt"),
 }
 
 
