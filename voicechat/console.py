@@ -89,7 +89,10 @@ def _terminate(signum: int, frame: Any) -> None:
 
 
 def catch_sigterm() -> None:
-    """SIGTERM ends a command like Ctrl-C does: files are finished or removed, not left half-written."""
+    """SIGTERM ends the calling command like Ctrl-C does: files are finished or removed, not left half-written.
+
+    Opt-in, per command: talk has its own signal handling (its threads must stop before
+    its engines close), so this is not applied to every command."""
     import signal
     import threading
 
@@ -102,7 +105,6 @@ def handle_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        catch_sigterm()
         try:
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort, SystemExit):

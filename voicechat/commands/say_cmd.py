@@ -55,10 +55,11 @@ def say(
     stats: Annotated[bool, typer.Option("--stats", help="Print time to first audio and real-time factor on stderr.")] = False,
 ) -> None:
     from voicechat import sentences
-    from voicechat.console import load_config
+    from voicechat.console import catch_sigterm, load_config
     from voicechat.engines import registry
     from voicechat.errors import VoicechatError
 
+    catch_sigterm()  # -o: a SIGTERM removes the partial file and says so, as Ctrl-C does
     cfg = load_config({"tts.engine": engine, "tts.voice": voice, "tts.speed": speed, "audio.output_device": output_device})
     registry.get("tts", cfg.tts.engine)  # unknown engine: fail before reading anything
     if list_voices:
