@@ -310,6 +310,31 @@ def test_the_table_reaches_every_command_that_takes_input():
     assert len({c.id for c in CASES}) == len(CASES)
 
 
+# -- devices: real PortAudio on the virtual sound card, so each case is its own process ---------
+DEVICE_CASES = [
+    Case("device-output-name-unknown", lambda t, s: Given(["say", "hi", "--engine", "espeak", "--output-device", "no-such-card"]),
+         1, "no output device matches"),
+    Case("device-output-index-unknown", lambda t, s: Given(["say", "hi", "--engine", "espeak", "--output-device", "99"]), 1,
+         "index 99"),
+    Case("device-output-ambiguous", lambda t, s: Given(["say", "hi", "--engine", "espeak", "--output-device", "vc_"]), 1,
+         "ambiguous"),
+    Case("device-none-at-all", lambda t, s: Given(["say", "hi", "--engine", "espeak"],
+                                                  env={"ALSA_CONFIG_PATH": "/usr/share/alsa/alsa.conf"}), 1,
+         "no output sound device"),
+    Case("device-env-latency", lambda t, s: Given(["say", "hi", "--engine", "espeak"], env={"VOICECHAT_AUDIO_LATENCY": "0.1"}),
+         2, "low, high"),
+]
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in DEVICE_CASES])
+def test_hostile_device_case(case, tmp_path, card):
+    from tests.helpers import run_cli
+
+    given = case.make(tmp_path, None)
+    result = run_cli(*given.args, env={**card.env, **given.env})
+    check(case, result.returncode, result.stdout.decode(), result.stderr.decode(), tmp_path, {})
+
+
 # -- what a recovered conversation looks like ----------------------------------------------------
 def test_corrupt_history_turns_are_recoverable(tmp_path):
     db = history_with_turns(paths.history_db(), sessions=20, turns=3)
