@@ -119,3 +119,33 @@ def test_example_config_is_complete_and_valid():
         for f in dataclasses.fields(type(getattr(Config(), section))):
             line = next(l for l in text.splitlines() if l.strip().startswith(f"{f.name}:"))
             assert "#" in line or f.name in ("system_prompt",), f"{section}.{f.name} has no comment"
+
+
+@pytest.mark.parametrize("key,value", [("stt.beam_size", "-5"), ("stt.beam_size", "0"), ("llm.temperature", "nan"),
+                                       ("llm.temperature", "3"), ("llm.max_tokens", "0"), ("llm.timeout", "-1"),
+                                       ("llm.retries", "-1"), ("llm.context_size", "0"), ("tts.speed", "0"),
+                                       ("tts.pitch", "100"), ("tts.volume", "-1"), ("listen.frame_ms", "25"),
+                                       ("listen.aggressiveness", "4"), ("listen.start_ratio", "1.5"),
+                                       ("memory.max_rounds", "-1"), ("stt.no_speech_threshold", "2"),
+                                       ("audio.latency", "medium")])
+def test_every_numeric_key_has_its_range_checked_naming_the_source(tmp_path, key, value):
+    section, name = key.split(".")
+    var = f"VOICECHAT_{section}_{name}".upper()
+    with pytest.raises(ConfigError, match=f"{var}.*'{key}'"):
+        resolve(environ={var: value})
+    given = write(tmp_path / "c.yaml", f"{section}:\n  {name}: {value}\n")
+    with pytest.raises(ConfigError, match=f"c.yaml.*'{key}'"):
+        resolve(given, environ={})
+
+
+def test_every_numeric_key_has_a_range():
+    from voicechat.config import RANGES, SECTIONS, _field_types
+
+    cfg = Config()
+    for section in SECTIONS:
+        for name, tp in _field_types(type(getattr(cfg, section))).items():
+            if tp in (int, float):
+                assert f"{section}.{name}" in RANGES, f"{section}.{name} has no range"
+            default = getattr(getattr(cfg, section), name)
+            if f"{section}.{name}" in RANGES:  # the defaults are inside their own ranges
+                resolve(environ={f"VOICECHAT_{section}_{name}".upper(): str(default)})

@@ -158,6 +158,67 @@ class Config:
 SECTIONS = [f.name for f in dataclasses.fields(Config) if f.name != "prices"]
 SECRET_KEYS = {"api_key"}
 
+# The allowed range of every numeric key, checked where the value is read so the error
+# names its file or variable (an engine given beam_size -5 fails deep and obscurely).
+# (low, high): inclusive bounds, None for open; a tuple of more than two: the allowed values.
+RANGES: dict[str, tuple] = {
+    "stt.beam_size": (1, 100),
+    "stt.batch_size": (0, 1024),
+    "stt.threads": (0, 1024),
+    "stt.no_speech_threshold": (0.0, 1.0),
+    "llm.temperature": (0.0, 2.0),
+    "llm.max_tokens": (1, 1_000_000),
+    "llm.threads": (0, 1024),
+    "llm.context_size": (16, 10_000_000),
+    "llm.gpu_layers": (-1, 100_000),
+    "llm.timeout": (0.1, 86_400.0),
+    "llm.retries": (0, 20),
+    "tts.speed": (0.1, 10.0),
+    "tts.volume": (0.0, 10.0),
+    "tts.pitch": (0, 99),
+    "tts.first_chunk_words": (1, 1000),
+    "listen.aggressiveness": (0, 3),
+    "listen.frame_ms": (10, 20, 30),
+    "listen.preroll_ms": (0, 10_000),
+    "listen.start_window_ms": (10, 10_000),
+    "listen.start_ratio": (0.01, 1.0),
+    "listen.end_silence_ms": (10, 60_000),
+    "listen.max_utterance_s": (0.5, 3600.0),
+    "listen.min_speech_ms": (0, 60_000),
+    "turn.model_threshold": (0.0, 1.0),
+    "turn.pause_ms": (30, 10_000),
+    "turn.fast_end_ms": (30, 60_000),
+    "turn.end_ms": (30, 60_000),
+    "turn.slow_end_ms": (30, 60_000),
+    "turn.partial_every_ms": (100, 60_000),
+    "turn.commit_after_s": (1.0, 3600.0),
+    "turn.beam_size": (1, 100),
+    "memory.max_rounds": (0, 100_000),
+    "memory.max_context_tokens": (16, 10_000_000),
+}
+CHOICES: dict[str, tuple[str, ...]] = {  # listen.mode is checked by talk, which names its --mode option
+    "audio.latency": ("low", "high"),
+    "turn.detector": ("meaning", "silence"),
+}
+
+
+def _check_range(dotted: str, value: Any, source: str) -> None:
+    if value is None:
+        return
+    bounds = RANGES.get(dotted)
+    if bounds is not None and len(bounds) > 2:
+        if value not in bounds:
+            allowed = ", ".join(str(b) for b in bounds)
+            raise ConfigError(f"{source}: '{dotted}' is {value!r}; use one of {allowed}")
+    elif bounds is not None:
+        low, high = bounds
+        # written so that NaN fails too
+        if not ((low is None or value >= low) and (high is None or value <= high)):
+            raise ConfigError(f"{source}: '{dotted}' is {value!r}; use a number from {low} to {high}")
+    choices = CHOICES.get(dotted)
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{source}: '{dotted}' is {value!r}; use one of {', '.join(choices)}")
+
 
 def _section_type(name: str) -> type:
     return {f.name: f.default_factory for f in dataclasses.fields(Config)}[name]  # type: ignore[return-value]
@@ -244,6 +305,7 @@ def _apply(cfg: Config, section: str, key: str, value: Any, source: str, *, from
         raise ConfigError(
             f"{source}: '{section}.{key}' is {value!r}; expected {_expected(ftypes[key])}"
         ) from None
+    _check_range(f"{section}.{key}", coerced, source)
     setattr(target, key, coerced)
 
 

@@ -9,7 +9,7 @@ from typing import Any, Callable, TypeVar
 
 import typer
 
-from voicechat.errors import VoicechatError, scrub
+from voicechat.errors import Terminated, VoicechatError, scrub
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -19,6 +19,43 @@ _state = {"debug": bool(os.environ.get("VOICECHAT_DEBUG")), "config": None}
 def set_globals(*, debug: bool, config: str | None) -> None:
     _state["debug"] = debug or bool(os.environ.get("VOICECHAT_DEBUG"))
     _state["config"] = config
+    install_scrubbing_excepthook()
+
+
+def _scrubbing_excepthook(exc_type: Any, exc: BaseException, tb: Any) -> None:
+    """Print a traceback (--debug) with every known secret removed.
+
+    A server may echo the API key in its error body, and SDK exceptions carry that
+    text: the traceback would show it in full.
+    """
+    import traceback
+
+    sys.stderr.write(scrub("".join(traceback.format_exception(exc_type, exc, tb))))
+    sys.stderr.flush()
+
+
+def _scrubbing_thread_excepthook(args: Any) -> None:
+    if args.exc_type is SystemExit:
+        return
+    import traceback
+
+    name = getattr(args.thread, "name", "?")
+    text = "".join(traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback))
+    sys.stderr.write(scrub(f"Exception in thread {name}:\n{text}"))
+    sys.stderr.flush()
+
+
+def debug_traceback(exc: BaseException) -> None:
+    """With --debug, show the traceback of an error that was handled (and so not raised), scrubbed."""
+    if debug():
+        _scrubbing_excepthook(type(exc), exc, exc.__traceback__)
+
+
+def install_scrubbing_excepthook() -> None:
+    import threading
+
+    sys.excepthook = _scrubbing_excepthook
+    threading.excepthook = _scrubbing_thread_excepthook
 
 
 def debug() -> bool:
@@ -47,6 +84,22 @@ def fail(message: str) -> None:
     sys.stderr.flush()
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def catch_sigterm() -> None:
+    """SIGTERM ends the calling command like Ctrl-C does: files are finished or removed, not left half-written.
+
+    Opt-in, per command: talk has its own signal handling (its threads must stop before
+    its engines close), so this is not applied to every command."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _terminate)
+
+
 def handle_errors(fn: F) -> F:
     """Turn VoicechatError (and anything unexpected) into one line and an exit code."""
 
@@ -61,11 +114,12 @@ def handle_errors(fn: F) -> F:
                 raise
             fail(str(e))
             raise typer.Exit(e.exit_code) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             if debug():
                 raise
-            sys.stderr.write("voicechat: interrupted\n")
-            raise typer.Exit(130) from None
+            terminated = isinstance(e, Terminated)
+            sys.stderr.write("voicechat: terminated\n" if terminated else "voicechat: interrupted\n")
+            raise typer.Exit(143 if terminated else 130) from None
         except Exception as e:  # the last line of defence: one line, no traceback
             if debug():
                 raise

@@ -40,6 +40,10 @@ class StreamCut(VoicechatError):
         self.partial = partial
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that cleanup runs as it does for Ctrl-C."""
+
+
 _secrets: set[str] = set()
 _KEY_PATTERN = re.compile(r"\b(sk-[A-Za-z0-9_\-]{6})[A-Za-z0-9_\-]+")
 

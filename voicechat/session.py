@@ -46,6 +46,7 @@ class Reply:
     error: str | None = None  # what went wrong, for the user
     failed: bool = False  # no usable reply at all: nothing to remember or log
     keyboard: bool = False  # the cut came from Ctrl-C
+    exception: BaseException | None = None  # what went wrong, for --debug
 
 
 class ChatSession:
@@ -60,6 +61,9 @@ class ChatSession:
         self.session_id: int | None = None
         self.totals = Totals()
         self._clear_pending = False
+        from voicechat.turnlog import TurnLog  # a failing history never costs the conversation
+
+        self.turnlog = TurnLog(history, kind, system_prompt=config.llm.system_prompt, engines=self.engines)
         self.memory = Conversation(
             system_prompt=config.llm.system_prompt,
             max_rounds=config.memory.max_rounds,
@@ -107,12 +111,12 @@ class ChatSession:
             reply.interrupted = reply.keyboard = True
         except StreamCut as e:
             reply.interrupted = True
-            reply.error = str(e)
+            reply.error, reply.exception = str(e), e
             if e.partial and not parts:
                 parts.append(e.partial)
         except VoicechatError as e:
             reply.failed = True
-            reply.error = str(e)
+            reply.error, reply.exception = str(e), e
         finally:
             stream.close()
         reply.text = "".join(parts).strip()
@@ -137,10 +141,7 @@ class ChatSession:
         self.totals.add(usage, cost)
         if not self.log:
             return
-        assert self.history is not None
-        if self.session_id is None:
-            self.session_id = self.history.new_session(self.kind, system_prompt=self.config.llm.system_prompt, engines=self.engines)
-        self.history.add_turn(
+        self.session_id = self.turnlog.add(
             self.session_id,
             Turn(
                 user_text=user_text, assistant_text=reply, interrupted=interrupted, llm_model=self.llm.model_name,

@@ -184,6 +184,65 @@ def count_many(texts: Iterable[str], encoding: str = DEFAULT_ENCODING, threads: 
     return counts
 
 
+def _safe_cut(text: str, start: int) -> int:
+    """The first index >= start where text may be cut without changing the tokens, or -1.
+
+    Preferred: after a newline and before a letter or digit (both encodings start a new
+    pre-token there). Failing that, before a single space that follows a non-space and
+    precedes a letter (the space opens the next word's pre-token).
+    """
+    cut = text.find("\n", start)
+    while cut != -1 and cut + 1 < len(text):
+        if text[cut + 1].isalnum():
+            return cut + 1
+        cut = text.find("\n", cut + 1)
+    cut = text.find(" ", max(start, 1))
+    while cut != -1 and cut + 1 < len(text):
+        if text[cut + 1].isalpha() and not text[cut - 1].isspace():
+            return cut
+        cut = text.find(" ", cut + 1)
+    return -1
+
+
+def count_stream(blocks: Iterable[str], encoding: str = DEFAULT_ENCODING, *, threads: int | None = None,
+                 target: int = 1 << 20, encode: Any = None) -> int:
+    """Count the tokens of a text given as blocks, in bounded memory.
+
+    The text is cut at safe points (see :func:`_safe_cut`) into pieces of about
+    ``target`` characters; a few pieces at a time are encoded in parallel, so memory
+    stays near ``threads * target`` whatever the length. Only a run of more than
+    ``4 * target`` characters with no newline or space in it is cut blindly (the count
+    may then differ from tiktoken's by a token at that cut).
+    ``encode``: a function of a list of strings to a list of counts (another tokenizer).
+    """
+    threads = threads or min(8, os.cpu_count() or 1)
+    if encode is None:
+        enc = get_encoding(encoding)
+
+        def encode(pieces: list[str]) -> list[int]:
+            return [len(t) for t in enc.encode_ordinary_batch(pieces, num_threads=threads)]
+
+    total, buf, pending = 0, "", []
+    for block in blocks:
+        buf += block
+        while len(buf) >= 2 * target:
+            cut = _safe_cut(buf, target)
+            if cut == -1:
+                if len(buf) < 4 * target:
+                    break
+                cut = target
+            pending.append(buf[:cut])
+            buf = buf[cut:]
+            if len(pending) >= threads:
+                total += sum(encode(pending))
+                pending = []
+    if buf:
+        pending.append(buf)
+    if pending:
+        total += sum(encode(pending))
+    return total
+
+
 def price(model: str | None, extra: dict | None = None) -> tuple[float, float] | None:
     """(input, output) USD per million tokens for a model, or None when unknown."""
     if not model:

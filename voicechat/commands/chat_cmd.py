@@ -16,6 +16,40 @@ if TYPE_CHECKING:
 HELP = "Chat by typing (or one message per stdin line when piped); replies stream as they are written."
 
 
+MAX_LINE = 1 << 20  # bytes: a longer message fits no model's context, and must not fill memory
+
+
+def _read_line(number: int) -> str | None:
+    """One line of piped stdin; bytes that are not UTF-8 are replaced (and said), never fatal.
+
+    A line longer than MAX_LINE is read through and refused (None), so memory stays
+    bounded whatever comes in; the chat goes on with the next line and exits 1 at the end.
+    """
+    raw = sys.stdin.buffer.readline(MAX_LINE + 1)
+    if len(raw) > MAX_LINE and not raw.endswith(b"\n"):
+        while True:
+            rest = sys.stdin.buffer.readline(MAX_LINE)
+            if not rest or rest.endswith(b"\n"):
+                break
+        sys.stderr.write(f"voicechat: error: stdin line {number} is longer than {MAX_LINE // (1 << 20)} MB and was skipped; "
+                         "no model takes a message that long: split it or send a shorter one\n")
+        return None
+    text = raw.decode("utf-8", errors="replace")
+    if "\ufffd" in text and "\ufffd".encode() not in raw:
+        sys.stderr.write(f"voicechat: warning: stdin line {number} is not valid UTF-8; the bad bytes were replaced with U+FFFD\n")
+    return text
+
+
+def _warn_empty(text: str, usage, cfg) -> None:
+    """An empty reply is kept as a turn, but never silently: the usual cause is a prompt too long."""
+    prompt = f"{usage.prompt_tokens} prompt tokens" if usage is not None else f"{len(text.split())} words in the message"
+    sys.stderr.write(
+        f"voicechat: warning: the model returned an empty reply ({prompt}); the message probably does not fit "
+        f"the model's context window (llm.context_size {cfg.llm.context_size} for llama-cpp, or the server's limit); "
+        "send a shorter message\n"
+    )
+
+
 @handle_errors
 def chat(
     llm: Annotated[Optional[str], typer.Option("--llm", help="Chat engine: llama-cpp, openai, langchain.")] = None,
@@ -26,7 +60,7 @@ def chat(
     cont: Annotated[bool, typer.Option("--continue", help="Continue the most recent session.")] = False,
 ) -> None:
     from voicechat import slash
-    from voicechat.console import err_console, fail, load_config, out_console
+    from voicechat.console import debug_traceback, err_console, fail, load_config, out_console
     from voicechat.engines import registry
     from voicechat.history import open_for_session
     from voicechat.session import ChatSession, engines_info, summary_line
@@ -42,12 +76,19 @@ def chat(
         note = f" · resumed session {resume} ({session.resumed_turns} turns)" if resume else ""
         err.print(f"[dim]{engine.model_name} · {' '.join(slash.names(target))} · Ctrl-D to end{note}[/]")
     failures = 0
+    lines = 0
+    if interactive and hasattr(sys.stdin, "reconfigure"):
+        sys.stdin.reconfigure(errors="replace")  # a stray byte from the terminal must not end the chat
     try:
         while True:
             try:
-                line = out.input("[bold cyan]you ›[/] ") if interactive else sys.stdin.readline()
+                line = out.input("[bold cyan]you ›[/] ") if interactive else _read_line(lines + 1)
             except EOFError:
                 break
+            lines += 1
+            if line is None:  # a line too long to send: refused, said, counted
+                failures += 1
+                continue
             if not interactive and line == "":
                 break
             text = line.strip()
@@ -80,13 +121,19 @@ def chat(
                 failures += 1
                 if pieces:
                     sys.stdout.write("\n")
+                if reply.exception is not None:
+                    debug_traceback(reply.exception)
                 fail(reply.error or "no reply")
                 continue
             if reply.error:  # the stream broke: the partial reply is finished on its line below, and kept
                 failures += 1
+                if reply.exception is not None:
+                    debug_traceback(reply.exception)
                 fail(reply.error)
             sys.stdout.write("\n")
             sys.stdout.flush()
+            if not reply.text and not reply.interrupted:
+                _warn_empty(text, reply.usage, cfg)
             latency = {"first_token": round(reply.first_token, 3)} if reply.first_token is not None else {}
             if reply.first_token is not None:
                 session.totals.latencies.append(reply.first_token)

@@ -37,8 +37,8 @@ def list_(limit: int = typer.Option(20, "--limit", "-n", help="How many, newest 
     for col in ("id", "started", "kind", "turns", "tokens", "model", "first words"):
         table.add_column(col, justify="right" if col in ("id", "turns", "tokens") else "left")
     for r in rows:
-        table.add_row(str(r["id"]), r["started_at"].replace("T", " ")[:16], r["kind"], str(r["turns"]), str(r["tokens"]),
-                      (r["llm_model"] or "")[:28], (r["first_text"] or "")[:40])
+        table.add_row(str(r["id"]), str(r["started_at"] or "").replace("T", " ")[:16], str(r["kind"] or ""), str(r["turns"]),
+                      str(r["tokens"]), str(r["llm_model"] or "")[:28], str(r["first_text"] or "")[:40])
     out_console().print(table)
 
 
@@ -82,10 +82,15 @@ def export(
 
     if fmt not in ("csv", "json", "md"):
         raise VoicechatError(f"unknown export format '{fmt}'; use csv, json or md")
+    if output is not None:
+        from voicechat.atomic import check_output_file
+
+        check_output_file(output)  # a directory or an unusable place fails before the history is read
     with _open() as h:
         info, turns = h.session(session_id), h.turns(session_id)
     if fmt == "json":
-        text = json.dumps({"session": info, "turns": [dataclasses.asdict(t) for t in turns]}, indent=2, ensure_ascii=False) + "\n"
+        text = json.dumps({"session": info, "turns": [dataclasses.asdict(t) for t in turns]}, indent=2, ensure_ascii=False,
+                          default=str) + "\n"
     elif fmt == "md":
         text = to_markdown(info, turns)
     else:

@@ -17,11 +17,30 @@ HELP = "Speak text aloud (argument, - or piped stdin); playback starts with the 
 
 
 def _stdin_blocks() -> Iterator[str]:
+    """Piped text as it arrives (not 4 KB at a time: a slow writer's first sentence plays at once).
+
+    Bytes that are not UTF-8 are replaced, and said once, instead of ending the speech.
+    """
+    import codecs
+
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None:  # a text-only stdin (embedding, tests)
+        while block := sys.stdin.read(4096):
+            yield block
+        return
+    read = getattr(stream, "read1", stream.read)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    warned = False
     while True:
-        block = sys.stdin.read(4096)
-        if not block:
+        data = read(65536)
+        text = decoder.decode(data, final=not data)
+        if "\ufffd" in text and not warned:
+            warned = True
+            sys.stderr.write("voicechat: warning: the text on stdin is not valid UTF-8; the bad bytes were replaced with U+FFFD\n")
+        if text:
+            yield text
+        if not data:
             return
-        yield block
 
 
 @handle_errors
@@ -36,10 +55,11 @@ def say(
     stats: Annotated[bool, typer.Option("--stats", help="Print time to first audio and real-time factor on stderr.")] = False,
 ) -> None:
     from voicechat import sentences
-    from voicechat.console import load_config
+    from voicechat.console import catch_sigterm, load_config
     from voicechat.engines import registry
     from voicechat.errors import VoicechatError
 
+    catch_sigterm()  # -o: a SIGTERM removes the partial file and says so, as Ctrl-C does
     cfg = load_config({"tts.engine": engine, "tts.voice": voice, "tts.speed": speed, "audio.output_device": output_device})
     registry.get("tts", cfg.tts.engine)  # unknown engine: fail before reading anything
     if list_voices:
@@ -96,13 +116,22 @@ def say(
 
         sink = Speaker(cfg.audio.output_device, latency=cfg.audio.latency, sample_rate=tts.sample_rate)
     spoken = 0.0
-    with sink:
-        for chunk in itertools.chain([first], pieces):
-            for audio in tts.synthesize(chunk):
-                spoken += audio.duration
-                sink.play(audio)
-        if spoken == 0.0:
-            raise VoicechatError("nothing speakable in the text (no words or numbers); give some words")
+    try:
+        with sink:
+            for chunk in itertools.chain([first], pieces):
+                for audio in tts.synthesize(chunk):
+                    spoken += audio.duration
+                    sink.play(audio)
+            if spoken == 0.0:
+                raise VoicechatError("nothing speakable in the text (no words or numbers); give some words")
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: the writer has removed its partial file; say so
+        from voicechat.errors import Terminated
+
+        if output is not None:
+            how = "terminated" if isinstance(e, Terminated) else "interrupted"
+            raise VoicechatError(f"{how} after {spoken:.1f} s of speech; {output} was not written (nothing partial left)",
+                                 exit_code=143 if isinstance(e, Terminated) else 130) from None
+        raise
     if output is not None:
         typer.echo(f"wrote {output} ({spoken:.1f} s)", err=True)
     if stats:

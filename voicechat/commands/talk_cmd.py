@@ -51,8 +51,6 @@ def talk(
     })
     if cfg.listen.mode not in ("vad", "ptt"):
         raise VoicechatError(f"--mode is '{cfg.listen.mode}'; use vad or ptt")
-    if cfg.turn.detector not in ("meaning", "silence"):
-        raise VoicechatError(f"turn.detector is '{cfg.turn.detector}'; use meaning or silence")
     if cfg.listen.mode == "ptt" and not sys.stdin.isatty():
         raise VoicechatError("push-to-talk needs a terminal for the space bar; use --mode vad")
     if fast and input_file is None:

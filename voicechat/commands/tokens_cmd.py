@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, List, Optional
+from typing import Annotated, Iterator, List, Optional
 
 import typer
 
@@ -14,29 +16,92 @@ from voicechat.console import handle_errors
 HELP = "Count tokens in text, files or stdin (tiktoken, offline; GGUF models with their own tokenizer), or per turn of a session."
 
 
-def _inputs(items: list[str]) -> list[tuple[str, str]]:
+BLOCK = 1 << 20  # bytes read at a time: memory stays bounded whatever the input's size
+SNIFF = 8192  # a NUL byte in the first bytes means a binary file
+_PATHLIKE = re.compile(r"^(~|\.{1,2}/|/)|/|^[^\s]+\.[A-Za-z][A-Za-z0-9]{0,4}$")
+
+
+@dataclass
+class Input:
+    name: str  # what the user gave: text is shown as "text"
+    kind: str  # text | file | stdin
+    value: str = ""  # the text itself (kind == text)
+    characters: int = 0
+    replaced: int = 0  # invalid UTF-8 sequences counted as U+FFFD
+
+
+def _inputs(items: list[str]) -> list[Input]:
+    """Classify every argument before anything is counted: text, a readable text file, or stdin."""
     from voicechat.errors import VoicechatError
 
     if not items:
         if sys.stdin.isatty():
             raise VoicechatError("nothing to count; give text, files, - for stdin, or --session ID")
         items = ["-"]
+    if items.count("-") > 1:
+        raise VoicechatError("stdin (-) can be given only once")
     out = []
     for item in items:
         if item == "-":
-            out.append(("stdin", sys.stdin.read()))
+            out.append(Input("stdin", "stdin"))
             continue
-        path = Path(item)
+        path = Path(item).expanduser()
         if path.is_dir():
             raise VoicechatError(f"{item}: is a directory; give files or text")
-        if path.is_file():
+        if path.exists():
             try:
-                out.append((item, path.read_text(encoding="utf-8", errors="replace")))
+                with path.open("rb") as f:
+                    head = f.read(SNIFF)
             except OSError as e:
-                raise VoicechatError(f"{item}: cannot read ({e.strerror})") from None
+                raise VoicechatError(f"{item}: cannot read ({e.strerror}); check its permissions") from None
+            _refuse_binary(item, head)
+            out.append(Input(item, "file"))
+        elif _PATHLIKE.search(item) and not any(c.isspace() for c in item):
+            raise VoicechatError(f"{item}: no such file; give an existing file, or pipe the text in to count it as text")
         else:
-            out.append(("text", item))
+            out.append(Input("text", "text", value=item))
     return out
+
+
+def _refuse_binary(name: str, head: bytes) -> None:
+    from voicechat.errors import VoicechatError
+
+    if b"\0" in head:
+        raise VoicechatError(f"{name}: a binary file (it holds NUL bytes), not text; give a text file")
+
+
+def _blocks(item: Input) -> Iterator[str]:
+    """The input's text in blocks, decoded as UTF-8 (invalid bytes become U+FFFD and are counted)."""
+    import codecs
+
+    from voicechat.errors import VoicechatError
+
+    if item.kind == "text":
+        item.characters = len(item.value)
+        yield item.value
+        return
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    f = sys.stdin.buffer if item.kind == "stdin" else open(Path(item.name).expanduser(), "rb")
+    first = True
+    try:
+        while True:
+            try:
+                data = f.read(BLOCK)
+            except OSError as e:
+                raise VoicechatError(f"{item.name}: cannot read ({e.strerror})") from None
+            if first:
+                _refuse_binary(item.name, data[:SNIFF])
+                first = False
+            text = decoder.decode(data, final=not data)
+            if text:
+                item.characters += len(text)
+                item.replaced += text.count("\ufffd")
+                yield text
+            if not data:
+                return
+    finally:
+        if f is not sys.stdin.buffer:
+            f.close()
 
 
 @handle_errors
@@ -61,17 +126,29 @@ def tokens(
     items = _inputs(inputs or [])
     note = None
     if model and model.endswith(".gguf"):
-        counts, enc_name = _gguf_counts(model, [t for _, t in items]), f"{Path(model).name} tokenizer"
+        encode, enc_name = _gguf_encoder(model), f"{Path(model).name} tokenizer"
     else:
         if encoding:
             enc_name = encoding
         else:
             enc_name, note = tk.encoding_for_model(model)
-        counts = tk.count_many([t for _, t in items], enc_name)
+        tk.get_encoding(enc_name)  # an unknown encoding fails before any input is read
+        encode = None
+    try:
+        counts = [tk.count_stream(_blocks(item), enc_name, encode=encode) for item in items]
+    finally:
+        close = getattr(encode, "close", None)
+        if close:
+            close()
+    for item in items:
+        if item.replaced:
+            err_console().print(f"note: {item.name}: {item.replaced} invalid UTF-8 sequence(s) counted as U+FFFD",
+                                style="yellow", markup=False)
     total = sum(counts)
     price = tk.price(model, cfg.prices) if model else None
     cost = total * price[0] / 1_000_000 if price else None
-    rows = [{"input": name, "characters": len(text), "tokens": n} for (name, text), n in zip(items, counts)]
+    rows = [{"input": item.name, "kind": item.kind, "characters": item.characters, "tokens": n}
+            for item, n in zip(items, counts)]
     if json_out:
         typer.echo(json.dumps({"encoding": enc_name, "model": model, "inputs": rows, "total": total,
                                "input_cost_usd": cost, "note": note}, indent=2))
@@ -96,23 +173,32 @@ def tokens(
         out_console().print(f"estimated input cost for {model}: ${cost:.6f}")
 
 
-def _gguf_counts(path: str, texts: list[str]) -> list[int]:
+def _gguf_encoder(path: str):
+    """A count function for :func:`voicechat.tokens.count_stream` using the GGUF's own tokenizer."""
     import os
 
+    from voicechat.engines.llm_llama_cpp import check_gguf
     from voicechat.errors import VoicechatError
 
-    if not os.path.isfile(os.path.expanduser(path)):
+    path = os.path.expanduser(path)
+    if not os.path.exists(path):
         raise VoicechatError(f"GGUF model '{path}' not found; give the path of a .gguf file")
+    check_gguf(path)
     import llama_cpp
 
     from voicechat.engines.llm_llama_cpp import _silence_llama_logs
 
     _silence_llama_logs()
-    llm = llama_cpp.Llama(model_path=os.path.expanduser(path), vocab_only=True, verbose=False)
     try:
-        return [len(llm.tokenize(t.encode("utf-8"), add_bos=False, special=False)) for t in texts]
-    finally:
-        llm.close()
+        llm = llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)
+    except (ValueError, RuntimeError) as e:
+        raise VoicechatError(f"cannot load the tokenizer of '{path}' ({e}); is it a valid .gguf file?") from None
+
+    def encode(pieces: list[str]) -> list[int]:
+        return [len(llm.tokenize(p.encode("utf-8"), add_bos=False, special=False)) for p in pieces]
+
+    encode.close = llm.close  # type: ignore[attr-defined]
+    return encode
 
 
 def _session_report(cfg, session_id: int, json_out: bool) -> None:

@@ -36,8 +36,14 @@ def transcribe(
     from voicechat.engines import registry
 
     fmts = formats.parse_formats(fmt)
-    if output_dir is not None:
+    stems: list[str] = []
+    if output_dir is not None:  # outputs planned before any work: a usable directory, one name per input
+        from voicechat.outputs import plan_stems
+
         check_writable_dir(output_dir)
+        stems, notes = plan_stems(files)
+        for note in notes:
+            sys.stderr.write(f"voicechat: note: {note}\n")
     if files.count("-") > 1:
         from voicechat.errors import VoicechatError
 
@@ -60,7 +66,7 @@ def transcribe(
     failed = 0
     for index, name in enumerate(files):
         try:
-            _one(stt, cfg, name, fmts, output_dir, len(files), index, err, show_progress)
+            _one(stt, cfg, name, fmts, output_dir, len(files), index, err, show_progress, stems)
         except Exception as e:
             from voicechat.console import debug
             from voicechat.errors import VoicechatError
@@ -75,7 +81,8 @@ def transcribe(
         raise typer.Exit(1)
 
 
-def _one(stt, cfg, name: str, fmts: list[str], output_dir: Path | None, count: int, index: int, err, show_progress: bool) -> None:
+def _one(stt, cfg, name: str, fmts: list[str], output_dir: Path | None, count: int, index: int, err, show_progress: bool,
+         stems: list[str] = ()) -> None:
     from voicechat import formats, guard
     from voicechat.atomic import write_text_atomic
     from voicechat.decode import decode
@@ -110,7 +117,7 @@ def _one(stt, cfg, name: str, fmts: list[str], output_dir: Path | None, count: i
         if not segments:
             err.print(f"{name}: no speech found", style="yellow")
         return
-    stem = "stdin" if name == "-" else Path(name).stem
+    stem = stems[index] if stems else ("stdin" if name == "-" else Path(name).stem)
     written = []
     for f in fmts:
         target = output_dir / f"{stem}.{f}"

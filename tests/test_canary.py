@@ -1,0 +1,84 @@
+"""A canary API key through every remote-engine error path, with --debug on.
+
+The servers echo the key back in their error bodies (some do), the SDK puts that text
+into its exceptions, and --debug prints tracebacks. The key must appear nowhere: not on
+stdout or stderr, not in any file under the test's home (history, recovery files,
+caches). The key is not shaped like an OpenAI key, so only voicechat's knowledge of it
+(not a pattern) can hide it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.helpers import VOICECHAT, write_wav
+from tests.hostile import EchoingServer
+
+CANARY = "cnry-" + secrets.token_hex(12)
+
+PATHS = [
+    # (id, command, server mode, extra env)
+    ("chat-401", ["chat"], "echo401", {}),
+    ("chat-400", ["chat"], "echo400", {}),
+    ("chat-500", ["chat"], "echo500", {}),
+    ("chat-404", ["chat"], "404", {}),
+    ("chat-cut", ["chat"], "cut", {}),
+    ("chat-timeout", ["chat"], "stall", {"VOICECHAT_LLM_TIMEOUT": "1"}),
+    ("chat-refused", ["chat"], "refused", {}),
+    ("langchain-401", ["chat", "--llm", "langchain", "--model", "openai:gpt-4o-mini"], "echo401", {}),
+    ("langchain-500", ["chat", "--llm", "langchain", "--model", "openai:gpt-4o-mini"], "echo500", {}),
+    ("say-401", ["say", "hello", "--engine", "openai", "--voice", "nova", "-o", "{tmp}/o.wav"], "echo401", {}),
+    ("say-400", ["say", "hello", "--engine", "openai", "--voice", "nova", "-o", "{tmp}/o.wav"], "echo400", {}),
+    ("say-500", ["say", "hello", "--engine", "openai", "--voice", "nova", "-o", "{tmp}/o.wav"], "echo500", {}),
+    ("transcribe-401", ["transcribe", "{tmp}/tone.wav", "--engine", "openai"], "echo401", {}),
+    ("transcribe-400", ["transcribe", "{tmp}/tone.wav", "--engine", "openai"], "echo400", {}),
+    ("transcribe-500", ["transcribe", "{tmp}/tone.wav", "--engine", "openai"], "echo500", {}),
+]
+
+
+def files_holding(root: Path, needle: bytes) -> list[str]:
+    hits = []
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            try:
+                if needle in path.read_bytes():
+                    hits.append(str(path))
+            except OSError:
+                pass
+    return hits
+
+
+@pytest.mark.parametrize("debug", [True, False], ids=["debug", "plain"])
+@pytest.mark.parametrize("name,command,mode,extra", PATHS, ids=[p[0] for p in PATHS])
+def test_canary_key_never_shows(tmp_path, isolated_dirs, name, command, mode, extra, debug):
+    if not debug and not name.endswith(("401", "500")):
+        pytest.skip("without --debug only the echoing paths are worth a process")
+    write_wav(tmp_path / "tone.wav", (0.2 * np.sin(np.arange(16000) * 0.3)).astype(np.float32))
+    with EchoingServer() as server:
+        server.mode = mode
+        base = server.base_url
+        if mode == "refused":
+            import socket
+
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                base = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+        env = {**os.environ, "OPENAI_API_KEY": CANARY, "OPENAI_BASE_URL": base, "VOICECHAT_LLM_RETRIES": "0",
+               "VOICECHAT_LLM_ENGINE": "openai", **extra}
+        args = [VOICECHAT, *(["--debug"] if debug else []), *[a.format(tmp=tmp_path) for a in command]]
+        proc = subprocess.run(args, input=b"hello there\n", capture_output=True, env=env, timeout=120)
+        if mode.startswith("echo"):  # the server did echo the key: the test is worth something
+            assert any(r["headers"].get("authorization", "").endswith(CANARY) for r in server.requests)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out.decode(errors="replace")
+    assert CANARY.encode() not in out, out.decode(errors="replace")
+    if debug:
+        assert b"Traceback" in proc.stderr, "--debug shows the traceback (scrubbed)"
+    assert files_holding(isolated_dirs, CANARY.encode()) == []
+    assert files_holding(tmp_path, CANARY.encode()) == []

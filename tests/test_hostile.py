@@ -1,0 +1,533 @@
+"""Hostile input across every command: nothing lost, nothing unbounded, one clear line.
+
+One table of cases, each a command line with what it is given (files, stdin, outputs,
+config, environment, devices, servers, databases), and one set of properties checked
+for all of them:
+
+- the exit code (non-zero for a refusal; zero when the work goes on with a warning)
+- a refusal is exactly one line on stderr, ``voicechat: error: ...``, naming the thing
+- no traceback, never the word "unexpected"
+- files that were there before are unchanged (unless the case writes them on purpose)
+- no part files or probes left anywhere under the test's directory
+- for the cases that used to grow without bound, peak memory below a bound
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from tests.helpers import VOICECHAT, speak, write_wav
+from tests.hostile import (EchoingServer, corrupt_pages, digest, history_with_turns, leftovers, run_measured,
+                           write_binary_file, write_text_file)
+from voicechat import paths
+from voicechat.cli import app
+
+runner = CliRunner()
+KEY = "sk-hostile-test-abcdefghijklmnop"
+
+
+@dataclass
+class Given:
+    """What a case gives the command."""
+
+    args: list[str]
+    input: bytes | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    keep: list[Path] = field(default_factory=list)  # files that must come out unchanged
+
+
+@dataclass
+class Case:
+    id: str
+    make: Callable[[Path, "EchoingServer"], Given]
+    code: int | None = 1  # None: any non-zero
+    says: str = ""  # a part of the one error line (or of the warning, for ok cases)
+    ok: bool = False  # the command completes (exit 0) and says `says` as a warning or note
+    server: bool = False
+    xfail: str | None = None
+
+    def __str__(self) -> str:
+        return self.id
+
+
+def f(tmp: Path, name: str, data: bytes | str = b"") -> Path:
+    path = tmp / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data.encode() if isinstance(data, str) else data)
+    return path
+
+
+def chat_env(server, **extra: str) -> dict[str, str]:
+    return {"VOICECHAT_LLM_ENGINE": "openai", "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": KEY,
+            "VOICECHAT_LLM_RETRIES": "0", **extra}
+
+
+def with_history(tmp: Path, corrupt: bool = False, garbage: bool = False) -> Path:
+    db = paths.history_db()
+    if garbage:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        db.write_bytes(b"this is not a database " * 200)
+        return db
+    history_with_turns(db, sessions=20, turns=3)
+    if corrupt:
+        corrupt_pages(db)
+    return db
+
+
+def mode(server, m: str, reply: str | None = None):
+    server.mode = m
+    if reply is not None:
+        server.reply = reply
+    return server
+
+
+def closed_port() -> str:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+
+
+CASES = [
+    # -- configuration and environment ------------------------------------------------------
+    Case("env-beam-size-negative", lambda t, s: Given(["config", "show"], env={"VOICECHAT_STT_BEAM_SIZE": "-5"}), 2,
+         "VOICECHAT_STT_BEAM_SIZE"),
+    Case("env-temperature-nan", lambda t, s: Given(["config", "show"], env={"VOICECHAT_LLM_TEMPERATURE": "nan"}), 2,
+         "VOICECHAT_LLM_TEMPERATURE"),
+    Case("env-timeout-inf", lambda t, s: Given(["config", "show"], env={"VOICECHAT_LLM_TIMEOUT": "inf"}), 2, "llm.timeout"),
+    Case("env-frame-ms-25", lambda t, s: Given(["config", "show"], env={"VOICECHAT_LISTEN_FRAME_MS": "25"}), 2,
+         "10, 20, 30"),
+    Case("env-speed-zero", lambda t, s: Given(["config", "show"], env={"VOICECHAT_TTS_SPEED": "0"}), 2, "tts.speed"),
+    Case("env-max-tokens-word", lambda t, s: Given(["config", "show"], env={"VOICECHAT_LLM_MAX_TOKENS": "lots"}), 2,
+         "an integer"),
+    Case("env-context-tokens-zero", lambda t, s: Given(["config", "show"], env={"VOICECHAT_MEMORY_MAX_CONTEXT_TOKENS": "0"}),
+         2, "memory.max_context_tokens"),
+    Case("env-latency-choice", lambda t, s: Given(["config", "show"], env={"VOICECHAT_AUDIO_LATENCY": "medium"}), 2,
+         "low, high"),
+    Case("file-context-size-negative",
+         lambda t, s: Given(["--config", str(f(t, "c.yaml", "llm:\n  context_size: -1\n")), "config", "show"]), 2, "c.yaml"),
+    Case("file-pitch-out-of-range",
+         lambda t, s: Given(["--config", str(f(t, "c.yaml", "tts:\n  pitch: 300\n")), "config", "show"]), 2, "tts.pitch"),
+    Case("file-broken-yaml", lambda t, s: Given(["--config", str(f(t, "c.yaml", "llm: [\n")), "config", "show"]), 2,
+         "broken YAML"),
+    Case("file-is-directory", lambda t, s: Given(["--config", str(t), "config", "show"]), 2, "cannot read config file"),
+    Case("file-missing", lambda t, s: Given(["--config", str(t / "nope.yaml"), "config", "show"]), 2, "not found"),
+    Case("file-binary", lambda t, s: Given(["--config", str(f(t, "c.yaml", b"\xff\xfe\x00\x01")), "config", "show"]), 2,
+         "c.yaml"),
+    Case("user-file-unknown-key", lambda t, s: Given(["config", "show"], keep=[
+        f(paths.config_dir(), "config.yaml", "llm:\n  temprature: 1\n")]), 2, "unknown key"),
+    # -- tokens: files, stdin, models -------------------------------------------------------
+    Case("tokens-missing-path", lambda t, s: Given(["tokens", str(t / "missing.txt")]), 1, "no such file"),
+    Case("tokens-missing-bare-name", lambda t, s: Given(["tokens", "missing.txt"]), 1, "missing.txt"),
+    Case("tokens-binary-file", lambda t, s: Given(["tokens", str(f(t, "b.bin", os.urandom(5000) + b"\0"))]), 1, "binary"),
+    Case("tokens-binary-stdin", lambda t, s: Given(["tokens", "-"], input=b"\x00\x01\x02" * 1000), 1, "binary"),
+    Case("tokens-directory", lambda t, s: Given(["tokens", str(t)]), 1, "is a directory"),
+    Case("tokens-stdin-twice", lambda t, s: Given(["tokens", "-", "-"], input=b"x"), 1, "only once"),
+    Case("tokens-unknown-encoding", lambda t, s: Given(["tokens", "x", "--encoding", "nope_base"]), 1, "encoding"),
+    Case("tokens-not-a-gguf", lambda t, s: Given(["tokens", "x", "--model", str(f(t, "m.gguf", "hello"))]), 1,
+         "not a GGUF"),
+    Case("tokens-missing-gguf", lambda t, s: Given(["tokens", "x", "--model", str(t / "none.gguf")]), 1, "not found"),
+    Case("tokens-gguf-directory", lambda t, s: Given(["tokens", "x", "--model", str((t / "d.gguf").mkdir() or t / "d.gguf")]),
+         1, "directory"),
+    Case("tokens-invalid-utf8-counted-and-said", lambda t, s: Given(["tokens", str(f(t, "l.txt", b"caf\xe9 ok\n"))]), 0,
+         "invalid UTF-8", ok=True),
+    Case("tokens-session-unknown", lambda t, s: Given(["tokens", "--session", "42"]), 1, "no session 42"),
+    Case("tokens-session-corrupt-db", lambda t, s: Given(["tokens", "--session", "1"], keep=[with_history(t, corrupt=True)]),
+         1, "damaged"),
+    # -- history: damaged, garbage, outputs -------------------------------------------------
+    Case("history-list-corrupt-page", lambda t, s: Given(["history", "list"], keep=[with_history(t, corrupt=True)]), 1,
+         "move it aside"),
+    Case("history-show-corrupt-page", lambda t, s: Given(["history", "show", "2"], keep=[with_history(t, corrupt=True)]), 1,
+         "history.sqlite3"),
+    Case("history-list-garbage", lambda t, s: Given(["history", "list"], keep=[with_history(t, garbage=True)]), 1,
+         "not a history database"),
+    Case("history-export-to-directory", lambda t, s: Given(["history", "export", "1", "-o", str(t)],
+                                                           keep=[with_history(t)]), 1, "is a directory"),
+    Case("history-export-missing-dir", lambda t, s: Given(["history", "export", "1", "-o", str(t / "no" / "x.json")],
+                                                          keep=[with_history(t)]), 1, "does not exist"),
+    Case("history-export-to-proc", lambda t, s: Given(["history", "export", "1", "-o", "/proc/x.json"],
+                                                      keep=[with_history(t)]), 1, "/proc"),
+    Case("history-export-to-a-device", lambda t, s: Given(["history", "export", "1", "-o", "/dev/full"],
+                                                          keep=[with_history(t)]), 1, "not a regular file"),
+    Case("history-path-is-directory", lambda t, s: Given(["history", "list"], env={"VOICECHAT_HISTORY_PATH": str(t)}), 1,
+         "is a directory"),
+    Case("history-path-is-device", lambda t, s: Given(["history", "list"], env={"VOICECHAT_HISTORY_PATH": "/dev/null"}), 1,
+         "not a regular file"),
+    Case("history-export-bad-format", lambda t, s: Given(["history", "export", "1", "-f", "xml"]), 1, "csv, json or md"),
+    Case("history-show-unknown", lambda t, s: Given(["history", "show", "999"], keep=[with_history(t)]), 1, "no session 999"),
+    Case("history-delete-without-yes", lambda t, s: Given(["history", "delete", "1"], input=b"",
+                                                          keep=[with_history(t)]), 1, "--yes"),
+    Case("history-newer-schema", lambda t, s: Given(["history", "list"], keep=[_newer_schema()]), 1, "newer voicechat"),
+    # -- say: outputs checked before any work -----------------------------------------------
+    Case("say-output-is-directory", lambda t, s: Given(["say", "hi", "-o", str((t / "d.wav").mkdir() or t / "d.wav")]), 1,
+         "d.wav: is a directory"),
+    Case("say-output-in-proc", lambda t, s: Given(["say", "hi", "-o", "/proc/x.wav"]), 1, "/proc"),
+    Case("say-output-missing-dir", lambda t, s: Given(["say", "hi", "-o", str(t / "no" / "x.wav")]), 1, "does not exist"),
+    Case("say-output-parent-is-file", lambda t, s: Given(["say", "hi", "-o", str(f(t, "file") / "x.wav")]), 1,
+         "not a directory"),
+    Case("say-output-mp3", lambda t, s: Given(["say", "hi", "-o", str(t / "x.mp3")]), 1, "unsupported audio extension"),
+    Case("say-empty-text", lambda t, s: Given(["say", ""]), 1, "empty"),
+    Case("say-whitespace-stdin", lambda t, s: Given(["say", "-"], input=b"   \n\t\n"), 1, "empty"),
+    Case("say-invalid-utf8-stdin", lambda t, s: Given(["say", "--engine", "espeak", "-o", str(t / "u.wav"), "-"],
+                                                      input=b"Hello \xff there. Second one.\n"), 0, "not valid UTF-8", ok=True),
+    Case("say-unknown-engine", lambda t, s: Given(["say", "hi", "--engine", "nope"]), 1, "nope"),
+    Case("say-missing-voice", lambda t, s: Given(["say", "hi", "--voice", str(t / "v.onnx"), "-o", str(t / "o.wav")]), 1,
+         "v.onnx"),
+    Case("say-keeps-existing-output-on-failure", lambda t, s: Given(
+        ["say", "hi", "--voice", str(t / "v.onnx"), "-o", str(f(t, "keep.wav", b"RIFF-old-take"))],
+        keep=[t / "keep.wav"]), 1, "v.onnx"),
+    # -- transcribe: outputs (the decode path is tested with the streaming decoder) ---------
+    Case("transcribe-output-in-proc", lambda t, s: Given(["transcribe", str(_wav(t)), "-o", "/proc"]), 1, "/proc"),
+    Case("transcribe-output-is-file", lambda t, s: Given(["transcribe", str(_wav(t)), "-o", str(f(t, "out"))]), 1,
+         "not a directory"),
+    Case("transcribe-output-missing", lambda t, s: Given(["transcribe", str(_wav(t)), "-o", str(t / "none")]), 1,
+         "does not exist"),
+    Case("transcribe-stdin-twice", lambda t, s: Given(["transcribe", "-", "-"], input=b"x"), 1, "only once"),
+    Case("transcribe-bad-format", lambda t, s: Given(["transcribe", str(_wav(t)), "-f", "docx"]), None, "docx"),
+    # -- chat: stdin, servers, databases ----------------------------------------------------
+    Case("chat-invalid-utf8-line", lambda t, s: Given(["chat"], input=b"hello\n\xff\xfe bad\nthird\n", env=chat_env(s)), 0,
+         "not valid UTF-8", ok=True, server=True),
+    Case("chat-empty-reply-said", lambda t, s: Given(["chat"], input=b"word " * 2000 + b"\n", env=chat_env(mode(s, "ok", ""))),
+         0, "empty reply", ok=True, server=True),
+    Case("chat-corrupt-history-keeps-talking", lambda t, s: Given(["chat"], input=b"one\ntwo\n", env=chat_env(s),
+                                                                  keep=[with_history(t, corrupt=True)]), 0,
+         "history log is unavailable", ok=True, server=True),
+    Case("chat-garbage-history-keeps-talking", lambda t, s: Given(["chat"], input=b"one\ntwo\n", env=chat_env(s),
+                                                                  keep=[with_history(t, garbage=True)]), 0,
+         "history log is unavailable", ok=True, server=True),
+    Case("chat-history-path-is-directory", lambda t, s: Given(["chat"], input=b"one\n",
+                                                              env=chat_env(s, VOICECHAT_HISTORY_PATH=str(t))), 0,
+         "history log is unavailable", ok=True, server=True),
+    Case("chat-resume-unknown", lambda t, s: Given(["chat", "--resume", "77"], input=b"x\n", env=chat_env(s)), 1,
+         "no session 77", server=True),
+    Case("chat-resume-corrupt", lambda t, s: Given(["chat", "--resume", "2"], input=b"x\n", env=chat_env(s),
+                                                   keep=[with_history(t, corrupt=True)]), 1, "damaged", server=True),
+    Case("chat-server-401", lambda t, s: Given(["chat"], input=b"hi\n", env=chat_env(mode(s, "401"))), 1,
+         "rejected the API key", server=True),
+    Case("chat-server-404", lambda t, s: Given(["chat"], input=b"hi\n", env=chat_env(mode(s, "404"))), 1, "404",
+         server=True),
+    Case("chat-server-500", lambda t, s: Given(["chat"], input=b"hi\n", env=chat_env(mode(s, "500"))), 1, "500",
+         server=True),
+    Case("chat-server-cut-midway", lambda t, s: Given(["chat", "--no-log"], input=b"hi\n", env=chat_env(mode(s, "cut"))), 1,
+         "partial reply was kept", server=True),
+    Case("chat-server-refused", lambda t, s: Given(["chat"], input=b"hi\n", env={**chat_env(s), "OPENAI_BASE_URL": closed_port()}),
+         1, "cannot connect", server=True),
+    Case("chat-no-key-for-openai", lambda t, s: Given(["chat", "--llm", "openai"], input=b"hi\n"), 1, "OPENAI_API_KEY"),
+    Case("chat-not-a-gguf", lambda t, s: Given(["chat", "--model", str(f(t, "m.gguf", "GGUX" + "0" * 100))], input=b"hi\n"), 1,
+         "not a GGUF"),
+    Case("chat-truncated-gguf", lambda t, s: Given(["chat", "--model", str(f(t, "m.gguf", "GGU"))], input=b"hi\n"), 1,
+         "m.gguf"),
+    Case("chat-gguf-directory", lambda t, s: Given(["chat", "--model", str((t / "d.gguf").mkdir() or t / "d.gguf")],
+                                                   input=b"hi\n"), 1, "directory"),
+    Case("chat-unknown-engine", lambda t, s: Given(["chat", "--llm", "nope"], input=b"hi\n"), None, "nope"),
+    # -- remote speech engines --------------------------------------------------------------
+    Case("say-openai-401", lambda t, s: Given(["say", "hi", "--engine", "openai", "-o", str(t / "o.wav")],
+                                              env=chat_env(mode(s, "401"))), 1, "rejected the API key", server=True),
+    Case("say-openai-bad-voice", lambda t, s: Given(["say", "hi", "--engine", "openai", "--voice", "zork", "-o", str(t / "o.wav")],
+                                                    env=chat_env(s)), 1, "zork", server=True),
+    Case("transcribe-openai-500", lambda t, s: Given(["transcribe", str(_wav(t)), "--engine", "openai"],
+                                                     env=chat_env(mode(s, "500"))), 1, "500", server=True),
+]
+
+
+def _wav(tmp: Path) -> Path:
+    path = tmp / "in.wav"
+    if not path.exists():
+        write_wav(path, (0.2 * np.sin(np.arange(16000) * 0.3)).astype(np.float32))  # a tone: not silence
+    return path
+
+
+def _newer_schema() -> Path:
+    import sqlite3
+
+    db = paths.history_db()
+    db.parent.mkdir(parents=True, exist_ok=True)
+    sqlite3.connect(db).execute("PRAGMA user_version = 99").connection.commit()
+    return db
+
+
+def check(case: Case, code: int, stdout: str, stderr: str, tmp: Path, before: dict[Path, str]) -> None:
+    assert "Traceback" not in stderr, stderr
+    assert "unexpected" not in stderr.lower(), stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    if case.ok:
+        assert code == 0, stderr
+        assert any(case.says.lower() in line.lower() for line in lines), stderr
+        assert not [line for line in lines if line.startswith("voicechat: error:")], stderr
+    else:
+        assert code != 0 if case.code is None else code == case.code, (code, stderr)
+        errors = [line for line in lines if line.startswith("voicechat: error:") or line.startswith("Error")
+                  or line.startswith("Usage:") or line.startswith("Try ")]
+        if any(line.startswith("Usage:") for line in lines):  # typer's own usage errors: its block, named
+            assert case.says.lower() in stderr.lower(), stderr
+        else:
+            assert len(lines) == 1 and lines[0].startswith("voicechat: error:"), stderr
+            assert case.says.lower() in lines[0].lower(), stderr
+        assert errors
+    for path, sha in before.items():
+        assert digest(path) == sha, f"{path} changed"
+    for device in ("/dev/full", "/dev/null"):
+        assert Path(device).is_char_device(), f"{device} was replaced"
+    for root in (tmp, paths.data_dir().parent):
+        assert leftovers(root) == [], leftovers(root)
+
+
+def run_case(case: Case, tmp: Path, server) -> None:
+    given = case.make(tmp, server)
+    before = {p: digest(p) for p in given.keep}
+    result = runner.invoke(app, given.args, input=given.input, env=given.env)
+    check(case, result.exit_code, result.stdout, result.stderr, tmp, before)
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES])
+def test_hostile_case(case, tmp_path):
+    if case.server:
+        with EchoingServer() as server:
+            run_case(case, tmp_path, server)
+    else:
+        run_case(case, tmp_path, None)
+
+
+def test_the_table_reaches_every_command_that_takes_input():
+    """devices and engines take no input; talk's cases live with its redesign (and below, kill -9)."""
+    covered = {c.id.split("-")[0] for c in CASES}
+    takes_input = {"chat", "say", "transcribe", "tokens", "history"}
+    assert takes_input <= covered and {"env", "file"} <= covered
+    assert len({c.id for c in CASES}) == len(CASES)
+
+
+# -- devices: real PortAudio on the virtual sound card, so each case is its own process ---------
+DEVICE_CASES = [
+    Case("device-output-name-unknown", lambda t, s: Given(["say", "hi", "--engine", "espeak", "--output-device", "no-such-card"]),
+         1, "no output device matches"),
+    Case("device-output-index-unknown", lambda t, s: Given(["say", "hi", "--engine", "espeak", "--output-device", "99"]), 1,
+         "index 99"),
+    Case("device-output-ambiguous", lambda t, s: Given(["say", "hi", "--engine", "espeak", "--output-device", "vc_"]), 1,
+         "ambiguous"),
+    Case("device-none-at-all", lambda t, s: Given(["say", "hi", "--engine", "espeak"],
+                                                  env={"ALSA_CONFIG_PATH": "/usr/share/alsa/alsa.conf"}), 1,
+         "no output sound device"),
+    Case("device-env-latency", lambda t, s: Given(["say", "hi", "--engine", "espeak"], env={"VOICECHAT_AUDIO_LATENCY": "0.1"}),
+         2, "low, high"),
+]
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in DEVICE_CASES])
+def test_hostile_device_case(case, tmp_path, card):
+    from tests.helpers import run_cli
+
+    given = case.make(tmp_path, None)
+    result = run_cli(*given.args, env={**card.env, **given.env})
+    check(case, result.returncode, result.stdout.decode(), result.stderr.decode(), tmp_path, {})
+
+
+# -- what a recovered conversation looks like ----------------------------------------------------
+def test_corrupt_history_turns_are_recoverable(tmp_path):
+    db = history_with_turns(paths.history_db(), sessions=20, turns=3)
+    corrupt_pages(db)
+    with EchoingServer() as server:
+        result = runner.invoke(app, ["chat"], input=b"first question\nsecond question\n", env=chat_env(server))
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.count(server.reply) == 2  # both replies, not just the first
+    warnings = [l for l in result.stderr.splitlines() if "history log is unavailable" in l]
+    assert len(warnings) == 1 and "damaged" in warnings[0]
+    recovered = list((paths.data_dir() / "recovered").glob("chat-*.jsonl"))
+    assert len(recovered) == 1 and str(recovered[0]) in warnings[0]
+    turns = [json.loads(line) for line in recovered[0].read_text().splitlines()]
+    assert [t["user_text"] for t in turns] == ["first question", "second question"]
+    assert all(t["assistant_text"] == server.reply for t in turns)
+    assert oct(recovered[0].stat().st_mode & 0o777) == "0o600"
+
+
+def test_read_only_history_still_reads_and_chat_goes_on(tmp_path, monkeypatch):
+    """A history the user may not write: list and export read it; chat keeps the turns elsewhere.
+
+    Root may write any file, so when the tests run as root the permission check is told
+    the file is read-only; SQLite itself then opens it read-only, for real."""
+    db = history_with_turns(paths.history_db(), sessions=3, turns=2)
+    before = digest(db)
+    os.chmod(db, 0o400)
+    if os.geteuid() == 0:
+        real_access = os.access
+
+        def access(path, mode, *a, **k):
+            if Path(path) in (db, db.parent) and mode & os.W_OK:
+                return False
+            return real_access(path, mode, *a, **k)
+
+        monkeypatch.setattr(os, "access", access)
+    listed = runner.invoke(app, ["history", "list", "--json"])
+    assert listed.exit_code == 0, listed.stderr
+    assert len(json.loads(listed.stdout)) == 3
+    exported = runner.invoke(app, ["history", "export", "2", "-f", "md"])
+    assert exported.exit_code == 0 and "**You:**" in exported.stdout
+    with EchoingServer() as server:
+        result = runner.invoke(app, ["chat"], input=b"hello\n", env=chat_env(server))
+    assert result.exit_code == 0, result.stderr
+    assert server.reply in result.stdout and "read-only" in result.stderr
+    assert digest(db) == before
+
+
+# -- the cases that used to grow without bound: memory below a bound -----------------------------
+MEMORY_BOUND_MB = 260  # tiktoken's two encodings and Python: ~110 MB; was 555 MB (text) and 1.4 GB (binary)
+
+
+@pytest.mark.parametrize("what", ["text-file", "text-stdin", "binary-file", "binary-stdin"])
+def test_tokens_memory_is_bounded(tmp_path_factory, what):
+    base = tmp_path_factory.getbasetemp() / "hostile-big"
+    base.mkdir(exist_ok=True)
+    text, binary = base / "50mb.txt", base / "50mb.bin"
+    if not text.exists():
+        write_text_file(text, 50)
+    if not binary.exists():
+        write_binary_file(binary, 50)
+    source = text if what.startswith("text") else binary
+    args = [VOICECHAT, "tokens"] + ([str(source)] if what.endswith("file") else ["-"])
+    out = run_measured(args, stdin=source if what.endswith("stdin") else None)
+    assert out["peak_mb"] < MEMORY_BOUND_MB, out
+    assert "Traceback" not in out["stderr"] and "unexpected" not in out["stderr"]
+    if what.startswith("text"):
+        assert out["code"] == 0 and int(out["stdout"]) > 10_000_000, out
+    else:
+        assert out["code"] == 1 and "binary" in out["stderr"] and len(out["stderr"].splitlines()) == 1, out
+
+
+def test_chat_one_endless_line_is_refused_in_bounded_memory(tmp_path):
+    """100 MB with no newline between two real messages: both real ones are answered."""
+    piped = tmp_path / "line.txt"
+    with open(piped, "wb") as f:
+        f.write(b"hello\n")
+        for _ in range(100):
+            f.write(b"word " * 200_000)
+        f.write(b"\nthird\n")
+    with EchoingServer() as server:
+        out = run_measured([VOICECHAT, "chat", "--no-log"], stdin=piped, env=chat_env(server))
+    assert out["peak_mb"] < MEMORY_BOUND_MB, out
+    assert out["code"] == 1 and out["stdout"].count(server.reply) == 2, out
+    lines = out["stderr"].strip().splitlines()
+    assert len(lines) == 1 and "stdin line 2 is longer than" in lines[0], out
+
+
+@pytest.mark.xfail(strict=False, reason="needs the streaming decoder (transcribe decode path, another branch): "
+                   "stdin is read whole before it is checked")
+def test_transcribe_refuses_endless_stdin_in_bounded_memory(tmp_path):
+    """`yes "not audio" | voicechat transcribe -`, capped at 300 MB so that today's failure stays cheap."""
+    wrapper = ("import resource, subprocess, sys, json\n"
+               f"p = subprocess.run('yes not audio | head -c 300000000 | {VOICECHAT} transcribe -', shell=True,"
+               " capture_output=True, timeout=120)\n"
+               "print(json.dumps({'code': p.returncode, 'stderr': p.stderr.decode(errors='replace'),"
+               " 'peak_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))\n")
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, timeout=180)
+    doc = json.loads(out.stdout)
+    assert doc["code"] != 0 and doc["peak_mb"] < 400, doc
+    assert "Traceback" not in doc["stderr"] and "unexpected" not in doc["stderr"]
+
+
+# -- data loss: same names, signals, hard kills ---------------------------------------------------
+def test_transcribe_same_name_in_two_folders_writes_both(tmp_path, sentence_wav, silence_wav):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    shutil.copy(sentence_wav, tmp_path / "a" / "speech.wav")
+    shutil.copy(silence_wav, tmp_path / "b" / "speech.wav")
+    (tmp_path / "out").mkdir()
+    result = runner.invoke(app, ["transcribe", str(tmp_path / "a" / "speech.wav"), str(tmp_path / "b" / "speech.wav"),
+                                 "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.stderr
+    first, second = (tmp_path / "out" / "speech.txt").read_text(), (tmp_path / "out" / "speech-2.txt").read_text()
+    assert "fox" in first.lower() and second.strip() == ""
+    assert "speech-2" in result.stderr and "Traceback" not in result.stderr
+    assert leftovers(tmp_path) == []
+
+
+def _wait_for(predicate, proc: subprocess.Popen, what: str, limit: float = 120.0) -> None:
+    deadline = time.monotonic() + limit
+    while not predicate():
+        if proc.poll() is not None:
+            raise AssertionError(f"process ended before {what}: {proc.stderr.read().decode(errors='replace')}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} never happened")
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_say_to_file_interrupted_leaves_nothing_partial(tmp_path, sig):
+    out = tmp_path / "long.wav"
+    proc = subprocess.Popen([VOICECHAT, "say", "--engine", "espeak", "-o", str(out), "-"], stdin=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=tmp_path)
+    proc.stdin.write(b"This sentence goes on and on for a while. " * 30)  # stdin stays open: more may come
+    proc.stdin.flush()
+    _wait_for(lambda: any(".part" in p.name for p in tmp_path.iterdir()), proc, "the part file")
+    proc.send_signal(sig)
+    proc.stdin.close()
+    code = proc.wait(60)
+    err = proc.stderr.read().decode()
+    assert code == (143 if sig == signal.SIGTERM else 130), err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "was not written" in lines[0] and str(out) in lines[0], err
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_writer_leaves_a_playable_wav_at_every_block(tmp_path):
+    """What a hard kill would find: the long-running writer's file, read while it is still open."""
+    from voicechat.audiofile import AudioFileWriter
+    from voicechat.engines.base import AudioChunk
+
+    out = tmp_path / "replies.wav"
+    writer = AudioFileWriter(out)
+    writer.reset()  # talk: a reply begins
+    tone = (0.3 * np.sin(np.arange(22050) / 10)).astype(np.float32)
+    for n in range(1, 4):
+        writer.play(AudioChunk(tone, 22050, "x"))
+        audio, rate = sf.read(str(out))  # the file under its final name is whole after each block
+        assert rate == 22050 and len(audio) == n * 22050
+    writer.__exit__(None, None, None)
+    assert sf.info(str(out)).frames == 3 * 22050 and leftovers(tmp_path) == []
+
+
+def test_talk_output_survives_kill_9_after_the_first_reply(tmp_path, hear):
+    """`talk --input q.wav --output replies.wav`, killed with SIGKILL after its first reply."""
+    question = speak("What is the capital of France?")
+    conv = write_wav(tmp_path / "q.wav", np.concatenate([np.zeros(8000, np.float32), question,
+                                                           np.zeros(16000 * 60, np.float32)]))
+    out = tmp_path / "replies.wav"
+    env = {**os.environ, "VOICECHAT_LLM_MAX_TOKENS": "24", "VOICECHAT_LLM_TEMPERATURE": "0", "VOICECHAT_TTS_ENGINE": "espeak"}
+    proc = subprocess.Popen([VOICECHAT, "talk", "--input", str(conv), "--output", str(out), "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    events: list[dict] = []
+    try:
+        def replied_and_listening() -> bool:
+            line = proc.stdout.readline()
+            if line:
+                events.append(json.loads(line))
+            seen_reply = any(e["type"] == "reply" for e in events)
+            return seen_reply and events[-1] == {"type": "status", "state": "listening"}
+
+        _wait_for(replied_and_listening, proc, "the first reply")
+        proc.kill()
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+    reply = next(e["text"] for e in events if e["type"] == "reply")
+    audio, rate = sf.read(str(out))
+    assert len(audio) > rate // 2, "the completed reply is in the file"
+    heard = hear(audio, rate).lower()
+    assert any(w in heard for w in reply.lower().split() if len(w) > 3), (reply, heard)
+    assert leftovers(tmp_path) == []

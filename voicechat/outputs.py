@@ -1,0 +1,36 @@
+"""Plan output files before any work starts: one distinct name per input, a usable directory.
+
+`transcribe a/speech.wav b/speech.wav -o out` must not write the second transcript over
+the first. Inputs whose names collide get a numbered suffix (speech, speech-2, ...),
+in the order given, and the user is told which is which.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from voicechat.atomic import check_writable_dir
+
+__all__ = ["check_writable_dir", "plan_stems"]
+
+
+def plan_stems(files: list[str], *, stdin_name: str = "stdin") -> tuple[list[str], list[str]]:
+    """A distinct output stem for each input (compared without case, for case-insensitive
+    file systems), and notes naming the inputs that had to be renamed."""
+    wanted = [stdin_name if name == "-" else (Path(name).stem or "output") for name in files]
+    taken = {w.casefold() for w in wanted}
+    seen: set[str] = set()
+    stems, notes = [], []
+    for name, stem in zip(files, wanted):
+        if stem.casefold() not in seen:
+            seen.add(stem.casefold())
+            stems.append(stem)
+            continue
+        n = 2
+        while f"{stem}-{n}".casefold() in taken or f"{stem}-{n}".casefold() in seen:
+            n += 1
+        new = f"{stem}-{n}"
+        seen.add(new.casefold())
+        stems.append(new)
+        notes.append(f"{name}: another input is also named '{stem}'; its output is named '{new}'")
+    return stems, notes
