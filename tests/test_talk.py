@@ -284,3 +284,17 @@ def test_push_to_talk_from_a_pseudo_terminal(tmp_path, questions):
         os.close(master)
     users = [json.loads(l)["text"] for l in buf.decode(errors="replace").splitlines() if l.startswith('{"type": "user"')]
     assert len(users) == 1 and wer(Q1, users[0]) <= 0.3
+
+
+def test_sigterm_ends_talk_like_ctrl_c_and_keeps_the_replies(tmp_path, questions):
+    conv = write_wav(tmp_path / "conv.wav", np.concatenate([silence(0.5), questions[0], silence(8.0), questions[1], silence(8.0)]))
+    out = tmp_path / "replies.wav"
+    talk = TalkProcess("--input", str(conv), "--output", str(out), env={"ALSA_CONFIG_PATH": "/usr/share/alsa/alsa.conf"})
+    talk.wait_for(lambda e: e["type"] == "reply")
+    talk.proc.send_signal(signal.SIGTERM)
+    assert talk.finish() == 0, talk.stderr_text()
+    assert talk.events[-1]["type"] == "summary" and talk.events[-1]["turns"] >= 1
+    audio, rate = sf.read(str(out))
+    assert len(audio) > rate // 2
+    assert not list(tmp_path.glob(".replies*"))
+    assert len(history_turns()) >= 1

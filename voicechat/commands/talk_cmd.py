@@ -179,6 +179,7 @@ class Talk:
         cfg = self.cfg
         history, resume, log = open_for_session(cfg, no_log=self.no_log, resume=self.resume, cont=self.cont, kind="talk")
         previous = signal.signal(signal.SIGINT, self._on_sigint)
+        previous_term = signal.signal(signal.SIGTERM, self._on_sigint)  # SIGTERM ends talk as Ctrl-C does: nothing lost
         stt = llm = tts = None
         session = None
         exit_code = 0
@@ -226,11 +227,12 @@ class Talk:
                 renderer(session.summary())
         finally:
             signal.signal(signal.SIGINT, previous)
-            if session is not None:
-                session.close(timeout=2)
-            for engine in (stt, llm, tts):
-                if engine is not None:
-                    engine.close()
+            signal.signal(signal.SIGTERM, previous_term)
+            stopped = session.close(timeout=2) if session is not None else True
+            if stopped:  # else a stage is still inside an engine: leave the engines to the process's exit
+                for engine in (stt, llm, tts):
+                    if engine is not None:
+                        engine.close()
             if history is not None:
                 history.close()
         if exit_code:

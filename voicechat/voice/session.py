@@ -122,8 +122,9 @@ class VoiceSession:
             t.start()
             self._threads.append(t)
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Stop every stage and wait for them (bounded)."""
+    def close(self, timeout: float = 5.0) -> bool:
+        """Stop every stage and wait for them (bounded). False if one is still running (inside an engine call):
+        then the engines must not be closed under it."""
         self._stop.set()
         self.interrupt()
         self.speech.close()
@@ -135,6 +136,7 @@ class VoiceSession:
         if self._speculation is not None:  # a prefill in progress finishes before the engines may close
             self._speculation.shutdown(wait=True, cancel_futures=True)
             self._speculation = None
+        return not any(t.is_alive() for t in self._threads) and (self.transcriber is None or not self.transcriber.alive)
 
     @property
     def idle(self) -> bool:

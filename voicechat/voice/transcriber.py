@@ -87,6 +87,10 @@ class Transcriber:
         self.stt.warm_up()
 
     @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
     def busy(self) -> bool:
         with self._cv:
             return self._slot is not None or self._engine.locked()
