@@ -38,7 +38,8 @@ class STTConfig:
     language: str | None = None  # None: detect (multilingual models) or the model's only language
     vad_filter: bool = True  # Silero VAD: skip silence before decoding
     word_timestamps: bool = False
-    batch_size: int = 0  # > 0: batched inference (faster on long files, GPU above all)
+    batch_size: int | None = None  # None: automatic (transcribe batches long audio); 0: never; N: batches of N
+    batch_min_seconds: float = 60.0  # automatic batching from this much audio on (measured: bench/transcribe.py)
     threads: int = 0  # 0: CTranslate2's default
     no_speech_threshold: float = 0.6
     base_url: str | None = None  # openai engine; None: the [openai] section

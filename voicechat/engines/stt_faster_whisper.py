@@ -20,6 +20,10 @@ MODEL_SIZES = (
 )  # fmt: skip
 
 
+CPU_BATCH_SIZE = 8  # measured best on 2-4 CPU cores with tiny.en (bench/transcribe.py)
+GPU_BATCH_SIZE = 16  # faster-whisper's own recommendation for a GPU
+
+
 def cuda_available() -> bool:
     try:
         import ctranslate2
@@ -89,6 +93,25 @@ class FasterWhisper(SpeechToText):
         return self._model_label
 
     def transcribe(self, audio: "np.ndarray", *, language: str | None = None) -> Iterator[Segment]:
+        """Transcribe audio held in memory; batched only when stt.batch_size is set above 0."""
+        yield from self._transcribe(audio, language, self.cfg.batch_size or 0)
+
+    def batch_size_for(self, seconds: float) -> int:
+        """The batch size for this much audio: stt.batch_size when set, else batched from
+        stt.batch_min_seconds on (where batching was measured to pay), sequential below."""
+        cfg = self.cfg
+        if cfg.batch_size is not None:
+            return cfg.batch_size
+        if seconds < cfg.batch_min_seconds:
+            return 0
+        return GPU_BATCH_SIZE if self.device == "cuda" else CPU_BATCH_SIZE
+
+    def transcribe_window(self, audio: "np.ndarray", *, language: str | None = None) -> Iterator[Segment]:
+        """One window (minutes, not hours) of a recording being transcribed: batched or
+        sequential, whichever is faster for its length. Times are relative to the window."""
+        yield from self._transcribe(audio, language, self.batch_size_for(len(audio) / self.sample_rate))
+
+    def _transcribe(self, audio: "np.ndarray", language: str | None, batch_size: int) -> Iterator[Segment]:
         cfg = self.cfg
         language = language or cfg.language
         if language and not self.model.model.is_multilingual and language != "en":
@@ -104,18 +127,23 @@ class FasterWhisper(SpeechToText):
             condition_on_previous_text=False,
         )
         try:
-            if cfg.batch_size > 0:
+            if batch_size > 0:
                 from faster_whisper import BatchedInferencePipeline
 
                 if self._batched is None:
                     self._batched = BatchedInferencePipeline(self.model)
                 kwargs.pop("condition_on_previous_text")
-                kwargs["vad_filter"] = True
-                segments, info = self._batched.transcribe(audio, batch_size=cfg.batch_size, **kwargs)
+                kwargs["vad_filter"] = True  # the batched pipeline cuts long audio at pauses found by VAD
+                # One segment per chunk of up to 30 s. Not timestamp tokens: faster-whisper 1.2's
+                # batched path drops the words after a chunk's last timestamp pair. Subtitles are
+                # cut at sentence ends from word times instead (voicechat.subtitles).
+                kwargs["without_timestamps"] = True
+                segments, info = self._batched.transcribe(audio, batch_size=batch_size, **kwargs)
             else:
                 segments, info = self.model.transcribe(audio, **kwargs)
         except ValueError as e:
             raise VoicechatError(f"transcription failed: {e}") from e
+
         self.info.language = info.language
         self.info.duration = info.duration
         for s in segments:
