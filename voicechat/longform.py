@@ -41,7 +41,8 @@ def quietest_cut(audio: np.ndarray, search: int, frame: int = SAMPLE_RATE // 10)
     if n < 2:
         return len(audio)
     energy = np.square(tail[: n * frame].reshape(n, frame), dtype=np.float32).mean(axis=1)
-    best = int(np.argmin(energy[1:])) + 1  # never cut at the very start of the search stretch
+    rest = energy[1:][::-1]  # never cut at the very start of the stretch; of equal lows, take the latest
+    best = len(energy) - 1 - int(np.argmin(rest))
     return start + best * frame + frame // 2
 
 
@@ -127,13 +128,13 @@ class Prefetcher:
         self,
         sources: list[str],
         open_audio: Callable[[str], "AudioStream"],
-        window_seconds: float = WINDOW_SECONDS,
-        queue_windows: int = QUEUE_WINDOWS,
+        window_seconds: float | None = None,
+        queue_windows: int | None = None,
     ) -> None:
         self._sources = sources
         self._open = open_audio
-        self._window_seconds = window_seconds
-        self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_windows))
+        self._window_seconds = window_seconds or WINDOW_SECONDS
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_windows or QUEUE_WINDOWS))
         self._stop = threading.Event()
         self._skip = -1  # index of a file the consumer gave up on
         self._thread = threading.Thread(target=self._run, name="voicechat-decode", daemon=True)
