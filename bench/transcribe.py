@@ -3,8 +3,9 @@
 Every figure comes from whole processes run alternately, round after round, so
 machine noise hits all alike; medians and min-max spreads are printed.
 
-  short   a clip under 30 s: voicechat vs a plain faster-whisper script (same settings:
-          CPU int8, beam 5, Silero VAD). Goal: ratio <= 1.10.
+  short   clips under 30 s (about 12 s: below the batching threshold; about 25 s: above it):
+          voicechat vs a plain faster-whisper script (same settings: CPU int8, beam 5, Silero
+          VAD, sequential). Goal: ratio <= 1.10.
   long    a recording of several minutes made from several synthesized voices (piper at
           three speeds, two espeak-ng voices), distinct paragraphs: voicechat's default
           against whisper-ctranslate2 with its defaults and with --batched True (installed
@@ -213,10 +214,18 @@ def bundled_model() -> str:
 # --- sections ------------------------------------------------------------------------------
 
 
+SHORT_TEXTS = {"short-12s": PARAGRAPH.split(" In the afternoon")[0] + " The weekend should be bright.", "short-25s": PARAGRAPH}
+
+
 def bench_short(out: Path, runs: int) -> None:
-    path = out / "short-speech.wav"
+    for stem, text in SHORT_TEXTS.items():
+        _bench_short(out, runs, stem, text)
+
+
+def _bench_short(out: Path, runs: int, stem: str, text: str) -> None:
+    path = out / f"{stem}.wav"
     if not path.exists():
-        sf.write(str(path), _piper(PARAGRAPH, 1.0), 16000, subtype="PCM_16")
+        sf.write(str(path), _piper(text, 1.0), 16000, subtype="PCM_16")
     duration = sf.info(str(path)).duration
     baseline = out / "raw_faster_whisper.py"
     baseline.write_text(RAW_FASTER_WHISPER)
@@ -224,13 +233,16 @@ def bench_short(out: Path, runs: int) -> None:
     for cmd in cmds.values():
         run(cmd)  # warm the page cache
     t: dict[str, list[float]] = {k: [] for k in cmds}
+    errors: dict[str, float] = {}
     for _ in range(runs):
         for name, cmd in cmds.items():
-            t[name].append(run(cmd)[0])
+            secs, _, code = run(cmd, out / "short-stdout.txt")
+            t[name].append(secs)
+            errors[name] = 100 * wer(text, (out / "short-stdout.txt").read_text())
     ratios = [a / b for a, b in zip(t["voicechat"], t["raw faster-whisper"])]
     print(f"\nshort clip: {duration:.1f} s of piper speech, {runs} alternated rounds")
     for name, values in t.items():
-        print(f"  {name:22s} {spread(values)} s")
+        print(f"  {name:22s} {spread(values)} s   WER {errors[name]:.2f} %")
     print(f"  ratio voicechat/raw    median {med(ratios):.3f} (per round {min(ratios):.3f}-{max(ratios):.3f}; goal <= 1.10)")
 
 
@@ -289,7 +301,7 @@ def bench_sweep(out: Path, runs: int, minutes: float) -> None:
         return list(batched.transcribe(a, batch_size=8, without_timestamps=True, **kw)[0])
 
     print(f"\nbatching threshold: sequential vs batched (8), in one process, {runs} alternated rounds per length")
-    for seconds in (15, 25, 35, 45, 60, 90, 120):
+    for seconds in (5, 10, 15, 20, 25, 30, 40, 60):
         clip = audio[: seconds * 16000]
         ts, tb = [], []
         seq(clip), bat(clip)  # warm up

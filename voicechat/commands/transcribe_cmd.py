@@ -129,9 +129,9 @@ def _one(stt, cfg, name: str, events, fmts: list[str], subs, output_dir: Path | 
     if show_progress and (declared is None or declared > 10):
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+        done_text = "{task.completed:.0f}/{task.total:.0f} s" if declared else "{task.completed:.0f} s"  # stdin: length unknown
         with Progress(
-            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
-            TimeRemainingColumn(), console=err, transient=True,
+            TextColumn("{task.description}"), BarColumn(), TextColumn(done_text), TimeRemainingColumn(), console=err, transient=True,
         ) as progress:
             task = progress.add_task(Path(opened.name).name, total=declared)
             for seg in stream:
