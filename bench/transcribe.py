@@ -17,7 +17,7 @@ machine noise hits all alike; medians and min-max spreads are printed.
   rss     peak RSS of `voicechat transcribe` on two hours of silence (a WAV written in
           chunks), and how fast endless non-audio on stdin is refused.
 
-    python bench/transcribe.py [--runs 3] [--minutes 6.5] [--only short,long,sweep,rss]
+    python bench/transcribe.py [--runs 3] [--minutes 6.5] [--only short,long,sweep,rss] [--baseline-src CHECKOUT]
 """
 
 from __future__ import annotations
@@ -217,12 +217,12 @@ def bundled_model() -> str:
 SHORT_TEXTS = {"short-12s": PARAGRAPH.split(" In the afternoon")[0] + " The weekend should be bright.", "short-25s": PARAGRAPH}
 
 
-def bench_short(out: Path, runs: int) -> None:
+def bench_short(out: Path, runs: int, baseline_src: str | None) -> None:
     for stem, text in SHORT_TEXTS.items():
-        _bench_short(out, runs, stem, text)
+        _bench_short(out, runs, stem, text, baseline_src)
 
 
-def _bench_short(out: Path, runs: int, stem: str, text: str) -> None:
+def _bench_short(out: Path, runs: int, stem: str, text: str, baseline_src: str | None) -> None:
     path = out / f"{stem}.wav"
     if not path.exists():
         sf.write(str(path), _piper(text, 1.0), 16000, subtype="PCM_16")
@@ -230,13 +230,17 @@ def _bench_short(out: Path, runs: int, stem: str, text: str) -> None:
     baseline = out / "raw_faster_whisper.py"
     baseline.write_text(RAW_FASTER_WHISPER)
     cmds = {"voicechat": [str(BIN / "voicechat"), "transcribe", str(path)], "raw faster-whisper": [sys.executable, str(baseline), str(path)]}
-    for cmd in cmds.values():
-        run(cmd)  # warm the page cache
+    envs = {name: None for name in cmds}
+    if baseline_src:  # the same command with another checkout's code, e.g. before a change
+        cmds["voicechat (baseline)"] = cmds["voicechat"]
+        envs["voicechat (baseline)"] = dict(os.environ, PYTHONPATH=str(Path(baseline_src).resolve()))
+    for name, cmd in cmds.items():
+        run(cmd, env=envs[name])  # warm the page cache
     t: dict[str, list[float]] = {k: [] for k in cmds}
     errors: dict[str, float] = {}
     for _ in range(runs):
         for name, cmd in cmds.items():
-            secs, _, code = run(cmd, out / "short-stdout.txt")
+            secs, _, code = run(cmd, out / "short-stdout.txt", env=envs[name])
             t[name].append(secs)
             errors[name] = 100 * wer(text, (out / "short-stdout.txt").read_text())
     ratios = [a / b for a, b in zip(t["voicechat"], t["raw faster-whisper"])]
@@ -244,6 +248,9 @@ def _bench_short(out: Path, runs: int, stem: str, text: str) -> None:
     for name, values in t.items():
         print(f"  {name:22s} {spread(values)} s   WER {errors[name]:.2f} %")
     print(f"  ratio voicechat/raw    median {med(ratios):.3f} (per round {min(ratios):.3f}-{max(ratios):.3f}; goal <= 1.10)")
+    if baseline_src:
+        ratios = [a / b for a, b in zip(t["voicechat (baseline)"], t["raw faster-whisper"])]
+        print(f"  ratio baseline/raw     median {med(ratios):.3f} (per round {min(ratios):.3f}-{max(ratios):.3f})")
 
 
 def bench_long(out: Path, runs: int, minutes: float) -> None:
@@ -256,6 +263,7 @@ def bench_long(out: Path, runs: int, minutes: float) -> None:
     cmds = {
         "voicechat (default)": ([str(BIN / "voicechat"), "transcribe", str(path)], None),
         "voicechat --batch-size 0": ([str(BIN / "voicechat"), "transcribe", str(path), "--batch-size", "0"], None),
+        "voicechat -f srt (words)": ([str(BIN / "voicechat"), "transcribe", str(path), "-f", "txt,srt"], "txt-part"),
         "wct2 (defaults)": (base + ["--output_dir", str(work / "plain")], work / "plain" / (path.stem + ".txt")),
         "wct2 --batched True": (base + ["--output_dir", str(work / "batched"), "--batched", "True"], work / "batched" / (path.stem + ".txt")),
     }
@@ -268,7 +276,9 @@ def bench_long(out: Path, runs: int, minutes: float) -> None:
             secs, peak, code = run(cmd, stdout)
             if code:
                 raise SystemExit(f"{name} failed (exit {code}): {' '.join(cmd)}")
-            text = (txt or stdout).read_text()
+            text = stdout.read_text() if txt in (None, "txt-part") else txt.read_text()
+            if txt == "txt-part":  # txt first, then the srt: keep the txt
+                text = text.split("\n1\n00:", 1)[0]
             times[name].append(secs)
             rss[name].append(peak)
             wers[name].append(100 * wer(reference, text))
@@ -286,30 +296,31 @@ def bench_long(out: Path, runs: int, minutes: float) -> None:
 
 
 def bench_sweep(out: Path, runs: int, minutes: float) -> None:
-    from faster_whisper import BatchedInferencePipeline, WhisperModel
+    """voicechat's own per-window paths (FasterWhisper.transcribe_window) with batching forced on and off."""
+    from voicechat.config import resolve
+    from voicechat.engines.stt_faster_whisper import CPU_BATCH_SIZE, FasterWhisper
 
     path, _ = long_recording(out, minutes)
     audio, _ = sf.read(str(path), dtype="float32")
-    model = WhisperModel(bundled_model(), device="cpu", compute_type="int8")
-    batched = BatchedInferencePipeline(model)
-    kw = dict(beam_size=5, vad_filter=True)
+    cfg = resolve(environ={})
+    stt = FasterWhisper(cfg.stt)
 
-    def seq(a):
-        return list(model.transcribe(a, condition_on_previous_text=False, **kw)[0])
+    def timed(clip, batch):
+        cfg.stt.batch_size = batch
+        t0 = time.perf_counter()
+        list(stt.transcribe_window(clip))
+        return time.perf_counter() - t0
 
-    def bat(a):
-        return list(batched.transcribe(a, batch_size=8, without_timestamps=True, **kw)[0])
-
-    print(f"\nbatching threshold: sequential vs batched (8), in one process, {runs} alternated rounds per length")
+    print(f"\nbatching threshold: sequential vs batched ({CPU_BATCH_SIZE}), in one process, {runs} alternated rounds per length")
     for seconds in (5, 10, 15, 20, 25, 30, 40, 60):
         clip = audio[: seconds * 16000]
+        timed(clip, 0), timed(clip, CPU_BATCH_SIZE)  # warm up
         ts, tb = [], []
-        seq(clip), bat(clip)  # warm up
         for _ in range(runs):
-            t0 = time.perf_counter(); seq(clip); ts.append(time.perf_counter() - t0)  # noqa: E702
-            t0 = time.perf_counter(); bat(clip); tb.append(time.perf_counter() - t0)  # noqa: E702
+            ts.append(timed(clip, 0))
+            tb.append(timed(clip, CPU_BATCH_SIZE))
         ratio = [b / s for s, b in zip(ts, tb)]
-        print(f"  {seconds:4d} s   sequential {spread(ts)}   batched {spread(tb)}   batched/sequential {med(ratio):.2f}")
+        print(f"  {seconds:4d} s   sequential {spread(ts)}   batched {spread(tb)}   batched/sequential {med(ratio):.2f}", flush=True)
 
 
 def bench_rss(out: Path, hours: float) -> None:
@@ -340,12 +351,13 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=6.5, help="length of the long recording")
     ap.add_argument("--hours", type=float, default=2.0, help="length of the silent file for the RSS check")
     ap.add_argument("--only", default="short,long,sweep,rss")
+    ap.add_argument("--baseline-src", help="a checkout whose voicechat is also timed on the short clips (run with its PYTHONPATH)")
     args = ap.parse_args()
     out = ensure_out()
     only = set(args.only.split(","))
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
     if "short" in only:
-        bench_short(out, max(args.runs, 5))
+        bench_short(out, max(args.runs, 5), args.baseline_src)
         bench_help(max(args.runs, 5))
     if "long" in only:
         bench_long(out, args.runs, args.minutes)

@@ -324,3 +324,19 @@ def test_subtitle_options_on_the_command_line(timed_speech, tmp_path):
     result = run_cli("transcribe", str(path), "--max-line-count", "2")
     assert result.returncode == 1
     assert_one_line_error(result.stderr.decode(), "--max-line-count needs")
+
+
+def test_clips_end_at_the_longest_pause_and_leftovers_get_another_pass():
+    from types import SimpleNamespace
+
+    from voicechat.engines.stt_faster_whisper import leftovers, merge_clips
+
+    speech = [(0, 8), (8.2, 16), (17.5, 25), (25.2, 29), (29.3, 40), (41, 45)]
+    clips = merge_clips(speech, 30)
+    assert clips == [(0, 16), (17.5, 45)], "cut at the 1.5 s pause, not at the 0.2 s ones"
+    assert merge_clips([(0, 5)], 30) == [(0, 5)]
+    seg = lambda a, b: SimpleNamespace(start=a, end=b)  # noqa: E731
+    # the model stopped at 10 s of a clip that talks on until 16 s: decode 10-16 again
+    assert leftovers([(0, 16)], [seg(0, 4), seg(4, 10)], speech) == [(10, 16)]
+    assert leftovers([(0, 16)], [seg(0, 15)], speech) == []  # close enough to the end
+    assert leftovers([(0, 16)], [], speech) == [], "nothing found: the same input would give the same nothing"

@@ -39,7 +39,7 @@ class STTConfig:
     vad_filter: bool = True  # Silero VAD: skip silence before decoding
     word_timestamps: bool = False
     batch_size: int | None = None  # None: automatic (transcribe batches long audio); 0: never; N: batches of N
-    batch_min_seconds: float = 20.0  # automatic batching from this much audio on (measured crossover: bench/transcribe.py sweep)
+    batch_min_seconds: float = 30.0  # automatic batching from one Whisper window of audio on (bench/transcribe.py sweep)
     threads: int = 0  # 0: CTranslate2's default
     no_speech_threshold: float = 0.6
     base_url: str | None = None  # openai engine; None: the [openai] section
