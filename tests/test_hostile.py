@@ -422,8 +422,6 @@ def test_chat_one_endless_line_is_refused_in_bounded_memory(tmp_path):
     assert len(lines) == 1 and "stdin line 2 is longer than" in lines[0], out
 
 
-@pytest.mark.xfail(strict=False, reason="needs the streaming decoder (transcribe decode path, another branch): "
-                   "stdin is read whole before it is checked")
 def test_transcribe_refuses_endless_stdin_in_bounded_memory(tmp_path):
     """`yes "not audio" | voicechat transcribe -`, capped at 300 MB so that today's failure stays cheap."""
     wrapper = ("import resource, subprocess, sys, json\n"

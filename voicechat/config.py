@@ -38,7 +38,8 @@ class STTConfig:
     language: str | None = None  # None: detect (multilingual models) or the model's only language
     vad_filter: bool = True  # Silero VAD: skip silence before decoding
     word_timestamps: bool = False
-    batch_size: int = 0  # > 0: batched inference (faster on long files, GPU above all)
+    batch_size: int | None = None  # None: automatic (transcribe batches long audio); 0: never; N: batches of N
+    batch_min_seconds: float = 30.0  # automatic batching from one Whisper window of audio on (bench/transcribe.py sweep)
     threads: int = 0  # 0: CTranslate2's default
     no_speech_threshold: float = 0.6
     base_url: str | None = None  # openai engine; None: the [openai] section
@@ -164,6 +165,7 @@ SECRET_KEYS = {"api_key"}
 RANGES: dict[str, tuple] = {
     "stt.beam_size": (1, 100),
     "stt.batch_size": (0, 1024),
+    "stt.batch_min_seconds": (0.0, 86_400.0),
     "stt.threads": (0, 1024),
     "stt.no_speech_threshold": (0.0, 1.0),
     "llm.temperature": (0.0, 2.0),

@@ -1,17 +1,24 @@
-"""Read audio files (anything FFmpeg decodes) into 16 kHz mono float32, with clear errors."""
+"""Read audio files (anything FFmpeg decodes) as 16 kHz mono float32, streamed, with clear errors.
+
+:func:`open_audio` decodes block by block, so memory does not grow with the
+recording's length, and stdin is read as it arrives: input that is plainly not
+audio (text) is refused after its first few kilobytes. :func:`decode` returns
+a whole (short) recording as one array.
+"""
 
 from __future__ import annotations
 
-import io
 import struct
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Iterator
 
 import numpy as np
 
 from voicechat.errors import VoicechatError
 
 SAMPLE_RATE = 16000
+SNIFF_BYTES = 4096  # what is read before deciding whether stdin can be audio at all
+STDIN_PROBE_BYTES = 262144  # FFmpeg's format probing on a pipe reads at most this much
 
 
 def _check_wav_header(head: bytes, size: int, name: str) -> None:
@@ -33,15 +40,50 @@ def _check_wav_header(head: bytes, size: int, name: str) -> None:
         pos += 8 + chunk_size + (chunk_size & 1)
 
 
+def looks_like_text(head: bytes) -> bool:
+    """True when the bytes are printable text (no audio container starts like that)."""
+    if not head or b"\x00" in head:
+        return False
+    text = head.decode("utf-8", errors="ignore")
+    if len(text.encode("utf-8")) < len(head) - 4:  # more than a character cut at the end is not UTF-8
+        return False
+    printable = sum(ch.isprintable() or ch in "\t\r\n\f" for ch in text)
+    return printable >= 0.98 * len(text)
+
+
+class _Replay:
+    """A read-only, non-seekable stream: the sniffed head again, then the rest of the pipe."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        self._head, self._rest = head, rest
+
+    def read(self, n: int = -1) -> bytes:
+        if self._head:
+            out, self._head = (self._head, b"") if n < 0 or n >= len(self._head) else (self._head[:n], self._head[n:])
+            return out
+        return self._rest.read(n)
+
+
+def _not_audio(name: str) -> VoicechatError:
+    return VoicechatError(f"{name}: not an audio file (it is text); give wav, flac, mp3, ogg, m4a or a video")
+
+
 def _open_source(source: str | Path) -> tuple[str, BinaryIO | str]:
     if str(source) == "-":
         import sys
 
-        data = sys.stdin.buffer.read()
-        if not data:
+        stdin = sys.stdin.buffer
+        head = b""
+        while len(head) < SNIFF_BYTES:
+            more = stdin.read(SNIFF_BYTES - len(head))
+            if not more:
+                break
+            head += more
+        if not head:
             raise VoicechatError("stdin: no data; pipe an audio file in, e.g. `cat a.wav | voicechat transcribe -`")
-        _check_wav_header(data[:4096], len(data), "stdin")
-        return "stdin", io.BytesIO(data)
+        if looks_like_text(head):
+            raise _not_audio("stdin")
+        return "stdin", _Replay(head, stdin)
     path = Path(source)
     name = str(path)
     if not path.exists():
@@ -56,48 +98,91 @@ def _open_source(source: str | Path) -> tuple[str, BinaryIO | str]:
         raise VoicechatError(f"{name}: permission denied; make the file readable") from None
     if size == 0:
         raise VoicechatError(f"{name}: empty file (0 bytes); give a recording with audio in it")
+    if looks_like_text(head[:SNIFF_BYTES]):
+        raise _not_audio(name)
     _check_wav_header(head, size, name)
     return name, str(path)
 
 
+class AudioStream:
+    """An opened recording: ``duration`` (declared by the container, or None) and its samples in blocks.
+
+    Iterate once for float32 blocks at ``sample_rate``; errors (corrupt data, truncation,
+    no samples at all) are raised where they are found. Use as a context manager.
+    """
+
+    def __init__(self, source: str | Path, sample_rate: int = SAMPLE_RATE) -> None:
+        import av
+
+        self.sample_rate = sample_rate
+        self.name, handle = _open_source(source)
+        options = {"probesize": str(STDIN_PROBE_BYTES)} if not isinstance(handle, str) else {}
+        try:
+            self._container = av.open(handle, mode="r", metadata_errors="ignore", options=options)
+        except (av.error.InvalidDataError, ValueError) as e:
+            raise VoicechatError(
+                f"{self.name}: not an audio file or an unsupported format ({_short(e)}); give wav, flac, mp3, ogg, m4a or a video"
+            ) from None
+        except av.error.FFmpegError as e:
+            raise VoicechatError(f"{self.name}: cannot open ({_short(e)}); check that it is an audio or video file") from None
+        if not self._container.streams.audio:
+            self._container.close()
+            raise VoicechatError(f"{self.name}: holds no audio stream; give a file with sound in it")
+        self._stream = self._container.streams.audio[0]
+        s = self._stream
+        self.duration: float | None = float(s.duration * s.time_base) if s.duration and s.time_base else None
+        if self.duration is None and self._container.duration:
+            self.duration = self._container.duration / 1_000_000
+        self.samples = 0  # decoded so far
+
+    def __enter__(self) -> "AudioStream":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._container.close()
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        import av
+
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=self.sample_rate)
+        try:
+            for frame in self._container.decode(self._stream):
+                for out in resampler.resample(frame):
+                    yield self._float(out)
+            for out in resampler.resample(None):
+                yield self._float(out)
+        except av.error.FFmpegError as e:
+            raise VoicechatError(
+                f"{self.name}: corrupt or truncated audio (decoding failed after {self.samples / self.sample_rate:.1f} s: "
+                f"{_short(e)}); re-export the file"
+            ) from None
+        if self.samples == 0:
+            raise VoicechatError(f"{self.name}: contains no audio samples (zero length); give a longer recording")
+        got = self.samples / self.sample_rate
+        if self.duration and self.duration > 1.0 and got < 0.9 * self.duration:
+            raise VoicechatError(
+                f"{self.name}: truncated audio ({got:.1f} s decoded of {self.duration:.1f} s declared); re-export the file"
+            )
+
+    def _float(self, frame) -> np.ndarray:
+        block = frame.to_ndarray().reshape(-1).astype(np.float32) / 32768.0
+        self.samples += block.size
+        return block
+
+
+def open_audio(source: str | Path, sample_rate: int = SAMPLE_RATE) -> AudioStream:
+    """Open a file (or "-" for stdin) for streamed decoding; bad input fails here with a one-line error."""
+    return AudioStream(source, sample_rate)
+
+
 def decode(source: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Decode the first audio stream of a file (or "-" for stdin) to mono float32 at sample_rate."""
-    import av
-
-    name, handle = _open_source(source)
-    try:
-        container = av.open(handle, mode="r", metadata_errors="ignore")
-    except (av.error.InvalidDataError, ValueError) as e:
-        raise VoicechatError(f"{name}: not an audio file or an unsupported format ({_short(e)}); give wav, flac, mp3, ogg, m4a or a video") from None
-    except av.error.FFmpegError as e:
-        raise VoicechatError(f"{name}: cannot open ({_short(e)}); check that it is an audio or video file") from None
-    with container:
-        if not container.streams.audio:
-            raise VoicechatError(f"{name}: holds no audio stream; give a file with sound in it")
-        stream = container.streams.audio[0]
-        declared = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
-        parts: list[np.ndarray] = []
-        try:
-            for frame in container.decode(stream):
-                for out in resampler.resample(frame):
-                    parts.append(out.to_ndarray().reshape(-1))
-            for out in resampler.resample(None):
-                parts.append(out.to_ndarray().reshape(-1))
-        except av.error.FFmpegError as e:
-            decoded = sum(len(p) for p in parts) / sample_rate
-            raise VoicechatError(
-                f"{name}: corrupt or truncated audio (decoding failed after {decoded:.1f} s: {_short(e)}); re-export the file"
-            ) from None
-    audio = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
-    if audio.size == 0:
-        raise VoicechatError(f"{name}: contains no audio samples (zero length); give a longer recording")
-    got = audio.size / sample_rate
-    if declared and declared > 1.0 and got < 0.9 * declared:
-        raise VoicechatError(
-            f"{name}: truncated audio ({got:.1f} s decoded of {declared:.1f} s declared); re-export the file"
-        )
-    return audio.astype(np.float32) / 32768.0
+    with open_audio(source, sample_rate) as stream:
+        parts = list(stream)
+    return np.concatenate(parts)
 
 
 def _short(e: Exception) -> str:

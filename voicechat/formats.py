@@ -1,4 +1,4 @@
-"""Transcript output formats: txt, srt, vtt, json, tsv."""
+"""Transcript output formats: txt, srt, vtt, json, tsv (subtitle cues: voicechat.subtitles)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 from typing import Callable, Sequence
 
 from voicechat.engines.base import Segment
+from voicechat.subtitles import SubtitleOptions, split_sentences, timed_texts
 
 FORMATS = ("txt", "srt", "vtt", "json", "tsv")
 
@@ -22,29 +23,32 @@ def to_txt(segments: Sequence[Segment], **_: object) -> str:
     return "".join(s.text.strip() + "\n" for s in segments)
 
 
-def to_srt(segments: Sequence[Segment], **_: object) -> str:
+def to_srt(segments: Sequence[Segment], *, subtitles: SubtitleOptions | None = None, **_: object) -> str:
     blocks = []
-    for i, s in enumerate(segments, 1):
-        blocks.append(f"{i}\n{_clock(s.start, ',')} --> {_clock(s.end, ',')}\n{s.text.strip()}\n")
+    for i, (start, end, text) in enumerate(timed_texts(segments, subtitles or SubtitleOptions()), 1):
+        blocks.append(f"{i}\n{_clock(start, ',')} --> {_clock(end, ',')}\n{text}\n")
     return "\n".join(blocks)
 
 
-def to_vtt(segments: Sequence[Segment], **_: object) -> str:
+def to_vtt(segments: Sequence[Segment], *, subtitles: SubtitleOptions | None = None, **_: object) -> str:
     lines = ["WEBVTT", ""]
-    for s in segments:
-        lines += [f"{_clock(s.start, '.')} --> {_clock(s.end, '.')}", s.text.strip(), ""]
+    for start, end, text in timed_texts(segments, subtitles or SubtitleOptions()):
+        lines += [f"{_clock(start, '.')} --> {_clock(end, '.')}", text, ""]
     return "\n".join(lines)
 
 
 def to_tsv(segments: Sequence[Segment], **_: object) -> str:
+    """One row per sentence (segments are cut at sentence ends, as in subtitles)."""
     rows = ["start\tend\ttext"]
-    for s in segments:
+    for s in split_sentences(segments):
         text = s.text.strip().replace("\t", " ").replace("\n", " ")
         rows.append(f"{int(round(s.start * 1000))}\t{int(round(s.end * 1000))}\t{text}")
     return "\n".join(rows) + "\n"
 
 
-def to_json(segments: Sequence[Segment], *, source: str = "", language: str | None = None, duration: float = 0.0, model: str = "") -> str:
+def to_json(
+    segments: Sequence[Segment], *, source: str = "", language: str | None = None, duration: float = 0.0, model: str = "", **_: object
+) -> str:
     doc = {
         "file": source,
         "language": language,

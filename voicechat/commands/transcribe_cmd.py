@@ -11,6 +11,7 @@ import typer
 
 from voicechat.console import handle_errors
 
+SUBS = "Subtitles (srt, vtt)"
 HELP = "Transcribe audio or video files (or - for stdin) to txt, srt, vtt, json or tsv."
 
 
@@ -27,15 +28,35 @@ def transcribe(
     word_timestamps: Annotated[bool, typer.Option("--word-timestamps", help="Word-level times in json output.")] = False,
     vad: Annotated[Optional[bool], typer.Option("--vad/--no-vad", help="Skip silence with Silero VAD (default on).")] = None,
     beam_size: Annotated[Optional[int], typer.Option("--beam-size", min=1, max=20, help="Beam search width.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=0, help="Batched inference (0 = off).")] = None,
+    batch_size: Annotated[
+        Optional[int], typer.Option("--batch-size", min=0, help="Batched inference: N at a time, 0 = off; default: automatic (on for long audio).")
+    ] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu or cuda.")] = None,
+    max_line_width: Annotated[
+        Optional[int], typer.Option("--max-line-width", min=1, help="Characters per subtitle line before a break.", rich_help_panel=SUBS)
+    ] = None,
+    max_line_count: Annotated[
+        Optional[int], typer.Option("--max-line-count", min=1, help="Lines per subtitle cue (with --max-line-width or --max-words-per-line).", rich_help_panel=SUBS)
+    ] = None,
+    max_words_per_line: Annotated[
+        Optional[int], typer.Option("--max-words-per-line", min=1, help="Words per subtitle line.", rich_help_panel=SUBS)
+    ] = None,
+    highlight_words: Annotated[
+        bool, typer.Option("--highlight-words", help="Underline each word as it is spoken (srt, vtt).", rich_help_panel=SUBS)
+    ] = False,
 ) -> None:
     from voicechat import formats
     from voicechat.atomic import check_writable_dir
     from voicechat.console import err_console, fail, load_config
     from voicechat.engines import registry
 
+    from voicechat.errors import VoicechatError
+    from voicechat.subtitles import SubtitleOptions
+
     fmts = formats.parse_formats(fmt)
+    subs = SubtitleOptions(max_line_width, max_line_count, max_words_per_line, highlight_words)
+    if max_line_count is not None and not (max_line_width or max_words_per_line):
+        raise VoicechatError("--max-line-count needs --max-line-width or --max-words-per-line")
     stems: list[str] = []
     if output_dir is not None:  # outputs planned before any work: a usable directory, one name per input
         from voicechat.outputs import plan_stems
@@ -45,9 +66,9 @@ def transcribe(
         for note in notes:
             sys.stderr.write(f"voicechat: note: {note}\n")
     if files.count("-") > 1:
-        from voicechat.errors import VoicechatError
-
         raise VoicechatError("stdin (-) can be given only once")
+    # Subtitles are cut at word boundaries (sentence ends, line widths): they need word times.
+    wants_words = word_timestamps or subs.needs_words or any(f in fmts for f in ("srt", "vtt", "tsv"))
     cfg = load_config(
         {
             "stt.engine": engine,
@@ -57,57 +78,77 @@ def transcribe(
             "stt.beam_size": beam_size,
             "stt.batch_size": batch_size,
             "stt.device": device,
-            "stt.word_timestamps": word_timestamps or None,
+            "stt.word_timestamps": wants_words or None,
         }
     )
-    stt = registry.create("stt", cfg)
     err = err_console()
     show_progress = sys.stderr.isatty()
     failed = 0
-    for index, name in enumerate(files):
-        try:
-            _one(stt, cfg, name, fmts, output_dir, len(files), index, err, show_progress, stems)
-        except Exception as e:
-            from voicechat.console import debug
-            from voicechat.errors import VoicechatError
+    from voicechat.decode import open_audio
+    from voicechat.longform import Prefetcher
 
-            if debug():
-                raise
-            failed += 1
-            fail(str(e) if isinstance(e, VoicechatError) else f"{name}: {type(e).__name__}: {e}")
+    with Prefetcher(list(files), open_audio) as prefetch:  # the first file decodes while the model loads
+        stt = registry.create("stt", cfg)
+        for index, events in prefetch.files():
+            name = files[index]
+            try:
+                _one(stt, cfg, name, events, fmts, subs, output_dir, len(files), err, show_progress, index, stems)
+            except Exception as e:
+                from voicechat.console import debug
+
+                if debug():
+                    raise
+                failed += 1
+                fail(str(e) if isinstance(e, VoicechatError) else f"{name}: {type(e).__name__}: {e}")
     if len(files) > 1:
         err.print(f"{len(files) - failed} of {len(files)} files transcribed" + (f", {failed} failed" if failed else ""))
     if failed:
         raise typer.Exit(1)
 
 
-def _one(stt, cfg, name: str, fmts: list[str], output_dir: Path | None, count: int, index: int, err, show_progress: bool,
-         stems: list[str] = ()) -> None:
-    from voicechat import formats, guard
+def _windows(events, done: dict):
+    """The windows of one file as the decoder thread delivers them; its error, raised here."""
+    from voicechat.longform import Done, Failed, Window
+
+    for event in events:
+        if isinstance(event, Window):
+            yield event
+        elif isinstance(event, Done):
+            done["duration"] = event.duration
+        elif isinstance(event, Failed):
+            raise event.error
+
+
+def _one(stt, cfg, name: str, events, fmts: list[str], subs, output_dir: Path | None, count: int, err, show_progress: bool,
+         index: int = 0, stems: list[str] = ()) -> None:
+    from voicechat import formats
     from voicechat.atomic import write_text_atomic
-    from voicechat.decode import decode
+    from voicechat.longform import Failed, transcribe_windows
 
     started = time.perf_counter()
-    audio = decode(name)
-    duration = len(audio) / 16000.0
+    opened = next(events)
+    if isinstance(opened, Failed):
+        raise opened.error
+    done: dict = {}
+    stream = transcribe_windows(stt, _windows(events, done), no_speech_threshold=cfg.stt.no_speech_threshold)
     segments = []
-    if not guard.is_silence(audio):
-        stream = guard.filter_segments(stt.transcribe(audio), audio, 16000, cfg.stt.no_speech_threshold)
-        if show_progress and duration > 10:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    declared = opened.duration
+    if show_progress and (declared is None or declared > 10):
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-            with Progress(
-                TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
-                TimeRemainingColumn(), console=err, transient=True,
-            ) as progress:
-                task = progress.add_task(Path(name).name, total=duration)
-                for seg in stream:
-                    segments.append(seg)
-                    progress.update(task, completed=min(seg.end, duration))
-        else:
-            segments = list(stream)
+        done_text = "{task.completed:.0f}/{task.total:.0f} s" if declared else "{task.completed:.0f} s"  # stdin: length unknown
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), TextColumn(done_text), TimeRemainingColumn(), console=err, transient=True,
+        ) as progress:
+            task = progress.add_task(Path(opened.name).name, total=declared)
+            for seg in stream:
+                segments.append(seg)
+                progress.update(task, completed=min(seg.end, declared or seg.end))
+    else:
+        segments = list(stream)
+    duration = done.get("duration", 0.0)
     elapsed = time.perf_counter() - started
-    meta = {"source": name, "language": stt.info.language, "duration": duration, "model": stt.model_name}
+    meta = {"source": name, "language": stt.info.language, "duration": duration, "model": stt.model_name, "subtitles": subs}
     if output_dir is None:
         if count > 1:
             sys.stdout.write(f"==> {name} <==\n")
