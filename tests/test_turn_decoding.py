@@ -65,3 +65,36 @@ def test_a_long_prompt_does_not_cut_the_new_words(stt):
     q = "and we walked along the beach until the sun went down."
     text = stt.transcribe_turn(pad(speak(q)), prompt=said, beam_size=5)
     assert wer(q, text) <= 0.2, text
+
+
+@pytest.fixture(scope="module")
+def llm():
+    from voicechat.engines import registry
+
+    engine = registry.create("llm", resolve(overrides={"llm.temperature": 0.0, "llm.max_tokens": 8}))
+    yield engine
+    engine.close()
+
+
+def test_the_bundled_chat_model_tells_a_cut_phrase_from_a_finished_question(llm):
+    from voicechat.engines.base import Message, TextDelta
+
+    system = Message("system", resolve().llm.system_prompt)
+    read = lambda text: llm.end_of_turn_probability([system, Message("user", text)])  # noqa: E731
+    cut = [read(t) for t in ("I would like to book a table.", "Could you remind me to", "Tell me about the history of the")]
+    done = [read(t) for t in ("What is the capital of France?", "How many legs does a spider have?")]
+    assert max(cut) < 0.02 < 0.04 < min(done), (cut, done)
+    # the reading leaves the prompt in the cache, and the reply still comes out whole
+    assert any(isinstance(e, TextDelta) for e in llm.stream([system, Message("user", "What is the capital of France?")]))
+
+
+def test_a_busy_model_gives_no_reading(llm):
+    from voicechat.engines.base import Message
+
+    stream = llm.stream([Message("user", "Count to twenty.")])
+    next(stream)  # the model is answering
+    try:
+        assert llm.end_of_turn_probability([Message("user", "What is the capital of France?")]) is None
+    finally:
+        stream.close()
+    assert llm.end_of_turn_probability([Message("user", "What is the capital of France?")]) is not None

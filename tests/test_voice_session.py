@@ -80,6 +80,13 @@ def test_text_verdict(text, verdict):
     assert text_verdict(text) == verdict
 
 
+def test_the_models_reading_decides_the_words_verdict():
+    assert text_verdict("Set a timer.", 0.005) == "incomplete"
+    assert text_verdict("Name a fruit that is yellow", 0.09) == "complete"
+    assert text_verdict("Tell me", 0.03) == "unclear"
+    assert text_verdict("So, um,", 0.9) == "incomplete"  # a trailing comma says more is coming whatever the reading
+
+
 def test_meaning_policy_table():
     cfg = resolve().turn
     p = MeaningPolicy(cfg, audio_model=True)
@@ -148,7 +155,6 @@ def test_a_finished_sentence_ends_the_turn_fast_and_its_transcript_is_ready():
     (stats,) = run.of(ev.TurnStats)
     assert stats.timing.endpoint == pytest.approx(run.cfg.turn.fast_end_ms / 1000, abs=0.031)
     assert run.stt.calls, "transcribed while listening"
-    assert run.llm.prefilled == 1, "the model read the prompt while the pause was still being judged"
     assert run.llm.prompts[0][-1].content == "What time is it?"
     partials = run.of(ev.Partial)
     assert partials and partials[-1].text == "What time is it?"
@@ -166,11 +172,28 @@ def test_a_pause_after_an_unfinished_clause_does_not_end_the_turn():
     assert run.of(ev.TurnStats)[0].timing.endpoint == pytest.approx(run.cfg.turn.fast_end_ms / 1000, abs=0.031)
 
 
+def test_the_chat_models_reading_outweighs_whispers_punctuation():
+    # Whisper punctuates a phrase cut at a pause ("Set a timer."); the chat model expects more words
+    audio = np.concatenate([silence(0.3), phrase(3), silence(0.6), phrase(3), silence(2.5)])
+    llm = ScriptedLLM(["Done."], reading=lambda text: 0.005 if len(text.split()) < 6 else 0.5)
+    run = Run(audio, "Set a timer. for ten minutes.", llm=llm).finish()
+    assert [u.text for u in run.of(ev.UserText)] == ["Set a timer. for ten minutes."]
+    assert run.of(ev.TurnStats)[0].timing.endpoint == pytest.approx(run.cfg.turn.fast_end_ms / 1000, abs=0.031)
+    assert llm.readings == ["Set a timer.", "Set a timer. for ten minutes."]
+
+
+def test_the_reading_can_be_turned_off():
+    audio = np.concatenate([silence(0.3), phrase(3), silence(0.6), phrase(3), silence(2.5)])
+    llm = ScriptedLLM(["Done."], reading=lambda text: 0.005)
+    run = Run(audio, "Set a timer. for ten minutes.", llm=llm, overrides={"turn.language_model": False}).finish()
+    assert llm.readings == [] and len(run.of(ev.UserText)) == 2  # the words alone: "Set a timer." is finished
+
+
 def test_an_unclear_ending_waits_longer_than_a_finished_one():
     audio = np.concatenate([silence(0.3), phrase(3), silence(2.5)])
     run = Run(audio, "Tell me something").finish()
     assert run.of(ev.TurnStats)[0].timing.endpoint == pytest.approx(run.cfg.turn.end_ms / 1000, abs=0.031)
-    assert run.llm.prefilled == 0, "no speculation on an unclear ending"
+
 
 
 def test_the_silence_detector_is_todays_fixed_rule():

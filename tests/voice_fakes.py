@@ -91,8 +91,10 @@ class ScriptedLLM(ChatModel):
 
     name = "scripted"
 
-    def __init__(self, replies: Sequence[str], *, delay: float = 0.0) -> None:
+    def __init__(self, replies: Sequence[str], *, delay: float = 0.0, reading=None) -> None:
         self.replies = list(replies)
+        self.reading = reading  # text -> P(sentence end next), as a local model reads it; None: no reading
+        self.readings: list[str] = []
         self.delay = delay
         self.prompts: list[list[Message]] = []
         self.gate = threading.Event()
@@ -118,6 +120,12 @@ class ScriptedLLM(ChatModel):
 
     def prefill(self, messages: Sequence[Message]) -> None:
         self.prefilled += 1
+
+    def end_of_turn_probability(self, messages: Sequence[Message]) -> float | None:
+        if self.reading is None:
+            return None
+        self.readings.append(messages[-1].content)
+        return self.reading(messages[-1].content)
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())

@@ -115,7 +115,9 @@ class TurnConfig:
     end_ms: int = 700  # the signs disagree or are unclear
     slow_end_ms: int = 1600  # a thought in progress ("and", "because", "um", a comma) waits this long
     incremental: bool = True  # transcribe while the user speaks (engines that can)
-    prefill: bool = True  # when a pause will likely end the turn, a local model reads the prompt before it does
+    language_model: bool = True  # a local chat model judges whether the words so far end a sentence (and so reads the prompt early)
+    text_complete: float = 0.04  # P(sentence end next) at or above this: the words are finished
+    text_incomplete: float = 0.02  # below this: more words are coming
     partial_every_ms: int = 1000  # during long speech, a live partial transcript this often
     commit_after_s: float = 6.0  # utterances longer than this are committed at pauses, so each pass stays short
     beam_size: int = 5  # turn transcription (whole files use stt.beam_size)
@@ -195,6 +197,8 @@ RANGES: dict[str, tuple] = {
     "turn.partial_every_ms": (100, 60_000),
     "turn.commit_after_s": (1.0, 3600.0),
     "turn.beam_size": (1, 100),
+    "turn.text_complete": (0.0, 1.0),
+    "turn.text_incomplete": (0.0, 1.0),
     "memory.max_rounds": (0, 100_000),
     "memory.max_context_tokens": (16, 10_000_000),
 }

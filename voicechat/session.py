@@ -126,6 +126,10 @@ class ChatSession:
         """Let a local model read the prompt for user_text before it is asked (see ChatModel.prefill)."""
         self.llm.prefill(self.memory.messages_for(user_text))
 
+    def end_of_turn_probability(self, user_text: str) -> float | None:
+        """The chat model's reading of whether user_text is a finished message (see ChatModel)."""
+        return self.llm.end_of_turn_probability(self.memory.messages_for(user_text))
+
     def tokens_line(self, label: str) -> str:
         return summary_line(self.totals, label)
 

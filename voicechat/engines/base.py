@@ -138,6 +138,11 @@ class ChatModel(Engine):
         """Evaluate a prompt ahead of time where the engine keeps it (a local model's cache), so a request
         that starts with these messages answers sooner. Remote engines ignore it."""
 
+    def end_of_turn_probability(self, messages: Sequence[Message]) -> float | None:
+        """P(the last user message is finished as it stands), from how likely the model finds a sentence end
+        right after it; None when the engine cannot tell (remote engines) or is busy answering."""
+        return None
+
     def count_tokens(self, text: str) -> int:
         """Tokens in text, with this model's own tokenizer where it has one."""
         from voicechat import tokens

@@ -126,6 +126,40 @@ class LlamaCpp(ChatModel):
         finally:
             self._busy.release()
 
+    def end_of_turn_probability(self, messages: Sequence[Message]) -> float | None:
+        """Read the conversation up to the end of the user's words (no closing tag) and take the probability
+        that the next token ends the sentence or the message. Whisper's own final punctuation is removed
+        first: it punctuates a phrase cut at a pause as if it were finished. The prompt is the start of the
+        reply's prompt, so this also leaves it evaluated in llama.cpp's cache for the reply."""
+        if not messages or messages[-1].role != "user" or not self._busy.acquire(blocking=False):
+            return None
+        try:
+            import numpy as np
+
+            from voicechat.engines.llama_turn import last_logits, prompt_until_user_text, stop_token_ids
+
+            text = messages[-1].content.rstrip().rstrip(".?!,;: ")
+            prompt = prompt_until_user_text(self.llm, messages[:-1], text)
+            if prompt is None:
+                return None
+            tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+            cached = self.llm.input_ids[: self.llm.n_tokens].tolist()
+            keep = 0
+            for a, b in zip(cached, tokens):
+                if a != b:
+                    break
+                keep += 1
+            self.llm.n_tokens = min(keep, len(tokens) - 1)  # at least one token is evaluated, for fresh logits
+            self.llm.eval(tokens[self.llm.n_tokens :])
+            logits = last_logits(self.llm)
+            logits = logits - logits.max()
+            p = np.exp(logits)
+            return float(p[stop_token_ids(self.llm)].sum() / p.sum())
+        except (ValueError, RuntimeError):  # a prompt past the context: no opinion
+            return None
+        finally:
+            self._busy.release()
+
     def close(self) -> None:
         llm = getattr(self, "llm", None)
         if llm is not None:

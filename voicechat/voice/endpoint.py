@@ -32,10 +32,15 @@ class Hypothesis:
 
     text: str | None  # the transcript up to the pause (None: the engine does not transcribe while you speak)
     complete_prob: float | None = None  # the audio turn model's P(turn complete), when one is loaded
+    text_prob: float | None = None  # the local chat model's P(a sentence ends after these words), when it can tell
 
 
-def text_verdict(text: str | None) -> str:
+def text_verdict(text: str | None, text_prob: float | None = None, *, complete_at: float = 0.04,
+                 incomplete_below: float = 0.02) -> str:
     """'complete', 'incomplete' or 'unclear', from the words alone.
+
+    With the chat model's reading (``text_prob``: how likely a sentence end comes next, Whisper's own
+    final punctuation removed), that decides; without it, the rules below.
 
     A question mark ends a thought; a full stop or "!" does too unless it follows a word no sentence
     ends on (Whisper punctuates a cut phrase: "a table for."), which makes it unclear. Without final
@@ -45,6 +50,8 @@ def text_verdict(text: str | None) -> str:
         return "unclear"
     if t.endswith(("...", "\u2026", ",", "-", "\u2014", ":", ";")):
         return "incomplete"
+    if text_prob is not None:
+        return "complete" if text_prob >= complete_at else "incomplete" if text_prob < incomplete_below else "unclear"
     words = _WORD.findall(t.lower())
     trailing = bool(words) and words[-1] in TRAILING
     if t[-1] == "?":
@@ -78,7 +85,8 @@ class SilencePolicy:
 
 class MeaningPolicy:
     """The turn ends sooner after a finished sentence the audio model agrees with, later after a thought in
-    progress (a trailing "and", "because", "um", a comma), and at ``end_ms`` when the signs disagree.
+    progress (the chat model expects more words; or a trailing "and", "because", "um", a comma), and at
+    ``end_ms`` when the signs disagree.
 
         words \\ audio model   complete   incomplete   (no model)
         complete               fast       normal       fast
@@ -91,13 +99,14 @@ class MeaningPolicy:
     def __init__(self, cfg: "TurnConfig", audio_model: bool) -> None:
         self.fast, self.normal, self.slow = cfg.fast_end_ms, cfg.end_ms, cfg.slow_end_ms
         self.threshold = cfg.model_threshold
+        self.complete_at, self.incomplete_below = cfg.text_complete, cfg.text_incomplete
         self.uses_audio_model = audio_model
         self.max_silence_ms = max(self.fast, self.normal, self.slow)
 
     def silence_to_end(self, hyp: Hypothesis | None) -> int | None:
         if hyp is None:
             return None
-        words = text_verdict(hyp.text)
+        words = text_verdict(hyp.text, hyp.text_prob, complete_at=self.complete_at, incomplete_below=self.incomplete_below)
         audio = None if hyp.complete_prob is None else hyp.complete_prob >= self.threshold
         if words == "incomplete":
             return self.slow

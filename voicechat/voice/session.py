@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from voicechat import slash
 from voicechat.errors import VoicechatError
 from voicechat.voice import events as ev
-from voicechat.voice.endpoint import Hypothesis, MeaningPolicy, SilencePolicy, TurnPolicy
+from voicechat.voice.endpoint import MeaningPolicy, SilencePolicy, TurnPolicy
 from voicechat.voice.listener import Listener, UserTurn
 from voicechat.voice.reply import Responder, Speech
 from voicechat.voice.sinks import TextSink
@@ -67,13 +67,12 @@ class VoiceSession:
         self._inputs: "queue.Queue[UserTurn]" = queue.Queue()
         self._pending = 0  # turns delivered and not yet answered
         self._pending_lock = threading.Lock()
-        self._speculation: Any = None
         self._threads: list[threading.Thread] = []
         self.policy = turn_policy(config, stt, turn_model)
         self.transcriber = Transcriber(stt, config.turn, config.stt.language, incremental=incremental(config, stt),
                                        turn_model=turn_model if config.turn.detector != "silence" else None, on_error=self._fail,
                                        on_partial=lambda utt, text: self.emit(ev.Partial(text)),
-                                       on_pause=self._speculate) if stt is not None else None
+                                       read_text=self._read_text if config.turn.language_model else None) if stt is not None else None
         self.speech = Speech(tts, self.sink, self._set_state)
         self.responder = Responder(config, conversation, self.transcriber, self.speech, self.sink,
                                    emit=self.emit, set_state=self._set_state)
@@ -133,9 +132,6 @@ class VoiceSession:
             t.join(max(0.1, deadline - time.monotonic()))
         if self.transcriber is not None:
             self.transcriber.close(max(0.1, deadline - time.monotonic()))
-        if self._speculation is not None:  # a prefill in progress finishes before the engines may close
-            self._speculation.shutdown(wait=True, cancel_futures=True)
-            self._speculation = None
         return not any(t.is_alive() for t in self._threads) and (self.transcriber is None or not self.transcriber.alive)
 
     @property
@@ -246,24 +242,15 @@ class VoiceSession:
     def _answering(self) -> bool:
         return not self.idle
 
-    def _speculate(self, hyp: "Hypothesis") -> None:
-        """At a pause that will likely end the turn soon, let a local model read the prompt now (on the
-        transcriber's thread, which is idle until the user speaks again); remote engines ignore it."""
-        if not self.cfg.turn.prefill or self._answering() or not hyp.text:
-            return
-        if self.policy.silence_to_end(hyp) != self.cfg.turn.fast_end_ms:
-            return
-        if self._speculation is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._speculation = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voice-prefill")
-        self._speculation.submit(self._prefill, hyp.text)
-
-    def _prefill(self, text: str) -> None:
+    def _read_text(self, text: str) -> float | None:
+        """At a pause: the chat model's reading of the words so far (None while it answers, or cannot)."""
+        if self._answering():
+            return None
         try:
-            self.conversation.prefill(text)
-        except Exception as e:  # a guess that failed costs nothing but the guess
-            self.emit(ev.Notice(f"could not prepare the reply early: {e}"))
+            return self.conversation.end_of_turn_probability(text)
+        except Exception as e:  # a reading that failed costs the reading only
+            self.emit(ev.Notice(f"the chat model could not judge the end of the turn: {e}"))
+            return None
 
     def _deliver(self, item: UserTurn) -> None:
         if self.source is not None:

@@ -53,14 +53,14 @@ class Transcriber:
     def __init__(self, stt: Any, cfg: "TurnConfig", language: str | None, *, incremental: bool, turn_model: Any = None,
                  on_partial: Callable[[UtteranceText, str], None] | None = None,
                  on_error: Callable[[BaseException], None] | None = None,
-                 on_pause: Callable[[Hypothesis], None] | None = None) -> None:
+                 read_text: Callable[[str], float | None] | None = None) -> None:
         self.stt, self.cfg, self.language = stt, cfg, language
         self.turn_model = turn_model
         self.judge = turn_model is not None
         self.incremental = incremental  # transcribe at pauses (the engine can, and the config wants it)
         self.on_partial = on_partial or (lambda utt, text: None)
         self.on_error = on_error
-        self.on_pause = on_pause or (lambda hyp: None)
+        self.read_text = read_text  # the chat model's P(sentence end) after the words so far
         self._engine = threading.Lock()  # one decode at a time
         self._slot: _Request | None = None
         self._cv = threading.Condition()
@@ -160,7 +160,7 @@ class Transcriber:
             if start > end:  # a commit from a later request: decode from the start
                 committed, start = "", 0
             utt.in_flight = end
-        text, prob = None, None
+        text, prob, text_prob = None, None, None
         try:
             with self._engine:
                 judging = self._judge(audio) if judge and self.turn_model is not None else None
@@ -169,9 +169,12 @@ class Transcriber:
                                                     silero_filter=self.cfg.silero_filter, language=self.language)
                 prob = judging.result() if judging is not None else None
                 self.decodes += 1
+            full = None if text is None else f"{committed} {text}".strip() if committed else text
+            if commit and full and self.read_text is not None:
+                text_prob = self.read_text(full)
         finally:
             full = None if text is None else f"{committed} {text}".strip() if committed else text
-            hyp = Hypothesis(full, prob)
+            hyp = Hypothesis(full, prob, text_prob)
             with utt.cond:  # the result is there before anyone waiting on this decode wakes
                 if text is not None or prob is not None:
                     utt.results[end] = hyp
@@ -184,6 +187,4 @@ class Transcriber:
                 if not utt.closed and full:  # under the lock: a partial never follows the turn's final text
                     self.on_partial(utt, full)
                 utt.cond.notify_all()
-        if commit and full:
-            self.on_pause(hyp)
         return hyp
