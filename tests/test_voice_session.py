@@ -154,6 +154,7 @@ def test_a_finished_sentence_ends_the_turn_fast_and_its_transcript_is_ready():
     assert user.text == "What time is it?"
     (stats,) = run.of(ev.TurnStats)
     assert stats.timing.endpoint == pytest.approx(run.cfg.turn.fast_end_ms / 1000, abs=0.031)
+    assert stats.timing.stt == 0.0 and stats.timing.transcript <= stats.timing.endpoint, "ready before the turn ended"
     assert run.stt.calls, "transcribed while listening"
     assert run.llm.prompts[0][-1].content == "What time is it?"
     partials = run.of(ev.Partial)

@@ -110,11 +110,13 @@ class Responder:
         self.emit, self.set_state = emit, set_state
         self.current: Reply | None = None
 
-    def transcript(self, item: "UserTurn") -> str:
+    def transcript(self, item: "UserTurn") -> tuple[str, float]:
+        """The turn's text, and when it was ready (before the turn ended, when transcribed during the pause)."""
         assert self.transcriber is not None and item.audio is not None
         if item.utt is not None:
             return self.transcriber.final(item.utt, item.audio)
-        return self.transcriber.transcribe(item.audio)
+        text = self.transcriber.transcribe(item.audio)
+        return text, time.perf_counter()
 
     def answer(self, item: "UserTurn", stop: threading.Event) -> None:
         reply = Reply()
@@ -131,11 +133,10 @@ class Responder:
             timing.endpoint = t0 - item.speech_end
         if item.source == "voice":
             self.set_state("thinking")
-            text = self.transcript(item)
-            now = time.perf_counter()
-            timing.stt = now - t0
+            text, ready = self.transcript(item)
+            timing.stt = max(0.0, ready - t0)
             if item.speech_end is not None:
-                timing.transcript = now - item.speech_end
+                timing.transcript = ready - item.speech_end
             if not text:
                 self.emit(ev.Dropped("no speech in the utterance"))
                 return

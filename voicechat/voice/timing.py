@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields
 class TurnTiming:
     endpoint: float | None = None  # end of speech -> the turn was judged complete
     stt: float | None = None  # turn complete -> final transcript (0 when it was ready: transcribed during the pause)
-    transcript: float | None = None  # end of speech -> final transcript
+    transcript: float | None = None  # end of speech -> final transcript ready (often before the turn was judged complete)
     first_token: float | None = None  # request sent -> first token of the reply
     first_chunk: float | None = None  # turn complete -> first speakable chunk written
     first_audio: float | None = None  # turn complete -> first reply sample at the sink

@@ -32,6 +32,7 @@ class UtteranceText:
         self.committed = ""  # text of the audio before commit_sample
         self.commit_sample = 0
         self.results: dict[int, Hypothesis] = {}  # end sample -> hypothesis of the whole utterance up to it
+        self.ready_at: dict[int, float] = {}  # end sample -> perf_counter() when its transcript was ready
         self.in_flight: int | None = None  # end sample of the request being decoded
         self.closed = False  # the turn ended: no more partial transcripts
 
@@ -102,8 +103,9 @@ class Transcriber:
             self._slot = _Request(utt, audio, pause)
             self._cv.notify()
 
-    def final(self, utt: UtteranceText, audio: "np.ndarray", timeout: float = 30.0) -> str:
-        """The transcript of the whole utterance: ready if the last pause's request covered it, else decoded now."""
+    def final(self, utt: UtteranceText, audio: "np.ndarray", timeout: float = 30.0) -> tuple[str, float]:
+        """The transcript of the whole utterance and when it was ready: ready already if the last pause's
+        request covered it, else decoded now."""
         end = len(audio)
         with utt.cond:
             utt.closed = True
@@ -112,8 +114,8 @@ class Transcriber:
                 utt.cond.wait(0.05)
             hyp = utt.results.get(end)
         if hyp is not None and hyp.text is not None:
-            return hyp.text
-        return self._decode(utt, audio, commit=False).text
+            return hyp.text, utt.ready_at.get(end, time.perf_counter())
+        return self._decode(utt, audio, commit=False).text or "", time.perf_counter()
 
     def transcribe(self, audio: "np.ndarray") -> str:
         """A whole utterance at once (engines that cannot work incrementally, push-to-talk)."""
@@ -178,8 +180,10 @@ class Transcriber:
             with utt.cond:  # the result is there before anyone waiting on this decode wakes
                 if text is not None or prob is not None:
                     utt.results[end] = hyp
+                    utt.ready_at[end] = time.perf_counter()
                     for k in sorted(utt.results)[:-8]:  # only the newest matter
                         del utt.results[k]
+                        utt.ready_at.pop(k, None)
                 if utt.in_flight == end:
                     utt.in_flight = None
                 if commit and full and end - start > self.cfg.commit_after_s * RATE and end > utt.commit_sample:
