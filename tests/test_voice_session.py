@@ -435,3 +435,11 @@ def test_the_last_words_of_a_file_are_answered():
     assert session.wait_done(timeout=20)
     session.close()
     assert chat.totals.turns == 1
+
+
+def test_an_empty_reply_is_said_not_kept_silently():
+    run = Run(None, replies=[""])
+    run.session.send_text("a message far too long for the model")
+    run.wait(lambda: run.of(ev.ReplyDone))
+    assert any(isinstance(e, ev.Notice) and "empty reply" in e.message for e in run.events)
+    run.session.close()

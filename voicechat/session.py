@@ -130,6 +130,13 @@ class ChatSession:
         """The chat model's reading of whether user_text is a finished message (see ChatModel)."""
         return self.llm.end_of_turn_probability(self.memory.messages_for(user_text))
 
+    def empty_reply_note(self, user_text: str, usage: Usage | None) -> str:
+        """An empty reply is kept as a turn, but never silently: the usual cause is a prompt too long."""
+        prompt = f"{usage.prompt_tokens} prompt tokens" if usage is not None else f"{len(user_text.split())} words in the message"
+        return (f"the model returned an empty reply ({prompt}); the message probably does not fit the model's context "
+                f"window (llm.context_size {self.config.llm.context_size} for llama-cpp, or the server's limit); "
+                "send a shorter message")
+
     def tokens_line(self, label: str) -> str:
         return summary_line(self.totals, label)
 

@@ -40,16 +40,6 @@ def _read_line(number: int) -> str | None:
     return text
 
 
-def _warn_empty(text: str, usage, cfg) -> None:
-    """An empty reply is kept as a turn, but never silently: the usual cause is a prompt too long."""
-    prompt = f"{usage.prompt_tokens} prompt tokens" if usage is not None else f"{len(text.split())} words in the message"
-    sys.stderr.write(
-        f"voicechat: warning: the model returned an empty reply ({prompt}); the message probably does not fit "
-        f"the model's context window (llm.context_size {cfg.llm.context_size} for llama-cpp, or the server's limit); "
-        "send a shorter message\n"
-    )
-
-
 @handle_errors
 def chat(
     llm: Annotated[Optional[str], typer.Option("--llm", help="Chat engine: llama-cpp, openai, langchain.")] = None,
@@ -133,7 +123,7 @@ def chat(
             sys.stdout.write("\n")
             sys.stdout.flush()
             if not reply.text and not reply.interrupted:
-                _warn_empty(text, reply.usage, cfg)
+                sys.stderr.write(f"voicechat: warning: {session.empty_reply_note(text, reply.usage)}\n")
             latency = {"first_token": round(reply.first_token, 3)} if reply.first_token is not None else {}
             if reply.first_token is not None:
                 session.totals.latencies.append(reply.first_token)

@@ -168,6 +168,8 @@ class Responder:
             reply.cancel.set()
             reply.chunks.put(None)
             return
+        if not result.text and not result.interrupted:
+            self.emit(ev.Notice(self.conversation.empty_reply_note(text, result.usage)))
         if not result.interrupted:
             for chunk in chunker.flush():
                 if timing.first_chunk is None:
