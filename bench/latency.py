@@ -200,9 +200,35 @@ def words(text: str) -> list[str]:
     return re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split()
 
 
-def covers(turn: str, part: list[str]) -> bool:
-    said = set(words(turn))
-    return bool(part) and sum(w in said for w in part) >= 0.6 * len(part)
+def paused_counts(users: list[str], items: list[dict]) -> tuple[int, int, int, list[list[str]]]:
+    """Each user turn goes to the question it matches best (lowest WER against the whole question, or
+    against either part of a paused one); a paused question is kept whole when exactly one turn went to
+    it and that turn holds words from both sides of the pause. Turns matching no question are noise."""
+    assigned: list[list[str]] = [[] for _ in items]
+    noise = 0
+    for u in users:
+        scores = []
+        for k, i in enumerate(items):
+            w = words(i["text"])
+            parts = [w] + ([w[: i["split"]], w[i["split"]:]] if i["paused"] else [])
+            scores.append((min(wer(" ".join(p), u) for p in parts), k))
+        best, k = min(scores)
+        if best <= 0.6:
+            assigned[k].append(u)
+        else:
+            noise += 1
+    kept = split = 0
+    for k, i in enumerate(items):
+        if not i["paused"]:
+            continue
+        w = words(i["text"])
+        first, second = w[: i["split"]], w[i["split"]:]
+        got = assigned[k]
+        said = words(got[0]) if len(got) == 1 else []
+        whole = bool(said) and all(sum(x in said for x in part) >= 0.5 * len(part) for part in (first, second))
+        kept += whole
+        split += len(got) > 1 or (len(got) == 1 and not whole)
+    return kept, split, noise, assigned
 
 
 def analyse(result: dict, items: list[dict]) -> dict:
@@ -219,25 +245,8 @@ def analyse(result: dict, items: list[dict]) -> dict:
         after = [s for s in starts if s > end]
         if after and after[0] - end < 8.0:
             v2v.append(after[0] - end)
-    kept, split, matched = 0, 0, set()
-    for item in items:
-        w = words(item["text"])
-        first, second = (w[: item["split"]], w[item["split"]:]) if item["paused"] else (w, [])
-        whole = [u for u in users if covers(u, first) and (not second or covers(u, second))]
-        if whole:
-            matched.add(whole[0])
-        if item["paused"]:
-            kept += len(whole) == 1
-            split += any(covers(u, first) != covers(u, second) for u in users)
-    def part_of_a_question(u: str) -> bool:
-        for i in items:
-            w = words(i["text"])
-            if covers(u, w) or (i["paused"] and (covers(u, w[: i["split"]]) or covers(u, w[i["split"]:]))):
-                return True
-        return False
-
-    noise_turns = [u for u in users if u not in matched and not part_of_a_question(u)]
-    pairs = [(i["text"], next((u for u in users if covers(u, words(i["text"]))), "")) for i in items if not i["paused"]]
+    kept, split, noise, assigned = paused_counts(users, items)
+    pairs = [(i["text"], " ".join(assigned[k])) for k, i in enumerate(items) if not i["paused"]]
     ref = " ".join(r for r, _ in pairs)
     hyp = " ".join(h for _, h in pairs)
     share = {k: med([s[k] for s in stats if k in s] or [float("nan")])
@@ -245,7 +254,7 @@ def analyse(result: dict, items: list[dict]) -> dict:
     if os.environ.get("BENCH_DEBUG"):
         print("    questions:", [i["text"] for i in items], "\n    turns:", users, "\n    ends:", [round(e, 2) for e in ends],
               "\n    reply starts:", [round(x, 2) for x in starts], flush=True)
-    return {"turns": len(users), "noise": len(noise_turns), "split": split, "early": early, "v2v": v2v, "share": share,
+    return {"turns": len(users), "noise": noise, "split": split, "early": early, "v2v": v2v, "share": share,
             "wer": wer(ref, hyp), "paused_whole": kept, "paused": sum(i["paused"] for i in items),
             "internal_v2v": [s["voice_to_voice"] for s in stats if "voice_to_voice" in s], "offset": result["offset"]}
 
