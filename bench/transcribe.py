@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,9 @@ import numpy as np
 import soundfile as sf
 
 from common import BIN, PARAGRAPH, ensure_out, med
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.helpers import normalize_words as words, wer  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -174,21 +176,6 @@ def run(cmd: list[str], stdout_path: Path | None = None, stdin=None, env: dict |
     elapsed = time.perf_counter() - start
     p.returncode = os.waitstatus_to_exitcode(status)
     return elapsed, usage.ru_maxrss / 1024, p.returncode
-
-
-def words(text: str) -> list[str]:
-    return re.sub(r"[^a-z0-9' ]+", " ", text.lower().replace("-", " ")).split()
-
-
-def wer(reference: str, hypothesis: str) -> float:
-    ref, hyp = words(reference), words(hypothesis)
-    d = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, d[0] = d[0], i
-        for j, h in enumerate(hyp, 1):
-            cur = min(d[j] + 1, d[j - 1] + 1, prev + (r != h))
-            prev, d[j] = d[j], cur
-    return d[len(hyp)] / max(1, len(ref))
 
 
 def spread(values: list[float], fmt: str = "{:.2f}") -> str:

@@ -16,7 +16,7 @@ VOICECHAT = str(Path(sys.executable).parent / "voicechat")
 
 
 def normalize_words(text: str) -> list[str]:
-    return re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split()
+    return re.sub(r"[^a-z0-9' ]+", " ", text.lower().replace("-", " ")).split()
 
 
 def wer(reference: str, hypothesis: str) -> float:
