@@ -218,6 +218,12 @@ def test_bad_input_file_and_options(tmp_path):
     assert_one_line_error(r.stderr.decode(), "--mode is 'loud'")
     r = run_cli("talk", "--output", str(tmp_path / "x.mp3"))
     assert_one_line_error(r.stderr.decode(), "unsupported audio extension")
+    r = run_cli("talk", input=b"", env={"VOICECHAT_TURN_MODEL": str(tmp_path / "none.onnx")})
+    assert r.returncode == 1
+    assert_one_line_error(r.stderr.decode(), "turn.model", "does not exist")
+    r = run_cli("talk", input=b"", env={"VOICECHAT_TURN_DETECTOR": "vibes"})
+    assert r.returncode == 2  # a configuration error, like every bad config value
+    assert_one_line_error(r.stderr.decode(), "turn.detector")
 
 
 @pytest.mark.parametrize("stage", ["listening", "thinking", "speaking"])

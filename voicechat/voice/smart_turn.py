@@ -40,9 +40,10 @@ class SmartTurn:
     def __init__(self, path: str | None = None, threads: int = 1) -> None:
         model = Path(os.path.expanduser(path)) if path else bundled_model()
         if model is None or not model.exists():
+            missing = f"turn.model {model} does not exist" if path else "the Smart Turn model is not installed"
             raise VoicechatError(
-                f"the turn model {'at ' + str(model) if path else 'is not installed'}; install it with "
-                "`pip install --no-deps pipecat-ai`, set turn.model to a Smart Turn .onnx file, or set turn.detector: silence"
+                f"{missing}; install it with `pip install --no-deps pipecat-ai`, set turn.model to a Smart Turn "
+                ".onnx file, or set turn.audio_model: false"
             )
         import onnxruntime as ort
         from faster_whisper.feature_extractor import FeatureExtractor
