@@ -120,9 +120,10 @@ class Speaker:
     """
 
     BLOCK_S = 0.02
+    STALL_S = 0.05
 
     def __init__(
-        self, device: int | str | None = None, *, latency: str = "low", max_queued: int = 32, sample_rate: int | None = None
+        self, device: int | str | None = None, *, latency: str | float = "low", max_queued: int = 32, sample_rate: int | None = None
     ) -> None:
         self._prepare_rate = sample_rate  # open the stream up front at this rate, so the first chunk plays at once
         self.device = device if isinstance(device, int) or device is None else find_device(device, "output")
@@ -137,6 +138,10 @@ class Speaker:
         self.error: VoicechatError | None = None
         self.first_audio_at: float | None = None
         self.played = Played()
+        self.tap: Any = None  # an echo canceller's far end: tap.add(samples, rate, play_time), tap.cut(time)
+        self._room = 0  # the output stream's buffer size in frames (the most free space seen)
+        self._frames = 0  # frames written to the stream
+        self._anchor: float | None = None  # perf_counter() time at which frame 0 sounded
         self._idle = threading.Event()
         self._idle.set()
 
@@ -183,6 +188,8 @@ class Speaker:
     def stop(self) -> None:
         """Silence now: drop what is queued and abort the stream."""
         self._stop.set()
+        if self.tap is not None:
+            self.tap.cut(time.perf_counter())
         while True:
             try:
                 self._queue.get_nowait()
@@ -243,6 +250,7 @@ class Speaker:
             except Exception:
                 pass
             self._stream = None
+            self._room, self._frames, self._anchor = 0, 0, None
 
     def _run(self) -> None:
         if self._prepare_rate:  # open the device while the first chunk is being synthesized
@@ -269,6 +277,25 @@ class Speaker:
             except Exception as e:  # a device that vanished mid-stream
                 self.error = VoicechatError(f"output device stopped during playback: {e}; check `voicechat devices`")
                 self._idle.set()
+
+    def _play_time(self, now: float, n: int) -> float:
+        """When a block of n frames written now will sound. Each write gives a bound, ``now`` + what the stream
+        still holds (its buffer's size, learnt as the most free space seen, less the free space now) + the
+        device's latency; the bounds come late, never early, so the earliest offset from the frame count is
+        kept (creeping 1 ms/s to follow a slow clock); an empty buffer (an underrun) or a bound far later (a stall)
+        starts afresh."""
+        free = self._stream.write_available
+        if free >= self._room:
+            self._room, self._anchor = free, None  # the buffer ran dry: playback restarts from now
+        estimate = now + (self._room - free) / self._rate  # type: ignore[operator]
+        offset = estimate - self._frames / self._rate  # type: ignore[operator]
+        if self._anchor is None or offset > self._anchor + self.STALL_S:  # (a stall: the stream started late, or stopped)
+            self._anchor = offset
+        else:
+            self._anchor = min(offset, self._anchor + n / self._rate / 1000)  # type: ignore[operator]
+        at = self._anchor + self._frames / self._rate  # type: ignore[operator]
+        self._frames += n
+        return at
 
     def _flush(self) -> None:
         """Play the resampler's held-back tail at the end of a burst of chunks."""
@@ -297,10 +324,14 @@ class Speaker:
                 self._stream.abort()
                 self._stream.close()
                 self._stream = None
+                self._room, self._frames, self._anchor = 0, 0, None
                 break
             part = samples[start : start + block]
+            now = time.perf_counter()
             if self.first_audio_at is None:
-                self.first_audio_at = time.perf_counter()
+                self.first_audio_at = now
+            if self.tap is not None:
+                self.tap.add(part, self._rate, self._play_time(now, len(part)))
             self._stream.write(part.reshape(-1, 1))
             done += len(part)
             self.played.samples += len(part)
@@ -321,6 +352,8 @@ class Microphone:
         self._queue: queue.Queue = queue.Queue(maxsize=1000)
         self._stream: Any = None
         self.overflows = 0
+        self._count = 0  # samples captured so far
+        self._anchor: float | None = None
 
     def __enter__(self) -> "Microphone":
         lib = sd()
@@ -331,7 +364,7 @@ class Microphone:
             if status.input_overflow:
                 self.overflows += 1
             try:
-                self._queue.put_nowait(bytes(indata))
+                self._queue.put_nowait((bytes(indata), self._captured(time.perf_counter(), time_info, frames)))
             except queue.Full:
                 self.overflows += 1
 
@@ -356,10 +389,33 @@ class Microphone:
 
     def read(self, timeout: float = 0.5) -> bytes | None:
         """One frame of int16 bytes, or None if none arrived within timeout."""
+        got = self.read_timed(timeout)
+        return None if got is None else got[0]
+
+    def read_timed(self, timeout: float = 0.5) -> tuple[bytes, float] | None:
+        """One frame and the perf_counter() time its first sample was captured, or None."""
         try:
             return self._queue.get(timeout=timeout)
         except queue.Empty:
             return None
+
+    def _captured(self, now: float, time_info: Any, frames: int) -> float:
+        """The capture time of a block's first sample. Callbacks come late, never early: the frame count
+        gives a steady timeline, anchored at the earliest arrival seen (creeping 1 ms/s to follow a slow clock)."""
+        lag = frames / MIC_RATE
+        try:  # PortAudio's own stamps, when the host API gives sane ones
+            adc = time_info.currentTime - time_info.inputBufferAdcTime
+            if 0 < adc < 1:
+                lag = adc
+        except Exception:
+            pass
+        if lag == frames / MIC_RATE and self._stream is not None:
+            lag += float(self._stream.latency)
+        offset = now - lag - self._count / MIC_RATE
+        self._anchor = offset if self._anchor is None else min(offset, self._anchor + frames / MIC_RATE / 1000)
+        at = self._anchor + self._count / MIC_RATE
+        self._count += frames
+        return at
 
     def frames(self, stop: threading.Event) -> Iterator[bytes]:
         while not stop.is_set():

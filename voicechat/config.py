@@ -88,6 +88,8 @@ class AudioConfig:
     input_device: str | None = None  # index or case-insensitive name substring
     output_device: str | None = None
     latency: str = "low"  # low | high (PortAudio's suggested latency)
+    aec: bool | None = None  # echo cancellation; None: on when barge-in is on with a microphone and a loudspeaker
+    aec_engine: str = "webrtc"  # webrtc (WebRTC AEC3, package livekit) | speex (package pyaec)
 
 
 @dataclass
@@ -204,6 +206,7 @@ RANGES: dict[str, tuple] = {
 }
 CHOICES: dict[str, tuple[str, ...]] = {  # listen.mode is checked by talk, which names its --mode option
     "audio.latency": ("low", "high"),
+    "audio.aec_engine": ("webrtc", "speex"),
     "turn.detector": ("meaning", "silence"),
 }
 

@@ -29,7 +29,8 @@ def talk(
     voice: Annotated[Optional[str], typer.Option("--voice", help="TTS voice.", rich_help_panel=ENGINES)] = None,
     system: Annotated[Optional[str], typer.Option("--system", help="System prompt.", rich_help_panel=ENGINES)] = None,
     mode: Annotated[Optional[str], typer.Option("--mode", help="vad (voice activity) or ptt (push-to-talk, space bar).", rich_help_panel=AUDIO)] = None,
-    barge_in: Annotated[Optional[bool], typer.Option("--barge-in/--no-barge-in", help="Speaking over the assistant stops it (use headphones).", rich_help_panel=AUDIO)] = None,
+    barge_in: Annotated[Optional[bool], typer.Option("--barge-in/--no-barge-in", help="Speaking over the assistant stops it.", rich_help_panel=AUDIO)] = None,
+    aec: Annotated[Optional[bool], typer.Option("--aec/--no-aec", help="Echo cancellation: the assistant's voice from the speaker is removed from the microphone (default: on with --barge-in on a speaker).", rich_help_panel=AUDIO)] = None,
     input_device: Annotated[Optional[str], typer.Option("--input-device", help="Microphone: index or name part.", rich_help_panel=AUDIO)] = None,
     output_device: Annotated[Optional[str], typer.Option("--output-device", help="Speaker: index or name part.", rich_help_panel=AUDIO)] = None,
     input_file: Annotated[Optional[Path], typer.Option("--input", help="Use an audio file as the microphone.", rich_help_panel=AUDIO)] = None,
@@ -46,7 +47,7 @@ def talk(
     cfg = load_config({
         "stt.engine": stt, "llm.engine": llm, "tts.engine": tts, "stt.model": stt_model, "llm.model": llm_model,
         "tts.voice": voice, "llm.system_prompt": system, "listen.mode": mode, "listen.barge_in": barge_in,
-        "audio.input_device": input_device, "audio.output_device": output_device,
+        "audio.input_device": input_device, "audio.output_device": output_device, "audio.aec": aec,
     })
     if cfg.listen.mode not in ("vad", "ptt"):
         raise VoicechatError(f"--mode is '{cfg.listen.mode}'; use vad or ptt")
@@ -149,13 +150,36 @@ class Talk:
 
             return FileSink(stack.enter_context(AudioFileWriter(self.output_file)))
         try:
+            from voicechat.voice.echo import SPEAKER_LATENCY_S
+
             device = find_device(self.cfg.audio.output_device, "output")
-            return SpeakerSink(stack.enter_context(Speaker(device, latency=self.cfg.audio.latency, sample_rate=rate)))
+            wants_aec = self.cfg.audio.aec is True or (self.cfg.audio.aec is None and self.cfg.listen.barge_in)
+            latency = SPEAKER_LATENCY_S if wants_aec else self.cfg.audio.latency  # no underruns: they move the echo
+            return SpeakerSink(stack.enter_context(Speaker(device, latency=latency, sample_rate=rate)))
         except VoicechatError as e:
             if self.cfg.audio.output_device is not None:
                 raise
             renderer(ev.Notice(f"no speaker ({e}); replies are printed only (use --output FILE to save them)"))
             return TextSink()
+
+    def _cancel_echo(self, renderer: Any, source: Any, sink: Any) -> Any:
+        """Put the echo canceller between the microphone and the listener, fed by the speaker, when it applies."""
+        from voicechat.errors import VoicechatError
+        from voicechat.voice import events as ev
+        from voicechat.voice.echo import applies, attach
+
+        wanted = self.cfg.audio.aec
+        if not applies(source, sink):
+            if wanted:
+                raise VoicechatError("--aec needs a microphone and a loudspeaker; drop --input/--output, or use --no-aec")
+            return source
+        if wanted is None and not self.cfg.listen.barge_in:
+            return source  # the microphone ignores the assistant's voice anyway
+        if wanted is False:
+            return source
+        cleaned = attach(source, sink, self.cfg.audio.aec_engine)
+        renderer(ev.Notice(f"echo cancellation on ({cleaned.canceller.name})"))
+        return cleaned
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
         self.interrupts += 1
@@ -194,6 +218,7 @@ class Talk:
                 if source is None:
                     cfg.listen.mode = "vad"
                 sink = self._open_sink(renderer, stack, getattr(tts, "sample_rate", None))
+                source = self._cancel_echo(renderer, source, sink)
                 session = VoiceSession(cfg, conversation=chat, stt=stt, tts=tts, source=source, sink=sink, turn_model=turn_model,
                                        ptt_key=sys.stdin.isatty())
                 session.subscribe(renderer)

@@ -35,6 +35,10 @@ class SpeakerSink:
     def playback(self) -> Playback:
         return Playback(self.speaker.played.text(), self.speaker.first_audio_at)
 
+    def feed(self, far_end: object) -> None:
+        """Report every block written, with the time it sounds, to an echo canceller's far end."""
+        self.speaker.tap = far_end
+
 
 class FileSink:
     """Replies written to an audio file (:class:`voicechat.audiofile.AudioFileWriter`); all of a chunk counts as

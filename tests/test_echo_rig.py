@@ -1,0 +1,41 @@
+"""Barge-in on loudspeakers: `voicechat talk --barge-in` in a PulseAudio room where the speaker reaches
+the microphone 80 ms later through a loopback. The assistant's echo never interrupts it; the user
+speaking over it does; the question after the interruption is answered."""
+
+from __future__ import annotations
+
+import signal
+
+import numpy as np
+import pytest
+
+from tests.helpers import speak, wer
+from tests.soundcard import PulseCard
+from tests.test_talk import TalkProcess, history_turns, silence
+
+LONG = "Answer every question with a detailed explanation of at least four sentences."
+
+
+def test_user_over_the_echo_interrupts_and_the_question_is_answered(tmp_path):
+    """The user speaks over the reply in a room with echo: playback stops, the reply is kept as far as it
+    was played, and what the user said (not the assistant's echo) is the next turn, and is answered."""
+    if not PulseCard.available():
+        pytest.fail("PulseAudio is required (scripts/setup.sh test installs it)")
+    stop_q = "Stop. What is the capital of Italy?"
+    with PulseCard(tmp_path / "pulse", room_ms=80, room_volume=0.8) as card:
+        talk = TalkProcess("--barge-in", "--system", LONG, env={"VOICECHAT_LLM_MAX_TOKENS": "120"})
+        talk.wait_for(lambda e: e["type"] == "notice" and "echo cancellation on" in e["message"])
+        talk.wait_for(lambda e: e == {"type": "status", "state": "listening"})
+        card.feed_mic(np.concatenate([speak("Tell me a long story about a dragon."), silence(1.0)])).wait()
+        speaking = talk.wait_for(lambda e: e == {"type": "status", "state": "speaking"})
+        card.feed_mic(np.concatenate([silence(2.5), speak(stop_q), silence(1.0)])).wait()
+        asked = talk.wait_for(lambda e: e["type"] == "user" and wer(stop_q, e["text"]) <= 0.35, after=speaking, timeout=180)
+        answer = talk.wait_for(lambda e: e["type"] == "reply", after=asked, timeout=180)
+        talk.proc.send_signal(signal.SIGINT)
+        assert talk.finish() == 0, talk.stderr_text()
+    assert any(e["type"] == "notice" and "barge-in" in e["message"] for e in talk.events)
+    cut = [e for e in talk.events[: talk.events.index(asked)] if e["type"] == "reply"]
+    assert cut and cut[-1]["interrupted"] is True
+    assert answer["text"].strip()
+    turns = history_turns()
+    assert any(t.interrupted and t.assistant_text == cut[-1]["text"] for t in turns)
