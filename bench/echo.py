@@ -6,11 +6,8 @@ the far end, a user's question over it):
   - word error rate of the user's question heard over the echo: raw, cleaned by each canceller, and
     the same question with no echo at all (the baseline);
   - CPU seconds per second of audio for each canceller.
-With --rig: `voicechat talk --barge-in` on a PulseAudio room (the speaker reaches the microphone
-80 ms later through a loopback): self-interruptions, barge-ins detected, and the time from the user's
-first word to the playback stopping, over a number of replies.
 
-    python bench/echo.py [--rooms N] [--rig --replies 10]
+    python bench/echo.py [--rooms N]
 """
 
 from __future__ import annotations
@@ -98,16 +95,8 @@ def offline(n_rooms: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rooms", type=int, default=9)
-    ap.add_argument("--rig", action="store_true", help="also measure barge-in on the PulseAudio room")
-    ap.add_argument("--replies", type=int, default=10)
-    ap.add_argument("--skip-offline", action="store_true")
     args = ap.parse_args()
-    if not args.skip_offline:
-        offline(args.rooms)
-    if args.rig:
-        from bench.echo_rig import rig
-
-        rig(args.replies)
+    offline(args.rooms)
 
 
 if __name__ == "__main__":
