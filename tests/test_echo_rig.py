@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers import speak, wer
 from tests.soundcard import PulseCard
-from tests.test_talk import TalkProcess, history_turns, silence
+from tests.test_talk import TalkProcess, history_turns, no_stray_processes, silence  # noqa: F401 (the fixture ends a failed test's talk)
 
 LONG = "Answer every question with a detailed explanation of at least four sentences."
 
@@ -39,3 +39,27 @@ def test_user_over_the_echo_interrupts_and_the_question_is_answered(tmp_path):
     assert answer["text"].strip()
     turns = history_turns()
     assert any(t.interrupted and t.assistant_text == cut[-1]["text"] for t in turns)
+
+
+def test_check_echo_measures_the_room_and_its_absence(tmp_path):
+    """`voicechat devices --check-echo` plays a short sound: in the room it hears the echo, finds its delay
+    (the loopback's 80 ms plus the devices') and reports the echo removed; without a room, no echo."""
+    import json
+
+    from tests.helpers import run_cli
+
+    if not PulseCard.available():
+        pytest.fail("PulseAudio is required (scripts/setup.sh test installs it)")
+    with PulseCard(tmp_path / "room", room_ms=80, room_volume=0.8):
+        r = run_cli("devices", "--check-echo", "--json")
+        assert r.returncode == 0, r.stderr.decode()
+        room = json.loads(r.stdout)
+        text = run_cli("devices", "--check-echo")
+    assert room["echo_heard"] is True and room["engine"] == "webrtc"
+    assert 60 <= room["delay_ms"] <= 400, room
+    assert room["erle_db"] >= 10, room
+    assert "echo removed:" in text.stdout.decode()
+    with PulseCard(tmp_path / "quiet"):
+        r = run_cli("devices", "--check-echo", "--json")
+    assert r.returncode == 0, r.stderr.decode()
+    assert json.loads(r.stdout)["echo_heard"] is False

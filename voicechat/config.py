@@ -104,6 +104,9 @@ class ListenConfig:
     max_utterance_s: float = 30.0
     min_speech_ms: int = 250
     barge_in: bool = False
+    wake: str | None = None  # a wake word (talk --wake): alexa, hey_jarvis, hey_mycroft, hey_rhasspy, okay_nabu
+    wake_stay_s: float = 0.0  # awake this long after the last turn; 0: one request per wake word
+    wake_threshold: float = 0.5  # the wake word model's probability that counts as heard
 
 
 @dataclass
@@ -191,6 +194,8 @@ RANGES: dict[str, tuple] = {
     "listen.end_silence_ms": (10, 60_000),
     "listen.max_utterance_s": (0.5, 3600.0),
     "listen.min_speech_ms": (0, 60_000),
+    "listen.wake_stay_s": (0.0, 86_400.0),
+    "listen.wake_threshold": (0.01, 1.0),
     "turn.model_threshold": (0.0, 1.0),
     "turn.pause_ms": (30, 10_000),
     "turn.fast_end_ms": (30, 60_000),

@@ -241,6 +241,10 @@ class EchoCancelledSource:
         self.converged = False  # until then, the microphone is deaf while the speaker plays (as without a canceller)
         self._recent = [0.0, 0.0, 0.0]  # decaying energy in, energy out, seconds (of frames while the speaker played)
 
+    def clean(self, near: np.ndarray, far: np.ndarray) -> np.ndarray:
+        """The canceller's output for one frame and its aligned far end (no gating)."""
+        return cancel(self.canceller, near, far)
+
     def _converge(self, near: np.ndarray, out: np.ndarray, far: np.ndarray) -> None:
         """The canceller has converged once it removes CONVERGED_DB over the last second or so of playback."""
         if self.converged or not np.any(far):
@@ -274,7 +278,7 @@ class EchoCancelledSource:
         near = np.frombuffer(frame, dtype="<i2")
         reference_at = captured - LEAD_MS / 1000
         far = self.far_end.read(reference_at, len(near))
-        out = cancel(self.canceller, near, far)
+        out = self.clean(near, far)
         self._converge(near, out, far)
         if np.any(self.far_end.read(reference_at - TAIL_S, int(TAIL_S * RATE) + len(near))):  # playing, or its echo rings
             out = gate(out, near) if self.converged else np.zeros_like(out)

@@ -44,12 +44,13 @@ class UserTurn:
 class Listener:
     def __init__(self, config: "Config", source: "Source", policy: "TurnPolicy", transcriber: "Transcriber", *,
                  emit: Callable[[ev.Event], None], deliver: Callable[[UserTurn], None], set_state: Callable[[str], None],
-                 answering: Callable[[], bool], on_barge_in: Callable[[], None], echo: bool) -> None:
+                 answering: Callable[[], bool], on_barge_in: Callable[[], None], echo: bool, wake: Any = None) -> None:
         self.cfg = config
         self.source, self.policy, self.transcriber = source, policy, transcriber
         self.emit, self.deliver, self.set_state = emit, deliver, set_state
         self.answering, self.on_barge_in = answering, on_barge_in
         self.echo = echo
+        self.wake = wake  # a WakeGate: asleep until its word is heard (voicechat.voice.wake)
         self.mode = config.listen.mode
         self.barge_in = config.listen.barge_in
         self.recording = threading.Event()  # push-to-talk: the key is down
@@ -101,6 +102,10 @@ class Listener:
                     self.deliver(UserTurn("voice", audio=audio, speech_end=now, end_detected=now))
                 continue
             answering = self.answering()
+            if self.wake is not None and not self._awake(frame, now, answering or seg.active):
+                seg.reset()
+                utt = self._close(utt)
+                continue
             if answering and not self.barge_in:
                 seg.reset()  # the assistant's own voice is not the user
                 utt = self._close(utt)
@@ -147,6 +152,21 @@ class Listener:
                 if seg.silence_ms >= (self.policy.max_silence_ms if need is None else need):
                     self._end(seg, utt, now)
                     utt = None
+
+    def _awake(self, frame: bytes, now: float, busy: bool) -> bool:
+        """The wake word gate: asleep, frames go to its detector; awake, they go on to the turn taking."""
+        gate = self.wake
+        if gate.awake:
+            if gate.still_awake(now, busy):
+                return True
+            self.set_state("asleep")
+            return False
+        if gate.feed(frame, now):
+            self.emit(ev.Notice(f"wake word: {gate.detector.word}"))
+            self.set_state("listening")
+        else:
+            self.set_state("asleep")
+        return False
 
     def _hypothesis(self, utt: UtteranceText | None, end: int) -> Any:
         """What is known at this pause. A source faster than real time waits for it: the decision must not
