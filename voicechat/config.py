@@ -104,6 +104,7 @@ class ListenConfig:
     max_utterance_s: float = 30.0
     min_speech_ms: int = 250
     barge_in: bool = False
+    barge_in_ms: int = 0  # voiced speech over a reply before it stops; 0: at once (when speech is first detected)
     wake: str | None = None  # a wake word (talk --wake): alexa, hey_jarvis, hey_mycroft, hey_rhasspy, okay_nabu
     wake_stay_s: float = 0.0  # awake this long after the last turn; 0: one request per wake word
     wake_threshold: float = 0.5  # the wake word model's probability that counts as heard
@@ -195,6 +196,7 @@ RANGES: dict[str, tuple] = {
     "listen.max_utterance_s": (0.5, 3600.0),
     "listen.min_speech_ms": (0, 60_000),
     "listen.wake_stay_s": (0.0, 86_400.0),
+    "listen.barge_in_ms": (0, 10_000),
     "listen.wake_threshold": (0.01, 1.0),
     "turn.model_threshold": (0.0, 1.0),
     "turn.pause_ms": (30, 10_000),

@@ -81,6 +81,7 @@ class Listener:
         ptt: list[bytes] = []
         quiet_until = 0.0
         since_partial = 0
+        barge = False  # speech started over a reply: it stops the reply once listen.barge_in_ms of it is voiced
         while not stop.is_set():
             frame = self.source.read(0.1)
             if frame is None:
@@ -125,8 +126,7 @@ class Listener:
                     pause_end = 0
                     since_partial = 0
                     if answering and self.barge_in:
-                        self.emit(ev.Notice("barge-in: stopping the reply"))
-                        self.on_barge_in()
+                        barge = True  # once the voice has lasted long enough (below)
                     if not self.answering():
                         self.set_state("hearing")
                 elif isinstance(event, Pause) and seg.active:
@@ -140,7 +140,13 @@ class Listener:
                 elif isinstance(event, Dropped):
                     self._dropped(event, utt)
             if not seg.active:
+                barge = False
                 continue
+            if barge and seg.voiced * self.cfg.listen.frame_ms >= self.cfg.listen.barge_in_ms:
+                barge = False
+                if self.answering():
+                    self.emit(ev.Notice("barge-in: stopping the reply"))
+                    self.on_barge_in()
             if seg.silence_run == 0:
                 since_partial += 1
                 if self.policy.uses_transcript and since_partial >= self._partial_frames and not self.transcriber.busy:
