@@ -60,6 +60,6 @@ def _check_echo(json_out: bool, input_device: str | None, output_device: str | N
         level = "" if r.echo_level_db is None else f" (echo {r.echo_level_db:.0f} dB)"
         typer.echo(f"the microphone did not hear the speaker{level}: no echo to remove (headphones?)")
         return
-    typer.echo(f"echo heard {r.echo_level_db:.0f} dB below the sound played, {r.delay_ms:.0f} ms after it was played")
+    typer.echo(f"echo heard at {r.echo_level_db:.0f} dB of the sound played, {r.delay_ms:.0f} ms after it was played")
     if r.erle_db is not None:
         typer.echo(f"echo removed: {r.erle_db:.1f} dB")

@@ -21,7 +21,7 @@ class EchoReport:
     output_latency_ms: float  # PortAudio's figures for the opened streams
     input_latency_ms: float
     echo_heard: bool  # the microphone picked up the probe
-    echo_level_db: float | None  # the echo at the microphone, dB below the probe as played
+    echo_level_db: float | None  # the echo at the microphone, in dB relative to the probe as played
     delay_ms: float | None  # play time -> capture time of the echo, measured (it includes the room)
     erle_db: float | None  # how much of the echo the canceller removed
 
