@@ -27,6 +27,8 @@ FAR_SECONDS = 10  # far end kept (covers any room and device delay)
 GATE_DB = 12.0  # see gate()
 TAIL_S = 0.3  # the room's echo outlasts the playback by this much
 CONVERGED_DB = 15.0  # see EchoCancelledSource._converge
+CONVERGED_S = 0.5
+SILENT_DB = 40.0  # a microphone this far below what is played does not hear the speaker
 SPEAKER_LATENCY_S = 0.1  # the speaker's buffer with a canceller: an underrun shifts the echo, and AEC3 re-converges
 
 
@@ -239,23 +241,23 @@ class EchoCancelledSource:
         self.realtime = source.realtime
         self.stats = EchoStats()
         self.converged = False  # until then, the microphone is deaf while the speaker plays (as without a canceller)
-        self._recent = [0.0, 0.0, 0.0]  # decaying energy in, energy out, seconds (of frames while the speaker played)
+        self._good_s = 0.0  # playback so far in which the echo was removed, or not heard
 
     def clean(self, near: np.ndarray, far: np.ndarray) -> np.ndarray:
         """The canceller's output for one frame and its aligned far end (no gating)."""
         return cancel(self.canceller, near, far)
 
     def _converge(self, near: np.ndarray, out: np.ndarray, far: np.ndarray) -> None:
-        """The canceller has converged once it removes CONVERGED_DB over the last second or so of playback."""
+        """Converged after CONVERGED_S of playback in which the canceller removed CONVERGED_DB, or in which the
+        microphone did not hear the speaker at all (headphones: nothing to remove)."""
         if self.converged or not np.any(far):
             return
-        decay = 0.97
-        r = self._recent
-        r[0] = r[0] * decay + float(np.sum(near.astype(np.float64) ** 2))
-        r[1] = r[1] * decay + float(np.sum(out.astype(np.float64) ** 2))
-        r[2] = r[2] * decay + len(near) / RATE
-        if r[2] >= 0.5 and r[0] > 0 and r[1] * 10 ** (CONVERGED_DB / 10) <= r[0]:
-            self.converged = True
+        mic = float(np.sum(near.astype(np.float64) ** 2))
+        left = float(np.sum(out.astype(np.float64) ** 2))
+        played = float(np.sum(far.astype(np.float64) ** 2))
+        if left * 10 ** (CONVERGED_DB / 10) <= mic or mic <= played * 10 ** (-SILENT_DB / 10):
+            self._good_s += len(near) / RATE
+        self.converged = self._good_s >= CONVERGED_S
 
     def __enter__(self) -> "EchoCancelledSource":
         return self
