@@ -30,7 +30,7 @@ def talk(
     system: Annotated[Optional[str], typer.Option("--system", help="System prompt.", rich_help_panel=ENGINES)] = None,
     mode: Annotated[Optional[str], typer.Option("--mode", help="vad (voice activity) or ptt (push-to-talk, space bar).", rich_help_panel=AUDIO)] = None,
     barge_in: Annotated[Optional[bool], typer.Option("--barge-in/--no-barge-in", help="Speaking over the assistant stops it.", rich_help_panel=AUDIO)] = None,
-    aec: Annotated[Optional[bool], typer.Option("--aec/--no-aec", help="Echo cancellation: the assistant's voice from the speaker is removed from the microphone (default: on with --barge-in on a speaker).", rich_help_panel=AUDIO)] = None,
+    aec: Annotated[Optional[bool], typer.Option("--aec/--no-aec", help="Echo cancellation: the assistant's voice from the speaker is removed from the microphone (for --barge-in on loudspeakers).", rich_help_panel=AUDIO)] = None,
     wake: Annotated[Optional[str], typer.Option("--wake", help="Sleep until this wake word: alexa, hey_jarvis, hey_mycroft, hey_rhasspy, okay_nabu.", rich_help_panel=AUDIO)] = None,
     input_device: Annotated[Optional[str], typer.Option("--input-device", help="Microphone: index or name part.", rich_help_panel=AUDIO)] = None,
     output_device: Annotated[Optional[str], typer.Option("--output-device", help="Speaker: index or name part.", rich_help_panel=AUDIO)] = None,
@@ -161,7 +161,7 @@ class Talk:
             from voicechat.voice.echo import SPEAKER_LATENCY_S
 
             device = find_device(self.cfg.audio.output_device, "output")
-            wants_aec = self.cfg.audio.aec is True or (self.cfg.audio.aec is None and self.cfg.listen.barge_in)
+            wants_aec = self.cfg.audio.aec is True
             latency = SPEAKER_LATENCY_S if wants_aec else self.cfg.audio.latency  # no underruns: they move the echo
             return SpeakerSink(stack.enter_context(Speaker(device, latency=latency, sample_rate=rate)))
         except VoicechatError as e:
@@ -192,9 +192,7 @@ class Talk:
             if wanted:
                 raise VoicechatError("--aec needs a microphone and a loudspeaker; drop --input/--output, or use --no-aec")
             return source
-        if wanted is None and not self.cfg.listen.barge_in:
-            return source  # the microphone ignores the assistant's voice anyway
-        if wanted is False:
+        if not wanted:  # off unless asked for: on the test room it still lets the echo cut some replies (bench/echo_rig.py)
             return source
         cleaned = attach(source, sink, self.cfg.audio.aec_engine)
         renderer(ev.Notice(f"echo cancellation on ({cleaned.canceller.name})"))
