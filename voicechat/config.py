@@ -137,6 +137,23 @@ class HistoryConfig:
 
 
 @dataclass
+class ServeConfig:
+    host: str = "127.0.0.1"  # loopback: only this machine; 0.0.0.0 serves the network (set api_key)
+    port: int = 8000
+    api_key: str | None = None  # required by every route and the WebSocket when set (VOICECHAT_SERVE_API_KEY)
+    max_upload_mb: float = 25.0  # larger uploads get 413
+    max_audio_s: float = 1800.0  # longer audio (an upload, or one voice session's input) is refused
+    max_text_chars: int = 8192  # speech input and chat message text
+    max_sessions: int = 8  # live voice sessions at once; more get 503 / close code 1013
+    max_active: int = 2  # requests doing engine work at once (the engines are CPU-bound)
+    max_queued: int = 16  # requests waiting for one of those slots; more get 503 with Retry-After
+    idle_timeout_s: float = 300.0  # a voice session that sends nothing this long is closed
+    session_timeout_s: float = 7200.0  # the longest a voice session lasts
+    request_timeout_s: float = 600.0  # the longest one HTTP request may run
+    drain_timeout_s: float = 30.0  # SIGTERM: how long in-flight work may take to finish
+
+
+@dataclass
 class Config:
     stt: STTConfig = field(default_factory=STTConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
@@ -147,6 +164,7 @@ class Config:
     turn: TurnConfig = field(default_factory=TurnConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     history: HistoryConfig = field(default_factory=HistoryConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
     # USD per million tokens, added to / overriding the built-in table:
     # prices: {my-model: {input: 0.5, output: 1.5}}
     prices: dict = field(default_factory=dict)
@@ -199,6 +217,17 @@ RANGES: dict[str, tuple] = {
     "turn.beam_size": (1, 100),
     "turn.text_complete": (0.0, 1.0),
     "turn.text_incomplete": (0.0, 1.0),
+    "serve.port": (0, 65535),
+    "serve.max_upload_mb": (0.001, 100_000.0),
+    "serve.max_audio_s": (1.0, 86_400.0),
+    "serve.max_text_chars": (1, 10_000_000),
+    "serve.max_sessions": (0, 100_000),
+    "serve.max_active": (1, 1024),
+    "serve.max_queued": (0, 100_000),
+    "serve.idle_timeout_s": (1.0, 604_800.0),
+    "serve.session_timeout_s": (1.0, 604_800.0),
+    "serve.request_timeout_s": (1.0, 86_400.0),
+    "serve.drain_timeout_s": (0.0, 3600.0),
     "memory.max_rounds": (0, 100_000),
     "memory.max_context_tokens": (16, 10_000_000),
 }

@@ -11,6 +11,7 @@ import functools
 import json
 import os
 import sqlite3
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -97,7 +98,8 @@ def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
     def wrapper(self: "History", *args: Any, **kwargs: Any) -> Any:
         try:
-            return method(self, *args, **kwargs)
+            with self._lock:  # one connection shared by a server's sessions: a new session's id is read right after its insert
+                return method(self, *args, **kwargs)
         except sqlite3.Error as e:
             raise VoicechatError(_advice(self.path, e)) from e
 
@@ -110,6 +112,7 @@ class History:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self.read_only = False
+        self._lock = threading.RLock()
         self._check_kind()
         try:
             if self._writable():

@@ -68,16 +68,17 @@ def windows(blocks: Iterable[np.ndarray], window_seconds: float = WINDOW_SECONDS
 
 
 def transcribe_windows(
-    stt: "SpeechToText", wins: Iterable[Window], *, no_speech_threshold: float, language: str | None = None
+    stt: "SpeechToText", wins: Iterable[Window], *, no_speech_threshold: float, language: str | None = None, **options: object
 ) -> Iterator["Segment"]:
-    """Segments of every window, with times from the start of the recording; silent windows are skipped."""
+    """Segments of every window, with times from the start of the recording; silent windows are skipped.
+    ``options`` (word_timestamps, prompt) go to engines that take them."""
     from voicechat import guard
 
     run = getattr(stt, "transcribe_window", None) or stt.transcribe
     for win in wins:
         if guard.is_silence(win.audio):
             continue
-        for seg in guard.filter_segments(run(win.audio, language=language), win.audio, SAMPLE_RATE, no_speech_threshold):
+        for seg in guard.filter_segments(run(win.audio, language=language, **options), win.audio, SAMPLE_RATE, no_speech_threshold):
             yield shift(seg, win.offset)
 
 

@@ -59,6 +59,7 @@ class ChatSession:
         self.history = history
         self.log = log and history is not None
         self.session_id: int | None = None
+        self.on_recorded: Callable[[int | None], None] | None = None  # after each turn is committed (a server tells its client the id)
         self.totals = Totals()
         self._clear_pending = False
         from voicechat.turnlog import TurnLog  # a failing history never costs the conversation
@@ -163,6 +164,8 @@ class ChatSession:
             ),
         )
         self._clear_pending = False
+        if self.on_recorded is not None:
+            self.on_recorded(self.session_id)
 
     def clear(self) -> None:
         """Forget the conversation (the history keeps it, marked, so a resume starts after it)."""

@@ -89,38 +89,22 @@ class Talk:
 
     def _load(self, renderer: Any) -> tuple[Any, Any, Any, Any]:
         """Load the three engines and the turn model at once (and PortAudio, and the sentence splitter) to start sooner."""
-        from concurrent.futures import ThreadPoolExecutor
-
         from voicechat import sentences
         from voicechat.audio import sd
-        from voicechat.engines import registry
+        from voicechat.engines.loading import load_all
         from voicechat.voice import events as ev
-        from voicechat.voice.smart_turn import load_turn_model
 
-        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="load") as pool:
-            futures = [pool.submit(registry.create, kind, self.cfg, concurrent=True) for kind in ("stt", "llm", "tts")]
-            turn_model = pool.submit(load_turn_model, self.cfg.turn)
+        def also() -> None:
             try:
                 sd()
             except Exception:
                 pass
             sentences.warm_up()
-            results, error = [], None
-            for f in [*futures, turn_model]:
-                try:
-                    results.append(f.result())
-                except Exception as e:  # report the first failure after all finished
-                    results.append(None)
-                    error = error or e
-        if error is not None:
-            for r in results[:3]:
-                if r is not None:
-                    r.close()
-            raise error
-        model, why = results[3]
+
+        stt, llm, tts, model, why = load_all(self.cfg, also=also)
         if why:
             renderer(ev.Notice(why))
-        return results[0], results[1], results[2], model
+        return stt, llm, tts, model
 
     def _open_source(self, renderer: Any, stack: Any) -> Any:
         from voicechat.errors import VoicechatError
