@@ -39,15 +39,34 @@ def talk(
     no_log: Annotated[bool, typer.Option("--no-log", help="Keep this session out of the history.", rich_help_panel=SESSION)] = False,
     resume: Annotated[Optional[int], typer.Option("--resume", help="Continue session ID with its memory.", rich_help_panel=SESSION)] = None,
     cont: Annotated[bool, typer.Option("--continue", help="Continue the most recent session.", rich_help_panel=SESSION)] = False,
+    server: Annotated[Optional[str], typer.Option("--server", help="Run the session on a `voicechat serve` at this URL; microphone and speaker stay here.",
+                                                  rich_help_panel=SESSION)] = None,
+    api_key: Annotated[Optional[str], typer.Option("--api-key", help="The server's API key (or VOICECHAT_SERVE_API_KEY).", rich_help_panel=SESSION,
+                                                   show_default=False)] = None,
 ) -> None:
     from voicechat.console import load_config
     from voicechat.errors import VoicechatError
 
+    from voicechat.errors import register_secret
+
+    register_secret(api_key)
     cfg = load_config({
         "stt.engine": stt, "llm.engine": llm, "tts.engine": tts, "stt.model": stt_model, "llm.model": llm_model,
         "tts.voice": voice, "llm.system_prompt": system, "listen.mode": mode, "listen.barge_in": barge_in,
-        "audio.input_device": input_device, "audio.output_device": output_device,
+        "audio.input_device": input_device, "audio.output_device": output_device, "serve.api_key": api_key,
     })
+    if server is not None:
+        engine_options = {"--stt": stt, "--llm": llm, "--tts": tts, "--stt-model": stt_model, "--llm-model": llm_model,
+                          "--voice": voice, "--system": system}
+        given = [name for name, value in engine_options.items() if value is not None]
+        if given:
+            raise VoicechatError(f"{given[0]} does not apply with --server: the server's engines answer; set it on `voicechat serve`")
+        if cont:
+            raise VoicechatError("--continue does not apply with --server; give --resume ID (the id the server reported)")
+        if fast:
+            raise VoicechatError("--fast does not apply with --server: the server listens in real time")
+        if no_log:
+            raise VoicechatError("--no-log does not apply with --server: the server keeps the history (start it with --no-log)")
     if cfg.listen.mode not in ("vad", "ptt"):
         raise VoicechatError(f"--mode is '{cfg.listen.mode}'; use vad or ptt")
     if cfg.listen.mode == "ptt" and not sys.stdin.isatty():
@@ -63,15 +82,17 @@ def talk(
 
         decode(input_file)  # a bad file fails here, before the models load
     Talk(cfg, input_file=input_file, fast=fast, output_file=output_file, json_out=json_out, no_log=no_log,
-         resume=resume, cont=cont).run()
+         resume=resume, cont=cont, server=server, options={"barge_in": barge_in, "mode": mode}).run()
 
 
 class Talk:
     """The terminal front end of a :class:`voicechat.voice.session.VoiceSession`: devices, keyboard, live view."""
 
     def __init__(self, cfg: Any, *, input_file: Path | None, fast: bool, output_file: Path | None, json_out: bool,
-                 no_log: bool, resume: int | None, cont: bool) -> None:
+                 no_log: bool, resume: int | None, cont: bool, server: str | None = None,
+                 options: dict[str, Any] | None = None) -> None:
         self.cfg = cfg
+        self.server, self.options = server, options or {}
         self.input_file, self.fast, self.output_file = input_file, fast, output_file
         self.json_out, self.no_log, self.resume, self.cont = json_out, no_log, resume, cont
         self.stop = threading.Event()
@@ -160,7 +181,10 @@ class Talk:
         from voicechat.voice.session import VoiceSession
 
         cfg = self.cfg
-        history, resume, log = open_for_session(cfg, no_log=self.no_log, resume=self.resume, cont=self.cont, kind="talk")
+        if self.server is not None:
+            history, resume, log = None, self.resume, False
+        else:
+            history, resume, log = open_for_session(cfg, no_log=self.no_log, resume=self.resume, cont=self.cont, kind="talk")
         previous = signal.signal(signal.SIGINT, self._on_sigint)
         previous_term = signal.signal(signal.SIGTERM, self._on_sigint)  # SIGTERM ends talk as Ctrl-C does: nothing lost
         stt = llm = tts = None
@@ -169,17 +193,25 @@ class Talk:
         try:
             with contextlib.ExitStack() as stack:
                 renderer = stack.enter_context(self._renderer())
-                stt, llm, tts, turn_model = self._load(renderer)
-                chat = ChatSession(cfg, llm, kind="talk", log=log, resume=resume,
-                                   engines=engines_info(cfg, stt, llm, tts), history=history)
-                if resume is not None:
-                    renderer(ev.Notice(f"resumed session {resume} ({chat.resumed_turns} turns)"))
-                source = self._open_source(renderer, stack)
-                if source is None:
-                    cfg.listen.mode = "vad"
-                sink = self._open_sink(renderer, stack, getattr(tts, "sample_rate", None))
-                session = VoiceSession(cfg, conversation=chat, stt=stt, tts=tts, source=source, sink=sink, turn_model=turn_model,
-                                       ptt_key=sys.stdin.isatty())
+                if self.server is not None:
+                    from voicechat.talk.remote import RemoteSession
+
+                    source = self._open_source(renderer, stack)
+                    sink = self._open_sink(renderer, stack, None)
+                    session = RemoteSession(self.server, api_key=cfg.serve.api_key, source=source, sink=sink, resume=resume,
+                                            barge_in=self.options.get("barge_in"), mode=self.options.get("mode"))
+                else:
+                    stt, llm, tts, turn_model = self._load(renderer)
+                    chat = ChatSession(cfg, llm, kind="talk", log=log, resume=resume,
+                                       engines=engines_info(cfg, stt, llm, tts), history=history)
+                    if resume is not None:
+                        renderer(ev.Notice(f"resumed session {resume} ({chat.resumed_turns} turns)"))
+                    source = self._open_source(renderer, stack)
+                    if source is None:
+                        cfg.listen.mode = "vad"
+                    sink = self._open_sink(renderer, stack, getattr(tts, "sample_rate", None))
+                    session = VoiceSession(cfg, conversation=chat, stt=stt, tts=tts, source=source, sink=sink, turn_model=turn_model,
+                                           ptt_key=sys.stdin.isatty())
                 session.subscribe(renderer)
                 session.warm_up()
 

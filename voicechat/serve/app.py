@@ -152,6 +152,7 @@ def create_app(state: Any, *, load: bool = True) -> FastAPI:
     app = FastAPI(title="voicechat", version=__version__, lifespan=lifespan,
                   description="Speech to text, chat and speech, OpenAI-compatible, and a live voice session over a WebSocket.")
     app.state.server = state
+    app.add_middleware(Guard, state=state)
     app.include_router(openai_routes.router)
     app.add_api_websocket_route("/v1/voice", voice_ws.voice_endpoint)
 
@@ -172,12 +173,16 @@ def create_app(state: Any, *, load: bool = True) -> FastAPI:
         where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "request"
         return JSONResponse(error_body(400, f"{where}: {first.get('msg', 'invalid')}", where), status_code=400)
 
+    from voicechat.errors import VoicechatError
+
+    @app.exception_handler(VoicechatError)
+    async def user_error(request: Request, e: VoicechatError) -> Response:
+        return JSONResponse(error_body(400, e.message), status_code=400)
+
     @app.exception_handler(Exception)
     async def crashed(request: Request, e: Exception) -> Response:
-        from voicechat.errors import VoicechatError, scrub
+        from voicechat.errors import scrub
 
-        if isinstance(e, VoicechatError):
-            return JSONResponse(error_body(400, e.message), status_code=400)
         log.error("internal error on %s: %s", request.url.path, scrub(f"{type(e).__name__}: {e}"))
         return JSONResponse(error_body(500, f"internal error: {type(e).__name__}"), status_code=500)
 

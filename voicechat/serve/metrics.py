@@ -25,6 +25,8 @@ class Metrics:
                                     buckets=buckets, registry=self.registry)
         self.turns = Histogram("voicechat_voice_turn_seconds", "Voice sessions: end of speech to the first reply audio sent",
                                buckets=buckets, registry=self.registry)
+        self.chat_tokens = Counter("voicechat_chat_tokens", "Reply pieces (tokens) written by the chat model, for every client",
+                                   registry=self.registry)
         self.session_total = Counter("voicechat_voice_sessions", "Voice sessions opened", registry=self.registry)
         self.refused = Counter("voicechat_refused", "Requests and sessions refused for load (503)", ["what"], registry=self.registry)
         for name, doc, fn in (("voicechat_queue_depth", "Requests waiting for an engine slot", queue_depth),

@@ -107,7 +107,7 @@ def _takes(engine: Any, option: str) -> bool:
     import inspect
 
     target = getattr(engine, "engine", engine)
-    fn = getattr(target, "transcribe_window", None) or getattr(target, "transcribe")
+    fn = getattr(target, "transcribe_window", None) or target.transcribe
     try:
         return option in inspect.signature(fn).parameters
     except (TypeError, ValueError):

@@ -63,3 +63,33 @@ def _stepwise(gen: Iterator[Any], lock: threading.Lock) -> Iterator[Any]:
         if close is not None:
             with lock:
                 close()
+
+
+class Counted:
+    """A chat model whose streamed reply pieces are counted (a server's metrics); everything else passes through."""
+
+    def __init__(self, engine: Any, count: Callable[[], None]) -> None:
+        object.__setattr__(self, "_engine", engine)
+        object.__setattr__(self, "_count", count)
+
+    @property
+    def engine(self) -> Any:
+        return self._engine
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._engine, name, value)
+
+    def stream(self, messages: Any) -> Iterator[Any]:
+        from voicechat.engines.base import TextDelta
+
+        gen = self._engine.stream(messages)
+        try:
+            for item in gen:
+                if isinstance(item, TextDelta):
+                    self._count()
+                yield item
+        finally:
+            gen.close()

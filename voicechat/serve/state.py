@@ -40,14 +40,15 @@ class ServerState:
         from voicechat import sentences
         from voicechat.engines.loading import load_all
         from voicechat.errors import VoicechatError
-        from voicechat.serve.shared import Shared
+        from voicechat.serve.shared import Counted, Shared
 
         try:
             stt, llm, tts, turn_model, why = load_all(self.cfg, also=sentences.warm_up)
             if why:
                 self.notices.append(why)
             self.stt, self.tts = Shared(stt), Shared(tts)
-            self.llm, self.turn_model = llm, turn_model  # llama.cpp keeps its own lock for a whole reply
+            self.llm = Counted(llm, self.metrics.chat_tokens.inc)  # llama.cpp keeps its own lock for a whole reply
+            self.turn_model = turn_model
             self.stt.warm_up()
             self.tts.warm_up()
             if self.log:

@@ -35,6 +35,7 @@ class VoiceConnection:
         self.state = state
         self.ws = ws
         self.loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self.out: asyncio.Queue[Any] = asyncio.Queue()
         self.closed = threading.Event()
         self.session: Any = None
@@ -45,16 +46,22 @@ class VoiceConnection:
         self.draining = False
 
     # outgoing, from any thread -----------------------------------------------------------------
+    def _put(self, item: Any) -> None:
+        if threading.get_ident() == self._loop_thread:
+            self.out.put_nowait(item)  # in order with what the loop itself queues next
+        else:
+            self.loop.call_soon_threadsafe(self.out.put_nowait, item)
+
     def send_json(self, doc: dict[str, Any]) -> None:
         if not self.closed.is_set():
-            self.loop.call_soon_threadsafe(self.out.put_nowait, json.dumps(doc, ensure_ascii=False))
+            self._put(json.dumps(doc, ensure_ascii=False))
 
     def _send_audio(self, header: dict[str, Any], pcm: bytes | None) -> None:
         if self.closed.is_set():
             return
-        self.loop.call_soon_threadsafe(self.out.put_nowait, json.dumps(header))
+        self._put(json.dumps(header))
         if pcm is not None:
-            self.loop.call_soon_threadsafe(self.out.put_nowait, pcm)
+            self._put(pcm)
 
     def _on_event(self, event: Any) -> None:
         from voicechat.voice import events as ev
@@ -257,36 +264,42 @@ class VoiceConnection:
 
 
 async def voice_endpoint(ws: WebSocket) -> None:
+    """Accept, then check: a refused client learns why (an error event and a close code), not just a failed handshake."""
     from voicechat.serve.app import authorized, key_protocol
 
     state = ws.app.state.server
     offered, protocol_key = key_protocol(ws.headers.get("sec-websocket-protocol"))
+    await ws.accept(subprotocol="voicechat" if offered else None)
+
+    async def refuse(code: int, message: str) -> None:
+        await ws.send_text(json.dumps({"type": "error", "message": message}))
+        await ws.close(code, reason=message[:120])
+
     if not authorized(state, ws.headers, protocol_key):
-        await ws.close(CLOSE_POLICY, reason="missing or wrong API key")
+        await refuse(CLOSE_POLICY, "missing or wrong API key: send 'Authorization: Bearer KEY' or the subprotocol voicechat.key.<base64url key>")
         return
     params = ws.query_params
     try:
         resume = int(params["session"]) if params.get("session") else None
-        barge_in = None if params.get("barge_in") is None else params.get("barge_in").lower() in ("1", "true", "yes", "on")
+        barge_in = None if params.get("barge_in") is None else params["barge_in"].lower() in ("1", "true", "yes", "on")
         mode = params.get("mode") or None
         if mode not in (None, "vad", "ptt"):
             raise ValueError("mode")
     except ValueError:
-        await ws.close(CLOSE_POLICY, reason="bad query: session is a number, mode is vad or ptt")
+        await refuse(CLOSE_POLICY, "bad query: session is a number, mode is vad or ptt")
         return
     if not state.ready:
         state.metrics.refused.labels("session").inc()
-        await ws.close(CLOSE_BUSY, reason="not ready: loading or shutting down")
+        await refuse(CLOSE_BUSY, "not ready (loading the models or shutting down); try again shortly")
         return
     conn = VoiceConnection(state, ws)
     number = state.add_session(conn)
     if number is None:
         state.metrics.refused.labels("session").inc()
-        await ws.close(CLOSE_BUSY, reason=f"too many voice sessions (serve.max_sessions is {state.cfg.serve.max_sessions}); try again later")
+        await refuse(CLOSE_BUSY, f"too many voice sessions (serve.max_sessions is {state.cfg.serve.max_sessions}); try again later")
         return
     state.metrics.session_total.inc()
     try:
-        await ws.accept(subprotocol="voicechat" if offered else None)
         await conn.run(resume, barge_in, mode)
     except WebSocketDisconnect:
         pass

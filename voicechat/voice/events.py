@@ -86,3 +86,20 @@ EVENT_NAMES = {
     Status: "status", Partial: "partial", UserText: "user", ReplyDelta: "reply_delta", ReplyDone: "reply",
     TurnStats: "turn_stats", Notice: "notice", Error: "error", Dropped: "dropped", Summary: "summary",
 }
+
+
+def from_dict(d: dict[str, Any]) -> Event | None:
+    """An event back from its JSON form (a thin client showing a server's session); None for other messages."""
+    from dataclasses import fields
+
+    kind = {name: cls for cls, name in EVENT_NAMES.items()}.get(d.get("type"))  # type: ignore[arg-type]
+    if kind is None:
+        return None
+    if kind is TurnStats:
+        return TurnStats(TurnTiming.from_dict(d.get("latency") or {}), d.get("prompt_tokens"), d.get("completion_tokens"),
+                         bool(d.get("estimated")))
+    names = {f.name for f in fields(kind)}
+    try:
+        return kind(**{k: v for k, v in d.items() if k in names})
+    except TypeError:
+        return None
