@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterator, Callable, Iterator, TypeVar
 
@@ -24,9 +25,14 @@ class Busy(Exception):
         self.retry_after = retry_after
 
 
+class TimedOut(Exception):
+    """A request ran longer than the server allows (serve.request_timeout_s)."""
+
+
 class Admission:
-    def __init__(self, max_active: int, max_queued: int) -> None:
+    def __init__(self, max_active: int, max_queued: int, timeout: float | None = None) -> None:
         self.max_active, self.max_queued = max_active, max_queued
+        self.timeout = timeout  # the longest one job may take, waiting included
         self._slots = asyncio.Semaphore(max_active)
         self.active = 0
         self.waiting = 0
@@ -46,7 +52,11 @@ class Admission:
             self.waiting -= 1
         self.active += 1
         try:
-            return await asyncio.get_running_loop().run_in_executor(self.pool, fn)
+            job = asyncio.get_running_loop().run_in_executor(self.pool, fn)
+            try:
+                return await asyncio.wait_for(asyncio.shield(job), self.timeout)
+            except asyncio.TimeoutError:
+                raise TimedOut() from None
         finally:
             self.active -= 1
             self._slots.release()
@@ -58,6 +68,7 @@ class Admission:
         which happens when the consumer stops early (the client went away): the engine's generator is
         closed, so the model stops writing and synthesis stops.
         """
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
         self._admit()
         self.waiting += 1
         try:
@@ -99,7 +110,11 @@ class Admission:
         worker = loop.run_in_executor(self.pool, produce)
         try:
             while True:
-                kind, value = await items.get()
+                try:
+                    left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                    kind, value = await asyncio.wait_for(items.get(), left)
+                except asyncio.TimeoutError:
+                    raise TimedOut() from None
                 if kind == "item":
                     yield value
                 elif kind == "error":

@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from voicechat.serve.admission import Busy
+from voicechat.serve.admission import Busy, TimedOut
 from voicechat.serve.errors import ApiError, error_body
 
 OPEN_PATHS = {"/healthz", "/readyz", "/", "/favicon.ico"}  # a balancer's probes and the page that asks for the key
@@ -166,6 +166,11 @@ def create_app(state: Any, *, load: bool = True) -> FastAPI:
         return JSONResponse(error_body(503, f"the server is busy (serve.max_active {state.cfg.serve.max_active} running, "
                                             f"serve.max_queued {state.cfg.serve.max_queued} waiting); try again shortly"),
                             status_code=503, headers={"Retry-After": str(e.retry_after)})
+
+    @app.exception_handler(TimedOut)
+    async def timed_out(request: Request, e: TimedOut) -> Response:
+        return JSONResponse(error_body(504, f"the request took longer than serve.request_timeout_s ({state.cfg.serve.request_timeout_s:g} s)"),
+                            status_code=504)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, e: RequestValidationError) -> Response:

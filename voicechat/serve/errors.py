@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 KINDS = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error", 408: "timeout_error",
-         413: "invalid_request_error", 422: "invalid_request_error", 503: "server_busy", 500: "server_error"}
+         413: "invalid_request_error", 422: "invalid_request_error", 503: "server_busy", 504: "timeout_error", 500: "server_error"}
 
 
 class ApiError(Exception):

@@ -192,8 +192,12 @@ def _language_name(code: str | None) -> str:
 def _user_error(e: BaseException) -> dict[str, Any]:
     from voicechat.errors import VoicechatError, scrub
 
+    from voicechat.serve.admission import TimedOut
+
     if isinstance(e, ApiError):
         return e.body()["error"]
+    if isinstance(e, TimedOut):
+        return {"message": "the request took longer than serve.request_timeout_s", "type": "timeout_error", "param": None, "code": 504}
     message = e.message if isinstance(e, VoicechatError) else f"{type(e).__name__}: {e}"
     return {"message": scrub(message), "type": "server_error", "param": None, "code": 500}
 
@@ -320,7 +324,7 @@ async def chat_completions(request: Request) -> Response:
     state = _state(request)
     body = await _json(request)
     messages = _messages(body, state.cfg.serve.max_text_chars)
-    model = state.llm.model_name or state.cfg.llm.engine
+    model = state.model_ids()["llm"]
     ident = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -378,7 +382,7 @@ def _usage(u: Any) -> dict[str, int]:
 async def models(request: Request) -> Response:
     state = _state(request)
     created = int(state.started)
-    names = state.engine_names()
-    data = [{"id": names[kind] or getattr(state.cfg, kind).engine, "object": "model", "created": created, "owned_by": "voicechat",
-             "kind": kind} for kind in ("llm", "stt", "tts")]
+    ids, names = state.model_ids(), state.engine_names()
+    data = [{"id": ids[kind], "object": "model", "created": created, "owned_by": "voicechat", "kind": kind, "name": names[kind]}
+            for kind in ("llm", "stt", "tts")]
     return JSONResponse({"object": "list", "data": data})

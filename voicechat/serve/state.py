@@ -26,7 +26,7 @@ class ServerState:
         self.loaded = threading.Event()
         self.draining = False
         self.started = time.time()
-        self.admission = Admission(cfg.serve.max_active, cfg.serve.max_queued)
+        self.admission = Admission(cfg.serve.max_active, cfg.serve.max_queued, cfg.serve.request_timeout_s)
         self.sessions: dict[int, Any] = {}  # connection number -> live voice connection
         self._next = 0
         self._lock = threading.Lock()
@@ -69,6 +69,16 @@ class ServerState:
     @property
     def ready(self) -> bool:
         return self.loaded.is_set() and self.load_error is None and not self.draining
+
+    def model_ids(self) -> dict[str, str]:
+        """Model names as ids a client can send back (no spaces, no "(bundled)")."""
+        import re
+
+        out = {}
+        for kind, name in self.engine_names().items():
+            name = name.replace("(bundled)", "").strip() or getattr(self.cfg, kind).engine
+            out[kind] = re.sub(r"[^A-Za-z0-9._:/-]+", "-", name).strip("-").lower()
+        return out
 
     def engine_names(self) -> dict[str, str]:
         return {"stt": getattr(self.stt, "model_name", "") or "", "llm": getattr(self.llm, "model_name", "") or "",
