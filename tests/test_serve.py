@@ -252,6 +252,10 @@ def test_malformed_messages_get_error_events_and_the_session_goes_on(served):
         assert not [e for e in c.of("user") if e["source"] == "voice"]  # noise never became a turn
     finally:
         c.close()
+    unknown = VoiceClient(served.url, query="session=99999")
+    assert unknown.closed() == 4404 and "no session 99999" in unknown.wait_for(lambda e: e["type"] == "error")["message"]
+    bad = VoiceClient(served.url, query="mode=banana")
+    assert bad.closed() == 1008
     # a half-open client: a TCP connection that starts a handshake and goes silent
     with socket.create_connection(("127.0.0.1", served.port)) as raw:
         raw.sendall(b"GET /v1/voice HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n")

@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from voicechat.serve.admission import Busy, TimedOut
 from voicechat.serve.errors import ApiError, error_body
 
-OPEN_PATHS = {"/healthz", "/readyz", "/", "/favicon.ico"}  # a balancer's probes and the page that asks for the key
+OPEN_PATHS = {"/healthz", "/readyz", "/"}  # a balancer's probes and the page that asks for the key
 ROUTES = {"/v1/audio/transcriptions", "/v1/audio/speech", "/v1/chat/completions", "/v1/models", "/healthz", "/readyz",
           "/metrics", "/", "/v1/voice"}
 STATIC = {"app.js": "text/javascript", "mic-worklet.js": "text/javascript", "style.css": "text/css"}

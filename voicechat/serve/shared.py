@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 class Shared:
     """A proxy to an engine that serializes its calls; everything else passes through."""
 
-    _SERIALIZED = frozenset({"transcribe", "transcribe_turn", "synthesize", "warm_up"})
+    _SERIALIZED = frozenset({"transcribe", "transcribe_window", "transcribe_turn", "synthesize", "warm_up"})
 
     def __init__(self, engine: Any) -> None:
         object.__setattr__(self, "_engine", engine)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 CONFIRM_WAIT_S = 1.0  # an interrupted reply: how long to wait for the client to say how far it played
 DRAIN_SLACK_S = 2.0  # a finished reply: how long past its audio to wait for the client's "played"
+CUT_SLACK_S = 0.3  # a client that reports this much less than it was sent stopped the reply short
 
 
 class PushSource:
@@ -100,13 +101,14 @@ class ClientSink:
         self._first: float | None = None
         self._stopped = False
         self._played: float | None = None  # seconds the client confirmed for the current reply
+        self._waited = False
         self._done = threading.Event()
         self._lock = threading.Lock()
 
     def begin(self) -> None:
         with self._lock:
             self.reply += 1
-            self._sent, self._first, self._stopped, self._played = [], None, False, None
+            self._sent, self._first, self._stopped, self._played, self._waited = [], None, False, None, False
             self._done.clear()
 
     def play(self, chunk: "AudioChunk") -> None:
@@ -149,8 +151,9 @@ class ClientSink:
                 self._done.set()
 
     def playback(self) -> Playback:
-        if self._stopped and self._sent and not self._done.is_set():
+        if self._stopped and self._sent and not self._done.is_set() and not self._waited:
             self._done.wait(CONFIRM_WAIT_S)  # the client answers an audio_stop with how far it got
+            self._waited = True
         with self._lock:
             total = sum(s.seconds for s in self._sent)
             if self._played is not None:
@@ -159,7 +162,8 @@ class ClientSink:
                 played = total  # a client that never reports: a finished reply counts as played
             else:  # stopped, and the client said nothing: what real-time playback reached
                 played = time.perf_counter() - self._first if self._first is not None else 0.0
-            return Playback(_heard(self._sent, played), self._first)
+            cut = self._played is not None and played < total - CUT_SLACK_S
+            return Playback(_heard(self._sent, played), self._first, cut=cut)
 
 
 def _heard(sent: list[_Sent], played: float) -> str:

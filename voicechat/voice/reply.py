@@ -184,7 +184,7 @@ class Responder:
                 given_up = given_up or time.monotonic() + 2.0
                 if time.monotonic() > given_up:
                     break  # speech has stopped for good
-        interrupted = result.interrupted or reply.cancel.is_set()
+        interrupted = result.interrupted or reply.cancel.is_set() or self.sink.playback().cut
         heard = self._heard(reply, interrupted, result.text)
         first_sample = self.sink.playback().first_sample_at
         if first_sample is not None:

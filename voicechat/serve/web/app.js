@@ -13,6 +13,7 @@
   const LEAD_S = 0.05; // scheduling headroom for the first chunk of a reply
   const RETRY_MAX_S = 10;
   const RETRY_TRIES = 30;
+  const MAX_BACKLOG = 256 * 1024; // bytes of microphone audio waiting in the socket (~8 s): past it, blocks are dropped
 
   const el = {
     status: $("status"), log: $("log"), empty: $("empty"), scroller: $("scroller"),
@@ -25,6 +26,7 @@
     audioMessages: 0, audioSamples: 0, audioSeconds: 0, // reply audio received
     playedSeconds: 0, playedReplies: 0, // reply audio confirmed played
     micBlocks: 0, micSamples: 0, // microphone audio sent
+    partials: 0, // partial transcripts shown
     connects: 0,
   };
   const turns = []; // {time, role, text, interrupted, latency, source}
@@ -36,6 +38,9 @@
   let status = "connecting";
   let retries = 0;
   let retryTimer = null;
+  let memoryKey = ""; // the key when the browser keeps no local storage
+  let closing = false; // the server said it is shutting down
+  let refusal = ""; // an error before the session began: why the server is about to close (not shown as such)
 
   // --- the view ---------------------------------------------------------------------------------
 
@@ -44,8 +49,13 @@
   function keepScrolled(fn) {
     const stick = nearBottom();
     fn();
-    el.empty.hidden = el.log.children.length > 0;
+    refreshEmpty();
+    updateButtons();
     if (stick) el.scroller.scrollTop = el.scroller.scrollHeight;
+  }
+
+  function refreshEmpty() {
+    el.empty.hidden = el.log.children.length > 0 || !el.key.hidden;
   }
 
   function clock(date) {
@@ -72,7 +82,7 @@
       li.className = `line ${kind}`;
       li.setAttribute("role", kind === "error" ? "alert" : "note");
       const span = document.createElement("span");
-      span.textContent = message;
+      span.textContent = message.charAt(0).toUpperCase() + message.slice(1);
       li.append(span);
       if (action) {
         const b = document.createElement("button");
@@ -105,9 +115,9 @@
   function updateButtons() {
     const on = connected && ws && ws.readyState === WebSocket.OPEN;
     el.text.disabled = !on;
-    el.send.disabled = !on;
-    el.clear.disabled = !on;
-    el.mic.disabled = micBusy;
+    el.send.disabled = !on || !el.text.value.trim();
+    el.clear.disabled = !on || el.log.children.length === 0;
+    el.mic.disabled = micBusy || !el.key.hidden;
     el.download.disabled = turns.length === 0;
     el.stop.disabled = !(on && (playing || status === "thinking" || status === "speaking"));
     el.mic.setAttribute("aria-pressed", mic ? "true" : "false");
@@ -120,6 +130,7 @@
   let partial = null; // the user's words while they speak
   let reply = null; // {li, text}: the reply being written
   let lastAssistant = null; // the turn record that turn_stats belongs to
+  let stale = false; // after "clear": the rest of the turn under way is not shown (until the next user turn)
 
   function record(role, text, li, extra = {}) {
     const turn = { time: new Date().toISOString(), role, text, interrupted: false, latency: null, ...extra };
@@ -130,9 +141,11 @@
   }
 
   function onPartial(text) {
+    stats.partials += 1;
     keepScrolled(() => {
       if (!partial) {
         partial = bubble("user", "partial");
+        partial.setAttribute("aria-hidden", "true"); // read out once it is final
         el.log.append(partial);
       }
       partial.querySelector(".text").textContent = text;
@@ -145,12 +158,14 @@
       if (source !== "typed" && partial) {
         li = partial;
         li.classList.remove("partial");
+        li.removeAttribute("aria-hidden");
         partial = null;
       } else {
         li = bubble("user");
         el.log.insertBefore(li, partial); // a typed line goes before words still being spoken
       }
       li.querySelector(".text").textContent = text;
+      stale = false;
       const turn = record("user", text, li, { source });
       li.querySelector(".meta").textContent = clock(new Date(turn.time)) + (source === "typed" ? " · typed" : "");
     });
@@ -161,11 +176,12 @@
     if (partial) {
       partial.remove();
       partial = null;
-      el.empty.hidden = el.log.children.length > 0;
+      refreshEmpty();
     }
   }
 
   function onDelta(text) {
+    if (stale) return;
     keepScrolled(() => {
       if (!reply) {
         const li = bubble("assistant", "streaming");
@@ -178,6 +194,7 @@
   }
 
   function onReply(text, interrupted) {
+    if (stale) return;
     keepScrolled(() => {
       if (!reply) {
         reply = { li: bubble("assistant"), text: "" };
@@ -196,8 +213,8 @@
           const unsaid = document.createElement("span");
           unsaid.className = "unsaid";
           unsaid.title = "not played, so not kept in the history";
-          unsaid.textContent = rest;
-          p.append(unsaid);
+          unsaid.textContent = rest.trimStart();
+          p.append(rest.slice(0, rest.length - rest.trimStart().length), unsaid);
         }
       }
       lastAssistant = record("assistant", text, li, { interrupted: !!interrupted });
@@ -207,8 +224,10 @@
   }
 
   function onStats(latency) {
+    // the turn is over; a listener that gets no audio (microphone off) does not say "listening" again
+    if (status === "thinking" || status === "speaking") setStatus("listening");
     const turn = lastAssistant;
-    if (!turn || !latency) return;
+    if (stale || !turn || !latency) return;
     const v2v = latency.voice_to_voice;
     const first = latency.first_audio;
     if (typeof v2v === "number") turn.latency = { seconds: v2v, kind: "voice to voice" };
@@ -240,8 +259,9 @@
     partial = null;
     reply = null;
     lastAssistant = null;
+    stale = true;
     turns.length = 0;
-    el.empty.hidden = false;
+    refreshEmpty();
     updateButtons();
   }
 
@@ -295,9 +315,15 @@
   let playing = null; // {reply, chunks: [{src, start, duration}], end, ended, done, timer}
   const stoppedAt = new Map(); // reply -> seconds played when it was stopped here
 
+  function heardTime() { // the context time of the sound leaving the speaker now (behind currentTime by the output latency)
+    if (!ctx) return 0;
+    const t = ctx.getOutputTimestamp ? ctx.getOutputTimestamp().contextTime : undefined;
+    return typeof t === "number" && t > 0 && t <= ctx.currentTime ? t : ctx.currentTime;
+  }
+
   function played(p) {
     if (p.frozen != null) return p.frozen;
-    const now = ctx ? ctx.currentTime : 0;
+    const now = heardTime();
     let s = 0;
     for (const c of p.chunks) s += Math.min(Math.max(now - c.start, 0), c.duration);
     return s;
@@ -344,8 +370,8 @@
   }
 
   function checkDone(p) {
-    if (p.done || !p.ended || !ctx) return;
-    if (ctx.currentTime + 0.01 >= p.end) finish(p, played(p));
+    if (p.done || p.frozen != null || !p.ended || !ctx) return;
+    if (ctx.currentTime + 0.01 >= p.end) finish(p, p.chunks.reduce((sum, c) => sum + c.duration, 0));
   }
 
   function finish(p, seconds) {
@@ -362,9 +388,9 @@
       const p = playing;
       p.ended = true;
       checkDone(p);
-      if (!p.done) { // onended is the signal; this is the fallback (a context that stalls)
+      if (!p.done) { // the last chunk's onended is the signal; this timer is in case it never comes
         const wait = Math.max(0, p.end - ctx.currentTime) * 1000 + 250;
-        p.timer = setTimeout(() => { if (ctx.state === "running") checkDone(p); if (!p.done && ctx.currentTime >= p.end) finish(p, played(p)); }, wait);
+        p.timer = setTimeout(() => checkDone(p), wait);
       }
     } else {
       confirm(replyNo, stoppedAt.get(replyNo) || 0);
@@ -376,6 +402,7 @@
     const p = playing;
     const seconds = played(p);
     p.frozen = seconds;
+    clearTimeout(p.timer);
     for (const c of p.chunks) {
       c.src.onended = null;
       try { c.src.stop(); } catch (_) { /* not started yet */ }
@@ -421,15 +448,20 @@
       return;
     }
     const c = audioContext();
-    workletReady = workletReady || c.audioWorklet.addModule("/static/mic-worklet.js");
-    let stream;
+    workletReady = workletReady || c.audioWorklet.addModule("static/mic-worklet.js");
     try {
       await workletReady;
+    } catch (e) {
+      workletReady = null;
+      error(`The microphone processor did not load (${e && e.message ? e.message : e}); reload the page.`);
+      return;
+    }
+    let stream;
+    try {
       stream = await navigator.mediaDevices.getUserMedia({
         audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true, autoGainControl: true },
       });
     } catch (e) {
-      workletReady = e && e.name && e.name.startsWith("NotAllowed") ? workletReady : null;
       const why = e && e.name === "NotAllowedError" ? "the browser was not allowed to use the microphone; allow it in the site settings"
         : e && e.name === "NotFoundError" ? "no microphone was found" : `the microphone did not start (${e && e.message ? e.message : e})`;
       error(`Microphone: ${why}.`);
@@ -437,17 +469,19 @@
     }
     await c.resume().catch(() => {});
     const source = c.createMediaStreamSource(stream);
-    const node = new AudioWorkletNode(c, "mic-16k", { numberOfInputs: 1, numberOfOutputs: 0, channelCount: 1, channelCountMode: "explicit" });
+    // one silent output, connected: every browser then runs the node (some skip nodes that lead nowhere)
+    const node = new AudioWorkletNode(c, "mic-16k", { numberOfInputs: 1, numberOfOutputs: 1, outputChannelCount: [1] });
     node.port.onmessage = (e) => {
       const { pcm, level } = e.data;
       el.mic.style.setProperty("--level", Math.min(1, level * 6).toFixed(3));
-      if (connected && ws && ws.readyState === WebSocket.OPEN) {
+      if (connected && ws && ws.readyState === WebSocket.OPEN && ws.bufferedAmount < MAX_BACKLOG) {
         ws.send(pcm);
         stats.micBlocks += 1;
         stats.micSamples += pcm.byteLength >> 1;
       }
     };
     source.connect(node);
+    node.connect(c.destination);
     for (const track of stream.getAudioTracks()) track.addEventListener("ended", () => { if (mic && mic.stream === stream) micOff(); });
     mic = { stream, source, node };
   }
@@ -457,6 +491,7 @@
     mic.node.port.postMessage("stop");
     mic.node.port.onmessage = null;
     mic.source.disconnect();
+    mic.node.disconnect();
     for (const t of mic.stream.getTracks()) t.stop();
     mic = null;
     el.mic.style.setProperty("--level", "0");
@@ -464,6 +499,11 @@
 
   async function toggleMic() {
     if (micBusy) return;
+    if (ws && ws.readyState === WebSocket.CLOSED && el.key.hidden) { // closed for good (idle): wanting to talk reconnects
+      retries = 0;
+      clearTimeout(retryTimer);
+      start();
+    }
     micBusy = true;
     updateButtons();
     try {
@@ -477,7 +517,14 @@
 
   // --- the API key ------------------------------------------------------------------------------------
 
-  const apiKey = () => localStorage.getItem(KEY_STORE) || "";
+  function apiKey() {
+    try { return localStorage.getItem(KEY_STORE) || ""; } catch (_) { return memoryKey; } // storage may be off
+  }
+
+  function keepKey(key) {
+    memoryKey = key;
+    try { localStorage.setItem(KEY_STORE, key); } catch (_) { /* kept for this page only */ }
+  }
 
   function b64url(text) {
     let bin = "";
@@ -489,6 +536,7 @@
     el.keyWhy.textContent = why || "Enter the key the server was started with (--api-key). It is kept in this browser.";
     el.key.hidden = false;
     el.key.classList.toggle("wrong", !!why);
+    refreshEmpty();
     setStatus("key");
     el.keyInput.focus();
   }
@@ -496,7 +544,7 @@
   async function keyAccepted() { // true unless the server answers 401 with the key this page has
     const key = apiKey();
     try {
-      const r = await fetch("/v1/models", { headers: key ? { Authorization: `Bearer ${key}` } : {}, cache: "no-store" });
+      const r = await fetch("v1/models", { headers: key ? { Authorization: `Bearer ${key}` } : {}, cache: "no-store" });
       return r.status !== 401;
     } catch (_) {
       return true; // unreachable: the socket will say so and retry
@@ -506,6 +554,7 @@
   async function start() {
     if (await keyAccepted()) {
       el.key.hidden = true;
+      refreshEmpty();
       connect();
     } else {
       askKey(apiKey() ? "The server did not accept the stored key. Enter the right one." : null);
@@ -516,7 +565,12 @@
 
   function connect() {
     clearTimeout(retryTimer);
-    const url = new URL("/v1/voice", location.href);
+    if (ws && ws.readyState <= WebSocket.OPEN) { // one socket at a time: the old one's events are ignored from now on
+      const old = ws;
+      ws = null;
+      old.close(1000);
+    }
+    const url = new URL("v1/voice", location.href); // relative: the page may sit under a proxy's prefix
     url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
     if (sessionId != null) url.searchParams.set("session", String(sessionId));
     const protocols = ["voicechat"];
@@ -526,6 +580,7 @@
     sock.binaryType = "arraybuffer";
     ws = sock;
     connected = false;
+    refusal = "";
     setStatus("connecting");
     let header = null; // an "audio" header waits for its PCM
     sock.onmessage = (e) => {
@@ -556,22 +611,30 @@
 
   function onClose(e, resuming) {
     const wasConnected = connected;
+    const announced = closing;
     connected = false;
+    closing = false;
     dropPlayback();
     onDropped();
-    if (reply) onReply(reply.text, true);
+    if (reply) { // cut off mid-reply: how much was heard is unknown, so no turn is recorded for it
+      reply.li.classList.remove("streaming");
+      reply.li.classList.add("interrupted");
+      reply.li.querySelector(".meta").textContent = "cut off: the connection closed";
+      reply = null;
+    }
     setStatus("offline");
-    const reason = e.reason || "";
+    const reason = e.reason || refusal;
     if (e.code === 1008 && /key/i.test(reason)) {
       askKey(apiKey() ? "The server did not accept this key. Enter the right one." : null);
-    } else if (e.code === 4404 || (e.code === 1008 && resuming)) {
+    } else if (e.code === 4404 || (e.code === 1008 && resuming && !/bad query/i.test(reason))) {
       notice(`The conversation could not be resumed (${reason || "not found"}); starting a new one.`);
       sessionId = null;
       retryTimer = setTimeout(start, 300);
     } else if (e.code === 1012) {
+      if (announced) retries = Math.max(retries, 1); // said already
       retry("The server is restarting");
     } else if (e.code === 1013) {
-      retry(reason ? `The server is busy (${reason})` : "The server is busy");
+      retry(`The server cannot start a session now${reason ? ": " + reason.split(";")[0] : ""}`);
     } else if (e.code === 1006 || e.code === 1011) {
       retry(wasConnected ? "The connection was lost" : "The server cannot be reached");
     } else {
@@ -601,10 +664,14 @@
       case "audio_end": onAudioEnd(msg.reply); break;
       case "audio_stop": onAudioStop(msg.reply); break;
       case "notice": notice(msg.message); break;
-      case "error": error(msg.message); break;
+      case "error":
+        if (connected) error(msg.message);
+        else refusal = msg.message; // the close that follows says what to do
+        break;
       case "closing":
         if (msg.session != null) sessionId = msg.session;
-        notice(msg.reason || "The server is closing this session.");
+        closing = true;
+        notice("The server is shutting down; this page reconnects when it is back.");
         break;
       default: break; // summary and anything newer
     }
@@ -629,12 +696,14 @@
     if (!text || !connected) return;
     send({ type: "text", text });
     el.text.value = "";
+    updateButtons();
   });
+  el.text.addEventListener("input", updateButtons);
   el.keyForm.addEventListener("submit", (e) => {
     e.preventDefault();
     const key = el.keyInput.value.trim();
     if (!key) return;
-    localStorage.setItem(KEY_STORE, key);
+    keepKey(key);
     el.keyInput.value = "";
     start();
   });

@@ -64,7 +64,7 @@ class MicProcessor extends AudioWorkletProcessor {
     }
   }
 
-  process(inputs) {
+  process(inputs) { // the output stays silent: the node only listens
     const input = inputs[0];
     if (!this.running) return false;
     if (!input || input.length === 0) return true;
