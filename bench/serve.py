@@ -46,51 +46,51 @@ def write(path: Path, audio: np.ndarray) -> Path:
     return path
 
 
-def in_process(long_wav: Path, rounds: int) -> dict[str, list[float]]:
-    from voicechat import sentences
-    from voicechat.config import resolve
-    from voicechat.decode import open_audio
-    from voicechat.engines import registry
-    from voicechat.longform import transcribe_windows, windows
+class InProcess:
+    """The same engines voicechat configures, called in this process."""
 
-    cfg = resolve(environ={})
-    stt = registry.create("stt", cfg)
-    tts = registry.create("tts", cfg)
-    stt.warm_up()
-    tts.warm_up()
-    out: dict[str, list[float]] = {"transcribe": [], "first_speech": []}
-    for _ in range(rounds):
+    def __init__(self) -> None:
+        from voicechat.config import resolve
+        from voicechat.engines import registry
+
+        self.cfg = resolve(environ={})
+        self.stt = registry.create("stt", self.cfg)
+        self.tts = registry.create("tts", self.cfg)
+        self.stt.warm_up()
+        self.tts.warm_up()
+
+    def transcribe(self, path: Path) -> float:
+        from voicechat.decode import open_audio
+        from voicechat.longform import transcribe_windows, windows
+
         t = time.perf_counter()
-        with open_audio(long_wav) as audio:
-            text = " ".join(s.text for s in transcribe_windows(stt, windows(iter(audio)), no_speech_threshold=cfg.stt.no_speech_threshold))
-        out["transcribe"].append(time.perf_counter() - t)
+        with open_audio(path) as audio:
+            list(transcribe_windows(self.stt, windows(iter(audio)), no_speech_threshold=self.cfg.stt.no_speech_threshold))
+        return time.perf_counter() - t
+
+    def first_speech(self, text: str) -> float:
+        from voicechat import sentences
+
         t = time.perf_counter()
-        first = next(sentences.chunks(SAY, cfg.tts.first_chunk_words))
-        next(iter(tts.synthesize(first)))
-        out["first_speech"].append(time.perf_counter() - t)
-    out["text"] = [text]  # type: ignore[list-item]
-    stt.close()
-    tts.close()
-    return out
+        first = next(sentences.chunks(text, self.cfg.tts.first_chunk_words))
+        next(iter(self.tts.synthesize(first)))
+        return time.perf_counter() - t
 
 
-def over_http(server: ServeProcess, long_wav: Path, rounds: int) -> dict[str, list[float]]:
-    import httpx
+def http_transcribe(http, path: Path) -> float:
+    t = time.perf_counter()
+    with open(path, "rb") as f:
+        r = http.post("/v1/audio/transcriptions", files={"file": ("long.wav", f, "audio/wav")}, data={"model": "whisper-1"})
+    r.raise_for_status()
+    return time.perf_counter() - t
 
-    out: dict[str, list[float]] = {"transcribe": [], "first_speech": []}
-    with httpx.Client(base_url=server.url, timeout=300) as http:
-        for _ in range(rounds):
-            t = time.perf_counter()
-            with open(long_wav, "rb") as f:
-                r = http.post("/v1/audio/transcriptions", files={"file": ("long.wav", f, "audio/wav")}, data={"model": "whisper-1"})
-            r.raise_for_status()
-            out["transcribe"].append(time.perf_counter() - t)
-            t = time.perf_counter()
-            with http.stream("POST", "/v1/audio/speech", json={"input": SAY, "response_format": "pcm", "voice": "x"}) as s:
-                for _ in s.iter_raw():
-                    out["first_speech"].append(time.perf_counter() - t)
-                    break
-    return out
+
+def http_first_speech(http, text: str) -> float:
+    t = time.perf_counter()
+    with http.stream("POST", "/v1/audio/speech", json={"input": text, "response_format": "pcm", "voice": "x"}) as s:
+        for _ in s.iter_raw():
+            return time.perf_counter() - t
+    return float("nan")
 
 
 def ws_turn(server: ServeProcess, question: np.ndarray, rounds: int) -> tuple[list[float], list[float]]:
@@ -189,25 +189,36 @@ def main() -> None:
     question_wav = write(work / "question.wav", np.concatenate([np.zeros(8000, dtype=np.float32), question, np.zeros(16000 * 3, dtype=np.float32)]))
     clip = write(work / "clip.wav", np.concatenate([question, np.zeros(8000, dtype=np.float32)]))
 
-    print("== one client: the server against the same work in process ==")
-    base = in_process(long_wav, args.rounds)
-    talk = local_talk(question_wav, args.rounds, env)
+    print("== one client: the server against the same work in process (alternating, round by round) ==")
+    import httpx
+
+    local = InProcess()
+    talk: list[float] = []
     config = "serve:\n  max_active: 2\n  max_queued: 4\n  max_sessions: 8\nllm:\n  max_tokens: 48\n"
     with ServeProcess(work / "serve", config=config, env=env) as server:
-        http = over_http(server, long_wav, args.rounds)
-        ws_server, ws_client = ws_turn(server, question, args.rounds)
-        rows = [("transcribe 30 s file", med(base["transcribe"]), med(http["transcribe"])),
-                ("first speech byte", med(base["first_speech"]), med(http["first_speech"])),
-                ("voice turn (voice-to-voice)", med(talk) if talk else float("nan"), med(ws_server))]
+        times: dict[str, list[float]] = {k: [] for k in ("t_local", "t_http", "s_local", "s_http")}
+        ws_server: list[float] = []
+        ws_client: list[float] = []
+        with httpx.Client(base_url=server.url, timeout=300) as http:
+            http_first_speech(http, SAY)  # the first request of a connection pays for the connection
+            for _ in range(args.rounds):
+                times["t_local"].append(local.transcribe(long_wav))
+                times["t_http"].append(http_transcribe(http, long_wav))
+                for _ in range(3):
+                    times["s_local"].append(local.first_speech(SAY))
+                    times["s_http"].append(http_first_speech(http, SAY))
+                talk += local_talk(question_wav, 1, env)
+                a, b = ws_turn(server, question, 1)
+                ws_server += a
+                ws_client += b
+        rows = [("transcribe 30 s file", times["t_local"], times["t_http"]),
+                ("first speech byte", times["s_local"], times["s_http"]),
+                ("voice turn (voice-to-voice)", talk, ws_server)]
         print(f"{'':32s} {'in process':>11s} {'server':>9s} {'ratio':>7s}")
         for name, a, b in rows:
-            print(f"{name:32s} {a:10.3f}s {b:8.3f}s {b / a:7.2f}x")
+            print(f"{name:32s} {med(a):10.3f}s {med(b):8.3f}s {med(b) / med(a):7.2f}x   samples {[round(x, 3) for x in a]} vs {[round(x, 3) for x in b]}")
         if ws_client:
             print(f"{'  websocket, client side':32s} {'':11s} {med(ws_client):8.3f}s  (last speech sample sent -> first reply audio received)")
-        print(f"  samples: in-process transcribe {[round(x, 3) for x in base['transcribe']]}, http {[round(x, 3) for x in http['transcribe']]}")
-        print(f"  first speech: in-process {[round(x, 3) for x in base['first_speech']]}, http {[round(x, 3) for x in http['first_speech']]}")
-        print(f"  voice-to-voice: local talk {[round(x, 3) for x in talk]}, websocket {[round(x, 3) for x in ws_server]}")
-
         print("\n== concurrent clients (serve.max_active 2, serve.max_queued 4) ==")
         print(f"{'route':11s} {'clients':>7s} {'ok/s':>6s} {'p50':>7s} {'p95':>7s}  statuses            alive")
         for route in ("transcribe", "chat"):
