@@ -39,6 +39,7 @@ def talk(
     no_log: Annotated[bool, typer.Option("--no-log", help="Keep this session out of the history.", rich_help_panel=SESSION)] = False,
     resume: Annotated[Optional[int], typer.Option("--resume", help="Continue session ID with its memory.", rich_help_panel=SESSION)] = None,
     cont: Annotated[bool, typer.Option("--continue", help="Continue the most recent session.", rich_help_panel=SESSION)] = False,
+    tools: Annotated[Optional[bool], typer.Option("--tools/--no-tools", help="Let the model call tools (tools.enabled).", rich_help_panel=SESSION)] = None,
 ) -> None:
     from voicechat.console import load_config
     from voicechat.errors import VoicechatError
@@ -46,7 +47,7 @@ def talk(
     cfg = load_config({
         "stt.engine": stt, "llm.engine": llm, "tts.engine": tts, "stt.model": stt_model, "llm.model": llm_model,
         "tts.voice": voice, "llm.system_prompt": system, "listen.mode": mode, "listen.barge_in": barge_in,
-        "audio.input_device": input_device, "audio.output_device": output_device,
+        "audio.input_device": input_device, "audio.output_device": output_device, "tools.enabled": tools,
     })
     if cfg.listen.mode not in ("vad", "ptt"):
         raise VoicechatError(f"--mode is '{cfg.listen.mode}'; use vad or ptt")
@@ -170,7 +171,7 @@ class Talk:
 
         from voicechat.errors import VoicechatError
         from voicechat.history import open_for_session
-        from voicechat.session import ChatSession, engines_info
+        from voicechat.session import ChatSession, engines_info, open_tools
         from voicechat.talk.keyboard import KeyboardInput
         from voicechat.voice import events as ev
         from voicechat.voice.session import VoiceSession
@@ -181,13 +182,20 @@ class Talk:
         previous_term = signal.signal(signal.SIGTERM, self._on_sigint)  # SIGTERM ends talk as Ctrl-C does: nothing lost
         stt = llm = tts = None
         session = None
+        toolbox = confirmation = None
         exit_code = 0
         try:
             with contextlib.ExitStack() as stack:
                 renderer = stack.enter_context(self._renderer())
                 stt, llm, tts, turn_model = self._load(renderer)
+                toolbox = open_tools(cfg, llm, lambda message: renderer(ev.Notice(message)))
+                if toolbox is not None and _stdin_usable() and not self.json_out:
+                    from voicechat.tools.confirm import TypedConfirmation
+
+                    confirmation = TypedConfirmation(lambda message: renderer(ev.Notice(message)), self.stop)
+                    toolbox.confirm = confirmation
                 chat = ChatSession(cfg, llm, kind="talk", log=log, resume=resume,
-                                   engines=engines_info(cfg, stt, llm, tts), history=history)
+                                   engines=engines_info(cfg, stt, llm, tts), history=history, tools=toolbox)
                 if resume is not None:
                     renderer(ev.Notice(f"resumed session {resume} ({chat.resumed_turns} turns)"))
                 source = self._open_source(renderer, stack)
@@ -200,6 +208,8 @@ class Talk:
                 session.warm_up()
 
                 def on_line(line: str) -> None:
+                    if confirmation is not None and confirmation.answer(line):
+                        return  # the answer to a tool's question
                     if not line.startswith("/"):
                         session.send_text(line)
                         return
@@ -232,6 +242,8 @@ class Talk:
                 for engine in (stt, llm, tts):
                     if engine is not None:
                         engine.close()
+            if toolbox is not None:
+                toolbox.close()
             if history is not None:
                 history.close()
         if exit_code:

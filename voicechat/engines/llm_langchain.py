@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-from voicechat.engines.base import ChatModel, Message, TextDelta, Usage
+from voicechat.engines.base import ChatModel, Message, TextDelta, ToolCall, ToolSpec, Usage
 from voicechat.errors import VoicechatError, scrub
 
 if TYPE_CHECKING:
@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 class LangChainChat(ChatModel):
     name = "langchain"
+    supports_tools = True
 
     def __init__(self, config: "Config") -> None:
         from langchain.chat_models import init_chat_model
@@ -43,15 +44,22 @@ class LangChainChat(ChatModel):
     def model_name(self) -> str:
         return self.spec
 
-    def stream(self, messages: Sequence[Message]) -> Iterator[TextDelta | Usage]:
-        from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
-
-        kinds = {"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
-        lc_messages = [kinds[m.role](content=m.content) for m in messages]
+    def stream(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = (),
+               tool_choice: str | None = None) -> Iterator[TextDelta | ToolCall | Usage]:
+        lc_messages = _to_langchain(messages)
+        model: Any = self.model
+        if tools:
+            try:
+                model = self.model.bind_tools([t.to_openai() for t in tools], tool_choice=tool_choice)
+            except NotImplementedError:
+                raise VoicechatError(f"the langchain model '{self.spec}' cannot call tools; turn tools off or use another model") from None
         usage = None
         text: list[str] = []
+        gathered: Any = None  # tool-call pieces add up (AIMessageChunk + AIMessageChunk)
         try:
-            for chunk in self.model.stream(lc_messages):
+            for chunk in model.stream(lc_messages):
+                if getattr(chunk, "tool_call_chunks", None):
+                    gathered = chunk if gathered is None else gathered + chunk
                 if chunk.content:
                     piece = chunk.content if isinstance(chunk.content, str) else "".join(
                         p.get("text", "") for p in chunk.content if isinstance(p, dict)
@@ -72,6 +80,13 @@ class LangChainChat(ChatModel):
             except ImportError:
                 pass
             raise VoicechatError(f"chat with '{self.spec}' failed: {scrub(str(e))[:200]}") from e
+        if gathered is not None:
+            import json
+
+            for i, call in enumerate(gathered.tool_calls):
+                yield ToolCall(call.get("id") or f"call_{i}", call["name"], json.dumps(call.get("args") or {}))
+            for i, bad in enumerate(getattr(gathered, "invalid_tool_calls", None) or ()):  # arguments that are not JSON
+                yield ToolCall(bad.get("id") or f"bad_{i}", bad.get("name") or "", bad.get("args") or "")
         if usage:
             yield Usage(int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0)), estimated=False)
         else:
@@ -79,6 +94,29 @@ class LangChainChat(ChatModel):
 
             enc, _ = tokens.encoding_for_model(self.spec.partition(":")[2])
             yield Usage(sum(tokens.count(m.content, enc) + 4 for m in messages), tokens.count("".join(text), enc), estimated=True)
+
+
+def _to_langchain(messages: Sequence[Message]) -> list[Any]:
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+
+    out: list[Any] = []
+    for m in messages:
+        if m.role == "tool":
+            out.append(ToolMessage(content=m.content, tool_call_id=m.tool_call_id or ""))
+        elif m.role == "assistant" and m.tool_calls:
+            import json
+
+            calls = []
+            for c in m.tool_calls:
+                try:
+                    args = json.loads(c.arguments)
+                except ValueError:
+                    args = {}
+                calls.append({"name": c.name, "args": args if isinstance(args, dict) else {}, "id": c.id, "type": "tool_call"})
+            out.append(AIMessage(content=m.content, tool_calls=calls))
+        else:
+            out.append({"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}[m.role](content=m.content))
+    return out
 
 
 def create(config: "Config") -> LangChainChat:
