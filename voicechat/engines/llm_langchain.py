@@ -55,11 +55,15 @@ class LangChainChat(ChatModel):
                 raise VoicechatError(f"the langchain model '{self.spec}' cannot call tools; turn tools off or use another model") from None
         usage = None
         text: list[str] = []
-        gathered: Any = None  # tool-call pieces add up (AIMessageChunk + AIMessageChunk)
-        try:
+        calls: dict[int, dict[str, str]] = {}  # tool-call pieces by index (not chunk + chunk: that would
+        try:                                    # repeat a name some servers send with every piece)
             for chunk in model.stream(lc_messages):
-                if getattr(chunk, "tool_call_chunks", None):
-                    gathered = chunk if gathered is None else gathered + chunk
+                for piece in getattr(chunk, "tool_call_chunks", None) or ():
+                    index = piece.get("index")
+                    slot = calls.setdefault(index if index is not None else len(calls), {"id": "", "name": "", "args": ""})
+                    slot["id"] = slot["id"] or piece.get("id") or ""
+                    slot["name"] = slot["name"] or piece.get("name") or ""
+                    slot["args"] += piece.get("args") or ""
                 if chunk.content:
                     piece = chunk.content if isinstance(chunk.content, str) else "".join(
                         p.get("text", "") for p in chunk.content if isinstance(p, dict)
@@ -80,20 +84,20 @@ class LangChainChat(ChatModel):
             except ImportError:
                 pass
             raise VoicechatError(f"chat with '{self.spec}' failed: {scrub(str(e))[:200]}") from e
-        if gathered is not None:
-            import json
-
-            for i, call in enumerate(gathered.tool_calls):
-                yield ToolCall(call.get("id") or f"call_{i}", call["name"], json.dumps(call.get("args") or {}))
-            for i, bad in enumerate(getattr(gathered, "invalid_tool_calls", None) or ()):  # arguments that are not JSON
-                yield ToolCall(bad.get("id") or f"bad_{i}", bad.get("name") or "", bad.get("args") or "")
+        for i, slot in sorted(calls.items()):
+            yield ToolCall(slot["id"] or f"call_{i}", slot["name"], slot["args"] or "{}")
         if usage:
             yield Usage(int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0)), estimated=False)
         else:
             from voicechat import tokens
 
+            import json
+
             enc, _ = tokens.encoding_for_model(self.spec.partition(":")[2])
-            yield Usage(sum(tokens.count(m.content, enc) + 4 for m in messages), tokens.count("".join(text), enc), estimated=True)
+            prompt = sum(tokens.count(m.content, enc) + 4 for m in messages)
+            prompt += tokens.count(json.dumps([t.to_openai() for t in tools]), enc) if tools else 0
+            written = "".join(text) + "".join(c["name"] + c["args"] for c in calls.values())
+            yield Usage(prompt, tokens.count(written, enc), estimated=True)
 
 
 def _to_langchain(messages: Sequence[Message]) -> list[Any]:
