@@ -75,7 +75,8 @@ def check_arguments(schema: dict[str, Any], args: Any) -> dict[str, Any]:
         kind = prop.get("type")
         expected = _TYPES.get(kind) if isinstance(kind, str) else None
         if expected is not None and (not isinstance(value, expected) or (kind != "boolean" and isinstance(value, bool))):
-            raise ToolError(f"argument '{key}' must be a {kind}, not {type(value).__name__}")
+            article = "an" if kind in ("integer", "object", "array") else "a"
+            raise ToolError(f"argument '{key}' must be {article} {kind}, not {type(value).__name__}")
         if isinstance(value, str) and "maxLength" in prop and len(value) > prop["maxLength"]:
             raise ToolError(f"argument '{key}' is {len(value)} characters long; at most {prop['maxLength']}")
         if "enum" in prop and value not in prop["enum"]:
