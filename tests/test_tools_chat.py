@@ -208,6 +208,9 @@ def test_chat_tools_flag_shows_failures_in_one_line_and_logs_calls():
         turns = history.turns(history.last_session_id())
     assert [t.tools[0]["error"] for t in turns] == [False, True]
     assert turns[0].tools[0]["arguments"] == '{"query": "Eiffel Tower"}' and "wrought-iron" in turns[0].tools[0]["result"]
+    md = CliRunner().invoke(app, ["history", "export", str(turns[0].session_id), "--format", "md"]).stdout
+    assert '> tool `wikipedia` `{"query": "Eiffel Tower"}` → Wikipedia, \'Eiffel Tower\': The Eiffel Tower' in md
+    assert "> tool `wikipedia` `{\"query\": \"Eiffel Tower\"}` failed: Wikipedia did not answer" in md
 
 
 def test_chat_without_tools_flag_offers_none():

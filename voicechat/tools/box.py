@@ -111,6 +111,12 @@ class ToolBox:
                 pass
 
 
+def _servers(cfg: Any) -> list[Any]:
+    from voicechat.tools import mcp_config
+
+    return mcp_config.servers(cfg.mcp, default_timeout=cfg.timeout)
+
+
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
 
@@ -138,7 +144,13 @@ def build(config: "Config", notice: Callable[[str], None]) -> ToolBox:
         else:
             raise ConfigError(f"tools.builtin names '{name}'; the built-in tools are {', '.join(BUILTIN)}")
     closers: list[Callable[[], None]] = []
-    if cfg.mcp:
+    if cfg.mcp and any(s.enabled for s in _servers(cfg)):
+        import importlib.util
+
+        if importlib.util.find_spec("mcp") is None:
+            from voicechat.errors import EngineUnavailable
+
+            raise EngineUnavailable('MCP servers (tools.mcp) need the mcp package: pip install "voicechat[tools]"')
         from voicechat.tools import mcp_client, mcp_config
 
         for server in mcp_config.servers(cfg.mcp, default_timeout=cfg.timeout):
