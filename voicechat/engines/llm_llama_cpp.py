@@ -121,8 +121,8 @@ class LlamaCpp(ChatModel):
                 tool = next((t for t in tools if t.name == name), None)
                 if tool is None:
                     raise VoicechatError(f"tool_choice names '{name}', which is not among the tools offered")
-                done = self.llm.create_completion(prompt=prompt, max_tokens=self.max_tokens, temperature=self.temperature,
-                                                  grammar=llama_tools.arguments_grammar(tool))
+                done = self.llm.create_completion(prompt=prompt, max_tokens=llama_tools.ARGUMENT_TOKENS,
+                                                  temperature=self.temperature, grammar=llama_tools.arguments_grammar(tool))
                 generated += done["usage"]["completion_tokens"]
                 yield ToolCall(f"call_{uuid.uuid4().hex[:12]}", name, done["choices"][0]["text"].strip() or "{}")
             else:
