@@ -54,6 +54,19 @@ def test_llama_cpp_reads_a_tool_result_and_answers(llama):
     assert text.strip() or (calls and calls[0].name in {"calculator", "datetime"})
 
 
+def test_llama_cpp_reads_the_tool_prompt_ahead(llama):
+    """talk's prefill and end-of-turn reading leave the prompt the reply will have in llama.cpp's cache."""
+    from voicechat.engines import llama_tools
+    from voicechat.engines.llama_turn import prompt_until_user_text
+
+    text, _, added = llama_tools.render(llama.llm, QUESTION, TOOLS)
+    tokens = llama.llm.tokenize(text.encode(), add_bos=not added, special=True)
+    llama.prefill(QUESTION, tools=TOOLS)
+    assert llama.llm.n_tokens == len(tokens) and llama.llm.input_ids[: len(tokens)].tolist() == tokens
+    assert text.startswith(prompt_until_user_text(llama.llm, QUESTION[:-1], "What is 12 times 7", TOOLS))
+    assert llama.end_of_turn_probability(QUESTION, tools=TOOLS) is not None
+
+
 def test_llama_cpp_turn_runs_the_tool_and_history_keeps_it(llama, tmp_path):
     cfg = resolve(environ={}, overrides={"tools.enabled": True, "tools.force": "calculator", "tools.max_calls": 1,
                                          "llm.system_prompt": "You are a helpful assistant."})

@@ -176,10 +176,15 @@ class ChatSession:
 
     def prefill(self, user_text: str) -> None:
         """Let a local model read the prompt for user_text before it is asked (see ChatModel.prefill)."""
-        self.llm.prefill(self.memory.messages_for(user_text))
+        if self.tools is not None:  # the prompt the reply will have: with the tools described
+            self.llm.prefill(self.memory.messages_for(user_text), tools=self.tools.specs())
+        else:
+            self.llm.prefill(self.memory.messages_for(user_text))
 
     def end_of_turn_probability(self, user_text: str) -> float | None:
         """The chat model's reading of whether user_text is a finished message (see ChatModel)."""
+        if self.tools is not None:
+            return self.llm.end_of_turn_probability(self.memory.messages_for(user_text), tools=self.tools.specs())
         return self.llm.end_of_turn_probability(self.memory.messages_for(user_text))
 
     def empty_reply_note(self, user_text: str, usage: Usage | None) -> str:

@@ -164,11 +164,11 @@ class ChatModel(Engine):
         (None: the model decides; a tool's name: the model must call it) and yield a ToolCall for each
         call the model makes (before the Usage); the caller runs the tools and asks again."""
 
-    def prefill(self, messages: Sequence[Message]) -> None:  # noqa: B027 - optional hook
+    def prefill(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()) -> None:  # noqa: B027 - optional hook
         """Evaluate a prompt ahead of time where the engine keeps it (a local model's cache), so a request
-        that starts with these messages answers sooner. Remote engines ignore it."""
+        that starts with these messages (and offers these tools) answers sooner. Remote engines ignore it."""
 
-    def end_of_turn_probability(self, messages: Sequence[Message]) -> float | None:
+    def end_of_turn_probability(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()) -> float | None:
         """P(the last user message is finished as it stands), from how likely the model finds a sentence end
         right after it; None when the engine cannot tell (remote engines) or is busy answering."""
         return None

@@ -163,21 +163,41 @@ class LlamaCpp(ChatModel):
         prompt = sum(self.count_tokens(m.content) + 4 for m in messages)  # content + ChatML role tokens
         yield Usage(prompt_tokens=prompt, completion_tokens=generated, estimated=True)
 
-    def prefill(self, messages: Sequence[Message]) -> None:
+    def prefill(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()) -> None:
         """llama.cpp keeps the last prompt's evaluated tokens and reuses the common prefix: evaluate it now.
         Never waits: while the model is answering, there is nothing to gain."""
         if not self._busy.acquire(blocking=False):
             return
         try:
+            if tools:
+                from voicechat.engines import llama_tools
+
+                text, _, added_bos = llama_tools.render(self.llm, messages, tools)
+                self._evaluate(self.llm.tokenize(text.encode("utf-8"), add_bos=not added_bos, special=True))
+                return
             stream = self._stream(messages)
             try:
                 next(stream, None)
             finally:
                 stream.close()
+        except (ValueError, RuntimeError):  # a prompt past the context: the reply will say so
+            pass
         finally:
             self._busy.release()
 
-    def end_of_turn_probability(self, messages: Sequence[Message]) -> float | None:
+    def _evaluate(self, tokens: list[int]) -> None:
+        """Bring llama.cpp's cache to these tokens, reusing the prefix it holds (at least one token is
+        evaluated, for fresh logits)."""
+        cached = self.llm.input_ids[: self.llm.n_tokens].tolist()
+        keep = 0
+        for a, b in zip(cached, tokens):
+            if a != b:
+                break
+            keep += 1
+        self.llm.n_tokens = min(keep, len(tokens) - 1)
+        self.llm.eval(tokens[self.llm.n_tokens :])
+
+    def end_of_turn_probability(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()) -> float | None:
         """Read the conversation up to the end of the user's words (no closing tag) and take the probability
         that the next token ends the sentence or the message. Whisper's own final punctuation is removed
         first: it punctuates a phrase cut at a pause as if it were finished. The prompt is the start of the
@@ -190,18 +210,10 @@ class LlamaCpp(ChatModel):
             from voicechat.engines.llama_turn import last_logits, prompt_until_user_text, stop_token_ids
 
             text = messages[-1].content.rstrip().rstrip(".?!,;: ")
-            prompt = prompt_until_user_text(self.llm, messages[:-1], text)
+            prompt = prompt_until_user_text(self.llm, messages[:-1], text, tools)
             if prompt is None:
                 return None
-            tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
-            cached = self.llm.input_ids[: self.llm.n_tokens].tolist()
-            keep = 0
-            for a, b in zip(cached, tokens):
-                if a != b:
-                    break
-                keep += 1
-            self.llm.n_tokens = min(keep, len(tokens) - 1)  # at least one token is evaluated, for fresh logits
-            self.llm.eval(tokens[self.llm.n_tokens :])
+            self._evaluate(self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
             logits = last_logits(self.llm)
             logits = logits - logits.max()
             p = np.exp(logits)
