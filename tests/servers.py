@@ -76,7 +76,8 @@ class OpenAILikeServer:
         }
         self.reply = "Hello from the test server. This reply streams in pieces."
         # Answers for the next chat requests, in order (then ``reply``): a string (``{tool}`` is replaced
-        # by the content of the request's last tool message) or a ToolCalls, streamed as OpenAI streams calls.
+        # by the content of the request's last tool message), a ToolCalls, streamed as OpenAI streams calls,
+        # or an HTTP status to fail with.
         self.script: list[Any] = []
         self.api_key: str | None = None
         self.calls_before_ok = 0
@@ -148,6 +149,9 @@ class OpenAILikeServer:
         """Stream a fixed reply as server-sent events, like OpenAI (usage last when asked for)."""
         req = json.loads(body)
         answer = self.script.pop(0) if self.script else self.reply
+        if isinstance(answer, int):  # a scripted HTTP error for this request
+            h.send_json(answer, {"error": {"message": "internal server error", "type": "server_error"}})
+            return
         if isinstance(answer, ToolCalls):
             self._stream_calls(h, req, answer)
             return

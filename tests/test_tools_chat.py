@@ -143,7 +143,7 @@ def test_calls_streamed_in_pieces_are_run_and_answered():
     with OpenAILikeServer() as server:
         server.script = [ToolCalls(("calculator", '{"expression": "6 * 7"}'), text="Let me work that out."), "The answer: {tool}"]
         reply = _session(server, ToolBox([calculator.tool()])).stream_reply("six times seven?", lambda d: None)
-        assert reply.text == "Let me work that out.The answer: 6 * 7 = 42"
+        assert reply.text == "Let me work that out. The answer: 6 * 7 = 42"
         first, second = [json.loads(r["body"]) for r in server.requests]
         assert [t["function"]["name"] for t in first["tools"]] == ["calculator"] and first["tool_choice"] == "auto"
         assert INSTRUCTION in first["messages"][0]["content"]
@@ -181,6 +181,14 @@ def test_a_result_that_gives_orders_is_only_data():
     assert [t.name for t in reply.tools] == ["notes", "delete_all"]
     assert reply.tools[1].error and "no tool named 'delete_all'" in reply.tools[1].text
     assert reply.text == "I will not do that."
+
+
+def test_a_failure_after_a_tool_ran_keeps_the_turn_with_its_calls():
+    with OpenAILikeServer() as server:
+        server.script = [ToolCalls(("calculator", '{"expression": "2+2"}')), 500]  # the round after the call fails
+        reply = _session(server, ToolBox([calculator.tool()])).stream_reply("two plus two", lambda d: None)
+    assert reply.error and "server error 500" in reply.error
+    assert not reply.failed and reply.interrupted and [t.text for t in reply.tools] == ["2+2 = 4"], "kept, to be recorded"
 
 
 def test_max_calls_ends_a_loop_of_calls():

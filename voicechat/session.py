@@ -137,7 +137,9 @@ class ChatSession:
                 if e.partial and len(parts) == round_start:
                     parts.append(e.partial)
             except VoicechatError as e:
-                reply.failed = True
+                # after tool calls the turn is kept (what ran is recorded), as a reply cut short
+                reply.failed = not reply.tools
+                reply.interrupted = bool(reply.tools)
                 reply.error, reply.exception = str(e), e
             finally:
                 stream.close()
@@ -149,6 +151,9 @@ class ChatSession:
             if cancelled():
                 reply.interrupted = True
                 break
+            if parts and not parts[-1][-1:].isspace():  # the next round's words do not run into this one's
+                parts.append(" ")
+                on_delta(" ")
         reply.text = "".join(parts).strip()
         return reply
 
