@@ -80,6 +80,11 @@ class ChatSession:
             max_context_tokens=config.memory.max_context_tokens,
             count_tokens=llm.count_tokens,
         )
+        if self.tools is not None:  # the tool definitions and a result share the context with the conversation
+            import json
+
+            reserved = llm.count_tokens(json.dumps([t.to_openai() for t in self.tools.specs()])) + config.tools.result_chars // 4
+            self.memory.max_context_tokens = max(64, self.memory.max_context_tokens - reserved)
         if resume is not None and history is not None:
             past = history.turns(resume)
             self.session_id = resume
