@@ -199,6 +199,14 @@ def test_max_calls_ends_a_loop_of_calls():
     assert "tools" not in json.loads(server.requests[-1]["body"]), "the last round offers no tools"
 
 
+def test_the_memory_budget_leaves_room_for_tools():
+    box = ToolBox([calculator.tool(), clock.tool()])
+    with OpenAILikeServer() as server:
+        session = _session(server, box, **{"memory.max_context_tokens": 1536, "tools.result_chars": 2000})
+    definitions = session.llm.count_tokens(json.dumps([s.to_openai() for s in box.specs()]))
+    assert definitions > 100 and session.memory.max_context_tokens == 1536 - definitions - 2000 // 4
+
+
 def test_tools_off_sends_no_tools():
     with OpenAILikeServer() as server:
         cfg = resolve(environ={}, overrides={"llm.engine": "openai", "llm.base_url": server.base_url})

@@ -124,3 +124,13 @@ def test_json_lines_carry_tool_events(capsys):
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert lines == [{"type": "tool_call", "name": "calculator", "arguments": '{"expression": "1+1"}'},
                      {"type": "tool_result", "name": "calculator", "result": "1+1 = 2", "error": False, "seconds": 0.012}]
+
+
+def test_the_live_view_shows_calls_as_plain_text(capsys):
+    live = render.LiveRenderer()  # not entered: prints straight to the console
+    live(ev.ToolCalled("notes", '{"q": "[bold]x[/bold]"}'))
+    live(ev.ToolDone("notes", "[red]not markup[/red] " + "long " * 100, False, 0.5))
+    live(ev.ToolDone("notes", "the server is down", True, 0.1))
+    out = capsys.readouterr().out
+    assert '⚙ notes {"q": "[bold]x[/bold]"}' in out and "⚙ notes → [red]not markup[/red] long" in out
+    assert "…" in out and "(0.50 s)" in out and "⚙ notes failed: the server is down" in out
