@@ -125,8 +125,8 @@ def chat(
                 if event.phase == "slow":
                     return
                 if interactive:
-                    if prefix_open and not pieces:
-                        sys.stdout.write("\r")
+                    if prefix_open and not pieces:  # the tool lines go where "assistant ›" was; it comes back with the words
+                        sys.stdout.write("\r\x1b[2K")
                         sys.stdout.flush()
                         prefix_open = False
                     if event.phase == "call":
