@@ -134,3 +134,22 @@ def test_the_live_view_shows_calls_as_plain_text(capsys):
     out = capsys.readouterr().out
     assert '⚙ notes {"q": "[bold]x[/bold]"}' in out and "⚙ notes → [red]not markup[/red] long" in out
     assert "…" in out and "(0.50 s)" in out and "⚙ notes failed: the server is down" in out
+
+
+def test_talk_tools_flag_end_to_end_with_typed_input():
+    """`voicechat talk --tools` with no sound devices: typed message, the bundled model forced to call the
+    calculator, the call shown on stderr, the reply printed, the call in the history."""
+    from tests.helpers import run_cli
+    from voicechat import paths
+
+    env = {"ALSA_CONFIG_PATH": "/usr/share/alsa/alsa.conf", "VOICECHAT_LLM_MAX_TOKENS": "48", "VOICECHAT_LLM_TEMPERATURE": "0",
+           "VOICECHAT_TOOLS_BUILTIN": "calculator", "VOICECHAT_TOOLS_FORCE": "calculator", "VOICECHAT_TOOLS_MAX_CALLS": "1",
+           "VOICECHAT_LLM_SYSTEM_PROMPT": "You are a helpful assistant."}
+    result = run_cli("talk", "--tools", input=b"What is 12 times 7?\n", env=env)
+    out, err = result.stdout.decode(), result.stderr.decode()
+    assert result.returncode == 0, err
+    assert "you: What is 12 times 7?" in out and "assistant: " in out
+    assert '⚙ calculator {"expression": "' in err and ("⚙ calculator →" in err or "⚙ calculator failed:" in err), err
+    with History(paths.history_db()) as history:
+        [turn] = history.turns(history.last_session_id())
+    assert turn.tools[0]["name"] == "calculator" and turn.tools[0]["arguments"].startswith('{"expression": "')
