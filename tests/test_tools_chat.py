@@ -247,3 +247,19 @@ def test_chat_without_tools_flag_offers_none():
         env = {"VOICECHAT_LLM_ENGINE": "openai", "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-x"}
         result = CliRunner().invoke(app, ["chat", "--no-tools"], input="hello\n", env={**env, "VOICECHAT_TOOLS_ENABLED": "true"})
         assert result.exit_code == 0 and "tools" not in json.loads(server.requests[0]["body"])
+
+
+def test_chat_json_lines_carry_tool_events():
+    with OpenAILikeServer() as server:
+        server.script = [ToolCalls(("calculator", '{"expression": "6 * 7"}')), "It is {tool}."]
+        env = {"VOICECHAT_LLM_ENGINE": "openai", "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-x"}
+        result = CliRunner().invoke(app, ["chat", "--tools", "--json", "--no-log"], input="six times seven\n", env=env)
+    assert result.exit_code == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    kinds = [e["type"] for e in events]
+    assert kinds[:3] == ["user", "tool_call", "tool_result"] and kinds[-2:] == ["reply", "turn_stats"]
+    assert events[1] == {"type": "tool_call", "name": "calculator", "arguments": '{"expression": "6 * 7"}'}
+    assert events[2]["result"] == "6 * 7 = 42" and events[2]["error"] is False
+    assert "".join(e["text"] for e in events if e["type"] == "reply_delta") == "It is 6 * 7 = 42."
+    assert events[-2] == {"type": "reply", "text": "It is 6 * 7 = 42.", "interrupted": False}
+    assert events[-1]["prompt_tokens"] == 60 and "first_token" in events[-1]["latency"]
