@@ -187,6 +187,11 @@ def test_a_failing_or_hanging_tool_is_an_error_result():
     slow_heard = []
     hung = box.run(call("hang", {}), on_slow=lambda: slow_heard.append(1), slow_after=0.1)
     assert hung.error and "did not finish within 0.3 s" in hung.text and slow_heard == [1]
+    stop = threading.Event()
+    threading.Timer(0.2, stop.set).start()
+    started = time.monotonic()
+    cut = box.run(call("hang", {}), cancelled=stop.is_set)  # a barge-in does not wait for the tool
+    assert cut.error and cut.text == "not finished: the turn was interrupted" and time.monotonic() - started < 1.0
     release.set()
     box.close()
 

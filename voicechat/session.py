@@ -177,7 +177,7 @@ class ChatSession:
                 continue
             tell(ToolEvent("call", clean(call.name)[:64], clean(call.arguments[:500])))
             result = self.tools.run(call, on_slow=lambda c=call: tell(ToolEvent("slow", clean(c.name)[:64])),
-                                    slow_after=self.config.tools.filler_after_s)
+                                    slow_after=self.config.tools.filler_after_s, cancelled=cancelled)
             reply.tools.append(result)
             tell(ToolEvent("result", result.name, result.arguments[:500], result))
             text = f"error: {result.text}" if result.error else result.text
