@@ -10,7 +10,6 @@ import sys
 import threading
 import time
 
-import pytest
 
 from tests.helpers import ROOT
 from tests.servers import OpenAILikeServer, ToolCalls
