@@ -10,7 +10,6 @@ import sys
 import threading
 import time
 
-
 from tests.helpers import ROOT
 from tests.servers import OpenAILikeServer, ToolCalls
 from voicechat.config import resolve
