@@ -156,6 +156,21 @@ class ServeConfig:
 
 
 @dataclass
+class ToolsConfig:
+    enabled: bool = False  # tools are offered to the model only when on (or with --tools)
+    builtin: str = "datetime,calculator,wikipedia"  # comma list of the built-in tools to offer
+    force: str | None = None  # a tool name: every turn starts with a call to it (for models that do not pick tools)
+    timeout: float = 10.0  # seconds a tool call may take
+    max_calls: int = 4  # tool calls per turn; then the model must answer
+    result_chars: int = 2000  # a tool result is cut to this many characters
+    filler: str = "Let me look that up."  # talk: said when a tool is slow
+    filler_after_s: float = 1.0  # talk: how slow
+    wikipedia_url: str = "https://en.wikipedia.org/w/api.php"  # the MediaWiki API endpoint
+    wikipedia_chars: int = 1200  # the article introduction is cut to this many characters
+    mcp: dict = field(default_factory=dict)  # MCP servers: name -> {command, args, env, cwd | url, enabled, allow, confirm, timeout}
+
+
+@dataclass
 class Config:
     stt: STTConfig = field(default_factory=STTConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
@@ -167,6 +182,7 @@ class Config:
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     history: HistoryConfig = field(default_factory=HistoryConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    tools: ToolsConfig = field(default_factory=ToolsConfig)
     # USD per million tokens, added to / overriding the built-in table:
     # prices: {my-model: {input: 0.5, output: 1.5}}
     prices: dict = field(default_factory=dict)
@@ -234,6 +250,11 @@ RANGES: dict[str, tuple] = {
     "serve.max_connections": (1, 100_000),
     "memory.max_rounds": (0, 100_000),
     "memory.max_context_tokens": (16, 10_000_000),
+    "tools.timeout": (0.1, 3600.0),
+    "tools.max_calls": (1, 100),
+    "tools.result_chars": (100, 1_000_000),
+    "tools.filler_after_s": (0.0, 3600.0),
+    "tools.wikipedia_chars": (100, 100_000),
 }
 CHOICES: dict[str, tuple[str, ...]] = {  # listen.mode is checked by talk, which names its --mode option
     "audio.latency": ("low", "high"),
@@ -345,6 +366,10 @@ def _apply(cfg: Config, section: str, key: str, value: Any, source: str, *, from
             f"{source}: '{section}.{key}' is {value!r}; expected {_expected(ftypes[key])}"
         ) from None
     _check_range(f"{section}.{key}", coerced, source)
+    if f"{section}.{key}" == "tools.mcp":
+        from voicechat.tools.mcp_config import servers
+
+        servers(coerced, source=f"{source}: tools.mcp")
     setattr(target, key, coerced)
 
 
@@ -434,6 +459,10 @@ def resolve(
         _apply(cfg, section, key, value, f"option for {dotted}", from_text=True)
     for section in SECTIONS:
         register_secret(getattr(getattr(cfg, section), "api_key", None))
+    for server in cfg.tools.mcp.values():  # an MCP server's environment often carries a token
+        for name, value in (server.get("env") or {}).items():
+            if any(word in str(name).lower() for word in ("key", "token", "secret", "password", "auth")):
+                register_secret(str(value))
     return cfg
 
 
@@ -443,4 +472,7 @@ def as_dict(cfg: Config, *, masked: bool = True) -> dict[str, Any]:
         for section in SECTIONS:
             for key in SECRET_KEYS & set(data[section]):
                 data[section][key] = mask(data[section][key])
+        for server in data["tools"]["mcp"].values():
+            if isinstance(server, dict) and isinstance(server.get("env"), dict):
+                server["env"] = {k: mask(str(v)) for k, v in server["env"].items()}
     return data

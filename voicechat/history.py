@@ -51,6 +51,10 @@ MIGRATIONS = [
     """
     ALTER TABLE turns ADD COLUMN cleared_before INTEGER NOT NULL DEFAULT 0;
     """,
+    # 3: the tool calls made for a reply, with their results (JSON list)
+    """
+    ALTER TABLE turns ADD COLUMN tools TEXT;
+    """,
 ]
 
 
@@ -72,6 +76,7 @@ class Turn:
     user_audio: str | None = None
     reply_audio: str | None = None
     cleared_before: bool = False
+    tools: list[dict[str, Any]] = field(default_factory=list)  # {name, arguments, result, error, seconds, source}
     id: int | None = None
     session_id: int | None = None
 
@@ -231,11 +236,12 @@ class History:
         """Commit one completed turn (autocommit: it is on disk when this returns)."""
         cur = self.db.execute(
             "INSERT INTO turns (session_id, created_at, user_text, assistant_text, interrupted, llm_model, prompt_tokens,"
-            " completion_tokens, tokens_estimated, latency, user_audio, reply_audio, cleared_before)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " completion_tokens, tokens_estimated, latency, user_audio, reply_audio, cleared_before, tools)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (session_id, turn.created_at, turn.user_text, turn.assistant_text, int(turn.interrupted), turn.llm_model,
              turn.prompt_tokens, turn.completion_tokens, int(turn.tokens_estimated), json.dumps(turn.latency),
-             turn.user_audio, turn.reply_audio, int(turn.cleared_before)),
+             turn.user_audio, turn.reply_audio, int(turn.cleared_before),
+             json.dumps(turn.tools, ensure_ascii=False) if turn.tools else None),
         )
         self.db.execute("UPDATE sessions SET ended_at=? WHERE id=?", (turn.created_at, session_id))
         return int(cur.lastrowid)
@@ -281,6 +287,7 @@ class History:
                     prompt_tokens=r["prompt_tokens"], completion_tokens=r["completion_tokens"],
                     tokens_estimated=bool(r["tokens_estimated"]), latency=_json_or_empty(r["latency"]),
                     user_audio=r["user_audio"], reply_audio=r["reply_audio"], cleared_before=bool(r["cleared_before"]),
+                    tools=_json_list(r["tools"]),
                 )
             )
         return out
@@ -292,6 +299,14 @@ def _json_or_empty(text: str | None) -> dict:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def _json_list(text: str | None) -> list:
+    try:
+        value = json.loads(text or "[]")
+    except ValueError:
+        return []
+    return value if isinstance(value, list) else []
 
 
 class UnavailableHistory:

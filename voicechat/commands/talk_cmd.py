@@ -43,6 +43,7 @@ def talk(
                                                   rich_help_panel=SESSION)] = None,
     api_key: Annotated[Optional[str], typer.Option("--api-key", help="The server's API key (or VOICECHAT_SERVE_API_KEY).", rich_help_panel=SESSION,
                                                    show_default=False)] = None,
+    tools: Annotated[Optional[bool], typer.Option("--tools/--no-tools", help="Let the model call tools (tools.enabled).", rich_help_panel=SESSION)] = None,
 ) -> None:
     from voicechat.console import load_config
     from voicechat.errors import VoicechatError
@@ -54,10 +55,11 @@ def talk(
         "stt.engine": stt, "llm.engine": llm, "tts.engine": tts, "stt.model": stt_model, "llm.model": llm_model,
         "tts.voice": voice, "llm.system_prompt": system, "listen.mode": mode, "listen.barge_in": barge_in,
         "audio.input_device": input_device, "audio.output_device": output_device, "serve.api_key": api_key,
+        "tools.enabled": tools,
     })
     if server is not None:
         engine_options = {"--stt": stt, "--llm": llm, "--tts": tts, "--stt-model": stt_model, "--llm-model": llm_model,
-                          "--voice": voice, "--system": system}
+                          "--voice": voice, "--system": system, "--tools": tools}
         given = [name for name, value in engine_options.items() if value is not None]
         if given:
             raise VoicechatError(f"{given[0]} does not apply with --server: the server's engines answer; set it on `voicechat serve`")
@@ -175,7 +177,7 @@ class Talk:
 
         from voicechat.errors import VoicechatError
         from voicechat.history import open_for_session
-        from voicechat.session import ChatSession, engines_info
+        from voicechat.session import ChatSession, engines_info, open_tools
         from voicechat.talk.keyboard import KeyboardInput
         from voicechat.voice import events as ev
         from voicechat.voice.session import VoiceSession
@@ -189,6 +191,7 @@ class Talk:
         previous_term = signal.signal(signal.SIGTERM, self._on_sigint)  # SIGTERM ends talk as Ctrl-C does: nothing lost
         stt = llm = tts = None
         session = None
+        toolbox = confirmation = None
         exit_code = 0
         try:
             with contextlib.ExitStack() as stack:
@@ -202,8 +205,14 @@ class Talk:
                                             barge_in=self.options.get("barge_in"), mode=self.options.get("mode"))
                 else:
                     stt, llm, tts, turn_model = self._load(renderer)
+                    toolbox = open_tools(cfg, llm, lambda message: renderer(ev.Notice(message)))
+                    if toolbox is not None and _stdin_usable() and not self.json_out:
+                        from voicechat.tools.confirm import TypedConfirmation
+
+                        confirmation = TypedConfirmation(lambda message: renderer(ev.Notice(message)), self.stop)
+                        toolbox.confirm = confirmation
                     chat = ChatSession(cfg, llm, kind="talk", log=log, resume=resume,
-                                       engines=engines_info(cfg, stt, llm, tts), history=history)
+                                       engines=engines_info(cfg, stt, llm, tts), history=history, tools=toolbox)
                     if resume is not None:
                         renderer(ev.Notice(f"resumed session {resume} ({chat.resumed_turns} turns)"))
                     source = self._open_source(renderer, stack)
@@ -216,6 +225,8 @@ class Talk:
                 session.warm_up()
 
                 def on_line(line: str) -> None:
+                    if confirmation is not None and confirmation.answer(line):
+                        return  # the answer to a tool's question
                     if not line.startswith("/"):
                         session.send_text(line)
                         return
@@ -248,6 +259,8 @@ class Talk:
                 for engine in (stt, llm, tts):
                     if engine is not None:
                         engine.close()
+            if toolbox is not None:
+                toolbox.close()
             if history is not None:
                 history.close()
         if exit_code:

@@ -82,10 +82,10 @@ class Counted:
     def __setattr__(self, name: str, value: Any) -> None:
         setattr(self._engine, name, value)
 
-    def stream(self, messages: Any) -> Iterator[Any]:
+    def stream(self, messages: Any, **options: Any) -> Iterator[Any]:
         from voicechat.engines.base import TextDelta
 
-        gen = self._engine.stream(messages)
+        gen = self._engine.stream(messages, **options)
         try:
             for item in gen:
                 if isinstance(item, TextDelta):

@@ -56,6 +56,28 @@ class TurnStats(Event):
 
 
 @dataclass
+class ToolCalled(Event):
+    """The model called a tool; it is running."""
+
+    name: str
+    arguments: str  # the JSON text the model wrote (cut, control characters removed)
+
+
+@dataclass
+class ToolDone(Event):
+    """A tool call's result (or error), as the model will read it."""
+
+    name: str
+    result: str
+    error: bool = False
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "tool_result", "name": self.name, "result": self.result, "error": self.error,
+                "seconds": round(self.seconds, 3)}
+
+
+@dataclass
 class Notice(Event):
     message: str
 
@@ -84,7 +106,7 @@ class Summary(Event):
 
 EVENT_NAMES = {
     Status: "status", Partial: "partial", UserText: "user", ReplyDelta: "reply_delta", ReplyDone: "reply",
-    TurnStats: "turn_stats", Notice: "notice", Error: "error", Dropped: "dropped", Summary: "summary",
+    TurnStats: "turn_stats", ToolCalled: "tool_call", ToolDone: "tool_result", Notice: "notice", Error: "error", Dropped: "dropped", Summary: "summary",
 }
 
 
