@@ -134,6 +134,7 @@ class MemoryConfig:
 class HistoryConfig:
     enabled: bool = True
     path: str | None = None  # None: <platform data dir>/voicechat/history.sqlite3
+    url: str | None = None  # postgresql://user:password@host:5432/db: PostgreSQL instead of the file (VOICECHAT_HISTORY_URL)
 
 
 @dataclass
@@ -430,7 +431,21 @@ def resolve(
         _apply(cfg, section, key, value, f"option for {dotted}", from_text=True)
     for section in SECTIONS:
         register_secret(getattr(getattr(cfg, section), "api_key", None))
+    _check_history_url(cfg)
     return cfg
+
+
+def _check_history_url(cfg: Config) -> None:
+    from voicechat.storage import urls
+
+    url = cfg.history.url
+    if not url:
+        return
+    if not urls.is_postgres(url):
+        shown = urls.redacted(url) if "://" in url else "(not a URL)"
+        raise ConfigError(f"history.url is {shown}; expected a postgresql://user:password@host:port/database URL "
+                          "(or leave it empty for the SQLite file)")
+    register_secret(urls.password(url))
 
 
 def as_dict(cfg: Config, *, masked: bool = True) -> dict[str, Any]:
@@ -439,4 +454,8 @@ def as_dict(cfg: Config, *, masked: bool = True) -> dict[str, Any]:
         for section in SECTIONS:
             for key in SECRET_KEYS & set(data[section]):
                 data[section][key] = mask(data[section][key])
+        if data["history"].get("url"):
+            from voicechat.storage import urls
+
+            data["history"]["url"] = urls.redacted(data["history"]["url"])
     return data
