@@ -177,3 +177,10 @@ def test_a_sigterm_replica_drains_without_losing_a_turn(cluster):
     finally:
         again.close()
     assert stored(replicas.url, session) == [("Name a fruit.", first["text"]), (LONG, reply["text"])]
+
+
+def test_the_readme_shows_the_balancer_config_the_tests_run():
+    from tests.balancer import EXAMPLE
+    from tests.helpers import ROOT
+
+    assert EXAMPLE.read_text() in (ROOT / "README.md").read_text()
