@@ -201,12 +201,12 @@ def main() -> None:
         ws_client: list[float] = []
         with httpx.Client(base_url=server.url, timeout=300) as http:
             http_first_speech(http, SAY)  # the first request of a connection pays for the connection
-            for _ in range(args.rounds):
-                times["t_local"].append(local.transcribe(long_wav))
-                times["t_http"].append(http_transcribe(http, long_wav))
-                for _ in range(3):
-                    times["s_local"].append(local.first_speech(SAY))
-                    times["s_http"].append(http_first_speech(http, SAY))
+            for r in range(args.rounds):  # who goes first alternates; a pause lets the other's threads stop spinning
+                jobs = [("t_local", lambda: local.transcribe(long_wav)), ("t_http", lambda: http_transcribe(http, long_wav))]
+                jobs += [("s_local", lambda: local.first_speech(SAY)), ("s_http", lambda: http_first_speech(http, SAY))] * 3
+                for key, job in (jobs if r % 2 == 0 else jobs[::-1]):
+                    time.sleep(0.5)
+                    times[key].append(job())
                 talk += local_talk(question_wav, 1, env)
                 a, b = ws_turn(server, question, 1)
                 ws_server += a

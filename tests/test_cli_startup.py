@@ -9,7 +9,7 @@ import sys
 import pytest
 
 HEAVY = ["faster_whisper", "ctranslate2", "onnxruntime", "torch", "openai", "langchain", "langchain_core", "llama_cpp", "piper", "TTS",
-         "fastapi", "starlette", "uvicorn", "websockets", "prometheus_client"]
+         "fastapi", "starlette", "uvicorn", "websockets", "prometheus_client", "wyoming"]
 
 
 @pytest.mark.parametrize("args", [["--help"], ["transcribe", "--help"], ["config", "path"], ["--version"]])

@@ -152,6 +152,8 @@ class ServeConfig:
     session_timeout_s: float = 7200.0  # the longest a voice session lasts
     request_timeout_s: float = 600.0  # the longest one HTTP request may run
     drain_timeout_s: float = 30.0  # SIGTERM: how long in-flight work may take to finish
+    wyoming_max_audio_s: float = 300.0  # Wyoming: the longest audio stream one transcription takes
+    max_connections: int = 64  # Wyoming: TCP connections at once
 
 
 @dataclass
@@ -229,6 +231,8 @@ RANGES: dict[str, tuple] = {
     "serve.session_timeout_s": (1.0, 604_800.0),
     "serve.request_timeout_s": (1.0, 86_400.0),
     "serve.drain_timeout_s": (0.0, 3600.0),
+    "serve.wyoming_max_audio_s": (1.0, 86_400.0),
+    "serve.max_connections": (1, 100_000),
     "memory.max_rounds": (0, 100_000),
     "memory.max_context_tokens": (16, 10_000_000),
 }

@@ -27,6 +27,9 @@ def serve(
     voice: Annotated[Optional[str], typer.Option("--voice", help="TTS voice.", rich_help_panel=ENGINES)] = None,
     system: Annotated[Optional[str], typer.Option("--system", help="System prompt of voice sessions.", rich_help_panel=ENGINES)] = None,
     no_log: Annotated[bool, typer.Option("--no-log", help="Keep voice sessions out of the history.")] = False,
+    wyoming: Annotated[Optional[str], typer.Option("--wyoming", help="Also speak the Wyoming protocol (Home Assistant) at tcp://HOST:PORT.",
+                                                   show_default=False)] = None,
+    http: Annotated[bool, typer.Option("--http/--no-http", help="Serve HTTP (OpenAI routes, WebSocket, page); --no-http with --wyoming serves Wyoming only.")] = True,
 ) -> None:
     from voicechat.console import err_console, load_config
     from voicechat.errors import register_secret
@@ -36,11 +39,23 @@ def serve(
         "serve.host": host, "serve.port": port, "serve.api_key": api_key, "stt.engine": stt, "llm.engine": llm,
         "tts.engine": tts, "stt.model": stt_model, "llm.model": llm_model, "tts.voice": voice, "llm.system_prompt": system,
     })
+    from voicechat.errors import VoicechatError
+
     err = err_console()
-    if not cfg.serve.api_key and not _loopback(cfg.serve.host):
+    wyoming_at = None
+    if wyoming is not None:
+        from voicechat.serve.wyoming import parse_uri
+
+        wyoming_at = parse_uri(wyoming)
+        if not _loopback(wyoming_at[0]):
+            err.print(f"warning: Wyoming on {wyoming_at[0]}: the protocol carries no key, so anyone who can reach port {wyoming_at[1]} "
+                      "can use it (keep it on a trusted network)", style="yellow", markup=False)
+    elif not http:
+        raise VoicechatError("--no-http leaves nothing to serve; add --wyoming tcp://HOST:PORT")
+    if http and not cfg.serve.api_key and not _loopback(cfg.serve.host):
         err.print(f"warning: serving on {cfg.serve.host} without an API key: anyone who can reach this port can use it "
                   "(set --api-key or VOICECHAT_SERVE_API_KEY)", style="yellow", markup=False)
-    run(cfg, log=not no_log, announce=lambda m: err.print(m, markup=False, highlight=False))
+    run(cfg, log=not no_log, announce=lambda m: err.print(m, markup=False, highlight=False), http=http, wyoming=wyoming_at)
 
 
 def _loopback(host: str) -> bool:
@@ -52,8 +67,10 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def run(cfg: Any, *, log: bool, announce: Any) -> None:
+def run(cfg: Any, *, log: bool, announce: Any, http: bool = True, wyoming: tuple[str, int] | None = None) -> None:
+    """Serve until SIGTERM or Ctrl-C: HTTP (uvicorn) and/or Wyoming, on one event loop and one set of engines."""
     import asyncio
+    import threading
 
     import uvicorn
 
@@ -62,8 +79,9 @@ def run(cfg: Any, *, log: bool, announce: Any) -> None:
     from voicechat.serve.state import ServerState
 
     state = ServerState(cfg, log=log)
-    app = create_app(state)
     _scrub_logs()
+    threading.Thread(target=state.load, name="serve-load", daemon=True).start()
+    shown = cfg.serve.host if ":" not in cfg.serve.host else f"[{cfg.serve.host}]"
 
     class Server(uvicorn.Server):
         """uvicorn, with SIGTERM (and a first Ctrl-C) draining first: not ready, sessions told and their turns
@@ -78,8 +96,7 @@ def run(cfg: Any, *, log: bool, announce: Any) -> None:
                 return
             state.draining = True
             announce("draining: finishing turns and requests (again to force)")
-            loop = asyncio.get_event_loop()
-            self.drain_task = loop.create_task(drain(state, self))
+            self.drain_task = asyncio.get_event_loop().create_task(drain(state, self))
 
         async def startup(self, sockets: Any = None) -> None:
             await super().startup(sockets)
@@ -87,25 +104,76 @@ def run(cfg: Any, *, log: bool, announce: Any) -> None:
                 bound = [s.getsockname() for srv in self.servers for s in srv.sockets]
                 port = bound[0][1] if bound else cfg.serve.port
                 state.port = port
-                asyncio.get_running_loop().create_task(announce_ready(state, cfg.serve.host, port, announce))
+                announce(f"http://{shown}:{port}/healthz answers now; /readyz once the models are loaded")
 
-    config = uvicorn.Config(app, host=cfg.serve.host, port=cfg.serve.port, log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=int(cfg.serve.drain_timeout_s) + 1, ws_max_size=1 << 21,
-                            lifespan="on")
-    server = Server(config)
+    async def main() -> None:
+        wy = None
+        if wyoming is not None:
+            from voicechat.serve.wyoming import WyomingServer
+
+            wy = WyomingServer(state, *wyoming)
+            try:
+                port = await wy.start()
+            except OSError as e:
+                raise VoicechatError(f"cannot listen on tcp://{wyoming[0]}:{wyoming[1]} for Wyoming: {e.strerror or e}") from None
+            state.wyoming = wy
+            announce(f"Wyoming: tcp://{wyoming[0]}:{port}")
+        ready = asyncio.get_running_loop().create_task(announce_ready(state, shown, http, announce))
+        try:
+            if http:
+                config = uvicorn.Config(create_app(state, load=False), host=cfg.serve.host, port=cfg.serve.port, log_level="warning",
+                                        access_log=False, timeout_graceful_shutdown=int(cfg.serve.drain_timeout_s) + 1,
+                                        ws_max_size=1 << 21, lifespan="on")
+                server = Server(config)
+                await server.serve()
+                if not server.started and not server.should_exit:
+                    raise VoicechatError(f"cannot listen on {cfg.serve.host}:{cfg.serve.port}; is another server using the port? "
+                                         "(--port picks another)")
+            else:
+                await _until_signal(state, announce)
+        finally:
+            ready.cancel()
+            if wy is not None:
+                await wy.close(cfg.serve.drain_timeout_s)
+
     try:
-        server.run()
+        asyncio.run(main())
     finally:
         state.close()
     if state.load_error:
         raise VoicechatError(state.load_error)
 
 
-async def announce_ready(state: Any, host: str, port: int, announce: Any) -> None:
+async def _until_signal(state: Any, announce: Any) -> None:
+    """No HTTP server: wait for SIGTERM or Ctrl-C, then drain (a second signal forces)."""
+    import asyncio
+    import signal
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    forced = asyncio.Event()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            forced.set()
+        else:
+            state.draining = True
+            announce("draining: finishing requests (again to force)")
+            stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    await stop.wait()
+    wy = getattr(state, "wyoming", None)
+    if wy is not None:
+        done = asyncio.ensure_future(wy.close(state.cfg.serve.drain_timeout_s))
+        await asyncio.wait([done, asyncio.ensure_future(forced.wait())], return_when=asyncio.FIRST_COMPLETED)
+
+
+async def announce_ready(state: Any, shown: str, http: bool, announce: Any) -> None:
     import asyncio
 
-    shown = host if ":" not in host else f"[{host}]"
-    announce(f"loading the models… (http://{shown}:{port}/healthz answers now; /readyz once they are loaded)")
+    announce("loading the models…")
     while not state.loaded.is_set():
         await asyncio.sleep(0.05)
     if state.load_error:
@@ -113,7 +181,11 @@ async def announce_ready(state: Any, host: str, port: int, announce: Any) -> Non
         return
     for note in state.notices:
         announce(f"note: {note}")
-    announce(f"ready: http://{shown}:{port}/ (web page), /v1 (OpenAI-compatible), /v1/voice (WebSocket), /docs")
+    if http:
+        port = getattr(state, "port", state.cfg.serve.port)
+        announce(f"ready: http://{shown}:{port}/ (web page), /v1 (OpenAI-compatible), /v1/voice (WebSocket), /docs")
+    else:
+        announce("ready")
 
 
 async def drain(state: Any, server: Any) -> None:
@@ -122,7 +194,8 @@ async def drain(state: Any, server: Any) -> None:
 
     timeout = state.cfg.serve.drain_timeout_s
     deadline = time.monotonic() + timeout
-    await asyncio.gather(*(conn.drain(timeout) for conn in list(state.sessions.values())), return_exceptions=True)
+    voice = [conn for conn in list(state.sessions.values()) if hasattr(conn, "drain")]  # (Wyoming streams just finish)
+    await asyncio.gather(*(conn.drain(timeout) for conn in voice), return_exceptions=True)
     while (state.admission.active or state.admission.waiting or state.sessions) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     server.should_exit = True

@@ -209,13 +209,18 @@ class FasterWhisper(SpeechToText):
 
         self.info.language = info.language
         self.info.duration = info.duration
+        last = 0.0  # word times never go back: a clip decoded again from where Whisper stopped may overlap its neighbour by a word
         for s in segments:
-            words = tuple(Word(w.start, w.end, w.word, w.probability) for w in (s.words or ()))
+            words = []
+            for w in s.words or ():
+                start = max(w.start, last)
+                words.append(Word(start, max(w.end, start), w.word, w.probability))
+                last = start
             yield Segment(
                 start=s.start,
-                end=s.end,
+                end=max(s.end, words[-1].end) if words else s.end,
                 text=s.text.strip(),
-                words=words,
+                words=tuple(words),
                 no_speech_prob=s.no_speech_prob,
                 avg_logprob=s.avg_logprob,
             )
