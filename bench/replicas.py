@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import signal
 import sys
 import tempfile
@@ -145,6 +146,7 @@ def write_latency(pg: PostgresServer, turns: int, rounds: int) -> None:
         print(f"{name:46s} p50 {med(values) * 1000:6.2f} ms  p95 {p95(values) * 1000:6.2f} ms  ({med(values) / base:5.1f}x)")
     for h in stores.values():
         h.close()
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> None:
@@ -175,6 +177,7 @@ def main() -> None:
         write_latency(pg, args.turns, args.rounds)
     finally:
         pg.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
