@@ -20,7 +20,7 @@ if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >
   PKGS+=(python3 python3-venv python3-dev)
 fi
 if [ "$MODE" = test ]; then
-  PKGS+=(pulseaudio pulseaudio-utils libasound2-plugins chromium)
+  PKGS+=(pulseaudio pulseaudio-utils libasound2-plugins chromium postgresql haproxy)
 fi
 MISSING=()
 for p in "${PKGS[@]}"; do

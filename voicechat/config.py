@@ -134,6 +134,7 @@ class MemoryConfig:
 class HistoryConfig:
     enabled: bool = True
     path: str | None = None  # None: <platform data dir>/voicechat/history.sqlite3
+    url: str | None = None  # postgresql://user:password@host:5432/db: PostgreSQL instead of the file (VOICECHAT_HISTORY_URL)
 
 
 @dataclass
@@ -463,7 +464,21 @@ def resolve(
         for name, value in (server.get("env") or {}).items():
             if any(word in str(name).lower() for word in ("key", "token", "secret", "password", "auth")):
                 register_secret(str(value))
+    _check_history_url(cfg)
     return cfg
+
+
+def _check_history_url(cfg: Config) -> None:
+    from voicechat.storage import urls
+
+    url = cfg.history.url
+    if not url:
+        return
+    if not urls.is_postgres(url):
+        shown = urls.redacted(url) if "://" in url else "(not a URL)"
+        raise ConfigError(f"history.url is {shown}; expected a postgresql://user:password@host:port/database URL "
+                          "(or leave it empty for the SQLite file)")
+    register_secret(urls.password(url))
 
 
 def as_dict(cfg: Config, *, masked: bool = True) -> dict[str, Any]:
@@ -475,4 +490,8 @@ def as_dict(cfg: Config, *, masked: bool = True) -> dict[str, Any]:
         for server in data["tools"]["mcp"].values():
             if isinstance(server, dict) and isinstance(server.get("env"), dict):
                 server["env"] = {k: mask(str(v)) for k, v in server["env"].items()}
+        if data["history"].get("url"):
+            from voicechat.storage import urls
+
+            data["history"]["url"] = urls.redacted(data["history"]["url"])
     return data

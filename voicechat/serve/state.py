@@ -52,12 +52,12 @@ class ServerState:
             self.stt.warm_up()
             self.tts.warm_up()
             if self.log:
-                from voicechat.history import UnavailableHistory, history_path, open_history
+                from voicechat.history import UnavailableHistory, history_target, open_history
 
                 try:
                     self.history = open_history(self.cfg)
                 except VoicechatError as e:
-                    self.history = UnavailableHistory(history_path(self.cfg), e.message)
+                    self.history = UnavailableHistory(history_target(self.cfg, redact=True), e.message)
                     self.notices.append(f"history unavailable ({e.message}); turns go to a recovery file")
         except VoicechatError as e:
             self.load_error = e.message

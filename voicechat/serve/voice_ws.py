@@ -93,6 +93,8 @@ class VoiceConnection:
         if mode is not None:
             cfg.listen.mode = mode
         if resume is not None:
+            if state.history is not None and getattr(state.history, "reason", None):
+                raise VoicechatError(f"sessions cannot be resumed: {state.history.reason}")
             if state.history is None or not hasattr(state.history, "session"):
                 raise VoicechatError("this server keeps no history (history.enabled is false): sessions cannot be resumed")
             state.history.session(resume)
