@@ -37,7 +37,6 @@ class StreamingTranscript:
         self._rest = b""
         self._partial_frames = max(1, cfg.turn.partial_every_ms // listen.frame_ms)
         self._since_partial = 0
-        self._started = time.perf_counter()
         self.transcriber.start()
 
     @property
@@ -74,9 +73,6 @@ class StreamingTranscript:
                 audio = np.frombuffer(b"".join(self.frames), dtype="<i2").astype(np.float32) / 32768.0
             if not len(audio):
                 return "", 0.0
-            realtime = time.perf_counter() - self._started >= 0.8 * self.seconds
-            if not realtime:  # audio sent faster than it plays: the pauses' passes may lag it, so decode it whole
-                self.utt = UtteranceText()
             text, ready = self.transcriber.final(self.utt, audio, timeout)
             return text, max(0.0, ready - asked)
         finally:
