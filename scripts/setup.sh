@@ -20,7 +20,7 @@ if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >
   PKGS+=(python3 python3-venv python3-dev)
 fi
 if [ "$MODE" = test ]; then
-  PKGS+=(pulseaudio pulseaudio-utils libasound2-plugins)
+  PKGS+=(pulseaudio pulseaudio-utils libasound2-plugins chromium postgresql haproxy)
 fi
 MISSING=()
 for p in "${PKGS[@]}"; do
@@ -39,8 +39,8 @@ VENV="${VOICECHAT_VENV:-.venv}"
 [ -x "$VENV/bin/python" ] || { log "creating virtualenv $VENV"; python3 -m venv "$VENV"; }
 PY="$VENV/bin/python"
 
-EXTRAS="langchain"
-[ "$MODE" = test ] && EXTRAS="test,langchain"
+EXTRAS="langchain,tools"
+[ "$MODE" = test ] && EXTRAS="test,langchain,tools"
 STAMP="$VENV/.voicechat-setup-$(echo "$EXTRAS" | tr ',' '-')"
 WANT="$(cat pyproject.toml scripts/*.sh | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then

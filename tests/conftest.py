@@ -117,3 +117,25 @@ def llama_server():
         proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server on loopback for the whole run (tests/pgserver.py)."""
+    from tests.pgserver import PostgresServer
+
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def history_url(request, monkeypatch):
+    """Each history test on both backends: None for the SQLite file in the data dir, or the URL of a
+    new PostgreSQL database, which the CLI and subprocesses see as VOICECHAT_HISTORY_URL."""
+    if request.param == "sqlite":
+        yield None
+        return
+    url = request.getfixturevalue("postgres").new_database()
+    monkeypatch.setenv("VOICECHAT_HISTORY_URL", url)
+    yield url

@@ -63,6 +63,9 @@ class OpenAILikeServer:
         daemon_threads = True
         owner: "OpenAILikeServer"
 
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            pass  # a client that hung up (a timeout, a size cap) is part of the test, not noise for its output
+
     def __init__(self) -> None:
         self.mode = "ok"
         self.requests: list[dict] = []
@@ -72,6 +75,10 @@ class OpenAILikeServer:
             "/v1/chat/completions": self._chat,
         }
         self.reply = "Hello from the test server. This reply streams in pieces."
+        # Answers for the next chat requests, in order (then ``reply``): a string (``{tool}`` is replaced
+        # by the content of the request's last tool message), a ToolCalls, streamed as OpenAI streams calls,
+        # or an HTTP status to fail with.
+        self.script: list[Any] = []
         self.api_key: str | None = None
         self.calls_before_ok = 0
         self._httpd = self._Server(("127.0.0.1", 0), _Handler)
@@ -141,6 +148,15 @@ class OpenAILikeServer:
     def _chat(self, h: _Handler, body: bytes) -> None:
         """Stream a fixed reply as server-sent events, like OpenAI (usage last when asked for)."""
         req = json.loads(body)
+        answer = self.script.pop(0) if self.script else self.reply
+        if isinstance(answer, int):  # a scripted HTTP error for this request
+            h.send_json(answer, {"error": {"message": "internal server error", "type": "server_error"}})
+            return
+        if isinstance(answer, ToolCalls):
+            self._stream_calls(h, req, answer)
+            return
+        tool_results = [m.get("content") or "" for m in req.get("messages", []) if m.get("role") == "tool"]
+        reply = answer.replace("{tool}", tool_results[-1] if tool_results else "")
         if not req.get("stream"):
             h.send_json(200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": self.reply}}],
                               "usage": {"prompt_tokens": 10, "completion_tokens": 12, "total_tokens": 22}})
@@ -155,7 +171,7 @@ class OpenAILikeServer:
             h.wfile.write(f"{len(data):X}\r\n".encode() + data + b"\r\n")
             h.wfile.flush()
 
-        words = self.reply.split(" ")
+        words = reply.split(" ")
         base = {"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": 0, "model": req.get("model")}
         for i, word in enumerate(words):
             if self.mode == "cut" and i == 4:
@@ -171,6 +187,33 @@ class OpenAILikeServer:
         event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
         if (req.get("stream_options") or {}).get("include_usage"):
             event({**base, "choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": len(words), "total_tokens": 10 + len(words)}})
+        event(b"[DONE]")
+        h.wfile.write(b"0\r\n\r\n")
+        h.wfile.flush()
+
+    def _stream_calls(self, h: _Handler, req: dict, calls: "ToolCalls") -> None:
+        """Tool calls as OpenAI streams them: id, name and empty arguments first, then argument pieces."""
+        h.send_response(200)
+        h.send_header("Content-Type", "text/event-stream")
+        h.send_header("Transfer-Encoding", "chunked")
+        h.end_headers()
+
+        def event(doc: Any) -> None:
+            data = b"data: " + (doc if isinstance(doc, bytes) else json.dumps(doc).encode()) + b"\n\n"
+            h.wfile.write(f"{len(data):X}\r\n".encode() + data + b"\r\n")
+            h.wfile.flush()
+
+        base = {"id": "chatcmpl-calls", "object": "chat.completion.chunk", "created": 0, "model": req.get("model")}
+        event({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": calls.text or None}, "finish_reason": None}]})
+        for i, (name, arguments) in enumerate(calls.calls):
+            first = {"index": i, "id": f"call_{i}_{name}", "type": "function", "function": {"name": name, "arguments": ""}}
+            event({**base, "choices": [{"index": 0, "delta": {"tool_calls": [first]}, "finish_reason": None}]})
+            for k in range(0, len(arguments), 7):
+                piece = {"index": i, "function": {"arguments": arguments[k : k + 7]}}
+                event({**base, "choices": [{"index": 0, "delta": {"tool_calls": [piece]}, "finish_reason": None}]})
+        event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
+        if (req.get("stream_options") or {}).get("include_usage"):
+            event({**base, "choices": [], "usage": {"prompt_tokens": 50, "completion_tokens": 9, "total_tokens": 59}})
         event(b"[DONE]")
         h.wfile.write(b"0\r\n\r\n")
         h.wfile.flush()
@@ -209,6 +252,13 @@ class OpenAILikeServer:
             chunk((np.clip(pcm, -1, 1) * 32767).astype("<i2").tobytes())
         h.wfile.write(b"0\r\n\r\n")
         h.wfile.flush()
+
+
+class ToolCalls:
+    """A scripted answer that calls tools: (name, arguments JSON text) pairs, and optional text before them."""
+
+    def __init__(self, *calls: tuple[str, str], text: str = "") -> None:
+        self.calls, self.text = list(calls), text
 
 
 _MODEL: list = []

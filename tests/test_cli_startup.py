@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-HEAVY = ["faster_whisper", "ctranslate2", "onnxruntime", "torch", "openai", "langchain", "langchain_core", "llama_cpp", "piper", "TTS"]
+HEAVY = ["faster_whisper", "ctranslate2", "onnxruntime", "torch", "openai", "langchain", "langchain_core", "llama_cpp", "piper", "TTS",
+         "fastapi", "starlette", "uvicorn", "websockets", "prometheus_client", "wyoming"]
 
 
 @pytest.mark.parametrize("args", [["--help"], ["transcribe", "--help"], ["config", "path"], ["--version"]])

@@ -1,4 +1,5 @@
-"""History: SQLite durability, migrations, export formats; `voicechat chat` end to end."""
+"""History on both backends (the SQLite file and a real PostgreSQL, see the history_url fixture):
+durability, migrations, export formats, two writers at once, a dropped connection; `voicechat chat` end to end."""
 
 from __future__ import annotations
 
@@ -20,8 +21,24 @@ from tests.servers import OpenAILikeServer
 from voicechat import paths
 from voicechat.cli import app
 from voicechat.history import MIGRATIONS, History, Turn
+from voicechat.storage import schema
 
 runner = CliRunner()
+
+
+def open_history(url):
+    """The history the CLI uses: the URL's PostgreSQL database, or the SQLite file in the data dir."""
+    return History(url or paths.history_db())
+
+
+def stored_text(url) -> str:
+    """Everything the history holds, as text (to look for secrets in it)."""
+    if url is None:
+        return paths.history_db().read_bytes().decode(errors="replace")
+    import psycopg
+
+    with psycopg.connect(url) as db:
+        return "\n".join(str(row) for table in ("sessions", "turns") for row in db.execute(f"SELECT * FROM {table}"))
 
 
 def test_file_is_private_and_wal(tmp_path):
@@ -30,26 +47,58 @@ def test_file_is_private_and_wal(tmp_path):
     h.add_turn(sid, Turn("hi", "hello"))
     assert stat.S_IMODE(os.stat(tmp_path / "h.sqlite3").st_mode) == 0o600
     assert h.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert h.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert h.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)  # what an older voicechat reads
+    assert [r[0] for r in h.db.execute("SELECT version FROM schema_version ORDER BY version")] == [1, 2, 3]
 
 
-def test_migrates_an_old_schema(tmp_path):
-    path = tmp_path / "old.sqlite3"
-    db = sqlite3.connect(path)
-    db.executescript(MIGRATIONS[0] + "; PRAGMA user_version = 1;")
-    db.execute("INSERT INTO sessions (started_at, kind) VALUES ('2026-01-01', 'chat')")
-    db.execute("INSERT INTO turns (session_id, created_at, user_text, assistant_text) VALUES (1, '2026-01-01', 'q', 'a')")
-    db.commit()
-    db.close()
-    h = History(path)
-    assert [t.user_text for t in h.turns(1)] == ["q"] and h.turns(1)[0].cleared_before is False
+def raw_connection(url, tmp_path):
+    """A plain driver connection to the store, as an older voicechat or another tool would have."""
+    if url is None:
+        return sqlite3.connect(paths.history_db(), isolation_level=None)
+    import psycopg
+
+    return psycopg.connect(url, autocommit=True)
 
 
-def test_newer_schema_and_garbage_are_clear(tmp_path):
-    path = tmp_path / "new.sqlite3"
-    sqlite3.connect(path).execute("PRAGMA user_version = 99").connection.commit()
+def test_migrates_an_old_schema(history_url, tmp_path):
+    """A store at schema 1 (for SQLite: a file of the days before the version table) is upgraded in place."""
+    paths.history_db().parent.mkdir(parents=True, exist_ok=True)
+    dialect = "postgresql" if history_url else "sqlite"
+    with raw_connection(history_url, tmp_path) as db:
+        for statement in schema.statements(schema.render(dialect)[0]):
+            db.execute(statement)
+        if history_url:
+            db.execute(schema.VERSION_TABLE)
+            db.execute("INSERT INTO schema_version VALUES (1, '2026-01-01')")
+        else:
+            db.execute("PRAGMA user_version = 1")
+        db.execute("INSERT INTO sessions (started_at, kind) VALUES ('2026-01-01', 'chat')")
+        db.execute("INSERT INTO turns (session_id, created_at, user_text, assistant_text) VALUES (1, '2026-01-01', 'q', 'a')")
+    with open_history(history_url) as h:
+        old = h.turns(1)
+        assert [t.user_text for t in old] == ["q"] and old[0].cleared_before is False and old[0].tools == []
+        assert h.store.read(lambda q: [r["version"] for r in q("SELECT version FROM schema_version ORDER BY version")]) == [1, 2, 3]
+        h.add_turn(1, Turn("r", "b", tools=[{"name": "clock", "arguments": {}, "result": "12:00"}]))
+        assert h.turns(1)[1].tools == [{"name": "clock", "arguments": {}, "result": "12:00"}]
+    with open_history(history_url) as h:  # opening again applies nothing twice
+        assert len(h.turns(1)) == 2
+
+
+def test_newer_schema_is_clear(history_url, tmp_path):
+    paths.history_db().parent.mkdir(parents=True, exist_ok=True)
+    with raw_connection(history_url, tmp_path) as db:
+        if history_url:
+            db.execute(schema.VERSION_TABLE)
+            db.execute("INSERT INTO schema_version VALUES (99, '2030-01-01')")
+        else:
+            db.execute("PRAGMA user_version = 99")
     with pytest.raises(Exception, match="newer voicechat"):
-        History(path)
+        open_history(history_url)
+    result = runner.invoke(app, ["history", "list"])
+    assert result.exit_code == 1 and "newer voicechat (schema 99)" in result.stderr
+
+
+def test_garbage_file_is_clear(tmp_path):
     junk = tmp_path / "junk.sqlite3"
     junk.write_bytes(b"not a database" * 100)
     with pytest.raises(Exception, match="move it aside"):
@@ -60,7 +109,7 @@ def chat_env(server):
     return {"VOICECHAT_LLM_ENGINE": "openai", "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-test-key-abcdefghijkl"}
 
 
-def test_scripted_chat_logs_turns_and_exports(tmp_path):
+def test_scripted_chat_logs_turns_and_exports(history_url, tmp_path):
     with OpenAILikeServer() as server:
         result = run_cli("chat", input=b"first question\nsecond question\n", env=chat_env(server))
     assert result.returncode == 0, result.stderr.decode()
@@ -81,12 +130,13 @@ def test_scripted_chat_logs_turns_and_exports(tmp_path):
     report = json.loads(runner.invoke(app, ["tokens", "--session", sid, "--json"]).stdout)
     assert [t["running_total"] for t in report["turns"]] == [10 + 10, 2 * (10 + 10)]
     assert report["cost_usd"] is not None  # gpt-4o-mini is in the price table
-    assert "sk-test-key" not in (paths.history_db()).read_bytes().decode(errors="replace")
+    assert "sk-test-key" not in stored_text(history_url)
+    assert paths.history_db().exists() is (history_url is None)  # with a URL, nothing goes to the file
     assert runner.invoke(app, ["history", "delete", sid, "--yes"]).exit_code == 0
     assert json.loads(runner.invoke(app, ["history", "list", "--json"]).stdout) == []
 
 
-def test_resume_sends_the_earlier_turns(tmp_path):
+def test_resume_sends_the_earlier_turns(history_url, tmp_path):
     with OpenAILikeServer() as server:
         run_cli("chat", input=b"my name is Ana\n", env=chat_env(server))
         sid = json.loads(runner.invoke(app, ["history", "list", "--json"]).stdout)[0]["id"]
@@ -101,7 +151,7 @@ def test_resume_sends_the_earlier_turns(tmp_path):
     assert len(turns) == 3 and turns[2]["cleared_before"] is True
 
 
-def test_no_log_keeps_session_out():
+def test_no_log_keeps_session_out(history_url):
     with OpenAILikeServer() as server:
         assert run_cli("chat", "--no-log", input=b"secret stuff\n", env=chat_env(server)).returncode == 0
     assert json.loads(runner.invoke(app, ["history", "list", "--json"]).stdout) == []
@@ -115,7 +165,7 @@ def test_chat_reports_server_error_without_traceback():
     assert b"rejected the API key" in result.stderr and b"Traceback" not in result.stderr
 
 
-def test_kill_9_mid_session_keeps_completed_turns():
+def test_kill_9_mid_session_keeps_completed_turns(history_url):
     """Completed turns are committed as they happen: SIGKILL during a reply loses only that reply."""
     proc = subprocess.Popen([VOICECHAT, "chat", "--system", "Answer at length."], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             env={**os.environ, "VOICECHAT_LLM_MAX_TOKENS": "200"})
@@ -128,8 +178,48 @@ def test_kill_9_mid_session_keeps_completed_turns():
     proc.stdout.read(5)  # the third reply has started streaming
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
-    with History(paths.history_db()) as h:
+    with open_history(history_url) as h:
         sid = h.last_session_id()
         turns = h.turns(sid)
     assert [t.user_text for t in turns] == ["Say hello.", "Name a fruit."]
     assert all(t.assistant_text for t in turns)
+
+
+def test_two_writers_at_once(history_url):
+    """Two connections (as two replicas have) write turns at the same time, into their own sessions and
+    into one they share: every turn is kept, once, in each writer's order."""
+    import threading
+
+    paths.history_db().parent.mkdir(parents=True, exist_ok=True)
+    writers = [open_history(history_url) for _ in range(2)]
+    shared = writers[0].new_session("talk")
+    own = [w.new_session("talk") for w in writers]
+    start = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def write(n: int) -> None:
+        try:
+            start.wait(10)
+            for i in range(25):
+                writers[n].add_turn(own[n], Turn(f"w{n} q{i}", f"w{n} a{i}"))
+                writers[n].add_turn(shared, Turn(f"w{n} shared {i}", "ok"))
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    with open_history(history_url) as h:
+        for n in range(2):
+            assert [t.user_text for t in h.turns(own[n])] == [f"w{n} q{i}" for i in range(25)]
+        both = [t.user_text for t in h.turns(shared)]
+        assert sorted(both) == sorted(f"w{n} shared {i}" for n in range(2) for i in range(25))
+        for n in range(2):
+            assert [t for t in both if t.startswith(f"w{n} ")] == [f"w{n} shared {i}" for i in range(25)]
+        counts = {s["id"]: s["turns"] for s in h.sessions()}
+    assert counts == {shared: 50, own[0]: 25, own[1]: 25}
+    for w in writers:
+        w.close()

@@ -156,7 +156,9 @@ def test_barge_in_stops_playback_and_truncates_the_logged_reply(tmp_path, questi
     assert len(first_reply["text"]) < len(streamed.strip()), "only what was played is kept"
     turns = history_turns()
     assert turns[0].interrupted and turns[0].assistant_text == first_reply["text"]
-    assert len(turns) == 2
+    # "Stop, wait a moment." may end as one turn or, on a loaded machine, as two: every turn heard is kept, once
+    users = [e["text"] for e in talk.events if e["type"] == "user"]
+    assert len(users) >= 2 and [t.user_text for t in turns] == users
 
 
 def test_file_input_fast_with_output_file(tmp_path, questions, hear):

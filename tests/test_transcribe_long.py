@@ -242,7 +242,7 @@ def test_batching_is_chosen_by_length(monkeypatch):
     assert stt.batch_size_for(5) == 3
     calls = []
     real = stt._transcribe
-    monkeypatch.setattr(stt, "_transcribe", lambda audio, language, batch: calls.append(batch) or real(audio, language, batch))
+    monkeypatch.setattr(stt, "_transcribe", lambda audio, language, batch, *rest: calls.append(batch) or real(audio, language, batch, *rest))
     cfg.stt.batch_size = None
     list(stt.transcribe(np.zeros(16000 * int(limit + 5), np.float32)))
     assert calls == [0], "talk's transcribe() never batches unless asked"

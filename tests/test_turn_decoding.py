@@ -35,6 +35,23 @@ def test_a_short_turn_decodes_on_a_short_window_as_well_as_on_the_full_one(stt):
     assert wer(q, stt.transcribe_turn(audio, beam_size=5)) <= 0.15
 
 
+def test_a_turn_cut_close_after_its_last_word_keeps_that_word(stt):
+    """The listener keeps 150 ms after the last voiced frame; Whisper must still hear the last word whole
+    (with log-mel zeros right after the speech it said "what is the capital of friends" now and then)."""
+    from voicechat.vad import Segmenter
+
+    cfg = resolve()
+    heard = []
+    for _ in range(8):  # piper speaks it a little differently each time
+        audio = np.concatenate([speak("What is the capital of France?"), np.zeros(8000, np.float32)])
+        pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+        seg = Segmenter(cfg.listen, pause_ms=cfg.turn.pause_ms)
+        for i in range(0, len(pcm) - len(pcm) % seg.frame_bytes, seg.frame_bytes):
+            seg.push(pcm[i:i + seg.frame_bytes])
+        heard.append(stt.transcribe_turn(seg.audio(), beam_size=cfg.turn.beam_size, language="en"))
+    assert all("france" in t.lower() for t in heard), heard
+
+
 def test_the_prompt_carries_the_words_said_before(stt):
     text = stt.transcribe_turn(pad(speak("four people tonight.")), prompt="I would like to book a table for", beam_size=5)
     assert wer("four people tonight", text) <= 0.34

@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from voicechat import __version__
-from voicechat.commands import chat_cmd, config_cmd, devices_cmd, engines_cmd, history_cmd, say_cmd, talk_cmd, tokens_cmd, transcribe_cmd
+from voicechat.commands import chat_cmd, config_cmd, devices_cmd, engines_cmd, history_cmd, say_cmd, serve_cmd, talk_cmd, tokens_cmd, transcribe_cmd
 from voicechat.console import set_globals
 
 app = typer.Typer(
@@ -48,6 +48,7 @@ app.command("transcribe", help=transcribe_cmd.HELP)(transcribe_cmd.transcribe)
 app.command("say", help=say_cmd.HELP)(say_cmd.say)
 app.command("chat", help=chat_cmd.HELP)(chat_cmd.chat)
 app.command("tokens", help=tokens_cmd.HELP)(tokens_cmd.tokens)
+app.command("serve", help=serve_cmd.HELP)(serve_cmd.serve)
 app.command("devices", help=devices_cmd.HELP)(devices_cmd.devices)
 app.command("engines", help=engines_cmd.HELP)(engines_cmd.engines)
 app.add_typer(history_cmd.app, name="history")

@@ -140,6 +140,41 @@ class MemoryConfig:
 class HistoryConfig:
     enabled: bool = True
     path: str | None = None  # None: <platform data dir>/voicechat/history.sqlite3
+    url: str | None = None  # postgresql://user:password@host:5432/db: PostgreSQL instead of the file (VOICECHAT_HISTORY_URL)
+
+
+@dataclass
+class ServeConfig:
+    host: str = "127.0.0.1"  # loopback: only this machine; 0.0.0.0 serves the network (set api_key)
+    port: int = 8000
+    api_key: str | None = None  # required by every route and the WebSocket when set (VOICECHAT_SERVE_API_KEY)
+    max_upload_mb: float = 25.0  # larger uploads get 413
+    max_audio_s: float = 1800.0  # longer audio (an upload, or one voice session's input) is refused
+    max_text_chars: int = 8192  # speech input and chat message text
+    max_sessions: int = 8  # live voice sessions at once; more get 503 / close code 1013
+    max_active: int = 2  # requests doing engine work at once (the engines are CPU-bound)
+    max_queued: int = 16  # requests waiting for one of those slots; more get 503 with Retry-After
+    idle_timeout_s: float = 300.0  # a voice session that sends nothing this long is closed
+    session_timeout_s: float = 7200.0  # the longest a voice session lasts
+    request_timeout_s: float = 600.0  # the longest one HTTP request may run
+    drain_timeout_s: float = 30.0  # SIGTERM: how long in-flight work may take to finish
+    wyoming_max_audio_s: float = 300.0  # Wyoming: the longest audio stream one transcription takes
+    max_connections: int = 64  # Wyoming: TCP connections at once
+
+
+@dataclass
+class ToolsConfig:
+    enabled: bool = False  # tools are offered to the model only when on (or with --tools)
+    builtin: str = "datetime,calculator,wikipedia"  # comma list of the built-in tools to offer
+    force: str | None = None  # a tool name: every turn starts with a call to it (for models that do not pick tools)
+    timeout: float = 10.0  # seconds a tool call may take
+    max_calls: int = 4  # tool calls per turn; then the model must answer
+    result_chars: int = 2000  # a tool result is cut to this many characters
+    filler: str = "Let me look that up."  # talk: said when a tool is slow
+    filler_after_s: float = 1.0  # talk: how slow
+    wikipedia_url: str = "https://en.wikipedia.org/w/api.php"  # the MediaWiki API endpoint
+    wikipedia_chars: int = 1200  # the article introduction is cut to this many characters
+    mcp: dict = field(default_factory=dict)  # MCP servers: name -> {command, args, env, cwd | url, enabled, allow, confirm, timeout}
 
 
 @dataclass
@@ -153,6 +188,8 @@ class Config:
     turn: TurnConfig = field(default_factory=TurnConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     history: HistoryConfig = field(default_factory=HistoryConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+    tools: ToolsConfig = field(default_factory=ToolsConfig)
     # USD per million tokens, added to / overriding the built-in table:
     # prices: {my-model: {input: 0.5, output: 1.5}}
     prices: dict = field(default_factory=dict)
@@ -208,8 +245,26 @@ RANGES: dict[str, tuple] = {
     "turn.beam_size": (1, 100),
     "turn.text_complete": (0.0, 1.0),
     "turn.text_incomplete": (0.0, 1.0),
+    "serve.port": (0, 65535),
+    "serve.max_upload_mb": (0.001, 100_000.0),
+    "serve.max_audio_s": (1.0, 86_400.0),
+    "serve.max_text_chars": (1, 10_000_000),
+    "serve.max_sessions": (0, 100_000),
+    "serve.max_active": (1, 1024),
+    "serve.max_queued": (0, 100_000),
+    "serve.idle_timeout_s": (1.0, 604_800.0),
+    "serve.session_timeout_s": (1.0, 604_800.0),
+    "serve.request_timeout_s": (1.0, 86_400.0),
+    "serve.drain_timeout_s": (0.0, 3600.0),
+    "serve.wyoming_max_audio_s": (1.0, 86_400.0),
+    "serve.max_connections": (1, 100_000),
     "memory.max_rounds": (0, 100_000),
     "memory.max_context_tokens": (16, 10_000_000),
+    "tools.timeout": (0.1, 3600.0),
+    "tools.max_calls": (1, 100),
+    "tools.result_chars": (100, 1_000_000),
+    "tools.filler_after_s": (0.0, 3600.0),
+    "tools.wikipedia_chars": (100, 100_000),
 }
 CHOICES: dict[str, tuple[str, ...]] = {  # listen.mode is checked by talk, which names its --mode option
     "audio.latency": ("low", "high"),
@@ -322,6 +377,10 @@ def _apply(cfg: Config, section: str, key: str, value: Any, source: str, *, from
             f"{source}: '{section}.{key}' is {value!r}; expected {_expected(ftypes[key])}"
         ) from None
     _check_range(f"{section}.{key}", coerced, source)
+    if f"{section}.{key}" == "tools.mcp":
+        from voicechat.tools.mcp_config import servers
+
+        servers(coerced, source=f"{source}: tools.mcp")
     setattr(target, key, coerced)
 
 
@@ -411,7 +470,25 @@ def resolve(
         _apply(cfg, section, key, value, f"option for {dotted}", from_text=True)
     for section in SECTIONS:
         register_secret(getattr(getattr(cfg, section), "api_key", None))
+    for server in cfg.tools.mcp.values():  # an MCP server's environment often carries a token
+        for name, value in (server.get("env") or {}).items():
+            if any(word in str(name).lower() for word in ("key", "token", "secret", "password", "auth")):
+                register_secret(str(value))
+    _check_history_url(cfg)
     return cfg
+
+
+def _check_history_url(cfg: Config) -> None:
+    from voicechat.storage import urls
+
+    url = cfg.history.url
+    if not url:
+        return
+    if not urls.is_postgres(url):
+        shown = urls.redacted(url) if "://" in url else "(not a URL)"
+        raise ConfigError(f"history.url is {shown}; expected a postgresql://user:password@host:port/database URL "
+                          "(or leave it empty for the SQLite file)")
+    register_secret(urls.password(url))
 
 
 def as_dict(cfg: Config, *, masked: bool = True) -> dict[str, Any]:
@@ -420,4 +497,11 @@ def as_dict(cfg: Config, *, masked: bool = True) -> dict[str, Any]:
         for section in SECTIONS:
             for key in SECRET_KEYS & set(data[section]):
                 data[section][key] = mask(data[section][key])
+        for server in data["tools"]["mcp"].values():
+            if isinstance(server, dict) and isinstance(server.get("env"), dict):
+                server["env"] = {k: mask(str(v)) for k, v in server["env"].items()}
+        if data["history"].get("url"):
+            from voicechat.storage import urls
+
+            data["history"]["url"] = urls.redacted(data["history"]["url"])
     return data

@@ -68,17 +68,29 @@ def windows(blocks: Iterable[np.ndarray], window_seconds: float = WINDOW_SECONDS
 
 
 def transcribe_windows(
-    stt: "SpeechToText", wins: Iterable[Window], *, no_speech_threshold: float, language: str | None = None
+    stt: "SpeechToText", wins: Iterable[Window], *, no_speech_threshold: float, language: str | None = None, **options: object
 ) -> Iterator["Segment"]:
-    """Segments of every window, with times from the start of the recording; silent windows are skipped."""
+    """Segments of every window, with times from the start of the recording; silent windows are skipped.
+    ``options`` (word_timestamps, prompt) go to engines that take them."""
     from voicechat import guard
 
     run = getattr(stt, "transcribe_window", None) or stt.transcribe
+    last = 0.0  # word times never go back across windows either (the last word of one may overlap the next)
     for win in wins:
         if guard.is_silence(win.audio):
             continue
-        for seg in guard.filter_segments(run(win.audio, language=language), win.audio, SAMPLE_RATE, no_speech_threshold):
-            yield shift(seg, win.offset)
+        for seg in guard.filter_segments(run(win.audio, language=language, **options), win.audio, SAMPLE_RATE, no_speech_threshold):
+            seg = shift(seg, win.offset)
+            if seg.words and seg.words[0].start < last:
+                words = []
+                for w in seg.words:
+                    start = max(w.start, last)
+                    words.append(replace(w, start=start, end=max(w.end, start)))
+                    last = start
+                seg = replace(seg, words=tuple(words), end=max(seg.end, words[-1].end))
+            elif seg.words:
+                last = seg.words[-1].start
+            yield seg
 
 
 def shift(seg: "Segment", offset: float) -> "Segment":

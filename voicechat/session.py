@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from voicechat.engines.base import TextDelta, Usage
+from voicechat.engines.base import Message, TextDelta, ToolCall, Usage
 from voicechat.errors import StreamCut, VoicechatError
 from voicechat.history import History, Turn
 from voicechat.memory import Conversation
@@ -14,6 +14,8 @@ from voicechat.memory import Conversation
 if TYPE_CHECKING:
     from voicechat.config import Config
     from voicechat.engines.base import ChatModel
+    from voicechat.tools.base import ToolEvent, ToolResult
+    from voicechat.tools.box import ToolBox
 
 
 @dataclass
@@ -47,29 +49,43 @@ class Reply:
     failed: bool = False  # no usable reply at all: nothing to remember or log
     keyboard: bool = False  # the cut came from Ctrl-C
     exception: BaseException | None = None  # what went wrong, for --debug
+    tools: list["ToolResult"] = field(default_factory=list)  # the tool calls made for this reply, in order
 
 
 class ChatSession:
     def __init__(self, config: "Config", llm: "ChatModel", *, kind: str, log: bool, resume: int | None = None,
-                 engines: dict[str, str | None] | None = None, history: History | None = None) -> None:
+                 engines: dict[str, str | None] | None = None, history: History | None = None,
+                 tools: "ToolBox | None" = None) -> None:
         self.config = config
         self.llm = llm
+        self.tools = tools if tools is not None and llm.supports_tools else None
         self.kind = kind
         self.engines = engines or {}
         self.history = history
         self.log = log and history is not None
         self.session_id: int | None = None
+        self.on_recorded: Callable[[int | None], None] | None = None  # after each turn is committed (a server tells its client the id)
         self.totals = Totals()
         self._clear_pending = False
         from voicechat.turnlog import TurnLog  # a failing history never costs the conversation
 
-        self.turnlog = TurnLog(history, kind, system_prompt=config.llm.system_prompt, engines=self.engines)
+        system_prompt = config.llm.system_prompt
+        if self.tools is not None:
+            from voicechat.tools.box import INSTRUCTION
+
+            system_prompt = f"{system_prompt}\n\n{INSTRUCTION}".strip()
+        self.turnlog = TurnLog(history, kind, system_prompt=system_prompt, engines=self.engines)
         self.memory = Conversation(
-            system_prompt=config.llm.system_prompt,
+            system_prompt=system_prompt,
             max_rounds=config.memory.max_rounds,
             max_context_tokens=config.memory.max_context_tokens,
             count_tokens=llm.count_tokens,
         )
+        if self.tools is not None:  # the tool definitions and a result share the context with the conversation
+            import json
+
+            reserved = llm.count_tokens(json.dumps([t.to_openai() for t in self.tools.specs()])) + config.tools.result_chars // 4
+            self.memory.max_context_tokens = max(64, self.memory.max_context_tokens - reserved)
         if resume is not None and history is not None:
             past = history.turns(resume)
             self.session_id = resume
@@ -85,49 +101,101 @@ class ChatSession:
         return self.llm.stream(self.memory.messages_for(user_text))
 
     def stream_reply(self, user_text: str, on_delta: Callable[[str], None],
-                     cancelled: Callable[[], bool] = lambda: False) -> Reply:
+                     cancelled: Callable[[], bool] = lambda: False,
+                     on_tool: Callable[["ToolEvent"], None] | None = None) -> Reply:
         """Stream the reply to user_text, handing each piece of text to on_delta (which may block).
 
-        The one loop that consumes a chat stream, for every front end. It does not record the turn:
-        the caller knows what was finally heard (:meth:`record`).
+        The one loop that consumes a chat stream, for every front end. With tools on, each call the
+        model makes is run (on_tool hears of it), its result goes back to the model, and the model is
+        asked again, until it answers in words or tools.max_calls is reached. It does not record the
+        turn: the caller knows what was finally heard (:meth:`record`).
         """
         reply = Reply()
         parts: list[str] = []
         started = time.perf_counter()
-        stream = self.ask(user_text)
-        try:
-            for event in stream:
-                if cancelled():
-                    reply.interrupted = True
-                    break
-                if isinstance(event, TextDelta):
-                    if reply.first_token is None:
-                        reply.first_token = time.perf_counter() - started
-                    parts.append(event.text)
-                    on_delta(event.text)
-                else:
-                    reply.usage = event
-        except KeyboardInterrupt:
-            reply.interrupted = reply.keyboard = True
-        except StreamCut as e:
-            reply.interrupted = True
-            reply.error, reply.exception = str(e), e
-            if e.partial and not parts:
-                parts.append(e.partial)
-        except VoicechatError as e:
-            reply.failed = True
-            reply.error, reply.exception = str(e), e
-        finally:
-            stream.close()
+        messages = self.memory.messages_for(user_text)
+        force = self.config.tools.force if self.tools is not None else None
+        while True:
+            calls: list[ToolCall] = []
+            round_start = len(parts)
+            offer = self.tools is not None and len(reply.tools) < self.config.tools.max_calls
+            stream = (self.llm.stream(messages, tools=self.tools.specs(), tool_choice=force) if offer and self.tools is not None
+                      else self.llm.stream(messages))
+            try:
+                for event in stream:
+                    if cancelled():
+                        reply.interrupted = True
+                        break
+                    if isinstance(event, TextDelta):
+                        if reply.first_token is None:
+                            reply.first_token = time.perf_counter() - started
+                        parts.append(event.text)
+                        on_delta(event.text)
+                    elif isinstance(event, ToolCall):
+                        calls.append(event)
+                    else:
+                        reply.usage = _add_usage(reply.usage, event)
+            except KeyboardInterrupt:
+                reply.interrupted = reply.keyboard = True
+            except StreamCut as e:
+                reply.interrupted = True
+                reply.error, reply.exception = str(e), e
+                if e.partial and len(parts) == round_start:
+                    parts.append(e.partial)
+            except VoicechatError as e:
+                # after tool calls the turn is kept (what ran is recorded), as a reply cut short
+                reply.failed = not reply.tools
+                reply.interrupted = bool(reply.tools)
+                reply.error, reply.exception = str(e), e
+            finally:
+                stream.close()
+            if not calls or reply.interrupted or reply.failed or reply.error:
+                break
+            messages = messages + [Message("assistant", "".join(parts[round_start:]).strip(), tool_calls=tuple(calls))]
+            messages += self._run_tools(calls, reply, on_tool, cancelled)
+            force = None
+            if cancelled():
+                reply.interrupted = True
+                break
+            if parts and not parts[-1][-1:].isspace():  # the next round's words do not run into this one's
+                parts.append(" ")
+                on_delta(" ")
         reply.text = "".join(parts).strip()
         return reply
 
+    def _run_tools(self, calls: list[ToolCall], reply: Reply, on_tool: Callable[["ToolEvent"], None] | None,
+                   cancelled: Callable[[], bool]) -> list[Message]:
+        """Run the model's calls in order; every call gets a result message (an error one when refused)."""
+        from voicechat.tools.base import ToolEvent
+        from voicechat.tools.box import clean
+
+        assert self.tools is not None
+        tell = on_tool or (lambda event: None)
+        out = []
+        for call in calls:
+            if cancelled() or len(reply.tools) >= self.config.tools.max_calls:
+                out.append(Message("tool", "not run: the turn ended or too many tool calls", tool_call_id=call.id, name=call.name))
+                continue
+            tell(ToolEvent("call", clean(call.name)[:64], clean(call.arguments[:500])))
+            result = self.tools.run(call, on_slow=lambda c=call: tell(ToolEvent("slow", clean(c.name)[:64])),
+                                    slow_after=self.config.tools.filler_after_s, cancelled=cancelled)
+            reply.tools.append(result)
+            tell(ToolEvent("result", result.name, result.arguments[:500], result))
+            text = f"error: {result.text}" if result.error else result.text
+            out.append(Message("tool", text, tool_call_id=call.id, name=call.name))
+        return out
+
     def prefill(self, user_text: str) -> None:
         """Let a local model read the prompt for user_text before it is asked (see ChatModel.prefill)."""
-        self.llm.prefill(self.memory.messages_for(user_text))
+        if self.tools is not None:  # the prompt the reply will have: with the tools described
+            self.llm.prefill(self.memory.messages_for(user_text), tools=self.tools.specs())
+        else:
+            self.llm.prefill(self.memory.messages_for(user_text))
 
     def end_of_turn_probability(self, user_text: str) -> float | None:
         """The chat model's reading of whether user_text is a finished message (see ChatModel)."""
+        if self.tools is not None:
+            return self.llm.end_of_turn_probability(self.memory.messages_for(user_text), tools=self.tools.specs())
         return self.llm.end_of_turn_probability(self.memory.messages_for(user_text))
 
     def empty_reply_note(self, user_text: str, usage: Usage | None) -> str:
@@ -141,7 +209,8 @@ class ChatSession:
         return summary_line(self.totals, label)
 
     def record(self, user_text: str, reply: str, usage: Usage | None, *, interrupted: bool = False,
-               latency: dict[str, float] | None = None, user_audio: str | None = None, reply_audio: str | None = None) -> None:
+               latency: dict[str, float] | None = None, user_audio: str | None = None, reply_audio: str | None = None,
+               tools: "list[ToolResult] | None" = None) -> None:
         """Remember and log one completed turn (committed to the history at once)."""
         self.memory.add(user_text, reply)
         cost = None
@@ -160,14 +229,37 @@ class ChatSession:
                 completion_tokens=usage.completion_tokens if usage else None,
                 tokens_estimated=bool(usage and usage.estimated), latency=latency or {},
                 user_audio=user_audio, reply_audio=reply_audio, cleared_before=self._clear_pending,
+                tools=[t.to_dict() for t in tools or ()],
             ),
         )
         self._clear_pending = False
+        if self.on_recorded is not None:
+            self.on_recorded(self.session_id)
 
     def clear(self) -> None:
         """Forget the conversation (the history keeps it, marked, so a resume starts after it)."""
         self.memory.clear()
         self._clear_pending = True
+
+
+def _add_usage(total: Usage | None, more: Usage) -> Usage:
+    """Tokens of every model call in a turn (a tool call costs a round: its result is read as prompt)."""
+    if total is None:
+        return more
+    return Usage(total.prompt_tokens + more.prompt_tokens, total.completion_tokens + more.completion_tokens,
+                 estimated=total.estimated or more.estimated)
+
+
+def open_tools(config: "Config", llm: "ChatModel", notice: Callable[[str], None]) -> "ToolBox | None":
+    """The session's tools when tools.enabled (or --tools), if the chat engine can call them."""
+    if not config.tools.enabled:
+        return None
+    if not llm.supports_tools:
+        notice(f"the chat engine '{config.llm.engine}' cannot call tools; tools are off for this session")
+        return None
+    from voicechat.tools.box import build
+
+    return build(config, notice)
 
 
 def percentile(values: list[float], q: float) -> float | None:

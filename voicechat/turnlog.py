@@ -1,7 +1,8 @@
 """Log a session's turns so that a broken history never costs the conversation.
 
-Turns go to the SQLite history. If a write fails (a damaged page, a read-only file,
-a full disk), the user is told once why and where the turns go instead: a JSON Lines
+Turns go to the history (the SQLite file or PostgreSQL). If a write fails (a damaged page, a
+read-only file, a full disk, a database that cannot be reached even on a new connection), the
+user is told once why and where the turns go instead: a JSON Lines
 file in the data dir (or the temp dir if that cannot be written either), one turn a
 line, that `history` can be rebuilt from by hand.
 """

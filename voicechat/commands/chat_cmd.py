@@ -48,20 +48,39 @@ def chat(
     no_log: Annotated[bool, typer.Option("--no-log", help="Keep this session out of the history.")] = False,
     resume: Annotated[Optional[int], typer.Option("--resume", help="Continue session ID with its memory.")] = None,
     cont: Annotated[bool, typer.Option("--continue", help="Continue the most recent session.")] = False,
+    tools: Annotated[Optional[bool], typer.Option("--tools/--no-tools", help="Let the model call tools (tools.enabled): date and time, calculator, Wikipedia, MCP servers.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON event per line on stdout, as `talk --json` (user, reply_delta, tool_call, tool_result, reply, turn_stats, error).")] = False,
 ) -> None:
     from voicechat import slash
     from voicechat.console import debug_traceback, err_console, fail, load_config, out_console
     from voicechat.engines import registry
     from voicechat.history import open_for_session
-    from voicechat.session import ChatSession, engines_info, summary_line
+    from voicechat.session import ChatSession, engines_info, open_tools, summary_line
+    from voicechat.tools.base import call_line, result_line
+    from voicechat.voice import events as ev
 
-    cfg = load_config({"llm.engine": llm, "llm.model": model, "llm.system_prompt": system})
+    cfg = load_config({"llm.engine": llm, "llm.model": model, "llm.system_prompt": system, "tools.enabled": tools})
     history, resume, log = open_for_session(cfg, no_log=no_log, resume=resume, cont=cont, kind="chat")
     engine = registry.create("llm", cfg)
-    session = ChatSession(cfg, engine, kind="chat", log=log, resume=resume, engines=engines_info(cfg, llm=engine), history=history)
-    target = _Commands(session)
-    interactive = sys.stdin.isatty()
+    interactive = sys.stdin.isatty() and not json_out
     out, err = out_console(), err_console()
+    emit = None
+    if json_out:
+        from voicechat.talk.render import JsonRenderer
+
+        emit = JsonRenderer()
+    try:
+        toolbox = open_tools(cfg, engine, lambda message: sys.stderr.write(f"voicechat: warning: {message}\n"))
+    except BaseException:
+        engine.close()
+        raise
+    if toolbox is not None and interactive:
+        from voicechat.tools.confirm import PromptConfirmation
+
+        toolbox.confirm = PromptConfirmation(lambda q: out.input(q, markup=False))
+    session = ChatSession(cfg, engine, kind="chat", log=log, resume=resume, engines=engines_info(cfg, llm=engine), history=history,
+                          tools=toolbox)
+    target = _Commands(session)
     if interactive:
         note = f" · resumed session {resume} ({session.resumed_turns} turns)" if resume else ""
         err.print(f"[dim]{engine.model_name} · {' '.join(slash.names(target))} · Ctrl-D to end{note}[/]")
@@ -93,23 +112,58 @@ def chat(
             started = time.perf_counter()
             if interactive:
                 out.print("[bold magenta]assistant ›[/] ", end="")
+            if emit is not None:
+                emit(ev.UserText(text, "typed"))
             pieces = 0
+            prefix_open = interactive  # "assistant ›" is on the line, waiting for the reply
 
             def show(delta: str) -> None:
-                nonlocal pieces
+                nonlocal pieces, prefix_open
+                if emit is not None:
+                    pieces += 1
+                    emit(ev.ReplyDelta(delta))
+                    return
                 piece = delta if interactive else delta.replace("\n", " ")  # scripts: one reply per line
                 if not pieces:
                     piece = piece.lstrip()
+                    if not prefix_open and interactive and piece:
+                        out.print("[bold magenta]assistant ›[/] ", end="")
+                        prefix_open = True
                 pieces += 1
                 sys.stdout.write(piece)
                 sys.stdout.flush()
 
-            reply = session.stream_reply(text, show)
+            def on_tool(event) -> None:  # the live view shows each call and its result on stderr
+                nonlocal prefix_open
+                if event.phase == "slow":
+                    return
+                if emit is not None:
+                    r = event.result
+                    emit(ev.ToolCalled(event.name, event.arguments) if r is None else ev.ToolDone(r.name, r.text, r.error, r.seconds))
+                    return
+                if interactive:
+                    if prefix_open and not pieces:  # the tool lines go where "assistant ›" was; it comes back with the words
+                        sys.stdout.write("\r\x1b[2K")
+                        sys.stdout.flush()
+                        prefix_open = False
+                    if event.phase == "call":
+                        err.print(call_line(event.name, event.arguments), style="cyan", markup=False, highlight=False)
+                    else:
+                        r = event.result
+                        err.print(result_line(r.name, r.text, r.error, r.seconds), style="bold red" if r.error else "dim",
+                                  markup=False, highlight=False)
+                elif event.phase == "result" and event.result.error:  # scripts: failures only, one line each
+                    r = event.result
+                    sys.stderr.write(f"voicechat: warning: {result_line(r.name, r.text, True, r.seconds)}\n")
+
+            reply = session.stream_reply(text, show, on_tool=on_tool)
             if reply.keyboard and not interactive:
                 raise KeyboardInterrupt
+            if reply.error and emit is not None:
+                emit(ev.Error(reply.error))
             if reply.failed:
                 failures += 1
-                if pieces:
+                if pieces and emit is None:
                     sys.stdout.write("\n")
                 if reply.exception is not None:
                     debug_traceback(reply.exception)
@@ -120,15 +174,23 @@ def chat(
                 if reply.exception is not None:
                     debug_traceback(reply.exception)
                 fail(reply.error)
-            sys.stdout.write("\n")
-            sys.stdout.flush()
+            if emit is not None:
+                emit(ev.ReplyDone(reply.text, reply.interrupted))
+            else:
+                sys.stdout.write("\n")
+                sys.stdout.flush()
             if not reply.text and not reply.interrupted:
                 sys.stderr.write(f"voicechat: warning: {session.empty_reply_note(text, reply.usage)}\n")
             latency = {"first_token": round(reply.first_token, 3)} if reply.first_token is not None else {}
             if reply.first_token is not None:
                 session.totals.latencies.append(reply.first_token)
-            session.record(text, reply.text, reply.usage, interrupted=reply.interrupted, latency=latency)
+            session.record(text, reply.text, reply.usage, interrupted=reply.interrupted, latency=latency, tools=reply.tools)
             usage = reply.usage
+            if emit is not None:
+                from voicechat.voice.timing import TurnTiming
+
+                emit(ev.TurnStats(TurnTiming(first_token=reply.first_token), usage.prompt_tokens if usage else None,
+                                  usage.completion_tokens if usage else None, bool(usage and usage.estimated)))
             if interactive and usage is not None:
                 est = " est." if usage.estimated else ""
                 err.print(f"[dim]{usage.prompt_tokens} + {usage.completion_tokens} tokens{est} · first token {reply.first_token or 0:.2f} s · {time.perf_counter() - started:.1f} s[/]")
@@ -138,6 +200,8 @@ def chat(
         if session.totals.turns and interactive:
             err.print(f"[dim]{summary_line(session.totals, 'first token')}" + (f" · session {session.session_id}" if session.session_id else "") + "[/]")
         engine.close()
+        if toolbox is not None:
+            toolbox.close()
         if history is not None:
             history.close()
     if failures and not interactive:

@@ -62,7 +62,11 @@ def to_markdown(info: dict, turns: list) -> str:
     lines = [f"# voicechat session {info['id']}", "", f"- started: {info['started_at']}", f"- kind: {info['kind']}",
              f"- model: {info['llm_model'] or ''}", ""]
     for t in turns:
-        lines += [f"**You:** {t.user_text}", "", f"**Assistant:** {t.assistant_text}" + (" *(interrupted)*" if t.interrupted else ""), ""]
+        lines += [f"**You:** {t.user_text}", ""]
+        for call in t.tools:  # what was looked up, so a looked-up answer can be told from an invented one
+            outcome = "failed: " if call.get("error") else "→ "
+            lines += [f"> tool `{call.get('name')}` `{call.get('arguments')}` {outcome}{' '.join(str(call.get('result')).split())[:300]}", ""]
+        lines += [f"**Assistant:** {t.assistant_text}" + (" *(interrupted)*" if t.interrupted else ""), ""]
     return "\n".join(lines)
 
 

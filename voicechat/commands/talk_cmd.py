@@ -41,16 +41,36 @@ def talk(
     no_log: Annotated[bool, typer.Option("--no-log", help="Keep this session out of the history.", rich_help_panel=SESSION)] = False,
     resume: Annotated[Optional[int], typer.Option("--resume", help="Continue session ID with its memory.", rich_help_panel=SESSION)] = None,
     cont: Annotated[bool, typer.Option("--continue", help="Continue the most recent session.", rich_help_panel=SESSION)] = False,
+    server: Annotated[Optional[str], typer.Option("--server", help="Run the session on a `voicechat serve` at this URL; microphone and speaker stay here.",
+                                                  rich_help_panel=SESSION)] = None,
+    api_key: Annotated[Optional[str], typer.Option("--api-key", help="The server's API key (or VOICECHAT_SERVE_API_KEY).", rich_help_panel=SESSION,
+                                                   show_default=False)] = None,
+    tools: Annotated[Optional[bool], typer.Option("--tools/--no-tools", help="Let the model call tools (tools.enabled).", rich_help_panel=SESSION)] = None,
 ) -> None:
     from voicechat.console import load_config
     from voicechat.errors import VoicechatError
 
+    from voicechat.errors import register_secret
+
+    register_secret(api_key)
     cfg = load_config({
         "stt.engine": stt, "llm.engine": llm, "tts.engine": tts, "stt.model": stt_model, "llm.model": llm_model,
         "tts.voice": voice, "llm.system_prompt": system, "listen.mode": mode, "listen.barge_in": barge_in,
         "audio.input_device": input_device, "audio.output_device": output_device, "audio.aec": aec,
-        "listen.wake": wake,
+        "listen.wake": wake, "serve.api_key": api_key, "tools.enabled": tools,
     })
+    if server is not None:
+        engine_options = {"--stt": stt, "--llm": llm, "--tts": tts, "--stt-model": stt_model, "--llm-model": llm_model,
+                          "--voice": voice, "--system": system, "--tools": tools}
+        given = [name for name, value in engine_options.items() if value is not None]
+        if given:
+            raise VoicechatError(f"{given[0]} does not apply with --server: the server's engines answer; set it on `voicechat serve`")
+        if cont:
+            raise VoicechatError("--continue does not apply with --server; give --resume ID (the id the server reported)")
+        if fast:
+            raise VoicechatError("--fast does not apply with --server: the server listens in real time")
+        if no_log:
+            raise VoicechatError("--no-log does not apply with --server: the server keeps the history (start it with --no-log)")
     if cfg.listen.mode not in ("vad", "ptt"):
         raise VoicechatError(f"--mode is '{cfg.listen.mode}'; use vad or ptt")
     if cfg.listen.mode == "ptt" and not sys.stdin.isatty():
@@ -72,15 +92,17 @@ def talk(
 
         decode(input_file)  # a bad file fails here, before the models load
     Talk(cfg, input_file=input_file, fast=fast, output_file=output_file, json_out=json_out, no_log=no_log,
-         resume=resume, cont=cont).run()
+         resume=resume, cont=cont, server=server, options={"barge_in": barge_in, "mode": mode}).run()
 
 
 class Talk:
     """The terminal front end of a :class:`voicechat.voice.session.VoiceSession`: devices, keyboard, live view."""
 
     def __init__(self, cfg: Any, *, input_file: Path | None, fast: bool, output_file: Path | None, json_out: bool,
-                 no_log: bool, resume: int | None, cont: bool) -> None:
+                 no_log: bool, resume: int | None, cont: bool, server: str | None = None,
+                 options: dict[str, Any] | None = None) -> None:
         self.cfg = cfg
+        self.server, self.options = server, options or {}
         self.input_file, self.fast, self.output_file = input_file, fast, output_file
         self.json_out, self.no_log, self.resume, self.cont = json_out, no_log, resume, cont
         self.stop = threading.Event()
@@ -98,38 +120,22 @@ class Talk:
 
     def _load(self, renderer: Any) -> tuple[Any, Any, Any, Any]:
         """Load the three engines and the turn model at once (and PortAudio, and the sentence splitter) to start sooner."""
-        from concurrent.futures import ThreadPoolExecutor
-
         from voicechat import sentences
         from voicechat.audio import sd
-        from voicechat.engines import registry
+        from voicechat.engines.loading import load_all
         from voicechat.voice import events as ev
-        from voicechat.voice.smart_turn import load_turn_model
 
-        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="load") as pool:
-            futures = [pool.submit(registry.create, kind, self.cfg, concurrent=True) for kind in ("stt", "llm", "tts")]
-            turn_model = pool.submit(load_turn_model, self.cfg.turn)
+        def also() -> None:
             try:
                 sd()
             except Exception:
                 pass
             sentences.warm_up()
-            results, error = [], None
-            for f in [*futures, turn_model]:
-                try:
-                    results.append(f.result())
-                except Exception as e:  # report the first failure after all finished
-                    results.append(None)
-                    error = error or e
-        if error is not None:
-            for r in results[:3]:
-                if r is not None:
-                    r.close()
-            raise error
-        model, why = results[3]
+
+        stt, llm, tts, model, why = load_all(self.cfg, also=also)
         if why:
             renderer(ev.Notice(why))
-        return results[0], results[1], results[2], model
+        return stt, llm, tts, model
 
     def _open_source(self, renderer: Any, stack: Any) -> Any:
         from voicechat.errors import VoicechatError
@@ -211,38 +217,58 @@ class Talk:
 
         from voicechat.errors import VoicechatError
         from voicechat.history import open_for_session
-        from voicechat.session import ChatSession, engines_info
+        from voicechat.session import ChatSession, engines_info, open_tools
         from voicechat.talk.keyboard import KeyboardInput
         from voicechat.voice import events as ev
         from voicechat.voice.session import VoiceSession
 
         cfg = self.cfg
-        history, resume, log = open_for_session(cfg, no_log=self.no_log, resume=self.resume, cont=self.cont, kind="talk")
+        if self.server is not None:
+            history, resume, log = None, self.resume, False
+        else:
+            history, resume, log = open_for_session(cfg, no_log=self.no_log, resume=self.resume, cont=self.cont, kind="talk")
         previous = signal.signal(signal.SIGINT, self._on_sigint)
         previous_term = signal.signal(signal.SIGTERM, self._on_sigint)  # SIGTERM ends talk as Ctrl-C does: nothing lost
         stt = llm = tts = None
         session = None
+        toolbox = confirmation = None
         exit_code = 0
         try:
             with contextlib.ExitStack() as stack:
                 renderer = stack.enter_context(self._renderer())
-                stt, llm, tts, turn_model = self._load(renderer)
-                chat = ChatSession(cfg, llm, kind="talk", log=log, resume=resume,
-                                   engines=engines_info(cfg, stt, llm, tts), history=history)
-                if resume is not None:
-                    renderer(ev.Notice(f"resumed session {resume} ({chat.resumed_turns} turns)"))
-                source = self._open_source(renderer, stack)
-                if source is None:
-                    cfg.listen.mode = "vad"
-                sink = self._open_sink(renderer, stack, getattr(tts, "sample_rate", None))
-                source = self._cancel_echo(renderer, source, sink)
-                wake_gate = self._wake_gate(renderer, stack) if source is not None else None
-                session = VoiceSession(cfg, conversation=chat, stt=stt, tts=tts, source=source, sink=sink, turn_model=turn_model,
-                                       ptt_key=sys.stdin.isatty(), wake=wake_gate)
+                if self.server is not None:
+                    from voicechat.talk.remote import RemoteSession
+
+                    source = self._open_source(renderer, stack)
+                    sink = self._open_sink(renderer, stack, None)
+                    session = RemoteSession(self.server, api_key=cfg.serve.api_key, source=source, sink=sink, resume=resume,
+                                            barge_in=self.options.get("barge_in"), mode=self.options.get("mode"))
+                else:
+                    stt, llm, tts, turn_model = self._load(renderer)
+                    toolbox = open_tools(cfg, llm, lambda message: renderer(ev.Notice(message)))
+                    if toolbox is not None and _stdin_usable() and not self.json_out:
+                        from voicechat.tools.confirm import TypedConfirmation
+
+                        confirmation = TypedConfirmation(lambda message: renderer(ev.Notice(message)), self.stop)
+                        toolbox.confirm = confirmation
+                    chat = ChatSession(cfg, llm, kind="talk", log=log, resume=resume,
+                                       engines=engines_info(cfg, stt, llm, tts), history=history, tools=toolbox)
+                    if resume is not None:
+                        renderer(ev.Notice(f"resumed session {resume} ({chat.resumed_turns} turns)"))
+                    source = self._open_source(renderer, stack)
+                    if source is None:
+                        cfg.listen.mode = "vad"
+                    sink = self._open_sink(renderer, stack, getattr(tts, "sample_rate", None))
+                    source = self._cancel_echo(renderer, source, sink)
+                    wake_gate = self._wake_gate(renderer, stack) if source is not None else None
+                    session = VoiceSession(cfg, conversation=chat, stt=stt, tts=tts, source=source, sink=sink, turn_model=turn_model,
+                                           ptt_key=sys.stdin.isatty(), wake=wake_gate)
                 session.subscribe(renderer)
                 session.warm_up()
 
                 def on_line(line: str) -> None:
+                    if confirmation is not None and confirmation.answer(line):
+                        return  # the answer to a tool's question
                     if not line.startswith("/"):
                         session.send_text(line)
                         return
@@ -275,6 +301,8 @@ class Talk:
                 for engine in (stt, llm, tts):
                     if engine is not None:
                         engine.close()
+            if toolbox is not None:
+                toolbox.close()
             if history is not None:
                 history.close()
         if exit_code:

@@ -53,9 +53,33 @@ class AudioChunk:
 
 
 @dataclass(frozen=True)
+class ToolSpec:
+    """A tool as the model is told about it: a name, what it does, and a JSON schema of its arguments."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+
+    def to_openai(self) -> dict[str, Any]:
+        return {"type": "function", "function": {"name": self.name, "description": self.description, "parameters": self.parameters}}
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """The model asks for a tool: its name and the arguments as the JSON text the model wrote (unchecked)."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
 class Message:
-    role: str  # system | user | assistant
+    role: str  # system | user | assistant | tool
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()  # assistant: the calls it made
+    tool_call_id: str | None = None  # tool: the call this result answers
+    name: str | None = None  # tool: the tool's name
 
 
 @dataclass(frozen=True)
@@ -130,15 +154,21 @@ class SpeechToText(Engine):
 class ChatModel(Engine):
     """Streams a reply to a list of messages: text deltas, then one usage record."""
 
+    supports_tools: ClassVar[bool] = False  # stream() takes tools= and tool_choice= and may yield ToolCall
+
     @abstractmethod
     def stream(self, messages: Sequence[Message]) -> Iterator[TextDelta | Usage]:
-        """Yield TextDelta as the reply is written, then a Usage. Closing the generator cancels."""
+        """Yield TextDelta as the reply is written, then a Usage. Closing the generator cancels.
 
-    def prefill(self, messages: Sequence[Message]) -> None:  # noqa: B027 - optional hook
+        Engines with ``supports_tools`` also take ``tools`` (a sequence of ToolSpec) and ``tool_choice``
+        (None: the model decides; a tool's name: the model must call it) and yield a ToolCall for each
+        call the model makes (before the Usage); the caller runs the tools and asks again."""
+
+    def prefill(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()) -> None:  # noqa: B027 - optional hook
         """Evaluate a prompt ahead of time where the engine keeps it (a local model's cache), so a request
-        that starts with these messages answers sooner. Remote engines ignore it."""
+        that starts with these messages (and offers these tools) answers sooner. Remote engines ignore it."""
 
-    def end_of_turn_probability(self, messages: Sequence[Message]) -> float | None:
+    def end_of_turn_probability(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()) -> float | None:
         """P(the last user message is finished as it stands), from how likely the model finds a sentence end
         right after it; None when the engine cannot tell (remote engines) or is busy answering."""
         return None

@@ -8,15 +8,16 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 if TYPE_CHECKING:
-    from voicechat.engines.base import Message
+    from voicechat.engines.base import Message, ToolSpec
 
 _MARK = "\u2063voicechat-user-text\u2063"
 _stop_ids: dict[int, np.ndarray] = {}
 
 
-def prompt_until_user_text(llm: Any, history: Sequence["Message"], text: str) -> str | None:
+def prompt_until_user_text(llm: Any, history: Sequence["Message"], text: str, tools: Sequence["ToolSpec"] = ()) -> str | None:
     """The model's own chat template rendered for history + a user message, cut right after ``text``;
-    None when the model carries no template."""
+    None when the model carries no template. With tools, the history is written as the reply will be
+    (voicechat's tool format), so the evaluated prefix is the reply's."""
     from llama_cpp import llama_chat_format
 
     template = llm.metadata.get("tokenizer.chat_template")
@@ -25,7 +26,13 @@ def prompt_until_user_text(llm: Any, history: Sequence["Message"], text: str) ->
     eos = llm._model.token_get_text(llm.token_eos()) if llm.token_eos() != -1 else ""
     bos = llm._model.token_get_text(llm.token_bos()) if llm.token_bos() != -1 else ""
     formatter = llama_chat_format.Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
-    messages = [{"role": m.role, "content": m.content} for m in history] + [{"role": "user", "content": _MARK}]
+    if tools:
+        from voicechat.engines.llama_tools import template_messages
+
+        written = template_messages(history, tools, "tool" if "tool" in template else "user")
+    else:
+        written = [{"role": m.role, "content": m.content} for m in history]
+    messages = written + [{"role": "user", "content": _MARK}]
     prompt = formatter(messages=messages).prompt
     if _MARK not in prompt:
         return None

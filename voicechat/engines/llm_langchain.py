@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-from voicechat.engines.base import ChatModel, Message, TextDelta, Usage
+from voicechat.engines.base import ChatModel, Message, TextDelta, ToolCall, ToolSpec, Usage
 from voicechat.errors import VoicechatError, scrub
 
 if TYPE_CHECKING:
@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 class LangChainChat(ChatModel):
     name = "langchain"
+    supports_tools = True
 
     def __init__(self, config: "Config") -> None:
         from langchain.chat_models import init_chat_model
@@ -43,15 +44,26 @@ class LangChainChat(ChatModel):
     def model_name(self) -> str:
         return self.spec
 
-    def stream(self, messages: Sequence[Message]) -> Iterator[TextDelta | Usage]:
-        from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
-
-        kinds = {"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
-        lc_messages = [kinds[m.role](content=m.content) for m in messages]
+    def stream(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = (),
+               tool_choice: str | None = None) -> Iterator[TextDelta | ToolCall | Usage]:
+        lc_messages = _to_langchain(messages)
+        model: Any = self.model
+        if tools:
+            try:
+                model = self.model.bind_tools([t.to_openai() for t in tools], tool_choice=tool_choice)
+            except NotImplementedError:
+                raise VoicechatError(f"the langchain model '{self.spec}' cannot call tools; turn tools off or use another model") from None
         usage = None
         text: list[str] = []
-        try:
-            for chunk in self.model.stream(lc_messages):
+        calls: dict[int, dict[str, str]] = {}  # tool-call pieces by index (not chunk + chunk: that would
+        try:                                    # repeat a name some servers send with every piece)
+            for chunk in model.stream(lc_messages):
+                for piece in getattr(chunk, "tool_call_chunks", None) or ():
+                    index = piece.get("index")
+                    slot = calls.setdefault(index if index is not None else len(calls), {"id": "", "name": "", "args": ""})
+                    slot["id"] = slot["id"] or piece.get("id") or ""
+                    slot["name"] = slot["name"] or piece.get("name") or ""
+                    slot["args"] += piece.get("args") or ""
                 if chunk.content:
                     piece = chunk.content if isinstance(chunk.content, str) else "".join(
                         p.get("text", "") for p in chunk.content if isinstance(p, dict)
@@ -72,13 +84,43 @@ class LangChainChat(ChatModel):
             except ImportError:
                 pass
             raise VoicechatError(f"chat with '{self.spec}' failed: {scrub(str(e))[:200]}") from e
+        for i, slot in sorted(calls.items()):
+            yield ToolCall(slot["id"] or f"call_{i}", slot["name"], slot["args"] or "{}")
         if usage:
             yield Usage(int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0)), estimated=False)
         else:
             from voicechat import tokens
 
+            import json
+
             enc, _ = tokens.encoding_for_model(self.spec.partition(":")[2])
-            yield Usage(sum(tokens.count(m.content, enc) + 4 for m in messages), tokens.count("".join(text), enc), estimated=True)
+            prompt = sum(tokens.count(m.content, enc) + 4 for m in messages)
+            prompt += tokens.count(json.dumps([t.to_openai() for t in tools]), enc) if tools else 0
+            written = "".join(text) + "".join(c["name"] + c["args"] for c in calls.values())
+            yield Usage(prompt, tokens.count(written, enc), estimated=True)
+
+
+def _to_langchain(messages: Sequence[Message]) -> list[Any]:
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+
+    out: list[Any] = []
+    for m in messages:
+        if m.role == "tool":
+            out.append(ToolMessage(content=m.content, tool_call_id=m.tool_call_id or ""))
+        elif m.role == "assistant" and m.tool_calls:
+            import json
+
+            calls = []
+            for c in m.tool_calls:
+                try:
+                    args = json.loads(c.arguments)
+                except ValueError:
+                    args = {}
+                calls.append({"name": c.name, "args": args if isinstance(args, dict) else {}, "id": c.id, "type": "tool_call"})
+            out.append(AIMessage(content=m.content, tool_calls=calls))
+        else:
+            out.append({"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}[m.role](content=m.content))
+    return out
 
 
 def create(config: "Config") -> LangChainChat:

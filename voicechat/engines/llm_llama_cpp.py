@@ -6,7 +6,7 @@ import os
 import threading
 from typing import TYPE_CHECKING, Iterator, Sequence
 
-from voicechat.engines.base import ChatModel, Message, TextDelta, Usage
+from voicechat.engines.base import ChatModel, Message, TextDelta, ToolCall, ToolSpec, Usage
 from voicechat.errors import VoicechatError
 
 if TYPE_CHECKING:
@@ -47,6 +47,7 @@ def check_gguf(path: str) -> None:
 
 class LlamaCpp(ChatModel):
     name = "llama-cpp"
+    supports_tools = True
 
     def __init__(self, config: "Config") -> None:
         import llama_cpp
@@ -85,9 +86,59 @@ class LlamaCpp(ChatModel):
     def count_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
-    def stream(self, messages: Sequence[Message]) -> Iterator[TextDelta | Usage]:
+    def stream(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = (),
+               tool_choice: str | None = None) -> Iterator[TextDelta | ToolCall | Usage]:
         with self._busy:  # one generation at a time; a prefill in progress is waited for (its work is reused)
-            yield from self._stream(messages)
+            if tools:
+                yield from self._stream_tools(messages, tools, tool_choice)
+            else:
+                yield from self._stream(messages)
+
+    def _stream_tools(self, messages: Sequence[Message], tools: Sequence[ToolSpec],
+                      tool_choice: str | None) -> Iterator[TextDelta | ToolCall | Usage]:
+        """Answer in voicechat's tool format (see llama_tools): a grammar picks the head, then either the
+        arguments of one call (held to the tool's schema) or the reply, streamed."""
+        import uuid
+
+        from llama_cpp import llama_grammar
+
+        from voicechat.engines import llama_tools
+
+        text, stop, added_bos = llama_tools.render(self.llm, messages, tools)
+        prompt = self.llm.tokenize(text.encode("utf-8"), add_bos=not added_bos, special=True)
+        generated = 0
+        try:
+            if tool_choice:
+                head = f"{llama_tools.CALL}{tool_choice}:"
+            else:
+                grammar = llama_grammar.LlamaGrammar.from_string(llama_tools.head_grammar(tools), verbose=False)
+                first = self.llm.create_completion(prompt=prompt, max_tokens=32, temperature=0.0, grammar=grammar)
+                head = first["choices"][0]["text"].strip()
+                generated += first["usage"]["completion_tokens"]
+            prompt = prompt + self.llm.tokenize((head + "\n").encode("utf-8"), add_bos=False, special=False)
+            if head.startswith(llama_tools.CALL):
+                name = head[len(llama_tools.CALL):].rstrip(":")
+                tool = next((t for t in tools if t.name == name), None)
+                if tool is None:
+                    raise VoicechatError(f"tool_choice names '{name}', which is not among the tools offered")
+                done = self.llm.create_completion(prompt=prompt, max_tokens=llama_tools.ARGUMENT_TOKENS,
+                                                  temperature=self.temperature, grammar=llama_tools.arguments_grammar(tool))
+                generated += done["usage"]["completion_tokens"]
+                yield ToolCall(f"call_{uuid.uuid4().hex[:12]}", name, done["choices"][0]["text"].strip() or "{}")
+            else:
+                chunks = self.llm.create_completion(prompt=prompt, max_tokens=self.max_tokens, temperature=self.temperature,
+                                                    stop=stop or None, stream=True)
+                try:
+                    for chunk in chunks:
+                        delta = chunk["choices"][0].get("text")
+                        if delta:
+                            generated += 1
+                            yield TextDelta(delta)
+                finally:
+                    chunks.close()  # cancelling: stop generating at once
+        except ValueError as e:  # e.g. the prompt does not fit the context
+            raise VoicechatError(f"the model refused the prompt: {e}; raise llm.context_size or lower memory.max_context_tokens") from e
+        yield Usage(prompt_tokens=len(prompt), completion_tokens=generated, estimated=True)
 
     def _stream(self, messages: Sequence[Message]) -> Iterator[TextDelta | Usage]:
         msgs = [{"role": m.role, "content": m.content} for m in messages]
@@ -112,21 +163,41 @@ class LlamaCpp(ChatModel):
         prompt = sum(self.count_tokens(m.content) + 4 for m in messages)  # content + ChatML role tokens
         yield Usage(prompt_tokens=prompt, completion_tokens=generated, estimated=True)
 
-    def prefill(self, messages: Sequence[Message]) -> None:
+    def prefill(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()) -> None:
         """llama.cpp keeps the last prompt's evaluated tokens and reuses the common prefix: evaluate it now.
         Never waits: while the model is answering, there is nothing to gain."""
         if not self._busy.acquire(blocking=False):
             return
         try:
+            if tools:
+                from voicechat.engines import llama_tools
+
+                text, _, added_bos = llama_tools.render(self.llm, messages, tools)
+                self._evaluate(self.llm.tokenize(text.encode("utf-8"), add_bos=not added_bos, special=True))
+                return
             stream = self._stream(messages)
             try:
                 next(stream, None)
             finally:
                 stream.close()
+        except (ValueError, RuntimeError):  # a prompt past the context: the reply will say so
+            pass
         finally:
             self._busy.release()
 
-    def end_of_turn_probability(self, messages: Sequence[Message]) -> float | None:
+    def _evaluate(self, tokens: list[int]) -> None:
+        """Bring llama.cpp's cache to these tokens, reusing the prefix it holds (at least one token is
+        evaluated, for fresh logits)."""
+        cached = self.llm.input_ids[: self.llm.n_tokens].tolist()
+        keep = 0
+        for a, b in zip(cached, tokens):
+            if a != b:
+                break
+            keep += 1
+        self.llm.n_tokens = min(keep, len(tokens) - 1)
+        self.llm.eval(tokens[self.llm.n_tokens :])
+
+    def end_of_turn_probability(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()) -> float | None:
         """Read the conversation up to the end of the user's words (no closing tag) and take the probability
         that the next token ends the sentence or the message. Whisper's own final punctuation is removed
         first: it punctuates a phrase cut at a pause as if it were finished. The prompt is the start of the
@@ -139,18 +210,10 @@ class LlamaCpp(ChatModel):
             from voicechat.engines.llama_turn import last_logits, prompt_until_user_text, stop_token_ids
 
             text = messages[-1].content.rstrip().rstrip(".?!,;: ")
-            prompt = prompt_until_user_text(self.llm, messages[:-1], text)
+            prompt = prompt_until_user_text(self.llm, messages[:-1], text, tools)
             if prompt is None:
                 return None
-            tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
-            cached = self.llm.input_ids[: self.llm.n_tokens].tolist()
-            keep = 0
-            for a, b in zip(cached, tokens):
-                if a != b:
-                    break
-                keep += 1
-            self.llm.n_tokens = min(keep, len(tokens) - 1)  # at least one token is evaluated, for fresh logits
-            self.llm.eval(tokens[self.llm.n_tokens :])
+            self._evaluate(self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
             logits = last_logits(self.llm)
             logits = logits - logits.max()
             p = np.exp(logits)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator, Sequence
+import json
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-from voicechat.engines.base import ChatModel, Message, TextDelta, Usage
-from voicechat.engines.openai_client import make_client, translate
+from voicechat.engines.base import ChatModel, Message, TextDelta, ToolCall, ToolSpec, Usage
+from voicechat.engines.openai_client import ToolCallAssembler, make_client, to_openai_messages, translate
 from voicechat.errors import StreamCut
 
 if TYPE_CHECKING:
@@ -16,6 +17,7 @@ DEFAULT_MODEL = "gpt-4o-mini"
 
 class OpenAIChat(ChatModel):
     name = "openai"
+    supports_tools = True
 
     def __init__(self, config: "Config") -> None:
         cfg = config.llm
@@ -30,11 +32,15 @@ class OpenAIChat(ChatModel):
     def model_name(self) -> str:
         return self.model
 
-    def stream(self, messages: Sequence[Message]) -> Iterator[TextDelta | Usage]:
+    def stream(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = (),
+               tool_choice: str | None = None) -> Iterator[TextDelta | ToolCall | Usage]:
         import openai
 
-        msgs = [{"role": m.role, "content": m.content} for m in messages]
-        kwargs = dict(model=self.model, messages=msgs, stream=True, temperature=self.temperature, max_tokens=self.max_tokens)
+        kwargs: dict[str, Any] = dict(model=self.model, messages=to_openai_messages(messages), stream=True,
+                                      temperature=self.temperature, max_tokens=self.max_tokens)
+        if tools:
+            kwargs["tools"] = [t.to_openai() for t in tools]
+            kwargs["tool_choice"] = {"type": "function", "function": {"name": tool_choice}} if tool_choice else "auto"
         what = f"chat with '{self.model}'"
         try:
             try:
@@ -50,6 +56,7 @@ class OpenAIChat(ChatModel):
             raise translate(e, what, self.base_url) from e
         text: list[str] = []
         usage = None
+        calls = ToolCallAssembler()
         try:
             for chunk in response:
                 if chunk.usage is not None:
@@ -59,6 +66,8 @@ class OpenAIChat(ChatModel):
                     if delta:
                         text.append(delta)
                         yield TextDelta(delta)
+                    if choice.delta is not None and choice.delta.tool_calls:
+                        calls.feed(choice.delta.tool_calls)
         except openai.OpenAIError as e:
             raise StreamCut(f"{what}: the reply stream from {self.base_url or 'OpenAI'} broke after {len(''.join(text))} characters ({type(e).__name__}); the partial reply was kept", "".join(text)) from e
         except Exception as e:  # httpx errors surface raw from an iterating stream
@@ -67,6 +76,8 @@ class OpenAIChat(ChatModel):
             raise
         finally:
             response.close()
+        made = calls.finish()
+        yield from made
         if usage is not None:
             yield Usage(usage.prompt_tokens, usage.completion_tokens, estimated=False)
         else:
@@ -74,7 +85,10 @@ class OpenAIChat(ChatModel):
 
             enc, _ = tokens.encoding_for_model(self.model)
             prompt = sum(tokens.count(m.content, enc) + 4 for m in messages) + 3
-            yield Usage(prompt, tokens.count("".join(text), enc), estimated=True)
+            prompt += sum(tokens.count(c.arguments, enc) for m in messages for c in m.tool_calls)
+            prompt += tokens.count(json.dumps([t.to_openai() for t in tools]), enc) if tools else 0
+            written = "".join(text) + "".join(c.name + c.arguments for c in made)
+            yield Usage(prompt, tokens.count(written, enc), estimated=True)
 
 
 def create(config: "Config") -> OpenAIChat:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from voicechat.errors import VoicechatError, scrub
+
+if TYPE_CHECKING:
+    from voicechat.engines.base import Message
 
 OPENAI_URL = "https://api.openai.com/v1"
 
@@ -53,3 +56,46 @@ def _message(e: Any) -> str:
         if isinstance(err, dict) and err.get("message"):
             return str(err["message"])[:200]
     return str(getattr(e, "message", e))[:200]
+
+
+def to_openai_messages(messages: Sequence["Message"]) -> list[dict[str, Any]]:
+    """Chat-completions messages, with tool calls and tool results in OpenAI's shape.
+
+    An assistant turn that only called tools has content "" rather than null: chat templates
+    on local servers concatenate the content and fail on null."""
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        d: dict[str, Any] = {"role": m.role, "content": m.content}
+        if m.tool_calls:
+            d["tool_calls"] = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                               for c in m.tool_calls]
+        if m.role == "tool":
+            d["tool_call_id"] = m.tool_call_id or ""
+        out.append(d)
+    return out
+
+
+class ToolCallAssembler:
+    """Put streamed tool-call pieces back together: by index, the id and name once, the arguments appended."""
+
+    def __init__(self) -> None:
+        self.calls: dict[int, dict[str, str]] = {}
+
+    def feed(self, pieces: Any) -> None:
+        for piece in pieces or ():
+            index = getattr(piece, "index", None)
+            slot = self.calls.setdefault(index if index is not None else len(self.calls), {"id": "", "name": "", "arguments": ""})
+            if getattr(piece, "id", None) and not slot["id"]:
+                slot["id"] = piece.id
+            fn = getattr(piece, "function", None)
+            if fn is not None:
+                if fn.name and not slot["name"]:  # some servers repeat the name in every piece
+                    slot["name"] = fn.name
+                if fn.arguments:
+                    slot["arguments"] += fn.arguments
+
+    def finish(self) -> list[Any]:
+        from voicechat.engines.base import ToolCall
+
+        return [ToolCall(slot["id"] or f"call_{i}", slot["name"], slot["arguments"] or "{}")
+                for i, slot in sorted(self.calls.items())]

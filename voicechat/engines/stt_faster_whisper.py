@@ -159,9 +159,11 @@ class FasterWhisper(SpeechToText):
     def model_name(self) -> str:
         return self._model_label
 
-    def transcribe(self, audio: "np.ndarray", *, language: str | None = None) -> Iterator[Segment]:
-        """Transcribe audio held in memory; batched only when stt.batch_size is set above 0."""
-        yield from self._transcribe(audio, language, self.cfg.batch_size or 0)
+    def transcribe(self, audio: "np.ndarray", *, language: str | None = None, word_timestamps: bool | None = None,
+                   prompt: str | None = None) -> Iterator[Segment]:
+        """Transcribe audio held in memory; batched only when stt.batch_size is set above 0.
+        ``word_timestamps`` and ``prompt`` (earlier text, for spelling and style) override the config for this call."""
+        yield from self._transcribe(audio, language, self.cfg.batch_size or 0, word_timestamps, prompt)
 
     def batch_size_for(self, seconds: float) -> int:
         """The batch size for this much audio: stt.batch_size when set, else batched from
@@ -173,12 +175,14 @@ class FasterWhisper(SpeechToText):
             return 0
         return GPU_BATCH_SIZE if self.device == "cuda" else CPU_BATCH_SIZE
 
-    def transcribe_window(self, audio: "np.ndarray", *, language: str | None = None) -> Iterator[Segment]:
+    def transcribe_window(self, audio: "np.ndarray", *, language: str | None = None, word_timestamps: bool | None = None,
+                          prompt: str | None = None) -> Iterator[Segment]:
         """One window (minutes, not hours) of a recording being transcribed: batched or
         sequential, whichever is faster for its length. Times are relative to the window."""
-        yield from self._transcribe(audio, language, self.batch_size_for(len(audio) / self.sample_rate))
+        yield from self._transcribe(audio, language, self.batch_size_for(len(audio) / self.sample_rate), word_timestamps, prompt)
 
-    def _transcribe(self, audio: "np.ndarray", language: str | None, batch_size: int) -> Iterator[Segment]:
+    def _transcribe(self, audio: "np.ndarray", language: str | None, batch_size: int, word_timestamps: bool | None = None,
+                    prompt: str | None = None) -> Iterator[Segment]:
         cfg = self.cfg
         language = language or cfg.language
         if language and not self.model.model.is_multilingual and language != "en":
@@ -189,10 +193,12 @@ class FasterWhisper(SpeechToText):
             language=language,
             beam_size=cfg.beam_size,
             vad_filter=cfg.vad_filter,
-            word_timestamps=cfg.word_timestamps,
+            word_timestamps=cfg.word_timestamps if word_timestamps is None else word_timestamps,
             no_speech_threshold=cfg.no_speech_threshold,
             condition_on_previous_text=False,
         )
+        if prompt:
+            kwargs["initial_prompt"] = prompt
         try:
             if batch_size > 0:
                 segments, info = self._batched_pass(audio, batch_size, kwargs)
@@ -203,13 +209,18 @@ class FasterWhisper(SpeechToText):
 
         self.info.language = info.language
         self.info.duration = info.duration
+        last = 0.0  # word times never go back: a clip decoded again from where Whisper stopped may overlap its neighbour by a word
         for s in segments:
-            words = tuple(Word(w.start, w.end, w.word, w.probability) for w in (s.words or ()))
+            words = []
+            for w in s.words or ():
+                start = max(w.start, last)
+                words.append(Word(start, max(w.end, start), w.word, w.probability))
+                last = start
             yield Segment(
                 start=s.start,
-                end=s.end,
+                end=max(s.end, words[-1].end) if words else s.end,
                 text=s.text.strip(),
-                words=words,
+                words=tuple(words),
                 no_speech_prob=s.no_speech_prob,
                 avg_logprob=s.avg_logprob,
             )

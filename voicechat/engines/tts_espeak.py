@@ -56,8 +56,10 @@ class Espeak(TextToSpeech):
     def voices(self) -> list[str]:
         return [f"{code} ({name})" for code, name in self.voices_table()]
 
-    def synthesize(self, text: str) -> Iterator[AudioChunk]:
-        args = [self.program, "--stdout", "-v", self.voice, "-s", str(self.wpm), "-p", str(self.pitch), "-a", str(self.amplitude), "--stdin"]
+    def synthesize(self, text: str, *, speed: float | None = None) -> Iterator[AudioChunk]:
+        """``speed`` (1.0 normal) multiplies the configured speed for this call."""
+        wpm = max(80, min(900, round(self.wpm * speed))) if speed else self.wpm
+        args = [self.program, "--stdout", "-v", self.voice, "-s", str(wpm), "-p", str(self.pitch), "-a", str(self.amplitude), "--stdin"]
         proc = subprocess.run(args, input=text.encode("utf-8"), capture_output=True, timeout=120)
         if proc.returncode != 0 or len(proc.stdout) < 44:
             raise VoicechatError(f"espeak-ng failed: {proc.stderr.decode(errors='replace').strip()[:200] or 'no audio'}")

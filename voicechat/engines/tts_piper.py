@@ -101,8 +101,15 @@ class Piper(TextToSpeech):
         for _ in self.synthesize("Hi."):
             pass
 
-    def synthesize(self, text: str) -> Iterator[AudioChunk]:
-        for chunk in self.voice.synthesize(text, self.syn):
+    def synthesize(self, text: str, *, speed: float | None = None) -> Iterator[AudioChunk]:
+        """``speed`` (1.0 normal) multiplies the configured speed for this call."""
+        syn = self.syn
+        if speed is not None and speed != 1.0:
+            import copy
+
+            syn = copy.copy(self.syn)
+            syn.length_scale = self.syn.length_scale / speed
+        for chunk in self.voice.synthesize(text, syn):
             yield AudioChunk(chunk.audio_float_array, chunk.sample_rate, text)
 
 

@@ -7,6 +7,7 @@ import sys
 import threading
 from typing import Any
 
+from voicechat.tools.base import call_line, result_line
 from voicechat.voice import events as ev
 from voicechat.voice.timing import TurnTiming
 
@@ -89,6 +90,10 @@ class PlainRenderer:
                 print(f"  ({fmt_latency(event.timing)})", file=sys.stderr, flush=True)
             elif isinstance(event, (ev.Notice,)):
                 print(event.message, file=sys.stderr, flush=True)
+            elif isinstance(event, ev.ToolCalled):
+                print(call_line(event.name, event.arguments), file=sys.stderr, flush=True)
+            elif isinstance(event, ev.ToolDone):
+                print(result_line(event.name, event.result, event.error, event.seconds), file=sys.stderr, flush=True)
             elif isinstance(event, ev.Error):
                 print(f"voicechat: error: {event.message}", file=sys.stderr, flush=True)
             elif isinstance(event, ev.Summary):
@@ -177,6 +182,11 @@ class LiveRenderer:
                 out.print(Text(f"  {fmt_latency(event.timing)}{tokens}", style="dim"))
             elif isinstance(event, ev.Notice):
                 out.print(Text(event.message, style="dim italic"))
+            elif isinstance(event, ev.ToolCalled):
+                out.print(Text(call_line(event.name, event.arguments), style="cyan"))
+            elif isinstance(event, ev.ToolDone):
+                out.print(Text(result_line(event.name, event.result, event.error, event.seconds),
+                               style="bold red" if event.error else "dim"))
             elif isinstance(event, ev.Error):
                 out.print(Text(f"error: {event.message}", style="bold red"))
             elif isinstance(event, ev.Summary):

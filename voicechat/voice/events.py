@@ -56,6 +56,28 @@ class TurnStats(Event):
 
 
 @dataclass
+class ToolCalled(Event):
+    """The model called a tool; it is running."""
+
+    name: str
+    arguments: str  # the JSON text the model wrote (cut, control characters removed)
+
+
+@dataclass
+class ToolDone(Event):
+    """A tool call's result (or error), as the model will read it."""
+
+    name: str
+    result: str
+    error: bool = False
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "tool_result", "name": self.name, "result": self.result, "error": self.error,
+                "seconds": round(self.seconds, 3)}
+
+
+@dataclass
 class Notice(Event):
     message: str
 
@@ -84,5 +106,22 @@ class Summary(Event):
 
 EVENT_NAMES = {
     Status: "status", Partial: "partial", UserText: "user", ReplyDelta: "reply_delta", ReplyDone: "reply",
-    TurnStats: "turn_stats", Notice: "notice", Error: "error", Dropped: "dropped", Summary: "summary",
+    TurnStats: "turn_stats", ToolCalled: "tool_call", ToolDone: "tool_result", Notice: "notice", Error: "error", Dropped: "dropped", Summary: "summary",
 }
+
+
+def from_dict(d: dict[str, Any]) -> Event | None:
+    """An event back from its JSON form (a thin client showing a server's session); None for other messages."""
+    from dataclasses import fields
+
+    kind = {name: cls for cls, name in EVENT_NAMES.items()}.get(d.get("type"))  # type: ignore[arg-type]
+    if kind is None:
+        return None
+    if kind is TurnStats:
+        return TurnStats(TurnTiming.from_dict(d.get("latency") or {}), d.get("prompt_tokens"), d.get("completion_tokens"),
+                         bool(d.get("estimated")))
+    names = {f.name for f in fields(kind)}
+    try:
+        return kind(**{k: v for k, v in d.items() if k in names})
+    except TypeError:
+        return None

@@ -22,6 +22,7 @@ from voicechat.voice.timing import TurnTiming
 
 if TYPE_CHECKING:
     from voicechat.session import ChatSession
+    from voicechat.tools.base import ToolEvent
     from voicechat.voice.io import Sink
     from voicechat.voice.listener import UserTurn
     from voicechat.voice.transcriber import Transcriber
@@ -160,7 +161,20 @@ class Responder:
                 if first:
                     self._first_audio_first(reply, stop)
 
-        result = self.conversation.stream_reply(text, on_delta, lambda: reply.cancel.is_set() or stop.is_set())
+        def on_tool(event: "ToolEvent") -> None:
+            if event.phase == "call":
+                self.emit(ev.ToolCalled(event.name, event.arguments))
+            elif event.phase == "slow" and not reply.cancel.is_set():
+                filler = self.cfg.tools.filler.strip()
+                if filler:  # a slow call is covered by a short spoken line
+                    for chunk in chunker.flush():
+                        reply.chunks.put(chunk)
+                    reply.chunks.put(filler)
+            elif event.result is not None:
+                r = event.result
+                self.emit(ev.ToolDone(r.name, r.text, r.error, r.seconds))  # a failure is shown as one line
+
+        result = self.conversation.stream_reply(text, on_delta, lambda: reply.cancel.is_set() or stop.is_set(), on_tool)
         timing.first_token = result.first_token
         if result.error:
             self.emit(ev.Error(result.error))
@@ -184,7 +198,7 @@ class Responder:
                 given_up = given_up or time.monotonic() + 2.0
                 if time.monotonic() > given_up:
                     break  # speech has stopped for good
-        interrupted = result.interrupted or reply.cancel.is_set()
+        interrupted = result.interrupted or reply.cancel.is_set() or self.sink.playback().cut
         heard = self._heard(reply, interrupted, result.text)
         first_sample = self.sink.playback().first_sample_at
         if first_sample is not None:
@@ -198,7 +212,7 @@ class Responder:
         latency = timing.voice_to_voice if timing.voice_to_voice is not None else timing.first_audio
         if latency is not None:
             self.conversation.totals.latencies.append(latency)
-        self.conversation.record(text, heard, usage, interrupted=interrupted, latency=timing.to_dict())
+        self.conversation.record(text, heard, usage, interrupted=interrupted, latency=timing.to_dict(), tools=result.tools)
 
     def _first_audio_first(self, reply: Reply, stop: threading.Event) -> None:
         """Hold the model (a local one shares the CPU with synthesis) until the first chunk sounds.

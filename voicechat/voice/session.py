@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 def incremental(config: "Config", stt: Any) -> bool:
     """Transcribe while the user speaks: the engine can (a class capability) and the config wants it."""
-    return stt is not None and type(stt).incremental and config.turn.incremental and config.turn.detector != "silence"
+    return stt is not None and bool(stt.incremental) and config.turn.incremental and config.turn.detector != "silence"
 
 
 def turn_policy(config: "Config", stt: Any, turn_model: Any) -> TurnPolicy:

@@ -46,6 +46,8 @@ class SmartTurn:
                 ".onnx file, or set turn.audio_model: false"
             )
         import onnxruntime as ort
+        import faster_whisper  # noqa: F401 - the package first: importing only its submodule while another thread imports the
+        # package (the speech-to-text engine, loading at the same time) deadlocks Python's import locks
         from faster_whisper.feature_extractor import FeatureExtractor
 
         opts = ort.SessionOptions()

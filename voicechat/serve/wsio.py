@@ -1,0 +1,186 @@
+"""A voice session's source and sink when the microphone and the speaker are on the client's side.
+
+:class:`PushSource` takes the PCM the client streams up and hands the session fixed frames.
+:class:`ClientSink` sends each synthesized chunk down as it is ready and learns from the client what
+was actually played: the history of an interrupted reply keeps only what the client confirms.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from voicechat.voice.io import RATE, Playback
+
+if TYPE_CHECKING:
+    from voicechat.engines.base import AudioChunk
+
+CONFIRM_WAIT_S = 1.0  # an interrupted reply: how long to wait for the client to say how far it played
+DRAIN_SLACK_S = 2.0  # a finished reply: how long past its audio to wait for the client's "played"
+CUT_SLACK_S = 0.3  # a client that reports this much less than it was sent stopped the reply short
+
+
+class PushSource:
+    """16 kHz mono int16 PCM pushed by a client in any block size, read back in ``frame_ms`` frames.
+
+    At most ``max_buffer_s`` of audio waits; a client that sends faster than the session reads
+    (faster than real time) loses the oldest frames, counted in ``dropped``, never memory.
+    """
+
+    realtime = True
+
+    def __init__(self, frame_ms: int, max_buffer_s: float = 10.0) -> None:
+        self.frame_ms = frame_ms
+        self.frame_bytes = RATE * frame_ms // 1000 * 2
+        self._frames: "queue.Queue[bytes]" = queue.Queue(maxsize=max(1, int(max_buffer_s * 1000 / frame_ms)))
+        self._rest = b""
+        self._ended = threading.Event()
+        self.received = 0  # bytes
+        self.dropped = 0  # frames
+
+    def push(self, data: bytes) -> None:
+        if self._ended.is_set():
+            return
+        self.received += len(data)
+        buf = self._rest + data
+        whole = len(buf) - len(buf) % self.frame_bytes
+        for start in range(0, whole, self.frame_bytes):
+            frame = buf[start:start + self.frame_bytes]
+            while True:
+                try:
+                    self._frames.put_nowait(frame)
+                    break
+                except queue.Full:
+                    try:
+                        self._frames.get_nowait()
+                        self.dropped += 1
+                    except queue.Empty:
+                        pass
+        self._rest = buf[whole:]
+
+    def end(self) -> None:
+        """No more audio will come."""
+        self._ended.set()
+
+    def read(self, timeout: float) -> bytes | None:
+        try:
+            return self._frames.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    @property
+    def exhausted(self) -> bool:
+        return self._ended.is_set() and self._frames.empty()
+
+    def hold(self, held: bool) -> None:
+        pass  # a live microphone does not wait: the listener decides what to ignore
+
+
+@dataclass
+class _Sent:
+    text: str
+    seconds: float
+
+
+class ClientSink:
+    """Reply audio to a client (``send(header, pcm)``), with the client's word on what it played."""
+
+    speaks = True
+    audible = True  # the client plays it aloud: its echo may reach the client's microphone
+
+    def __init__(self, send: Callable[[dict[str, Any], bytes | None], None], closed: threading.Event) -> None:
+        self.send = send
+        self.closed = closed
+        self.reply = 0
+        self._sent: list[_Sent] = []
+        self._first: float | None = None
+        self._stopped = False
+        self._played: float | None = None  # seconds the client confirmed for the current reply
+        self._waited = False
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+
+    def begin(self) -> None:
+        with self._lock:
+            self.reply += 1
+            self._sent, self._first, self._stopped, self._played, self._waited = [], None, False, None, False
+            self._done.clear()
+
+    def play(self, chunk: "AudioChunk") -> None:
+        if self._stopped or self.closed.is_set():
+            return
+        samples = np.clip(np.asarray(chunk.samples, dtype=np.float32).reshape(-1), -1.0, 1.0)
+        pcm = (samples * 32767.0).astype("<i2").tobytes()
+        with self._lock:
+            if self._first is None:
+                self._first = time.perf_counter()
+            self._sent.append(_Sent(chunk.text, len(samples) / chunk.sample_rate))
+        self.send({"type": "audio", "reply": self.reply, "text": chunk.text, "sample_rate": chunk.sample_rate,
+                   "samples": len(samples), "format": "s16le"}, pcm)
+
+    def drain(self) -> None:
+        """Wait until the client says it has played the whole reply (bounded by the reply's length)."""
+        self.send({"type": "audio_end", "reply": self.reply}, None)
+        with self._lock:
+            total = sum(s.seconds for s in self._sent)
+            started = self._first or time.perf_counter()
+        deadline = started + total + DRAIN_SLACK_S
+        while not self._done.wait(0.05):
+            if self._stopped or self.closed.is_set() or time.perf_counter() > deadline:
+                return
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._sent:
+            self.send({"type": "audio_stop", "reply": self.reply}, None)
+
+    def confirm(self, reply: int, seconds: float, done: bool) -> None:
+        """The client's report: ``seconds`` of reply ``reply`` have been played (``done``: it has stopped)."""
+        with self._lock:
+            if reply != self.reply:
+                return
+            self._played = max(0.0, float(seconds))
+            if done:
+                self._done.set()
+
+    def playback(self) -> Playback:
+        if self._stopped and self._sent and not self._done.is_set() and not self._waited:
+            self._done.wait(CONFIRM_WAIT_S)  # the client answers an audio_stop with how far it got
+            self._waited = True
+        with self._lock:
+            total = sum(s.seconds for s in self._sent)
+            if self._played is not None:
+                played = self._played
+            elif not self._stopped:
+                played = total  # a client that never reports: a finished reply counts as played
+            else:  # stopped, and the client said nothing: what real-time playback reached
+                played = time.perf_counter() - self._first if self._first is not None else 0.0
+            cut = self._played is not None and played < total - CUT_SLACK_S
+            return Playback(_heard(self._sent, played), self._first, cut=cut)
+
+
+def _heard(sent: list[_Sent], played: float) -> str:
+    """The text of the chunks played to the end, plus the spoken share of the one cut short."""
+    out: list[str] = []
+    at = 0.0
+    for s in sent:
+        if played >= at + s.seconds - 1e-3:
+            if not out or out[-1] != s.text:
+                out.append(s.text)
+        elif played > at:
+            words = s.text.split()
+            share = " ".join(words[: int(len(words) * (played - at) / s.seconds)])
+            if share:
+                out.append(share)
+            break
+        else:
+            break
+        at += s.seconds
+    return " ".join(t for t in out if t).strip()

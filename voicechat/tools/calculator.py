@@ -1,0 +1,105 @@
+"""A calculator that never evaluates code: the expression is parsed, and only numbers, arithmetic
+operators, a few named functions and constants are walked; anything else is refused."""
+
+from __future__ import annotations
+
+import ast
+import math
+import operator
+from typing import Any, Callable
+
+from voicechat.engines.base import ToolSpec
+from voicechat.tools.base import Tool, ToolError
+
+MAX_CHARS = 200
+MAX_DEPTH = 40
+MAX_INT_BITS = 4096  # bigger integers are refused, not computed
+
+SPEC = ToolSpec(
+    "calculator",
+    "Work out an arithmetic expression exactly. Numbers, + - * / // % ** (or ^), parentheses, "
+    "sqrt, sin, cos, tan, log, log10, exp, abs, round, pi, e.",
+    {"type": "object", "properties": {"expression": {"type": "string", "maxLength": MAX_CHARS, "description": "e.g. (3 + 4) * 2.5"}},
+     "required": ["expression"], "additionalProperties": False},
+)
+
+BINARY: dict[type, Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
+}
+UNARY: dict[type, Callable[[Any], Any]] = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "sqrt": math.sqrt, "sin": math.sin, "cos": math.cos, "tan": math.tan, "log": math.log, "log10": math.log10,
+    "exp": math.exp, "abs": abs, "round": round,
+}
+CONSTANTS = {"pi": math.pi, "e": math.e, "tau": math.tau}
+
+
+def evaluate(expression: str) -> int | float:
+    if len(expression) > MAX_CHARS:
+        raise ToolError(f"the expression is {len(expression)} characters long; at most {MAX_CHARS}")
+    # people write 2^3 for a power (and Python's ^ would bind looser than +)
+    text = expression.replace("×", "*").replace("÷", "/").replace("−", "-").replace("^", "**")
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except (SyntaxError, ValueError):
+        raise ToolError(f"'{expression[:60]}' is not an arithmetic expression") from None
+    try:
+        return _walk(tree.body, 0)
+    except ZeroDivisionError:
+        raise ToolError("division by zero") from None
+    except OverflowError:
+        raise ToolError("the result is too large") from None
+    except (ValueError, TypeError) as e:  # sqrt(-1), log(0), round(1, 2, 3)
+        raise ToolError(f"cannot compute that: {e}") from None
+
+
+def _walk(node: ast.AST, depth: int) -> int | float:
+    if depth > MAX_DEPTH:
+        raise ToolError("the expression is nested too deeply")
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+        return node.value
+    if isinstance(node, ast.UnaryOp) and type(node.op) in UNARY:
+        return UNARY[type(node.op)](_walk(node.operand, depth + 1))
+    if isinstance(node, ast.BinOp) and type(node.op) in BINARY:
+        left, right = _walk(node.left, depth + 1), _walk(node.right, depth + 1)
+        if isinstance(node.op, ast.Pow):
+            _check_power(left, right)
+        return _bounded(BINARY[type(node.op)](left, right))
+    if isinstance(node, ast.Name) and node.id in CONSTANTS:
+        return CONSTANTS[node.id]
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FUNCTIONS and not node.keywords:
+        args = [_walk(a, depth + 1) for a in node.args]
+        return _bounded(FUNCTIONS[node.func.id](*args))
+    what = node.id if isinstance(node, ast.Name) else type(node).__name__
+    raise ToolError(f"'{what}' is not allowed in a calculation; use numbers, operators and {', '.join(FUNCTIONS)}")
+
+
+def _check_power(base: int | float, exponent: int | float) -> None:
+    if isinstance(base, int) and isinstance(exponent, int) and exponent > 0 and abs(base) > 1:
+        if abs(base).bit_length() * exponent > MAX_INT_BITS:
+            raise ToolError("the result is too large")
+
+
+def _bounded(value: Any) -> int | float:
+    if isinstance(value, complex):
+        raise ToolError("the result is not a real number")
+    if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
+        raise ToolError("the result is too large")
+    return value
+
+
+def format_number(value: int | float) -> str:
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return f"{value:.12g}"
+    return str(value)
+
+
+def run(args: dict[str, Any]) -> str:
+    return f"{args['expression']} = {format_number(evaluate(args['expression']))}"
+
+
+def tool() -> Tool:
+    return Tool(SPEC, run)
