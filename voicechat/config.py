@@ -88,7 +88,7 @@ class AudioConfig:
     input_device: str | None = None  # index or case-insensitive name substring
     output_device: str | None = None
     latency: str = "low"  # low | high (PortAudio's suggested latency)
-    aec: bool | None = None  # echo cancellation on a microphone and a loudspeaker (talk --aec); None/false: off
+    aec: bool | None = None  # echo cancellation on a microphone and a loudspeaker; None: on with barge-in
     aec_engine: str = "webrtc"  # webrtc (WebRTC AEC3, package livekit) | speex (package pyaec)
 
 

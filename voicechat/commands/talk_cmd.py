@@ -167,7 +167,7 @@ class Talk:
             from voicechat.voice.echo import SPEAKER_LATENCY_S
 
             device = find_device(self.cfg.audio.output_device, "output")
-            wants_aec = self.cfg.audio.aec is True
+            wants_aec = self._wants_aec()
             latency = SPEAKER_LATENCY_S if wants_aec else self.cfg.audio.latency  # no underruns: they move the echo
             return SpeakerSink(stack.enter_context(Speaker(device, latency=latency, sample_rate=rate)))
         except VoicechatError as e:
@@ -187,18 +187,22 @@ class Talk:
         renderer(ev.Notice(f"asleep until the wake word '{detector.word.replace('_', ' ')}'"))
         return WakeGate(detector, self.cfg.listen.wake_stay_s)
 
+    def _wants_aec(self) -> bool:
+        """On when asked for, or by default with barge-in (the microphone listens while the speaker plays)."""
+        aec = self.cfg.audio.aec
+        return aec is True or (aec is None and self.cfg.listen.barge_in)
+
     def _cancel_echo(self, renderer: Any, source: Any, sink: Any) -> Any:
         """Put the echo canceller between the microphone and the listener, fed by the speaker, when it applies."""
         from voicechat.errors import VoicechatError
         from voicechat.voice import events as ev
         from voicechat.voice.echo import applies, attach
 
-        wanted = self.cfg.audio.aec
         if not applies(source, sink):
-            if wanted:
+            if self.cfg.audio.aec:
                 raise VoicechatError("--aec needs a microphone and a loudspeaker; drop --input/--output, or use --no-aec")
             return source
-        if not wanted:  # off unless asked for: on the test room it still lets the echo cut some replies (bench/echo_rig.py)
+        if not self._wants_aec():
             return source
         cleaned = attach(source, sink, self.cfg.audio.aec_engine)
         renderer(ev.Notice(f"echo cancellation on ({cleaned.canceller.name})"))

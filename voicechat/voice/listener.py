@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from voicechat.voice.transcriber import Transcriber
 
 ECHO_TAIL_S = 0.3  # after playback, the room's echo is not the user
+CHECK_MS = 300  # voiced speech over a reply that is transcribed to tell the user from the assistant's echo
+SUSPECT_S = 0.5  # speech that starts this soon after a reply is checked too (the room's tail)
 
 
 @dataclass
@@ -44,13 +46,15 @@ class UserTurn:
 class Listener:
     def __init__(self, config: "Config", source: "Source", policy: "TurnPolicy", transcriber: "Transcriber", *,
                  emit: Callable[[ev.Event], None], deliver: Callable[[UserTurn], None], set_state: Callable[[str], None],
-                 answering: Callable[[], bool], on_barge_in: Callable[[], None], echo: bool, wake: Any = None) -> None:
+                 answering: Callable[[], bool], on_barge_in: Callable[[], None], echo: bool, wake: Any = None,
+                 said: Callable[[], str] | None = None) -> None:
         self.cfg = config
         self.source, self.policy, self.transcriber = source, policy, transcriber
         self.emit, self.deliver, self.set_state = emit, deliver, set_state
         self.answering, self.on_barge_in = answering, on_barge_in
         self.echo = echo
         self.wake = wake  # a WakeGate: asleep until its word is heard (voicechat.voice.wake)
+        self.said = said  # what the assistant said lately: speech over it is checked against it (voice.self_echo)
         self.mode = config.listen.mode
         self.barge_in = config.listen.barge_in
         self.recording = threading.Event()  # push-to-talk: the key is down
@@ -82,6 +86,8 @@ class Listener:
         quiet_until = 0.0
         since_partial = 0
         barge = False  # speech started over a reply: it stops the reply once listen.barge_in_ms of it is voiced
+        suspect = False  # speech started over a reply (or just after): the user's, or the assistant's echo?
+        last_answer = float("-inf")
         while not stop.is_set():
             frame = self.source.read(0.1)
             if frame is None:
@@ -103,6 +109,8 @@ class Listener:
                     self.deliver(UserTurn("voice", audio=audio, speech_end=now, end_detected=now))
                 continue
             answering = self.answering()
+            if answering:
+                last_answer = now
             if self.wake is not None and not self._awake(frame, now, answering or seg.active):
                 seg.reset()
                 utt = self._close(utt)
@@ -127,6 +135,7 @@ class Listener:
                     since_partial = 0
                     if answering and self.barge_in:
                         barge = True  # once the voice has lasted long enough (below)
+                    suspect = self.said is not None and (answering or now - last_answer < SUSPECT_S)
                     if not self.answering():
                         self.set_state("hearing")
                 elif isinstance(event, Pause) and seg.active:
@@ -140,9 +149,17 @@ class Listener:
                 elif isinstance(event, Dropped):
                     self._dropped(event, utt)
             if not seg.active:
-                barge = False
+                barge = suspect = False
                 continue
-            if barge and seg.voiced * self.cfg.listen.frame_ms >= self.cfg.listen.barge_in_ms:
+            voiced_ms = seg.voiced * self.cfg.listen.frame_ms
+            if suspect and voiced_ms >= max(CHECK_MS, self.cfg.listen.barge_in_ms):
+                suspect = False
+                if self._own_voice(seg):
+                    seg.reset()
+                    utt = self._close(utt)
+                    barge = False
+                    continue
+            if barge and not suspect and voiced_ms >= self.cfg.listen.barge_in_ms:
                 barge = False
                 if self.answering():
                     self.emit(ev.Notice("barge-in: stopping the reply"))
@@ -156,8 +173,27 @@ class Listener:
                 hyp = self._hypothesis(utt, pause_end)
                 need = self.policy.silence_to_end(hyp)
                 if seg.silence_ms >= (self.policy.max_silence_ms if need is None else need):
-                    self._end(seg, utt, now)
+                    if suspect and self._own_voice(seg):  # too short to have been checked yet
+                        seg.reset()
+                        self._close(utt)
+                    else:
+                        self._end(seg, utt, now)
                     utt = None
+                    barge = suspect = False
+
+    def _own_voice(self, seg: Segmenter) -> bool:
+        """Speech over the reply: is it the assistant's own voice coming back (see voice.self_echo)?"""
+        from voicechat.voice.self_echo import is_own_voice
+
+        try:
+            heard = self.transcriber.transcribe(seg.audio())
+        except Exception:  # a failed check must not make the user inaudible
+            return False
+        if is_own_voice(heard, self.said() if self.said else ""):
+            self.emit(ev.Notice(f"not a barge-in: the assistant's own voice ({heard.strip()[:60]!r})" if heard.strip()
+                                else "not a barge-in: no words in it"))
+            return True
+        return False
 
     def _awake(self, frame: bytes, now: float, busy: bool) -> bool:
         """The wake word gate: asleep, frames go to its detector; awake, they go on to the turn taking."""

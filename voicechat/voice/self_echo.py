@@ -1,0 +1,51 @@
+"""Is this speech the user, or the assistant heard back through the room?
+
+The echo canceller removes most of the assistant's voice from the microphone, but not all of it:
+while it re-converges, in loud passages and in the room's tail, a residue reaches the voice
+detector and sounds like speech. Energy alone cannot tell that residue from a user speaking
+softly over the reply. Its words can: the residue's transcript is made of words the assistant has
+just said, while a user who cuts in says something else ("stop", "wait", a new question).
+
+Speech that starts while the assistant talks (or just after) is transcribed once enough of it is
+voiced; it counts as the user's only if enough of its telling words (not "the", "is", "what") were
+not in the reply.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+
+_WORD = re.compile(r"[a-z0-9']+")
+ECHO_SHARE = 0.6  # this share of the heard words found in what the assistant said: its own voice
+# words any two sentences share: they say nothing about who spoke ("what is it in ..." is in every reply)
+COMMON = frozenset("""a an the and or but so if then of in on at to for from by with as is are was were be been am
+it its it's this that these those there here i you he she we they me him her us them my your our their what which who
+whom whose when where why how not no do does did done have has had can could will would shall should may might must
+just very too also up down out over into about than all any some one""".split())
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text.lower().replace("’", "'"))
+
+
+def _known(word: str, said: set[str]) -> bool:
+    if word in said:
+        return True
+    if len(word) < 4:
+        return False
+    return bool(difflib.get_close_matches(word, said, n=1, cutoff=0.75))  # "dragging" heard for "dragon"
+
+
+def is_own_voice(heard: str, said: str) -> bool:
+    """True when ``heard`` (a transcript of speech over the reply) is the assistant's ``said`` text coming back:
+    nothing intelligible, or mostly the reply's own words."""
+    got = words(heard)
+    if not got:
+        return True  # noise or a fragment Whisper found no words in is not someone asking for the floor
+    said_words = set(words(said))
+    if not said_words:
+        return False
+    telling = [w for w in got if w not in COMMON] or got
+    known = sum(_known(w, said_words) for w in telling)
+    return known >= ECHO_SHARE * len(telling)
