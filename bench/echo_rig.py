@@ -137,7 +137,7 @@ def run(replies: int, engine: str, workdir: Path) -> dict:
     t_mic, t_spk = _click_at(raw["mic"], 16000), _click_at(raw["speaker"], 48000)
     raw["mic"][: int(16000 * (t_mic + 0.1))] = 0
     raw["speaker"][: int(48000 * (t_spk + 0.1))] = 0
-    return {"phase_a": phase_a, "stops": stops, "mic": raw["mic"], "speaker": raw["speaker"], "offset": t_spk - t_mic,
+    return {"phase_a": phase_a, "events": list(talk.events), "stops": stops, "mic": raw["mic"], "speaker": raw["speaker"], "offset": t_spk - t_mic,
             "asked_a": min(replies, len(QUESTIONS))}
 
 
@@ -186,6 +186,8 @@ def main() -> None:
         print(f"   first word -> playback stopped: p50 {med(delays):.2f} s, max {max(delays):.2f} s over {len(delays)} "
               f"({', '.join(f'{d:.2f}' for d in delays)})")
     print("   heard as the next turn: " + " | ".join(str(s["asked"]) for s in stops))
+    own = [e["message"] for e in r["events"] if e["type"] == "notice" and e["message"].startswith("not a barge-in")]
+    print(f"speech over a reply judged the assistant's own voice: {len(own)} times" + (f" (e.g. {own[:3]})" if own else ""))
 
 
 if __name__ == "__main__":

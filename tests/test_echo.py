@@ -92,3 +92,19 @@ def test_unknown_canceller_is_a_clear_error():
 
     with pytest.raises(VoicechatError, match="webrtc"):
         make_canceller("nope")
+
+
+def test_speech_over_the_reply_is_told_from_the_reply_by_its_words(hear):
+    """The check behind barge-in on loudspeakers (voice.self_echo): Whisper's transcript of a stretch of the
+    reply heard back through the room is the assistant's own voice; a user cutting in is not, even when most of
+    their words ("what", "is", "the") are also in the reply."""
+    from voicechat.voice.self_echo import OWN, UNSURE, USER, verdict
+
+    for fragment in ("It sits on the river Seine", "known for the Eiffel Tower, its museums"):
+        heard = hear(through_room(speak(fragment), 80, 0.5), 16000)
+        assert verdict(heard, REPLY) == OWN, heard
+    for said in ("Stop. What time is it in Tokyo?", "Wait, what is the capital of Italy?", "Hold on a second."):
+        heard = hear(speak(said), 16000)
+        assert verdict(heard, REPLY) == USER, heard
+    assert verdict("", REPLY) == UNSURE  # no words yet: listen to more of it
+    assert verdict("Stop.", "") == USER

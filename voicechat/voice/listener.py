@@ -18,6 +18,7 @@ import numpy as np
 
 from voicechat.vad import Dropped, Pause, Segmenter, SpeechStarted, Utterance
 from voicechat.voice import events as ev
+from voicechat.voice.self_echo import OWN, USER
 from voicechat.voice.transcriber import UtteranceText
 
 if TYPE_CHECKING:
@@ -87,6 +88,7 @@ class Listener:
         since_partial = 0
         barge = False  # speech started over a reply: it stops the reply once listen.barge_in_ms of it is voiced
         suspect = False  # speech started over a reply (or just after): the user's, or the assistant's echo?
+        check_at = CHECK_MS  # voiced milliseconds at which it is (next) checked
         last_answer = float("-inf")
         while not stop.is_set():
             frame = self.source.read(0.1)
@@ -136,6 +138,7 @@ class Listener:
                     if answering and self.barge_in:
                         barge = True  # once the voice has lasted long enough (below)
                     suspect = self.said is not None and (answering or now - last_answer < SUSPECT_S)
+                    check_at = max(CHECK_MS, self.cfg.listen.barge_in_ms)
                     if not self.answering():
                         self.set_state("hearing")
                 elif isinstance(event, Pause) and seg.active:
@@ -152,13 +155,15 @@ class Listener:
                 barge = suspect = False
                 continue
             voiced_ms = seg.voiced * self.cfg.listen.frame_ms
-            if suspect and voiced_ms >= max(CHECK_MS, self.cfg.listen.barge_in_ms):
-                suspect = False
-                if self._own_voice(seg):
+            if suspect and voiced_ms >= check_at:
+                whose = self._whose(seg)
+                if whose == OWN:
                     seg.reset()
                     utt = self._close(utt)
-                    barge = False
+                    barge = suspect = False
                     continue
+                suspect = whose != USER
+                check_at = voiced_ms + CHECK_MS
             if barge and not suspect and voiced_ms >= self.cfg.listen.barge_in_ms:
                 barge = False
                 if self.answering():
@@ -173,7 +178,7 @@ class Listener:
                 hyp = self._hypothesis(utt, pause_end)
                 need = self.policy.silence_to_end(hyp)
                 if seg.silence_ms >= (self.policy.max_silence_ms if need is None else need):
-                    if suspect and self._own_voice(seg):  # too short to have been checked yet
+                    if suspect and self._whose(seg) != USER:  # not yet told apart: at the end, it must be
                         seg.reset()
                         self._close(utt)
                     else:
@@ -181,19 +186,19 @@ class Listener:
                     utt = None
                     barge = suspect = False
 
-    def _own_voice(self, seg: Segmenter) -> bool:
-        """Speech over the reply: is it the assistant's own voice coming back (see voice.self_echo)?"""
-        from voicechat.voice.self_echo import is_own_voice
+    def _whose(self, seg: Segmenter) -> str:
+        """Speech over the reply: the user's, the assistant's own voice coming back, or not yet known
+        (voice.self_echo)."""
+        from voicechat.voice.self_echo import verdict
 
         try:
             heard = self.transcriber.transcribe(seg.audio())
         except Exception:  # a failed check must not make the user inaudible
-            return False
-        if is_own_voice(heard, self.said() if self.said else ""):
-            self.emit(ev.Notice(f"not a barge-in: the assistant's own voice ({heard.strip()[:60]!r})" if heard.strip()
-                                else "not a barge-in: no words in it"))
-            return True
-        return False
+            return USER
+        whose = verdict(heard, self.said() if self.said else "")
+        if whose == OWN:
+            self.emit(ev.Notice(f"not a barge-in: the assistant's own voice ({heard.strip()[:60]!r})"))
+        return whose
 
     def _awake(self, frame: bytes, now: float, busy: bool) -> bool:
         """The wake word gate: asleep, frames go to its detector; awake, they go on to the turn taking."""

@@ -8,7 +8,8 @@ just said, while a user who cuts in says something else ("stop", "wait", a new q
 
 Speech that starts while the assistant talks (or just after) is transcribed once enough of it is
 voiced; it counts as the user's only if enough of its telling words (not "the", "is", "what") were
-not in the reply.
+not in the reply. Speech with no words in it yet is checked again as it goes on; if it ends without
+any, it was not a turn.
 """
 
 from __future__ import annotations
@@ -37,15 +38,19 @@ def _known(word: str, said: set[str]) -> bool:
     return bool(difflib.get_close_matches(word, said, n=1, cutoff=0.75))  # "dragging" heard for "dragon"
 
 
-def is_own_voice(heard: str, said: str) -> bool:
-    """True when ``heard`` (a transcript of speech over the reply) is the assistant's ``said`` text coming back:
-    nothing intelligible, or mostly the reply's own words."""
+OWN, USER, UNSURE = "own voice", "user", "unsure"
+
+
+def verdict(heard: str, said: str) -> str:
+    """Whose speech is ``heard`` (a transcript of speech over the reply), given the assistant's ``said`` text:
+    OWN when mostly the reply's own telling words come back, USER when they are other words, UNSURE when
+    there are no words yet (noise, or a voice the canceller has suppressed most of: listen to more)."""
     got = words(heard)
     if not got:
-        return True  # noise or a fragment Whisper found no words in is not someone asking for the floor
+        return UNSURE
     said_words = set(words(said))
     if not said_words:
-        return False
+        return USER
     telling = [w for w in got if w not in COMMON] or got
     known = sum(_known(w, said_words) for w in telling)
-    return known >= ECHO_SHARE * len(telling)
+    return OWN if known >= ECHO_SHARE * len(telling) else USER
