@@ -51,7 +51,7 @@ LLM_ENV = {"VOICECHAT_LLM_TEMPERATURE": "0", "VOICECHAT_LLM_MAX_TOKENS": "100"}
 
 class Talk:
     def __init__(self, env: dict) -> None:
-        self.proc = subprocess.Popen([str(BIN / "voicechat"), "talk", "--json", "--no-log", "--barge-in", "--aec", "--system", LONG],
+        self.proc = subprocess.Popen([str(BIN / "voicechat"), "talk", "--json", "--no-log", "--barge-in", "--system", LONG],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         self.events: list[dict] = []
         self.cv = threading.Condition()
@@ -124,7 +124,7 @@ def run(replies: int, engine: str, workdir: Path) -> dict:
             answered = talk.wait(lambda e: e["type"] == "reply", (asked or speaking) + 1, 120) if asked else None
             talk.wait(lambda e: e == {"type": "status", "state": "listening"}, (answered or speaking) + 1, 60)
             window = talk.events[speaking:(asked or len(talk.events))]
-            stops.append({"playing": still, "barge_in": any(e["type"] == "notice" and "barge-in" in e["message"] for e in window),
+            stops.append({"playing": still, "barge_in": any(e["type"] == "notice" and e["message"].startswith("barge-in") for e in window),
                           "asked": talk.events[asked]["text"] if asked else None})
             time.sleep(1.0)
         talk.proc.send_signal(signal.SIGINT)
@@ -186,7 +186,7 @@ def main() -> None:
         print(f"   first word -> playback stopped: p50 {med(delays):.2f} s, max {max(delays):.2f} s over {len(delays)} "
               f"({', '.join(f'{d:.2f}' for d in delays)})")
     print("   heard as the next turn: " + " | ".join(str(s["asked"]) for s in stops))
-    own = [e["message"] for e in r["events"] if e["type"] == "notice" and e["message"].startswith("not a barge-in")]
+    own = [e["message"] for e in r["events"] if e["type"] == "notice" and e["message"].startswith("ignored the assistant")]
     print(f"speech over a reply judged the assistant's own voice: {len(own)} times" + (f" (e.g. {own[:3]})" if own else ""))
 
 

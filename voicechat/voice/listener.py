@@ -197,7 +197,7 @@ class Listener:
             return USER
         whose = verdict(heard, self.said() if self.said else "")
         if whose == OWN:
-            self.emit(ev.Notice(f"not a barge-in: the assistant's own voice ({heard.strip()[:60]!r})"))
+            self.emit(ev.Notice(f"ignored the assistant's own voice ({heard.strip()[:60]!r})"))
         return whose
 
     def _awake(self, frame: bytes, now: float, busy: bool) -> bool:
