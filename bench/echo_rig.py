@@ -60,7 +60,9 @@ class Talk:
     def _read(self) -> None:
         for line in self.proc.stdout:
             with self.cv:
-                self.events.append(json.loads(line))
+                event = json.loads(line)
+                event["_t"] = time.monotonic()  # when it arrived (not part of the session's events)
+                self.events.append(event)
                 self.cv.notify_all()
 
     def wait(self, pred, start: int, timeout: float = 120) -> int | None:
@@ -119,12 +121,16 @@ def run(replies: int, engine: str, workdir: Path) -> dict:
                 break
             time.sleep(1.5)
             still = talk.wait(lambda e: e["type"] == "reply", speaking, 0.01) is None
+            fed = time.monotonic()
             card.feed_mic(np.concatenate([speech(STOPS[i % len(STOPS)]), pad])).wait()
             asked = talk.wait(lambda e: e["type"] == "user", speaking + 1, 60)
             answered = talk.wait(lambda e: e["type"] == "reply", (asked or speaking) + 1, 120) if asked else None
             talk.wait(lambda e: e == {"type": "status", "state": "listening"}, (answered or speaking) + 1, 60)
             window = talk.events[speaking:(asked or len(talk.events))]
-            stops.append({"playing": still, "barge_in": any(e["type"] == "notice" and e["message"].startswith("barge-in") for e in window),
+            notices = [e for e in window if e["type"] == "notice" and e["_t"] >= fed]
+            stopped = [e["_t"] - fed for e in notices if e["message"].startswith("barge-in")]
+            stops.append({"playing": still, "barge_in": bool(stopped), "notice_s": stopped[0] if stopped else None,
+                          "notices": [e["message"] for e in notices],
                           "asked": talk.events[asked]["text"] if asked else None})
             time.sleep(1.0)
         talk.proc.send_signal(signal.SIGINT)
@@ -168,9 +174,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--replies", type=int, default=10)
     ap.add_argument("--engine", default="webrtc")
+    ap.add_argument("--events", type=Path, help="write every event of the run (JSON lines) here")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         r = run(args.replies, args.engine, Path(tmp))
+    if args.events:
+        args.events.write_text("".join(json.dumps(e) + "\n" for e in r["events"]))
     a = r["phase_a"]
     replies_a = [e for e in a if e["type"] == "reply"]
     users_a = [e for e in a if e["type"] == "user"]
@@ -185,6 +194,10 @@ def main() -> None:
     if delays:
         print(f"   first word -> playback stopped: p50 {med(delays):.2f} s, max {max(delays):.2f} s over {len(delays)} "
               f"({', '.join(f'{d:.2f}' for d in delays)})")
+    print("   feeding the user's voice -> barge-in notice (in process): " + ", ".join(
+        f"{s['notice_s']:.2f}" if s["notice_s"] is not None else "-" for s in stops))
+    for s in stops:
+        print("   notices: " + " | ".join(s["notices"]))
     print("   heard as the next turn: " + " | ".join(str(s["asked"]) for s in stops))
     own = [e["message"] for e in r["events"] if e["type"] == "notice" and e["message"].startswith("ignored the assistant")]
     print(f"speech over a reply judged the assistant's own voice: {len(own)} times" + (f" (e.g. {own[:3]})" if own else ""))

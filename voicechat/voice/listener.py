@@ -56,6 +56,7 @@ class Listener:
         self.echo = echo
         self.wake = wake  # a WakeGate: asleep until its word is heard (voicechat.voice.wake)
         self.said = said  # what the assistant said lately: speech over it is checked against it (voice.self_echo)
+        self._heard = ""  # the last check's transcript
         self.mode = config.listen.mode
         self.barge_in = config.listen.barge_in
         self.recording = threading.Event()  # push-to-talk: the key is down
@@ -155,6 +156,8 @@ class Listener:
                 barge = suspect = False
                 continue
             voiced_ms = seg.voiced * self.cfg.listen.frame_ms
+            if not suspect and not barge:
+                self._heard = ""
             if suspect and voiced_ms >= check_at:
                 whose = self._whose(seg)
                 if whose == OWN:
@@ -167,7 +170,7 @@ class Listener:
             if barge and not suspect and voiced_ms >= self.cfg.listen.barge_in_ms:
                 barge = False
                 if self.answering():
-                    self.emit(ev.Notice("barge-in: stopping the reply"))
+                    self.emit(ev.Notice("barge-in: stopping the reply" + (f" (heard {self._heard[:40]!r})" if self._heard else "")))
                     self.on_barge_in()
             if seg.silence_run == 0:
                 since_partial += 1
@@ -196,6 +199,7 @@ class Listener:
         except Exception:  # a failed check must not make the user inaudible
             return USER
         whose = verdict(heard, self.said() if self.said else "")
+        self._heard = heard.strip()
         if whose == OWN:
             self.emit(ev.Notice(f"ignored the assistant's own voice ({heard.strip()[:60]!r})"))
         return whose
