@@ -54,15 +54,15 @@ class Talk:
         self.proc = subprocess.Popen([str(BIN / "voicechat"), "talk", "--json", "--no-log", "--barge-in", "--system", LONG],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         self.events: list[dict] = []
+        self.times: list[float] = []
         self.cv = threading.Condition()
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
         for line in self.proc.stdout:
             with self.cv:
-                event = json.loads(line)
-                event["_t"] = time.monotonic()  # when it arrived (not part of the session's events)
-                self.events.append(event)
+                self.events.append(json.loads(line))
+                self.times.append(time.monotonic())  # when it arrived
                 self.cv.notify_all()
 
     def wait(self, pred, start: int, timeout: float = 120) -> int | None:
@@ -127,10 +127,10 @@ def run(replies: int, engine: str, workdir: Path) -> dict:
             answered = talk.wait(lambda e: e["type"] == "reply", (asked or speaking) + 1, 120) if asked else None
             talk.wait(lambda e: e == {"type": "status", "state": "listening"}, (answered or speaking) + 1, 60)
             window = talk.events[speaking:(asked or len(talk.events))]
-            notices = [e for e in window if e["type"] == "notice" and e["_t"] >= fed]
-            stopped = [e["_t"] - fed for e in notices if e["message"].startswith("barge-in")]
+            notices = [(e, t) for e, t in zip(window, talk.times[speaking:]) if e["type"] == "notice" and t >= fed]
+            stopped = [t - fed for e, t in notices if e["message"].startswith("barge-in")]
             stops.append({"playing": still, "barge_in": bool(stopped), "notice_s": stopped[0] if stopped else None,
-                          "notices": [e["message"] for e in notices],
+                          "notices": [e["message"] for e, _ in notices],
                           "asked": talk.events[asked]["text"] if asked else None})
             time.sleep(1.0)
         talk.proc.send_signal(signal.SIGINT)
