@@ -268,7 +268,7 @@ RANGES: dict[str, tuple] = {
 }
 CHOICES: dict[str, tuple[str, ...]] = {  # listen.mode is checked by talk, which names its --mode option
     "audio.latency": ("low", "high"),
-    "audio.aec_engine": ("webrtc", "speex"),
+    "audio.aec_engine": ("webrtc", "speex", "speex+webrtc"),
     "turn.detector": ("meaning", "silence"),
 }
 
