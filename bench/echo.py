@@ -7,7 +7,10 @@ the far end, a user's question over it):
     the same question with no echo at all (the baseline);
   - CPU seconds per second of audio for each canceller.
 
-    python bench/echo.py [--rooms N]
+    python bench/echo.py [--rooms N] [--warm 2]
+
+The measured reply comes after --warm others in the same room (the canceller has converged, as it
+has in a conversation after the first reply); --warm 0 measures a cold canceller.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import med, speech  # noqa: E402
-from voicechat.voice.echo import cancel, make_canceller  # noqa: E402
+from voicechat.voice.echo import cancel_pair, make_canceller  # noqa: E402
 from voicechat.voice.room import erle_db, through_room, to_pcm  # noqa: E402
 
 REPLIES = [
@@ -35,7 +38,7 @@ QUESTIONS = [
     "Wait, what is the tallest mountain in Europe?",
     "Hold on, how far away is the moon?",
 ]
-OPTIONS = ["webrtc", "speex", "speex+webrtc"]
+OPTIONS = ["dual", "webrtc", "speex", "speex+webrtc"]  # dual: ERLE of its voice detection path (AEC3), WER of its words (speex)
 
 
 def rooms(n: int) -> list[tuple[int, float]]:
@@ -43,7 +46,7 @@ def rooms(n: int) -> list[tuple[int, float]]:
     return [(int(rng.integers(30, 151)), float(rng.uniform(0.3, 1.0))) for _ in range(n)]
 
 
-def offline(n_rooms: int) -> None:
+def offline(n_rooms: int, warm: int) -> None:
     from faster_whisper import WhisperModel
 
     from voicechat import models
@@ -61,9 +64,11 @@ def offline(n_rooms: int) -> None:
     cpu: dict[str, float] = {o: 0.0 for o in OPTIONS}
     seconds = 0.0
     for i, (delay, gain) in enumerate(rooms(n_rooms)):
-        reply, q, text = replies[i % 3], questions[i % 3], QUESTIONS[i % 3]
+        q, text = questions[i % 3], QUESTIONS[i % 3]
+        before = np.concatenate([replies[(i + k) % 3] for k in range(1, 1 + warm)] + [np.zeros(0, dtype=np.float32)])
+        reply = np.concatenate([before, replies[i % 3]])  # earlier replies first: a live canceller has converged
         echo = through_room(reply, delay, gain)
-        at = min(len(reply) - len(q) - 1, 48000)
+        at = len(before) + min(len(reply) - len(before) - len(q) - 1, 48000)
         mic = echo.copy()
         mic[at : at + len(q)] += q
         spoken = slice(at, at + len(q) + 4000)
@@ -73,13 +78,14 @@ def offline(n_rooms: int) -> None:
         for option in OPTIONS:
             canceller = make_canceller(option)
             start = time.process_time()
-            cleaned = cancel(canceller, to_pcm(mic), to_pcm(reply)).astype(np.float32) / 32767
+            cleaned = cancel_pair(canceller, to_pcm(mic), to_pcm(reply))[1].astype(np.float32) / 32767
             cpu[option] += time.process_time() - start
-            only_echo = cancel(make_canceller(option), to_pcm(echo), to_pcm(reply)).astype(np.float32) / 32767
-            erle[option].append(erle_db(echo[16000:], only_echo[16000:]))
+            only_echo = cancel_pair(make_canceller(option), to_pcm(echo), to_pcm(reply))[0].astype(np.float32) / 32767
+            erle[option].append(erle_db(echo[len(before) + 16000 :], only_echo[len(before) + 16000 :]))
             wers[option].append(wer(text, hear(cleaned[spoken])))
         print(f"room {i + 1}: delay {delay} ms, gain {gain:.2f}: " + ", ".join(f"{o} {erle[o][-1]:.1f} dB" for o in OPTIONS), flush=True)
-    print(f"\nsynthetic rooms: {n_rooms} (delay 30-150 ms, gain 0.3-1.0, 60 ms reverb), {seconds:.0f} s of audio")
+    print(f"\nsynthetic rooms: {n_rooms} (delay 30-150 ms, gain 0.3-1.0, 60 ms reverb), {seconds:.0f} s of audio, "
+          f"{warm} replies before the measured one")
     print("ERLE, dB (median / min):")
     for o in OPTIONS:
         print(f"  {o:14s} {med(erle[o]):6.1f} / {min(erle[o]):6.1f}")
@@ -95,8 +101,9 @@ def offline(n_rooms: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rooms", type=int, default=9)
+    ap.add_argument("--warm", type=int, default=2, help="replies the canceller hears before the measured one (0: cold)")
     args = ap.parse_args()
-    offline(args.rooms)
+    offline(args.rooms, args.warm)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ loopback), mixed with the user's voice. Two phases, each over N replies:
      first word to the playback stopping, measured outside the process on one clock (the user's
      voice and the speaker are recorded; a click played into both gives their offset).
 
-    python bench/echo_rig.py [--replies 10] [--engine webrtc|speex]
+    python bench/echo_rig.py [--replies 10] [--engine dual|webrtc|speex|speex+webrtc]
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ LLM_ENV = {"VOICECHAT_LLM_TEMPERATURE": "0", "VOICECHAT_LLM_MAX_TOKENS": "100"}
 class Talk:
     def __init__(self, env: dict) -> None:
         self.proc = subprocess.Popen([str(BIN / "voicechat"), "talk", "--json", "--no-log", "--barge-in", "--system", LONG],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         self.events: list[dict] = []
         self.times: list[float] = []
         self.cv = threading.Condition()
@@ -64,6 +64,12 @@ class Talk:
                 self.events.append(json.loads(line))
                 self.times.append(time.monotonic())  # when it arrived
                 self.cv.notify_all()
+
+    def clear(self) -> None:
+        """/clear: a fresh conversation, so a small model does not copy its earlier replies."""
+        self.proc.stdin.write(b"/clear\n")
+        self.proc.stdin.flush()
+        time.sleep(0.2)
 
     def wait(self, pred, start: int, timeout: float = 120) -> int | None:
         """Index of the first event from `start` on that matches."""
@@ -103,6 +109,7 @@ def run(replies: int, engine: str, workdir: Path) -> dict:
         # A: the assistant talks on its own
         mark = len(talk.events)
         for q in QUESTIONS[:replies]:
+            talk.clear()
             card.feed_mic(np.concatenate([speech(q), pad])).wait()
             got = talk.wait(lambda e: e["type"] == "reply", mark)
             if got is None:
@@ -114,6 +121,7 @@ def run(replies: int, engine: str, workdir: Path) -> dict:
         # B: the user speaks over a long reply
         stops: list[dict] = []
         for i in range(replies):
+            talk.clear()
             start = len(talk.events)
             card.feed_mic(np.concatenate([speech(STORIES[i % len(STORIES)]), pad])).wait()
             speaking = talk.wait(lambda e: e == {"type": "status", "state": "speaking"}, start)
@@ -147,8 +155,9 @@ def run(replies: int, engine: str, workdir: Path) -> dict:
             "asked_a": min(replies, len(QUESTIONS))}
 
 
-def stop_delays(result: dict, replies: int) -> list[float]:
-    """For each stop question (the user's runs in phase B alternate story, stop): user's first word -> speaker silent."""
+def stop_delays(result: dict, replies: int) -> list[tuple[int, float]]:
+    """For each stop question said while the reply still sounded (the user's runs in phase B alternate long
+    question, stop): its index and the time from the user's first word to the speaker falling silent."""
     runs = loud_runs(result["mic"], 16000, min_gap_s=0.8)
     user_b = runs[result["asked_a"]:]
     delays = []
@@ -161,19 +170,19 @@ def stop_delays(result: dict, replies: int) -> list[float]:
             continue
         at = start + result["offset"]  # the user's first word, on the speaker's clock
         i = int(at * 100)
-        if i >= n or not loud[max(0, i - 5) : i + 5].any():
-            continue  # the reply had already ended
+        if i >= n or not loud[i : i + 10].all():
+            continue  # the reply had ended (or was ending) by the user's first word
         j = i
         while j < n and loud[j : j + 30].any():  # until 300 ms of silence begins
             j += 1
-        delays.append(j / 100 - at)
+        delays.append((k, j / 100 - at))
     return delays
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--replies", type=int, default=10)
-    ap.add_argument("--engine", default="webrtc")
+    ap.add_argument("--engine", default="dual")
     ap.add_argument("--events", type=Path, help="write every event of the run (JSON lines) here")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -184,13 +193,17 @@ def main() -> None:
     replies_a = [e for e in a if e["type"] == "reply"]
     users_a = [e for e in a if e["type"] == "user"]
     print(f"engine {args.engine}; room: 80 ms loopback at 80 % volume")
+    paused_a = [e for e in a if e["type"] == "notice" and e["message"].startswith(("went on with the reply", "ignored the assistant"))]
     print(f"A. {r['asked_a']} questions, assistant alone: {len(replies_a)} replies, "
-          f"self-interruptions {sum(1 for e in replies_a if e['interrupted'])}, turns from its own voice {max(0, len(users_a) - r['asked_a'])}")
+          f"self-interruptions {sum(1 for e in replies_a if e['interrupted'])}, turns from its own voice {max(0, len(users_a) - r['asked_a'])}, "
+          f"pauses for its own echo (it went on) {len(paused_a)}")
     stops = r["stops"]
     playing = [s for s in stops if s["playing"]]
-    print(f"B. user over the reply {len(stops)} times ({len(playing)} while it still played): "
-          f"barge-ins detected {sum(1 for s in playing if s['barge_in'])}/{len(playing)}")
-    delays = stop_delays(r, args.replies)
+    over = stop_delays(r, args.replies)
+    sounding = [stops[k] for k, _ in over]
+    print(f"B. user over the reply {len(stops)} times ({len(playing)} before the reply was complete, {len(sounding)} while "
+          f"it was sounding at the user's first word): barge-ins detected {sum(1 for s in sounding if s['barge_in'])}/{len(sounding)}")
+    delays = [d for _, d in over]
     if delays:
         print(f"   first word -> playback stopped: p50 {med(delays):.2f} s, max {max(delays):.2f} s over {len(delays)} "
               f"({', '.join(f'{d:.2f}' for d in delays)})")

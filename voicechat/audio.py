@@ -121,6 +121,7 @@ class Speaker:
 
     BLOCK_S = 0.02
     STALL_S = 0.05
+    HOLD_MAX_S = 5.0  # a hold nobody releases ends by itself
 
     def __init__(
         self, device: int | str | None = None, *, latency: str | float = "low", max_queued: int = 32, sample_rate: int | None = None
@@ -144,6 +145,9 @@ class Speaker:
         self._anchor: float | None = None  # perf_counter() time at which frame 0 sounded
         self._idle = threading.Event()
         self._idle.set()
+        self._held_until = 0.0  # perf_counter() time until which playback is held (see hold())
+        self._recent: list[np.ndarray] = []  # the last blocks written: what the stream's buffer still holds
+        self._dropped = 0  # frames a pause dropped from the buffer when the reply was then stopped
 
     def __enter__(self) -> "Speaker":
         sd()  # fail early when PortAudio is missing
@@ -185,8 +189,18 @@ class Speaker:
         if self.error is not None:
             raise self.error
 
+    def hold(self, on: bool) -> None:
+        """Pause playback at once (``on``), or go on from where it paused. What the device's buffer held is
+        dropped at the pause and played again on resuming; a hold ends by itself after HOLD_MAX_S."""
+        self._held_until = time.perf_counter() + self.HOLD_MAX_S if on else 0.0
+
+    @property
+    def held(self) -> bool:
+        return time.perf_counter() < self._held_until
+
     def stop(self) -> None:
         """Silence now: drop what is queued and abort the stream."""
+        self._held_until = 0.0
         self._stop.set()
         if self.tap is not None:
             self.tap.cut(time.perf_counter())
@@ -200,6 +214,7 @@ class Speaker:
     def reset(self) -> None:
         """After stop(): accept new audio again (the next reply)."""
         self._stop.clear()
+        self._held_until = 0.0
         self.played = Played()
         self.first_audio_at = None
 
@@ -250,7 +265,7 @@ class Speaker:
             except Exception:
                 pass
             self._stream = None
-            self._room, self._frames, self._anchor = 0, 0, None
+            self._room, self._frames, self._anchor, self._recent = 0, 0, None, []
 
     def _run(self) -> None:
         if self._prepare_rate:  # open the device while the first chunk is being synthesized
@@ -311,6 +326,32 @@ class Speaker:
 
         self._resampler = soxr.ResampleStream(self._src_rate, self._rate, 1, dtype="float32")
 
+    def _pause(self) -> bool:
+        """Held: abort the stream (its buffer falls silent now), wait, then restart it and write again what the
+        buffer had not yet played. False when stopped meanwhile (the stream is closed)."""
+        unplayed = max(0, self._room - self._stream.write_available)
+        self._stream.abort()
+        if self.tap is not None:
+            self.tap.cut(time.perf_counter())
+        while self.held and not self._stop.is_set():
+            time.sleep(0.01)
+        if self._stop.is_set():
+            self._stream.close()
+            self._stream = None
+            self._room, self._frames, self._anchor, self._recent = 0, 0, None, []
+            self._dropped = unplayed  # written, but dropped by the pause: never heard
+            return False
+        self._stream.start()
+        self._anchor = None
+        again = np.concatenate(self._recent)[-unplayed:] if unplayed and self._recent else np.zeros(0, dtype=np.float32)
+        self._recent = []
+        for at in range(0, len(again), max(1, int(self._rate * self.BLOCK_S))):  # type: ignore[operator]
+            part = again[at : at + int(self._rate * self.BLOCK_S)]  # type: ignore[operator]
+            if self.tap is not None:
+                self.tap.add(part, self._rate, self._play_time(time.perf_counter(), len(part)))
+            self._stream.write(part.reshape(-1, 1))
+        return True
+
     def _write(self, chunk: "AudioChunk") -> None:
         self._open(chunk.sample_rate)
         samples = np.ascontiguousarray(chunk.samples, dtype=np.float32).reshape(-1)
@@ -326,13 +367,19 @@ class Speaker:
                 self._stream = None
                 self._room, self._frames, self._anchor = 0, 0, None
                 break
+            if self.held and not self._pause():
+                done = max(0, done - self._dropped)
+                self.played.samples = max(0, self.played.samples - self._dropped)
+                break
             part = samples[start : start + block]
             now = time.perf_counter()
             if self.first_audio_at is None:
                 self.first_audio_at = now
+            at = self._play_time(now, len(part))  # (also learns the buffer's size, which a pause needs)
             if self.tap is not None:
-                self.tap.add(part, self._rate, self._play_time(now, len(part)))
+                self.tap.add(part, self._rate, at)
             self._stream.write(part.reshape(-1, 1))
+            self._recent = [*self._recent[-15:], part]
             done += len(part)
             self.played.samples += len(part)
         if total and done >= total:

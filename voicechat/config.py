@@ -89,7 +89,7 @@ class AudioConfig:
     output_device: str | None = None
     latency: str = "low"  # low | high (PortAudio's suggested latency)
     aec: bool | None = None  # echo cancellation on a microphone and a loudspeaker; None: on with barge-in
-    aec_engine: str = "webrtc"  # webrtc (WebRTC AEC3, package livekit) | speex (package pyaec)
+    aec_engine: str = "dual"  # dual (AEC3 for voice detection, speex for the words) | webrtc (AEC3, livekit) | speex (pyaec) | speex+webrtc
 
 
 @dataclass
@@ -268,7 +268,7 @@ RANGES: dict[str, tuple] = {
 }
 CHOICES: dict[str, tuple[str, ...]] = {  # listen.mode is checked by talk, which names its --mode option
     "audio.latency": ("low", "high"),
-    "audio.aec_engine": ("webrtc", "speex", "speex+webrtc"),
+    "audio.aec_engine": ("dual", "webrtc", "speex", "speex+webrtc"),
     "turn.detector": ("meaning", "silence"),
 }
 

@@ -8,8 +8,9 @@ just said, while a user who cuts in says something else ("stop", "wait", a new q
 
 Speech that starts while the assistant talks (or just after) is transcribed once enough of it is
 voiced; it counts as the user's only if enough of its telling words (not "the", "is", "what") were
-not in the reply. Speech with no words in it yet is checked again as it goes on; if it ends without
-any, it was not a turn.
+not in the reply, and as the assistant's own only if at least two of them were. Speech with no
+words in it yet, or only one of the reply's, is checked again as it goes on; if it ends that way,
+it was not a turn.
 """
 
 from __future__ import annotations
@@ -39,12 +40,23 @@ def _known(word: str, said: set[str]) -> bool:
 
 
 OWN, USER, UNSURE = "own voice", "user", "unsure"
+# what people say to cut a speaker short, alone: a short word that stopped as the reply paused is the user's
+# when it is one of these (and not in the reply); other short bursts are taken for the reply's echo
+STOP_WORDS = frozenset("stop wait hold pause enough quiet cancel hang shush".split())
+
+
+def is_stop(heard: str, said: str) -> bool:
+    """A short interjection such as "Stop." or "Hold on", which the reply did not just say."""
+    got = words(heard)
+    said_words = set(words(said))
+    return 0 < len(got) <= 3 and any(w in STOP_WORDS and w not in said_words for w in got)
 
 
 def verdict(heard: str, said: str) -> str:
     """Whose speech is ``heard`` (a transcript of speech over the reply), given the assistant's ``said`` text:
-    OWN when mostly the reply's own telling words come back, USER when they are other words, UNSURE when
-    there are no words yet (noise, or a voice the canceller has suppressed most of: listen to more)."""
+    OWN when mostly the reply's own telling words come back (two at least), USER when they are other words,
+    UNSURE when there are no words yet (noise, or a voice the canceller has suppressed most of) or a single
+    word of the reply's: listen to more."""
     got = words(heard)
     if not got:
         return UNSURE
@@ -53,4 +65,6 @@ def verdict(heard: str, said: str) -> str:
         return USER
     telling = [w for w in got if w not in COMMON] or got
     known = sum(_known(w, said_words) for w in telling)
-    return OWN if known >= ECHO_SHARE * len(telling) else USER
+    if known < ECHO_SHARE * len(telling):
+        return USER
+    return OWN if known >= 2 else UNSURE  # one word of the reply's ("time" in "what time is it") proves nothing yet

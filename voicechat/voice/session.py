@@ -80,7 +80,7 @@ class VoiceSession:
         if source is not None and self.transcriber is not None:
             self.listener = Listener(config, source, self.policy, self.transcriber, emit=self.emit, deliver=self._deliver,
                                      set_state=self._set_state, answering=self._answering, on_barge_in=self.interrupt,
-                                     echo=self.sink.audible, wake=wake,
+                                     on_hold=self.sink.hold, echo=self.sink.audible, wake=wake,
                                      said=self.speech.said if config.listen.barge_in and self.sink.audible else None)
 
     # events ------------------------------------------------------------------------------
