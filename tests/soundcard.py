@@ -134,15 +134,31 @@ set-default-source vc_micfeed.monitor
 """
 
 
-class PulseCard(_Environment):
-    """A private PulseAudio server; PortAudio reaches it through ALSA's pulse plugin (device "pulse")."""
+ROOM_CONF = """
+load-module module-native-protocol-unix auth-anonymous=1
+load-module module-null-sink sink_name=vc_speaker rate=48000 channels=1 sink_properties=device.description=vc_speaker
+load-module module-null-sink sink_name=vc_micfeed rate=16000 channels=1 sink_properties=device.description=vc_micfeed
+load-module module-null-sink sink_name=vc_room rate=16000 channels=1 sink_properties=device.description=vc_room
+load-module module-loopback source=vc_speaker.monitor sink=vc_room latency_msec=%(delay)d sink_input_properties=media.name=vc_echo
+load-module module-loopback source=vc_micfeed.monitor sink=vc_room latency_msec=20 sink_input_properties=media.name=vc_voice
+set-default-sink vc_speaker
+set-default-source vc_room.monitor
+"""
 
-    def __init__(self, directory: Path) -> None:
+
+class PulseCard(_Environment):
+    """A private PulseAudio server; PortAudio reaches it through ALSA's pulse plugin (device "pulse").
+
+    With ``room_ms``, a room: what the speaker plays reaches the microphone ``room_ms`` later at
+    ``room_volume`` (a loopback), mixed with what ``feed_mic`` plays (the user's voice)."""
+
+    def __init__(self, directory: Path, *, room_ms: int | None = None, room_volume: float = 1.0) -> None:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.runtime = self.dir / "run"
         self.runtime.mkdir(mode=0o700, exist_ok=True)
-        (self.dir / "default.pa").write_text(PULSE_CONF)
+        self.room_ms, self.room_volume = room_ms, room_volume
+        (self.dir / "default.pa").write_text(PULSE_CONF if room_ms is None else ROOM_CONF % {"delay": room_ms})
         self.proc: subprocess.Popen | None = None
         self._rec: subprocess.Popen | None = None
 
@@ -178,8 +194,20 @@ class PulseCard(_Environment):
         else:
             self.__exit__()
             raise RuntimeError("PulseAudio did not start")
+        if self.room_ms is not None and self.room_volume != 1.0:
+            self._set_echo_volume()
         self._apply_env()
         return self
+
+    def _set_echo_volume(self) -> None:
+        listing = subprocess.run(["pactl", "list", "sink-inputs"], env=self._run_env(), capture_output=True, text=True).stdout
+        for block in listing.split("Sink Input #")[1:]:
+            if "vc_echo" in block:
+                index = block.split()[0]
+                subprocess.run(["pactl", "set-sink-input-volume", index, f"{int(self.room_volume * 65536)}"],
+                               env=self._run_env(), check=True)
+                return
+        raise RuntimeError(f"the room's echo loopback is missing: {listing}")
 
     def __exit__(self, *exc: object) -> None:
         self.stop_recording()

@@ -252,3 +252,54 @@ def test_device_vanishing_mid_stream_is_one_line(tmp_path):
         err = proc.stderr.read().decode()
         assert proc.wait(30) != 0
     assert_one_line_error(err, "device")
+
+
+def test_speaker_hold_pauses_at_once_and_goes_on_without_losing_audio(tmp_path):
+    """hold(True) silences the speaker now (the device's buffer is dropped, not played out), hold(False) goes on
+    where it stopped: the play times the speaker reports (what an echo canceller hears of it) jump by the pause,
+    the drop is reported, and the tone is heard whole but for what the sound server itself had buffered."""
+    import time
+
+    from tests.soundcard import PulseCard
+    from voicechat.audio import Speaker
+    from voicechat.engines.base import AudioChunk
+
+    class Tap:  # the interface an echo canceller's far end has
+        def __init__(self) -> None:
+            self.blocks: list[tuple[float, int]] = []
+            self.cuts: list[float] = []
+
+        def add(self, samples: np.ndarray, rate: int, play_time: float) -> None:
+            self.blocks.append((play_time, len(samples)))
+
+        def cut(self, at: float) -> None:
+            self.cuts.append(at)
+
+    if not PulseCard.available():
+        pytest.fail("PulseAudio is required for this test (scripts/setup.sh test installs it)")
+    rate = 24000
+    tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(rate * 3) / rate).astype(np.float32)
+    tap = Tap()
+    with PulseCard(tmp_path / "pulse") as pulse:
+        pulse.start_recording()
+        with Speaker("pulse", latency=0.1, sample_rate=rate) as speaker:
+            speaker.tap = tap
+            speaker.play(AudioChunk(tone, rate, "a three second tone"))
+            time.sleep(1.0)
+            speaker.hold(True)
+            held_at = time.perf_counter()
+            assert speaker.held
+            time.sleep(1.0)
+            speaker.hold(False)
+            speaker.drain()
+        time.sleep(0.5)
+        heard = pulse.stop_recording()
+    assert len(tap.cuts) == 1 and held_at <= tap.cuts[0] < held_at + 0.5
+    late = [b[0] - a[0] - a[1] / rate for a, b in zip(tap.blocks, tap.blocks[1:])]
+    assert max(late) >= 0.9, "playback did not pause"
+    assert sum(n for _, n in tap.blocks) >= len(tone), "the pause lost audio"
+    hop = 480  # 10 ms at 48 kHz
+    n = len(heard) // hop
+    loud = int((np.sqrt(np.mean(heard[: n * hop].reshape(n, hop) ** 2, axis=1)) > 0.05).sum())
+    assert 270 <= loud <= 310, f"{loud} loud 10 ms blocks; the tone has 300"
+    assert speaker.played.texts == ["a three second tone"]

@@ -145,7 +145,7 @@ def test_barge_in_stops_playback_and_truncates_the_logged_reply(tmp_path, questi
         talk.wait_for(lambda e: e["type"] == "status" and e["state"] == "speaking")
         time.sleep(1.0)
         card.feed_mic(np.concatenate([speak("Stop, wait a moment."), silence(1.0)])).wait()
-        talk.wait_for(lambda e: e["type"] == "notice" and "barge-in" in e["message"])
+        talk.wait_for(lambda e: e["type"] == "notice" and e["message"].startswith("barge-in"))
         first_reply = talk.wait_for(lambda e: e["type"] == "reply")
         talk.wait_for(lambda e: e["type"] == "user", after=first_reply)
         talk.wait_for(lambda e: e["type"] == "reply", after=first_reply, timeout=180)

@@ -159,6 +159,7 @@ class RecordingSink:
         self._partial = ""
         self._first: float | None = None
         self.playing = threading.Event()
+        self.holds: list[bool] = []
 
     def begin(self) -> None:
         self._stop.clear()
@@ -184,6 +185,9 @@ class RecordingSink:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def hold(self, on: bool) -> None:
+        self.holds.append(on)
 
     def playback(self) -> Playback:
         return Playback(" ".join([*self._texts, self._partial]).strip(), self._first)

@@ -120,9 +120,11 @@ class Speaker:
     """
 
     BLOCK_S = 0.02
+    STALL_S = 0.05
+    HOLD_MAX_S = 5.0  # a hold nobody releases ends by itself
 
     def __init__(
-        self, device: int | str | None = None, *, latency: str = "low", max_queued: int = 32, sample_rate: int | None = None
+        self, device: int | str | None = None, *, latency: str | float = "low", max_queued: int = 32, sample_rate: int | None = None
     ) -> None:
         self._prepare_rate = sample_rate  # open the stream up front at this rate, so the first chunk plays at once
         self.device = device if isinstance(device, int) or device is None else find_device(device, "output")
@@ -137,8 +139,15 @@ class Speaker:
         self.error: VoicechatError | None = None
         self.first_audio_at: float | None = None
         self.played = Played()
+        self.tap: Any = None  # an echo canceller's far end: tap.add(samples, rate, play_time), tap.cut(time)
+        self._room = 0  # the output stream's buffer size in frames (the most free space seen)
+        self._frames = 0  # frames written to the stream
+        self._anchor: float | None = None  # perf_counter() time at which frame 0 sounded
         self._idle = threading.Event()
         self._idle.set()
+        self._held_until = 0.0  # perf_counter() time until which playback is held (see hold())
+        self._recent: list[np.ndarray] = []  # the last blocks written: what the stream's buffer still holds
+        self._dropped = 0  # frames a pause dropped from the buffer when the reply was then stopped
 
     def __enter__(self) -> "Speaker":
         sd()  # fail early when PortAudio is missing
@@ -180,9 +189,21 @@ class Speaker:
         if self.error is not None:
             raise self.error
 
+    def hold(self, on: bool) -> None:
+        """Pause playback at once (``on``), or go on from where it paused. What the device's buffer held is
+        dropped at the pause and played again on resuming; a hold ends by itself after HOLD_MAX_S."""
+        self._held_until = time.perf_counter() + self.HOLD_MAX_S if on else 0.0
+
+    @property
+    def held(self) -> bool:
+        return time.perf_counter() < self._held_until
+
     def stop(self) -> None:
         """Silence now: drop what is queued and abort the stream."""
+        self._held_until = 0.0
         self._stop.set()
+        if self.tap is not None:
+            self.tap.cut(time.perf_counter())
         while True:
             try:
                 self._queue.get_nowait()
@@ -193,6 +214,7 @@ class Speaker:
     def reset(self) -> None:
         """After stop(): accept new audio again (the next reply)."""
         self._stop.clear()
+        self._held_until = 0.0
         self.played = Played()
         self.first_audio_at = None
 
@@ -243,6 +265,7 @@ class Speaker:
             except Exception:
                 pass
             self._stream = None
+            self._room, self._frames, self._anchor, self._recent = 0, 0, None, []
 
     def _run(self) -> None:
         if self._prepare_rate:  # open the device while the first chunk is being synthesized
@@ -270,6 +293,25 @@ class Speaker:
                 self.error = VoicechatError(f"output device stopped during playback: {e}; check `voicechat devices`")
                 self._idle.set()
 
+    def _play_time(self, now: float, n: int) -> float:
+        """When a block of n frames written now will sound. Each write gives a bound, ``now`` + what the stream
+        still holds (its buffer's size, learnt as the most free space seen, less the free space now) + the
+        device's latency; the bounds come late, never early, so the earliest offset from the frame count is
+        kept (creeping 1 ms/s to follow a slow clock); an empty buffer (an underrun) or a bound far later (a stall)
+        starts afresh."""
+        free = self._stream.write_available
+        if free >= self._room:
+            self._room, self._anchor = free, None  # the buffer ran dry: playback restarts from now
+        estimate = now + (self._room - free) / self._rate  # type: ignore[operator]
+        offset = estimate - self._frames / self._rate  # type: ignore[operator]
+        if self._anchor is None or offset > self._anchor + self.STALL_S:  # (a stall: the stream started late, or stopped)
+            self._anchor = offset
+        else:
+            self._anchor = min(offset, self._anchor + n / self._rate / 1000)  # type: ignore[operator]
+        at = self._anchor + self._frames / self._rate  # type: ignore[operator]
+        self._frames += n
+        return at
+
     def _flush(self) -> None:
         """Play the resampler's held-back tail at the end of a burst of chunks."""
         if self._resampler is None or self._stream is None or self._stop.is_set():
@@ -284,6 +326,32 @@ class Speaker:
 
         self._resampler = soxr.ResampleStream(self._src_rate, self._rate, 1, dtype="float32")
 
+    def _pause(self) -> bool:
+        """Held: abort the stream (its buffer falls silent now), wait, then restart it and write again what the
+        buffer had not yet played. False when stopped meanwhile (the stream is closed)."""
+        unplayed = max(0, self._room - self._stream.write_available)
+        self._stream.abort()
+        if self.tap is not None:
+            self.tap.cut(time.perf_counter())
+        while self.held and not self._stop.is_set():
+            time.sleep(0.01)
+        if self._stop.is_set():
+            self._stream.close()
+            self._stream = None
+            self._room, self._frames, self._anchor, self._recent = 0, 0, None, []
+            self._dropped = unplayed  # written, but dropped by the pause: never heard
+            return False
+        self._stream.start()
+        self._anchor = None
+        again = np.concatenate(self._recent)[-unplayed:] if unplayed and self._recent else np.zeros(0, dtype=np.float32)
+        self._recent = []
+        for at in range(0, len(again), max(1, int(self._rate * self.BLOCK_S))):  # type: ignore[operator]
+            part = again[at : at + int(self._rate * self.BLOCK_S)]  # type: ignore[operator]
+            if self.tap is not None:
+                self.tap.add(part, self._rate, self._play_time(time.perf_counter(), len(part)))
+            self._stream.write(part.reshape(-1, 1))
+        return True
+
     def _write(self, chunk: "AudioChunk") -> None:
         self._open(chunk.sample_rate)
         samples = np.ascontiguousarray(chunk.samples, dtype=np.float32).reshape(-1)
@@ -297,11 +365,21 @@ class Speaker:
                 self._stream.abort()
                 self._stream.close()
                 self._stream = None
+                self._room, self._frames, self._anchor = 0, 0, None
+                break
+            if self.held and not self._pause():
+                done = max(0, done - self._dropped)
+                self.played.samples = max(0, self.played.samples - self._dropped)
                 break
             part = samples[start : start + block]
+            now = time.perf_counter()
             if self.first_audio_at is None:
-                self.first_audio_at = time.perf_counter()
+                self.first_audio_at = now
+            at = self._play_time(now, len(part))  # (also learns the buffer's size, which a pause needs)
+            if self.tap is not None:
+                self.tap.add(part, self._rate, at)
             self._stream.write(part.reshape(-1, 1))
+            self._recent = [*self._recent[-15:], part]
             done += len(part)
             self.played.samples += len(part)
         if total and done >= total:
@@ -321,6 +399,8 @@ class Microphone:
         self._queue: queue.Queue = queue.Queue(maxsize=1000)
         self._stream: Any = None
         self.overflows = 0
+        self._count = 0  # samples captured so far
+        self._anchor: float | None = None
 
     def __enter__(self) -> "Microphone":
         lib = sd()
@@ -331,7 +411,7 @@ class Microphone:
             if status.input_overflow:
                 self.overflows += 1
             try:
-                self._queue.put_nowait(bytes(indata))
+                self._queue.put_nowait((bytes(indata), self._captured(time.perf_counter(), time_info, frames)))
             except queue.Full:
                 self.overflows += 1
 
@@ -356,10 +436,33 @@ class Microphone:
 
     def read(self, timeout: float = 0.5) -> bytes | None:
         """One frame of int16 bytes, or None if none arrived within timeout."""
+        got = self.read_timed(timeout)
+        return None if got is None else got[0]
+
+    def read_timed(self, timeout: float = 0.5) -> tuple[bytes, float] | None:
+        """One frame and the perf_counter() time its first sample was captured, or None."""
         try:
             return self._queue.get(timeout=timeout)
         except queue.Empty:
             return None
+
+    def _captured(self, now: float, time_info: Any, frames: int) -> float:
+        """The capture time of a block's first sample. Callbacks come late, never early: the frame count
+        gives a steady timeline, anchored at the earliest arrival seen (creeping 1 ms/s to follow a slow clock)."""
+        lag = frames / MIC_RATE
+        try:  # PortAudio's own stamps, when the host API gives sane ones
+            adc = time_info.currentTime - time_info.inputBufferAdcTime
+            if 0 < adc < 1:
+                lag = adc
+        except Exception:
+            pass
+        if lag == frames / MIC_RATE and self._stream is not None:
+            lag += float(self._stream.latency)
+        offset = now - lag - self._count / MIC_RATE
+        self._anchor = offset if self._anchor is None else min(offset, self._anchor + frames / MIC_RATE / 1000)
+        at = self._anchor + self._count / MIC_RATE
+        self._count += frames
+        return at
 
     def frames(self, stop: threading.Event) -> Iterator[bytes]:
         while not stop.is_set():

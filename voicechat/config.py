@@ -88,6 +88,8 @@ class AudioConfig:
     input_device: str | None = None  # index or case-insensitive name substring
     output_device: str | None = None
     latency: str = "low"  # low | high (PortAudio's suggested latency)
+    aec: bool | None = None  # echo cancellation on a microphone and a loudspeaker; None: on with barge-in
+    aec_engine: str = "dual"  # dual (AEC3 for voice detection, speex for the words) | webrtc (AEC3, livekit) | speex (pyaec) | speex+webrtc
 
 
 @dataclass
@@ -102,6 +104,10 @@ class ListenConfig:
     max_utterance_s: float = 30.0
     min_speech_ms: int = 250
     barge_in: bool = False
+    barge_in_ms: int = 0  # voiced speech over a reply before it stops; 0: at once (when speech is first detected)
+    wake: str | None = None  # a wake word (talk --wake): alexa, hey_jarvis, hey_mycroft, hey_rhasspy, okay_nabu
+    wake_stay_s: float = 0.0  # awake this long after the last turn; 0: one request per wake word
+    wake_threshold: float = 0.5  # the wake word model's probability that counts as heard
 
 
 @dataclass
@@ -226,6 +232,9 @@ RANGES: dict[str, tuple] = {
     "listen.end_silence_ms": (10, 60_000),
     "listen.max_utterance_s": (0.5, 3600.0),
     "listen.min_speech_ms": (0, 60_000),
+    "listen.wake_stay_s": (0.0, 86_400.0),
+    "listen.barge_in_ms": (0, 10_000),
+    "listen.wake_threshold": (0.01, 1.0),
     "turn.model_threshold": (0.0, 1.0),
     "turn.pause_ms": (30, 10_000),
     "turn.fast_end_ms": (30, 60_000),
@@ -259,6 +268,7 @@ RANGES: dict[str, tuple] = {
 }
 CHOICES: dict[str, tuple[str, ...]] = {  # listen.mode is checked by talk, which names its --mode option
     "audio.latency": ("low", "high"),
+    "audio.aec_engine": ("dual", "webrtc", "speex", "speex+webrtc"),
     "turn.detector": ("meaning", "silence"),
 }
 

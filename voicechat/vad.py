@@ -94,11 +94,13 @@ class Segmenter:
             return False
         return self.vad.is_speech(frame, RATE)
 
-    def push(self, frame: bytes) -> list[SpeechStarted | Pause | Utterance | Dropped]:
+    def push(self, frame: bytes, detect: bytes | None = None) -> list[SpeechStarted | Pause | Utterance | Dropped]:
+        """One frame in; ``detect``, when given, is the same moment as voice detection should judge it (an echo
+        canceller's more suppressed output) while ``frame`` is what is kept."""
         if len(frame) != self.frame_bytes:
             raise ValueError(f"frame of {len(frame)} bytes; expected {self.frame_bytes}")
         self.index += 1
-        voiced = self.is_voiced(frame)
+        voiced = self.is_voiced(frame if detect is None else detect)
         events: list[SpeechStarted | Pause | Utterance | Dropped] = []
         if not self.active:
             self.history.append((frame, voiced))

@@ -29,7 +29,9 @@ def talk(
     voice: Annotated[Optional[str], typer.Option("--voice", help="TTS voice.", rich_help_panel=ENGINES)] = None,
     system: Annotated[Optional[str], typer.Option("--system", help="System prompt.", rich_help_panel=ENGINES)] = None,
     mode: Annotated[Optional[str], typer.Option("--mode", help="vad (voice activity) or ptt (push-to-talk, space bar).", rich_help_panel=AUDIO)] = None,
-    barge_in: Annotated[Optional[bool], typer.Option("--barge-in/--no-barge-in", help="Speaking over the assistant stops it (use headphones).", rich_help_panel=AUDIO)] = None,
+    barge_in: Annotated[Optional[bool], typer.Option("--barge-in/--no-barge-in", help="Speaking over the assistant stops it.", rich_help_panel=AUDIO)] = None,
+    aec: Annotated[Optional[bool], typer.Option("--aec/--no-aec", help="Echo cancellation: the assistant's voice from the speaker is removed from the microphone (for --barge-in on loudspeakers).", rich_help_panel=AUDIO)] = None,
+    wake: Annotated[Optional[str], typer.Option("--wake", help="Sleep until this wake word: alexa, hey_jarvis, hey_mycroft, hey_rhasspy, okay_nabu.", rich_help_panel=AUDIO)] = None,
     input_device: Annotated[Optional[str], typer.Option("--input-device", help="Microphone: index or name part.", rich_help_panel=AUDIO)] = None,
     output_device: Annotated[Optional[str], typer.Option("--output-device", help="Speaker: index or name part.", rich_help_panel=AUDIO)] = None,
     input_file: Annotated[Optional[Path], typer.Option("--input", help="Use an audio file as the microphone.", rich_help_panel=AUDIO)] = None,
@@ -54,8 +56,8 @@ def talk(
     cfg = load_config({
         "stt.engine": stt, "llm.engine": llm, "tts.engine": tts, "stt.model": stt_model, "llm.model": llm_model,
         "tts.voice": voice, "llm.system_prompt": system, "listen.mode": mode, "listen.barge_in": barge_in,
-        "audio.input_device": input_device, "audio.output_device": output_device, "serve.api_key": api_key,
-        "tools.enabled": tools,
+        "audio.input_device": input_device, "audio.output_device": output_device, "audio.aec": aec,
+        "listen.wake": wake, "serve.api_key": api_key, "tools.enabled": tools,
     })
     if server is not None:
         engine_options = {"--stt": stt, "--llm": llm, "--tts": tts, "--stt-model": stt_model, "--llm-model": llm_model,
@@ -73,6 +75,12 @@ def talk(
         raise VoicechatError(f"--mode is '{cfg.listen.mode}'; use vad or ptt")
     if cfg.listen.mode == "ptt" and not sys.stdin.isatty():
         raise VoicechatError("push-to-talk needs a terminal for the space bar; use --mode vad")
+    if cfg.listen.wake is not None:
+        from voicechat.voice.wake import word_name
+
+        cfg.listen.wake = word_name(cfg.listen.wake)
+        if cfg.listen.mode != "vad":
+            raise VoicechatError("--wake works with --mode vad")
     if fast and input_file is None:
         raise VoicechatError("--fast applies to --input FILE only")
     if output_file is not None:
@@ -156,13 +164,49 @@ class Talk:
 
             return FileSink(stack.enter_context(AudioFileWriter(self.output_file)))
         try:
+            from voicechat.voice.echo import SPEAKER_LATENCY_S
+
             device = find_device(self.cfg.audio.output_device, "output")
-            return SpeakerSink(stack.enter_context(Speaker(device, latency=self.cfg.audio.latency, sample_rate=rate)))
+            wants_aec = self._wants_aec()
+            latency = SPEAKER_LATENCY_S if wants_aec else self.cfg.audio.latency  # no underruns: they move the echo
+            return SpeakerSink(stack.enter_context(Speaker(device, latency=latency, sample_rate=rate)))
         except VoicechatError as e:
             if self.cfg.audio.output_device is not None:
                 raise
             renderer(ev.Notice(f"no speaker ({e}); replies are printed only (use --output FILE to save them)"))
             return TextSink()
+
+    def _wake_gate(self, renderer: Any, stack: Any) -> Any:
+        if self.cfg.listen.wake is None:
+            return None
+        from voicechat.voice import events as ev
+        from voicechat.voice.wake import WakeGate, WakeWord
+
+        detector = WakeWord(self.cfg.listen.wake, self.cfg.listen.wake_threshold)
+        stack.callback(detector.close)
+        renderer(ev.Notice(f"asleep until the wake word '{detector.word.replace('_', ' ')}'"))
+        return WakeGate(detector, self.cfg.listen.wake_stay_s)
+
+    def _wants_aec(self) -> bool:
+        """On when asked for, or by default with barge-in (the microphone listens while the speaker plays)."""
+        aec = self.cfg.audio.aec
+        return aec is True or (aec is None and self.cfg.listen.barge_in)
+
+    def _cancel_echo(self, renderer: Any, source: Any, sink: Any) -> Any:
+        """Put the echo canceller between the microphone and the listener, fed by the speaker, when it applies."""
+        from voicechat.errors import VoicechatError
+        from voicechat.voice import events as ev
+        from voicechat.voice.echo import applies, attach
+
+        if not applies(source, sink):
+            if self.cfg.audio.aec:
+                raise VoicechatError("--aec needs a microphone and a loudspeaker; drop --input/--output, or use --no-aec")
+            return source
+        if not self._wants_aec():
+            return source
+        cleaned = attach(source, sink, self.cfg.audio.aec_engine)
+        renderer(ev.Notice(f"echo cancellation on ({cleaned.canceller.name})"))
+        return cleaned
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
         self.interrupts += 1
@@ -219,8 +263,10 @@ class Talk:
                     if source is None:
                         cfg.listen.mode = "vad"
                     sink = self._open_sink(renderer, stack, getattr(tts, "sample_rate", None))
+                    source = self._cancel_echo(renderer, source, sink)
+                    wake_gate = self._wake_gate(renderer, stack) if source is not None else None
                     session = VoiceSession(cfg, conversation=chat, stt=stt, tts=tts, source=source, sink=sink, turn_model=turn_model,
-                                           ptt_key=sys.stdin.isatty())
+                                           ptt_key=sys.stdin.isatty(), wake=wake_gate)
                 session.subscribe(renderer)
                 session.warm_up()
 

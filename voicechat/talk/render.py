@@ -19,6 +19,7 @@ STATE_STYLE = {
     "recording": ("bold red", "● recording (space to stop)"),
     "idle": ("dim", "○ type a message"),
     "starting": ("dim", "◌ loading the models"),
+    "asleep": ("dim", "☾ asleep (say the wake word)"),
 }
 
 

@@ -16,7 +16,7 @@ class Event:
 
 @dataclass
 class Status(Event):
-    state: str  # listening | hearing | thinking | speaking | recording | idle
+    state: str  # listening | hearing | thinking | speaking | recording | idle | asleep (waiting for the wake word)
 
 
 @dataclass

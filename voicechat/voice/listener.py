@@ -5,6 +5,11 @@ It runs the voice activity detector, asks the transcriber for the transcript at 
 policy how much silence ends the turn given what is known at that moment. In push-to-talk
 mode the key decides instead. While the assistant answers (without barge-in) it ignores the
 microphone, plus an echo tail when the sink is a real loudspeaker.
+
+With barge-in on a loudspeaker, speech over the reply pauses it at once (as a person stops when
+someone starts to talk). The assistant's own voice coming back through the room stops with it; a
+user's voice goes on in the quiet, and then stops the reply, unless its words are the reply's own
+(voice.self_echo). Speech that stopped with the pause lets the reply go on where it paused.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import numpy as np
 
 from voicechat.vad import Dropped, Pause, Segmenter, SpeechStarted, Utterance
 from voicechat.voice import events as ev
+from voicechat.voice.self_echo import OWN, USER
 from voicechat.voice.transcriber import UtteranceText
 
 if TYPE_CHECKING:
@@ -27,6 +33,11 @@ if TYPE_CHECKING:
     from voicechat.voice.transcriber import Transcriber
 
 ECHO_TAIL_S = 0.3  # after playback, the room's echo is not the user
+CHECK_MS = 300  # voiced speech over a reply that is transcribed to tell the user from the assistant's echo
+SUSPECT_S = 0.5  # speech that starts this soon after a reply is checked too (the room's tail)
+ECHO_GONE_S = 0.25  # a reply paused this long ago no longer reaches the microphone (device buffers, the room)
+AFTER_MS = 150  # voiced speech after that: someone is talking, not the reply's echo
+RESUME_SILENCE_MS = 300  # a paused reply goes on when the speech over it stopped with it (silence this long)
 
 
 @dataclass
@@ -44,12 +55,18 @@ class UserTurn:
 class Listener:
     def __init__(self, config: "Config", source: "Source", policy: "TurnPolicy", transcriber: "Transcriber", *,
                  emit: Callable[[ev.Event], None], deliver: Callable[[UserTurn], None], set_state: Callable[[str], None],
-                 answering: Callable[[], bool], on_barge_in: Callable[[], None], echo: bool) -> None:
+                 answering: Callable[[], bool], on_barge_in: Callable[[], None], echo: bool, wake: Any = None,
+                 said: Callable[[], str] | None = None, on_hold: Callable[[bool], None] | None = None) -> None:
         self.cfg = config
         self.source, self.policy, self.transcriber = source, policy, transcriber
         self.emit, self.deliver, self.set_state = emit, deliver, set_state
         self.answering, self.on_barge_in = answering, on_barge_in
         self.echo = echo
+        self.wake = wake  # a WakeGate: asleep until its word is heard (voicechat.voice.wake)
+        self.said = said  # what the assistant said lately: speech over it is checked against it (voice.self_echo)
+        self.on_hold = on_hold  # pause the reply (True) while speech over it is checked, or let it go on (False)
+        self._held = False
+        self._heard = ""  # the last check's transcript
         self.mode = config.listen.mode
         self.barge_in = config.listen.barge_in
         self.recording = threading.Event()  # push-to-talk: the key is down
@@ -73,6 +90,20 @@ class Listener:
 
     def run(self, stop: threading.Event) -> None:
         self._stop = stop
+        try:
+            self._run(stop)
+        finally:
+            self._hold(False)
+
+    def _hold(self, on: bool, why: str = "") -> None:
+        if on == self._held or self.on_hold is None:
+            return
+        self._held = on
+        self.on_hold(on)
+        if not on and why:
+            self.emit(ev.Notice(f"went on with the reply ({why})"))
+
+    def _run(self, stop: threading.Event) -> None:
         turn = self.cfg.turn
         seg = Segmenter(self.cfg.listen, pause_ms=turn.pause_ms)
         utt: UtteranceText | None = None
@@ -80,6 +111,11 @@ class Listener:
         ptt: list[bytes] = []
         quiet_until = 0.0
         since_partial = 0
+        barge = False  # speech started over a reply: it stops the reply once listen.barge_in_ms of it is voiced
+        suspect = False  # speech started over a reply (or just after): the user's, or the assistant's echo?
+        check_at = CHECK_MS  # voiced milliseconds at which it is (next) checked
+        last_answer = float("-inf")
+        held_at, after = 0.0, 0  # when the reply was paused for speech over it; voiced frames since its echo died
         while not stop.is_set():
             frame = self.source.read(0.1)
             if frame is None:
@@ -101,6 +137,12 @@ class Listener:
                     self.deliver(UserTurn("voice", audio=audio, speech_end=now, end_detected=now))
                 continue
             answering = self.answering()
+            if answering:
+                last_answer = now
+            if self.wake is not None and not self._awake(frame, now, answering or seg.active):
+                seg.reset()
+                utt = self._close(utt)
+                continue
             if answering and not self.barge_in:
                 seg.reset()  # the assistant's own voice is not the user
                 utt = self._close(utt)
@@ -113,15 +155,19 @@ class Listener:
                 continue
             if not answering and not seg.active:
                 self.set_state("listening")  # (once: the session ignores a state it is already in)
-            for event in seg.push(frame):
+            for event in seg.push(frame, getattr(self.source, "detect_frame", None)):
                 if isinstance(event, SpeechStarted):
                     self._close(utt)
                     utt = UtteranceText()
                     pause_end = 0
                     since_partial = 0
                     if answering and self.barge_in:
-                        self.emit(ev.Notice("barge-in: stopping the reply"))
-                        self.on_barge_in()
+                        barge = True  # once the voice has lasted long enough (below)
+                    suspect = self.said is not None and (answering or now - last_answer < SUSPECT_S)
+                    check_at = max(CHECK_MS, self.cfg.listen.barge_in_ms)
+                    if suspect and answering:
+                        self._hold(True)
+                        held_at, after = now, 0
                     if not self.answering():
                         self.set_state("hearing")
                 elif isinstance(event, Pause) and seg.active:
@@ -135,7 +181,49 @@ class Listener:
                 elif isinstance(event, Dropped):
                     self._dropped(event, utt)
             if not seg.active:
+                barge = suspect = False
+                self._hold(False)
                 continue
+            voiced_ms = seg.voiced * self.cfg.listen.frame_ms
+            if suspect and self._held:  # the reply is paused: the room's echo of it is gone after ECHO_GONE_S
+                if now - held_at >= ECHO_GONE_S and seg.silence_run == 0:
+                    after += 1
+                if after * self.cfg.listen.frame_ms >= AFTER_MS:  # a voice that goes on in the quiet: the user's,
+                    if self._whose(seg) == OWN:  # unless its words are the reply's
+                        seg.reset()
+                        utt = self._close(utt)
+                        barge = suspect = False
+                        self._hold(False)
+                        continue
+                    suspect = False
+                elif now - held_at >= ECHO_GONE_S and seg.silence_ms >= RESUME_SILENCE_MS:
+                    if self._is_stop(seg):  # "Stop." said alone, over the reply: the user's
+                        suspect = False
+                    else:  # it stopped when the reply paused: its echo
+                        seg.reset()
+                        utt = self._close(utt)
+                        barge = suspect = False
+                        self._hold(False, "no voice once it paused")
+                        continue
+            if not suspect and not barge:
+                self._heard = ""
+            if suspect and not self._held and voiced_ms >= check_at:
+                whose = self._whose(seg)
+                if whose == OWN:
+                    seg.reset()
+                    utt = self._close(utt)
+                    barge = suspect = False
+                    self._hold(False)
+                    continue
+                suspect = whose != USER
+                check_at = voiced_ms + CHECK_MS
+            if barge and not suspect and voiced_ms >= self.cfg.listen.barge_in_ms:
+                barge = False
+                if self.answering():
+                    self.emit(ev.Notice("barge-in: stopping the reply" + (f" (heard {self._heard[:40]!r})" if self._heard else "")))
+                    self.on_barge_in()
+                    self._held = False  # stopped: nothing to go on with
+                self._hold(False)
             if seg.silence_run == 0:
                 since_partial += 1
                 if self.policy.uses_transcript and since_partial >= self._partial_frames and not self.transcriber.busy:
@@ -145,8 +233,54 @@ class Listener:
                 hyp = self._hypothesis(utt, pause_end)
                 need = self.policy.silence_to_end(hyp)
                 if seg.silence_ms >= (self.policy.max_silence_ms if need is None else need):
-                    self._end(seg, utt, now)
+                    if suspect and self._whose(seg) != USER:  # not yet told apart: at the end, it must be
+                        seg.reset()
+                        self._close(utt)
+                        self._hold(False)
+                    else:
+                        self._end(seg, utt, now)
                     utt = None
+                    barge = suspect = False
+
+    def _whose(self, seg: Segmenter) -> str:
+        """Speech over the reply: the user's, the assistant's own voice coming back, or not yet known
+        (voice.self_echo)."""
+        from voicechat.voice.self_echo import verdict
+
+        try:
+            heard = self.transcriber.transcribe(seg.audio())
+        except Exception:  # a failed check must not make the user inaudible
+            return USER
+        whose = verdict(heard, self.said() if self.said else "")
+        self._heard = heard.strip()
+        if whose == OWN:
+            self.emit(ev.Notice(f"ignored the assistant's own voice ({heard.strip()[:60]!r})"))
+        return whose
+
+    def _is_stop(self, seg: Segmenter) -> bool:
+        from voicechat.voice.self_echo import is_stop
+
+        try:
+            heard = self.transcriber.transcribe(seg.audio())
+        except Exception:
+            return False
+        self._heard = heard.strip()
+        return is_stop(heard, self.said() if self.said else "")
+
+    def _awake(self, frame: bytes, now: float, busy: bool) -> bool:
+        """The wake word gate: asleep, frames go to its detector; awake, they go on to the turn taking."""
+        gate = self.wake
+        if gate.awake:
+            if gate.still_awake(now, busy):
+                return True
+            self.set_state("asleep")
+            return False
+        if gate.feed(frame, now):
+            self.emit(ev.Notice(f"wake word: {gate.detector.word}"))
+            self.set_state("listening")
+        else:
+            self.set_state("asleep")
+        return False
 
     def _hypothesis(self, utt: UtteranceText | None, end: int) -> Any:
         """What is known at this pause. A source faster than real time waits for it: the decision must not

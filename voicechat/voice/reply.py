@@ -10,6 +10,7 @@ They share one :class:`Reply` per turn: its chunk queue and the cancel event tha
 
 from __future__ import annotations
 
+import collections
 import queue
 import threading
 import time
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from voicechat.voice.transcriber import Transcriber
 
 FIRST_AUDIO_WAIT_S = 3.0
+SAID_CHUNKS = 8  # Speech.said(): the last this many chunks (a reply's current sentences and the one before's end)
 
 
 @dataclass
@@ -45,6 +47,11 @@ class Speech:
     def __init__(self, tts: Any, sink: "Sink", set_state: Callable[[str], None]) -> None:
         self.tts, self.sink, self.set_state = tts, sink, set_state
         self.replies: "queue.Queue[Reply | None]" = queue.Queue()
+        self._said: "collections.deque[str]" = collections.deque(maxlen=SAID_CHUNKS)
+
+    def said(self) -> str:
+        """The text of the last chunks spoken (or being spoken): what the room may still echo."""
+        return " ".join(list(self._said))
 
     def warm_up(self) -> None:
         self.tts.warm_up()
@@ -88,6 +95,7 @@ class Speech:
                 break
             if reply.cancel.is_set() or not self.sink.speaks:
                 continue
+            self._said.append(chunk)
             for audio in self.tts.synthesize(chunk):
                 if reply.cancel.is_set():
                     break

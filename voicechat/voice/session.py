@@ -53,7 +53,7 @@ def turn_policy(config: "Config", stt: Any, turn_model: Any) -> TurnPolicy:
 class VoiceSession:
     def __init__(self, config: "Config", *, conversation: "ChatSession", stt: Any = None, tts: Any = None,
                  source: "Source | None" = None, sink: "Sink | None" = None, turn_model: Any = None,
-                 ptt_key: bool = False) -> None:
+                 ptt_key: bool = False, wake: Any = None) -> None:
         self.cfg = config
         self.ptt_key = ptt_key  # the front end has a push-to-talk key
         self.conversation = conversation
@@ -80,7 +80,8 @@ class VoiceSession:
         if source is not None and self.transcriber is not None:
             self.listener = Listener(config, source, self.policy, self.transcriber, emit=self.emit, deliver=self._deliver,
                                      set_state=self._set_state, answering=self._answering, on_barge_in=self.interrupt,
-                                     echo=self.sink.audible)
+                                     on_hold=self.sink.hold, echo=self.sink.audible, wake=wake,
+                                     said=self.speech.said if config.listen.barge_in and self.sink.audible else None)
 
     # events ------------------------------------------------------------------------------
     def subscribe(self, fn: Callable[[ev.Event], None]) -> None:
@@ -260,6 +261,8 @@ class VoiceSession:
         self._inputs.put(item)
 
     def _resting_state(self) -> str:
+        if self.listener is not None and self.listener.wake is not None and not self.listener.wake.awake:
+            return "asleep"
         return "listening" if self.listener is not None and self.listener.mode == "vad" else "idle"
 
     def _respond(self) -> None:

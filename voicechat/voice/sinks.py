@@ -32,8 +32,15 @@ class SpeakerSink:
     def stop(self) -> None:
         self.speaker.stop()
 
+    def hold(self, on: bool) -> None:
+        self.speaker.hold(on)
+
     def playback(self) -> Playback:
         return Playback(self.speaker.played.text(), self.speaker.first_audio_at)
+
+    def feed(self, far_end: object) -> None:
+        """Report every block written, with the time it sounds, to an echo canceller's far end."""
+        self.speaker.tap = far_end
 
 
 class FileSink:
@@ -68,6 +75,9 @@ class FileSink:
     def stop(self) -> None:
         self._stopped = True
 
+    def hold(self, on: bool) -> None:
+        pass  # a file is not heard while it is written
+
     def playback(self) -> Playback:
         return Playback(" ".join(t for t in self._texts if t).strip(), self._first)
 
@@ -88,6 +98,9 @@ class TextSink:
         pass
 
     def stop(self) -> None:
+        pass
+
+    def hold(self, on: bool) -> None:
         pass
 
     def playback(self) -> Playback:

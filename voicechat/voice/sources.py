@@ -31,6 +31,10 @@ class MicSource:
     def read(self, timeout: float) -> bytes | None:
         return self.mic.read(timeout)
 
+    def read_timed(self, timeout: float) -> tuple[bytes, float] | None:
+        """A frame and its capture time (perf_counter()), for the echo canceller."""
+        return self.mic.read_timed(timeout)
+
     @property
     def exhausted(self) -> bool:
         return False

@@ -1,0 +1,220 @@
+"""Barge-in on loudspeakers, measured on a room without hardware.
+
+The real `voicechat talk --barge-in` (echo cancellation on by default) runs on a private PulseAudio
+card where everything the speaker plays reaches the microphone 80 ms later at 80 % volume (a
+loopback), mixed with the user's voice. Two phases, each over N replies:
+
+  A. the assistant answers N questions and talks on its own: self-interruptions (replies cut
+     although nobody spoke) and turns made of its own voice;
+  B. N times, the user speaks over a long reply: barge-ins detected, and the time from the user's
+     first word to the playback stopping, measured outside the process on one clock (the user's
+     voice and the speaker are recorded; a click played into both gives their offset).
+
+    python bench/echo_rig.py [--replies 10] [--engine dual|webrtc|speex|speex+webrtc]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from common import BIN, med, speech  # noqa: E402
+from latency import _click_at, loud_runs  # noqa: E402
+
+from tests.soundcard import PulseCard  # noqa: E402
+
+QUESTIONS = [
+    "What is the capital of France?", "How many legs does a spider have?", "Why is the sky blue?",
+    "Where do penguins live?", "What do bees make?", "What is the largest ocean?",
+    "Tell me about the moon.", "How do trains work?", "What is a volcano?", "Why do cats purr?",
+]
+STORIES = ["Tell me a long story about a dragon.", "Tell me a long story about a lighthouse keeper.",
+           "Tell me a long story about a lost robot."]
+STOPS = ["Stop. What time is it in Tokyo?", "Wait, how tall is Mount Everest?", "Hold on, what is two plus two?"]
+LONG = "Answer every question with a detailed explanation of at least four sentences."
+LLM_ENV = {"VOICECHAT_LLM_TEMPERATURE": "0", "VOICECHAT_LLM_MAX_TOKENS": "100"}
+
+
+class Talk:
+    def __init__(self, env: dict) -> None:
+        self.proc = subprocess.Popen([str(BIN / "voicechat"), "talk", "--json", "--no-log", "--barge-in", "--system", LONG],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        self.events: list[dict] = []
+        self.times: list[float] = []
+        self.cv = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            with self.cv:
+                self.events.append(json.loads(line))
+                self.times.append(time.monotonic())  # when it arrived
+                self.cv.notify_all()
+
+    def clear(self) -> None:
+        """/clear: a fresh conversation, so a small model does not copy its earlier replies."""
+        self.proc.stdin.write(b"/clear\n")
+        self.proc.stdin.flush()
+        time.sleep(0.2)
+
+    def wait(self, pred, start: int, timeout: float = 120) -> int | None:
+        """Index of the first event from `start` on that matches."""
+        deadline = time.monotonic() + timeout
+        with self.cv:
+            while time.monotonic() < deadline:
+                for i in range(start, len(self.events)):
+                    if pred(self.events[i]):
+                        return i
+                self.cv.wait(0.2)
+        return None
+
+
+def run(replies: int, engine: str, workdir: Path) -> dict:
+    with PulseCard(workdir, room_ms=80, room_volume=0.8) as card:
+        env = {**os.environ, **card.env, **LLM_ENV, "VOICECHAT_AUDIO_AEC_ENGINE": engine,
+               "VOICECHAT_DATA_DIR": str(workdir / "data"), "VOICECHAT_CONFIG_DIR": str(workdir / "cfg")}
+        recs, files = {}, {}
+        for name, device, rate in (("mic", "vc_micfeed.monitor", 16000), ("speaker", "vc_speaker.monitor", 48000)):
+            files[name] = open(workdir / f"{name}.raw", "wb")
+            recs[name] = subprocess.Popen(["parec", f"--device={device}", "--format=s16le", f"--rate={rate}", "--channels=1",
+                                           "--latency-msec=20"], stdout=files[name], env=env)
+        time.sleep(0.5)
+        module = subprocess.run(["pactl", "load-module", "module-combine-sink", "sink_name=vc_both",
+                                 "slaves=vc_speaker,vc_micfeed", "channels=1", "rate=48000"],
+                                env=env, capture_output=True, text=True, check=True).stdout.strip()
+        click = np.concatenate([np.zeros(4800), 0.8 * np.sin(2 * np.pi * 1000 * np.arange(960) / 48000), np.zeros(9600)])
+        player = subprocess.Popen(["pacat", "--playback", "--device=vc_both", "--format=s16le", "--rate=48000", "--channels=1"],
+                                  stdin=subprocess.PIPE, env=env)
+        player.communicate((click * 32767).astype("<i2").tobytes())
+        time.sleep(0.5)
+        subprocess.run(["pactl", "unload-module", module], env=env, check=True)
+        talk = Talk(env)
+        if talk.wait(lambda e: e == {"type": "status", "state": "listening"}, 0) is None:
+            raise SystemExit(f"talk did not start: {talk.proc.stderr.read().decode()[-2000:]}")
+        pad = np.zeros(16000, dtype=np.float32)
+        # A: the assistant talks on its own
+        mark = len(talk.events)
+        for q in QUESTIONS[:replies]:
+            talk.clear()
+            card.feed_mic(np.concatenate([speech(q), pad])).wait()
+            got = talk.wait(lambda e: e["type"] == "reply", mark)
+            if got is None:
+                break
+            back = talk.wait(lambda e: e == {"type": "status", "state": "listening"}, got + 1, 60)
+            mark = (back or got) + 1
+            time.sleep(1.0)  # its echo tail, and a moment of silence
+        phase_a = list(talk.events)
+        # B: the user speaks over a long reply
+        stops: list[dict] = []
+        for i in range(replies):
+            talk.clear()
+            start = len(talk.events)
+            card.feed_mic(np.concatenate([speech(STORIES[i % len(STORIES)]), pad])).wait()
+            speaking = talk.wait(lambda e: e == {"type": "status", "state": "speaking"}, start)
+            if speaking is None:
+                break
+            time.sleep(1.5)
+            still = talk.wait(lambda e: e["type"] == "reply", speaking, 0.01) is None
+            fed = time.monotonic()
+            card.feed_mic(np.concatenate([speech(STOPS[i % len(STOPS)]), pad])).wait()
+            asked = talk.wait(lambda e: e["type"] == "user", speaking + 1, 60)
+            answered = talk.wait(lambda e: e["type"] == "reply", (asked or speaking) + 1, 120) if asked else None
+            talk.wait(lambda e: e == {"type": "status", "state": "listening"}, (answered or speaking) + 1, 60)
+            window = talk.events[speaking:(asked or len(talk.events))]
+            notices = [(e, t) for e, t in zip(window, talk.times[speaking:]) if e["type"] == "notice" and t >= fed]
+            stopped = [t - fed for e, t in notices if e["message"].startswith("barge-in")]
+            stops.append({"playing": still, "barge_in": bool(stopped), "notice_s": stopped[0] if stopped else None,
+                          "notices": [e["message"] for e, _ in notices],
+                          "asked": talk.events[asked]["text"] if asked else None})
+            time.sleep(1.0)
+        talk.proc.send_signal(signal.SIGINT)
+        talk.proc.wait(60)
+        for name in recs:
+            recs[name].terminate()
+            recs[name].wait(5)
+            files[name].close()
+        raw = {n: np.frombuffer((workdir / f"{n}.raw").read_bytes(), "<i2").astype(np.float32) / 32768.0 for n in recs}
+    t_mic, t_spk = _click_at(raw["mic"], 16000), _click_at(raw["speaker"], 48000)
+    raw["mic"][: int(16000 * (t_mic + 0.1))] = 0
+    raw["speaker"][: int(48000 * (t_spk + 0.1))] = 0
+    return {"phase_a": phase_a, "events": list(talk.events), "stops": stops, "mic": raw["mic"], "speaker": raw["speaker"], "offset": t_spk - t_mic,
+            "asked_a": min(replies, len(QUESTIONS))}
+
+
+def stop_delays(result: dict, replies: int) -> list[tuple[int, float]]:
+    """For each stop question said while the reply still sounded (the user's runs in phase B alternate long
+    question, stop): its index and the time from the user's first word to the speaker falling silent."""
+    runs = loud_runs(result["mic"], 16000, min_gap_s=0.8)
+    user_b = runs[result["asked_a"]:]
+    delays = []
+    spk = result["speaker"]
+    hop = 480
+    n = len(spk) // hop
+    loud = 20 * np.log10(np.sqrt(np.mean(spk[: n * hop].reshape(n, hop) ** 2, axis=1)) + 1e-9) > -50
+    for k, (start, _end) in enumerate(user_b[1::2]):
+        if k >= len(result["stops"]) or not result["stops"][k]["playing"]:
+            continue
+        at = start + result["offset"]  # the user's first word, on the speaker's clock
+        i = int(at * 100)
+        if i >= n or not loud[i : i + 10].all():
+            continue  # the reply had ended (or was ending) by the user's first word
+        j = i
+        while j < n and loud[j : j + 30].any():  # until 300 ms of silence begins
+            j += 1
+        delays.append((k, j / 100 - at))
+    return delays
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--replies", type=int, default=10)
+    ap.add_argument("--engine", default="dual")
+    ap.add_argument("--events", type=Path, help="write every event of the run (JSON lines) here")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        r = run(args.replies, args.engine, Path(tmp))
+    if args.events:
+        args.events.write_text("".join(json.dumps(e) + "\n" for e in r["events"]))
+    a = r["phase_a"]
+    replies_a = [e for e in a if e["type"] == "reply"]
+    users_a = [e for e in a if e["type"] == "user"]
+    print(f"engine {args.engine}; room: 80 ms loopback at 80 % volume")
+    paused_a = [e for e in a if e["type"] == "notice" and e["message"].startswith(("went on with the reply", "ignored the assistant"))]
+    print(f"A. {r['asked_a']} questions, assistant alone: {len(replies_a)} replies, "
+          f"self-interruptions {sum(1 for e in replies_a if e['interrupted'])}, turns from its own voice {max(0, len(users_a) - r['asked_a'])}, "
+          f"pauses for its own echo (it went on) {len(paused_a)}")
+    stops = r["stops"]
+    playing = [s for s in stops if s["playing"]]
+    over = stop_delays(r, args.replies)
+    sounding = [stops[k] for k, _ in over]
+    print(f"B. user over the reply {len(stops)} times ({len(playing)} before the reply was complete, {len(sounding)} while "
+          f"it was sounding at the user's first word): barge-ins detected {sum(1 for s in sounding if s['barge_in'])}/{len(sounding)}")
+    delays = [d for _, d in over]
+    if delays:
+        print(f"   first word -> playback stopped: p50 {med(delays):.2f} s, max {max(delays):.2f} s over {len(delays)} "
+              f"({', '.join(f'{d:.2f}' for d in delays)})")
+    print("   feeding the user's voice -> barge-in notice (in process): " + ", ".join(
+        f"{s['notice_s']:.2f}" if s["notice_s"] is not None else "-" for s in stops))
+    for s in stops:
+        print("   notices: " + " | ".join(s["notices"]))
+    print("   heard as the next turn: " + " | ".join(str(s["asked"]) for s in stops))
+    own = [e["message"] for e in r["events"] if e["type"] == "notice" and e["message"].startswith("ignored the assistant")]
+    print(f"speech over a reply judged the assistant's own voice: {len(own)} times" + (f" (e.g. {own[:3]})" if own else ""))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Echo cancellation offline: the assistant's speech through a synthetic room (delay, attenuation,
+reverb) mixed with a user's speech, cleaned by each canceller; and the far-end timeline the
+speaker feeds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.helpers import speak, wer
+from voicechat.voice.echo import FarEnd, cancel, cancel_pair, make_canceller
+from voicechat.voice.room import erle_db, through_room, to_pcm
+
+REPLY = ("Paris is the capital of France. It sits on the river Seine and is known for the Eiffel Tower, "
+         "its museums and its cafes. Many millions of people visit it every year.")
+USER = "Please stop and tell me the time in Tokyo."
+
+
+@pytest.fixture(scope="module")
+def voices():
+    return speak(REPLY), speak(USER)
+
+
+def mix(reply: np.ndarray, user: np.ndarray, delay_ms: float, gain: float, user_at_s: float = 4.0):
+    echo = through_room(reply, delay_ms, gain)
+    at = int(16000 * user_at_s)
+    mic = echo.copy()
+    mic[at : at + len(user)] += user
+    return echo, mic, at
+
+
+ROOMS = [(30, 0.8), (90, 0.5), (150, 0.4)]
+
+
+@pytest.mark.parametrize("delay_ms,gain", ROOMS)
+def test_webrtc_removes_the_echo(voices, delay_ms, gain):
+    reply, user = voices
+    echo, mic, at = mix(reply, user, delay_ms, gain)
+    cleaned = cancel(make_canceller("webrtc"), to_pcm(mic), to_pcm(reply)).astype(np.float32) / 32767
+    settled = slice(16000, at)  # echo only, after the first second
+    assert erle_db(mic[settled], cleaned[settled]) >= 20
+
+
+def test_the_user_is_understood_over_the_echo(voices, hear):
+    """The user's question over the echo, in three rooms, with the canceller warm from an earlier reply (as in a
+    conversation): the dual canceller's words (speex) are about as intelligible as with no echo at all, while its
+    voice detection path (AEC3) has removed the echo; AEC3's own output loses more of the user's words."""
+    reply, user = voices
+    alone = wer(USER, hear(user, 16000))
+    raw, words, aec3 = [], [], []
+    for delay_ms, gain in ROOMS:
+        far = np.concatenate([reply, reply])  # the first reply warms the canceller
+        echo, mic, at = mix(far, user, delay_ms, gain, user_at_s=len(reply) / 16000 + 4.0)
+        spoken = slice(at, at + len(user) + 8000)
+        raw.append(wer(USER, hear(mic[spoken], 16000)))
+        detect, kept = cancel_pair(make_canceller("dual"), to_pcm(mic), to_pcm(far))
+        words.append(wer(USER, hear(kept[spoken].astype(np.float32) / 32767, 16000)))
+        aec3.append(wer(USER, hear(detect[spoken].astype(np.float32) / 32767, 16000)))
+        only_echo = cancel_pair(make_canceller("dual"), to_pcm(echo), to_pcm(far))[0].astype(np.float32) / 32767
+        assert erle_db(echo[len(reply) :], only_echo[len(reply) :]) >= 20
+    assert np.mean(words) <= alone + 0.12, (words, alone)
+    assert np.mean(words) < np.mean(raw) and np.mean(words) <= np.mean(aec3), (words, raw, aec3)
+
+
+def test_speex_removes_some_echo(voices):
+    reply, _ = voices
+    echo = through_room(reply, 90, 0.5)
+    cleaned = cancel(make_canceller("speex"), to_pcm(echo), to_pcm(reply)).astype(np.float32) / 32767
+    assert erle_db(echo[16000:], cleaned[16000:]) >= 3
+
+
+def test_far_end_keeps_the_stream_whole_across_blocks_and_pauses():
+    """Blocks at 22050 Hz with their play times come out at 16 kHz where they sounded; a pause is silence."""
+    rate = 22050
+    tone = (0.5 * np.sin(2 * np.pi * 440 * np.arange(rate) / rate)).astype(np.float32)
+    far = FarEnd()
+    t0 = 100.0
+    block = 441
+    for i in range(0, rate, block):
+        far.add(tone[i : i + block], rate, t0 + i / rate)
+    later = t0 + 3.0  # a second reply after a pause
+    for i in range(0, rate, block):
+        far.add(tone[i : i + block], rate, later + i / rate)
+    first = far.read(t0 + 0.2, 8000).astype(np.float32) / 32767
+    expected = np.sin(2 * np.pi * 440 * (0.2 + np.arange(8000) / 16000)) * 0.5
+    assert np.corrcoef(first, expected)[0, 1] > 0.95
+    assert not np.any(far.read(t0 + 1.5, 8000))  # the pause
+    assert np.corrcoef(far.read(later + 0.2, 8000).astype(np.float32), expected)[0, 1] > 0.95
+    far.cut(later + 0.5)
+    assert not np.any(far.read(later + 0.6, 1600))  # stopped: nothing sounded after the cut
+
+
+def test_unknown_canceller_is_a_clear_error():
+    from voicechat.errors import VoicechatError
+
+    with pytest.raises(VoicechatError, match="webrtc"):
+        make_canceller("nope")
+
+
+def test_speech_over_the_reply_is_told_from_the_reply_by_its_words(hear):
+    """The check behind barge-in on loudspeakers (voice.self_echo): Whisper's transcript of a stretch of the
+    reply heard back through the room is the assistant's own voice; a user cutting in is not, even when most of
+    their words ("what", "is", "the") are also in the reply."""
+    from voicechat.voice.self_echo import OWN, UNSURE, USER, verdict
+
+    for fragment in ("It sits on the river Seine", "known for the Eiffel Tower, its museums"):
+        heard = hear(through_room(speak(fragment), 80, 0.5), 16000)
+        assert verdict(heard, REPLY) == OWN, heard
+    for said in ("Stop. What time is it in Tokyo?", "Wait, what is the capital of Italy?", "Hold on a second."):
+        heard = hear(speak(said), 16000)
+        assert verdict(heard, REPLY) == USER, heard
+    assert verdict("", REPLY) == UNSURE  # no words yet: listen to more of it
+    story = "Once upon a time, in a land far away, there lived a dragon."
+    assert verdict("What time is", story) == UNSURE  # one word of the reply's: not yet the reply coming back
+    assert verdict("What time is it in Tokyo?", story) == USER
+    from voicechat.voice.self_echo import is_stop
+
+    assert is_stop(hear(speak("Stop."), 16000), story) and is_stop("Hold on.", story)
+    assert not is_stop("Same way.", story) and not is_stop("Wait.", "You have to wait a while.")
+    assert verdict("Stop.", "") == USER

@@ -1,0 +1,339 @@
+"""Echo cancellation: a stage between the microphone and the listener.
+
+The speaker reports every block it writes with the time it will sound (``FarEnd.add``); the
+microphone stamps every frame with the time it was captured. ``EchoCancelledSource`` wraps the
+microphone source: for each frame it takes the far end that sounded at that frame's capture time
+(less a small lead, so the echo is always later than its reference) and hands both, in 10 ms
+blocks, to a canceller. The listener then sees only the cleaned microphone.
+
+Cancellers (compared in bench/echo.py): ``webrtc`` is WebRTC's AEC3 (package ``livekit``), ``speex``
+speexdsp's canceller (package ``pyaec``). AEC3 removes far more echo (~47 dB against ~12 dB) but
+also suppresses much of a user talking over it; speex's linear filter keeps the user's words. The
+default, ``dual``, runs both on the same signal: AEC3's output decides when someone speaks (voice
+detection), speex's output is the audio that is kept and transcribed.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from voicechat.errors import VoicechatError
+from voicechat.voice.io import RATE
+
+BLOCK = RATE // 100  # cancellers take 10 ms blocks
+LEAD_MS = 20  # the reference is taken this much earlier than the capture time: clocks never make the echo early
+FAR_SECONDS = 10  # far end kept (covers any room and device delay)
+GATE_DB = 12.0  # see gate()
+TAIL_S = 0.3  # the room's echo outlasts the playback by this much
+CONVERGED_DB = 15.0  # see EchoCancelledSource._converge
+CONVERGED_S = 0.5
+SILENT_DB = 40.0  # a microphone this far below what is played does not hear the speaker
+SPEAKER_LATENCY_S = 0.1  # the speaker's buffer with a canceller: an underrun shifts the echo, and AEC3 re-converges
+
+
+class WebRtcCanceller:
+    """WebRTC AEC3 through livekit's AudioProcessingModule (estimates the remaining delay itself)."""
+
+    name = "webrtc"
+
+    def __init__(self, noise_suppression: bool = False) -> None:
+        try:
+            from livekit import rtc
+        except ImportError:
+            raise VoicechatError('echo cancellation "webrtc" needs the package livekit; install it with `pip install "voicechat[aec]"`') from None
+        self._rtc = rtc
+        self._apm = rtc.AudioProcessingModule(echo_cancellation=True, noise_suppression=noise_suppression, high_pass_filter=True)
+
+    def process(self, near: np.ndarray, far: np.ndarray) -> np.ndarray:
+        rtc = self._rtc
+        reverse = rtc.AudioFrame(far.tobytes(), RATE, 1, BLOCK)
+        self._apm.process_reverse_stream(reverse)
+        self._apm.set_stream_delay_ms(LEAD_MS)
+        frame = rtc.AudioFrame(near.tobytes(), RATE, 1, BLOCK)
+        self._apm.process_stream(frame)
+        return np.frombuffer(frame.data, dtype=np.int16).copy()
+
+
+class SpeexCanceller:
+    """speexdsp's echo canceller (package pyaec): an adaptive filter over ``filter_ms`` of echo path."""
+
+    name = "speex"
+
+    def __init__(self, filter_ms: int = 400) -> None:
+        try:
+            from pyaec import Aec
+        except (ImportError, OSError):
+            raise VoicechatError('echo cancellation "speex" needs the package pyaec; install it with `pip install pyaec`') from None
+        self._aec = Aec(BLOCK, RATE * filter_ms // 1000, RATE, True)
+
+    def process(self, near: np.ndarray, far: np.ndarray) -> np.ndarray:
+        out = self._aec.cancel_echo(near.tolist(), far.tolist())
+        return np.asarray(out, dtype=np.int16)
+
+
+class ChainCanceller:
+    """speex's linear filter first, then AEC3 on what is left: AEC3 sees less echo, so it suppresses less
+    of a user speaking over it (double talk)."""
+
+    name = "speex+webrtc"
+
+    def __init__(self) -> None:
+        self._speex, self._webrtc = SpeexCanceller(), WebRtcCanceller()
+
+    def process(self, near: np.ndarray, far: np.ndarray) -> np.ndarray:
+        return self._webrtc.process(self._speex.process(near, far), far)
+
+
+class DualCanceller:
+    """AEC3 for voice detection, speex for the words: ``process`` gives AEC3's output, and ``words`` the
+    same block through speex."""
+
+    name = "dual"
+
+    def __init__(self) -> None:
+        self._speex, self._webrtc = SpeexCanceller(), WebRtcCanceller()
+        self.words = np.zeros(BLOCK, dtype=np.int16)
+
+    def process(self, near: np.ndarray, far: np.ndarray) -> np.ndarray:
+        self.words = self._speex.process(near, far)
+        return self._webrtc.process(near, far)
+
+
+class NoCanceller:
+    """The microphone unchanged (the baseline in measurements)."""
+
+    name = "none"
+
+    def process(self, near: np.ndarray, far: np.ndarray) -> np.ndarray:
+        return near
+
+
+CANCELLERS: dict[str, Callable[[], Any]] = {"dual": DualCanceller, "webrtc": WebRtcCanceller, "speex": SpeexCanceller,
+                                            "speex+webrtc": ChainCanceller, "none": NoCanceller}
+
+
+def make_canceller(name: str) -> Any:
+    if name not in CANCELLERS:
+        raise VoicechatError(f"echo canceller '{name}' is unknown; use one of {', '.join(CANCELLERS)}")
+    return CANCELLERS[name]()
+
+
+def cancel(canceller: Any, near: np.ndarray, far: np.ndarray) -> np.ndarray:
+    """Run aligned int16 near/far signals of any length through a canceller, 10 ms at a time."""
+    return cancel_pair(canceller, near, far)[0]
+
+
+def cancel_pair(canceller: Any, near: np.ndarray, far: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Like cancel(), giving both of a canceller's outputs: for voice detection, and the words (the same
+    signal, but for the dual canceller)."""
+    out = np.zeros(len(near), dtype=np.int16)
+    words = out if not hasattr(canceller, "words") else np.zeros(len(near), dtype=np.int16)
+    far = np.concatenate([far, np.zeros(max(0, len(near) - len(far)), dtype=np.int16)])
+    for i in range(0, len(near) - BLOCK + 1, BLOCK):
+        out[i : i + BLOCK] = canceller.process(near[i : i + BLOCK], far[i : i + BLOCK])
+        if words is not out:
+            words[i : i + BLOCK] = canceller.words
+    return out, words
+
+
+def gate(out: np.ndarray, near: np.ndarray) -> np.ndarray:
+    """While the speaker plays (or its echo still rings), silence 10 ms blocks that the canceller made much
+    quieter than the microphone: what it took most of away was echo, and the rest is its leak (while it
+    re-converges) rather than a voice; a user speaking over the echo keeps most of the level and passes."""
+    out = out.copy()
+    for i in range(0, len(out) - BLOCK + 1, BLOCK):
+        b = slice(i, i + BLOCK)
+        mic = float(np.sum(near[b].astype(np.float64) ** 2))
+        left = float(np.sum(out[b].astype(np.float64) ** 2))
+        if left < mic * 10 ** (-GATE_DB / 10):
+            out[b] = 0
+    return out
+
+
+class FarEnd:
+    """What the speaker played, as one 16 kHz stream with the time each block sounded (thread-safe).
+
+    ``add`` is called by the speaker's writer thread for each block with the perf_counter() time its
+    first sample sounds; ``read`` by the microphone side for the samples that sounded over a span of
+    time. Samples stay contiguous: a block's time only says where the stream was at that moment (small
+    jitter in the times shifts the reading a little, it never tears the signal); a pause in playback
+    becomes silence."""
+
+    GAP_S = 0.05  # a block this much later than the end of the previous one: playback had paused
+
+    def __init__(self, seconds: float = FAR_SECONDS) -> None:
+        self.size = int(RATE * seconds)
+        self.buf = np.zeros(self.size, dtype=np.int16)
+        self.pos = 0  # samples in the stream so far
+        self.marks: list[tuple[float, float]] = []  # (time, stream position) of recent blocks, oldest first
+        self.expected = 0.0  # where the next block starts in the stream (by input samples: the resampler lags)
+        self._lock = threading.Lock()
+        self._rate = RATE
+        self._resampler: Any = None
+
+    def add(self, samples: np.ndarray, rate: int, play_time: float) -> None:
+        samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+        with self._lock:
+            if self.marks:
+                last_time, last_at = self.marks[-1]
+                end_time = last_time + (self.expected - last_at) / RATE
+                if play_time > end_time + self.GAP_S or rate != self._rate:  # playback paused: silence until now
+                    self._restart(int(max(0.0, play_time - end_time) * RATE))
+            self._rate = rate
+            self.marks.append((play_time, self.expected))
+            if len(self.marks) > 1000:
+                del self.marks[:500]
+            self.expected += len(samples) * RATE / rate
+            self._append(self._to_pcm(samples, rate))
+
+    def _to_pcm(self, samples: np.ndarray, rate: int, last: bool = False) -> np.ndarray:
+        if rate != RATE:  # a streaming resampler: its output comes in bursts, so marks count input samples
+            import soxr
+
+            if self._resampler is None:
+                self._resampler = soxr.ResampleStream(rate, RATE, 1, dtype="float32")
+            samples = self._resampler.resample_chunk(samples, last=last)
+        return (np.clip(samples, -1, 1) * 32767).astype(np.int16)
+
+    def _restart(self, silence: int) -> None:
+        """End the stream so far (the resampler's held-back tail included) and add silence."""
+        if self._resampler is not None:
+            self._append(self._to_pcm(np.zeros(0, dtype=np.float32), self._rate, last=True))
+            self._resampler = None
+        end = max(self.pos, int(round(self.expected)))
+        self._append(np.zeros(min(self.size, end - self.pos + silence), dtype=np.int16))
+        self.expected = self.pos
+
+    def cut(self, at_time: float) -> None:
+        """Playback was stopped at this time: what was written for later never sounded."""
+        with self._lock:
+            if not self.marks:
+                return
+            at = self._position(at_time)
+            if at < self.pos:
+                self.buf[np.arange(at, self.pos) % self.size] = 0
+
+    def read(self, start_time: float, n: int) -> np.ndarray:
+        out = np.zeros(n, dtype=np.int16)
+        with self._lock:
+            if not self.marks:
+                return out
+            start = self._position(start_time)
+            lo, hi = max(start, self.pos - self.size), min(start + n, self.pos)
+            if hi > lo:
+                out[lo - start : hi - start] = self.buf[np.arange(lo, hi) % self.size]
+        return out
+
+    def _position(self, t: float) -> int:
+        """The stream position that sounded at time t (by the latest block that had started by then)."""
+        mark = self.marks[0]
+        for m in reversed(self.marks):
+            if m[0] <= t:
+                mark = m
+                break
+        return int(round(mark[1] + (t - mark[0]) * RATE))
+
+    def _append(self, pcm: np.ndarray) -> None:
+        pcm = pcm[-self.size :]
+        self.buf[np.arange(self.pos, self.pos + len(pcm)) % self.size] = pcm
+        self.pos += len(pcm)
+
+
+@dataclass
+class EchoStats:
+    """Energy of the microphone before and after the canceller while the speaker played (for ERLE)."""
+
+    mic: float = 0.0
+    out: float = 0.0
+    seconds: float = 0.0
+
+    @property
+    def erle_db(self) -> float | None:
+        if self.seconds < 0.5 or self.out <= 0 or self.mic <= 0:
+            return None
+        return float(10 * np.log10(self.mic / self.out))
+
+
+class EchoCancelledSource:
+    """A microphone source whose frames have the speaker's echo removed. Needs a source with
+    ``read_timed`` (frames with their capture time); everything else passes through."""
+
+    def __init__(self, source: Any, far_end: FarEnd, canceller: Any) -> None:
+        self.source, self.far_end, self.canceller = source, far_end, canceller
+        self.frame_ms = source.frame_ms
+        self.realtime = source.realtime
+        self.stats = EchoStats()
+        self.converged = False  # until then, the microphone is deaf while the speaker plays (as without a canceller)
+        self._good_s = 0.0  # playback so far in which the echo was removed, or not heard
+
+    def clean(self, near: np.ndarray, far: np.ndarray) -> np.ndarray:
+        """The canceller's output for one frame and its aligned far end (no gating)."""
+        return cancel(self.canceller, near, far)
+
+    detect_frame: bytes | None = None  # the last frame as voice detection should judge it (see read())
+
+    def _converge(self, near: np.ndarray, out: np.ndarray, far: np.ndarray) -> None:
+        """Converged after CONVERGED_S of playback in which the canceller removed CONVERGED_DB, or in which the
+        microphone did not hear the speaker at all (headphones: nothing to remove)."""
+        if self.converged or not np.any(far):
+            return
+        mic = float(np.sum(near.astype(np.float64) ** 2))
+        left = float(np.sum(out.astype(np.float64) ** 2))
+        played = float(np.sum(far.astype(np.float64) ** 2))
+        if left * 10 ** (CONVERGED_DB / 10) <= mic or mic <= played * 10 ** (-SILENT_DB / 10):
+            self._good_s += len(near) / RATE
+        self.converged = self._good_s >= CONVERGED_S
+
+    def __enter__(self) -> "EchoCancelledSource":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    @property
+    def exhausted(self) -> bool:
+        return self.source.exhausted
+
+    def hold(self, held: bool) -> None:
+        self.source.hold(held)
+
+    def read(self, timeout: float) -> bytes | None:
+        got = self.source.read_timed(timeout)
+        if got is None:
+            return None
+        frame, captured = got
+        near = np.frombuffer(frame, dtype="<i2")
+        reference_at = captured - LEAD_MS / 1000
+        far = self.far_end.read(reference_at, len(near))
+        out, words = cancel_pair(self.canceller, near, far)
+        self._converge(near, out, far)
+        if np.any(far):
+            self.stats.mic += float(np.sum(near.astype(np.float64) ** 2))
+            self.stats.out += float(np.sum(out.astype(np.float64) ** 2))
+            self.stats.seconds += len(near) / RATE
+        if np.any(self.far_end.read(reference_at - TAIL_S, int(TAIL_S * RATE) + len(near))):  # playing, or its echo rings
+            if not self.converged:
+                out = words = np.zeros_like(out)
+            elif words is out:
+                out = words = gate(out, near)
+            else:
+                out = gate(out, near)  # for voice detection only: the words are not gated
+        self.detect_frame = out.astype("<i2").tobytes() if words is not out else None
+        return words.astype("<i2").tobytes()
+
+
+def applies(source: Any, sink: Any) -> bool:
+    """Echo cancellation can run: a live microphone (frames with capture times) and a loudspeaker."""
+    return source is not None and hasattr(source, "read_timed") and getattr(sink, "audible", False) and hasattr(sink, "feed")
+
+
+def attach(source: Any, sink: Any, engine: str) -> EchoCancelledSource:
+    """The microphone, cleaned of what the sink plays."""
+    far_end = FarEnd()
+    cleaned = EchoCancelledSource(source, far_end, make_canceller(engine))
+    sink.feed(far_end)
+    return cleaned
