@@ -186,8 +186,9 @@ class RecordingSink:
     def stop(self) -> None:
         self._stop.set()
 
-    def hold(self, on: bool) -> None:
+    def hold(self, on: bool) -> bool:
         self.holds.append(on)
+        return False  # not a loudspeaker: nothing to pause
 
     def playback(self) -> Playback:
         return Playback(" ".join([*self._texts, self._partial]).strip(), self._first)

@@ -122,6 +122,7 @@ class Speaker:
     BLOCK_S = 0.02
     STALL_S = 0.05
     HOLD_MAX_S = 5.0  # a hold nobody releases ends by itself
+    RECENT_BLOCKS = 50  # blocks kept for a pause to play again (1 s: more than any output buffer asked for here)
 
     def __init__(
         self, device: int | str | None = None, *, latency: str | float = "low", max_queued: int = 32, sample_rate: int | None = None
@@ -189,10 +190,12 @@ class Speaker:
         if self.error is not None:
             raise self.error
 
-    def hold(self, on: bool) -> None:
+    def hold(self, on: bool) -> bool:
         """Pause playback at once (``on``), or go on from where it paused. What the device's buffer held is
-        dropped at the pause and played again on resuming; a hold ends by itself after HOLD_MAX_S."""
+        dropped at the pause and played again on resuming; a hold ends by itself after HOLD_MAX_S. True when
+        sound was playing (or queued) and is now held."""
         self._held_until = time.perf_counter() + self.HOLD_MAX_S if on else 0.0
+        return on and self.busy and not self._stop.is_set()
 
     @property
     def held(self) -> bool:
@@ -200,8 +203,8 @@ class Speaker:
 
     def stop(self) -> None:
         """Silence now: drop what is queued and abort the stream."""
+        self._stop.set()  # (first: a writer waiting in a pause sees the stop, not a resume)
         self._held_until = 0.0
-        self._stop.set()
         if self.tap is not None:
             self.tap.cut(time.perf_counter())
         while True:
@@ -350,6 +353,7 @@ class Speaker:
             if self.tap is not None:
                 self.tap.add(part, self._rate, self._play_time(time.perf_counter(), len(part)))
             self._stream.write(part.reshape(-1, 1))
+            self._recent.append(part)  # (in the buffer again: a second pause may drop it again)
         return True
 
     def _write(self, chunk: "AudioChunk") -> None:
@@ -379,7 +383,7 @@ class Speaker:
             if self.tap is not None:
                 self.tap.add(part, self._rate, at)
             self._stream.write(part.reshape(-1, 1))
-            self._recent = [*self._recent[-15:], part]
+            self._recent = [*self._recent[-self.RECENT_BLOCKS + 1 :], part]
             done += len(part)
             self.played.samples += len(part)
         if total and done >= total:

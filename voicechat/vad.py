@@ -95,12 +95,13 @@ class Segmenter:
         return self.vad.is_speech(frame, RATE)
 
     def push(self, frame: bytes, detect: bytes | None = None) -> list[SpeechStarted | Pause | Utterance | Dropped]:
-        """One frame in; ``detect``, when given, is the same moment as voice detection should judge it (an echo
-        canceller's more suppressed output) while ``frame`` is what is kept."""
+        """One frame in; ``detect``, when given, is the same moment as the start of speech should be judged on (an
+        echo canceller's more suppressed output) while ``frame`` is what is kept, and what an utterance in
+        progress is judged on (the suppressed view would clip the voice of someone talking over the echo)."""
         if len(frame) != self.frame_bytes:
             raise ValueError(f"frame of {len(frame)} bytes; expected {self.frame_bytes}")
         self.index += 1
-        voiced = self.is_voiced(frame if detect is None else detect)
+        voiced = self.is_voiced(frame if detect is None or self.active else detect)
         events: list[SpeechStarted | Pause | Utterance | Dropped] = []
         if not self.active:
             self.history.append((frame, voiced))

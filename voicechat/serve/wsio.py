@@ -141,8 +141,8 @@ class ClientSink:
         if self._sent:
             self.send({"type": "audio_stop", "reply": self.reply}, None)
 
-    def hold(self, on: bool) -> None:
-        pass  # the client plays, and does its own echo handling (a browser's echoCancellation)
+    def hold(self, on: bool) -> bool:
+        return False  # the client plays, and does its own echo handling (a browser's echoCancellation)
 
     def confirm(self, reply: int, seconds: float, done: bool) -> None:
         """The client's report: ``seconds`` of reply ``reply`` have been played (``done``: it has stopped)."""

@@ -32,6 +32,7 @@ TAIL_S = 0.3  # the room's echo outlasts the playback by this much
 CONVERGED_DB = 15.0  # see EchoCancelledSource._converge
 CONVERGED_S = 0.5
 SILENT_DB = 40.0  # a microphone this far below what is played does not hear the speaker
+QUIET_S, ECHO_S = 0.5, 0.3  # see EchoCancelledSource.hears_speaker
 SPEAKER_LATENCY_S = 0.1  # the speaker's buffer with a canceller: an underrun shifts the echo, and AEC3 re-converges
 
 
@@ -269,24 +270,37 @@ class EchoCancelledSource:
         self.stats = EchoStats()
         self.converged = False  # until then, the microphone is deaf while the speaker plays (as without a canceller)
         self._good_s = 0.0  # playback so far in which the echo was removed, or not heard
+        self._echo_s = 0.0  # playback in which the microphone heard the speaker (and the canceller removed it)
+        self._quiet_s = 0.0  # playback in which the microphone heard nothing of it
+
+    @property
+    def hears_speaker(self) -> bool:
+        """False once playback has shown the microphone does not hear the speaker (headphones): then nothing
+        needs telling apart from the assistant's echo, and speech over a reply is the user's."""
+        return not (self._quiet_s >= QUIET_S and self._echo_s < ECHO_S)
 
     def clean(self, near: np.ndarray, far: np.ndarray) -> np.ndarray:
         """The canceller's output for one frame and its aligned far end (no gating)."""
         return cancel(self.canceller, near, far)
 
-    detect_frame: bytes | None = None  # the last frame as voice detection should judge it (see read())
+    detect_frame: bytes | None = None  # the last frame as voice detection should judge it, while the speaker plays
+    captured_at: float | None = None  # the last frame's capture time (perf_counter())
 
     def _converge(self, near: np.ndarray, out: np.ndarray, far: np.ndarray) -> None:
         """Converged after CONVERGED_S of playback in which the canceller removed CONVERGED_DB, or in which the
         microphone did not hear the speaker at all (headphones: nothing to remove)."""
-        if self.converged or not np.any(far):
+        if not np.any(far):
             return
         mic = float(np.sum(near.astype(np.float64) ** 2))
         left = float(np.sum(out.astype(np.float64) ** 2))
         played = float(np.sum(far.astype(np.float64) ** 2))
-        if left * 10 ** (CONVERGED_DB / 10) <= mic or mic <= played * 10 ** (-SILENT_DB / 10):
-            self._good_s += len(near) / RATE
-        self.converged = self._good_s >= CONVERGED_S
+        seconds = len(near) / RATE
+        removed, quiet = left * 10 ** (CONVERGED_DB / 10) <= mic and mic > 0, mic <= played * 10 ** (-SILENT_DB / 10)
+        self._echo_s += seconds if removed and not quiet else 0.0
+        self._quiet_s += seconds if quiet else 0.0
+        if not self.converged and (removed or quiet):
+            self._good_s += seconds
+            self.converged = self._good_s >= CONVERGED_S
 
     def __enter__(self) -> "EchoCancelledSource":
         return self
@@ -306,6 +320,7 @@ class EchoCancelledSource:
         if got is None:
             return None
         frame, captured = got
+        self.captured_at = captured
         near = np.frombuffer(frame, dtype="<i2")
         reference_at = captured - LEAD_MS / 1000
         far = self.far_end.read(reference_at, len(near))
@@ -315,14 +330,15 @@ class EchoCancelledSource:
             self.stats.mic += float(np.sum(near.astype(np.float64) ** 2))
             self.stats.out += float(np.sum(out.astype(np.float64) ** 2))
             self.stats.seconds += len(near) / RATE
-        if np.any(self.far_end.read(reference_at - TAIL_S, int(TAIL_S * RATE) + len(near))):  # playing, or its echo rings
+        self.detect_frame = None  # (the speaker is quiet: voice detection judges the words themselves)
+        if self.hears_speaker and np.any(self.far_end.read(reference_at - TAIL_S, int(TAIL_S * RATE) + len(near))):  # playing, or its echo rings
             if not self.converged:
                 out = words = np.zeros_like(out)
             elif words is out:
                 out = words = gate(out, near)
             else:
                 out = gate(out, near)  # for voice detection only: the words are not gated
-        self.detect_frame = out.astype("<i2").tobytes() if words is not out else None
+                self.detect_frame = out.astype("<i2").tobytes()
         return words.astype("<i2").tobytes()
 
 

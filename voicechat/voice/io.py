@@ -59,8 +59,9 @@ class Sink(Protocol):
     def stop(self) -> None:
         """Silence now: drop whatever is queued."""
 
-    def hold(self, on: bool) -> None:
-        """Pause now (speech over the reply, not yet known to be the user's), or go on where it paused."""
+    def hold(self, on: bool) -> bool:
+        """Pause now (speech over the reply, not yet known to be the user's), or go on where it paused. True
+        when sound was playing and is now paused."""
 
     def playback(self) -> Playback:
         """The report on the current reply."""

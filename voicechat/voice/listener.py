@@ -56,7 +56,7 @@ class Listener:
     def __init__(self, config: "Config", source: "Source", policy: "TurnPolicy", transcriber: "Transcriber", *,
                  emit: Callable[[ev.Event], None], deliver: Callable[[UserTurn], None], set_state: Callable[[str], None],
                  answering: Callable[[], bool], on_barge_in: Callable[[], None], echo: bool, wake: Any = None,
-                 said: Callable[[], str] | None = None, on_hold: Callable[[bool], None] | None = None) -> None:
+                 said: Callable[[], str] | None = None, on_hold: Callable[[bool], bool] | None = None) -> None:
         self.cfg = config
         self.source, self.policy, self.transcriber = source, policy, transcriber
         self.emit, self.deliver, self.set_state = emit, deliver, set_state
@@ -96,11 +96,15 @@ class Listener:
             self._hold(False)
 
     def _hold(self, on: bool, why: str = "") -> None:
+        """Pause the reply (held only if sound was playing), or let it go on."""
         if on == self._held or self.on_hold is None:
             return
-        self._held = on
-        self.on_hold(on)
-        if not on and why:
+        if on:
+            self._held = bool(self.on_hold(True))
+            return
+        self._held = False
+        self.on_hold(False)
+        if why:
             self.emit(ev.Notice(f"went on with the reply ({why})"))
 
     def _run(self, stop: threading.Event) -> None:
@@ -129,6 +133,7 @@ class Listener:
                 self._drop_ptt.clear()
                 ptt = []
             if self.mode == "ptt":
+                self._hold(False)
                 if self.recording.is_set():
                     ptt.append(frame)
                 elif ptt:
@@ -140,6 +145,7 @@ class Listener:
             if answering:
                 last_answer = now
             if self.wake is not None and not self._awake(frame, now, answering or seg.active):
+                self._hold(False)
                 seg.reset()
                 utt = self._close(utt)
                 continue
@@ -155,7 +161,11 @@ class Listener:
                 continue
             if not answering and not seg.active:
                 self.set_state("listening")  # (once: the session ignores a state it is already in)
-            for event in seg.push(frame, getattr(self.source, "detect_frame", None)):
+            at = getattr(self.source, "captured_at", None) or now  # when this frame was heard (it may be read late)
+            detect = getattr(self.source, "detect_frame", None)  # (the echo canceller's view while the speaker plays)
+            if self._held and at - held_at >= ECHO_GONE_S:
+                detect = None  # the reply is paused and its echo gone: what is heard is someone else
+            for event in seg.push(frame, detect):
                 if isinstance(event, SpeechStarted):
                     self._close(utt)
                     utt = UtteranceText()
@@ -163,7 +173,8 @@ class Listener:
                     since_partial = 0
                     if answering and self.barge_in:
                         barge = True  # once the voice has lasted long enough (below)
-                    suspect = self.said is not None and (answering or now - last_answer < SUSPECT_S)
+                    suspect = (self.said is not None and getattr(self.source, "hears_speaker", True)
+                               and (answering or now - last_answer < SUSPECT_S))
                     check_at = max(CHECK_MS, self.cfg.listen.barge_in_ms)
                     if suspect and answering:
                         self._hold(True)
@@ -186,7 +197,7 @@ class Listener:
                 continue
             voiced_ms = seg.voiced * self.cfg.listen.frame_ms
             if suspect and self._held:  # the reply is paused: the room's echo of it is gone after ECHO_GONE_S
-                if now - held_at >= ECHO_GONE_S and seg.silence_run == 0:
+                if at - held_at >= ECHO_GONE_S and seg.silence_run == 0:
                     after += 1
                 if after * self.cfg.listen.frame_ms >= AFTER_MS:  # a voice that goes on in the quiet: the user's,
                     if self._whose(seg) == OWN:  # unless its words are the reply's
@@ -196,7 +207,7 @@ class Listener:
                         self._hold(False)
                         continue
                     suspect = False
-                elif now - held_at >= ECHO_GONE_S and seg.silence_ms >= RESUME_SILENCE_MS:
+                elif at - held_at >= ECHO_GONE_S and seg.silence_ms >= RESUME_SILENCE_MS:
                     if self._is_stop(seg):  # "Stop." said alone, over the reply: the user's
                         suspect = False
                     else:  # it stopped when the reply paused: its echo
@@ -217,13 +228,9 @@ class Listener:
                     continue
                 suspect = whose != USER
                 check_at = voiced_ms + CHECK_MS
-            if barge and not suspect and voiced_ms >= self.cfg.listen.barge_in_ms:
+            if barge and not suspect and (voiced_ms >= self.cfg.listen.barge_in_ms or self._held):  # (paused: at once)
                 barge = False
-                if self.answering():
-                    self.emit(ev.Notice("barge-in: stopping the reply" + (f" (heard {self._heard[:40]!r})" if self._heard else "")))
-                    self.on_barge_in()
-                    self._held = False  # stopped: nothing to go on with
-                self._hold(False)
+                self._stop_reply()
             if seg.silence_run == 0:
                 since_partial += 1
                 if self.policy.uses_transcript and since_partial >= self._partial_frames and not self.transcriber.busy:
@@ -238,9 +245,19 @@ class Listener:
                         self._close(utt)
                         self._hold(False)
                     else:
+                        if self._held:  # the user's turn ended while the reply was paused
+                            self._stop_reply()
                         self._end(seg, utt, now)
                     utt = None
                     barge = suspect = False
+
+    def _stop_reply(self) -> None:
+        """Barge-in: the reply in progress stops (a paused one too)."""
+        if self.answering():
+            self.emit(ev.Notice("barge-in: stopping the reply" + (f" (heard {self._heard[:40]!r})" if self._heard else "")))
+            self.on_barge_in()
+            self._held = False  # stopped: nothing to go on with
+        self._hold(False)
 
     def _whose(self, seg: Segmenter) -> str:
         """Speech over the reply: the user's, the assistant's own voice coming back, or not yet known

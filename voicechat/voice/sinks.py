@@ -32,8 +32,8 @@ class SpeakerSink:
     def stop(self) -> None:
         self.speaker.stop()
 
-    def hold(self, on: bool) -> None:
-        self.speaker.hold(on)
+    def hold(self, on: bool) -> bool:
+        return self.speaker.hold(on)
 
     def playback(self) -> Playback:
         return Playback(self.speaker.played.text(), self.speaker.first_audio_at)
@@ -75,8 +75,8 @@ class FileSink:
     def stop(self) -> None:
         self._stopped = True
 
-    def hold(self, on: bool) -> None:
-        pass  # a file is not heard while it is written
+    def hold(self, on: bool) -> bool:
+        return False  # a file is not heard while it is written
 
     def playback(self) -> Playback:
         return Playback(" ".join(t for t in self._texts if t).strip(), self._first)
@@ -100,8 +100,8 @@ class TextSink:
     def stop(self) -> None:
         pass
 
-    def hold(self, on: bool) -> None:
-        pass
+    def hold(self, on: bool) -> bool:
+        return False
 
     def playback(self) -> Playback:
         return Playback()
