@@ -43,23 +43,23 @@ def test_webrtc_removes_the_echo(voices, delay_ms, gain):
 
 def test_the_user_is_understood_over_the_echo(voices, hear):
     """The user's question over the echo, in three rooms, with the canceller warm from an earlier reply (as in a
-    conversation): the dual canceller's words (speex) are about as intelligible as with no echo at all, while its
-    voice detection path (AEC3) has removed the echo; AEC3's own output loses more of the user's words."""
+    conversation): the dual canceller's words (speex) are about as intelligible as with no echo at all, and far more
+    than the raw microphone's, while its voice detection path (AEC3) has removed the echo. (AEC3's own output, which
+    suppresses part of a voice over the echo, is measured against them in bench/echo.py.)"""
     reply, user = voices
     alone = wer(USER, hear(user, 16000))
-    raw, words, aec3 = [], [], []
+    raw, words = [], []
     for delay_ms, gain in ROOMS:
         far = np.concatenate([reply, reply])  # the first reply warms the canceller
         echo, mic, at = mix(far, user, delay_ms, gain, user_at_s=len(reply) / 16000 + 4.0)
         spoken = slice(at, at + len(user) + 8000)
         raw.append(wer(USER, hear(mic[spoken], 16000)))
-        detect, kept = cancel_pair(make_canceller("dual"), to_pcm(mic), to_pcm(far))
+        kept = cancel_pair(make_canceller("dual"), to_pcm(mic), to_pcm(far))[1]
         words.append(wer(USER, hear(kept[spoken].astype(np.float32) / 32767, 16000)))
-        aec3.append(wer(USER, hear(detect[spoken].astype(np.float32) / 32767, 16000)))
         only_echo = cancel_pair(make_canceller("dual"), to_pcm(echo), to_pcm(far))[0].astype(np.float32) / 32767
         assert erle_db(echo[len(reply) :], only_echo[len(reply) :]) >= 20
     assert np.mean(words) <= alone + 0.12, (words, alone)
-    assert np.mean(words) < np.mean(raw) and np.mean(words) <= np.mean(aec3), (words, raw, aec3)
+    assert np.mean(words) < np.mean(raw), (words, raw)
 
 
 def test_speex_removes_some_echo(voices):
