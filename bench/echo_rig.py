@@ -156,8 +156,9 @@ def run(replies: int, engine: str, workdir: Path) -> dict:
 
 
 def stop_delays(result: dict, replies: int) -> list[tuple[int, float]]:
-    """For each stop question said while the reply still sounded (the user's runs in phase B alternate long
-    question, stop): its index and the time from the user's first word to the speaker falling silent."""
+    """For each stop question said while the reply still sounded (in the 200 ms before it: a gap between two
+    words is still a reply sounding) (the user's runs in phase B alternate long question, stop): its index and
+    the time from the user's first word to the speaker falling silent for 300 ms."""
     runs = loud_runs(result["mic"], 16000, min_gap_s=0.8)
     user_b = runs[result["asked_a"]:]
     delays = []
@@ -170,8 +171,8 @@ def stop_delays(result: dict, replies: int) -> list[tuple[int, float]]:
             continue
         at = start + result["offset"]  # the user's first word, on the speaker's clock
         i = int(at * 100)
-        if i >= n or not loud[i : i + 10].all():
-            continue  # the reply had ended (or was ending) by the user's first word
+        if i >= n or not loud[max(0, i - 20) : i + 1].any():
+            continue  # the reply had ended (or was paused) by the user's first word
         j = i
         while j < n and loud[j : j + 30].any():  # until 300 ms of silence begins
             j += 1

@@ -40,12 +40,15 @@ def piper_voice():
     return PiperVoice.load(model_path(), config_path())
 
 
-def speak(text: str, sample_rate: int = 16000) -> np.ndarray:
-    """Speech for text as float32 mono at sample_rate, made with piper."""
+def speak(text: str, sample_rate: int = 16000, steady: bool = False) -> np.ndarray:
+    """Speech for text as float32 mono at sample_rate, made with piper. Piper varies its voice at random on
+    each call; ``steady`` turns that off (the same audio every time), for a test that compares takes."""
     import soxr
+    from piper import SynthesisConfig
 
     voice = piper_voice()
-    audio = np.concatenate([c.audio_float_array for c in voice.synthesize(text)])
+    config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0) if steady else None
+    audio = np.concatenate([c.audio_float_array for c in voice.synthesize(text, syn_config=config)])
     return soxr.resample(audio, voice.config.sample_rate, sample_rate).astype(np.float32)
 
 

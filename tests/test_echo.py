@@ -18,7 +18,7 @@ USER = "Please stop and tell me the time in Tokyo."
 
 @pytest.fixture(scope="module")
 def voices():
-    return speak(REPLY), speak(USER)
+    return speak(REPLY, steady=True), speak(USER, steady=True)  # the same takes in every run: results comparable
 
 
 def mix(reply: np.ndarray, user: np.ndarray, delay_ms: float, gain: float, user_at_s: float = 4.0):
@@ -113,8 +113,53 @@ def test_speech_over_the_reply_is_told_from_the_reply_by_its_words(hear):
     story = "Once upon a time, in a land far away, there lived a dragon."
     assert verdict("What time is", story) == UNSURE  # one word of the reply's: not yet the reply coming back
     assert verdict("What time is it in Tokyo?", story) == USER
+    assert verdict("What is it?", "What it is, is a dragon.") == UNSURE  # only common words: not known yet
     from voicechat.voice.self_echo import is_stop
 
     assert is_stop(hear(speak("Stop."), 16000), story) and is_stop("Hold on.", story)
     assert not is_stop("Same way.", story) and not is_stop("Wait.", "You have to wait a while.")
     assert verdict("Stop.", "") == USER
+
+
+def _through_source(reply: np.ndarray, mic: np.ndarray, start_delay_s: float = 0.5):
+    """Run a reply and what the microphone heard of it through EchoCancelledSource, frame by frame with capture
+    times (as a live microphone gives them); the moment it decided the microphone does not hear the speaker."""
+    from voicechat.voice.echo import EchoCancelledSource
+
+    far, t0 = FarEnd(), 1000.0
+    for i in range(0, len(reply), 320):
+        far.add(reply[i : i + 320], 16000, t0 + start_delay_s + i / 16000)
+    pcm = to_pcm(np.concatenate([np.zeros(int(16000 * start_delay_s), np.float32), mic]))
+
+    class Frames:
+        frame_ms, realtime, exhausted, at = 30, True, False, 0
+
+        def read_timed(self, timeout):
+            if self.at + 480 > len(pcm):
+                return None
+            frame, self.at = pcm[self.at : self.at + 480], self.at + 480
+            return frame.astype("<i2").tobytes(), t0 + (self.at - 480) / 16000
+
+    source = EchoCancelledSource(Frames(), far, make_canceller("dual"))
+    deaf_at = None
+    while source.read(0) is not None:
+        if not source.hears_speaker and deaf_at is None:
+            deaf_at = source.captured_at - t0 - start_delay_s
+    return source, deaf_at
+
+
+@pytest.mark.parametrize("delay_ms", [100, 300, 700])
+def test_a_room_with_a_late_echo_is_never_taken_for_headphones(voices, delay_ms):
+    """The echo comes late (the room and the devices' buffers), so at every word after a gap the far end is loud
+    while the microphone still hears the gap. That must not make the microphone look deaf to the speaker: its echo
+    would then be taken for the user, and cut the reply."""
+    reply, _ = voices
+    source, deaf_at = _through_source(reply, through_room(reply, delay_ms, 0.6))
+    assert deaf_at is None and source.hears_speaker and source.converged
+
+
+def test_a_microphone_that_hears_nothing_of_the_speaker_is_recognised(voices):
+    """Headphones: after about a second of playback the microphone is known not to hear the speaker."""
+    reply, _ = voices
+    source, deaf_at = _through_source(reply, np.zeros_like(reply))
+    assert deaf_at is not None and deaf_at < 2.0 and source.converged

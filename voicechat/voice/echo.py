@@ -16,6 +16,7 @@ detection), speex's output is the audio that is kept and transcribed.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -33,6 +34,7 @@ CONVERGED_DB = 15.0  # see EchoCancelledSource._converge
 CONVERGED_S = 0.5
 SILENT_DB = 40.0  # a microphone this far below what is played does not hear the speaker
 QUIET_S, ECHO_S = 0.5, 0.3  # see EchoCancelledSource.hears_speaker
+QUIET_WINDOW_S = 1.0  # the microphone is judged deaf to the speaker over this much playback, not per frame
 SPEAKER_LATENCY_S = 0.1  # the speaker's buffer with a canceller: an underrun shifts the echo, and AEC3 re-converges
 
 
@@ -271,7 +273,8 @@ class EchoCancelledSource:
         self.converged = False  # until then, the microphone is deaf while the speaker plays (as without a canceller)
         self._good_s = 0.0  # playback so far in which the echo was removed, or not heard
         self._echo_s = 0.0  # playback in which the microphone heard the speaker (and the canceller removed it)
-        self._quiet_s = 0.0  # playback in which the microphone heard nothing of it
+        self._quiet_s = 0.0  # playback in which the microphone heard nothing of it (over QUIET_WINDOW_S)
+        self._window: deque[tuple[float, float]] = deque()  # (microphone, far end) energy of the last frames
 
     @property
     def hears_speaker(self) -> bool:
@@ -288,19 +291,32 @@ class EchoCancelledSource:
 
     def _converge(self, near: np.ndarray, out: np.ndarray, far: np.ndarray) -> None:
         """Converged after CONVERGED_S of playback in which the canceller removed CONVERGED_DB, or in which the
-        microphone did not hear the speaker at all (headphones: nothing to remove)."""
+        microphone did not hear the speaker at all (headphones: nothing to remove).
+
+        Whether the microphone hears the speaker at all is judged over the last QUIET_WINDOW_S, not frame by
+        frame: the echo comes a room's and the devices' delay after the sound, so at each word that follows a
+        gap (and at the start of playback) a frame of the far end is loud while the microphone still hears the
+        gap. Counted per frame, that made a room's microphone look deaf to the speaker now and then, and its
+        echo was then taken for the user."""
+        mic = float(np.sum(near.astype(np.float64) ** 2))
+        played = float(np.sum(far.astype(np.float64) ** 2))
+        self._window.append((mic, played))
+        while len(self._window) * len(near) > QUIET_WINDOW_S * RATE:
+            self._window.popleft()
         if not np.any(far):
             return
-        mic = float(np.sum(near.astype(np.float64) ** 2))
         left = float(np.sum(out.astype(np.float64) ** 2))
-        played = float(np.sum(far.astype(np.float64) ** 2))
         seconds = len(near) / RATE
         removed, quiet = left * 10 ** (CONVERGED_DB / 10) <= mic and mic > 0, mic <= played * 10 ** (-SILENT_DB / 10)
         self._echo_s += seconds if removed and not quiet else 0.0
-        self._quiet_s += seconds if quiet else 0.0
         if not self.converged and (removed or quiet):
             self._good_s += seconds
             self.converged = self._good_s >= CONVERGED_S
+        full = len(self._window) * len(near) >= 0.9 * QUIET_WINDOW_S * RATE
+        playing = sum(1 for _, f in self._window if f > 0) >= 0.8 * len(self._window)
+        heard = sum(m for m, _ in self._window)
+        if full and playing and heard <= sum(f for _, f in self._window) * 10 ** (-SILENT_DB / 10):
+            self._quiet_s += seconds
 
     def __enter__(self) -> "EchoCancelledSource":
         return self

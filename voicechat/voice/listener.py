@@ -178,7 +178,7 @@ class Listener:
                     check_at = max(CHECK_MS, self.cfg.listen.barge_in_ms)
                     if suspect and answering:
                         self._hold(True)
-                        held_at, after = now, 0
+                        held_at, after = time.perf_counter(), 0  # (from when the pause was asked for)
                     if not self.answering():
                         self.set_state("hearing")
                 elif isinstance(event, Pause) and seg.active:

@@ -63,7 +63,9 @@ def verdict(heard: str, said: str) -> str:
     said_words = set(words(said))
     if not said_words:
         return USER
-    telling = [w for w in got if w not in COMMON] or got
+    telling = [w for w in got if w not in COMMON]
+    if not telling:  # "What is it?": words every reply has say nothing of who spoke (the rig heard a user so)
+        return UNSURE
     known = sum(_known(w, said_words) for w in telling)
     if known < ECHO_SHARE * len(telling):
         return USER
