@@ -194,8 +194,10 @@ class Speaker:
         """Pause playback at once (``on``), or go on from where it paused. What the device's buffer held is
         dropped at the pause and played again on resuming; a hold ends by itself after HOLD_MAX_S. True when
         sound was playing (or queued) and is now held."""
+        if on and (not self.busy or self._stop.is_set()):
+            return False  # nothing playing: nothing to hold (a later reply must not start held)
         self._held_until = time.perf_counter() + self.HOLD_MAX_S if on else 0.0
-        return on and self.busy and not self._stop.is_set()
+        return on
 
     @property
     def held(self) -> bool:

@@ -67,6 +67,7 @@ class Listener:
         self.on_hold = on_hold  # pause the reply (True) while speech over it is checked, or let it go on (False)
         self._held = False
         self._heard = ""  # the last check's transcript
+        self._alone = False  # it was a stop word said alone (voice.self_echo.is_stop)
         self.mode = config.listen.mode
         self.barge_in = config.listen.barge_in
         self.recording = threading.Event()  # push-to-talk: the key is down
@@ -217,7 +218,7 @@ class Listener:
                         self._hold(False, "no voice once it paused")
                         continue
             if not suspect and not barge:
-                self._heard = ""
+                self._heard, self._alone = "", False
             if suspect and not self._held and voiced_ms >= check_at:
                 whose = self._whose(seg)
                 if whose == OWN:
@@ -254,7 +255,8 @@ class Listener:
     def _stop_reply(self) -> None:
         """Barge-in: the reply in progress stops (a paused one too)."""
         if self.answering():
-            self.emit(ev.Notice("barge-in: stopping the reply" + (f" (heard {self._heard[:40]!r})" if self._heard else "")))
+            heard = f" (heard {self._heard[:40]!r}{' alone' if self._alone else ''})" if self._heard else ""
+            self.emit(ev.Notice("barge-in: stopping the reply" + heard))
             self.on_barge_in()
             self._held = False  # stopped: nothing to go on with
         self._hold(False)
@@ -269,7 +271,7 @@ class Listener:
         except Exception:  # a failed check must not make the user inaudible
             return USER
         whose = verdict(heard, self.said() if self.said else "")
-        self._heard = heard.strip()
+        self._heard, self._alone = heard.strip(), False
         if whose == OWN:
             self.emit(ev.Notice(f"ignored the assistant's own voice ({heard.strip()[:60]!r})"))
         return whose
@@ -282,7 +284,8 @@ class Listener:
         except Exception:
             return False
         self._heard = heard.strip()
-        return is_stop(heard, self.said() if self.said else "")
+        self._alone = is_stop(heard, self.said() if self.said else "")
+        return self._alone
 
     def _awake(self, frame: bytes, now: float, busy: bool) -> bool:
         """The wake word gate: asleep, frames go to its detector; awake, they go on to the turn taking."""
