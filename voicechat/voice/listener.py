@@ -237,7 +237,8 @@ class Listener:
                 if self.policy.uses_transcript and since_partial >= self._partial_frames and not self.transcriber.busy:
                     since_partial = 0
                     self.transcriber.request(utt, seg.audio(), pause=False)
-            elif seg.silence_run >= seg.pause_n:  # from the pause on: is the turn over?
+            elif seg.silence_run >= seg.pause_n and not (suspect and self._held):  # from the pause on: is the turn over?
+                # (while the reply is paused for speech not yet told apart, the pause decides: above)
                 hyp = self._hypothesis(utt, pause_end)
                 need = self.policy.silence_to_end(hyp)
                 if seg.silence_ms >= (self.policy.max_silence_ms if need is None else need):

@@ -1,0 +1,101 @@
+"""The listener's pause-then-decide on a loudspeaker (voice.listener), driven frame by frame: echo that got past
+the canceller pauses the reply, and the reply goes on once the echo is known to be gone, even when the listener
+runs behind the microphone (a loaded machine) and a fast turn end would otherwise come first."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from tests.voice_fakes import buzz
+from voicechat.config import resolve
+from voicechat.voice import events as ev
+from voicechat.voice.endpoint import SilencePolicy
+from voicechat.voice.listener import Listener
+
+FRAME_N = 480  # 30 ms at 16 kHz
+
+
+class RoomMic:
+    """Frames as an echo-cancelled microphone gives them: what is kept (``read``), the canceller's view for voice
+    detection (``detect_frame``) and the capture time (``captured_at``), here ``lag`` seconds behind the clock."""
+
+    realtime, frame_ms, hears_speaker = True, 30, True
+
+    def __init__(self, kept: np.ndarray, detect: np.ndarray, lag: float) -> None:
+        self.kept, self.detect, self.lag = kept, detect, lag
+        self.i, self.t0 = 0, None
+        self.captured_at: float | None = None
+        self.detect_frame: bytes | None = None
+
+    @property
+    def exhausted(self) -> bool:
+        return self.i + FRAME_N > len(self.kept)
+
+    def read(self, timeout: float) -> bytes | None:
+        if self.exhausted:
+            return None
+        time.sleep(0.03)  # paced like a microphone
+        now = time.perf_counter()
+        self.t0 = now if self.t0 is None else self.t0
+        part = slice(self.i, self.i + FRAME_N)
+        self.captured_at = self.t0 - self.lag + self.i / 16000
+        self.detect_frame = (self.detect[part] * 32767).astype("<i2").tobytes()
+        self.i += FRAME_N
+        return (self.kept[part] * 32767).astype("<i2").tobytes()
+
+
+class Words:
+    """A transcriber that hears the same words in whatever it is given (a garbled echo)."""
+
+    busy = False
+
+    def __init__(self, heard: str) -> None:
+        self.heard = heard
+
+    def transcribe(self, audio: np.ndarray) -> str:
+        return self.heard
+
+    def request(self, *a, **k) -> None:
+        pass
+
+
+def run_listener(kept: np.ndarray, detect: np.ndarray, lag: float, heard: str):
+    cfg = resolve(overrides={"listen.barge_in": True})
+    events, turns, holds, barged = [], [], [], threading.Event()
+    listener = Listener(cfg, RoomMic(kept, detect, lag), SilencePolicy(300), Words(heard), emit=events.append,
+                        deliver=turns.append, set_state=lambda s: None, answering=lambda: not barged.is_set(),
+                        on_barge_in=barged.set, echo=True, said=lambda: "The sky is blue because of Rayleigh scattering.",
+                        on_hold=lambda on: holds.append(on) or True)
+    stop = threading.Event()
+    thread = threading.Thread(target=listener.run, args=(stop,))
+    thread.start()
+    thread.join(timeout=30)
+    stop.set()
+    return events, turns, holds, barged.is_set()
+
+
+def test_echo_that_stopped_with_the_pause_lets_the_reply_go_on_even_when_the_listener_runs_behind():
+    """The canceller leaked 0.3 s of echo to voice detection (the kept audio had none of it): the reply pauses, and
+    goes on once the echo is known to be gone, though the listener reads the microphone 0.1 s late and 300 ms of
+    silence would end a turn. Before, a turn ended first, its garbled transcript was taken for the user, and the
+    reply was cut."""
+    detect = np.concatenate([np.zeros(4800, np.float32), buzz(0.3), np.zeros(24000, np.float32)])
+    kept = np.zeros_like(detect)
+    for lag in (0.0, 0.1):
+        events, turns, holds, barged = run_listener(kept, detect, lag, heard="Don't look.")
+        assert holds[:2] == [True, False], (lag, holds)
+        assert not barged and not turns, (lag, events)
+        assert any(isinstance(e, ev.Notice) and e.message.startswith("went on with the reply") for e in events), events
+
+
+def test_a_voice_that_goes_on_once_the_reply_paused_stops_it():
+    """The same start, but the voice goes on in the quiet: someone is talking, and the reply stops."""
+    detect = np.concatenate([np.zeros(4800, np.float32), buzz(1.2), np.zeros(24000, np.float32)])
+    for lag in (0.0, 0.1):
+        events, turns, holds, barged = run_listener(detect, detect, lag, heard="Wait, what time is it?")
+        assert holds[0] is True and barged, (lag, events)
+        assert any(isinstance(e, ev.Notice) and e.message.startswith("barge-in") for e in events), events
+        assert turns, events
