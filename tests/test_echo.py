@@ -119,6 +119,8 @@ def test_speech_over_the_reply_is_told_from_the_reply_by_its_words(hear):
     assert is_stop(hear(speak("Stop."), 16000), story) and is_stop("Hold on.", story)
     assert not is_stop("Same way.", story) and not is_stop("Wait.", "You have to wait a while.")
     assert is_stop("Okay, stop.", story) and is_stop("Wait a second.", story)
+    assert is_stop("Stop. Wait a moment.", story) and is_stop("No, stop, hold on.", story)
+    assert is_stop("Okay, stop, wait a second.", story)  # (CI heard a user's "Stop, wait a moment." so)
     assert not is_stop("I don't wait.", story)  # a garbled echo with a stop word in it (heard on the rig)
     assert verdict("Stop.", "") == USER
 

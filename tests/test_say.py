@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import resource
 import subprocess
@@ -122,7 +123,7 @@ def test_awkward_text_is_spoken(tmp_path, hear):
     result = run_cli("say", text, "-o", str(out))
     assert result.returncode == 0, result.stderr.decode()
     audio, rate = sf.read(str(out))
-    assert "today" in hear(audio, rate).lower()
+    assert "today" in re.sub(r"[^a-z]", "", hear(audio, rate).lower())  # (Whisper may write "to-day")
 
 
 def test_huge_text_streams_in_bounded_memory(card):

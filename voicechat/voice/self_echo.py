@@ -46,15 +46,17 @@ STOP_WORDS = frozenset("stop wait hold pause enough quiet cancel hang shush".spl
 
 
 # what may come with a stop word in such an interjection ("Hold on.", "Okay, stop.", "Wait a second.")
+STOP_MAX_WORDS = 6  # "Okay, stop, wait a second."
 WITH_STOP = frozenset("on please a second sec minute moment ok okay hey no now just up and oh yeah yes so um uh".split())
 
 
 def is_stop(heard: str, said: str) -> bool:
     """A short interjection such as "Stop." or "Hold on", which the reply did not just say: a stop word and
-    nothing else but the words that go with one (a garbled echo heard as "I don't wait." is not one)."""
+    nothing else but the words that go with one (a garbled echo heard as "I don't wait." is not one), in a short
+    burst ("Stop. Wait a moment." is one)."""
     got = words(heard)
     said_words = set(words(said))
-    return (0 < len(got) <= 3 and any(w in STOP_WORDS and w not in said_words for w in got)
+    return (0 < len(got) <= STOP_MAX_WORDS and any(w in STOP_WORDS and w not in said_words for w in got)
             and all(w in STOP_WORDS or w in WITH_STOP for w in got))
 
 
