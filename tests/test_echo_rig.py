@@ -73,3 +73,52 @@ def test_check_echo_measures_the_room_and_its_absence(tmp_path):
         r = run_cli("devices", "--check-echo", "--json")
     assert r.returncode == 0, r.stderr.decode()
     assert json.loads(r.stdout)["echo_heard"] is False
+
+
+def test_capture_stamps_do_not_trust_a_bogus_device_latency():
+    """PortAudio's capture stamp is taken when it is within the stream's latency: a PulseAudio monitor source
+    reported 0.56 s at the start (then 0), and every frame was stamped half a second before it was heard, so
+    a paused reply's echo seemed to last half a second longer and a user's short "Stop. Wait a moment." was
+    taken for it (CI)."""
+    from types import SimpleNamespace
+
+    from voicechat.audio import MIC_RATE, Microphone
+
+    mic = Microphone()
+    mic._stream = SimpleNamespace(latency=0.06)
+    block = mic.frame
+    bogus = mic._captured(100.0, SimpleNamespace(currentTime=50.0, inputBufferAdcTime=49.44), block)
+    assert bogus == pytest.approx(100.0 - block / MIC_RATE - 0.06)  # the stream's own latency instead
+    fresh = Microphone()
+    fresh._stream = SimpleNamespace(latency=0.06)
+    sane = fresh._captured(100.0, SimpleNamespace(currentTime=50.0, inputBufferAdcTime=49.96), block)
+    assert sane == pytest.approx(100.0 - 0.04)  # a plausible stamp is PortAudio's
+
+
+@pytest.mark.parametrize("room", [False, True])
+def test_a_sound_is_not_stamped_as_heard_before_it_was_played(tmp_path, room):
+    """On the PulseAudio card (its microphone a sink's monitor, or a room's), a tone played into the
+    microphone is stamped no earlier than the stream's latency and a frame before it was sent."""
+    import time
+
+    from voicechat.audio import Microphone
+
+    if not PulseCard.available():
+        pytest.fail("PulseAudio is required (scripts/setup.sh test installs it)")
+    tone = (0.5 * np.sin(np.arange(8000) * 2 * np.pi * 440 / 16000)).astype(np.float32)
+    with PulseCard(tmp_path / "pulse", **({"room_ms": 80} if room else {})) as card, Microphone() as mic:
+        time.sleep(1.5)  # (the stream's start, when the bogus latency was reported)
+        while mic.read_timed(0.01):
+            pass
+        sent = time.perf_counter()
+        player = card.feed_mic(tone)
+        deadline = time.monotonic() + 20
+        heard_at = None
+        while heard_at is None and time.monotonic() < deadline:
+            got = mic.read_timed(0.5)
+            if got is not None and np.abs(np.frombuffer(got[0], "<i2")).max() > 3000:
+                heard_at = got[1]
+        player.wait()
+        latency = float(mic._stream.latency)
+    assert heard_at is not None, "the tone never reached the microphone"
+    assert heard_at >= sent - latency - mic.frame / 16000 - Microphone.ADC_SLACK_S, (heard_at - sent, latency)

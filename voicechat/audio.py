@@ -398,6 +398,8 @@ class Speaker:
 class Microphone:
     """16 kHz mono int16 frames from an input device. Use as a context manager; iterate or read()."""
 
+    ADC_SLACK_S = 0.05  # PortAudio's capture stamps are trusted up to the stream's latency and a block, plus this
+
     def __init__(self, device: int | str | None = None, *, frame_ms: int = 30, latency: str = "low") -> None:
         self.device = device if isinstance(device, int) or device is None else find_device(device, "input")
         self.frame = MIC_RATE * frame_ms // 1000
@@ -455,15 +457,15 @@ class Microphone:
     def _captured(self, now: float, time_info: Any, frames: int) -> float:
         """The capture time of a block's first sample. Callbacks come late, never early: the frame count
         gives a steady timeline, anchored at the earliest arrival seen (creeping 1 ms/s to follow a slow clock)."""
-        lag = frames / MIC_RATE
-        try:  # PortAudio's own stamps, when the host API gives sane ones
+        block = frames / MIC_RATE
+        lag = block + (float(self._stream.latency) if self._stream is not None else 0.0)
+        try:  # PortAudio's own stamps, when the host API gives sane ones: not beyond the stream's own latency (a
+            # PulseAudio monitor source reported 0.56 s at the start, then 0: frames stamped half a second early)
             adc = time_info.currentTime - time_info.inputBufferAdcTime
-            if 0 < adc < 1:
+            if 0 < adc <= lag + self.ADC_SLACK_S:
                 lag = adc
         except Exception:
             pass
-        if lag == frames / MIC_RATE and self._stream is not None:
-            lag += float(self._stream.latency)
         offset = now - lag - self._count / MIC_RATE
         self._anchor = offset if self._anchor is None else min(offset, self._anchor + frames / MIC_RATE / 1000)
         at = self._anchor + self._count / MIC_RATE
