@@ -306,3 +306,54 @@ def test_speaker_hold_pauses_at_once_and_goes_on_without_losing_audio(tmp_path):
     loud = int((np.sqrt(np.mean(heard[: n * hop].reshape(n, hop) ** 2, axis=1)) > 0.05).sum())
     assert 270 <= loud <= 310, f"{loud} loud 10 ms blocks; the tone has 300"
     assert speaker.played.texts == ["a three second tone"]
+
+
+def test_an_idle_speaker_with_a_canceller_keeps_its_stream_fed_with_silence(tmp_path):
+    """With an echo canceller listening (a tap), the speaker writes silence while it has nothing to play, so the
+    sound server never restarts the stream (a restart moved PulseAudio's latency by 20 ms and the canceller lost
+    the echo): the canceller hears a continuous far end, silent between replies, and the next reply still plays."""
+    import time
+
+    from tests.soundcard import PulseCard
+    from voicechat.audio import Speaker
+    from voicechat.engines.base import AudioChunk
+
+    class Tap:
+        def __init__(self) -> None:
+            self.blocks: list[tuple[float, np.ndarray]] = []
+
+        def add(self, samples: np.ndarray, rate: int, play_time: float) -> None:
+            self.blocks.append((play_time, np.array(samples)))
+
+        def cut(self, at: float) -> None:
+            pass
+
+    if not PulseCard.available():
+        pytest.fail("PulseAudio is required for this test (scripts/setup.sh test installs it)")
+    rate = 24000
+    tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(rate // 2) / rate).astype(np.float32)
+    tap = Tap()
+    with PulseCard(tmp_path / "pulse") as pulse:
+        pulse.start_recording()
+        with Speaker("pulse", latency=0.1, sample_rate=rate) as speaker:
+            speaker.tap = tap
+            speaker.play(AudioChunk(tone, rate, "first"))
+            speaker.drain()
+            idle_from = len(tap.blocks)
+            time.sleep(1.0)
+            idle = tap.blocks[idle_from:]
+            speaker.play(AudioChunk(tone, rate, "second"))
+            speaker.drain()
+        time.sleep(0.3)
+        heard = pulse.stop_recording()
+    fed = sum(len(s) for _, s in idle) / rate
+    assert fed >= 0.8, f"only {fed:.2f} s of the idle second was fed"
+    assert all(not np.any(s) for _, s in idle), "the idle speaker played something"
+    gaps = [b[0] - a[0] - len(a[1]) / rate for a, b in zip(idle, idle[1:])]
+    assert max(gaps) < 0.05, "the far end has a gap: the stream ran dry"
+    assert speaker.played.texts == ["first", "second"]
+    hop = 480  # 10 ms at 48 kHz
+    n = len(heard) // hop
+    mask = "".join("1" if v > 0.05 else "0" for v in np.sqrt(np.mean(heard[: n * hop].reshape(n, hop) ** 2, axis=1)))
+    tones = [len(run) for run in re.findall("1+", mask)]
+    assert len(tones) == 2 and min(tones) >= 20, f"loud runs of 10 ms blocks: {tones}; the two tones were not both heard"
