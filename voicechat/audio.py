@@ -281,7 +281,7 @@ class Speaker:
                 self.error = e
         while True:
             try:
-                item = self._queue.get(timeout=self.BLOCK_S) if self.tap is not None else self._queue.get()
+                item = self._queue.get(timeout=self.BLOCK_S / 2) if self.tap is not None else self._queue.get()
             except queue.Empty:
                 self._keep_alive()
                 continue
@@ -346,8 +346,8 @@ class Speaker:
         self._stream.start()  # at once, fed silence: a sound server settles its latency while paused, not after
         self._anchor = None
         while self.held and not self._stop.is_set():
-            self._keep_alive()
-            time.sleep(self.BLOCK_S / 2)
+            if not self._keep_alive():
+                time.sleep(0.005)
         if self._stop.is_set():
             self._stream.abort()
             self._stream.close()
@@ -365,19 +365,19 @@ class Speaker:
             self._recent.append(part)  # (in the buffer again: a second pause may drop it again)
         return True
 
-    def _keep_alive(self) -> None:
+    def _keep_alive(self) -> bool:
         """With an echo canceller listening, keep the stream fed with a little silence while there is nothing to
         play (between replies, while paused): a stream that runs dry and starts again makes a sound server move
-        its latency for a while (20 ms on PulseAudio), and the canceller loses the echo until it follows. The
-        stream is topped up to KEEP_BLOCKS (little for a reply to wait behind), all at once after a late wake-up."""
+        its latency for a while (20 ms on PulseAudio), and the canceller loses the echo until it follows. True
+        when a block was written."""
         if self.tap is None or self._stream is None or self._stop.is_set():
-            return
+            return False
         block = np.zeros(max(1, int(self._rate * self.BLOCK_S)), dtype=np.float32)  # type: ignore[operator]
-        for _ in range(self.KEEP_BLOCKS):
-            if self._room and self._room - self._stream.write_available >= self.KEEP_BLOCKS * len(block):
-                break  # enough queued
-            self.tap.add(block, self._rate, self._play_time(time.perf_counter(), len(block)))
-            self._stream.write(block.reshape(-1, 1))
+        if self._room and self._room - self._stream.write_available >= self.KEEP_BLOCKS * len(block):
+            return False  # enough queued (little for a reply to wait behind)
+        self.tap.add(block, self._rate, self._play_time(time.perf_counter(), len(block)))
+        self._stream.write(block.reshape(-1, 1))
+        return True
 
     def _write(self, chunk: "AudioChunk") -> None:
         self._open(chunk.sample_rate)
