@@ -120,7 +120,6 @@ class Speaker:
     """
 
     BLOCK_S = 0.02
-    KEEP_BLOCKS = 2  # silence kept queued while idle with an echo canceller (see _keep_alive)
     STALL_S = 0.05
     HOLD_MAX_S = 5.0  # a hold nobody releases ends by itself
     RECENT_BLOCKS = 50  # blocks kept for a pause to play again (1 s: more than any output buffer asked for here)
@@ -280,11 +279,7 @@ class Speaker:
             except VoicechatError as e:
                 self.error = e
         while True:
-            try:
-                item = self._queue.get(timeout=self.BLOCK_S / 2) if self.tap is not None else self._queue.get()
-            except queue.Empty:
-                self._keep_alive()
-                continue
+            item = self._queue.get()
             if item is StopIteration:
                 return
             if item is None:
@@ -343,18 +338,16 @@ class Speaker:
         self._stream.abort()
         if self.tap is not None:
             self.tap.cut(time.perf_counter())
-        self._stream.start()  # at once, fed silence: a sound server settles its latency while paused, not after
-        self._anchor = None
         while self.held and not self._stop.is_set():
-            if not self._keep_alive():
-                time.sleep(0.005)
+            time.sleep(0.01)
         if self._stop.is_set():
-            self._stream.abort()
             self._stream.close()
             self._stream = None
             self._room, self._frames, self._anchor, self._recent = 0, 0, None, []
             self._dropped = unplayed  # written, but dropped by the pause: never heard
             return False
+        self._stream.start()
+        self._anchor = None
         again = np.concatenate(self._recent)[-unplayed:] if unplayed and self._recent else np.zeros(0, dtype=np.float32)
         self._recent = []
         for at in range(0, len(again), max(1, int(self._rate * self.BLOCK_S))):  # type: ignore[operator]
@@ -363,20 +356,6 @@ class Speaker:
                 self.tap.add(part, self._rate, self._play_time(time.perf_counter(), len(part)))
             self._stream.write(part.reshape(-1, 1))
             self._recent.append(part)  # (in the buffer again: a second pause may drop it again)
-        return True
-
-    def _keep_alive(self) -> bool:
-        """With an echo canceller listening, keep the stream fed with a little silence while there is nothing to
-        play (between replies, while paused): a stream that runs dry and starts again makes a sound server move
-        its latency for a while (20 ms on PulseAudio), and the canceller loses the echo until it follows. True
-        when a block was written."""
-        if self.tap is None or self._stream is None or self._stop.is_set():
-            return False
-        block = np.zeros(max(1, int(self._rate * self.BLOCK_S)), dtype=np.float32)  # type: ignore[operator]
-        if self._room and self._room - self._stream.write_available >= self.KEEP_BLOCKS * len(block):
-            return False  # enough queued (little for a reply to wait behind)
-        self.tap.add(block, self._rate, self._play_time(time.perf_counter(), len(block)))
-        self._stream.write(block.reshape(-1, 1))
         return True
 
     def _write(self, chunk: "AudioChunk") -> None:
