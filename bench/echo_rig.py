@@ -50,9 +50,10 @@ LLM_ENV = {"VOICECHAT_LLM_TEMPERATURE": "0", "VOICECHAT_LLM_MAX_TOKENS": "100"}
 
 
 class Talk:
-    def __init__(self, env: dict) -> None:
+    def __init__(self, env: dict, stderr: Path) -> None:
+        self._stderr = open(stderr, "wb")  # (a file, not a pipe nobody reads: a full pipe would stall the talk process)
         self.proc = subprocess.Popen([str(BIN / "voicechat"), "talk", "--json", "--no-log", "--barge-in", "--system", LONG],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, env=env)
         self.events: list[dict] = []
         self.times: list[float] = []
         self.cv = threading.Condition()
@@ -102,9 +103,9 @@ def run(replies: int, engine: str, workdir: Path) -> dict:
         player.communicate((click * 32767).astype("<i2").tobytes())
         time.sleep(0.5)
         subprocess.run(["pactl", "unload-module", module], env=env, check=True)
-        talk = Talk(env)
+        talk = Talk(env, workdir / "talk.stderr")
         if talk.wait(lambda e: e == {"type": "status", "state": "listening"}, 0) is None:
-            raise SystemExit(f"talk did not start: {talk.proc.stderr.read().decode()[-2000:]}")
+            raise SystemExit(f"talk did not start: {(workdir / 'talk.stderr').read_text(errors='replace')[-2000:]}")
         pad = np.zeros(16000, dtype=np.float32)
         # A: the assistant talks on its own
         mark = len(talk.events)
