@@ -144,6 +144,7 @@ def run(replies: int, engine: str, workdir: Path) -> dict:
             time.sleep(1.0)
         talk.proc.send_signal(signal.SIGINT)
         talk.proc.wait(60)
+        talk._stderr.close()
         for name in recs:
             recs[name].terminate()
             recs[name].wait(5)

@@ -143,8 +143,9 @@ def test_barge_in_stops_playback_and_truncates_the_logged_reply(tmp_path, questi
         talk.wait_for(lambda e: e == {"type": "status", "state": "listening"})
         card.feed_mic(np.concatenate([questions[1], silence(1.0)])).wait()
         talk.wait_for(lambda e: e["type"] == "status" and e["state"] == "speaking")
-        # (well into the first reply: the microphone is deaf until the canceller has converged, and it takes about
-        # 1.3 s of playback to find that this microphone does not hear the speaker; speaking at 1 s, CI went unheard)
+        # (well into the first reply, past the canceller's start-up: it keeps the microphone deaf until converged,
+        # and takes about 1.3 s of playback to find that this one does not hear the speaker; spoken at 1 s, under
+        # CI's load, the words once went unheard, most likely for that reason)
         time.sleep(2.5)
         card.feed_mic(np.concatenate([speak("Stop, wait a moment."), silence(1.0)])).wait()
         talk.wait_for(lambda e: e["type"] == "notice" and e["message"].startswith("barge-in"))

@@ -46,8 +46,8 @@ STOP_WORDS = frozenset("stop wait hold pause enough quiet cancel hang shush".spl
 
 
 # what may come with a stop word in such an interjection ("Hold on.", "Okay, stop.", "Wait a second.")
-STOP_MAX_WORDS = 6  # "Okay, stop, wait a second."
 WITH_STOP = frozenset("on please a second sec minute moment ok okay hey no now just up and oh yeah yes so um uh".split())
+STOP_MAX_WORDS = 6  # the longest such interjection: "Okay, stop, wait a second."
 
 
 def is_stop(heard: str, said: str) -> bool:
