@@ -55,22 +55,30 @@ def no_stray_processes():
 
 
 class TalkProcess:
-    """`voicechat talk --json` as a subprocess; events are read by a thread."""
+    """`voicechat talk --json` as a subprocess; events (stdout) and stderr are read by threads, so a flood
+    on either never stalls the process."""
 
     def __init__(self, *args: str, env: dict | None = None, stdin=subprocess.DEVNULL) -> None:
         self.proc = subprocess.Popen([VOICECHAT, "talk", "--json", *args], stdin=stdin, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, env={**os.environ, **FAST_LLM, **(env or {})})
         _live.append(self.proc)
         self.events: list[dict] = []
+        self._err: list[bytes] = []
         self._cv = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        self._err_reader = threading.Thread(target=self._read_err, daemon=True)
+        self._err_reader.start()
 
     def _read(self) -> None:
         for line in self.proc.stdout:
             with self._cv:
                 self.events.append(json.loads(line))
                 self._cv.notify_all()
+
+    def _read_err(self) -> None:
+        for line in self.proc.stderr:
+            self._err.append(line)
 
     def wait_for(self, predicate, timeout: float = 120.0, after: dict | None = None) -> dict:
         """The first event matching predicate (after the given event, if any)."""
@@ -83,20 +91,36 @@ class TalkProcess:
                         return e
                 left = deadline - time.monotonic()
                 if left <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
-                    raise AssertionError(f"event not seen; events: {self.events}; stderr: {self.stderr_text()}")
+                    raise AssertionError(f"event not seen; {self.story()}; stderr: {self.stderr_text()[-2000:]}")
                 self._cv.wait(min(left, 0.2))
+
+    def story(self) -> str:
+        """What happened, one short line per event that matters (partial transcripts and timings left out)."""
+        lines = []
+        for e in self.events:
+            kind = e["type"]
+            if kind in ("user", "reply"):
+                cut = " (interrupted)" if e.get("interrupted") else ""
+                lines.append(f"{kind}{cut}: {e.get('text', '')[:80]!r}")
+            elif kind == "notice":
+                lines.append(f"notice: {e['message'][:100]}")
+            elif kind == "status":
+                lines.append(e["state"])
+        return "events: " + " | ".join(lines)
 
     def count(self, type_: str) -> int:
         return sum(1 for e in self.events if e["type"] == type_)
 
     def stderr_text(self) -> str:
-        if self.proc.poll() is None:
-            return ""
-        return self.proc.stderr.read().decode(errors="replace")
+        """What the process wrote on stderr so far (all of it once it has ended)."""
+        if self.proc.poll() is not None:
+            self._err_reader.join(5)
+        return b"".join(self._err).decode(errors="replace")
 
     def finish(self, timeout: float = 60) -> int:
         code = self.proc.wait(timeout)
         self._reader.join(5)
+        self._err_reader.join(5)
         return code
 
 
