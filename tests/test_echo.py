@@ -122,6 +122,9 @@ def test_speech_over_the_reply_is_told_from_the_reply_by_its_words(hear):
     assert is_stop("Stop. Wait a moment.", story) and is_stop("No, stop, hold on.", story)
     assert is_stop("Okay, stop, wait a second.", story)  # (CI heard a user's "Stop, wait a moment." so)
     assert not is_stop("I don't wait.", story)  # a garbled echo with a stop word in it (heard on the rig)
+    assert is_stop("Stop it.", story) and is_stop("Stop talking, please.", story) and is_stop("Shut up.", story)
+    assert is_stop("Be quiet.", story) and is_stop("Wait for me.", story)
+    assert not is_stop("Stop the car at the station.", story) and not is_stop("What time is it?", story)
     assert verdict("Stop.", "") == USER
 
 

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from tests.voice_fakes import (
-    RecordingSink, ScriptedLLM, ScriptedSTT, ScriptedTTS, WholeTurnSTT, buzz, phrase, silence,
+    RecordingSink, ScriptedLLM, ScriptedSTT, ScriptedTTS, WholeTurnSTT, buzz, count_words, phrase, silence,
 )
 from voicechat import slash
 from voicechat.config import resolve
+from voicechat.engines.base import Segment
 from voicechat.session import ChatSession
 from voicechat.vad import Dropped, Pause, Segmenter, SpeechStarted, Utterance
 from voicechat.voice import events as ev
@@ -275,17 +276,62 @@ def test_interrupt_while_speaking_keeps_only_what_was_played():
     run.session.close()
 
 
+class TurnsByLength(ScriptedSTT):
+    """Each turn's words by how many word bursts it holds: the turns after the first begin with their own words."""
+
+    def __init__(self, turns: dict[int, str]) -> None:
+        super().__init__(" ".join(turns.values()))
+        self.turns = turns
+
+    def transcribe(self, audio, *, language=None):
+        text = self.transcribe_turn(audio)
+        if text:
+            yield Segment(0.0, len(audio) / 16000, text)
+
+    def transcribe_turn(self, audio, *, prompt=None, beam_size=1, silero_filter=False, language=None):
+        n = count_words(audio)
+        return self.turns.get(n, " ".join(self.words[:n]))
+
+
+def barge_in_run(second: str, words: int) -> Run:
+    """A long reply, and the user's second turn (`words` bursts) spoken 2 s into it."""
+    audio = np.concatenate([silence(0.3), phrase(5), silence(0.6), silence(1.5), phrase(words), silence(2.0)])
+    stt = TurnsByLength({5: "Tell me a long story.", words: second})
+    return Run(audio, stt=stt, replies=["A long story begins here and goes on and on. " * 4, "Noon."], sink=RecordingSink(speed=1.0),
+               overrides={"listen.barge_in": True}, fast=False)  # paced: the reply plays while the user talks
+
+
 def test_barge_in_stops_the_reply_and_the_new_speech_becomes_the_next_turn():
-    script = "Tell me a long story. Stop."
-    sink = RecordingSink(speed=1.0)
-    audio = np.concatenate([silence(0.3), phrase(5), silence(0.6), silence(1.5), phrase(1), silence(2.0)])
-    run = Run(audio, script, replies=["A long story begins here and goes on and on. " * 4, "Okay."], sink=sink,
-              overrides={"listen.barge_in": True}, fast=False)  # paced: the reply plays while the user talks
+    run = barge_in_run("What time is it?", 4)
     run.wait(lambda: len(run.of(ev.ReplyDone)) == 2, timeout=30)
     first, second = run.of(ev.ReplyDone)
-    assert first.interrupted and second.text == "Okay."
+    assert first.interrupted and second.text == "Noon."
+    assert [u.text for u in run.of(ev.UserText)] == ["Tell me a long story.", "What time is it?"]
     assert any(isinstance(e, ev.Notice) and e.message.startswith("barge-in") for e in run.events)
     run.session.close()
+
+
+def test_stop_said_over_a_reply_stops_it_and_is_not_answered():
+    """"Stop." alone, over a reply: the reply stops and the session listens; the interjection is not a question
+    for the model (before, the model answered "Stop." and the user's next words barged into that answer)."""
+    for said in ("Stop.", "Wait a moment."):
+        run = barge_in_run(said, 1 if said == "Stop." else 3)
+        run.wait(lambda: any(isinstance(e, ev.Notice) and e.message.startswith("stopped") for e in run.events), timeout=30)
+        assert run.session.wait_done(timeout=30), run.events
+        (first,) = run.of(ev.ReplyDone)
+        assert first.interrupted
+        assert [u.text for u in run.of(ev.UserText)] == ["Tell me a long story."]
+        said = [m.content for m in run.chat.memory.messages_for("next") if m.role == "user"]
+        assert said == ["Tell me a long story.", "next"]  # the model never saw the interjection
+        run.session.close()
+
+
+def test_stop_as_a_turn_of_its_own_is_answered():
+    """Said when nothing was playing, "Stop." is a turn like any other (only cutting a reply short makes it a
+    command)."""
+    run = Run(np.concatenate([silence(0.3), phrase(1), silence(2.0)]), "Stop.", replies=["Okay."]).finish()
+    assert [u.text for u in run.of(ev.UserText)] == ["Stop."]
+    assert [d.text for d in run.of(ev.ReplyDone)] == ["Okay."]
 
 
 def test_a_failing_engine_is_one_error_and_the_session_ends():

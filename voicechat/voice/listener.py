@@ -10,6 +10,7 @@ With barge-in on a loudspeaker, speech over the reply pauses it at once (as a pe
 someone starts to talk). The assistant's own voice coming back through the room stops with it; a
 user's voice goes on in the quiet, and then stops the reply, unless its words are the reply's own
 (voice.self_echo). Speech that stopped with the pause lets the reply go on where it paused.
+A turn that cut a reply short is marked so: "Stop." alone ends the reply, it is not a question.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ SUSPECT_S = 0.5  # speech that starts this soon after a reply is checked too (th
 ECHO_GONE_S = 0.25  # a reply paused this long ago no longer reaches the microphone (device buffers, the room)
 AFTER_MS = 150  # voiced speech after that: someone is talking, not the reply's echo
 RESUME_SILENCE_MS = 300  # a paused reply goes on when the speech over it stopped with it (silence this long)
+AFTER_STOP_S = 2.0  # speech that starts this soon after a reply was stopped is still part of cutting it short
 
 
 @dataclass
@@ -49,6 +51,7 @@ class UserTurn:
     audio: np.ndarray | None = None
     utt: UtteranceText | None = None  # its transcript, when it was transcribed while spoken
     speech_end: float | None = None  # perf_counter() of the end of speech
+    cut_in: bool = False  # it stopped a reply, or began just after one was stopped: "Stop." alone is not a question
     end_detected: float = field(default_factory=time.perf_counter)  # when the turn was judged complete
 
 
@@ -68,6 +71,8 @@ class Listener:
         self._held = False
         self._heard = ""  # the last check's transcript
         self._alone = False  # it was a stop word said alone (voice.self_echo.is_stop)
+        self._stopped_at = float("-inf")  # when speech last stopped a reply
+        self._started_at = 0.0  # when the speech being heard began
         self.mode = config.listen.mode
         self.barge_in = config.listen.barge_in
         self.recording = threading.Event()  # push-to-talk: the key is down
@@ -171,6 +176,7 @@ class Listener:
                     self._close(utt)
                     utt = UtteranceText()
                     pause_end = 0
+                    self._started_at = now
                     since_partial = 0
                     if answering and self.barge_in:
                         barge = True  # once the voice has lasted long enough (below)
@@ -258,6 +264,7 @@ class Listener:
         if self.answering():
             heard = f" (heard {self._heard[:40]!r}{' alone' if self._alone else ''})" if self._heard else ""
             self.emit(ev.Notice("barge-in: stopping the reply" + heard))
+            self._stopped_at = time.perf_counter()
             self.on_barge_in()
             self._held = False  # stopped: nothing to go on with
         self._hold(False)
@@ -337,7 +344,8 @@ class Listener:
 
     def _deliver(self, event: Utterance, utt: UtteranceText | None, now: float, index: int) -> None:
         speech_end = now - (index - event.last_voiced_frame) * self.frame_s  # frames arrive in (source) real time
-        self.deliver(UserTurn("voice", audio=event.audio, utt=utt, speech_end=speech_end, end_detected=now))
+        cut_in = self._stopped_at >= self._started_at - AFTER_STOP_S
+        self.deliver(UserTurn("voice", audio=event.audio, utt=utt, speech_end=speech_end, end_detected=now, cut_in=cut_in))
 
     def _dropped(self, event: Dropped, utt: UtteranceText | None) -> None:
         self._close(utt)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from voicechat import sentences
 from voicechat.voice import events as ev
+from voicechat.voice.self_echo import is_stop
 from voicechat.voice.timing import TurnTiming
 
 if TYPE_CHECKING:
@@ -148,6 +149,9 @@ class Responder:
                 timing.transcript = ready - item.speech_end
             if not text:
                 self.emit(ev.Dropped("no speech in the utterance"))
+                return
+            if item.cut_in and is_stop(text, ""):  # "Stop." over a reply: it stopped; nothing to answer
+                self.emit(ev.Notice(f"stopped ({text.strip()[:40]!r}): listening"))
                 return
         else:
             text = item.text

@@ -42,11 +42,13 @@ def _known(word: str, said: set[str]) -> bool:
 OWN, USER, UNSURE = "own voice", "user", "unsure"
 # what people say to cut a speaker short, alone: a short word that stopped as the reply paused is the user's
 # when it is one of these (and not in the reply); other short bursts are taken for the reply's echo
-STOP_WORDS = frozenset("stop wait hold pause enough quiet cancel hang shush".split())
+STOP_WORDS = frozenset("stop wait hold pause enough quiet cancel hang shush shut".split())
 
 
-# what may come with a stop word in such an interjection ("Hold on.", "Okay, stop.", "Wait a second.")
-WITH_STOP = frozenset("on please a second sec minute moment ok okay hey no now just up and oh yeah yes so um uh".split())
+# what may come with a stop word in such an interjection ("Hold on.", "Okay, stop.", "Wait a second.", "Stop it.",
+# "Stop talking.", "Wait for me.", "Be quiet, please.")
+WITH_STOP = frozenset("""on please a second sec minute moment ok okay hey no now just up and oh yeah yes so um uh
+it that there right for me be talking sorry thanks thank you""".split())
 STOP_MAX_WORDS = 6  # the longest such interjection: "Okay, stop, wait a second."
 
 
