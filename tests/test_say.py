@@ -306,3 +306,16 @@ def test_speaker_hold_pauses_at_once_and_goes_on_without_losing_audio(tmp_path):
     loud = int((np.sqrt(np.mean(heard[: n * hop].reshape(n, hop) ** 2, axis=1)) > 0.05).sum())
     assert 270 <= loud <= 310, f"{loud} loud 10 ms blocks; the tone has 300"
     assert speaker.played.texts == ["a three second tone"]
+
+
+def test_alsa_lines_do_not_reach_the_terminal():
+    """ALSA's library prints its recoveries ("underrun occurred") on stderr, over the live view; once voicechat has
+    loaded the sound library they go nowhere, unless --debug (VOICECHAT_DEBUG) asks for them. An unknown ALSA
+    device makes ALSA complain the same way."""
+    code = ("import ctypes; from voicechat.audio import sd; sd(); p = ctypes.c_void_p(); "
+            "print(ctypes.CDLL('libasound.so.2').snd_pcm_open(ctypes.byref(p), b'no_such_pcm', 0, 0))")
+    quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, env={**os.environ, "VOICECHAT_DEBUG": ""})
+    loud = subprocess.run([sys.executable, "-c", code], capture_output=True, env={**os.environ, "VOICECHAT_DEBUG": "1"})
+    assert int(quiet.stdout) < 0 and int(loud.stdout) < 0  # ALSA refused the device both times
+    assert b"no_such_pcm" in loud.stderr, loud.stderr
+    assert quiet.stderr == b"", quiet.stderr

@@ -32,7 +32,35 @@ def sd() -> Any:
         raise VoicechatError(
             "the PortAudio library is missing; install it with `sudo apt-get install libportaudio2`"
         ) from None
+    _quiet_alsa()
     return sounddevice
+
+
+_alsa_handler: Any = None  # (kept: ALSA calls it for as long as the process lives)
+
+
+def _quiet_alsa() -> None:
+    """ALSA's library prints what it recovers from ("underrun occurred" when a loaded machine feeds the sound
+    card late) straight to stderr, over the live view and into a program reading it. Playback goes on either
+    way, so those lines go nowhere; with --debug they are kept."""
+    global _alsa_handler
+    from voicechat.console import debug
+
+    if _alsa_handler is not None or debug():
+        return
+    import ctypes
+
+    try:
+        lib = ctypes.CDLL("libasound.so.2")  # the one PortAudio uses (not on macOS or Windows: nothing to do)
+        handler = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p)
+        _alsa_handler = handler(lambda *args: None)
+        lib.snd_lib_error_set_handler(_alsa_handler)
+    except (OSError, AttributeError):
+        _alsa_handler = False
+        return
+    import atexit
+
+    atexit.register(lib.snd_lib_error_set_handler, None)  # ALSA's own again before Python winds down
 
 
 def list_devices() -> list[dict[str, Any]]:
