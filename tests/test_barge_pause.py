@@ -62,10 +62,10 @@ class Words:
         pass
 
 
-def run_listener(kept: np.ndarray, detect: np.ndarray, lag: float, heard: str):
+def run_listener(kept: np.ndarray, detect: np.ndarray, lag: float, heard: str, words: type = Words):
     cfg = resolve(overrides={"listen.barge_in": True})
     events, turns, holds, barged = [], [], [], threading.Event()
-    listener = Listener(cfg, RoomMic(kept, detect, lag), SilencePolicy(300), Words(heard), emit=events.append,
+    listener = Listener(cfg, RoomMic(kept, detect, lag), SilencePolicy(300), words(heard), emit=events.append,
                         deliver=turns.append, set_state=lambda s: None, answering=lambda: not barged.is_set(),
                         on_barge_in=barged.set, echo=True, said=lambda: "The sky is blue because of Rayleigh scattering.",
                         on_hold=lambda on: holds.append(on) or True)
@@ -99,3 +99,25 @@ def test_a_voice_that_goes_on_once_the_reply_paused_stops_it():
         assert holds[0] is True and barged, (lag, events)
         assert any(isinstance(e, ev.Notice) and e.message.startswith("barge-in") for e in events), events
         assert turns, events
+
+
+class SlowWords(Words):
+    """Hears the same words, as slowly as Whisper on a loaded machine."""
+
+    def transcribe(self, audio: np.ndarray) -> str:
+        time.sleep(0.6)
+        return self.heard
+
+
+def test_speech_heard_while_a_late_check_ran_stops_the_reply():
+    """The user said a word, paused as the reply paused, and went on ("Hold on, what is two plus two?"). The first
+    word was no stop word, so the reply was to go on; but that check took 0.6 s, and meanwhile the user spoke on
+    in the quiet. Those words were heard while the reply was paused: they stop it. Before, the new speech was timed
+    from after the check, the user had finished by then, the reply went on, and the question was lost (the rig)."""
+    detect = np.concatenate([np.zeros(4800, np.float32), buzz(0.3), np.zeros(7200, np.float32), buzz(0.9),
+                             np.zeros(24000, np.float32)])
+    events, turns, holds, barged = run_listener(detect, detect, 0.0, heard="What is two plus two?", words=SlowWords)
+    notices = [e.message for e in events if isinstance(e, ev.Notice)]
+    assert notices[0] == "went on with the reply (no voice once it paused)", notices
+    assert barged and any(m.startswith("barge-in") for m in notices), notices
+    assert turns, notices

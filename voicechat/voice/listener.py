@@ -69,6 +69,7 @@ class Listener:
         self.said = said  # what the assistant said lately: speech over it is checked against it (voice.self_echo)
         self.on_hold = on_hold  # pause the reply (True) while speech over it is checked, or let it go on (False)
         self._held = False
+        self._resumed_at = float("-inf")  # when a paused reply last went on
         self._heard = ""  # the last check's transcript
         self._alone = False  # it was a stop word said alone (voice.self_echo.is_stop)
         self._stopped_at = float("-inf")  # when speech last stopped a reply
@@ -109,6 +110,7 @@ class Listener:
             self._held = bool(self.on_hold(True))
             return
         self._held = False
+        self._resumed_at = time.perf_counter()
         self.on_hold(False)
         if why:
             self.emit(ev.Notice(f"went on with the reply ({why})"))
@@ -184,8 +186,13 @@ class Listener:
                                and (answering or now - last_answer < SUSPECT_S))
                     check_at = max(CHECK_MS, self.cfg.listen.barge_in_ms)
                     if suspect and answering:
+                        # heard while the reply was still paused, and after its echo died: the listener ran behind
+                        # (a check was being transcribed) and let the reply go on too soon; the quiet began then
+                        in_quiet = at < self._resumed_at and at - held_at >= ECHO_GONE_S
                         self._hold(True)
-                        held_at, after = time.perf_counter(), 0  # (from when the pause was asked for)
+                        if not in_quiet:
+                            held_at = time.perf_counter()  # (from when the pause was asked for)
+                        after = 0
                     if not self.answering():
                         self.set_state("hearing")
                 elif isinstance(event, Pause) and seg.active:
