@@ -62,12 +62,21 @@ class Words:
         pass
 
 
-def run_listener(kept: np.ndarray, detect: np.ndarray, lag: float, heard: str, words: type = Words):
+def run_listener(kept: np.ndarray, detect: np.ndarray, lag: float, heard: str, words: type = Words,
+                 said: str = "The sky is blue because of Rayleigh scattering.", busy_after_stop: float = 0.0):
+    """The listener over this microphone; the session is answering until a barge-in (and busy_after_stop seconds
+    more: still handling what cut the reply short)."""
     cfg = resolve(overrides={"listen.barge_in": True})
-    events, turns, holds, barged = [], [], [], threading.Event()
+    events, turns, holds, barged, stopped = [], [], [], threading.Event(), []
+
+    def on_barge_in() -> None:
+        stopped.append(time.perf_counter())
+        barged.set()
+
     listener = Listener(cfg, RoomMic(kept, detect, lag), SilencePolicy(300), words(heard), emit=events.append,
-                        deliver=turns.append, set_state=lambda s: None, answering=lambda: not barged.is_set(),
-                        on_barge_in=barged.set, echo=True, said=lambda: "The sky is blue because of Rayleigh scattering.",
+                        deliver=turns.append, set_state=lambda s: None,
+                        answering=lambda: not stopped or time.perf_counter() - stopped[0] < busy_after_stop,
+                        on_barge_in=on_barge_in, echo=True, said=lambda: said,
                         on_hold=lambda on: holds.append(on) or True)
     stop = threading.Event()
     thread = threading.Thread(target=listener.run, args=(stop,))
@@ -121,3 +130,30 @@ def test_speech_heard_while_a_late_check_ran_stops_the_reply():
     assert notices[0] == "went on with the reply (no voice once it paused)", notices
     assert barged and any(m.startswith("barge-in") for m in notices), notices
     assert turns, notices
+
+
+class Heard(Words):
+    """Hears each stretch as the next of its texts (the last one from then on)."""
+
+    def __init__(self, heard: str) -> None:
+        super().__init__(heard)
+        self.texts = heard.split("|")
+
+    def transcribe(self, audio: np.ndarray) -> str:
+        return self.texts.pop(0) if len(self.texts) > 1 else self.texts[0]
+
+
+def test_after_a_stop_the_users_next_words_are_not_taken_for_the_reply():
+    """"Stop." stopped a story; while the session was still busy with that interjection, the user asked "What time
+    is it in Tokyo?", heard as "What time is it in time?": words of the story ("Once upon a time"). Nothing has played
+    since the stop, so nothing can echo: it is the user's turn. Before, it was ignored as the assistant's own voice
+    and the question was lost (the rig)."""
+    detect = np.concatenate([np.zeros(4800, np.float32), buzz(1.2), np.zeros(12800, np.float32), buzz(1.2),
+                             np.zeros(24000, np.float32)])
+    story = "Once upon a time, a clock maker lived in a town where time stood still."
+    events, turns, holds, barged = run_listener(detect, detect, 0.0, heard="Stop. Wait a second.|What time is it in time?",
+                                                words=Heard, said=story, busy_after_stop=5.0)
+    notices = [e.message for e in events if isinstance(e, ev.Notice)]
+    assert barged and notices[0].startswith("barge-in"), notices
+    assert not any(m.startswith("ignored the assistant's own voice") for m in notices), notices
+    assert len(turns) == 2, notices

@@ -73,6 +73,7 @@ class Listener:
         self._heard = ""  # the last check's transcript
         self._alone = False  # it was a stop word said alone (voice.self_echo.is_stop)
         self._stopped_at = float("-inf")  # when speech last stopped a reply
+        self._said_at_stop = ""  # what the assistant had said by then: nothing new since, nothing to echo
         self._started_at = 0.0  # when the speech being heard began
         self.mode = config.listen.mode
         self.barge_in = config.listen.barge_in
@@ -183,7 +184,7 @@ class Listener:
                     if answering and self.barge_in:
                         barge = True  # once the voice has lasted long enough (below)
                     suspect = (self.said is not None and getattr(self.source, "hears_speaker", True)
-                               and (answering or now - last_answer < SUSPECT_S))
+                               and (answering or now - last_answer < SUSPECT_S) and not self._silent_since_stop(at))
                     check_at = max(CHECK_MS, self.cfg.listen.barge_in_ms)
                     if suspect and answering:
                         # heard while the reply was still paused, and after its echo died: the listener ran behind
@@ -272,9 +273,15 @@ class Listener:
             heard = f" (heard {self._heard[:40]!r}{' alone' if self._alone else ''})" if self._heard else ""
             self.emit(ev.Notice("barge-in: stopping the reply" + heard))
             self._stopped_at = time.perf_counter()
+            self._said_at_stop = self.said() if self.said else ""
             self.on_barge_in()
             self._held = False  # stopped: nothing to go on with
         self._hold(False)
+
+    def _silent_since_stop(self, at: float) -> bool:
+        """The user stopped the reply, its echo has died, and the assistant has said nothing since (the session may
+        still be busy with what cut it short): speech now cannot be its voice coming back."""
+        return at - self._stopped_at >= ECHO_GONE_S and self.said is not None and self.said() == self._said_at_stop
 
     def _whose(self, seg: Segmenter) -> str:
         """Speech over the reply: the user's, the assistant's own voice coming back, or not yet known
