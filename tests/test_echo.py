@@ -104,10 +104,10 @@ def test_speech_over_the_reply_is_told_from_the_reply_by_its_words(hear):
     from voicechat.voice.self_echo import OWN, UNSURE, USER, verdict
 
     for fragment in ("It sits on the river Seine", "known for the Eiffel Tower, its museums"):
-        heard = hear(through_room(speak(fragment), 80, 0.5), 16000)
+        heard = hear(through_room(speak(fragment, steady=True), 80, 0.5), 16000)
         assert verdict(heard, REPLY) == OWN, heard
     for said in ("Stop. What time is it in Tokyo?", "Wait, what is the capital of Italy?", "Hold on a second."):
-        heard = hear(speak(said), 16000)
+        heard = hear(speak(said, steady=True), 16000)
         assert verdict(heard, REPLY) == USER, heard
     assert verdict("", REPLY) == UNSURE  # no words yet: listen to more of it
     story = "Once upon a time, in a land far away, there lived a dragon."
@@ -116,7 +116,7 @@ def test_speech_over_the_reply_is_told_from_the_reply_by_its_words(hear):
     assert verdict("What is it?", "What it is, is a dragon.") == UNSURE  # only common words: not known yet
     from voicechat.voice.self_echo import is_stop
 
-    assert is_stop(hear(speak("Stop."), 16000), story) and is_stop("Hold on.", story)
+    assert is_stop(hear(speak("Stop.", steady=True), 16000), story) and is_stop("Hold on.", story)
     assert not is_stop("Same way.", story) and not is_stop("Wait.", "You have to wait a while.")
     assert is_stop("Okay, stop.", story) and is_stop("Wait a second.", story)
     assert is_stop("Stop. Wait a moment.", story) and is_stop("No, stop, hold on.", story)
