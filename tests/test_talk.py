@@ -17,6 +17,7 @@ from tests.helpers import VOICECHAT, assert_one_line_error, normalize_words, run
 from tests.soundcard import PulseCard
 from voicechat import paths
 from voicechat.history import History
+from voicechat.voice.self_echo import is_stop
 
 Q1 = "What is the capital of France?"
 Q2 = "Tell me a fun fact about cats."
@@ -178,11 +179,15 @@ def test_barge_in_stops_playback_and_truncates_the_logged_reply(tmp_path, questi
         talk.wait_for(lambda e: e["type"] == "notice" and e["message"].startswith("barge-in"))
         first_reply = talk.wait_for(lambda e: e["type"] == "reply")
         # the interjection stopped the reply; it is not a question (on a loaded machine it may end as two turns)
-        stopped = talk.wait_for(lambda e: e["type"] == "notice" and e["message"].startswith("stopped"), after=first_reply)
-        talk.wait_for(lambda e: e == {"type": "status", "state": "listening"}, after=stopped)
+        cut = talk.wait_for(lambda e: e["type"] == "user" or (e["type"] == "notice" and e["message"].startswith("stopped")),
+                            after=first_reply)
+        if cut["type"] == "user":  # misheard, it is a turn like any other (CI under load heard "Scott, wait a moment.")
+            assert not is_stop(cut["text"], ""), talk.story()
+            cut = talk.wait_for(lambda e: e["type"] == "reply", after=cut, timeout=180)
+        talk.wait_for(lambda e: e == {"type": "status", "state": "listening"}, after=cut)
         time.sleep(2.0)
         card.feed_mic(np.concatenate([questions[0], silence(1.0)])).wait()
-        asked = talk.wait_for(lambda e: e["type"] == "user", after=first_reply)
+        asked = talk.wait_for(lambda e: e["type"] == "user", after=cut)
         talk.wait_for(lambda e: e["type"] == "reply", after=asked, timeout=180)
         talk.proc.send_signal(signal.SIGINT)
         assert talk.finish() == 0
@@ -193,7 +198,7 @@ def test_barge_in_stops_playback_and_truncates_the_logged_reply(tmp_path, questi
     turns = history_turns()
     assert turns[0].interrupted and turns[0].assistant_text == first_reply["text"]
     users = [e["text"] for e in talk.events if e["type"] == "user"]
-    assert len(users) == 2 and [t.user_text for t in turns] == users, talk.story()
+    assert users[-1] == asked["text"] and len(users) in (2, 3) and [t.user_text for t in turns] == users, talk.story()
 
 
 def test_file_input_fast_with_output_file(tmp_path, questions, hear):
