@@ -160,6 +160,11 @@ class ServeConfig:
     drain_timeout_s: float = 30.0  # SIGTERM: how long in-flight work may take to finish
     wyoming_max_audio_s: float = 300.0  # Wyoming: the longest audio stream one transcription takes
     max_connections: int = 64  # Wyoming: TCP connections at once
+    max_messages: int = 256  # chat messages in one /v1/chat/completions request
+    header_timeout_s: float = 10.0  # a request's line and headers must arrive within this (slow clients are cut off)
+    body_timeout_s: float = 120.0  # a request's body must arrive within this (25 MB takes ~1.7 Mbit/s); else 408
+    allowed_hosts: list = field(default_factory=list)  # Host names answered besides loopback, IP addresses and serve.host; "*": any
+    allowed_origins: list = field(default_factory=list)  # web pages (scheme://host:port) that may use the server besides its own; "*": any
 
 
 @dataclass
@@ -258,6 +263,9 @@ RANGES: dict[str, tuple] = {
     "serve.drain_timeout_s": (0.0, 3600.0),
     "serve.wyoming_max_audio_s": (1.0, 86_400.0),
     "serve.max_connections": (1, 100_000),
+    "serve.max_messages": (1, 100_000),
+    "serve.header_timeout_s": (1.0, 3600.0),
+    "serve.body_timeout_s": (1.0, 86_400.0),
     "memory.max_rounds": (0, 100_000),
     "memory.max_context_tokens": (16, 10_000_000),
     "tools.timeout": (0.1, 3600.0),
@@ -273,6 +281,28 @@ CHOICES: dict[str, tuple[str, ...]] = {  # listen.mode is checked by talk, which
 }
 
 
+SHOWN_CHARS = 60  # an error shows at most this much of a value
+MAX_FILE_BYTES = 1 << 20  # a config file larger than this is not a config file (or /dev/zero)
+
+
+def shown(value: Any) -> str:
+    """A value as an error message shows it: short scalars, never a whole list or mapping.
+
+    A YAML alias bomb is a few hundred bytes that expand to billions of items when walked: only
+    its size (O(1)) is shown, and a long string is cut, so a message costs nothing to build."""
+    if isinstance(value, (list, tuple)):
+        return f"a list of {len(value)} items"
+    if isinstance(value, dict):
+        return f"a mapping of {len(value)} keys"
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        return repr(value)
+    if isinstance(value, int):
+        return repr(value) if value.bit_length() <= 64 else f"an integer of {value.bit_length()} bits"
+    if isinstance(value, str):
+        return repr(value) if len(value) <= SHOWN_CHARS else repr(value[:SHOWN_CHARS]) + f"... ({len(value)} characters)"
+    return f"a {type(value).__name__}"
+
+
 def _check_range(dotted: str, value: Any, source: str) -> None:
     if value is None:
         return
@@ -280,15 +310,25 @@ def _check_range(dotted: str, value: Any, source: str) -> None:
     if bounds is not None and len(bounds) > 2:
         if value not in bounds:
             allowed = ", ".join(str(b) for b in bounds)
-            raise ConfigError(f"{source}: '{dotted}' is {value!r}; use one of {allowed}")
+            raise ConfigError(f"{source}: '{dotted}' is {shown(value)}; use one of {allowed}")
     elif bounds is not None:
         low, high = bounds
         # written so that NaN fails too
         if not ((low is None or value >= low) and (high is None or value <= high)):
-            raise ConfigError(f"{source}: '{dotted}' is {value!r}; use a number from {low} to {high}")
+            raise ConfigError(f"{source}: '{dotted}' is {shown(value)}; use a number from {low} to {high}")
     choices = CHOICES.get(dotted)
     if choices is not None and value not in choices:
-        raise ConfigError(f"{source}: '{dotted}' is {value!r}; use one of {', '.join(choices)}")
+        raise ConfigError(f"{source}: '{dotted}' is {shown(value)}; use one of {', '.join(choices)}")
+
+
+def _check_key_text(dotted: str, value: str, source: str) -> None:
+    """An API key travels in an HTTP header: only visible ASCII can be sent (a newline never could)."""
+    for i, ch in enumerate(value):
+        if not "!" <= ch <= "~":
+            what = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab", " ": "a space"}.get(
+                ch, "a control character" if ch.isascii() else "a character that is not ASCII")
+            raise ConfigError(f"{source}: '{dotted}' holds {what} (character {i + 1} of {len(value)}); a key is sent in an "
+                              "HTTP header, so use letters, digits and punctuation only (a trailing newline from a file?)")
 
 
 def _section_type(name: str) -> type:
@@ -305,9 +345,8 @@ def _expected(tp: Any) -> str:
     if args:
         names = [_expected(a) for a in args if a is not type(None)]
         return " or ".join(names) + (" or null" if type(None) in args else "")
-    return {str: "a string", int: "an integer", float: "a number", bool: "true or false", dict: "a mapping"}.get(
-        tp, str(tp)
-    )
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false", dict: "a mapping",
+            list: "a list (or a comma-separated string)"}.get(tp, str(tp))
 
 
 def _coerce(value: Any, tp: Any, *, from_text: bool) -> Any:
@@ -360,23 +399,31 @@ def _coerce(value: Any, tp: Any, *, from_text: bool) -> Any:
         if isinstance(value, dict):
             return value
         raise ValueError
+    if tp is list:  # a list of strings: a YAML list, or "a, b" (an environment variable, an option)
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list) and all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value):
+            return [str(v).strip() for v in value if str(v).strip()]
+        raise ValueError
     raise ValueError
 
 
 def _apply(cfg: Config, section: str, key: str, value: Any, source: str, *, from_text: bool) -> None:
     if section not in SECTIONS:
-        raise ConfigError(f"{source}: unknown section '{section}'; expected one of: {', '.join(SECTIONS + ['prices'])}")
+        raise ConfigError(f"{source}: unknown section '{_cut(section)}'; expected one of: {', '.join(SECTIONS + ['prices'])}")
     target = getattr(cfg, section)
     ftypes = _field_types(type(target))
     if key not in ftypes:
-        raise ConfigError(f"{source}: unknown key '{section}.{key}'; expected one of: {', '.join(ftypes)}")
+        raise ConfigError(f"{source}: unknown key '{section}.{_cut(key)}'; expected one of: {', '.join(ftypes)}")
     try:
         coerced = _coerce(value, ftypes[key], from_text=from_text)
     except ValueError:
         raise ConfigError(
-            f"{source}: '{section}.{key}' is {value!r}; expected {_expected(ftypes[key])}"
+            f"{source}: '{section}.{key}' is {shown(value)}; expected {_expected(ftypes[key])}"
         ) from None
     _check_range(f"{section}.{key}", coerced, source)
+    if key == "api_key" and isinstance(coerced, str):
+        _check_key_text(f"{section}.{key}", coerced, source)
     if f"{section}.{key}" == "tools.mcp":
         from voicechat.tools.mcp_config import servers
 
@@ -384,17 +431,23 @@ def _apply(cfg: Config, section: str, key: str, value: Any, source: str, *, from
     setattr(target, key, coerced)
 
 
+def _cut(name: str) -> str:
+    """A key or section name from a file, cut for an error message."""
+    return name if len(name) <= SHOWN_CHARS else name[:SHOWN_CHARS] + "..."
+
+
 def _validate_prices(prices: Any, source: str) -> dict:
     if not isinstance(prices, dict):
         raise ConfigError(f"{source}: 'prices' must be a mapping of model name to {{input: N, output: N}}")
     out = {}
     for model, entry in prices.items():
+        name = _cut(str(model))
         if not isinstance(entry, dict) or set(entry) - {"input", "output"}:
-            raise ConfigError(f"{source}: 'prices.{model}' must be {{input: N, output: N}} (USD per million tokens)")
+            raise ConfigError(f"{source}: 'prices.{name}' must be {{input: N, output: N}} (USD per million tokens)")
         try:
             out[str(model)] = {k: float(v) for k, v in entry.items()}
-        except (TypeError, ValueError):
-            raise ConfigError(f"{source}: 'prices.{model}' values must be numbers (USD per million tokens)") from None
+        except (TypeError, ValueError, OverflowError):
+            raise ConfigError(f"{source}: 'prices.{name}' values must be numbers (USD per million tokens)") from None
     return out
 
 
@@ -402,7 +455,11 @@ def load_file(cfg: Config, path: Path) -> None:
     import yaml
 
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as f:  # read with a bound: --config /dev/zero must not eat the memory
+            raw = f.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise ConfigError(f"{path}: larger than {MAX_FILE_BYTES >> 20} MB, too large for a config file; give the YAML config file")
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found; check the path given with --config") from None
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
@@ -416,6 +473,10 @@ def load_file(cfg: Config, path: Path) -> None:
             where = f" at line {mark.line + 1}, column {mark.column + 1}"
         problem = getattr(e, "problem", None) or "invalid YAML"
         raise ConfigError(f"{path}: broken YAML{where}: {problem}; fix the file") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: the YAML is nested too deeply to be a config file; fix the file") from None
+    except ValueError as e:  # e.g. an integer of more than 4300 digits
+        raise ConfigError(f"{path}: a value cannot be read ({str(e)[:80]}); fix the file") from None
     if data is None:
         return
     if not isinstance(data, dict):
@@ -426,7 +487,7 @@ def load_file(cfg: Config, path: Path) -> None:
             continue
         if section not in SECTIONS:
             raise ConfigError(
-                f"{path}: unknown section '{section}'; expected one of: {', '.join(SECTIONS + ['prices'])}"
+                f"{path}: unknown section '{_cut(str(section))}'; expected one of: {', '.join(SECTIONS + ['prices'])}"
             )
         if values is None:
             continue
@@ -443,6 +504,7 @@ def load_env(cfg: Config, environ: typing.Mapping[str, str]) -> None:
             if name in environ:
                 _apply(cfg, section, key, environ[name], f"environment variable {name}", from_text=True)
     if environ.get("OPENAI_API_KEY") and "VOICECHAT_OPENAI_API_KEY" not in environ:
+        _check_key_text("openai.api_key", environ["OPENAI_API_KEY"], "environment variable OPENAI_API_KEY")
         cfg.openai.api_key = environ["OPENAI_API_KEY"]
     if environ.get("OPENAI_BASE_URL") and "VOICECHAT_OPENAI_BASE_URL" not in environ:
         cfg.openai.base_url = environ["OPENAI_BASE_URL"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Annotated, Any, Optional
 
 import typer
@@ -54,17 +53,15 @@ def serve(
         raise VoicechatError("--no-http leaves nothing to serve; add --wyoming tcp://HOST:PORT")
     if http and not cfg.serve.api_key and not _loopback(cfg.serve.host):
         err.print(f"warning: serving on {cfg.serve.host} without an API key: anyone who can reach this port can use it "
-                  "(set --api-key or VOICECHAT_SERVE_API_KEY)", style="yellow", markup=False)
+                  "(set --api-key or VOICECHAT_SERVE_API_KEY); clients must use an IP address or a name in serve.allowed_hosts",
+                  style="yellow", markup=False)
     run(cfg, log=not no_log, announce=lambda m: err.print(m, markup=False, highlight=False), http=http, wyoming=wyoming_at)
 
 
 def _loopback(host: str) -> bool:
-    if host in ("localhost", ""):
-        return host == "localhost"
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    from voicechat.serve.boundary import loopback
+
+    return loopback(host)
 
 
 def run(cfg: Any, *, log: bool, announce: Any, http: bool = True, wyoming: tuple[str, int] | None = None) -> None:
@@ -123,7 +120,7 @@ def run(cfg: Any, *, log: bool, announce: Any, http: bool = True, wyoming: tuple
             if http:
                 config = uvicorn.Config(create_app(state, load=False), host=cfg.serve.host, port=cfg.serve.port, log_level="warning",
                                         access_log=False, timeout_graceful_shutdown=int(cfg.serve.drain_timeout_s) + 1,
-                                        ws_max_size=1 << 21, lifespan="on")
+                                        ws_max_size=1 << 21, lifespan="on", http=_http_protocol(cfg.serve.header_timeout_s))
                 server = Server(config)
                 await server.serve()
                 if not server.started and not server.should_exit:
@@ -142,6 +139,15 @@ def run(cfg: Any, *, log: bool, announce: Any, http: bool = True, wyoming: tuple
         state.close()
     if state.load_error:
         raise VoicechatError(state.load_error)
+
+
+def _http_protocol(header_timeout_s: float) -> type:
+    """uvicorn's HTTP protocol (httptools when installed, else h11), with a deadline for each request's headers."""
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    from voicechat.serve.slowclients import with_header_timeout
+
+    return with_header_timeout(AutoHTTPProtocol, header_timeout_s)
 
 
 async def _until_signal(state: Any, announce: Any) -> None:

@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import threading
 import time
 import uuid
 from typing import Any, Iterator, List, Optional
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
+from voicechat.config import shown
 from voicechat.serve.errors import ApiError
 
 router = APIRouter()
 TRANSCRIPT_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
+PER_MESSAGE_TOKENS = 8  # a chat template's role and separator tokens around each message (ChatML: 5), with room
 
 
 def _state(request: Request) -> Any:
@@ -56,16 +57,16 @@ async def transcriptions(
     state = _state(request)
     serve = state.cfg.serve
     if response_format not in TRANSCRIPT_FORMATS:
-        raise ApiError(400, f"response_format '{response_format}' is not one of {', '.join(TRANSCRIPT_FORMATS)}", param="response_format")
+        raise ApiError(400, f"response_format {shown(response_format)} is not one of {', '.join(TRANSCRIPT_FORMATS)}", param="response_format")
     granularities = granularities or []
     bad = [g for g in granularities if g not in ("word", "segment")]
     if bad:
-        raise ApiError(400, f"timestamp_granularities '{bad[0]}' is not word or segment", param="timestamp_granularities")
+        raise ApiError(400, f"timestamp_granularities {shown(bad[0])} is not word or segment", param="timestamp_granularities")
     if prompt is not None and len(prompt) > serve.max_text_chars:
         raise ApiError(413, f"prompt is {len(prompt)} characters; this server takes up to {serve.max_text_chars}", param="prompt")
     words = "word" in granularities or response_format in ("srt", "vtt")
-    path = await _save_upload(file)
-    name = os.path.basename(file.filename or "audio")
+    name = upload_name(file.filename)
+    path = await _save_upload(request, file)
     options: dict[str, Any] = {}
     if _takes(state.stt, "word_timestamps"):
         options["word_timestamps"] = words
@@ -114,9 +115,22 @@ def _takes(engine: Any, option: str) -> bool:
         return False
 
 
-async def _save_upload(file: UploadFile) -> str:
-    """The upload on disk (the decoder reads files; big uploads never sit in memory)."""
-    fd, path = tempfile.mkstemp(prefix="voicechat-upload-")
+def upload_name(filename: str | None) -> str:
+    """The upload as messages name it: its file name, without directories or control characters, cut short."""
+    base = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(ch for ch in base if ch.isprintable())[:80].strip()
+    return base or "the upload"
+
+
+async def _save_upload(request: Request, file: UploadFile) -> str:
+    """The upload on disk (the decoder reads files; big uploads never sit in memory), in this server's
+    private upload directory, which the next start sweeps if this process is killed (:mod:`.uploads`)."""
+    from voicechat.serve.uploads import Uploads
+
+    uploads = getattr(request.app.state, "uploads", None)
+    if uploads is None:
+        uploads = request.app.state.uploads = Uploads()
+    fd, path = uploads.new()
     try:
         with os.fdopen(fd, "wb") as out:
             while True:
@@ -137,29 +151,29 @@ def _transcribe(state: Any, path: str, name: str, language: str | None, options:
     from voicechat.longform import transcribe_windows, windows
 
     limit = state.cfg.serve.max_audio_s
-    with open_audio(path) as audio:
-        audio.name = name
-        if audio.duration is not None and audio.duration > limit + 1:
-            raise ApiError(413, f"{name}: {audio.duration:.0f} s of audio; this server takes up to {limit:.0f} s per request")
+    try:
+        with open_audio(path) as audio:
+            audio.name = name
+            if audio.duration is not None and audio.duration > limit + 1:
+                raise ApiError(413, f"{name}: {audio.duration:.0f} s of audio; this server takes up to {limit:.0f} s per request")
 
-        def blocks() -> Iterator[Any]:
-            for block in audio:
-                if cancel.is_set():
-                    return
-                if audio.samples > (limit + 1) * audio.sample_rate:
-                    raise ApiError(413, f"{name}: more than {limit:.0f} s of audio; this server takes up to {limit:.0f} s per request")
-                yield block
+            def blocks() -> Iterator[Any]:
+                for block in audio:
+                    if cancel.is_set():
+                        return
+                    if audio.samples > (limit + 1) * audio.sample_rate:
+                        raise ApiError(413, f"{name}: more than {limit:.0f} s of audio; this server takes up to {limit:.0f} s per request")
+                    yield block
 
-        try:
             for seg in transcribe_windows(state.stt, windows(blocks()), no_speech_threshold=state.cfg.stt.no_speech_threshold,
                                           language=language, **options):
                 yield seg
                 if cancel.is_set():
                     return
-        except VoicechatError as e:
-            raise ApiError(400, e.message) from None
-        meta["duration"] = audio.samples / audio.sample_rate
-        meta["language"] = state.stt.info.language
+            meta["duration"] = audio.samples / audio.sample_rate
+            meta["language"] = state.stt.info.language
+    except VoicechatError as e:  # the decoder names the file it read: the client knows its upload, not our path
+        raise ApiError(400, e.message.replace(path, name)) from None
 
 
 def _transcript_response(segs: list[Any], fmt: str, meta: dict[str, Any], words: bool, segments: bool) -> Response:
@@ -218,11 +232,11 @@ async def speech(request: Request) -> Response:
     if len(text) > limit:
         raise ApiError(413, f"input is {len(text)} characters; this server takes up to {limit}", param="input")
     fmt = body.get("response_format") or "mp3"
-    if fmt not in FORMATS:
-        raise ApiError(400, f"response_format '{fmt}' is not one of {', '.join(FORMATS)}", param="response_format")
+    if not isinstance(fmt, str) or fmt not in FORMATS:
+        raise ApiError(400, f"response_format {shown(fmt)} is not one of {', '.join(FORMATS)}", param="response_format")
     speed = body.get("speed", 1.0)
     if not isinstance(speed, (int, float)) or isinstance(speed, bool) or not 0.25 <= speed <= 4.0:
-        raise ApiError(400, f"speed {speed!r} is not a number from 0.25 to 4.0", param="speed")
+        raise ApiError(400, f"speed {shown(speed)} is not a number from 0.25 to 4.0", param="speed")
     kwargs = {}
     if speed != 1.0:
         import inspect
@@ -272,6 +286,8 @@ async def speech(request: Request) -> Response:
 async def _json(request: Request) -> dict[str, Any]:
     try:
         body = await request.json()
+    except HTTPException:
+        raise  # the body was too large or too slow (the guard's refusal)
     except Exception:
         raise ApiError(400, "the body is not valid JSON; send a JSON object") from None
     if not isinstance(body, dict):
@@ -281,12 +297,15 @@ async def _json(request: Request) -> dict[str, Any]:
 
 # --- chat --------------------------------------------------------------------------------------
 
-def _messages(body: dict[str, Any], limit: int) -> list[Any]:
+def _messages(body: dict[str, Any], limit: int, most: int) -> list[Any]:
     from voicechat.engines.base import Message
 
     raw = body.get("messages")
     if not isinstance(raw, list) or not raw:
         raise ApiError(400, "messages is missing or empty; give a list of {role, content}", param="messages")
+    if len(raw) > most:
+        raise ApiError(400, f"messages holds {len(raw)} messages; this server takes up to {most} in one request "
+                            "(serve.max_messages)", param="messages")
     out = []
     total = 0
     for i, m in enumerate(raw):
@@ -296,7 +315,7 @@ def _messages(body: dict[str, Any], limit: int) -> list[Any]:
         if role == "developer":
             role = "system"
         if role not in ("system", "user", "assistant"):
-            raise ApiError(400, f"messages[{i}].role '{role}' is not system, user or assistant", param="messages")
+            raise ApiError(400, f"messages[{i}].role {shown(role)} is not system, user or assistant", param="messages")
         content = m.get("content")
         if isinstance(content, list):
             parts = []
@@ -313,8 +332,25 @@ def _messages(body: dict[str, Any], limit: int) -> list[Any]:
         total += len(content)
         out.append(Message(role, content))
     if total > limit:
-        raise ApiError(413, f"messages hold {total} characters; this server takes up to {limit}", param="messages")
+        raise ApiError(413, f"messages hold {total} characters; this server takes up to {limit} (serve.max_text_chars)",
+                       param="messages")
     return out
+
+
+def _fits(state: Any, messages: list[Any]) -> None:
+    """A local model's context must hold the prompt: said before any engine work, as OpenAI says it."""
+    if state.cfg.llm.engine != "llama-cpp":
+        return  # a remote engine's server knows its own context
+    count = getattr(state.llm, "count_tokens", None)
+    if count is None:
+        return
+    context = state.cfg.llm.context_size
+    tokens = 0
+    for m in messages:
+        tokens += count(m.content) + PER_MESSAGE_TOKENS
+        if tokens >= context:
+            raise ApiError(400, f"the messages take more than the model's context of {context} tokens (llm.context_size); "
+                                "send fewer or shorter messages", param="messages", code="context_length_exceeded")
 
 
 @router.post("/v1/chat/completions")
@@ -323,7 +359,8 @@ async def chat_completions(request: Request) -> Response:
 
     state = _state(request)
     body = await _json(request)
-    messages = _messages(body, state.cfg.serve.max_text_chars)
+    messages = _messages(body, state.cfg.serve.max_text_chars, state.cfg.serve.max_messages)
+    _fits(state, messages)
     model = state.model_ids()["llm"]
     ident = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
