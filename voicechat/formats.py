@@ -1,10 +1,15 @@
-"""Transcript output formats: txt, srt, vtt, json, tsv (subtitle cues: voicechat.subtitles)."""
+"""Transcript output formats: txt, srt, vtt, json, tsv (subtitle cues: voicechat.subtitles).
+
+The spoken text is made inert for each format (voicechat.escaping): no tags or forged cues in
+subtitles, no formulas in the TSV a spreadsheet opens. txt and json hold it exactly.
+"""
 
 from __future__ import annotations
 
 import json
 from typing import Callable, Sequence
 
+from voicechat import escaping
 from voicechat.engines.base import Segment
 from voicechat.subtitles import SubtitleOptions, split_sentences, timed_texts
 
@@ -25,14 +30,14 @@ def to_txt(segments: Sequence[Segment], **_: object) -> str:
 
 def to_srt(segments: Sequence[Segment], *, subtitles: SubtitleOptions | None = None, **_: object) -> str:
     blocks = []
-    for i, (start, end, text) in enumerate(timed_texts(segments, subtitles or SubtitleOptions()), 1):
+    for i, (start, end, text) in enumerate(timed_texts(segments, subtitles or SubtitleOptions(), escaping.srt_text), 1):
         blocks.append(f"{i}\n{_clock(start, ',')} --> {_clock(end, ',')}\n{text}\n")
     return "\n".join(blocks)
 
 
 def to_vtt(segments: Sequence[Segment], *, subtitles: SubtitleOptions | None = None, **_: object) -> str:
     lines = ["WEBVTT", ""]
-    for start, end, text in timed_texts(segments, subtitles or SubtitleOptions()):
+    for start, end, text in timed_texts(segments, subtitles or SubtitleOptions(), escaping.vtt_text):
         lines += [f"{_clock(start, '.')} --> {_clock(end, '.')}", text, ""]
     return "\n".join(lines)
 
@@ -42,7 +47,7 @@ def to_tsv(segments: Sequence[Segment], **_: object) -> str:
     rows = ["start\tend\ttext"]
     for s in split_sentences(segments):
         text = s.text.strip().replace("\t", " ").replace("\n", " ")
-        rows.append(f"{int(round(s.start * 1000))}\t{int(round(s.end * 1000))}\t{text}")
+        rows.append(f"{int(round(s.start * 1000))}\t{int(round(s.end * 1000))}\t{escaping.spreadsheet_cell(text)}")
     return "\n".join(rows) + "\n"
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import textwrap
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from voicechat.engines.base import Segment, Word
 
@@ -42,14 +42,15 @@ class Cue:
     lines: list[list[Word]] = field(default_factory=list)  # words per line, when known
     text_lines: list[str] = field(default_factory=list)  # used when there are no words
 
-    def text(self, highlight: int | None = None) -> str:
+    def text(self, highlight: int | None = None, escape: Callable[[str], str] = str) -> str:
+        """The cue's lines; ``escape`` makes the words inert for the file format (our own <u> tags stay)."""
         if not self.lines:
-            return "\n".join(self.text_lines)
+            return "\n".join(escape(line) for line in self.text_lines)
         out, k = [], 0
         for line in self.lines:
             parts = []
             for w in line:
-                word = w.text.strip()
+                word = escape(w.text.strip())
                 parts.append(f"<u>{word}</u>" if k == highlight else word)
                 k += 1
             out.append(" ".join(parts))
@@ -167,20 +168,30 @@ def _text_cues(seg: Segment, opts: SubtitleOptions) -> list[Cue]:
     return out
 
 
-def timed_texts(segments: Sequence[Segment], opts: SubtitleOptions) -> list[tuple[float, float, str]]:
-    """(start, end, text) for every cue; with highlight_words, one per word (and per gap between words)."""
+def timed_texts(segments: Sequence[Segment], opts: SubtitleOptions,
+                escape: Callable[[str], str] = str) -> list[tuple[float, float, str]]:
+    """(start, end, text) for every cue; with highlight_words, one per word (and per gap between words).
+
+    ``escape`` is applied to the spoken text (not to the <u> tags added here); a cue never holds an
+    empty line, which would end it early and let the rest be read as cues of its own."""
+    from voicechat.escaping import cue_lines
+
     out: list[tuple[float, float, str]] = []
+
+    def add(start: float, end: float, text: str) -> None:
+        out.append((start, end, cue_lines(text)))
+
     for cue in cues(segments, opts):
         words = cue.words
         if not (opts.highlight_words and words):
-            out.append((cue.start, cue.end, cue.text()))
+            add(cue.start, cue.end, cue.text(escape=escape))
             continue
         last = cue.start
         for k, w in enumerate(words):
             if w.start > last:
-                out.append((last, w.start, cue.text()))
-            out.append((w.start, max(w.end, w.start), cue.text(highlight=k)))
+                add(last, w.start, cue.text(escape=escape))
+            add(w.start, max(w.end, w.start), cue.text(highlight=k, escape=escape))
             last = max(w.end, w.start)
         if cue.end > last:
-            out.append((last, cue.end, cue.text()))
+            add(last, cue.end, cue.text(escape=escape))
     return out

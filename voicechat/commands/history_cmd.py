@@ -30,15 +30,19 @@ def list_(limit: int = typer.Option(20, "--limit", "-n", help="How many, newest 
         typer.echo(json.dumps(rows, indent=2))
         return
     from rich.table import Table
+    from rich.text import Text
+
+    from voicechat.escaping import terminal_text
 
     from voicechat.console import out_console
 
     table = Table(title="history", title_justify="left")
     for col in ("id", "started", "kind", "turns", "tokens", "model", "first words"):
         table.add_column(col, justify="right" if col in ("id", "turns", "tokens") else "left")
-    for r in rows:
-        table.add_row(str(r["id"]), str(r["started_at"] or "").replace("T", " ")[:16], str(r["kind"] or ""), str(r["turns"]),
-                      str(r["tokens"]), str(r["llm_model"] or "")[:28], str(r["first_text"] or "")[:40])
+    for r in rows:  # cells as plain Text: a conversation's "[bold]" or "[/]" is shown, not taken as markup
+        table.add_row(*(Text(terminal_text(v)) for v in (
+            r["id"], str(r["started_at"] or "").replace("T", " ")[:16], r["kind"] or "", r["turns"], r["tokens"],
+            str(r["llm_model"] or "")[:28], str(r["first_text"] or "")[:40])))
     out_console().print(table)
 
 
@@ -50,23 +54,32 @@ def show(session_id: int = typer.Argument(..., help="Session id (see `history li
 
     with _open() as h:
         info, turns = h.session(session_id), h.turns(session_id)
+    from rich.text import Text
+
+    from voicechat.escaping import terminal_text
+
     console = out_console()
-    console.print(f"[bold]session {session_id}[/] · {info['kind']} · {info['started_at']} · {info['llm_model'] or ''}")
-    for t in turns:
-        console.print(f"[bold cyan]you[/]  {t.user_text}", highlight=False)
-        cut = " [dim](interrupted)[/]" if t.interrupted else ""
-        console.print(f"[bold magenta]assistant[/]  {t.assistant_text}{cut}", highlight=False)
+    head = f" · {info['kind']} · {info['started_at']} · {info['llm_model'] or ''}"
+    console.print(Text.assemble((f"session {session_id}", "bold"), terminal_text(head)), highlight=False)
+    for t in turns:  # the texts as Text: never read as markup, their control characters shown
+        console.print(Text.assemble(("you", "bold cyan"), "  ", terminal_text(t.user_text)), highlight=False)
+        cut = (" (interrupted)", "dim") if t.interrupted else ""
+        console.print(Text.assemble(("assistant", "bold magenta"), "  ", terminal_text(t.assistant_text), cut), highlight=False)
 
 
 def to_markdown(info: dict, turns: list) -> str:
-    lines = [f"# voicechat session {info['id']}", "", f"- started: {info['started_at']}", f"- kind: {info['kind']}",
-             f"- model: {info['llm_model'] or ''}", ""]
+    """The session as Markdown that shows every text as written: no HTML, link or image in it comes alive."""
+    from voicechat.escaping import markdown_code, markdown_text as md
+
+    lines = [f"# voicechat session {md(str(info['id']))}", "", f"- started: {md(str(info['started_at']))}",
+             f"- kind: {md(str(info['kind']))}", f"- model: {md(str(info['llm_model'] or ''))}", ""]
     for t in turns:
-        lines += [f"**You:** {t.user_text}", ""]
+        lines += [f"**You:** {md(t.user_text)}", ""]
         for call in t.tools:  # what was looked up, so a looked-up answer can be told from an invented one
             outcome = "failed: " if call.get("error") else "→ "
-            lines += [f"> tool `{call.get('name')}` `{call.get('arguments')}` {outcome}{' '.join(str(call.get('result')).split())[:300]}", ""]
-        lines += [f"**Assistant:** {t.assistant_text}" + (" *(interrupted)*" if t.interrupted else ""), ""]
+            result = md(" ".join(str(call.get("result")).split())[:300])
+            lines += [f"> tool {markdown_code(str(call.get('name')))} {markdown_code(str(call.get('arguments')))} {outcome}{result}", ""]
+        lines += [f"**Assistant:** {md(t.assistant_text)}" + (" *(interrupted)*" if t.interrupted else ""), ""]
     return "\n".join(lines)
 
 
@@ -102,11 +115,15 @@ def export(
         fields = ["created_at", "user_text", "assistant_text", "interrupted", "llm_model", "prompt_tokens", "completion_tokens", "tokens_estimated"]
         writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
-        for t in turns:
-            writer.writerow(dataclasses.asdict(t))
+        from voicechat.escaping import spreadsheet_cell
+
+        for t in turns:  # no cell runs as a formula when a spreadsheet opens the file
+            writer.writerow({k: spreadsheet_cell(v) for k, v in dataclasses.asdict(t).items() if k in fields})
         text = buf.getvalue()
     if output is None:
-        typer.echo(text, nl=False)
+        from voicechat.outputs import emit
+
+        emit(text)
     else:
         from voicechat.atomic import write_text_atomic
 
