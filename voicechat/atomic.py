@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from voicechat.errors import VoicechatError
+from voicechat.errors import VoicechatError, disk_full, file_error
 
 
 def check_writable_dir(directory: Path) -> None:
@@ -27,6 +27,8 @@ def check_writable_dir(directory: Path) -> None:
     try:
         fd, probe = tempfile.mkstemp(prefix=".voicechat-probe-", dir=directory)
     except OSError as e:
+        if disk_full(e):
+            raise file_error(directory, e, "create files in") from None
         raise VoicechatError(f"{directory}: cannot create files in this directory ({e.strerror}); choose another") from None
     os.close(fd)
     with contextlib.suppress(OSError):
@@ -46,21 +48,35 @@ def check_output_file(target: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary path in the target's directory; rename it onto target on success."""
+    """Yield a temporary path in the target's directory; rename it onto target on success.
+
+    Any OS error while the file is made (a full disk, a quota, an I/O error, a file system
+    turned read-only) removes the temporary file, leaves target as it was, and is raised as
+    one line that names target."""
     target = Path(target)
     check_output_file(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part" + target.suffix, dir=target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part" + target.suffix, dir=target.parent)
+    except OSError as e:
+        raise file_error(target, e) from None
     os.close(fd)
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise file_error(target, e) from None
         raise
 
 
 def write_text_atomic(target: Path, text: str) -> None:
+    """Write text to target, whole or not at all: flushed to the disk before the rename, so a full
+    disk is found while the old file is still in place."""
     with atomic_path(target) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())

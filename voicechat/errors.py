@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 
 
@@ -42,6 +44,30 @@ class StreamCut(VoicechatError):
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread so that cleanup runs as it does for Ctrl-C."""
+
+
+def disk_full(e: BaseException) -> bool:
+    """ENOSPC or EDQUOT: the disk (or the user's quota) has no room left."""
+    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def file_error(path: object, e: OSError, doing: str = "write") -> VoicechatError:
+    """One line for an OS error on a file the user named: the file, what happened, what to do.
+
+    A full disk is said as a full disk; every other errno names the file too (never an
+    "unexpected OSError" that leaves the user to guess which of their files it was)."""
+    if e.errno == errno.ENOSPC:
+        return VoicechatError(f"cannot {doing} {path}: no space left on the disk holding it; free some space and try again")
+    if e.errno == errno.EDQUOT:
+        return VoicechatError(f"cannot {doing} {path}: disk quota exceeded on the disk holding it; free some space and try again")
+    if e.errno == errno.EROFS:
+        return VoicechatError(f"cannot {doing} {path}: the file system is read-only; choose a writable place")
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return VoicechatError(f"cannot {doing} {path}: permission denied; fix its permissions or choose another place")
+    if e.errno == errno.EIO:
+        return VoicechatError(f"cannot {doing} {path}: input/output error (the disk or its connection failed); check the disk")
+    reason = e.strerror or (os.strerror(e.errno) if e.errno else type(e).__name__)
+    return VoicechatError(f"cannot {doing} {path}: {reason}; check the disk and the path")
 
 
 _secrets: set[str] = set()

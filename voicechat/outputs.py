@@ -1,4 +1,5 @@
-"""Plan output files before any work starts: one distinct name per input, a usable directory.
+"""Plan output files before any work starts: one distinct name per input, a usable directory;
+and write to standard output with a failure said as one line (a full disk behind `> file`).
 
 `transcribe a/speech.wav b/speech.wav -o out` must not write the second transcript over
 the first. Inputs whose names collide get a numbered suffix (speech, speech-2, ...),
@@ -7,11 +8,37 @@ in the order given, and the user is told which is which.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 from pathlib import Path
 
 from voicechat.atomic import check_writable_dir
 
-__all__ = ["check_writable_dir", "plan_stems"]
+__all__ = ["check_writable_dir", "emit", "plan_stems"]
+
+
+def emit(text: str) -> None:
+    """Write text to stdout and flush it; an OS error (`> file` on a full disk, /dev/full) is one line
+    naming standard output, and what could not be written is dropped (not retried, noisily, at exit)."""
+    from voicechat.errors import file_error
+
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _drop_stdout()
+        raise SystemExit(1) from None  # the reader went away (`| head`): nothing to say
+    except OSError as e:
+        _drop_stdout()
+        raise file_error("standard output", e) from None
+
+
+def _drop_stdout() -> None:
+    with contextlib.suppress(Exception):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def plan_stems(files: list[str], *, stdin_name: str = "stdin") -> tuple[list[str], list[str]]:

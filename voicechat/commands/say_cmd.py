@@ -124,6 +124,12 @@ def say(
                     sink.play(audio)
             if spoken == 0.0:
                 raise VoicechatError("nothing speakable in the text (no words or numbers); give some words")
+    except OSError as e:  # a full disk, a quota, an I/O error: the writer has removed its partial file
+        if output is None:
+            raise
+        from voicechat.errors import file_error
+
+        raise file_error(output, e) from None
     except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: the writer has removed its partial file; say so
         from voicechat.errors import Terminated
 

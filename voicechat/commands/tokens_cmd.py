@@ -149,14 +149,16 @@ def tokens(
     cost = total * price[0] / 1_000_000 if price else None
     rows = [{"input": item.name, "kind": item.kind, "characters": item.characters, "tokens": n}
             for item, n in zip(items, counts)]
+    from voicechat.outputs import emit
+
     if json_out:
-        typer.echo(json.dumps({"encoding": enc_name, "model": model, "inputs": rows, "total": total,
-                               "input_cost_usd": cost, "note": note}, indent=2))
+        emit(json.dumps({"encoding": enc_name, "model": model, "inputs": rows, "total": total,
+                         "input_cost_usd": cost, "note": note}, indent=2) + "\n")
         return
     if note:
         err_console().print(f"note: {note}", style="yellow", markup=False)
     if len(rows) == 1 and not sys.stdout.isatty():
-        typer.echo(str(total))
+        emit(f"{total}\n")
         return
     from rich.table import Table
 
@@ -164,8 +166,12 @@ def tokens(
     table.add_column("input")
     table.add_column("characters", justify="right")
     table.add_column("tokens", justify="right")
-    for r in rows:
-        table.add_row(r["input"][:60], f"{r['characters']:,}", f"{r['tokens']:,}")
+    from rich.text import Text
+
+    from voicechat.escaping import terminal_text
+
+    for r in rows:  # an input's name or text is shown as written, never read as markup
+        table.add_row(Text(terminal_text(r["input"][:60])), f"{r['characters']:,}", f"{r['tokens']:,}")
     if len(rows) > 1:
         table.add_row("[bold]total[/]", f"{sum(r['characters'] for r in rows):,}", f"[bold]{total:,}[/]")
     out_console().print(table)
@@ -219,20 +225,26 @@ def _session_report(cfg, session_id: int, json_out: bool) -> None:
         rows.append({"turn": i, "prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c, "running_total": running,
                      "estimated": t.tokens_estimated, "cost_usd": cost, "user": t.user_text})
     if json_out:
-        typer.echo(json.dumps({"session": session_id, "model": info["llm_model"], "turns": rows, "total_tokens": running,
-                               "cost_usd": running_cost if any_cost else None}, indent=2))
+        from voicechat.outputs import emit
+
+        emit(json.dumps({"session": session_id, "model": info["llm_model"], "turns": rows, "total_tokens": running,
+                         "cost_usd": running_cost if any_cost else None}, indent=2) + "\n")
         return
     from rich.table import Table
+    from rich.text import Text
+
+    from voicechat.escaping import terminal_text
 
     from voicechat.console import out_console
 
-    table = Table(title=f"session {session_id} · {info['llm_model'] or ''} · {info['started_at']}", title_justify="left")
+    table = Table(title=Text(terminal_text(f"session {session_id} · {info['llm_model'] or ''} · {info['started_at']}")),
+                  title_justify="left")
     for col in ("turn", "prompt", "completion", "total", "running", "cost", "user said"):
         table.add_column(col, justify="left" if col == "user said" else "right")
     for r in rows:
         mark = "~" if r["estimated"] else ""
         table.add_row(str(r["turn"]), f"{mark}{r['prompt_tokens']}", f"{mark}{r['completion_tokens']}", f"{r['total_tokens']}",
-                      f"{r['running_total']}", "-" if r["cost_usd"] is None else f"${r['cost_usd']:.5f}", r["user"][:40])
+                      f"{r['running_total']}", "-" if r["cost_usd"] is None else f"${r['cost_usd']:.5f}", Text(terminal_text(r["user"][:40])))
     console = out_console()
     console.print(table)
     console.print(f"total {running} tokens" + (f", ${running_cost:.5f}" if any_cost else ", cost n/a (local or unknown model)")

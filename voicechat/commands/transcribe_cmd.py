@@ -150,11 +150,9 @@ def _one(stt, cfg, name: str, events, fmts: list[str], subs, output_dir: Path | 
     elapsed = time.perf_counter() - started
     meta = {"source": name, "language": stt.info.language, "duration": duration, "model": stt.model_name, "subtitles": subs}
     if output_dir is None:
-        if count > 1:
-            sys.stdout.write(f"==> {name} <==\n")
-        for f in fmts:
-            sys.stdout.write(formats.WRITERS[f](segments, **meta))
-        sys.stdout.flush()
+        from voicechat.outputs import emit
+
+        emit((f"==> {name} <==\n" if count > 1 else "") + "".join(formats.WRITERS[f](segments, **meta) for f in fmts))
         if not segments:
             err.print(f"{name}: no speech found", style="yellow")
         return
