@@ -47,6 +47,8 @@ class Given:
     input: bytes | None = None
     env: dict[str, str] = field(default_factory=dict)
     keep: list[Path] = field(default_factory=list)  # files that must come out unchanged
+    absent: list[Path] = field(default_factory=list)  # files that must not exist afterwards (nothing partial)
+    cleanup: Callable[[], None] | None = None  # undoes what make set up (a mounted file system)
 
 
 @dataclass
@@ -172,6 +174,12 @@ CASES = [
     Case("history-delete-without-yes", lambda t, s: Given(["history", "delete", "1"], input=b"",
                                                           keep=[with_history(t)]), 1, "--yes"),
     Case("history-newer-schema", lambda t, s: Given(["history", "list"], keep=[_newer_schema()]), 1, "newer voicechat"),
+    Case("history-export-to-full-disk", lambda t, s: on_full_disk(t, lambda d: Given(
+        ["history", "export", "1", "-f", "csv", "-o", str(d / "out.csv")], keep=[with_history(t)], absent=[d / "out.csv"])),
+        1, "out.csv: no space left on the disk holding it"),
+    Case("history-export-full-disk-keeps-old-file", lambda t, s: on_full_disk(t, lambda d: Given(
+        ["history", "export", "1", "-o", str(f(d, "old.json", "{}"))], keep=[with_history(t), d / "old.json"])),
+        1, "old.json: no space left"),
     # -- say: outputs checked before any work -----------------------------------------------
     Case("say-output-is-directory", lambda t, s: Given(["say", "hi", "-o", str((t / "d.wav").mkdir() or t / "d.wav")]), 1,
          "d.wav: is a directory"),
@@ -190,7 +198,16 @@ CASES = [
     Case("say-keeps-existing-output-on-failure", lambda t, s: Given(
         ["say", "hi", "--voice", str(t / "v.onnx"), "-o", str(f(t, "keep.wav", b"RIFF-old-take"))],
         keep=[t / "keep.wav"]), 1, "v.onnx"),
+    Case("say-wav-to-full-disk", lambda t, s: on_full_disk(t, lambda d: Given(
+        ["say", "--engine", "espeak", "A few words to write.", "-o", str(d / "x.wav")], absent=[d / "x.wav"])),
+        1, "x.wav: no space left on the disk holding it"),
+    Case("say-flac-to-full-disk", lambda t, s: on_full_disk(t, lambda d: Given(
+        ["say", "--engine", "espeak", "A few words to write.", "-o", str(d / "x.flac")], absent=[d / "x.flac"])),
+        1, "x.flac: no space left on the disk holding it"),
     # -- transcribe: outputs (the decode path is tested with the streaming decoder) ---------
+    Case("transcribe-output-to-full-disk", lambda t, s: on_full_disk(t, lambda d: Given(
+        ["transcribe", str(_wav(t)), "-f", "json", "-o", str(d)], absent=[d / "in.json"])),
+        1, "in.json: no space left on the disk holding it"),
     Case("transcribe-output-in-proc", lambda t, s: Given(["transcribe", str(_wav(t)), "-o", "/proc"]), 1, "/proc"),
     Case("transcribe-output-is-file", lambda t, s: Given(["transcribe", str(_wav(t)), "-o", str(f(t, "out"))]), 1,
          "not a directory"),
@@ -244,6 +261,24 @@ CASES = [
 ]
 
 
+def on_full_disk(tmp: Path, build: Callable[[Path], Given]) -> Given:
+    """A case whose outputs go to a real tmpfs that is full (mounted now, unmounted by run_case)."""
+    import contextlib
+
+    from tests import fullfs
+
+    stack = contextlib.ExitStack()
+    disk = stack.enter_context(fullfs.tmpfs(tmp / "full", "1m"))
+    try:
+        given = build(disk)
+        fullfs.fill(disk)
+    except BaseException:
+        stack.close()
+        raise
+    given.cleanup = stack.close
+    return given
+
+
 def _wav(tmp: Path) -> Path:
     path = tmp / "in.wav"
     if not path.exists():
@@ -288,9 +323,15 @@ def check(case: Case, code: int, stdout: str, stderr: str, tmp: Path, before: di
 
 def run_case(case: Case, tmp: Path, server) -> None:
     given = case.make(tmp, server)
-    before = {p: digest(p) for p in given.keep}
-    result = runner.invoke(app, given.args, input=given.input, env=given.env)
-    check(case, result.exit_code, result.stdout, result.stderr, tmp, before)
+    try:
+        before = {p: digest(p) for p in given.keep}
+        result = runner.invoke(app, given.args, input=given.input, env=given.env)
+        check(case, result.exit_code, result.stdout, result.stderr, tmp, before)
+        for path in given.absent:
+            assert not path.exists(), f"{path} was left behind"
+    finally:
+        if given.cleanup is not None:
+            given.cleanup()
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES])
@@ -529,3 +570,120 @@ def test_talk_output_survives_kill_9_after_the_first_reply(tmp_path, hear):
     heard = hear(audio, rate).lower()
     assert any(w in heard for w in reply.lower().split() if len(w) > 3), (reply, heard)
     assert leftovers(tmp_path) == []
+
+
+# -- issue 21: exports whose text comes alive, full disks, read-only homes -----------------------
+HOSTILE_TEXTS = [
+    "=cmd|' /C calc'!A0", "+1+2", "-2+3", "@SUM(1,2)", "\t=1+1", "\r=1+1", " =HYPERLINK(\"http://evil.example\",\"x\")",
+    "\uff1d1+1", "\uff0b1", "\uff20SUM(1)", "plain words, with a comma and \"quotes\"",
+    "<img src=x onerror=alert(1)>", "<script>alert(document.cookie)</script>", "[click me](javascript:alert(1))",
+    "![pixel](http://evil.example/track.png)", "<javascript:alert(1)>", "**bold** _it_ `code` # not a heading",
+    "line one\n# heading\n- item\n1. first\n> quote\n===", "[bold]markup[/] and [/] alone", "a & b < c > d",
+]
+
+
+def _history_of(texts: list[str]) -> tuple[Path, int]:
+    from voicechat.history import History, Turn
+
+    db = paths.history_db()
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with History(db) as h:
+        sid = h.new_session("chat")
+        for i, text in enumerate(texts):
+            h.add_turn(sid, Turn(text, texts[-1 - i], llm_model=texts[i % 3],
+                                 tools=[{"name": "calc`x", "arguments": {"q": text}, "result": text}] if i % 4 == 0 else []))
+    return db, sid
+
+
+def test_csv_export_runs_no_formula_and_reads_back_faithfully(tmp_path):
+    """Every text cell that a spreadsheet would run starts with a quote; the csv module reads the rest back as written."""
+    import csv
+    import io
+
+    _, sid = _history_of(HOSTILE_TEXTS)
+    out = tmp_path / "s.csv"
+    result = runner.invoke(app, ["history", "export", str(sid), "-f", "csv", "-o", str(out)])
+    assert result.exit_code == 0, result.stderr
+    written = out.read_bytes().decode("utf-8")
+    printed = runner.invoke(app, ["history", "export", str(sid), "-f", "csv"]).stdout
+    assert printed.replace("\r\n", "\n") == written.replace("\r\n", "\n")  # the runner folds CRLF; the file has it
+    rows = list(csv.DictReader(io.StringIO(written, newline="")))
+    assert len(rows) == len(HOSTILE_TEXTS)
+    formula_start = tuple("=+-@\t\r\uff1d\uff0b\uff20")
+    for i, row in enumerate(rows):
+        for field_name, want in (("user_text", HOSTILE_TEXTS[i]), ("assistant_text", HOSTILE_TEXTS[-1 - i]),
+                                 ("llm_model", HOSTILE_TEXTS[i % 3])):
+            cell = row[field_name]
+            assert not cell.lstrip().startswith(formula_start), (field_name, cell)
+            assert cell == ("'" + want if want.lstrip().startswith(formula_start) else want), (field_name, cell)
+        assert row["prompt_tokens"] == "" and row["interrupted"] == "False"
+
+
+def test_markdown_export_shows_html_and_links_as_written(tmp_path):
+    """Rendered by a CommonMark renderer, the export has no element, link or image from the texts: each shows as written."""
+    import html
+    import re
+
+    from markdown_it import MarkdownIt
+
+    _, sid = _history_of(HOSTILE_TEXTS)
+    result = runner.invoke(app, ["history", "export", str(sid), "-f", "md"])
+    assert result.exit_code == 0, result.stderr
+    rendered = MarkdownIt("commonmark", {"html": True, "linkify": False}).render(result.stdout)
+    tags = set(re.findall(r"<([a-zA-Z][a-zA-Z0-9]*)", rendered))
+    assert tags <= {"h1", "ul", "li", "p", "strong", "em", "blockquote", "code"}, tags
+    assert "href" not in rendered and "src=" not in rendered.replace("src=x", "")  # src=x is text now: see below
+    assert "<img" not in rendered and "<script" not in rendered and "<h2" not in rendered
+    shown = html.unescape(re.sub(r"<[^>]+>", "", rendered))
+    for text in HOSTILE_TEXTS:
+        for line in text.replace("\r", "\n").split("\n"):
+            assert line.strip() in shown, line
+    assert rendered.count("<h1>") == 1 and rendered.count("<li>") == 3  # the header's; a turn's "# " or "- " is text
+
+
+def test_transcript_formats_keep_a_hostile_transcript_inert(tmp_path):
+    """SRT and VTT cues cannot be forged or tagged by the text; the TSV runs no formula; txt and json are exact."""
+    from voicechat import formats
+    from voicechat.engines.base import Segment
+
+    texts = [" Hello <script>alert(1)</script> & <b>bold</b> there.",
+             " =cmd|' /C calc'!A0 ends\n\n99\n00:00:00,000 --> 00:09:00,000\n<font color=red>forged cue</font> {\\an8}top"]
+    segments = [Segment(0.0, 2.0, texts[0]), Segment(2.0, 4.0, texts[1])]
+    srt, vtt, tsv = formats.to_srt(segments), formats.to_vtt(segments), formats.to_tsv(segments)
+    for doc, arrow in ((srt, " --> "), (vtt, " --> ")):
+        assert sum(arrow in line for line in doc.splitlines()) == 2, doc  # two cues, no forged third one
+        assert "<script" not in doc and "<b>" not in doc and "<font" not in doc, doc
+        assert "\n\n99\n" not in doc
+    assert "{\\an8}" not in srt
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;" in vtt
+    assert "alert(1)" in srt and "forged cue" in srt and "forged cue" in vtt
+    rows = [line.split("\t") for line in tsv.splitlines()[1:]]
+    assert len(rows) == 2 and rows[1][2].startswith("'=cmd|")
+    assert formats.to_txt(segments) == "".join(t.strip() + "\n" for t in texts)
+    assert [s["text"] for s in json.loads(formats.to_json(segments))["segments"]] == texts
+
+
+def test_history_show_and_list_print_markup_and_escapes_as_text(tmp_path):
+    """`history show` printed a turn as rich markup: "[/]" alone ended it with "unexpected MarkupError"."""
+    _, sid = _history_of(["[bold]markup[/] and [/] alone", "title\x1b]0;pwned\x07 and \x1b[2J clear"])
+    shown = runner.invoke(app, ["history", "show", str(sid)])
+    assert shown.exit_code == 0, shown.stderr
+    assert "[bold]markup[/] and [/] alone" in shown.stdout
+    assert "\x1b]0;" not in shown.stdout and "\\x1b]0;pwned\\x07" in shown.stdout
+    listed = runner.invoke(app, ["history", "list"])
+    assert listed.exit_code == 0, listed.stderr
+    assert "[bold]markup[/]" in listed.stdout
+    counted = runner.invoke(app, ["tokens", "--session", str(sid)])
+    assert counted.exit_code == 0 and "[bold]markup[/]" in counted.stdout, counted.stderr
+
+
+@pytest.mark.parametrize("args", [["history", "export", "1"], ["tokens", "--json", "hello"]], ids=["history-export", "tokens"])
+def test_stdout_on_a_full_device_is_one_line_naming_it(tmp_path, args):
+    """`voicechat history export 1 > /dev/full`: one line, disk-full said, no traceback at exit."""
+    with_history(tmp_path)
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([VOICECHAT, *args], stdout=full, stderr=subprocess.PIPE, timeout=120)
+    err = done.stderr.decode()
+    assert done.returncode == 1, err
+    assert err.splitlines() == ["voicechat: error: cannot write standard output: no space left on the disk holding it; "
+                                "free some space and try again"], err

@@ -51,6 +51,20 @@ def disk_full(e: BaseException) -> bool:
     return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
+def no_room(path: object) -> bool:
+    """Whether the disk holding path (a file or a folder, existing or not) has next to no space or no inode left."""
+    from pathlib import Path
+
+    here = Path(str(path))
+    while not here.exists() and here != here.parent:
+        here = here.parent
+    try:
+        st = os.statvfs(here)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024 or (st.f_files > 0 and st.f_favail == 0)
+
+
 def file_error(path: object, e: OSError, doing: str = "write") -> VoicechatError:
     """One line for an OS error on a file the user named: the file, what happened, what to do.
 

@@ -124,12 +124,10 @@ def say(
                     sink.play(audio)
             if spoken == 0.0:
                 raise VoicechatError("nothing speakable in the text (no words or numbers); give some words")
-    except OSError as e:  # a full disk, a quota, an I/O error: the writer has removed its partial file
-        if output is None:
+    except (OSError, RuntimeError) as e:  # a full disk, a quota, an I/O error: the writer has removed its partial file
+        if output is None or isinstance(e, VoicechatError):
             raise
-        from voicechat.errors import file_error
-
-        raise file_error(output, e) from None
+        raise _write_error(output, e) from None
     except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: the writer has removed its partial file; say so
         from voicechat.errors import Terminated
 
@@ -144,3 +142,18 @@ def say(
         first = (sink.first_audio_at or loaded) - loaded
         total = time.perf_counter() - loaded
         typer.echo(f"engine load {loaded - started:.2f} s, first audio {first:.3f} s after load, {spoken:.1f} s of speech, total {total:.2f} s", err=True)
+
+
+def _write_error(output: Path, e: Exception) -> Exception:
+    """One line naming the output file for an OS error or libsndfile's (which hides ENOSPC in its own words)."""
+    import errno
+
+    from voicechat.errors import VoicechatError, file_error, no_room
+
+    if isinstance(e, OSError):
+        return file_error(output, e)
+    if type(e).__module__ != "soundfile":
+        return e
+    if no_room(output):
+        return file_error(output, OSError(errno.ENOSPC, "No space left on device"))
+    return VoicechatError(f"cannot write {output}: {e}; check the disk and the path")
