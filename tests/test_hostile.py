@@ -687,3 +687,84 @@ def test_stdout_on_a_full_device_is_one_line_naming_it(tmp_path, args):
     assert done.returncode == 1, err
     assert err.splitlines() == ["voicechat: error: cannot write standard output: no space left on the disk holding it; "
                                 "free some space and try again"], err
+
+
+def test_full_disk_keeps_every_turn_and_continue_works_once_space_is_back(tmp_path):
+    """The history's disk fills up between two turns (a real tmpfs): said as disk-full (never "damaged, move it
+    aside"), the turn goes to a recovery file in the temp dir, `chat --continue` still starts, and once space
+    is back the same history takes turns again, intact."""
+    import contextlib
+    import sqlite3
+
+    from tests import fullfs
+    from voicechat.history import History
+
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    with fullfs.tmpfs(tmp_path / "disk", "2m") as disk, EchoingServer() as server:
+        env = {**os.environ, **chat_env(server), "VOICECHAT_DATA_DIR": str(disk / "data"), "TMPDIR": str(tmpdir)}
+        proc = subprocess.Popen([VOICECHAT, "chat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=env)
+        try:
+            proc.stdin.write(b"first question\n")
+            proc.stdin.flush()
+            assert server.reply in proc.stdout.readline().decode()
+            db = disk / "data" / "history.sqlite3"
+
+            def first_turn_committed() -> bool:
+                with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as c:
+                    return c.execute("SELECT count(*) FROM turns").fetchone()[0] == 1
+
+            _wait_for(first_turn_committed, proc, "the first turn's commit")
+            filler = fullfs.fill(disk)  # the disk fills up while the conversation goes on
+            out, err = proc.communicate(b"second question\n", timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(30)
+        err = err.decode()
+        assert proc.returncode == 0 and server.reply in out.decode(), err
+        assert "no space left on the disk holding the history" in err, err
+        assert "damaged" not in err and "move it aside" not in err, err
+        recovered = list(tmpdir.glob("voicechat-recovered-*/chat-*.jsonl"))
+        assert len(recovered) == 1 and str(recovered[0]) in err, err
+        assert [json.loads(line)["user_text"] for line in recovered[0].read_text().splitlines()] == ["second question"]
+
+        still_full = subprocess.run([VOICECHAT, "chat", "--continue"], input=b"third question\n", capture_output=True,
+                                    env=env, timeout=120)
+        err = still_full.stderr.decode()
+        assert still_full.returncode == 0 and server.reply in still_full.stdout.decode(), err
+        assert "no space left on the disk holding the history" in err and "move it aside" not in err, err
+        kept = [json.loads(line)["user_text"] for p in tmpdir.glob("voicechat-recovered-*/chat-*.jsonl")
+                for line in p.read_text().splitlines()]
+        assert sorted(kept) == ["second question", "third question"]
+
+        filler.unlink()  # space is back
+        again = subprocess.run([VOICECHAT, "chat", "--continue"], input=b"fourth question\n", capture_output=True,
+                               env=env, timeout=120)
+        assert again.returncode == 0 and again.stderr.decode().strip() == "", again.stderr.decode()
+        assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        with History(db) as h:
+            assert [t.user_text for t in h.turns(h.last_session_id("chat"))] == ["first question", "fourth question"]
+
+
+def test_turns_no_file_can_take_are_printed_at_the_end(tmp_path, monkeypatch):
+    """Data dir and temp dir both on a full disk: the turn stays in memory and is printed on stderr at the end.
+
+    (Python's own search for a temp dir would fall back to /tmp; here the temp dir is set, as TMPDIR is
+    when it names a folder that takes files.)"""
+    import tempfile
+
+    from tests import fullfs
+
+    with fullfs.tmpfs(tmp_path / "disk", "2m") as disk, EchoingServer() as server:
+        (disk / "tmp").mkdir()
+        monkeypatch.setattr(tempfile, "tempdir", str(disk / "tmp"))
+        monkeypatch.setenv("VOICECHAT_DATA_DIR", str(disk / "data"))
+        fullfs.fill(disk)
+        done = runner.invoke(app, ["chat"], input=b"please keep this question\n", env=chat_env(server))
+    err = done.stderr
+    assert done.exit_code == 0 and server.reply in done.stdout, err
+    assert "no space left" in err and "kept in memory" in err, err
+    kept = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert [(k["user_text"], k["assistant_text"]) for k in kept] == [("please keep this question", server.reply)], err

@@ -3,12 +3,15 @@
 Turns go to the history (the SQLite file or PostgreSQL). If a write fails (a damaged page, a
 read-only file, a full disk, a database that cannot be reached even on a new connection), the
 user is told once why and where the turns go instead: a JSON Lines
-file in the data dir (or the temp dir if that cannot be written either), one turn a
-line, that `history` can be rebuilt from by hand.
+file in the data dir (or the temp dir if that cannot be written either: a full disk), one turn
+a line, that `history` can be rebuilt from by hand. If no file takes them, they stay in memory
+and are printed on stderr when the conversation ends: a turn is never silently lost.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import dataclasses
 import json
 import os
@@ -27,24 +30,65 @@ def _warn(message: str) -> None:
     sys.stderr.flush()
 
 
-def recovery_file(kind: str) -> Path:
-    """A new file name for this session's recovered turns (in the data dir when writable)."""
+def recovery_dirs() -> list[Path]:
+    """Where recovered turns may go, in order: the data dir, then a private folder in the temp dir
+    (often another disk: the data dir's may be the one that is full)."""
     from voicechat import paths
 
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    return [paths.data_dir() / "recovered", Path(tempfile.gettempdir()) / f"voicechat-recovered-{uid}"]
+
+
+def _usable_dir(directory: Path) -> bool:
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        st = directory.stat()
+    except OSError:
+        return False
+    mine = not hasattr(os, "getuid") or st.st_uid == os.getuid()  # a folder another user made in /tmp is not ours
+    return mine and os.access(directory, os.W_OK | os.X_OK)
+
+
+def recovery_file(kind: str, directory: Path | None = None) -> Path:
+    """A new file name for this session's recovered turns (in the data dir when usable)."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     name = f"{kind}-{stamp}-{os.getpid()}.jsonl"
-    for directory in (paths.data_dir() / "recovered", Path(tempfile.gettempdir()) / "voicechat-recovered"):
-        try:
-            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            if os.access(directory, os.W_OK | os.X_OK):
-                return directory / name
-        except OSError:
-            continue
-    return Path(name)  # last resort: the working directory
+    if directory is not None:
+        return directory / name
+    for candidate in recovery_dirs():
+        if _usable_dir(candidate):
+            return candidate / name
+    return recovery_dirs()[-1] / name
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append one line durably, or leave the file as it was (no half line after a full disk)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    size = os.fstat(fd).st_size
+    try:
+        data = line.encode("utf-8")
+        written = 0
+        while written < len(data):
+            written += os.write(fd, data[written:])
+        os.fsync(fd)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, size)
+            if size == 0:
+                os.unlink(path)
+        raise
+    finally:
+        os.close(fd)
 
 
 class TurnLog:
-    """Writes turns to the history; after the first failure, to a recovery file."""
+    """Writes turns to the history; after the first failure, to a recovery file.
+
+    If no recovery file can be written either (the data dir and the temp dir both full or
+    read-only), the turns are kept in memory: each later turn tries the recovery files again,
+    and :meth:`close` (or the process's exit) tries once more and otherwise prints them on
+    stderr, one JSON line each, for the user to keep.
+    """
 
     def __init__(self, history: Any, kind: str, *, system_prompt: str | None, engines: dict[str, str | None],
                  warn: Callable[[str], None] = _warn) -> None:
@@ -54,10 +98,15 @@ class TurnLog:
         self.engines = engines
         self.warn = warn
         self.unavailable: str | None = None  # why the history failed, once it has
-        self.recovery: Path | None = None
+        self.recovery: Path | None = None  # the recovery file in use (None: none could be written)
+        self.unsaved: list[str] = []  # JSON lines no file could take
+        self._tried: set[Path] = set()
+        self._closed = False
+        self._registered = False
 
     def add(self, session_id: int | None, turn: Any) -> int | None:
         """Log one turn; return the session id (None once the history is unavailable)."""
+        first = False
         if self.unavailable is None:
             try:
                 if session_id is None:
@@ -66,25 +115,74 @@ class TurnLog:
                 return session_id
             except (VoicechatError, sqlite3.Error, OSError) as e:
                 self.unavailable = e.message if isinstance(e, VoicechatError) else f"{type(e).__name__}: {e}"
-                self.recovery = recovery_file(self.kind)
-                self.warn(f"the history log is unavailable ({self.unavailable}); this conversation goes on, "
-                          f"and its turns are saved to {self.recovery}")
-        self._recover(session_id, turn)
-        return session_id
-
-    def _recover(self, session_id: int | None, turn: Any) -> None:
-        assert self.recovery is not None
+                first = True
         record = {"kind": self.kind, "session_id": session_id, "system_prompt": self.system_prompt, **self.engines,
                   **{k: v for k, v in dataclasses.asdict(turn).items() if k not in ("id", "session_id")}}
-        try:
-            fd = os.open(self.recovery, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            with os.fdopen(fd, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-        except OSError as e:
-            if self.recovery is not None:
-                self.warn(f"cannot write the recovery file {self.recovery} ({e.strerror}); turns are no longer saved")
-            self.recovery = None
-            self.unavailable = self.unavailable or str(e)
-            self._recover = lambda *a: None  # type: ignore[method-assign]  # said once; keep talking
+        self.unsaved.append(json.dumps(record, ensure_ascii=False) + "\n")
+        before, problems = self.recovery, self._flush()
+        if self.unsaved and not self._registered:
+            self._registered = True
+            atexit.register(self.close)  # whatever ends the conversation, the turns are said
+        if first:
+            where = (f"its turns are saved to {self.recovery}" + (f" ({'; '.join(problems)})" if problems else "")
+                     if self.recovery is not None else
+                     f"no file can take its turns either ({'; '.join(problems)}), so they are kept in memory "
+                     "and printed when it ends")
+            self.warn(f"the history log is unavailable ({self.unavailable}); this conversation goes on, and {where}")
+        elif self.recovery != before:
+            where = (f"turns from now on are saved to {self.recovery}" if self.recovery is not None else
+                     "turns are kept in memory and printed when the conversation ends")
+            self.warn(f"cannot write the recovery file {before} ({'; '.join(problems)}); {where}")
+        return session_id
+
+    def _flush(self) -> list[str]:
+        """Write the unsaved lines to the recovery file in use, or to the next one that takes them."""
+        problems: list[str] = []
+        while self.unsaved:
+            if self.recovery is None:
+                self.recovery = self._next_file()
+                if self.recovery is None:
+                    return problems
+            try:
+                while self.unsaved:
+                    append_line(self.recovery, self.unsaved[0])
+                    self.unsaved.pop(0)
+            except OSError as e:
+                problems.append(f"{self.recovery}: {_why(e)}")
+                self.recovery = None
+        return problems
+
+    def _next_file(self) -> Path | None:
+        for directory in recovery_dirs():
+            candidate = recovery_file(self.kind, directory)
+            if candidate in self._tried or not _usable_dir(directory):
+                continue
+            self._tried.add(candidate)
+            return candidate
+        return None
+
+    def close(self) -> None:
+        """Try once more to save what no file took; failing that, print it for the user to keep."""
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(Exception):
+            atexit.unregister(self.close)
+        if not self.unsaved:
+            return
+        self._tried.clear()  # space may have come back
+        self._flush()
+        if self.recovery is not None and not self.unsaved:
+            self.warn(f"the turns kept in memory are saved to {self.recovery}")
+            return
+        self.warn(f"{len(self.unsaved)} turn(s) of this conversation could not be saved anywhere; "
+                  "here they are, one JSON line each, to keep:")
+        for line in self.unsaved:
+            sys.stderr.write(line)
+        sys.stderr.flush()
+
+
+def _why(e: OSError) -> str:
+    from voicechat.errors import disk_full
+
+    return "no space left on its disk" if disk_full(e) else (e.strerror or str(e))

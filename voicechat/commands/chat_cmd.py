@@ -199,6 +199,7 @@ def chat(
     finally:
         if session.totals.turns and interactive:
             err.print(f"[dim]{summary_line(session.totals, 'first token')}" + (f" · session {session.session_id}" if session.session_id else "") + "[/]")
+        session.turnlog.close()  # turns no file could take are printed now, for the user to keep
         engine.close()
         if toolbox is not None:
             toolbox.close()

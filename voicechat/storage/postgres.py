@@ -67,6 +67,8 @@ class PostgresStore(Store):
             return f"{self.label}: cannot reach PostgreSQL ({text}); check that it runs and that history.url names its host and port"
         if "permission denied" in low:
             return f"{self.label}: PostgreSQL denied access ({text}); grant the history.url user rights on its database"
+        if getattr(e, "sqlstate", None) in ("53100", "53400") or "no space left on device" in low:  # disk_full, quota
+            return f"{self.label}: the PostgreSQL server has no space left on its disk ({text}); free some space there"
         return f"{self.label}: PostgreSQL history failed ({text})"
 
     def _broken(self) -> bool:

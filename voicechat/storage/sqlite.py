@@ -12,15 +12,39 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
-from voicechat.errors import VoicechatError
+from voicechat.errors import VoicechatError, disk_full
 from voicechat.storage import schema
 from voicechat.storage.base import Query, Store, T, now
 
 
+def no_space(path: Path, e: BaseException | None = None) -> bool:
+    """Whether an error on the history file comes from a full disk (or quota), not from the file.
+
+    SQLite says SQLITE_FULL when a write finds no room; an I/O error or a file it cannot open
+    (its -wal or -shm) may also be a full disk underneath, so the disk itself is asked."""
+    if e is not None and (disk_full(e) or getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+                          or "disk is full" in str(e).lower()):
+        return True
+    try:
+        st = os.statvfs(path.parent if str(path.parent) else ".")
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024 or (st.f_files > 0 and st.f_favail == 0)
+
+
+def full_disk_advice(path: Path) -> str:
+    return f"{path}: no space left on the disk holding the history; free some space (the history itself is intact)"
+
+
 def advice(path: Path, e: BaseException) -> str:
-    """One line for a database error: what happened to which file, and what to do."""
+    """One line for a database error: what happened to which file, and what to do.
+
+    Only a file that is not a database, or is damaged, is ever to be moved aside; a full disk
+    is said as a full disk, since moving an intact history aside would lose it."""
     text = str(e) or type(e).__name__
     low = text.lower()
+    if no_space(path, e):
+        return full_disk_advice(path)
     if "readonly" in low or "read-only" in low or isinstance(e, PermissionError):
         return f"{path}: history is read-only ({text}); fix its permissions or set history.path to a writable file"
     if "locked" in low or "busy" in low:
@@ -40,6 +64,7 @@ class SQLiteStore(Store):
         self.path = Path(path)
         self.label = str(self.path)
         self.read_only = False
+        self.why_read_only: str | None = None  # said by a write when the file was opened read-only for a reason
         self._lock = threading.RLock()  # one connection shared by a server's sessions
         self._check_kind()
         try:
@@ -47,14 +72,24 @@ class SQLiteStore(Store):
                 self._open_rw()
             else:
                 self._open_ro()
-        except sqlite3.DatabaseError as e:
-            if "readonly" in str(e).lower() and not self.read_only:
+        except (sqlite3.DatabaseError, OSError) as e:
+            if self.read_only or not self.path.is_file():
+                raise VoicechatError(advice(self.path, e)) from None
+            if "readonly" in str(e).lower():
                 self.close()
                 self._open_ro()  # e.g. a file we may not write although the mode bits said so
+            elif no_space(self.path, e):
+                self.close()  # a full disk: what is there can still be read (history list, chat --continue)
+                try:
+                    if self.path.stat().st_size == 0:  # a new file: nothing to read yet
+                        raise VoicechatError(full_disk_advice(self.path))
+                    self._open_ro()
+                except VoicechatError:
+                    self.close()
+                    raise VoicechatError(full_disk_advice(self.path)) from None
+                self.why_read_only = full_disk_advice(self.path)
             else:
                 raise VoicechatError(advice(self.path, e)) from None
-        except OSError as e:
-            raise VoicechatError(advice(self.path, e)) from None
 
     # opening --------------------------------------------------------------------------------------
     def _check_kind(self) -> None:
@@ -159,6 +194,8 @@ class SQLiteStore(Store):
             raise VoicechatError(advice(self.path, e)) from e
 
     def write(self, fn: Callable[[Query], T]) -> T:
+        if self.why_read_only:
+            raise VoicechatError(self.why_read_only)
         try:
             with self._lock:
                 self.db.execute("BEGIN IMMEDIATE")
