@@ -768,3 +768,36 @@ def test_turns_no_file_can_take_are_printed_at_the_end(tmp_path, monkeypatch):
     assert "no space left" in err and "kept in memory" in err, err
     kept = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert [(k["user_text"], k["assistant_text"]) for k in kept] == [("please keep this question", server.reply)], err
+
+
+def test_read_only_home_still_counts_tokens_and_chats(tmp_path):
+    """HOME on a file system mounted read-only (the kernel refuses even root): `tokens` counts and `chat` answers.
+
+    The tokenizer data goes to a private folder in the temp dir; the history's unavailability is a warning
+    and the turn is kept in the temp dir."""
+    from tests import fullfs
+
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    with fullfs.tmpfs(tmp_path / "home", "4m") as home, EchoingServer() as server:
+        for sub in (".cache", ".config", ".local/share"):
+            (home / sub).mkdir(parents=True)
+        fullfs.read_only(home)
+        with pytest.raises(OSError):
+            (home / ".cache" / "probe").write_text("x")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("VOICECHAT_", "XDG_", "TIKTOKEN_", "DATA_GYM_"))}
+        env.update(HOME=str(home), TMPDIR=str(tmpdir))
+        counted = subprocess.run([VOICECHAT, "tokens", "Hello, world"], capture_output=True, env=env, timeout=120)
+        assert counted.returncode == 0 and counted.stdout.decode().strip() == "3", counted.stderr.decode()  # o200k: Hello / , / world
+        assert counted.stderr.decode() == ""
+        chatted = subprocess.run([VOICECHAT, "chat"], input=b"hello there\n", capture_output=True,
+                                 env={**env, **chat_env(server)}, timeout=120)
+        err = chatted.stderr.decode()
+        assert chatted.returncode == 0 and server.reply in chatted.stdout.decode(), err
+        assert "unexpected" not in err and "Traceback" not in err, err
+        assert [line for line in err.splitlines() if line.strip()] and all(
+            line.startswith("voicechat: warning: the history log is unavailable") for line in err.splitlines() if line.strip()), err
+        assert "read-only" in err.lower(), err
+        recovered = list(tmpdir.glob("voicechat-recovered-*/chat-*.jsonl"))
+        assert len(recovered) == 1 and "hello there" in recovered[0].read_text()
+        assert list(tmpdir.glob("voicechat-tiktoken-*/*"))  # where the tokenizer data went

