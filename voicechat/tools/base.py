@@ -21,6 +21,7 @@ class Tool:
     run: Callable[[dict[str, Any]], str]  # checked arguments -> result text; raises ToolError
     source: str = "built-in"  # built-in | mcp:<server>
     confirm: bool = False  # changes something: ask the user before each call
+    worker: str | None = None  # "module:function" of ``run`` for pure-Python tools: run in a process the deadline can kill
 
     @property
     def name(self) -> str:

@@ -3,8 +3,11 @@
 Nothing runs that is not a registered tool: a call naming anything else, with arguments that are
 not a JSON object of the right types, or too long, gets an error result for the model to read, and
 nothing is executed. Each call runs in a worker with a deadline; a tool that fails, raises or hangs
-gives an error result, never an exception to the conversation. Results are cut to a size and cleared
-of terminal control characters before the model or the screen sees them.
+gives an error result, never an exception to the conversation. Pure-Python tools (the calculator, the
+clock) run in a worker process that the deadline kills: in a thread, a C call that holds the
+interpreter's lock would stop the deadline itself. Tools that wait on the network keep to a thread.
+Results are cut to a size and cleared of terminal control characters before the model or the screen
+sees them.
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ class ToolBox:
         self.confirm = confirm  # set by the front end that can ask; None: calls that need a yes are refused
         self._closers = list(closers)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tool")
+        from voicechat.tools.worker import Worker
+
+        self._worker = Worker()  # started on the first call of a pure-Python tool, then kept warm
 
     def specs(self) -> list["ToolSpec"]:
         return [t.spec for t in self.tools.values()]
@@ -85,7 +91,7 @@ class ToolBox:
               cancelled: Callable[[], bool]) -> str:
         """Run the tool in a worker and wait for it: until it ends, the deadline passes, or the turn is
         interrupted (a barge-in does not wait for a slow lookup). ``on_slow`` is called once, after slow_after."""
-        future = self._pool.submit(tool.run, args)
+        future = self._pool.submit(self._in_worker, tool, args) if tool.worker else self._pool.submit(tool.run, args)
         started = time.monotonic()
         deadline = started + self.timeout + GRACE_S
         slow_at = started + slow_after if on_slow is not None and slow_after is not None else None
@@ -96,10 +102,10 @@ class ToolBox:
                 except FutureTimeout:
                     now = time.monotonic()
                     if cancelled():
-                        future.cancel()
+                        self._abandon(tool, future)
                         raise ToolError("not finished: the turn was interrupted") from None
                     if now > deadline:
-                        future.cancel()
+                        self._abandon(tool, future)
                         raise ToolError(f"'{tool.name}' did not finish within {self.timeout:g} s (tools.timeout)") from None
                     if slow_at is not None and now >= slow_at:
                         slow_at = None
@@ -109,6 +115,27 @@ class ToolBox:
         except Exception as e:  # a tool is outside code (an MCP server, a library): its failure is a result
             raise ToolError(f"'{tool.name}' failed: {type(e).__name__}: {str(e)[:200]}") from None
 
+    def _in_worker(self, tool: Tool, args: dict[str, Any]) -> str:
+        """A pure-Python tool, run in the worker process (see voicechat.tools.worker)."""
+        from voicechat.tools.worker import WorkerGone
+
+        assert tool.worker is not None
+        try:
+            answer = self._worker.call(tool.worker, args)
+        except WorkerGone:
+            raise ToolError(f"'{tool.name}' was stopped") from None
+        if "ok" in answer:
+            return str(answer["ok"])
+        if "refused" in answer:
+            raise ToolError(str(answer["refused"]))
+        raise ToolError(f"'{tool.name}' failed: {str(answer.get('failed'))[:200]}")
+
+    def _abandon(self, tool: Tool, future: Any) -> None:
+        """Give up on a call: a tool in the worker process is stopped there and then (a thread cannot be)."""
+        future.cancel()
+        if tool.worker:
+            self._worker.kill()
+
     def _fit(self, text: str) -> str:
         if len(text) <= self.result_chars:
             return text
@@ -116,6 +143,7 @@ class ToolBox:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._worker.close()
         for close in self._closers:
             try:
                 close()

@@ -1,5 +1,10 @@
 """A calculator that never evaluates code: the expression is parsed, and only numbers, arithmetic
-operators, a few named functions and constants are walked; anything else is refused."""
+operators, a few named functions and constants are walked; anything else is refused.
+
+Every step is bounded before it is computed (integers of at most MAX_INT_BITS, rounding to at most
+MAX_ROUND_DIGITS places), and a result that is not a finite number is said as such, not as inf or
+nan. The box runs it in a worker process all the same (see voicechat.tools.worker), so a step no
+bound foresaw still ends at the deadline."""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from voicechat.tools.base import Tool, ToolError
 MAX_CHARS = 200
 MAX_DEPTH = 40
 MAX_INT_BITS = 4096  # bigger integers are refused, not computed
+MAX_ROUND_DIGITS = 1300  # round(x, n) with |n| beyond this: an int would be rounded to 10**|n| (4096 bits is < 10**1234)
 
 SPEC = ToolSpec(
     "calculator",
@@ -58,7 +64,7 @@ def _walk(node: ast.AST, depth: int) -> int | float:
     if depth > MAX_DEPTH:
         raise ToolError("the expression is nested too deeply")
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-        return node.value
+        return _bounded(node.value)  # 1e999 is read as inf
     if isinstance(node, ast.UnaryOp) and type(node.op) in UNARY:
         return UNARY[type(node.op)](_walk(node.operand, depth + 1))
     if isinstance(node, ast.BinOp) and type(node.op) in BINARY:
@@ -70,6 +76,8 @@ def _walk(node: ast.AST, depth: int) -> int | float:
         return CONSTANTS[node.id]
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FUNCTIONS and not node.keywords:
         args = [_walk(a, depth + 1) for a in node.args]
+        if node.func.id == "round":
+            _check_round(args)
         return _bounded(FUNCTIONS[node.func.id](*args))
     what = node.id if isinstance(node, ast.Name) else type(node).__name__
     raise ToolError(f"'{what}' is not allowed in a calculation; use numbers, operators and {', '.join(FUNCTIONS)}")
@@ -81,11 +89,21 @@ def _check_power(base: int | float, exponent: int | float) -> None:
             raise ToolError("the result is too large")
 
 
+def _check_round(args: list[int | float]) -> None:
+    """round(1, -10**8) would build 10**(10**8) first: minutes in one C call."""
+    if len(args) == 2 and isinstance(args[1], int) and abs(args[1]) > MAX_ROUND_DIGITS:
+        raise ToolError(f"round() takes at most {MAX_ROUND_DIGITS} digits either side of the point")
+
+
 def _bounded(value: Any) -> int | float:
     if isinstance(value, complex):
         raise ToolError("the result is not a real number")
     if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
         raise ToolError("the result is too large")
+    if isinstance(value, float) and math.isinf(value):
+        raise ToolError("the result is too large" if value > 0 else "the result is too large (negative)")
+    if isinstance(value, float) and math.isnan(value):
+        raise ToolError("the result is not a number (for example infinity minus infinity)")
     return value
 
 
@@ -102,4 +120,4 @@ def run(args: dict[str, Any]) -> str:
 
 
 def tool() -> Tool:
-    return Tool(SPEC, run)
+    return Tool(SPEC, run, worker=f"{__name__}:run")

@@ -20,17 +20,33 @@ SPEC = ToolSpec(
 )
 
 
+HOW = "name a zone as Area/City, such as Europe/Paris, America/New_York or Asia/Tokyo, or UTC"
+
+
+def _unknown(zone: str) -> str:
+    """What to say for a name that is no zone; for a region (America), a few of its zones. Never a path."""
+    from zoneinfo import available_timezones
+
+    try:
+        inside = sorted(z for z in available_timezones() if z.lower().startswith(zone.lower() + "/"))
+    except OSError:
+        inside = []
+    if inside:
+        return f"'{zone}' is a region, not a time zone; name a zone in it, such as {', '.join(inside[:4])}"
+    return f"unknown time zone '{zone}'; {HOW}"
+
+
 def run(args: dict[str, Any]) -> str:
     zone = (args.get("timezone") or "").strip()
     if zone:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
         if not ZONE.match(zone):
-            raise ToolError(f"'{zone[:40]}' is not a time zone name; use an IANA name such as Europe/Paris")
+            raise ToolError(f"'{zone[:40]}' is not a time zone name; {HOW}")
         try:
             now = datetime.now(ZoneInfo(zone))
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ToolError(f"unknown time zone '{zone}'; use an IANA name such as Europe/Paris") from None
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder of zones (America), an unreadable file
+            raise ToolError(_unknown(zone)) from None
     else:
         now = datetime.now().astimezone()
     offset = now.strftime("%z")
@@ -38,4 +54,4 @@ def run(args: dict[str, Any]) -> str:
 
 
 def tool() -> Tool:
-    return Tool(SPEC, run)
+    return Tool(SPEC, run, worker=f"{__name__}:run")
