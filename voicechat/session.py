@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from voicechat.tools.box import ToolBox
 
 
+MAX_REFUSED_ROUNDS = 3  # rounds of calls to tools not offered that get a refusal to read; after that the turn ends
+
+
 @dataclass
 class Totals:
     turns: int = 0
@@ -115,6 +118,7 @@ class ChatSession:
         started = time.perf_counter()
         messages = self.memory.messages_for(user_text)
         force = self.config.tools.force if self.tools is not None else None
+        refused_rounds = 0  # rounds in which the model called tools it was not offered
         while True:
             calls: list[ToolCall] = []
             round_start = len(parts)
@@ -151,8 +155,16 @@ class ChatSession:
                 stream.close()
             if not calls or reply.interrupted or reply.failed or reply.error:
                 break
+            if not offer:  # a call the model was not offered: refused, and the model asked once more for words
+                refused_rounds += 1
+                if refused_rounds > MAX_REFUSED_ROUNDS:
+                    if len(parts) == round_start and not "".join(parts).strip():
+                        reply.error = ("the model kept asking for tools it was not offered and gave no answer; "
+                                       "ask again, or turn tools on with --tools (tools.enabled)")
+                        reply.failed = not reply.tools
+                    break
             messages = messages + [Message("assistant", "".join(parts[round_start:]).strip(), tool_calls=tuple(calls))]
-            messages += self._run_tools(calls, reply, on_tool, cancelled)
+            messages += self._run_tools(calls, reply, on_tool, cancelled) if offer else self._refuse(calls, on_tool)
             force = None
             if cancelled():
                 reply.interrupted = True
@@ -169,7 +181,8 @@ class ChatSession:
         from voicechat.tools.base import ToolEvent
         from voicechat.tools.box import clean
 
-        assert self.tools is not None
+        if self.tools is None:  # never offered: see _refuse
+            return self._refuse(calls, on_tool)
         tell = on_tool or (lambda event: None)
         out = []
         for call in calls:
@@ -183,6 +196,27 @@ class ChatSession:
             tell(ToolEvent("result", result.name, result.arguments[:500], result))
             text = f"error: {result.text}" if result.error else result.text
             out.append(Message("tool", text, tool_call_id=call.id, name=call.name))
+        return out
+
+    def _refuse(self, calls: list[ToolCall], on_tool: Callable[["ToolEvent"], None] | None) -> list[Message]:
+        """Calls made when no tools were offered (tools off, or tools.max_calls reached): none runs; each
+        gets an error result the model reads, and the front end hears of it as a failed call (one line)."""
+        from voicechat.tools.base import ToolEvent, ToolResult
+        from voicechat.tools.box import clean
+
+        if self.tools is None:
+            said = "not run: tools are off in this conversation (turn them on with --tools or tools.enabled)"
+            why = "no tools are available in this conversation; answer in words"
+        else:
+            said = f"not run: this turn has made its {self.config.tools.max_calls} tool calls (tools.max_calls)"
+            why = f"not run: this turn has made its {self.config.tools.max_calls} tool calls; answer in words"
+        tell = on_tool or (lambda event: None)
+        out = []
+        for call in calls:
+            name, arguments = clean(call.name)[:64] or "?", clean(call.arguments[:500])
+            tell(ToolEvent("call", name, arguments))
+            tell(ToolEvent("result", name, arguments, ToolResult(name, arguments, said, error=True)))
+            out.append(Message("tool", f"error: {why}", tool_call_id=call.id, name=call.name))
         return out
 
     def prefill(self, user_text: str) -> None:
