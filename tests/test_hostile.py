@@ -801,3 +801,19 @@ def test_read_only_home_still_counts_tokens_and_chats(tmp_path):
         recovered = list(tmpdir.glob("voicechat-recovered-*/chat-*.jsonl"))
         assert len(recovered) == 1 and "hello there" in recovered[0].read_text()
         assert list(tmpdir.glob("voicechat-tiktoken-*/*"))  # where the tokenizer data went
+
+
+@pytest.mark.parametrize("code, says", [(28, "no space left on the disk holding it"), (122, "disk quota exceeded"),
+                                        (30, "read-only"), (5, "input/output error"), (13, "permission denied"),
+                                        (36, "File name too long")])
+def test_every_os_error_on_an_output_names_the_file(tmp_path, code, says):
+    """What atomic writes raise for any errno: one line with the file's name and what to do, never "unexpected"."""
+    from voicechat.atomic import atomic_path
+
+    target = tmp_path / "out.csv"
+    with pytest.raises(Exception) as caught:
+        with atomic_path(target):
+            raise OSError(code, os.strerror(code))
+    message = str(caught.value)
+    assert type(caught.value).__name__ == "VoicechatError" and str(target) in message and says.lower() in message.lower()
+    assert "\n" not in message and not target.exists() and leftovers(tmp_path) == []

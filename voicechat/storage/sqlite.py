@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
-from voicechat.errors import VoicechatError, disk_full
+from voicechat.errors import VoicechatError, disk_full, file_error, no_room
 from voicechat.storage import schema
 from voicechat.storage.base import Query, Store, T, now
 
@@ -22,18 +22,14 @@ def no_space(path: Path, e: BaseException | None = None) -> bool:
 
     SQLite says SQLITE_FULL when a write finds no room; an I/O error or a file it cannot open
     (its -wal or -shm) may also be a full disk underneath, so the disk itself is asked."""
-    if e is not None and (disk_full(e) or getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    if e is not None and (disk_full(e) or (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF == sqlite3.SQLITE_FULL
                           or "disk is full" in str(e).lower()):
         return True
-    try:
-        st = os.statvfs(path.parent if str(path.parent) else ".")
-    except OSError:
-        return False
-    return st.f_bavail * st.f_frsize < 64 * 1024 or (st.f_files > 0 and st.f_favail == 0)
+    return no_room(path)
 
 
 def full_disk_advice(path: Path) -> str:
-    return f"{path}: no space left on the disk holding the history; free some space (the history itself is intact)"
+    return f"{path}: no space left on the disk holding the history; free some space (keep the file: it is not broken)"
 
 
 def advice(path: Path, e: BaseException) -> str:
@@ -50,7 +46,11 @@ def advice(path: Path, e: BaseException) -> str:
     if "locked" in low or "busy" in low:
         return f"{path}: history is locked by another process ({text}); close the other voicechat or try again"
     if isinstance(e, OSError):
-        return f"{path}: cannot open history ({e.strerror or text}); check the directory's permissions"
+        return file_error(path, e, "open the history").message
+    code = (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF  # the primary code of an extended one
+    if code in (sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN) or "disk i/o error" in low or "unable to open" in low:
+        return (f"{path}: the history could not be read or written ({text}); check the disk and its free space, "
+                "then try again (the file itself may well be intact)")
     if "not a database" in low:
         return f"{path}: not a history database ({text}); move it aside to start a new one"
     return (f"{path}: history database is damaged ({text}); move it aside to start a new one "
