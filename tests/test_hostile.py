@@ -817,3 +817,20 @@ def test_every_os_error_on_an_output_names_the_file(tmp_path, code, says):
     message = str(caught.value)
     assert type(caught.value).__name__ == "VoicechatError" and str(target) in message and says.lower() in message.lower()
     assert "\n" not in message and not target.exists() and leftovers(tmp_path) == []
+
+
+def test_history_reads_on_a_full_disk(tmp_path, monkeypatch):
+    """A history whose disk is full is read as it is (list, show, export): not called damaged."""
+    from tests import fullfs
+
+    with fullfs.tmpfs(tmp_path / "disk", "2m") as disk:
+        monkeypatch.setenv("VOICECHAT_DATA_DIR", str(disk / "data"))
+        history_with_turns(paths.history_db(), sessions=3, turns=2)
+        fullfs.fill(disk)
+        listed = runner.invoke(app, ["history", "list", "--json"])
+        exported = runner.invoke(app, ["history", "export", "2", "-f", "md"])
+        deleted = runner.invoke(app, ["history", "delete", "2", "--yes"])
+    assert listed.exit_code == 0 and len(json.loads(listed.stdout)) == 3, listed.stderr
+    assert exported.exit_code == 0 and exported.stdout.count("**You:**") == 2, exported.stderr
+    assert deleted.exit_code == 1 and deleted.stderr.startswith("voicechat: error: ") and "no space left" in deleted.stderr
+    assert "damaged" not in deleted.stderr and len(deleted.stderr.splitlines()) == 1, deleted.stderr
