@@ -834,3 +834,13 @@ def test_history_reads_on_a_full_disk(tmp_path, monkeypatch):
     assert exported.exit_code == 0 and exported.stdout.count("**You:**") == 2, exported.stderr
     assert deleted.exit_code == 1 and deleted.stderr.startswith("voicechat: error: ") and "no space left" in deleted.stderr
     assert "damaged" not in deleted.stderr and len(deleted.stderr.splitlines()) == 1, deleted.stderr
+
+
+def test_chat_to_a_full_stdout_is_one_line(tmp_path):
+    """`voicechat chat > /dev/full`: one line naming standard output (it was "unexpected OSError")."""
+    with EchoingServer() as server, open("/dev/full", "w") as full:
+        done = subprocess.run([VOICECHAT, "chat", "--no-log"], input=b"hello\nagain\n", stdout=full, stderr=subprocess.PIPE,
+                              env={**os.environ, **chat_env(server)}, timeout=120)
+    err = done.stderr.decode()
+    assert done.returncode == 1 and err.splitlines() == [
+        "voicechat: error: cannot write standard output: no space left on the disk holding it; free some space and try again"], err

@@ -15,23 +15,28 @@ from pathlib import Path
 
 from voicechat.atomic import check_writable_dir
 
-__all__ = ["check_writable_dir", "emit", "plan_stems"]
+__all__ = ["check_writable_dir", "emit", "plan_stems", "stdout_failed"]
 
 
 def emit(text: str) -> None:
     """Write text to stdout and flush it; an OS error (`> file` on a full disk, /dev/full) is one line
     naming standard output, and what could not be written is dropped (not retried, noisily, at exit)."""
-    from voicechat.errors import file_error
-
     try:
         sys.stdout.write(text)
         sys.stdout.flush()
-    except BrokenPipeError:
-        _drop_stdout()
-        raise SystemExit(1) from None  # the reader went away (`| head`): nothing to say
     except OSError as e:
-        _drop_stdout()
-        raise file_error("standard output", e) from None
+        raise stdout_failed(e) from None
+
+
+def stdout_failed(e: OSError) -> BaseException:
+    """What to raise when stdout cannot be written: a reader that went away (`| head`) ends quietly;
+    anything else is one line naming standard output. Its unwritten rest is dropped."""
+    from voicechat.errors import file_error
+
+    _drop_stdout()
+    if isinstance(e, BrokenPipeError):
+        return SystemExit(1)
+    return file_error("standard output", e)
 
 
 def _drop_stdout() -> None:

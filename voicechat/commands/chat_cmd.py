@@ -130,8 +130,7 @@ def chat(
                         out.print("[bold magenta]assistant ›[/] ", end="")
                         prefix_open = True
                 pieces += 1
-                sys.stdout.write(piece)
-                sys.stdout.flush()
+                _write(piece)
 
             def on_tool(event) -> None:  # the live view shows each call and its result on stderr
                 nonlocal prefix_open
@@ -143,8 +142,7 @@ def chat(
                     return
                 if interactive:
                     if prefix_open and not pieces:  # the tool lines go where "assistant ›" was; it comes back with the words
-                        sys.stdout.write("\r\x1b[2K")
-                        sys.stdout.flush()
+                        _write("\r\x1b[2K")
                         prefix_open = False
                     if event.phase == "call":
                         err.print(call_line(event.name, event.arguments), style="cyan", markup=False, highlight=False)
@@ -164,7 +162,7 @@ def chat(
             if reply.failed:
                 failures += 1
                 if pieces and emit is None:
-                    sys.stdout.write("\n")
+                    _write("\n")
                 if reply.exception is not None:
                     debug_traceback(reply.exception)
                 fail(reply.error or "no reply")
@@ -177,8 +175,7 @@ def chat(
             if emit is not None:
                 emit(ev.ReplyDone(reply.text, reply.interrupted))
             else:
-                sys.stdout.write("\n")
-                sys.stdout.flush()
+                _write("\n")
             if not reply.text and not reply.interrupted:
                 sys.stderr.write(f"voicechat: warning: {session.empty_reply_note(text, reply.usage)}\n")
             latency = {"first_token": round(reply.first_token, 3)} if reply.first_token is not None else {}
@@ -196,6 +193,10 @@ def chat(
                 err.print(f"[dim]{usage.prompt_tokens} + {usage.completion_tokens} tokens{est} · first token {reply.first_token or 0:.2f} s · {time.perf_counter() - started:.1f} s[/]")
     except KeyboardInterrupt:
         pass
+    except _StdoutGone as e:  # `chat > file` on a full disk, or a reader that went away: one line, and stop
+        from voicechat.outputs import stdout_failed
+
+        raise stdout_failed(e.error) from None
     finally:
         if session.totals.turns and interactive:
             err.print(f"[dim]{summary_line(session.totals, 'first token')}" + (f" · session {session.session_id}" if session.session_id else "") + "[/]")
@@ -207,6 +208,22 @@ def chat(
             history.close()
     if failures and not interactive:
         raise typer.Exit(1)
+
+
+class _StdoutGone(Exception):
+    """Stdout failed while a reply streamed: raised past the session's engine-error handling."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _write(text: str) -> None:
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except OSError as e:
+        raise _StdoutGone(e) from None
 
 
 class _Commands:
