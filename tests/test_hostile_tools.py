@@ -116,12 +116,39 @@ def matroska_pcm(path: Path, rate: int, seconds_of_samples: int = 50_000) -> Pat
     return path
 
 
+def _ogg_crc(data: bytes) -> int:
+    crc = 0
+    for byte in data:
+        crc ^= byte << 24
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x04C11DB7) & 0xFFFFFFFF if crc & 0x80000000 else (crc << 1) & 0xFFFFFFFF
+    return crc
+
+
+def vorbis(path: Path, rate: int) -> Path:
+    """An Ogg Vorbis of 20 s of noise whose identification header is then made to say ``rate`` (page CRC redone)."""
+    import soundfile as sf
+
+    noise = np.random.default_rng(0).uniform(-0.3, 0.3, 16000 * 20).astype(np.float32)
+    sf.write(str(path), noise, 16000, format="OGG", subtype="VORBIS")
+    data = bytearray(path.read_bytes())
+    at = data.index(b"\x01vorbis") + 12
+    data[at : at + 4] = struct.pack("<I", rate)
+    segments = data[26]
+    end = 27 + segments + sum(data[27 : 27 + segments])
+    data[22:26] = bytes(4)
+    data[22:26] = struct.pack("<I", _ogg_crc(bytes(data[:end])))
+    path.write_bytes(bytes(data))
+    return path
+
+
 BOMBS = {  # name: (builder, what the one line says)
     "flac_1hz": (lambda p: flac(p / "bomb.flac", rate=1, frames=37), "sample rate 1 Hz"),
     "wav_1hz": (lambda p: wav(p / "slow.wav", rate=1), "sample rate 1 Hz"),
     "wav_2g_hz": (lambda p: wav(p / "fast.wav", rate=2**31 - 1), "sample rate 2147483647 Hz"),
     "wav_1000_channels": (lambda p: wav(p / "wide.wav", rate=16000, channels=1000), "1000 audio channels"),
     "mkv_pcm_1hz": (lambda p: matroska_pcm(p / "video.mkv", rate=1), "sample rate 1 Hz"),
+    "ogg_vorbis_1hz": (lambda p: vorbis(p / "slow.ogg", rate=1), "sample rate 1 Hz"),
     # 4000 Hz passes the floor, but 65535-sample silent frames are 16 s each in 12 bytes: more audio than bytes can hold
     "flac_dense_silence": (lambda p: flac(p / "dense.flac", rate=4000, frames=400, block=65535), "more audio than"),
 }
