@@ -62,9 +62,10 @@ def _utf8_number(n: int) -> bytes:
     return chr(n).encode("utf-8") if n < 0x110000 else b""
 
 
-def flac(path: Path, rate: int, frames: int, block: int = 4096, total: int = 0) -> Path:
+def flac(path: Path, rate: int, frames: int, block: int = 4096, total: int = 0, rate_codes: tuple[int, ...] = (0,)) -> Path:
     """A FLAC of constant (silent) mono frames: each is ten-odd bytes whatever its length. ``total`` is the
-    sample count STREAMINFO declares (0: unknown). Frames take their rate from STREAMINFO."""
+    sample count STREAMINFO declares (0: unknown). Frame n gives the rate code rate_codes[n % len]
+    (0: STREAMINFO's rate, 4: 8000 Hz, 5: 16000 Hz...)."""
     info = block
     info = (info << 16) | block
     info = (info << 24) | 0
@@ -77,7 +78,7 @@ def flac(path: Path, rate: int, frames: int, block: int = 4096, total: int = 0) 
     out = bytearray(b"fLaC" + bytes([0x80]) + len(streaminfo).to_bytes(3, "big") + streaminfo)
     for n in range(frames):
         # sync + fixed blocking; block size: 16 bits after the header; rate: from STREAMINFO; mono, 16 bits
-        header = bytes([0xFF, 0xF8, 0x70, 0x08]) + _utf8_number(n) + (block - 1).to_bytes(2, "big")
+        header = bytes([0xFF, 0xF8, 0x70 | rate_codes[n % len(rate_codes)], 0x08]) + _utf8_number(n) + (block - 1).to_bytes(2, "big")
         header += bytes([_crc8(header)])
         frame = header + b"\x00" + b"\x00\x00"  # CONSTANT subframe, value 0
         out += frame + _crc16(frame).to_bytes(2, "big")
@@ -175,6 +176,13 @@ def test_a_long_declared_length_decodes_what_is_there(tmp_path):
             for _ in audio:
                 pass
     assert audio.samples == 160_000
+
+
+def test_a_rate_that_changes_mid_stream_is_followed(tmp_path):
+    """Frames at 16000 Hz, then 8000 Hz, then 16000 Hz again: each part is resampled at its own rate."""
+    path = flac(tmp_path / "changing.flac", rate=16000, frames=30, block=4000, rate_codes=(5,) * 10 + (4,) * 10 + (5,) * 10)
+    audio = decode(path)
+    assert abs(audio.size - (10 * 4000 + 10 * 8000 + 10 * 4000)) < 200, audio.size
 
 
 def test_max_seconds_stops_at_the_frame_that_passes_it(tmp_path):
