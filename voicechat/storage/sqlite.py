@@ -41,12 +41,14 @@ def advice(path: Path, e: BaseException) -> str:
     low = text.lower()
     if no_space(path, e):
         return full_disk_advice(path)
+    if isinstance(e, OSError) and not isinstance(e, PermissionError):  # EROFS, EIO...: said by errno, naming the file
+        return file_error(path, e, "open the history" if path.exists() else "create the history").message
     if "readonly" in low or "read-only" in low or isinstance(e, PermissionError):
         return f"{path}: history is read-only ({text}); fix its permissions or set history.path to a writable file"
     if "locked" in low or "busy" in low:
         return f"{path}: history is locked by another process ({text}); close the other voicechat or try again"
     if isinstance(e, OSError):
-        return file_error(path, e, "open the history").message
+        return f"{path}: cannot open history ({e.strerror or text}); check the directory's permissions"
     code = (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF  # the primary code of an extended one
     if code in (sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN) or "disk i/o error" in low or "unable to open" in low:
         return (f"{path}: the history could not be read or written ({text}); check the disk and its free space, "
