@@ -212,8 +212,8 @@ class AudioStream:
     def _check_format(self, rate: int | None, channels: int | None) -> None:
         if rate is not None and not MIN_RATE <= rate <= MAX_RATE:
             raise VoicechatError(
-                f"{self.name}: sample rate {rate} Hz is outside {MIN_RATE}-{MAX_RATE} Hz, so it is no recording of speech "
-                "(a damaged or crafted header); re-export it at 16000 Hz or more"
+                f"{self.name}: sample rate {rate} Hz is outside the {MIN_RATE}-{MAX_RATE} Hz any recording of speech has "
+                "(a damaged or crafted header); re-export it at 16000 Hz"
             )
         if channels is not None and channels > MAX_CHANNELS:
             raise VoicechatError(f"{self.name}: {channels} audio channels (at most {MAX_CHANNELS}); re-export it as mono or stereo")
