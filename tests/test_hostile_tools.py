@@ -212,11 +212,12 @@ def test_transcribe_a_bomb_is_one_line_in_bounded_memory(tmp_path, case):
     assert got["peak_mb"] < MEMORY_MB, got
 
 
-def test_transcribe_a_bomb_on_stdin_is_one_line_in_bounded_memory(tmp_path):
-    path = flac(tmp_path / "bomb.flac", rate=1, frames=37)
-    got = run_measured([VOICECHAT, "transcribe", "-"], stdin=path, timeout=120)
+@pytest.mark.parametrize("case", ["flac_1hz", "flac_dense_silence"])
+def test_transcribe_a_bomb_on_stdin_is_one_line_in_bounded_memory(tmp_path, case):
+    build, needle = BOMBS[case]
+    got = run_measured([VOICECHAT, "transcribe", "-"], stdin=build(tmp_path), timeout=120)
     assert got["code"] != 0
-    assert_one_line_error(got["stderr"], "stdin", "sample rate 1 Hz")
+    assert_one_line_error(got["stderr"], "stdin", needle)
     assert got["peak_mb"] < MEMORY_MB, got
 
 
