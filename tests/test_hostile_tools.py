@@ -444,3 +444,18 @@ def test_voice_session_without_tools_answers_a_call_it_did_not_offer():
     assert [r.text for r in replies()] == ["Two.", "Still here."], "the session lives on after the refused call"
     done = [e for e in seen if isinstance(e, ev.ToolDone)]
     assert len(done) == 1 and done[0].error and "tools are off" in done[0].result
+
+
+def test_a_model_that_calls_past_max_calls_is_not_asked_forever():
+    with EchoingServer() as server:
+        server.script = [ToolCalls(("calculator", '{"expression": "1+1"}'))] * 50
+        cfg = resolve(environ={}, overrides={"llm.engine": "openai", "llm.base_url": server.base_url, "llm.retries": 0,
+                                             "tools.enabled": True, "tools.max_calls": 1})
+        box = ToolBox([calculator.tool()])
+        try:
+            reply = ChatSession(cfg, registry.create("llm", cfg), kind="chat", log=False, tools=box).stream_reply("loop", lambda d: None)
+        finally:
+            box.close()
+        asked = len(server.requests)
+    assert asked == 5, "the call that ran, then three refusals, then the turn ends"
+    assert [t.text for t in reply.tools] == ["1+1 = 2"] and not reply.failed and "kept asking for tools" in reply.error
