@@ -50,6 +50,11 @@ class ToolBox:
 
         self._worker = Worker()  # started on the first call of a pure-Python tool, then kept warm
 
+    def warm(self) -> None:
+        """Start the worker process now if a tool needs it (it loads while the session does)."""
+        if any(t.worker for t in self.tools.values()):
+            self._worker.warm()
+
     def specs(self) -> list["ToolSpec"]:
         return [t.spec for t in self.tools.values()]
 
@@ -215,4 +220,6 @@ def build(config: "Config", notice: Callable[[str], None]) -> ToolBox:
                 notice(f"MCP server '{server.name}' has no tool named {', '.join(missing)} (tools.mcp.{server.name}.allow)")
     if cfg.force and cfg.force not in {t.name for t in tools}:
         raise ConfigError(f"tools.force is '{cfg.force}', which is not among the tools turned on ({', '.join(t.name for t in tools) or 'none'})")
-    return ToolBox(tools, timeout=cfg.timeout, result_chars=cfg.result_chars, closers=closers)
+    box = ToolBox(tools, timeout=cfg.timeout, result_chars=cfg.result_chars, closers=closers)
+    box.warm()
+    return box

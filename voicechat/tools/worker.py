@@ -45,6 +45,10 @@ class Worker:
                                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, close_fds=True)
             return self._proc
 
+    def warm(self) -> None:
+        """Start the process now (it imports while the session loads), so the first call does not wait for it."""
+        self._started()
+
     def call(self, target: str, args: dict[str, Any]) -> dict[str, Any]:
         """Run ``target(args)`` in the worker and return its answer; WorkerGone when the process died first."""
         with self._lock:
