@@ -277,6 +277,23 @@ def test_calculator_bounds_before_computing_and_says_too_large(box, expression, 
     assert "inf" not in result.text.split() and "nan" not in result.text.split()
 
 
+ODD_EXPRESSIONS = [
+    ("1 +\x00 1", "is not an arithmetic expression"),
+    ("1" * 201, "at most 200"),
+    ("(" * 90 + "1" + ")" * 90, "= 1"),  # brackets alone nest nothing
+    ("-" * 150 + "1", "nested too deeply"),
+    ("'ab' * 10**9", "'Constant' is not allowed"),
+    ("1 << 10**9", "'BinOp' is not allowed"),
+    ("factorial(10**6)", "'Call' is not allowed"),
+]
+
+
+@pytest.mark.parametrize("expression,needle", ODD_EXPRESSIONS)
+def test_calculator_odd_input_is_one_clear_answer(box, expression, needle):
+    result = box.run(ToolCall("c", "calculator", json.dumps({"expression": expression})))
+    assert result.error == (needle != "= 1") and needle in result.text, result.text
+
+
 def _stuck(args: dict) -> str:
     """A tool stuck in one C call that holds the interpreter's lock (what no bound foresaw)."""
     return str(round(1, -10**8))
