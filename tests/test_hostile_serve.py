@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import signal
 import socket
 import sqlite3
@@ -416,3 +415,140 @@ def test_host_policy(serve, host, ok):
 ])
 def test_origin_policy(serve, origin, host, ok):
     assert (boundary(**serve).origin_refusal(origin, host) is None) == ok
+
+
+# --- in a real browser: another origin on loopback, and a DNS-rebinding page --------------------------------
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package (scripts/setup.sh); never `playwright install`
+
+ATTACK = """<!doctype html><meta charset="utf-8"><title>attacker</title><pre id="out">running</pre><script>
+const target = TARGET, session = SESSION, out = {};
+function show() { document.getElementById("out").textContent = JSON.stringify(out, null, 1); }
+function openVoice(url) {
+  return new Promise(resolve => {
+    const events = [];
+    let ws;
+    try { ws = new WebSocket(url, ["voicechat"]); } catch (e) { resolve({thrown: String(e)}); return; }
+    ws.onmessage = m => {
+      events.push(String(m.data).slice(0, 300));
+      if (events.length === 1) ws.send(JSON.stringify({type: "text", text: "Repeat what I told you before."}));
+    };
+    ws.onclose = e => resolve({closed: e.code, events});
+    setTimeout(() => { resolve({timeout: true, events}); try { ws.close(); } catch (e) {} }, 20000);
+  });
+}
+async function attempt(name, fn) {
+  try { out[name] = await fn(); } catch (e) { out[name] = {blocked: String(e)}; }
+  show();
+}
+(async () => {
+  await attempt("voice", () => openVoice(`ws://${target}/v1/voice?session=${session}`));
+  await attempt("models", async () => { const r = await fetch(`http://${target}/v1/models`); return {status: r.status, body: (await r.text()).slice(0, 300)}; });
+  await attempt("post", async () => {
+    const r = await fetch(`http://${target}/v1/chat/completions`, {method: "POST", mode: "no-cors", headers: {"Content-Type": "text/plain"},
+      body: JSON.stringify({model: "x", messages: [{role: "user", content: "Spend the engine for me."}]})});
+    return {type: r.type, status: r.status};
+  });
+  out.done = true; show();
+})();
+</script>"""
+
+
+def attack_page(target: str, session: str) -> str:
+    return ATTACK.replace("TARGET", json.dumps(target)).replace("SESSION", json.dumps(session))
+
+
+def turns(server) -> int:
+    db = sqlite3.connect(server.workdir / "history.sqlite3")
+    try:
+        return db.execute("SELECT count(*) FROM turns").fetchone()[0]
+    finally:
+        db.close()
+
+
+@pytest.fixture(scope="module")
+def victim(server):
+    """A conversation the user had through the server: a secret, and its session id."""
+    c = VoiceClient(server.url)
+    try:
+        c.wait_for(lambda e: e["type"] == "session")
+        c.send({"type": "text", "text": "Remember that my bank PIN is 4321."})
+        c.wait_for(lambda e: e["type"] == "reply")
+        c.send({"type": "end"})
+        c.wait_for(lambda e: e["type"] == "summary")
+        ids = [e["id"] for e in c.of("session") if e.get("id") is not None]
+    finally:
+        c.close()
+    assert ids and turns(server) >= 1
+    return str(ids[-1])
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", f"--host-resolver-rules=MAP {EVIL} 127.0.0.1",
+                                    # the real page of a rebinding attack comes from the public internet; Chrome would then also ask the
+                                    # user before it reaches loopback (Local Network Access): off here, so the server itself must refuse
+                                    "--disable-features=LocalNetworkAccessChecks,BlockInsecurePrivateNetworkRequests,PrivateNetworkAccessSendPreflights"])
+        yield b
+        b.close()
+
+
+class _Page(http.server.BaseHTTPRequestHandler):
+    html = ""
+
+    def do_GET(self) -> None:
+        body = self.html.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def run_attack(chromium, url: str, shot: Path, route_html: str | None = None) -> dict:
+    page = chromium.new_context().new_page()
+    if route_html is not None:  # the first DNS answer: the attacker's own server hands out the page
+        page.route(url, lambda route: route.fulfill(status=200, content_type="text/html", body=route_html))
+    page.goto(url)
+    page.wait_for_function("document.getElementById('out').textContent.includes('\"done\"')", timeout=90_000)
+    page.screenshot(path=str(shot))
+    out = json.loads(page.inner_text("#out"))
+    page.context.close()
+    return out
+
+
+def test_a_page_from_another_origin_cannot_read_or_write_a_conversation(server, victim, chromium, tmp_path):
+    before = turns(server)
+    refused = server.metric("voicechat_requests_total", route="/v1/chat/completions", status="403")
+    _Page.html = attack_page(f"127.0.0.1:{server.port}", victim)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Page)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        out = run_attack(chromium, f"http://127.0.0.1:{httpd.server_address[1]}/", tmp_path / "attacker.png")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert out["voice"].get("events") == [] and out["voice"].get("closed") == 1006, out  # the upgrade was refused
+    assert "blocked" in out["models"], out  # no CORS for a foreign page, and 403 besides
+    assert out["post"].get("type") == "opaque", out  # a no-cors POST is sent blind ...
+    assert server.metric("voicechat_requests_total", route="/v1/chat/completions", status="403") == refused + 1  # ... and refused
+    assert turns(server) == before  # nothing was appended to the victim's conversation
+    assert "4321" not in json.dumps(out)
+
+
+def test_a_dns_rebinding_page_gets_nothing(server, victim, chromium, tmp_path):
+    """The page comes from rebind.evil.example (the attacker's DNS answer); then the name points at 127.0.0.1, so the
+    page's own-origin requests reach the server: it must refuse them by their Host."""
+    before = turns(server)
+    url = f"http://{EVIL}:{server.port}/"
+    out = run_attack(chromium, url, tmp_path / "rebinding.png", route_html=attack_page(f"{EVIL}:{server.port}", victim))
+    assert out["models"]["status"] == 421 and "serve.allowed_hosts" in out["models"]["body"], out  # read, but refused
+    assert out["voice"].get("events") == [], out
+    assert turns(server) == before
+    assert "4321" not in json.dumps(out)
