@@ -844,3 +844,45 @@ def test_chat_to_a_full_stdout_is_one_line(tmp_path):
     err = done.stderr.decode()
     assert done.returncode == 1 and err.splitlines() == [
         "voicechat: error: cannot write standard output: no space left on the disk holding it; free some space and try again"], err
+
+
+def test_a_writer_whose_close_fails_publishes_nothing(tmp_path):
+    """A full disk can show only on the last flush, when the file is closed: the truncated file must not replace the
+    output (nor be left beside it)."""
+    import errno
+
+    from voicechat.audiofile import AudioFileWriter
+    from voicechat.engines.base import AudioChunk
+
+    out = tmp_path / "reply.flac"
+    out.write_bytes(b"the previous take")
+    writer = AudioFileWriter(out).__enter__()
+    writer.play(AudioChunk((0.3 * np.sin(np.arange(22050) / 10)).astype(np.float32), 22050, "x"))
+    real_close = writer._file.close
+
+    def full_disk() -> None:
+        real_close()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    writer._file.close = full_disk
+    with pytest.raises(OSError):
+        writer.__exit__(None, None, None)
+    assert out.read_bytes() == b"the previous take" and leftovers(tmp_path) == []
+
+
+def test_an_os_error_that_escapes_a_command_names_its_file(capsys):
+    import errno
+
+    import typer
+
+    from voicechat.console import handle_errors
+
+    @handle_errors
+    def command() -> None:
+        raise OSError(errno.EIO, "Input/output error", "/media/usb/notes.txt")
+
+    with pytest.raises(typer.Exit) as exit_:
+        command()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.exit_code == 1 and len(err) == 1, err
+    assert "/media/usb/notes.txt" in err[0] and "input/output error" in err[0] and "unexpected" not in err[0]

@@ -118,12 +118,15 @@ class AudioFileWriter:
             self._raw.close()
 
     def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        closed = False
         try:
             self._close()
+            closed = True
         finally:
             if self.published:
                 return
-            if self._file is not None and (exc_type is None or (self.live and self.samples)):
+            # a close that failed (a full disk on the last flush) leaves a truncated file: never publish that
+            if self._file is not None and closed and (exc_type is None or (self.live and self.samples)):
                 os.replace(self._tmp, self.path)  # complete, or what a long-running writer finished
                 self.published = True
             elif self._tmp.exists():

@@ -120,6 +120,16 @@ def handle_errors(fn: F) -> F:
             terminated = isinstance(e, Terminated)
             sys.stderr.write("voicechat: terminated\n" if terminated else "voicechat: interrupted\n")
             raise typer.Exit(143 if terminated else 130) from None
+        except OSError as e:  # a file the command touched: name it, and say a full disk as a full disk
+            if debug():
+                raise
+            if e.filename is None:
+                fail(f"unexpected {type(e).__name__}: {e} (run with --debug for the traceback)")
+            else:
+                from voicechat.errors import file_error
+
+                fail(str(file_error(e.filename, e, "use")))
+            raise typer.Exit(1) from None
         except Exception as e:  # the last line of defence: one line, no traceback
             if debug():
                 raise
