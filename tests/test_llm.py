@@ -138,3 +138,14 @@ def test_connection_refused():
 def test_no_key_for_openai_is_clear():
     with pytest.raises(VoicechatError, match="no OpenAI API key"):
         registry.create("llm", resolve(environ={}, overrides={"llm.engine": "openai"}))
+
+
+def test_a_prompt_past_the_context_is_one_line_not_a_crash():
+    """llama.cpp checks the prompt against the context only when the stream is first read: that ValueError is said
+    as the user's error (it was 'unexpected ValueError' in chat and a dead voice session)."""
+    from tests.helpers import run_cli
+
+    result = run_cli("chat", "--no-log", input=("word " * 300 + "\n").encode(), env={"VOICECHAT_LLM_CONTEXT_SIZE": "64"})
+    err = result.stderr.decode().strip().splitlines()
+    assert result.returncode == 1 and len(err) == 1, err
+    assert err[0].startswith("voicechat: error: the model refused the prompt") and "llm.context_size" in err[0]

@@ -150,12 +150,14 @@ class LlamaCpp(ChatModel):
             raise VoicechatError(f"the model refused the prompt: {e}; raise llm.context_size or lower memory.max_context_tokens") from e
         text, generated = [], 0
         try:
-            for chunk in chunks:
+            for chunk in chunks:  # (a lazy generator: llama.cpp checks the prompt against the context only now)
                 delta = chunk["choices"][0].get("delta", {}).get("content")
                 if delta:
                     generated += 1
                     text.append(delta)
                     yield TextDelta(delta)
+        except ValueError as e:  # e.g. the prompt does not fit the context
+            raise VoicechatError(f"the model refused the prompt: {e}; raise llm.context_size or lower memory.max_context_tokens") from e
         finally:
             close = getattr(chunks, "close", None)
             if close:

@@ -146,14 +146,13 @@ async def _save_upload(request: Request, file: UploadFile) -> str:
 
 def _transcribe(state: Any, path: str, name: str, language: str | None, options: dict[str, Any],
                 cancel: threading.Event, meta: dict[str, Any]) -> Iterator[Any]:
-    from voicechat.decode import open_audio
+    from voicechat.decode import TooLong, open_audio
     from voicechat.errors import VoicechatError
     from voicechat.longform import transcribe_windows, windows
 
     limit = state.cfg.serve.max_audio_s
     try:
-        with open_audio(path) as audio:
-            audio.name = name
+        with open_audio(path, name=name, max_seconds=limit + 1) as audio:  # (refused at the first frame past it)
             if audio.duration is not None and audio.duration > limit + 1:
                 raise ApiError(413, f"{name}: {audio.duration:.0f} s of audio; this server takes up to {limit:.0f} s per request")
 
@@ -161,8 +160,6 @@ def _transcribe(state: Any, path: str, name: str, language: str | None, options:
                 for block in audio:
                     if cancel.is_set():
                         return
-                    if audio.samples > (limit + 1) * audio.sample_rate:
-                        raise ApiError(413, f"{name}: more than {limit:.0f} s of audio; this server takes up to {limit:.0f} s per request")
                     yield block
 
             for seg in transcribe_windows(state.stt, windows(blocks()), no_speech_threshold=state.cfg.stt.no_speech_threshold,
@@ -172,6 +169,8 @@ def _transcribe(state: Any, path: str, name: str, language: str | None, options:
                     return
             meta["duration"] = audio.samples / audio.sample_rate
             meta["language"] = state.stt.info.language
+    except TooLong:
+        raise ApiError(413, f"{name}: more than {limit:.0f} s of audio; this server takes up to {limit:.0f} s per request") from None
     except VoicechatError as e:  # the decoder names the file it read: the client knows its upload, not our path
         raise ApiError(400, e.message.replace(path, name)) from None
 

@@ -29,13 +29,15 @@ def servers(mapping: Any, *, default_timeout: float = 10.0, source: str = "tools
     if not isinstance(mapping, dict):
         raise ConfigError(f"{source}: must map server names to settings, e.g. {{files: {{command: npx, args: [...]}}}}")
     out = []
+    from voicechat.config import shown
+
     for name, entry in mapping.items():
-        where = f"{source}.{name}"
+        where = f"{source}.{str(name)[:40]}"
         if not isinstance(entry, dict):
             raise ConfigError(f"{where}: must be a mapping with command (and args) or url")
         unknown = set(entry) - KEYS
         if unknown:
-            raise ConfigError(f"{where}: unknown key '{sorted(unknown)[0]}'; expected {', '.join(sorted(KEYS))}")
+            raise ConfigError(f"{where}: unknown key {shown(str(sorted(map(str, unknown))[0]))}; expected {', '.join(sorted(KEYS))}")
         command, url = entry.get("command"), entry.get("url")
         if (command is None) == (url is None):
             raise ConfigError(f"{where}: give either command (a stdio server) or url (an HTTP server)")
