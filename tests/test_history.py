@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import re
 import signal
 import sqlite3
 import stat
@@ -48,7 +49,7 @@ def test_file_is_private_and_wal(tmp_path):
     assert stat.S_IMODE(os.stat(tmp_path / "h.sqlite3").st_mode) == 0o600
     assert h.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert h.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)  # what an older voicechat reads
-    assert [r[0] for r in h.db.execute("SELECT version FROM schema_version ORDER BY version")] == [1, 2, 3]
+    assert [r[0] for r in h.db.execute("SELECT version FROM schema_version ORDER BY version")] == list(range(1, len(MIGRATIONS) + 1))
 
 
 def raw_connection(url, tmp_path):
@@ -77,7 +78,10 @@ def test_migrates_an_old_schema(history_url, tmp_path):
     with open_history(history_url) as h:
         old = h.turns(1)
         assert [t.user_text for t in old] == ["q"] and old[0].cleared_before is False and old[0].tools == []
-        assert h.store.read(lambda q: [r["version"] for r in q("SELECT version FROM schema_version ORDER BY version")]) == [1, 2, 3]
+        assert h.store.read(lambda q: [r["version"] for r in q("SELECT version FROM schema_version ORDER BY version")]) \
+            == list(range(1, len(MIGRATIONS) + 1))
+        backfilled = h.store.read(lambda q: q("SELECT public_id FROM sessions WHERE id=1"))[0]["public_id"]
+        assert re.fullmatch(r"[0-9a-f]{32,64}", backfilled) and h.find_public(backfilled) == 1  # a random id to resume by
         h.add_turn(1, Turn("r", "b", tools=[{"name": "clock", "arguments": {}, "result": "12:00"}]))
         assert h.turns(1)[1].tools == [{"name": "clock", "arguments": {}, "result": "12:00"}]
     with open_history(history_url) as h:  # opening again applies nothing twice

@@ -69,7 +69,7 @@ def cluster(tmp_path_factory, postgres):
         s.stop()
 
 
-def connect(url: str, session: int | None = None, tries: int = 40) -> tuple[VoiceClient, dict]:
+def connect(url: str, session: str | None = None, tries: int = 40) -> tuple[VoiceClient, dict]:
     """Connect through the balancer as a client does: a replica that is starting or draining says so
     (close code 1013 or 1012); wait a moment and try again."""
     for _ in range(tries):
@@ -93,9 +93,12 @@ def turn(c: VoiceClient, text: str) -> tuple[dict, dict]:
     return reply, committed
 
 
-def stored(url: str, session: int) -> list[tuple[str, str]]:
+def stored(url: str, session: str) -> list[tuple[str, str]]:
+    """The turns of the session whose public id (what the client was given) is ``session``."""
     with History(url) as h:
-        return [(t.user_text, t.assistant_text) for t in h.turns(session)]
+        row = h.find_public(session)
+        assert row is not None, session
+        return [(t.user_text, t.assistant_text) for t in h.turns(row)]
 
 
 def test_http_routes_spread_over_both_replicas(cluster):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,12 @@ from voicechat.storage import open_store, schema
 from voicechat.storage.base import Query, now
 
 MIGRATIONS = schema.render("sqlite")  # as SQLite runs them (tests build old files from these)
+PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]{16,128}")  # what a session's public id can look like (new_key and the migration's)
+
+
+def new_key() -> str:
+    """A session's public id: 128 random bits, so holding one is what lets a client resume that session."""
+    return secrets.token_hex(16)
 
 
 @dataclass
@@ -72,10 +80,10 @@ class History:
     def new_session(self, kind: str, *, system_prompt: str | None = None, engines: dict[str, str | None] | None = None) -> int:
         e = engines or {}
         values = (now(), kind, system_prompt, e.get("stt_engine"), e.get("stt_model"), e.get("llm_engine"), e.get("llm_model"),
-                  e.get("tts_engine"), e.get("tts_model"))
+                  e.get("tts_engine"), e.get("tts_model"), new_key())
         return self.store.write(lambda q: int(q(
-            "INSERT INTO sessions (started_at, kind, system_prompt, stt_engine, stt_model, llm_engine, llm_model, tts_engine, tts_model)"
-            " VALUES (?,?,?,?,?,?,?,?,?) RETURNING id", values)[0]["id"]))
+            "INSERT INTO sessions (started_at, kind, system_prompt, stt_engine, stt_model, llm_engine, llm_model, tts_engine, tts_model,"
+            " public_id) VALUES (?,?,?,?,?,?,?,?,?,?) RETURNING id", values)[0]["id"]))
 
     def add_turn(self, session_id: int, turn: Turn) -> int:
         """Commit one completed turn: it is stored when this returns."""
@@ -111,6 +119,27 @@ class History:
         if not rows:
             raise VoicechatError(f"no session {session_id} in the history; see `voicechat history list`")
         return rows[0]
+
+    def public_id(self, session_id: int) -> str:
+        """The id a server gives its client for this session (and resumes by); one is made if the row has none
+        (a row written by an older voicechat sharing this database)."""
+        rows = self.store.read(lambda q: q("SELECT public_id FROM sessions WHERE id=?", (session_id,)))
+        if rows and rows[0]["public_id"]:
+            return str(rows[0]["public_id"])
+        key = new_key()
+        self.store.write(lambda q: q("UPDATE sessions SET public_id=? WHERE id=? AND public_id IS NULL", (key, session_id)))
+        rows = self.store.read(lambda q: q("SELECT public_id FROM sessions WHERE id=?", (session_id,)))
+        if not rows or not rows[0]["public_id"]:
+            raise VoicechatError(f"no session {session_id} in the history; see `voicechat history list`")
+        return str(rows[0]["public_id"])
+
+    def find_public(self, public_id: Any) -> int | None:
+        """The session whose public id this is; None for any other value (unknown, malformed, deleted): a caller
+        that cannot tell these apart gives nothing away."""
+        if not isinstance(public_id, str) or not PUBLIC_ID.fullmatch(public_id):
+            return None
+        rows = self.store.read(lambda q: q("SELECT id FROM sessions WHERE public_id=?", (public_id,)))
+        return int(rows[0]["id"]) if rows else None
 
     def last_session_id(self, kind: str | None = None) -> int | None:
         sql = "SELECT id FROM sessions" + (" WHERE kind=?" if kind else "") + " ORDER BY id DESC LIMIT 1"

@@ -1,7 +1,8 @@
 """The history's schema: one list of migrations applied in order to every backend.
 
-A migration is plain SQL that SQLite and PostgreSQL both accept, except the one thing
-they spell differently: an auto-numbered primary key, written ``{id}``. Each backend
+A migration is plain SQL that SQLite and PostgreSQL both accept, except the two things
+they spell differently: an auto-numbered primary key, written ``{id}``, and a fresh random
+session key (128 bits or more from the database's strong random source), written ``{random_key}``. Each backend
 records what it applied in the ``schema_version`` table (one row per migration), in the
 same transaction as the migration itself.
 """
@@ -44,6 +45,13 @@ MIGRATIONS = [
     """
     ALTER TABLE turns ADD COLUMN tools TEXT;
     """,
+    # 4: the id a server's client sees and resumes by: random, so it cannot be guessed (row numbers can);
+    # sessions from before get one here, new ones from voicechat.history.new_key()
+    """
+    ALTER TABLE sessions ADD COLUMN public_id TEXT;
+    UPDATE sessions SET public_id = {random_key} WHERE public_id IS NULL;
+    CREATE UNIQUE INDEX sessions_public_id ON sessions(public_id);
+    """,
 ]
 
 VERSION_TABLE = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
@@ -54,9 +62,15 @@ PRIMARY_KEY = {
 }
 
 
+RANDOM_KEY = {
+    "sqlite": "lower(hex(randomblob(16)))",  # 128 bits (SQLite's generator is seeded from the OS)
+    "postgresql": "replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', '')",  # 244 bits (PostgreSQL 13+)
+}
+
+
 def render(dialect: str) -> list[str]:
     """The migrations as this dialect's SQL."""
-    return [script.replace("{id}", PRIMARY_KEY[dialect]) for script in MIGRATIONS]
+    return [script.replace("{id}", PRIMARY_KEY[dialect]).replace("{random_key}", RANDOM_KEY[dialect]) for script in MIGRATIONS]
 
 
 def statements(script: str) -> list[str]:

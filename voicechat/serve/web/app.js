@@ -626,7 +626,7 @@
     const reason = e.reason || refusal;
     if (e.code === 1008 && /key/i.test(reason)) {
       askKey(apiKey() ? "The server did not accept this key. Enter the right one." : null);
-    } else if (e.code === 4404 || (e.code === 1008 && resuming && !/bad query/i.test(reason))) {
+    } else if (e.code === 1008 && resuming && !/bad query/i.test(reason)) { // an id the server does not know (or not ours)
       notice(`The conversation could not be resumed (${reason || "not found"}); starting a new one.`);
       sessionId = null;
       retryTimer = setTimeout(start, 300);
@@ -649,7 +649,7 @@
         if (msg.input) { // the first message of a connection
           connected = true;
           stats.connects += 1;
-          if (retries > 0) notice(sessionId != null ? `Reconnected to conversation ${sessionId}.` : "Reconnected.");
+          if (retries > 0) notice(sessionId != null ? "Reconnected: the conversation goes on." : "Reconnected.");
           retries = 0;
           setStatus("listening");
         }
