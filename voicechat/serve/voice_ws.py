@@ -7,7 +7,18 @@ Protocol (README "Voice sessions over a WebSocket" has an example client):
   dropped, summary), and reply audio as ``{"type": "audio", ...}`` followed by one binary message of
   16-bit PCM; ``audio_end`` / ``audio_stop`` close a reply's audio;
 - the client streams binary messages of 16 kHz mono 16-bit PCM up, and sends JSON messages:
-  ``text``, ``command``, ``clear``, ``interrupt``, ``record`` (push-to-talk), ``played``, ``end``.
+  ``text``, ``command``, ``clear``, ``interrupt``, ``record`` (push-to-talk), ``played``, ``mode``, ``end``.
+
+Session ids are the history's random public ids (:func:`voicechat.history.new_key`), never row numbers:
+an id that is unknown, malformed, deleted or someone else's gets one and the same answer (close 1008,
+:data:`SESSION_REFUSED`), so nothing can be learnt by trying ids.
+
+Every connection is bounded: what waits to be sent (:class:`Outbox`, :data:`MAX_OUT_MESSAGES`,
+:data:`MAX_OUT_BYTES`: a client that does not read is closed with 1008), the audio waiting to be heard
+(:class:`PushSource`, 10 s), typed turns waiting for an answer (:data:`MAX_WAITING_TURNS`: more are
+refused), and refused messages (errors about the same input are coalesced; after :data:`MAX_REFUSED`
+the connection is closed with 1008). Live sessions are bounded by ``serve.max_sessions`` (1013 past
+it); their engine calls take turns on the engines' own locks, beside the ``serve.max_active`` pool.
 """
 
 from __future__ import annotations
@@ -15,19 +26,26 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import logging
+import math
 import threading
 import time
 from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
 
-from voicechat.serve.wsio import ClientSink, PushSource
+from voicechat.serve.wsio import ClientSink, Outbox, PushSource
 
+log = logging.getLogger("voicechat.serve")
 CLOSE_BUSY = 1013  # try again later
 CLOSE_RESTART = 1012  # the server is restarting: reconnect (elsewhere)
 CLOSE_POLICY = 1008
-CLOSE_NOT_FOUND = 4404
 MAX_MESSAGE = 1 << 20  # one message of audio (~30 s) or JSON
+MAX_OUT_MESSAGES = 4096  # messages waiting to be sent to one client (a reply's events and audio are a few hundred)
+MAX_OUT_BYTES = 8 << 20  # and their size: ~3 minutes of 22 kHz reply audio; past either, the client is not reading
+MAX_WAITING_TURNS = 4  # typed turns waiting for an answer (the one being answered included); more are refused
+MAX_REFUSED = 1000  # refused messages (malformed, too big, too many turns) before the connection is closed
+SESSION_REFUSED = "this session cannot be resumed (unknown, deleted or not yours); connect without ?session= to start a new one"
 
 
 class VoiceConnection:
@@ -36,7 +54,10 @@ class VoiceConnection:
         self.ws = ws
         self.loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        self.out: asyncio.Queue[Any] = asyncio.Queue()
+        self.out = Outbox(self.loop, MAX_OUT_MESSAGES, MAX_OUT_BYTES)
+        self.refused = 0  # messages refused so far
+        self.public_id: str | None = None  # the session's id as the client knows it
+        self._public_of: dict[int, str] = {}
         self.closed = threading.Event()
         self.session: Any = None
         self.sink: ClientSink | None = None
@@ -46,15 +67,31 @@ class VoiceConnection:
         self.draining = False
 
     # outgoing, from any thread -----------------------------------------------------------------
-    def _put(self, item: Any) -> None:
-        if threading.get_ident() == self._loop_thread:
-            self.out.put_nowait(item)  # in order with what the loop itself queues next
-        else:
-            self.loop.call_soon_threadsafe(self.out.put_nowait, item)
+    def _put(self, item: str | bytes) -> None:
+        self.out.put(item)  # False: the outbox is full, the client is not reading; _receive closes the connection
 
     def send_json(self, doc: dict[str, Any]) -> None:
         if not self.closed.is_set():
             self._put(json.dumps(doc, ensure_ascii=False))
+
+    def refuse(self, message: str) -> None:
+        """An error about something the client sent: said once however often it is repeated while waiting."""
+        self.refused += 1
+        if not self.closed.is_set():
+            self.out.error(message)
+
+    def _public(self, session_id: int | None) -> str | None:
+        """The client's id for a history session (looked up once)."""
+        if session_id is None:
+            return None
+        if session_id not in self._public_of:
+            history = self.state.history
+            try:
+                self._public_of[session_id] = history.public_id(session_id)
+            except Exception:  # an unavailable history: the turns are in a recovery file, and there is nothing to resume by
+                return None
+        self.public_id = self._public_of[session_id]
+        return self.public_id
 
     def _send_audio(self, header: dict[str, Any], pcm: bytes | None) -> None:
         if self.closed.is_set():
@@ -66,13 +103,16 @@ class VoiceConnection:
     def _on_event(self, event: Any) -> None:
         from voicechat.voice import events as ev
 
-        self.send_json(event.to_dict())
+        doc = event.to_dict()
+        if isinstance(event, ev.Summary):
+            doc["session_id"] = self._public(event.session_id)
+        self.send_json(doc)
         if isinstance(event, ev.TurnStats) and event.timing.voice_to_voice is not None:
             self.state.metrics.turns.observe(event.timing.voice_to_voice)
 
     async def _sender(self) -> None:
         while True:
-            item = await self.out.get()
+            item = await self.out.take()
             if item is None:
                 return
             if isinstance(item, bytes):
@@ -81,7 +121,7 @@ class VoiceConnection:
                 await self.ws.send_text(item)
 
     # the session -------------------------------------------------------------------------------
-    def _open(self, resume: int | None, barge_in: bool | None, mode: str | None) -> Any:
+    def _open(self, public_id: str | None, barge_in: bool | None, mode: str | None) -> Any:
         from voicechat.errors import VoicechatError
         from voicechat.session import ChatSession, engines_info
         from voicechat.voice.session import VoiceSession
@@ -92,15 +132,19 @@ class VoiceConnection:
             cfg.listen.barge_in = barge_in
         if mode is not None:
             cfg.listen.mode = mode
-        if resume is not None:
+        resume = None
+        if public_id is not None:
             if state.history is not None and getattr(state.history, "reason", None):
                 raise VoicechatError(f"sessions cannot be resumed: {state.history.reason}")
-            if state.history is None or not hasattr(state.history, "session"):
+            if state.history is None or not hasattr(state.history, "find_public"):
                 raise VoicechatError("this server keeps no history (history.enabled is false): sessions cannot be resumed")
-            state.history.session(resume)
+            resume = state.history.find_public(public_id)
+            if resume is None:
+                raise SessionRefused(SESSION_REFUSED)
+            self._public_of[resume] = self.public_id = public_id
         chat = ChatSession(cfg, state.llm, kind="talk", log=state.log, resume=resume, history=state.history,
                            engines=engines_info(cfg, state.stt, state.llm, state.tts))
-        chat.on_recorded = lambda sid: self.send_json({"type": "session", "id": sid})
+        chat.on_recorded = lambda sid: self.send_json({"type": "session", "id": self._public(sid)})
         self.source = PushSource(cfg.listen.frame_ms)
         self.sink = ClientSink(self._send_audio, self.closed)
         session = VoiceSession(cfg, conversation=chat, stt=state.stt, tts=state.tts, source=self.source, sink=self.sink,
@@ -108,20 +152,23 @@ class VoiceConnection:
         session.subscribe(self._on_event)
         return session
 
-    async def run(self, resume: int | None, barge_in: bool | None, mode: str | None) -> None:
+    async def run(self, resume: str | None, barge_in: bool | None, mode: str | None) -> None:
         from voicechat.errors import VoicechatError
 
         sender = asyncio.create_task(self._sender())
         try:
             try:
                 self.session = await self.loop.run_in_executor(None, self._open, resume, barge_in, mode)
+            except SessionRefused as e:
+                self.send_json({"type": "error", "message": str(e)})
+                await self._finish(sender, CLOSE_POLICY, str(e))
+                return
             except VoicechatError as e:
                 self.send_json({"type": "error", "message": str(e)})
-                code = CLOSE_NOT_FOUND if resume is not None and "no session" in e.message.lower() else CLOSE_POLICY
-                await self._finish(sender, code)
+                await self._finish(sender, CLOSE_POLICY, str(e))
                 return
             chat = self.session.conversation
-            self.send_json({"type": "session", "id": chat.session_id, "resumed_turns": getattr(chat, "resumed_turns", 0),
+            self.send_json({"type": "session", "id": self.public_id, "resumed_turns": getattr(chat, "resumed_turns", 0),
                             "input": {"sample_rate": 16000, "format": "s16le", "channels": 1},
                             "output": {"sample_rate": getattr(self.state.tts, "sample_rate", None), "format": "s16le"},
                             "mode": self.session.mode, "barge_in": self.session.cfg.listen.barge_in})
@@ -145,6 +192,16 @@ class VoiceConnection:
                 return  # the client said "end" and the last reply is over
             if self.session.errors:
                 return
+            if self.out.overflowed:
+                self.closed_code, self.closed_reason = CLOSE_POLICY, "closing: the client is not reading what it is sent"
+                log.warning("voice session: closed a client that was not reading (more than %d messages or %d MB waiting)",
+                            MAX_OUT_MESSAGES, MAX_OUT_BYTES >> 20)
+                return
+            if self.refused > MAX_REFUSED:
+                self.send_json({"type": "error", "message": f"closing: {self.refused} messages refused; fix the client"})
+                self.closed_code, self.closed_reason = CLOSE_POLICY, f"{self.refused} messages refused"
+                log.warning("voice session: closed a client after %d refused messages", self.refused)
+                return
             try:
                 message = await asyncio.wait_for(self.ws.receive(), timeout=min(idle_left, total_left, 0.5))
             except asyncio.TimeoutError:
@@ -160,45 +217,49 @@ class VoiceConnection:
 
     def _audio(self, data: bytes) -> None:
         if len(data) > MAX_MESSAGE:
-            self.send_json({"type": "error", "message": f"an audio message of {len(data)} bytes is too big; send at most {MAX_MESSAGE} at a time"})
+            self.refuse(f"an audio message is too big; send at most {MAX_MESSAGE} bytes at a time")
             return
         if len(data) % 2:
-            self.send_json({"type": "error", "message": "audio must be 16-bit PCM (an even number of bytes); this message was dropped"})
+            self.refuse("audio must be 16-bit PCM (an even number of bytes); this message was dropped")
             return
         if not self.draining:
             assert self.source is not None
             self.source.push(data)
 
     def _command(self, text: str) -> None:
+        from voicechat.errors import VoicechatError
+
         session, sink = self.session, self.sink
         assert session is not None and sink is not None
         if len(text) > MAX_MESSAGE:
-            self.send_json({"type": "error", "message": "message too long"})
+            self.refuse(f"message too long; send at most {MAX_MESSAGE} characters at a time")
             return
         try:
-            msg = json.loads(text)
+            msg = json.loads(text, parse_constant=_no_constant)
         except ValueError:
-            self.send_json({"type": "error", "message": "messages must be JSON objects, e.g. {\"type\": \"text\", \"text\": \"hello\"}"})
+            self.refuse("messages must be JSON objects, e.g. {\"type\": \"text\", \"text\": \"hello\"}")
             return
         if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
-            self.send_json({"type": "error", "message": "messages must be JSON objects with a \"type\""})
+            self.refuse("messages must be JSON objects with a \"type\"")
             return
         kind = msg["type"]
         limit = self.state.cfg.serve.max_text_chars
         if kind == "text":
             value = msg.get("text")
             if not isinstance(value, str) or not value.strip():
-                self.send_json({"type": "error", "message": "a text message needs \"text\": a non-empty string"})
+                self.refuse("a text message needs \"text\": a non-empty string")
             elif len(value) > limit:
-                self.send_json({"type": "error", "message": f"text of {len(value)} characters; this server takes up to {limit}"})
+                self.refuse(f"text too long; this server takes up to {limit} characters (serve.max_text_chars)")
             elif self.draining:
-                self.send_json({"type": "error", "message": "the server is shutting down; send it again after reconnecting"})
+                self.refuse("the server is shutting down; send it again after reconnecting")
+            elif _waiting_turns(session) >= MAX_WAITING_TURNS:
+                self.refuse(f"{MAX_WAITING_TURNS} messages are already waiting for an answer; this one was dropped: send it after a reply")
             else:
                 session.send_text(value.strip())
         elif kind in ("command", "clear"):
             line = "/clear" if kind == "clear" else msg.get("line")
             if not isinstance(line, str) or not line.startswith("/"):
-                self.send_json({"type": "error", "message": "a command message needs \"line\", e.g. \"/clear\""})
+                self.refuse("a command message needs \"line\", e.g. \"/clear\"")
                 return
             if line.strip().split()[0] in ("/quit", "/exit", "/q"):
                 if self.source is not None:
@@ -210,31 +271,35 @@ class VoiceConnection:
                 self.send_json({"type": "notice", "message": outcome.message})
         elif kind == "interrupt":
             played = msg.get("played")
-            if isinstance(played, (int, float)) and not isinstance(played, bool):
+            if _seconds(played):
                 sink.confirm(sink.reply, played, True)
             session.interrupt()
         elif kind == "played":
             reply, seconds = msg.get("reply"), msg.get("seconds")
-            if isinstance(reply, int) and isinstance(seconds, (int, float)) and not isinstance(seconds, bool):
+            if isinstance(reply, int) and not isinstance(reply, bool) and _seconds(seconds):
                 sink.confirm(reply, seconds, bool(msg.get("done")))
         elif kind == "record":
             session.toggle_recording()
         elif kind == "mode":
+            value = msg.get("mode")
+            if value not in ("vad", "ptt"):
+                self.refuse("a mode message needs \"mode\": \"vad\" or \"ptt\"")
+                return
             try:
-                session.set_mode(msg.get("mode"))
-            except Exception as e:
-                self.send_json({"type": "error", "message": str(e)})
+                session.set_mode(value)
+            except VoicechatError as e:
+                self.refuse(e.message)
         elif kind == "end":
             assert self.source is not None
             self.source.end()
         else:
-            self.send_json({"type": "error", "message": f"unknown message type '{kind[:40]}'; use text, command, clear, interrupt, played, record, mode or end"})
+            self.refuse("unknown message type; use text, command, clear, interrupt, played, record, mode or end")
 
     async def drain(self, timeout: float) -> None:
         """SIGTERM: say so, let the turn in progress finish (bounded), then close."""
         self.draining = True
         self.send_json({"type": "closing", "reason": "the server is shutting down; reconnect with this session id to go on",
-                        "session": self.session.conversation.session_id if self.session is not None else None})
+                        "session": self.public_id})
         deadline = time.monotonic() + timeout
         while self.session is not None and not self.session.idle and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -250,19 +315,40 @@ class VoiceConnection:
         session.interrupt()  # the client left (or we close): the model stops writing and synthesis stops
         await self.loop.run_in_executor(None, session.close)
         if not getattr(self, "closed_code", None):
-            self.send_json(session.summary().to_dict())
+            summary = session.summary()
+            doc = summary.to_dict()
+            doc["session_id"] = await self.loop.run_in_executor(None, self._public, summary.session_id)
+            self.send_json(doc)
 
-    async def _finish(self, sender: asyncio.Task, code: int | None) -> None:
-        self.out.put_nowait(None)
+    async def _finish(self, sender: asyncio.Task, code: int | None, reason: str | None = None) -> None:
+        self.out.end()
         try:
-            await asyncio.wait_for(sender, timeout=5)
+            await asyncio.wait_for(sender, timeout=5)  # a client that does not read: its outbox is dropped, not waited for
         except BaseException:
             sender.cancel()
         self.closed.set()
+        reason = reason or getattr(self, "closed_reason", None) or ""
         try:
-            await self.ws.close(code or getattr(self, "closed_code", None) or 1000)
+            await self.ws.close(code or getattr(self, "closed_code", None) or 1000, reason=reason[:120])
         except Exception:
             pass
+
+
+class SessionRefused(Exception):
+    """?session= names no session this client may resume (whatever the reason: the answer is the same)."""
+
+
+def _waiting_turns(session: Any) -> int:
+    """Turns delivered to the session and not yet answered."""
+    return int(getattr(session, "_pending", 0))
+
+
+def _seconds(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 async def voice_endpoint(ws: WebSocket) -> None:
@@ -281,14 +367,11 @@ async def voice_endpoint(ws: WebSocket) -> None:
         await refuse(CLOSE_POLICY, "missing or wrong API key: send 'Authorization: Bearer KEY' or the subprotocol voicechat.key.<base64url key>")
         return
     params = ws.query_params
-    try:
-        resume = int(params["session"]) if params.get("session") else None
-        barge_in = None if params.get("barge_in") is None else params["barge_in"].lower() in ("1", "true", "yes", "on")
-        mode = params.get("mode") or None
-        if mode not in (None, "vad", "ptt"):
-            raise ValueError("mode")
-    except ValueError:
-        await refuse(CLOSE_POLICY, "bad query: session is a number, mode is vad or ptt")
+    resume = params.get("session") or None  # any string: find_public says whether it names a session, and only that
+    barge_in = None if params.get("barge_in") is None else params["barge_in"].lower() in ("1", "true", "yes", "on")
+    mode = params.get("mode") or None
+    if mode not in (None, "vad", "ptt"):
+        await refuse(CLOSE_POLICY, "bad query: mode is vad or ptt")
         return
     if not state.ready:
         state.metrics.refused.labels("session").inc()

@@ -3,10 +3,14 @@
 :class:`PushSource` takes the PCM the client streams up and hands the session fixed frames.
 :class:`ClientSink` sends each synthesized chunk down as it is ready and learns from the client what
 was actually played: the history of an interrupted reply keeps only what the client confirms.
+:class:`Outbox` holds what waits to be sent to the client, bounded: a client that does not read
+fills it, and is then closed, instead of the server's memory.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import queue
 import threading
 import time
@@ -79,6 +83,110 @@ class PushSource:
 
     def hold(self, held: bool) -> None:
         pass  # a live microphone does not wait: the listener decides what to ignore
+
+
+class Outbox:
+    """Messages (text or bytes) waiting for one client, in order, put from any thread, taken on the event loop.
+
+    At most ``max_items`` messages and ``max_bytes`` bytes wait; a put past that sets ``overflowed`` (the
+    client is not reading what it is sent) and is dropped, as is everything after it: the connection is to
+    be closed. Errors about what the client sent are coalesced: while one is waiting, the same message
+    again only counts (``repeats`` in the one that is sent), so a client flooding bad input and not reading
+    costs one message, not one per input.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, max_items: int, max_bytes: int) -> None:
+        self.loop = loop
+        self.max_items, self.max_bytes = max_items, max_bytes
+        self._items: collections.deque[Any] = collections.deque()
+        self._bytes = 0
+        self._errors: dict[str, int] = {}  # error message waiting -> how many more times it was said meanwhile
+        self._lock = threading.Lock()
+        self._ready = asyncio.Event()  # set on the loop's thread only
+        self.overflowed = False
+        self.ended = False
+
+    def put(self, item: str | bytes) -> bool:
+        with self._lock:
+            if self.overflowed or self.ended:
+                return False
+            if len(self._items) >= self.max_items or self._bytes + len(item) > self.max_bytes:
+                self.overflowed = True
+                was_empty = True  # wake the taker: it ends
+            else:
+                was_empty = not self._items
+                self._items.append(item)
+                self._bytes += len(item)
+        if was_empty:
+            self._wake()
+        return not self.overflowed
+
+    def error(self, message: str) -> None:
+        """An error event about the client's input, coalesced with the same one still waiting."""
+        with self._lock:
+            if message in self._errors:
+                self._errors[message] += 1
+                return
+            if self.overflowed or self.ended:
+                return
+            self._errors[message] = 0
+        if not self.put(_ErrorItem(message)):
+            with self._lock:
+                self._errors.pop(message, None)
+
+    def end(self) -> None:
+        """Nothing more will be put; the taker gets None once the rest is taken."""
+        with self._lock:
+            self.ended = True
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            self._ready.set()
+        else:
+            try:
+                self.loop.call_soon_threadsafe(self._ready.set)
+            except RuntimeError:  # the loop is closed: nobody takes any more
+                pass
+
+    async def take(self) -> str | bytes | None:
+        """The next message; None once ended (or overflowed) and nothing more is to be sent."""
+        import json
+
+        while True:
+            with self._lock:
+                if self.overflowed:
+                    self._items.clear()
+                    self._errors.clear()
+                    self._bytes = 0
+                    return None
+                if self._items:
+                    item = self._items.popleft()
+                    self._bytes -= len(item)
+                    if isinstance(item, _ErrorItem):
+                        repeats = self._errors.pop(item, 0)
+                        doc: dict[str, Any] = {"type": "error", "message": str(item)}
+                        if repeats:
+                            doc["repeats"] = repeats
+                        return json.dumps(doc, ensure_ascii=False)
+                    return item
+                if self.ended:
+                    return None
+                self._ready.clear()
+            await self._ready.wait()
+
+    @property
+    def waiting(self) -> tuple[int, int]:
+        with self._lock:
+            return len(self._items), self._bytes
+
+
+class _ErrorItem(str):
+    """An error message in the outbox (sent as an error event when its turn comes)."""
 
 
 @dataclass
