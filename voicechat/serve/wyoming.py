@@ -12,8 +12,12 @@ payload (audio). Served here:
 - ``transcript`` (as Home Assistant sends it to a conversation agent) -> ``handled``: the chat model
   with the conversation's memory.
 Malformed or oversized events get an ``error`` event and the connection is closed; memory per
-connection is bounded (serve.wyoming_max_audio_s of audio); engine work goes through the server's
-bounded pool.
+connection is bounded (serve.wyoming_max_audio_s of audio, serve.max_text_chars of streamed text);
+engine work goes through the server's bounded pool. Events out of order get an answer at once, never
+silence: ``audio-stop`` after ``transcribe`` with no audio -> an empty ``transcript``; ``audio-chunk``
+or ``audio-stop`` outside ``audio-start`` ... ``audio-stop``, a second ``audio-start`` or
+``synthesize-start`` inside a stream, ``synthesize-stop`` without a start -> an ``error`` event. A
+client that stops reading for serve.idle_timeout_s is closed (its engine slot freed).
 """
 
 from __future__ import annotations
@@ -172,12 +176,20 @@ class Connection:
         self.sent_words: list[str] = []
         self.transcript_started = False
         self.synth: Any = None  # the text stream of synthesize-start ... synthesize-stop
+        self.synth_chars = 0  # text received in that stream
+        self.transcribing = False  # a transcribe event waits for its transcript
+        self.stray_audio = False  # audio-chunk outside a stream, said once per run of them
         self._chunks: list[Any] = []  # transcript-chunk sends scheduled from the transcriber's thread
 
     async def write(self, event: Any) -> None:
+        """Send one event; a client that does not take it within serve.idle_timeout_s is gone (ConnectionError)."""
         from wyoming.event import async_write_event
 
-        await async_write_event(event, self.writer)
+        try:
+            await asyncio.wait_for(async_write_event(event, self.writer), self.state.cfg.serve.idle_timeout_s)
+        except asyncio.TimeoutError:
+            self.writer.transport.abort()
+            raise ConnectionError("the client stopped reading") from None
 
     async def error(self, text: str, code: str = "error") -> None:
         from wyoming.error import Error
@@ -244,6 +256,7 @@ class Connection:
                 return False
             elif Transcribe.is_type(kind):
                 self.language = Transcribe.from_event(event).language
+                self.transcribing = True
             elif AudioStart.is_type(kind):
                 return await self._audio_start(AudioStart.from_event(event))
             elif AudioChunk.is_type(kind):
@@ -256,21 +269,34 @@ class Connection:
             elif SynthesizeStart.is_type(kind):
                 from voicechat import sentences
 
+                if self.synth is not None:
+                    await self.error("synthesize-start inside a text stream: the text not yet spoken was dropped; "
+                                     "end a stream with synthesize-stop", "protocol")
                 self.synth = sentences.Chunker(self.state.cfg.tts.first_chunk_words)
+                self.synth_chars = 0
             elif SynthesizeChunk.is_type(kind):
                 if self.synth is None:
                     await self.error("synthesize-chunk outside synthesize-start ... synthesize-stop", "protocol")
                     return True
-                for piece in self.synth.feed(SynthesizeChunk.from_event(event).text):
+                text = SynthesizeChunk.from_event(event).text
+                limit = self.state.cfg.serve.max_text_chars
+                self.synth_chars += len(text)
+                if self.synth_chars > limit:
+                    self.synth = None
+                    await self.error(f"a text stream longer than {limit} characters (serve.max_text_chars); closing", "too-long")
+                    return False
+                for piece in self.synth.feed(text):
                     await self._synthesize(piece, whole=False)
             elif SynthesizeStop.is_type(kind):
                 from wyoming.tts import SynthesizeStopped
 
-                if self.synth is not None:
-                    rest = " ".join(self.synth.flush()).strip()
-                    self.synth = None
-                    if rest:
-                        await self._synthesize(rest, whole=False)
+                if self.synth is None:
+                    await self.error("synthesize-stop without synthesize-start", "protocol")
+                    return True
+                rest = " ".join(self.synth.flush()).strip()
+                self.synth = None
+                if rest:
+                    await self._synthesize(rest, whole=False)
                 await self.write(SynthesizeStopped().event())
             elif Transcript.is_type(kind):
                 return await self._handle_text(Transcript.from_event(event))
@@ -286,7 +312,11 @@ class Connection:
     async def _audio_start(self, start: Any) -> bool:
         from voicechat.voice.stream_stt import StreamingTranscript
 
+        if self.stream is not None:
+            await self.error("audio-start inside an audio stream: the audio so far was dropped; end a stream with audio-stop",
+                             "protocol")
         self._drop_stream()
+        self.stray_audio = False
         if not (1 <= start.width <= 4 and 1 <= start.channels <= 8 and 4000 <= start.rate <= 192000):
             await self.error(f"audio-start with rate {start.rate}, width {start.width}, channels {start.channels}: "
                              "use 4000-192000 Hz, 1-4 bytes, 1-8 channels", "audio-format")
@@ -305,8 +335,12 @@ class Connection:
         return True
 
     async def _audio_chunk(self, event: Any) -> bool:
-        if self.stream is None:
-            return True  # audio outside a transcription (a client that only streams to a wake word): ignored
+        if self.stream is None:  # said once for a run of them (a client streaming without audio-start gets one error, not one per chunk)
+            if not self.stray_audio:
+                self.stray_audio = True
+                await self.error("audio-chunk before audio-start: send transcribe (optional), audio-start, then the chunks; "
+                                 "chunks outside a stream are dropped", "protocol")
+            return True
         pcm = self.converter.convert(event.payload or b"")
         self.stream.push(pcm)
         limit = self.state.cfg.serve.wyoming_max_audio_s
@@ -320,7 +354,13 @@ class Connection:
         from wyoming.asr import Transcript, TranscriptChunk, TranscriptStop
 
         stream, self.stream = self.stream, None
+        transcribing, self.transcribing = self.transcribing, False
+        self.stray_audio = False
         if stream is None:
+            if transcribing:  # transcribe, then no audio at all: the transcript of nothing
+                await self.write(Transcript(text="", language=self.language or self.state.cfg.stt.language).event())
+            else:
+                await self.error("audio-stop without audio-start", "protocol")
             return True
         try:
             text, _ = await self.loop.run_in_executor(None, stream.finish)
