@@ -39,7 +39,8 @@ def talk(
     output_file: Annotated[Optional[Path], typer.Option("--output", help="Write the replies to a .wav/.flac/.ogg instead of the speaker.", rich_help_panel=AUDIO)] = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON event per line on stdout instead of the live view.", rich_help_panel=SESSION)] = False,
     no_log: Annotated[bool, typer.Option("--no-log", help="Keep this session out of the history.", rich_help_panel=SESSION)] = False,
-    resume: Annotated[Optional[int], typer.Option("--resume", help="Continue session ID with its memory.", rich_help_panel=SESSION)] = None,
+    resume: Annotated[Optional[str], typer.Option("--resume", help="Continue session ID with its memory (a number from `history list`; "
+                                                  "with --server, the id the server gave).", rich_help_panel=SESSION)] = None,
     cont: Annotated[bool, typer.Option("--continue", help="Continue the most recent session.", rich_help_panel=SESSION)] = False,
     server: Annotated[Optional[str], typer.Option("--server", help="Run the session on a `voicechat serve` at this URL; microphone and speaker stay here.",
                                                   rich_help_panel=SESSION)] = None,
@@ -71,6 +72,9 @@ def talk(
             raise VoicechatError("--fast does not apply with --server: the server listens in real time")
         if no_log:
             raise VoicechatError("--no-log does not apply with --server: the server keeps the history (start it with --no-log)")
+        session_ref: Any = resume
+    else:
+        session_ref = _local_session(resume)
     if cfg.listen.mode not in ("vad", "ptt"):
         raise VoicechatError(f"--mode is '{cfg.listen.mode}'; use vad or ptt")
     if cfg.listen.mode == "ptt" and not sys.stdin.isatty():
@@ -92,14 +96,14 @@ def talk(
 
         decode(input_file)  # a bad file fails here, before the models load
     Talk(cfg, input_file=input_file, fast=fast, output_file=output_file, json_out=json_out, no_log=no_log,
-         resume=resume, cont=cont, server=server, options={"barge_in": barge_in, "mode": mode}).run()
+         resume=session_ref, cont=cont, server=server, options={"barge_in": barge_in, "mode": mode}).run()
 
 
 class Talk:
     """The terminal front end of a :class:`voicechat.voice.session.VoiceSession`: devices, keyboard, live view."""
 
     def __init__(self, cfg: Any, *, input_file: Path | None, fast: bool, output_file: Path | None, json_out: bool,
-                 no_log: bool, resume: int | None, cont: bool, server: str | None = None,
+                 no_log: bool, resume: int | str | None, cont: bool, server: str | None = None,
                  options: dict[str, Any] | None = None) -> None:
         self.cfg = cfg
         self.server, self.options = server, options or {}
@@ -297,6 +301,9 @@ class Talk:
                 if session.errors:
                     exit_code = 1
                 renderer(session.summary())
+                lost = getattr(session, "lost", None)
+                if lost:  # the server went away: one line, after the summary of what was done
+                    raise VoicechatError(lost)
         finally:
             signal.signal(signal.SIGINT, previous)
             signal.signal(signal.SIGTERM, previous_term)
@@ -311,6 +318,19 @@ class Talk:
                 history.close()
         if exit_code:
             raise typer.Exit(exit_code)
+
+
+def _local_session(resume: str | None) -> int | None:
+    """--resume without --server: a session number of the local history."""
+    if resume is None:
+        return None
+    from voicechat.errors import VoicechatError
+
+    value = resume.strip()
+    if not value.isdigit() or len(value) > 18:
+        raise VoicechatError(f"--resume '{resume[:40]}' is not a session number; see `voicechat history list` "
+                             "(a server's session id goes with --server URL)")
+    return int(value)
 
 
 def _stdin_usable() -> bool:

@@ -4,6 +4,8 @@
 :class:`voicechat.voice.session.VoiceSession` (subscribe, start, send_text, command, toggle_recording,
 done, idle, close, summary), so `talk` drives either one with the same code: same live view, same
 commands. The server keeps the history; this side reports how much of each reply it played.
+A server that goes away mid-session (killed, the network gone) is said in one line (``lost``) with
+the turns it had saved and the ``--resume`` id to go on; the session ends there.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def voice_url(server: str, params: dict[str, Any]) -> str:
 class RemoteSession:
     modes = True
 
-    def __init__(self, server: str, *, api_key: str | None, source: Any, sink: Any, resume: int | None = None,
+    def __init__(self, server: str, *, api_key: str | None, source: Any, sink: Any, resume: str | None = None,
                  barge_in: bool | None = None, mode: str | None = None, connect_timeout: float = 10.0) -> None:
         self.url = voice_url(server, {"session": resume, "barge_in": None if barge_in is None else str(barge_in).lower(),
                                       "mode": mode})
@@ -47,7 +49,8 @@ class RemoteSession:
         self.connect_timeout = connect_timeout
         self.errors: list[str] = []
         self.mode = mode or "vad"
-        self.session_id: int | None = resume
+        self.session_id: str | None = resume  # the server's random id for the conversation (what --resume takes)
+        self.lost: str | None = None  # set when the server went away without closing the session
         self._subscribers: list[Callable[[ev.Event], None]] = []
         self._ws: Any = None
         self._stop = threading.Event()
@@ -60,6 +63,10 @@ class RemoteSession:
         self._answering = False
         self._summary: ev.Summary | None = None
         self._quit = False
+        self._turns = 0  # replies the server finished (and saved) in this connection
+        self._latencies: list[float] = []
+        self._tokens = [0, 0]
+        self._estimated = False
 
     # what the terminal uses ------------------------------------------------------------------
     def subscribe(self, fn: Callable[[ev.Event], None]) -> None:
@@ -161,9 +168,21 @@ class RemoteSession:
         return True
 
     def summary(self) -> ev.Summary:
+        """The server's summary; when it sent none (it went away), the same figures counted here."""
         if self._summary is not None:
             return self._summary
-        return ev.Summary(0, None, None, 0, 0, False, None, self.session_id)
+        from voicechat.session import percentile
+
+        return ev.Summary(self._turns, percentile(self._latencies, 0.5), percentile(self._latencies, 0.95), self._tokens[0],
+                          self._tokens[1], self._estimated, None, self.session_id)
+
+    def _went_away(self) -> None:
+        done = f"{self._turns} turn{'s' if self._turns != 1 else ''} completed"
+        if self.session_id:
+            go_on = f"; go on with `voicechat talk --server {self.server} --resume {self.session_id}` once it is back"
+        else:
+            go_on = "; nothing of this session was saved"
+        self.lost = f"the server at {self.server} went away mid-session (the connection dropped without a close); {done}{go_on}"
 
     # the two directions --------------------------------------------------------------------------
     def _send(self, message: dict[str, Any] | bytes) -> None:
@@ -172,7 +191,9 @@ class RemoteSession:
         try:
             with self._send_lock:
                 self._ws.send(message if isinstance(message, bytes) else json.dumps(message))
-        except Exception:
+        except Exception as e:
+            if _dropped(e) and not self._stop.is_set() and not self._quit:
+                self._went_away()  # the connection broke under this send: the server did not close it
             self._closed.set()
 
     def _uplink(self) -> None:
@@ -201,7 +222,9 @@ class RemoteSession:
                 continue
             except Exception as e:
                 rcvd = getattr(e, "rcvd", None)
-                if rcvd is not None and rcvd.code == 1012:
+                if _dropped(e) and not self._stop.is_set() and not self._quit:
+                    self._went_away()  # no close frame: the server (or the network) died
+                elif rcvd is not None and rcvd.code == 1012:
                     self.emit(ev.Notice(f"the server restarted; continue with `voicechat talk --server {self.server} --resume {self.session_id}`"))
                 elif rcvd is not None and rcvd.code not in (1000, 1001):
                     self.errors.append(f"the server closed the session: {rcvd.reason or rcvd.code}")
@@ -251,6 +274,14 @@ class RemoteSession:
                 self._answering = True
             elif isinstance(event, (ev.ReplyDone, ev.Dropped)):
                 self._answering = False
+                if isinstance(event, ev.ReplyDone):
+                    self._turns += 1
+            elif isinstance(event, ev.TurnStats):
+                if event.timing.voice_to_voice is not None:
+                    self._latencies.append(event.timing.voice_to_voice)
+                self._tokens[0] += event.prompt_tokens or 0
+                self._tokens[1] += event.completion_tokens or 0
+                self._estimated = self._estimated or event.estimated
             elif isinstance(event, ev.Summary):
                 self._summary = event
                 return  # the terminal shows the summary once, at the end
@@ -267,3 +298,10 @@ class RemoteSession:
         if speaker is not None and getattr(speaker, "_rate", None):
             return speaker.played.samples / speaker._rate
         return self._reply_seconds  # a file: everything written counts as played
+
+
+def _dropped(e: BaseException) -> bool:
+    """The connection ended without a close from the server (it was killed, or the network went)."""
+    from websockets.exceptions import ConnectionClosed
+
+    return isinstance(e, ConnectionClosed) and e.rcvd is None
