@@ -389,3 +389,27 @@ def test_talk_server_says_when_its_server_is_killed(tmp_path):
     assert f"--resume {public}" in errors[0], (errors, public)
     summary = [e for e in events if e["type"] == "summary"]
     assert summary and summary[-1]["turns"] == 1 and summary[-1]["session_id"] == public
+
+
+# --- a tool call the model was not offered (the root is fixed in voicechat/session.py) ----------------------
+
+def test_a_tool_call_not_offered_leaves_the_voice_session_alive(tmp_path):
+    from tests.servers import OpenAILikeServer, ToolCalls
+
+    with OpenAILikeServer() as llm:
+        llm.script = [ToolCalls(("calculator", '{"expression": "6 * 7"}')), "It is 42.", "Still here."]
+        config = f"llm:\n  engine: openai\n  base_url: {llm.base_url}\n  model: test-model\n  retries: 0\ntools:\n  enabled: false\n"
+        with ServeProcess(tmp_path / "s", config=config) as server:
+            c = VoiceClient(server.url)
+            try:
+                hello = c.wait_for(lambda e: e["type"] == "session")
+                c.send({"type": "text", "text": "What is six times seven?"})
+                first = c.wait_for(lambda e: e["type"] == "reply", after=hello)
+                c.send({"type": "text", "text": "Are you there?"})
+                second = c.wait_for(lambda e: e["type"] == "reply", after=first)
+            finally:
+                c.close()
+            log = server.log_text()
+    assert "42" in first["text"] and second["text"] == "Still here."
+    assert not [e for e in c.of("error") if "internal error" in e["message"]], c.events
+    assert "Traceback" not in log
