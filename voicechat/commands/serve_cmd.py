@@ -120,7 +120,10 @@ def run(cfg: Any, *, log: bool, announce: Any, http: bool = True, wyoming: tuple
             if http:
                 config = uvicorn.Config(create_app(state, load=False), host=cfg.serve.host, port=cfg.serve.port, log_level="warning",
                                         access_log=False, timeout_graceful_shutdown=int(cfg.serve.drain_timeout_s) + 1,
-                                        ws_max_size=1 << 21, lifespan="on", http=_http_protocol(cfg.serve.header_timeout_s))
+                                        ws_max_size=1 << 21, lifespan="on", http=_http_protocol(cfg.serve.header_timeout_s),
+                                        # no compression: PCM barely compresses, and a small deflated read can inflate
+                                        # into thousands of messages queued before the session's own bounds see them
+                                        ws_per_message_deflate=False)
                 server = Server(config)
                 await server.serve()
                 if not server.started and not server.should_exit:

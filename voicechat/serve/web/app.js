@@ -269,7 +269,8 @@
 
   function csvCell(value, isText) {
     let s = value == null ? "" : String(value);
-    if (isText && /^[=+\-@\t\r]/.test(s)) s = "'" + s; // a spreadsheet would run it as a formula
+    // a spreadsheet would run it as a formula (full-width forms and leading blanks too)
+    if (isText && /^\s*[=+\-@\t\r\uff1d\uff0b\uff0d\uff20\ufe62\ufe63\ufe66]/.test(s)) s = "'" + s;
     return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
   }
 
