@@ -131,6 +131,19 @@ class TurnConfig:
 
 
 @dataclass
+class BargeConfig:
+    """Barge-in timing on a loudspeaker (voice.barge has the decision table these feed)."""
+
+    echo_tail_s: float = 0.3  # without barge-in: after a reply on a loudspeaker, this much of what is heard is its echo
+    check_ms: int = 300  # voiced speech over a reply that is transcribed to tell the user from the reply's echo
+    suspect_s: float = 0.5  # speech that starts this soon after a reply ends is checked too (the room's tail)
+    echo_gone_s: float = 0.25  # a reply paused this long ago no longer reaches the microphone (device buffers, the room)
+    after_ms: int = 150  # voiced speech after that: someone is talking, and the reply stops
+    resume_silence_ms: int = 300  # a paused reply goes on once the speech over it stopped with it for this long
+    after_stop_s: float = 2.0  # speech that starts this soon after a stop is still cutting the reply short ("Stop." alone)
+
+
+@dataclass
 class MemoryConfig:
     max_rounds: int = 8  # question/answer rounds kept; 0 keeps all that fit the budget
     max_context_tokens: int = 1536  # token budget for system prompt + kept turns
@@ -191,6 +204,7 @@ class Config:
     audio: AudioConfig = field(default_factory=AudioConfig)
     listen: ListenConfig = field(default_factory=ListenConfig)
     turn: TurnConfig = field(default_factory=TurnConfig)
+    barge: BargeConfig = field(default_factory=BargeConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     history: HistoryConfig = field(default_factory=HistoryConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
@@ -240,6 +254,13 @@ RANGES: dict[str, tuple] = {
     "listen.wake_stay_s": (0.0, 86_400.0),
     "listen.barge_in_ms": (0, 10_000),
     "listen.wake_threshold": (0.01, 1.0),
+    "barge.echo_tail_s": (0.0, 5.0),
+    "barge.check_ms": (30, 5_000),
+    "barge.suspect_s": (0.0, 5.0),
+    "barge.echo_gone_s": (0.0, 5.0),
+    "barge.after_ms": (30, 5_000),
+    "barge.resume_silence_ms": (30, 5_000),
+    "barge.after_stop_s": (0.0, 60.0),
     "turn.model_threshold": (0.0, 1.0),
     "turn.pause_ms": (30, 10_000),
     "turn.fast_end_ms": (30, 60_000),

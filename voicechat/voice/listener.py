@@ -24,7 +24,7 @@ import numpy as np
 
 from voicechat.vad import Dropped, Pause, Segmenter, SpeechStarted, Utterance
 from voicechat.voice import events as ev
-from voicechat.voice.self_echo import OWN, USER
+from voicechat.voice.barge import BargeIn, BargeTiming
 from voicechat.voice.transcriber import UtteranceText
 
 if TYPE_CHECKING:
@@ -32,15 +32,6 @@ if TYPE_CHECKING:
     from voicechat.voice.endpoint import TurnPolicy
     from voicechat.voice.io import Source
     from voicechat.voice.transcriber import Transcriber
-
-ECHO_TAIL_S = 0.3  # after playback, the room's echo is not the user
-CHECK_MS = 300  # voiced speech over a reply that is transcribed to tell the user from the assistant's echo
-SUSPECT_S = 0.5  # speech that starts this soon after a reply is checked too (the room's tail)
-ECHO_GONE_S = 0.25  # a reply paused this long ago no longer reaches the microphone (device buffers, the room)
-AFTER_MS = 150  # voiced speech after that: someone is talking, not the reply's echo
-RESUME_SILENCE_MS = 300  # a paused reply goes on when the speech over it stopped with it (silence this long)
-AFTER_STOP_S = 2.0  # speech that starts this soon after a reply was stopped is still part of cutting it short
-
 
 @dataclass
 class UserTurn:
@@ -68,13 +59,10 @@ class Listener:
         self.wake = wake  # a WakeGate: asleep until its word is heard (voicechat.voice.wake)
         self.said = said  # what the assistant said lately: speech over it is checked against it (voice.self_echo)
         self.on_hold = on_hold  # pause the reply (True) while speech over it is checked, or let it go on (False)
-        self._held = False
-        self._resumed_at = float("-inf")  # when a paused reply last went on
-        self._heard = ""  # the last check's transcript
-        self._alone = False  # it was a stop word said alone (voice.self_echo.is_stop)
-        self._stopped_at = float("-inf")  # when speech last stopped a reply
-        self._said_at_stop = ""  # what the assistant had said by then: nothing new since, nothing to echo
-        self._started_at = 0.0  # when the speech being heard began
+        self.barge = BargeIn(barge_timing(config), _Port(self), barge_in=config.listen.barge_in, echo=echo,
+                             checks_words=said is not None)
+        self._seg: Segmenter | None = None
+        self._utt: UtteranceText | None = None
         self.mode = config.listen.mode
         self.barge_in = config.listen.barge_in
         self.recording = threading.Event()  # push-to-talk: the key is down
@@ -101,40 +89,22 @@ class Listener:
         try:
             self._run(stop)
         finally:
-            self._hold(False)
-
-    def _hold(self, on: bool, why: str = "") -> None:
-        """Pause the reply (held only if sound was playing), or let it go on."""
-        if on == self._held or self.on_hold is None:
-            return
-        if on:
-            self._held = bool(self.on_hold(True))
-            return
-        self._held = False
-        self._resumed_at = time.perf_counter()
-        self.on_hold(False)
-        if why:
-            self.emit(ev.Notice(f"went on with the reply ({why})"))
+            self.barge.close()
 
     def _run(self, stop: threading.Event) -> None:
         turn = self.cfg.turn
-        seg = Segmenter(self.cfg.listen, pause_ms=turn.pause_ms)
-        utt: UtteranceText | None = None
+        seg = self._seg = Segmenter(self.cfg.listen, pause_ms=turn.pause_ms)
+        barge = self.barge
+        self._utt = None
         pause_end = 0
         ptt: list[bytes] = []
-        quiet_until = 0.0
         since_partial = 0
-        barge = False  # speech started over a reply: it stops the reply once listen.barge_in_ms of it is voiced
-        suspect = False  # speech started over a reply (or just after): the user's, or the assistant's echo?
-        check_at = CHECK_MS  # voiced milliseconds at which it is (next) checked
-        last_answer = float("-inf")
-        held_at, after = 0.0, 0  # when the reply was paused for speech over it; voiced frames since its echo died
         while not stop.is_set():
             frame = self.source.read(0.1)
             if frame is None:
                 if self.source.exhausted:
                     if self.mode == "vad" and seg.active:
-                        self._end(seg, utt, time.perf_counter())
+                        self._end(seg, time.perf_counter())
                     return
                 continue
             now = time.perf_counter()
@@ -142,7 +112,7 @@ class Listener:
                 self._drop_ptt.clear()
                 ptt = []
             if self.mode == "ptt":
-                self._hold(False)
+                barge.close()
                 if self.recording.is_set():
                     ptt.append(frame)
                 elif ptt:
@@ -151,163 +121,61 @@ class Listener:
                     self.deliver(UserTurn("voice", audio=audio, speech_end=now, end_detected=now))
                 continue
             answering = self.answering()
-            if answering:
-                last_answer = now
+            barge.frame(now, answering)
             if self.wake is not None and not self._awake(frame, now, answering or seg.active):
-                self._hold(False)
-                seg.reset()
-                utt = self._close(utt)
+                barge.close()
+                self._forget()
                 continue
-            if answering and not self.barge_in:
-                seg.reset()  # the assistant's own voice is not the user
-                utt = self._close(utt)
-                if self.echo:
-                    quiet_until = now + ECHO_TAIL_S
-                continue
-            if now < quiet_until:
-                seg.reset()
-                utt = self._close(utt)
+            if not barge.listens(now, answering):
+                self._forget()
                 continue
             if not answering and not seg.active:
                 self.set_state("listening")  # (once: the session ignores a state it is already in)
             at = getattr(self.source, "captured_at", None) or now  # when this frame was heard (it may be read late)
-            detect = getattr(self.source, "detect_frame", None)  # (the echo canceller's view while the speaker plays)
-            if self._held and at - held_at >= ECHO_GONE_S:
-                detect = None  # the reply is paused and its echo gone: what is heard is someone else
+            detect = getattr(self.source, "detect_frame", None) if barge.detect_view(at) else None
             for event in seg.push(frame, detect):
                 if isinstance(event, SpeechStarted):
-                    self._close(utt)
-                    utt = UtteranceText()
+                    self._close(self._utt)
+                    self._utt = UtteranceText()
                     pause_end = 0
-                    self._started_at = now
                     since_partial = 0
-                    if answering and self.barge_in:
-                        barge = True  # once the voice has lasted long enough (below)
-                    suspect = (self.said is not None and getattr(self.source, "hears_speaker", True)
-                               and (answering or now - last_answer < SUSPECT_S) and not self._silent_since_stop(at))
-                    check_at = max(CHECK_MS, self.cfg.listen.barge_in_ms)
-                    if suspect and answering:
-                        # heard while the reply was still paused, and after its echo died: the listener ran behind
-                        # (a check was being transcribed) and let the reply go on too soon; the quiet began then
-                        in_quiet = at < self._resumed_at and at - held_at >= ECHO_GONE_S
-                        self._hold(True)
-                        if not in_quiet:
-                            held_at = time.perf_counter()  # (from when the pause was asked for)
-                        after = 0
+                    barge.speech_started(now, at, answering, getattr(self.source, "hears_speaker", True))
                     if not self.answering():
                         self.set_state("hearing")
                 elif isinstance(event, Pause) and seg.active:
                     so_far = seg.audio()
                     pause_end = len(so_far)  # the key of this pause's result (the audio stops growing here)
                     if self.policy.uses_transcript or self.policy.uses_audio_model:
-                        self.transcriber.request(utt, so_far, pause=True)
+                        self.transcriber.request(self._utt, so_far, pause=True)
                 elif isinstance(event, Utterance):  # the length cap
-                    self._deliver(event, utt, now, seg.index)
-                    utt = None
+                    self._deliver(event, self._utt, now, seg.index)
+                    self._utt = None
                 elif isinstance(event, Dropped):
-                    self._dropped(event, utt)
+                    self._dropped(event, self._utt)
             if not seg.active:
-                barge = suspect = False
-                self._hold(False)
+                barge.speech_gone()
                 continue
-            voiced_ms = seg.voiced * self.cfg.listen.frame_ms
-            if suspect and self._held:  # the reply is paused: the room's echo of it is gone after ECHO_GONE_S
-                if at - held_at >= ECHO_GONE_S and seg.silence_run == 0:
-                    after += 1
-                if after * self.cfg.listen.frame_ms >= AFTER_MS:  # a voice that goes on in the quiet: the user's,
-                    if self._whose(seg) == OWN:  # unless its words are the reply's
-                        seg.reset()
-                        utt = self._close(utt)
-                        barge = suspect = False
-                        self._hold(False)
-                        continue
-                    suspect = False
-                elif at - held_at >= ECHO_GONE_S and seg.silence_ms >= RESUME_SILENCE_MS:
-                    if self._is_stop(seg):  # "Stop." said alone, over the reply: the user's
-                        suspect = False
-                    else:  # it stopped when the reply paused: its echo
-                        seg.reset()
-                        utt = self._close(utt)
-                        barge = suspect = False
-                        self._hold(False, "no voice once it paused")
-                        continue
-            if not suspect and not barge:
-                self._heard, self._alone = "", False
-            if suspect and not self._held and voiced_ms >= check_at:
-                whose = self._whose(seg)
-                if whose == OWN:
-                    seg.reset()
-                    utt = self._close(utt)
-                    barge = suspect = False
-                    self._hold(False)
-                    continue
-                suspect = whose != USER
-                check_at = voiced_ms + CHECK_MS
-            if barge and not suspect and (voiced_ms >= self.cfg.listen.barge_in_ms or self._held):  # (paused: at once)
-                barge = False
-                self._stop_reply()
+            if not barge.speech_frame(at, seg.voiced * self.cfg.listen.frame_ms, seg.silence_ms, self.cfg.listen.frame_ms):
+                continue  # the assistant's own voice: forgotten
             if seg.silence_run == 0:
                 since_partial += 1
                 if self.policy.uses_transcript and since_partial >= self._partial_frames and not self.transcriber.busy:
                     since_partial = 0
-                    self.transcriber.request(utt, seg.audio(), pause=False)
-            elif seg.silence_run >= seg.pause_n and not (suspect and self._held):  # from the pause on: is the turn over?
-                # (while the reply is paused for speech not yet told apart, the pause decides: above)
-                hyp = self._hypothesis(utt, pause_end)
+                    self.transcriber.request(self._utt, seg.audio(), pause=False)
+            elif seg.silence_run >= seg.pause_n and barge.may_end_turn:  # from the pause on: is the turn over?
+                # (while the reply is paused for speech not yet told apart, the pause decides: barge.speech_frame)
+                hyp = self._hypothesis(self._utt, pause_end)
                 need = self.policy.silence_to_end(hyp)
                 if seg.silence_ms >= (self.policy.max_silence_ms if need is None else need):
-                    if suspect and self._whose(seg) != USER:  # not yet told apart: at the end, it must be
-                        seg.reset()
-                        self._close(utt)
-                        self._hold(False)
-                    else:
-                        if self._held:  # the user's turn ended while the reply was paused
-                            self._stop_reply()
-                        self._end(seg, utt, now)
-                    utt = None
-                    barge = suspect = False
+                    if barge.turn_over():
+                        self._end(seg, now)
+                    self._utt = None
 
-    def _stop_reply(self) -> None:
-        """Barge-in: the reply in progress stops (a paused one too)."""
-        if self.answering():
-            heard = f" (heard {self._heard[:40]!r}{' alone' if self._alone else ''})" if self._heard else ""
-            self.emit(ev.Notice("barge-in: stopping the reply" + heard))
-            self._stopped_at = time.perf_counter()
-            self._said_at_stop = self.said() if self.said else ""
-            self.on_barge_in()
-            self._held = False  # stopped: nothing to go on with
-        self._hold(False)
-
-    def _silent_since_stop(self, at: float) -> bool:
-        """The user stopped the reply, its echo has died, and the assistant has said nothing since (the session may
-        still be busy with what cut it short): speech now cannot be its voice coming back."""
-        return at - self._stopped_at >= ECHO_GONE_S and self.said is not None and self.said() == self._said_at_stop
-
-    def _whose(self, seg: Segmenter) -> str:
-        """Speech over the reply: the user's, the assistant's own voice coming back, or not yet known
-        (voice.self_echo)."""
-        from voicechat.voice.self_echo import verdict
-
-        try:
-            heard = self.transcriber.transcribe(seg.audio())
-        except Exception:  # a failed check must not make the user inaudible
-            return USER
-        whose = verdict(heard, self.said() if self.said else "")
-        self._heard, self._alone = heard.strip(), False
-        if whose == OWN:
-            self.emit(ev.Notice(f"ignored the assistant's own voice ({heard.strip()[:60]!r})"))
-        return whose
-
-    def _is_stop(self, seg: Segmenter) -> bool:
-        from voicechat.voice.self_echo import is_stop
-
-        try:
-            heard = self.transcriber.transcribe(seg.audio())
-        except Exception:
-            return False
-        self._heard = heard.strip()
-        self._alone = is_stop(heard, self.said() if self.said else "")
-        return self._alone
+    def _forget(self) -> None:
+        """The speech in progress (if any) is not the user's: no turn, no more partial transcripts of it."""
+        if self._seg is not None:
+            self._seg.reset()
+        self._utt = self._close(self._utt)
 
     def _awake(self, frame: bytes, now: float, busy: bool) -> bool:
         """The wake word gate: asleep, frames go to its detector; awake, they go on to the turn taking."""
@@ -348,8 +216,8 @@ class Listener:
                 utt.cond.notify_all()
         return None
 
-    def _end(self, seg: Segmenter, utt: UtteranceText | None, now: float) -> None:
-        index = seg.index
+    def _end(self, seg: Segmenter, now: float) -> None:
+        index, utt = seg.index, self._utt
         event = seg.finish()
         if isinstance(event, Dropped):
             self._dropped(event, utt)
@@ -358,11 +226,47 @@ class Listener:
 
     def _deliver(self, event: Utterance, utt: UtteranceText | None, now: float, index: int) -> None:
         speech_end = now - (index - event.last_voiced_frame) * self.frame_s  # frames arrive in (source) real time
-        cut_in = self._stopped_at >= self._started_at - AFTER_STOP_S
-        self.deliver(UserTurn("voice", audio=event.audio, utt=utt, speech_end=speech_end, end_detected=now, cut_in=cut_in))
+        self.deliver(UserTurn("voice", audio=event.audio, utt=utt, speech_end=speech_end, end_detected=now,
+                              cut_in=self.barge.cut_in()))
 
     def _dropped(self, event: Dropped, utt: UtteranceText | None) -> None:
         self._close(utt)
         self.emit(ev.Dropped(event.reason))
         if not self.answering():
             self.set_state("listening")
+
+
+def barge_timing(config: "Config") -> BargeTiming:
+    b = config.barge
+    return BargeTiming(echo_tail_s=b.echo_tail_s, check_ms=b.check_ms, suspect_s=b.suspect_s, echo_gone_s=b.echo_gone_s,
+                       after_ms=b.after_ms, resume_silence_ms=b.resume_silence_ms, after_stop_s=b.after_stop_s,
+                       barge_in_ms=config.listen.barge_in_ms)
+
+
+class _Port:
+    """The barge-in machine's view of the listener and the session around it."""
+
+    def __init__(self, listener: Listener) -> None:
+        self.l = listener
+
+    def answering(self) -> bool:
+        return self.l.answering()
+
+    def said(self) -> str:
+        return self.l.said() if self.l.said is not None else ""
+
+    def hear(self) -> str:
+        assert self.l._seg is not None
+        return self.l.transcriber.transcribe(self.l._seg.audio())
+
+    def hold(self, on: bool) -> bool:
+        return bool(self.l.on_hold(on)) if self.l.on_hold is not None else False
+
+    def stop_reply(self) -> None:
+        self.l.on_barge_in()
+
+    def forget(self) -> None:
+        self.l._forget()
+
+    def notice(self, message: str) -> None:
+        self.l.emit(ev.Notice(message))

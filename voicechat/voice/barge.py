@@ -1,0 +1,283 @@
+"""Barge-in as a state machine: what speech heard while a reply plays does to that reply.
+
+The listener owns the microphone, the voice detector and the transcriber; this machine owns the
+decision. It runs no thread and reads no clock of its own: every event carries the times it needs
+(``now``, the frame's capture time ``at``) and the few moments it stamps itself come from the
+injected ``clock``. Its effects go through a :class:`BargePort` (pause or go on with the reply, stop
+it, forget the speech in progress, say a notice), and what was said is read through it only when a
+decision needs the words. So a test drives it event by event, in milliseconds, with no threads.
+
+States (:attr:`BargeIn.state`):
+
+- ``listening``: no speech in progress, or the user's speech with nothing playing;
+- ``deaf``: the reply plays and barge-in is off (plus ``timing.echo_tail_s`` after it on a loudspeaker):
+  frames are ignored;
+- ``suspect``: speech over the reply (or just after it) that may be its own voice coming back; the reply
+  plays on until ``check_ms`` of voice are checked against what it said;
+- ``paused``: speech over the reply paused it (``hold``); the reply's echo dies ``echo_gone_s`` after;
+- ``barging``: the user's speech over the reply: it stops the reply once ``listen.barge_in_ms`` of it is
+  voiced (at once when paused);
+- ``user``: the user's turn in progress over a reply that was told apart (a stop is pending or done).
+
+Decision table (speech that starts over a reply, barge-in on):
+
+| state | event | condition | effects | next |
+|---|---|---|---|---|
+| listening | speech starts | reply playing, its voice may come back (``said``, a microphone that hears the speaker, not silent since a stop) | hold | paused (suspect) |
+| listening | speech starts | reply playing, no echo possible | (none) | barging |
+| listening | speech starts | reply ended less than ``suspect_s`` ago | (none) | suspect |
+| paused | voiced frames after the echo died | ``after_ms`` of them | hear: own words -> forget, go on; else | barging |
+| paused | silence after the echo died | ``resume_silence_ms`` of it: a stop word said alone | (keep) | barging |
+| paused | silence after the echo died | ``resume_silence_ms`` of it, otherwise | forget, go on ("no voice once it paused") | listening |
+| suspect (not paused) | voiced | ``check_ms`` of voice: own words | forget, go on | listening |
+| suspect (not paused) | voiced | ``check_ms`` of voice: the user's | | barging |
+| suspect (not paused) | voiced | unclear | check again ``check_ms`` later | suspect |
+| barging | voiced | ``barge_in_ms`` of voice, or paused | stop the reply | user |
+| any with speech | turn over (policy) | still suspect: words not the user's | forget, go on | listening |
+| any with speech | turn over (policy) | otherwise | (paused: stop the reply) deliver | listening |
+| any | speech gone (dropped) | | go on | listening |
+
+While the reply is paused for speech not yet told apart, the pause decides, not the turn policy
+(:attr:`BargeIn.may_end_turn`). Speech heard while the reply was still paused, after its echo had died,
+counts from that pause even if a slow check let the reply go on meanwhile. Once the user has stopped a
+reply and its echo has died, speech is the user's until the assistant says something new. A turn that
+stopped a reply, or began within ``after_stop_s`` of a stop, is a cut-in: "Stop." alone is not a question.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+from voicechat.voice.self_echo import OWN, USER
+
+
+@dataclass(frozen=True)
+class BargeTiming:
+    """The machine's timing (config section ``barge``)."""
+
+    echo_tail_s: float = 0.3  # without barge-in: after a reply on a loudspeaker, its echo is not the user
+    check_ms: int = 300  # voiced speech over a reply that is transcribed to tell the user from its echo
+    suspect_s: float = 0.5  # speech that starts this soon after a reply is checked too (the room's tail)
+    echo_gone_s: float = 0.25  # a reply paused this long ago no longer reaches the microphone
+    after_ms: int = 150  # voiced speech after that: someone is talking, not the reply's echo
+    resume_silence_ms: int = 300  # a paused reply goes on when the speech over it stopped with it (this much silence)
+    after_stop_s: float = 2.0  # speech that starts this soon after a stop is still part of cutting the reply short
+    barge_in_ms: int = 0  # voiced speech over a reply before it stops; 0: at once (listen.barge_in_ms)
+
+
+class BargePort(Protocol):
+    """What the machine reads and acts on."""
+
+    def answering(self) -> bool:
+        """A reply is in progress (being written or played)."""
+
+    def said(self) -> str:
+        """What the assistant has said lately (its voice coming back would say these words)."""
+
+    def hear(self) -> str:
+        """The transcript of the speech in progress (a Whisper pass; it may raise)."""
+
+    def hold(self, on: bool) -> bool:
+        """Pause the reply (True: sound was playing and is now paused), or let it go on."""
+
+    def stop_reply(self) -> None:
+        """Barge-in: stop the reply in progress."""
+
+    def forget(self) -> None:
+        """Forget the speech in progress: it is the assistant's own voice."""
+
+    def notice(self, message: str) -> None:
+        """Say something to whoever watches the session."""
+
+
+class BargeIn:
+    def __init__(self, timing: BargeTiming, port: BargePort, *, barge_in: bool, echo: bool, checks_words: bool,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.t, self.port, self.clock = timing, port, clock
+        self.barge_in = barge_in  # speech over a reply may stop it
+        self.echo = echo  # the sink is a real loudspeaker: its sound reaches the microphone
+        self.checks_words = checks_words  # speech over a reply is checked against what was said (voice.self_echo)
+        self.held = False  # the reply is paused for the speech in progress
+        self.barge = False  # the speech over the reply is to stop it once long enough
+        self.suspect = False  # the speech may be the assistant's own voice coming back
+        self.check_at = timing.check_ms  # voiced ms at which the suspect speech is (next) checked
+        self.heard = ""  # the last check's transcript
+        self.alone = False  # it was a stop word said alone (voice.self_echo.is_stop)
+        self.quiet_until = float("-inf")  # frames before this are the reply's echo tail (barge-in off)
+        self.last_answer = float("-inf")  # the last frame heard while answering
+        self.held_at = 0.0  # when the reply was paused
+        self.after = 0  # voiced frames since the paused reply's echo died
+        self.resumed_at = float("-inf")  # when a paused reply last went on
+        self.stopped_at = float("-inf")  # when speech last stopped a reply
+        self.said_at_stop = ""  # what the assistant had said by then
+        self.started_at = 0.0  # when the speech in progress began
+
+    # -- what the listener asks ------------------------------------------------------------------
+    @property
+    def state(self) -> str:
+        if self.held:
+            return "paused"
+        if self.suspect:
+            return "suspect"
+        if self.barge:
+            return "barging"
+        return "listening"
+
+    @property
+    def may_end_turn(self) -> bool:
+        """Whether the turn policy may end the turn now: not while a paused reply waits for its verdict."""
+        return not (self.suspect and self.held)
+
+    def detect_view(self, at: float) -> bool:
+        """Whether voice detection should use the echo canceller's view of this frame: not once the paused
+        reply's echo is gone (what is heard then is someone else, and the suppressed view would clip them)."""
+        return not (self.held and at - self.held_at >= self.t.echo_gone_s)
+
+    def cut_in(self) -> bool:
+        """The turn being delivered stopped a reply, or began just after one was stopped."""
+        return self.stopped_at >= self.started_at - self.t.after_stop_s
+
+    # -- events ---------------------------------------------------------------------------------
+    def frame(self, now: float, answering: bool) -> None:
+        """A frame arrives (``answering``: a reply is in progress)."""
+        if answering:
+            self.last_answer = now
+
+    def listens(self, now: float, answering: bool) -> bool:
+        """Whether this frame is listened to: not the assistant's own voice while barge-in is off, nor its tail."""
+        if answering and not self.barge_in:
+            if self.echo:
+                self.quiet_until = now + self.t.echo_tail_s
+            return False
+        return now >= self.quiet_until
+
+    def speech_started(self, now: float, at: float, answering: bool, hears_speaker: bool) -> None:
+        self.started_at = now
+        if answering and self.barge_in:
+            self.barge = True  # once the voice has lasted long enough (speech_frame)
+        self.suspect = (self.checks_words and hears_speaker and (answering or now - self.last_answer < self.t.suspect_s)
+                        and not self._silent_since_stop(at))
+        self.check_at = max(self.t.check_ms, self.t.barge_in_ms)
+        if self.suspect and answering:
+            # heard while the reply was still paused, and after its echo died: the listener ran behind (a check was
+            # being transcribed) and let the reply go on too soon; the quiet began then
+            in_quiet = at < self.resumed_at and at - self.held_at >= self.t.echo_gone_s
+            self._hold(True)
+            if not in_quiet:
+                self.held_at = self.clock()  # (from when the pause was asked for)
+            self.after = 0
+
+    def speech_gone(self) -> None:
+        """No speech in progress any more (ended, dropped, forgotten)."""
+        self.barge = self.suspect = False
+        self._hold(False)
+
+    def speech_frame(self, at: float, voiced_ms: int, silence_ms: int, frame_ms: int) -> bool:
+        """A frame of speech in progress (``silence_ms`` 0: this frame was voiced). False: the speech was the
+        assistant's own voice and is forgotten."""
+        if self.suspect and self.held:  # the reply is paused: the room's echo of it is gone after echo_gone_s
+            echo_gone = at - self.held_at >= self.t.echo_gone_s
+            if echo_gone and silence_ms == 0:
+                self.after += 1
+            if self.after * frame_ms >= self.t.after_ms:  # a voice that goes on in the quiet: the user's,
+                if self._whose() == OWN:  # unless its words are the reply's
+                    self._forget()
+                    return False
+                self.suspect = False
+            elif echo_gone and silence_ms >= self.t.resume_silence_ms:
+                if self._is_stop():  # "Stop." said alone, over the reply: the user's
+                    self.suspect = False
+                else:  # it stopped when the reply paused: its echo
+                    self._forget("no voice once it paused")
+                    return False
+        if not self.suspect and not self.barge:
+            self.heard, self.alone = "", False
+        if self.suspect and not self.held and voiced_ms >= self.check_at:
+            whose = self._whose()
+            if whose == OWN:
+                self._forget()
+                return False
+            self.suspect = whose != USER
+            self.check_at = voiced_ms + self.t.check_ms
+        if self.barge and not self.suspect and (voiced_ms >= self.t.barge_in_ms or self.held):  # (paused: at once)
+            self.barge = False
+            self._stop_reply()
+        return True
+
+    def turn_over(self) -> bool:
+        """The turn policy says the turn is over. True: deliver it; False: it was the assistant's voice (forgotten)."""
+        try:
+            if self.suspect and self._whose() != USER:  # not yet told apart: at the end, it must be
+                self.port.forget()
+                self._hold(False)
+                return False
+            if self.held:  # the user's turn ended while the reply was paused
+                self._stop_reply()
+            return True
+        finally:
+            self.barge = self.suspect = False
+
+    def close(self) -> None:
+        """The listener stops: a paused reply goes on."""
+        self._hold(False)
+
+    # -- effects ----------------------------------------------------------------------------------
+    def _hold(self, on: bool, why: str = "") -> None:
+        """Pause the reply (held only if sound was playing), or let it go on."""
+        if on == self.held:
+            return
+        if on:
+            self.held = bool(self.port.hold(True))
+            return
+        self.held = False
+        self.resumed_at = self.clock()
+        self.port.hold(False)
+        if why:
+            self.port.notice(f"went on with the reply ({why})")
+
+    def _forget(self, why: str = "") -> None:
+        self.port.forget()
+        self.barge = self.suspect = False
+        self._hold(False, why)
+
+    def _stop_reply(self) -> None:
+        if self.port.answering():
+            heard = f" (heard {self.heard[:40]!r}{' alone' if self.alone else ''})" if self.heard else ""
+            self.port.notice("barge-in: stopping the reply" + heard)
+            self.stopped_at = self.clock()
+            self.said_at_stop = self.port.said() if self.checks_words else ""
+            self.port.stop_reply()
+            self.held = False  # stopped: nothing to go on with
+        self._hold(False)
+
+    def _silent_since_stop(self, at: float) -> bool:
+        """The user stopped the reply, its echo has died, and the assistant has said nothing since (the session may
+        still be busy with what cut it short): speech now cannot be its voice coming back."""
+        return at - self.stopped_at >= self.t.echo_gone_s and self.checks_words and self.port.said() == self.said_at_stop
+
+    def _whose(self) -> str:
+        """Speech over the reply: the user's, the assistant's own voice coming back, or not yet known."""
+        from voicechat.voice.self_echo import verdict
+
+        try:
+            heard = self.port.hear()
+        except Exception:  # a failed check must not make the user inaudible
+            return USER
+        whose = verdict(heard, self.port.said() if self.checks_words else "")
+        self.heard, self.alone = heard.strip(), False
+        if whose == OWN:
+            self.port.notice(f"ignored the assistant's own voice ({heard.strip()[:60]!r})")
+        return whose
+
+    def _is_stop(self) -> bool:
+        from voicechat.voice.self_echo import is_stop
+
+        try:
+            heard = self.port.hear()
+        except Exception:
+            return False
+        self.heard = heard.strip()
+        self.alone = is_stop(heard, self.port.said() if self.checks_words else "")
+        return self.alone
