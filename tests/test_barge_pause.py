@@ -13,6 +13,7 @@ from tests.voice_fakes import buzz
 from voicechat.config import resolve
 from voicechat.voice import events as ev
 from voicechat.voice.endpoint import SilencePolicy
+from voicechat.voice.io import Frame
 from voicechat.voice.listener import Listener
 
 FRAME_N = 480  # 30 ms at 16 kHz
@@ -22,29 +23,27 @@ class RoomMic:
     """Frames as an echo-cancelled microphone gives them: what is kept (``read``), the canceller's view for voice
     detection (``detect_frame``) and the capture time (``captured_at``), here ``lag`` seconds behind the clock."""
 
-    realtime, frame_ms, hears_speaker = True, 30, True
+    realtime, timed, frame_ms, hears_speaker = True, True, 30, True
 
     def __init__(self, kept: np.ndarray, detect: np.ndarray, lag: float) -> None:
         self.kept, self.detect, self.lag = kept, detect, lag
         self.i, self.t0 = 0, None
-        self.captured_at: float | None = None
-        self.detect_frame: bytes | None = None
 
     @property
     def exhausted(self) -> bool:
         return self.i + FRAME_N > len(self.kept)
 
-    def read(self, timeout: float) -> bytes | None:
+    def read(self, timeout: float) -> Frame | None:
         if self.exhausted:
             return None
         time.sleep(0.03)  # paced like a microphone
         now = time.perf_counter()
         self.t0 = now if self.t0 is None else self.t0
         part = slice(self.i, self.i + FRAME_N)
-        self.captured_at = self.t0 - self.lag + self.i / 16000
-        self.detect_frame = (self.detect[part] * 32767).astype("<i2").tobytes()
+        captured_at = self.t0 - self.lag + self.i / 16000
         self.i += FRAME_N
-        return (self.kept[part] * 32767).astype("<i2").tobytes()
+        return Frame((self.kept[part] * 32767).astype("<i2").tobytes(), captured_at=captured_at,
+                     detect=(self.detect[part] * 32767).astype("<i2").tobytes())
 
 
 class Words:

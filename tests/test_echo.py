@@ -10,6 +10,7 @@ import pytest
 from tests.helpers import speak, wer
 from voicechat.voice.echo import FarEnd, cancel, cancel_pair, make_canceller
 from voicechat.voice.room import erle_db, through_room, to_pcm
+from voicechat.voice.io import Frame
 
 REPLY = ("Paris is the capital of France. It sits on the river Seine and is known for the Eiffel Tower, "
          "its museums and its cafes. Many millions of people visit it every year.")
@@ -139,19 +140,19 @@ def _through_source(reply: np.ndarray, mic: np.ndarray, start_delay_s: float = 0
     pcm = to_pcm(np.concatenate([np.zeros(int(16000 * start_delay_s), np.float32), mic]))
 
     class Frames:
-        frame_ms, realtime, exhausted, at = 30, True, False, 0
+        frame_ms, realtime, timed, hears_speaker, exhausted, at = 30, True, True, True, False, 0
 
-        def read_timed(self, timeout):
+        def read(self, timeout):
             if self.at + 480 > len(pcm):
                 return None
             frame, self.at = pcm[self.at : self.at + 480], self.at + 480
-            return frame.astype("<i2").tobytes(), t0 + (self.at - 480) / 16000
+            return Frame(frame.astype("<i2").tobytes(), captured_at=t0 + (self.at - 480) / 16000)
 
     source = EchoCancelledSource(Frames(), far, make_canceller("dual"))
     deaf_at = None
-    while source.read(0) is not None:
+    while (got := source.read(0)) is not None:
         if not source.hears_speaker and deaf_at is None:
-            deaf_at = source.captured_at - t0 - start_delay_s
+            deaf_at = got.captured_at - t0 - start_delay_s
     return source, deaf_at
 
 

@@ -150,6 +150,7 @@ class RecordingSink:
 
     speaks = True
     audible = False
+    reports_far_end = False
 
     def __init__(self, speed: float = 50.0) -> None:
         self.speed = speed  # seconds of audio per second of wall time
@@ -192,3 +193,6 @@ class RecordingSink:
 
     def playback(self) -> Playback:
         return Playback(" ".join([*self._texts, self._partial]).strip(), self._first)
+
+    def feed(self, far_end: object) -> None:
+        pass

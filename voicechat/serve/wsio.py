@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from voicechat.voice.io import RATE, Playback
+from voicechat.voice.io import RATE, Frame, Playback
 
 if TYPE_CHECKING:
     from voicechat.engines.base import AudioChunk
@@ -37,6 +37,8 @@ class PushSource:
     """
 
     realtime = True
+    timed = False  # frames come over the network: when they were heard is the client's business
+    hears_speaker = True
 
     def __init__(self, frame_ms: int, max_buffer_s: float = 10.0) -> None:
         self.frame_ms = frame_ms
@@ -71,9 +73,9 @@ class PushSource:
         """No more audio will come."""
         self._ended.set()
 
-    def read(self, timeout: float) -> bytes | None:
+    def read(self, timeout: float) -> Frame | None:
         try:
-            return self._frames.get(timeout=timeout)
+            return Frame(self._frames.get(timeout=timeout))
         except queue.Empty:
             return None
 
@@ -200,6 +202,7 @@ class ClientSink:
 
     speaks = True
     audible = True  # the client plays it aloud: its echo may reach the client's microphone
+    reports_far_end = False  # (the client cancels its own echo: browsers do)
 
     def __init__(self, send: Callable[[dict[str, Any], bytes | None], None], closed: threading.Event) -> None:
         self.send = send
@@ -275,6 +278,9 @@ class ClientSink:
                 played = time.perf_counter() - self._first if self._first is not None else 0.0
             cut = self._played is not None and played < total - CUT_SLACK_S
             return Playback(_heard(self._sent, played), self._first, cut=cut)
+
+    def feed(self, far_end: object) -> None:
+        pass  # the client hears its own speaker; this side has no far end
 
 
 def _heard(sent: list[_Sent], played: float) -> str:

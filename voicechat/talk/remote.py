@@ -210,7 +210,7 @@ class RemoteSession:
                 continue
             frame = self.source.read(0.1)
             if frame is not None:
-                self._send(frame)
+                self._send(frame.pcm)
 
     def _downlink(self) -> None:
         from voicechat.engines.base import AudioChunk

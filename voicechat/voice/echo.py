@@ -16,14 +16,18 @@ detection), speex's output is the audio that is kept and transcribed.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from voicechat.errors import VoicechatError
-from voicechat.voice.io import RATE
+from voicechat.voice.io import RATE, Frame
+
+if TYPE_CHECKING:
+    from voicechat.voice.io import Sink, Source
 
 BLOCK = RATE // 100  # cancellers take 10 ms blocks
 LEAD_MS = 20  # the reference is taken this much earlier than the capture time: clocks never make the echo early
@@ -262,13 +266,14 @@ class EchoStats:
 
 
 class EchoCancelledSource:
-    """A microphone source whose frames have the speaker's echo removed. Needs a source with
-    ``read_timed`` (frames with their capture time); everything else passes through."""
+    """A microphone source whose frames have the speaker's echo removed. Needs a timed source (frames with their
+    capture time); everything else passes through."""
 
-    def __init__(self, source: Any, far_end: FarEnd, canceller: Any) -> None:
+    def __init__(self, source: "Source", far_end: FarEnd, canceller: Any) -> None:
         self.source, self.far_end, self.canceller = source, far_end, canceller
         self.frame_ms = source.frame_ms
         self.realtime = source.realtime
+        self.timed = source.timed
         self.stats = EchoStats()
         self.converged = False  # until then, the microphone is deaf while the speaker plays (as without a canceller)
         self._good_s = 0.0  # playback so far in which the echo was removed, or not heard
@@ -285,9 +290,6 @@ class EchoCancelledSource:
     def clean(self, near: np.ndarray, far: np.ndarray) -> np.ndarray:
         """The canceller's output for one frame and its aligned far end (no gating)."""
         return cancel(self.canceller, near, far)
-
-    detect_frame: bytes | None = None  # the last frame as voice detection should judge it, while the speaker plays
-    captured_at: float | None = None  # the last frame's capture time (perf_counter())
 
     def _converge(self, near: np.ndarray, out: np.ndarray, far: np.ndarray) -> None:
         """Converged after CONVERGED_S of playback in which the canceller removed CONVERGED_DB, or in which the
@@ -331,13 +333,12 @@ class EchoCancelledSource:
     def hold(self, held: bool) -> None:
         self.source.hold(held)
 
-    def read(self, timeout: float) -> bytes | None:
-        got = self.source.read_timed(timeout)
+    def read(self, timeout: float) -> Frame | None:
+        got = self.source.read(timeout)
         if got is None:
             return None
-        frame, captured = got
-        self.captured_at = captured
-        near = np.frombuffer(frame, dtype="<i2")
+        captured = time.perf_counter() if got.captured_at is None else got.captured_at
+        near = np.frombuffer(got.pcm, dtype="<i2")
         reference_at = captured - LEAD_MS / 1000
         far = self.far_end.read(reference_at, len(near))
         out, words = cancel_pair(self.canceller, near, far)
@@ -346,7 +347,7 @@ class EchoCancelledSource:
             self.stats.mic += float(np.sum(near.astype(np.float64) ** 2))
             self.stats.out += float(np.sum(out.astype(np.float64) ** 2))
             self.stats.seconds += len(near) / RATE
-        self.detect_frame = None  # (the speaker is quiet: voice detection judges the words themselves)
+        detect = None  # (the speaker is quiet: voice detection judges the words themselves)
         if self.hears_speaker and np.any(self.far_end.read(reference_at - TAIL_S, int(TAIL_S * RATE) + len(near))):  # playing, or its echo rings
             if not self.converged:
                 out = words = np.zeros_like(out)
@@ -354,16 +355,17 @@ class EchoCancelledSource:
                 out = words = gate(out, near)
             else:
                 out = gate(out, near)  # for voice detection only: the words are not gated
-                self.detect_frame = out.astype("<i2").tobytes()
-        return words.astype("<i2").tobytes()
+                detect = out.astype("<i2").tobytes()
+        return Frame(words.astype("<i2").tobytes(), captured_at=captured, detect=detect)
 
 
-def applies(source: Any, sink: Any) -> bool:
-    """Echo cancellation can run: a live microphone (frames with capture times) and a loudspeaker."""
-    return source is not None and hasattr(source, "read_timed") and getattr(sink, "audible", False) and hasattr(sink, "feed")
+def applies(source: "Source | None", sink: "Sink") -> bool:
+    """Echo cancellation can run: a live microphone (frames with capture times) and a loudspeaker that reports what
+    it plays."""
+    return source is not None and source.timed and sink.audible and sink.reports_far_end
 
 
-def attach(source: Any, sink: Any, engine: str) -> EchoCancelledSource:
+def attach(source: "Source", sink: "Sink", engine: str) -> EchoCancelledSource:
     """The microphone, cleaned of what the sink plays."""
     far_end = FarEnd()
     cleaned = EchoCancelledSource(source, far_end, make_canceller(engine))

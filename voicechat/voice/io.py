@@ -10,8 +10,19 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from voicechat.engines.base import AudioChunk
+    from voicechat.voice.echo import FarEnd
 
 RATE = 16000  # sources deliver 16 kHz mono int16 frames
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame from a source: 16 kHz mono int16 PCM, and what the source knows of it."""
+
+    pcm: bytes  # what is kept: transcribed, and judged once speech is in progress
+    captured_at: float | None = None  # perf_counter() when it was heard (a live microphone); None: when it is read
+    detect: bytes | None = None  # while the speaker plays, what voice detection should judge for the start of speech
+    # (an echo canceller's more suppressed output); None: judge ``pcm``
 
 
 class Source(Protocol):
@@ -19,13 +30,19 @@ class Source(Protocol):
 
     frame_ms: int
     realtime: bool  # frames arrive as they are spoken (a microphone, a paced file); False: faster than that
+    timed: bool  # frames carry their capture time (a live microphone): an echo canceller can line up the far end
 
-    def read(self, timeout: float) -> bytes | None:
+    def read(self, timeout: float) -> Frame | None:
         """The next frame, or None when none came within timeout."""
 
     @property
     def exhausted(self) -> bool:
         """No frame will ever come again (the end of a file)."""
+
+    @property
+    def hears_speaker(self) -> bool:
+        """False once this microphone is known not to hear the loudspeaker (headphones): speech over a reply is
+        then the user's, with nothing to tell apart from the reply's echo."""
 
     def hold(self, held: bool) -> None:
         """The session is answering (True) or listening again (False). A live microphone ignores this;
@@ -46,6 +63,7 @@ class Sink(Protocol):
 
     speaks: bool  # False: no audio at all (text only); the session then skips synthesis
     audible: bool  # a real loudspeaker: its sound (and echo) reaches the microphone
+    reports_far_end: bool  # it can report every block it plays, with the time it sounds (:meth:`feed`)
 
     def begin(self) -> None:
         """A new reply starts: accept audio again and report afresh."""
@@ -65,3 +83,7 @@ class Sink(Protocol):
 
     def playback(self) -> Playback:
         """The report on the current reply."""
+
+    def feed(self, far_end: "FarEnd") -> None:
+        """Report every block played, with the time it sounds, to an echo canceller's far end (only when
+        ``reports_far_end``; other sinks ignore it)."""

@@ -100,14 +100,14 @@ class Listener:
         ptt: list[bytes] = []
         since_partial = 0
         while not stop.is_set():
-            frame = self.source.read(0.1)
-            if frame is None:
+            got = self.source.read(0.1)
+            if got is None:
                 if self.source.exhausted:
                     if self.mode == "vad" and seg.active:
                         self._end(seg, time.perf_counter())
                     return
                 continue
-            now = time.perf_counter()
+            now, frame = time.perf_counter(), got.pcm
             if self._drop_ptt.is_set():
                 self._drop_ptt.clear()
                 ptt = []
@@ -131,15 +131,15 @@ class Listener:
                 continue
             if not answering and not seg.active:
                 self.set_state("listening")  # (once: the session ignores a state it is already in)
-            at = getattr(self.source, "captured_at", None) or now  # when this frame was heard (it may be read late)
-            detect = getattr(self.source, "detect_frame", None) if barge.detect_view(at) else None
+            at = got.captured_at or now  # when this frame was heard (it may be read late)
+            detect = got.detect if barge.detect_view(at) else None
             for event in seg.push(frame, detect):
                 if isinstance(event, SpeechStarted):
                     self._close(self._utt)
                     self._utt = UtteranceText()
                     pause_end = 0
                     since_partial = 0
-                    barge.speech_started(now, at, answering, getattr(self.source, "hears_speaker", True))
+                    barge.speech_started(now, at, answering, self.source.hears_speaker)
                     if not self.answering():
                         self.set_state("hearing")
                 elif isinstance(event, Pause) and seg.active:

@@ -16,6 +16,7 @@ class SpeakerSink:
 
     speaks = True
     audible = True
+    reports_far_end = True
 
     def __init__(self, speaker: Any) -> None:
         self.speaker = speaker
@@ -49,6 +50,7 @@ class FileSink:
 
     speaks = True
     audible = False
+    reports_far_end = False
 
     def __init__(self, writer: Any) -> None:
         self.writer = writer
@@ -81,12 +83,16 @@ class FileSink:
     def playback(self) -> Playback:
         return Playback(" ".join(t for t in self._texts if t).strip(), self._first)
 
+    def feed(self, far_end: object) -> None:
+        pass  # nothing is heard
+
 
 class TextSink:
     """No audio device and no file: replies are shown, never spoken."""
 
     speaks = False
     audible = False
+    reports_far_end = False
 
     def begin(self) -> None:
         pass
@@ -105,3 +111,6 @@ class TextSink:
 
     def playback(self) -> Playback:
         return Playback()
+
+    def feed(self, far_end: object) -> None:
+        pass  # nothing is heard

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from voicechat.voice.io import RATE
+from voicechat.voice.io import RATE, Frame
 
 
 class MicSource:
@@ -19,6 +19,8 @@ class MicSource:
 
         self.frame_ms = frame_ms
         self.realtime = True
+        self.timed = True
+        self.hears_speaker = True
         self.mic = Microphone(device, frame_ms=frame_ms, latency=latency)
 
     def __enter__(self) -> "MicSource":
@@ -28,12 +30,9 @@ class MicSource:
     def __exit__(self, *exc: object) -> None:
         self.mic.__exit__(*exc)
 
-    def read(self, timeout: float) -> bytes | None:
-        return self.mic.read(timeout)
-
-    def read_timed(self, timeout: float) -> tuple[bytes, float] | None:
-        """A frame and its capture time (perf_counter()), for the echo canceller."""
-        return self.mic.read_timed(timeout)
+    def read(self, timeout: float) -> Frame | None:
+        got = self.mic.read_timed(timeout)
+        return None if got is None else Frame(got[0], captured_at=got[1])
 
     @property
     def exhausted(self) -> bool:
@@ -68,6 +67,8 @@ class FileSource:
         self.frame_s = frame_ms / 1000
         self.fast = fast
         self.realtime = not fast
+        self.timed = False
+        self.hears_speaker = True
         self.pos = 0
         self.started: float | None = None
         self._held = threading.Event()
@@ -84,7 +85,7 @@ class FileSource:
         else:
             self._held.clear()
 
-    def read(self, timeout: float) -> bytes | None:
+    def read(self, timeout: float) -> Frame | None:
         if self.exhausted:
             time.sleep(min(timeout, 0.05))
             return None
@@ -106,7 +107,7 @@ class FileSource:
         self.pos += self.frame_bytes
         if len(frame) < self.frame_bytes:
             frame += b"\0" * (self.frame_bytes - len(frame))
-        return frame
+        return Frame(frame)
 
     @property
     def exhausted(self) -> bool:
