@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from common import BIN, med, speech  # noqa: E402
-from latency import _click_at, loud_runs  # noqa: E402
+from latency import loud_runs  # noqa: E402
+from recording import Recordings  # noqa: E402
 
 from tests.soundcard import PulseCard  # noqa: E402
 
@@ -88,21 +89,7 @@ def run(replies: int, engine: str, workdir: Path) -> dict:
     with PulseCard(workdir, room_ms=80, room_volume=0.8) as card:
         env = {**os.environ, **card.env, **LLM_ENV, "VOICECHAT_AUDIO_AEC_ENGINE": engine,
                "VOICECHAT_DATA_DIR": str(workdir / "data"), "VOICECHAT_CONFIG_DIR": str(workdir / "cfg")}
-        recs, files = {}, {}
-        for name, device, rate in (("mic", "vc_micfeed.monitor", 16000), ("speaker", "vc_speaker.monitor", 48000)):
-            files[name] = open(workdir / f"{name}.raw", "wb")
-            recs[name] = subprocess.Popen(["parec", f"--device={device}", "--format=s16le", f"--rate={rate}", "--channels=1",
-                                           "--latency-msec=20"], stdout=files[name], env=env)
-        time.sleep(0.5)
-        module = subprocess.run(["pactl", "load-module", "module-combine-sink", "sink_name=vc_both",
-                                 "slaves=vc_speaker,vc_micfeed", "channels=1", "rate=48000"],
-                                env=env, capture_output=True, text=True, check=True).stdout.strip()
-        click = np.concatenate([np.zeros(4800), 0.8 * np.sin(2 * np.pi * 1000 * np.arange(960) / 48000), np.zeros(9600)])
-        player = subprocess.Popen(["pacat", "--playback", "--device=vc_both", "--format=s16le", "--rate=48000", "--channels=1"],
-                                  stdin=subprocess.PIPE, env=env)
-        player.communicate((click * 32767).astype("<i2").tobytes())
-        time.sleep(0.5)
-        subprocess.run(["pactl", "unload-module", module], env=env, check=True)
+        rec = Recordings(env, workdir)
         talk = Talk(env, workdir / "talk.stderr")
         if talk.wait(lambda e: e == {"type": "status", "state": "listening"}, 0) is None:
             raise SystemExit(f"talk did not start: {(workdir / 'talk.stderr').read_text(errors='replace')[-2000:]}")
@@ -145,15 +132,8 @@ def run(replies: int, engine: str, workdir: Path) -> dict:
         talk.proc.send_signal(signal.SIGINT)
         talk.proc.wait(60)
         talk._stderr.close()
-        for name in recs:
-            recs[name].terminate()
-            recs[name].wait(5)
-            files[name].close()
-        raw = {n: np.frombuffer((workdir / f"{n}.raw").read_bytes(), "<i2").astype(np.float32) / 32768.0 for n in recs}
-    t_mic, t_spk = _click_at(raw["mic"], 16000), _click_at(raw["speaker"], 48000)
-    raw["mic"][: int(16000 * (t_mic + 0.1))] = 0
-    raw["speaker"][: int(48000 * (t_spk + 0.1))] = 0
-    return {"phase_a": phase_a, "events": list(talk.events), "stops": stops, "mic": raw["mic"], "speaker": raw["speaker"], "offset": t_spk - t_mic,
+        mic, speaker, offset = rec.stop()
+    return {"phase_a": phase_a, "events": list(talk.events), "stops": stops, "mic": mic, "speaker": speaker, "offset": offset,
             "asked_a": min(replies, len(QUESTIONS))}
 
 

@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from common import BIN, med, p95, speech  # noqa: E402
+from recording import Recordings  # noqa: E402
 
 from tests.helpers import wer  # noqa: E402
 from tests.soundcard import PulseCard  # noqa: E402
@@ -130,13 +131,6 @@ def loud_runs(audio: np.ndarray, rate: int, floor_db: float = -45.0, min_gap_s: 
     return [(a, b) for a, b in runs if b - a >= min_len_s]
 
 
-def _click_at(audio: np.ndarray, rate: int) -> float:
-    hits = np.flatnonzero(np.abs(audio) > 0.2)
-    if not len(hits):
-        raise SystemExit("the sync click was not recorded")
-    return hits[0] / rate
-
-
 def run_talk(conv: np.ndarray, env_extra: dict, workdir: Path) -> dict:
     """The real `voicechat talk` on a private PulseAudio card: events, and mic/speaker recordings on one clock.
 
@@ -145,21 +139,7 @@ def run_talk(conv: np.ndarray, env_extra: dict, workdir: Path) -> dict:
     with PulseCard(workdir) as card:
         env = {**os.environ, **card.env, **LLM_ENV, **env_extra,
                "VOICECHAT_DATA_DIR": str(workdir / "data"), "VOICECHAT_CONFIG_DIR": str(workdir / "cfg")}
-        recs, files = {}, {}
-        for name, device, rate in (("mic", "vc_micfeed.monitor", RATE), ("speaker", "vc_speaker.monitor", 48000)):
-            files[name] = open(workdir / f"{name}.raw", "wb")
-            recs[name] = subprocess.Popen(["parec", f"--device={device}", "--format=s16le", f"--rate={rate}", "--channels=1",
-                                           "--latency-msec=20"], stdout=files[name], env=env)
-        time.sleep(0.5)
-        module = subprocess.run(["pactl", "load-module", "module-combine-sink", "sink_name=vc_both",
-                                 "slaves=vc_speaker,vc_micfeed", "channels=1", "rate=48000"],
-                                env=env, capture_output=True, text=True, check=True).stdout.strip()
-        click = np.concatenate([np.zeros(4800), 0.8 * np.sin(2 * np.pi * 1000 * np.arange(960) / 48000), np.zeros(9600)])
-        player = subprocess.Popen(["pacat", "--playback", "--device=vc_both", "--format=s16le", "--rate=48000", "--channels=1"],
-                                  stdin=subprocess.PIPE, env=env)
-        player.communicate((click * 32767).astype("<i2").tobytes())
-        time.sleep(0.5)
-        subprocess.run(["pactl", "unload-module", module], env=env, check=True)
+        rec = Recordings(env, workdir, RATE)
         proc = subprocess.Popen([str(BIN / "voicechat"), "talk", "--json", "--no-log"], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         events: list[dict] = []
@@ -182,16 +162,8 @@ def run_talk(conv: np.ndarray, env_extra: dict, workdir: Path) -> dict:
         proc.send_signal(signal.SIGINT)
         proc.wait(60)
         reader.join(5)
-        for name in recs:
-            recs[name].terminate()
-            recs[name].wait(5)
-            files[name].close()
-        raw = {n: np.frombuffer((workdir / f"{n}.raw").read_bytes(), "<i2").astype(np.float32) / 32768.0 for n in recs}
-    t_mic, t_spk = _click_at(raw["mic"], RATE), _click_at(raw["speaker"], 48000)
-    # align: speaker time s is mic time s - (t_spk - t_mic); blank the click itself
-    raw["mic"][: int(RATE * (t_mic + 0.1))] = 0
-    raw["speaker"][: int(48000 * (t_spk + 0.1))] = 0
-    return {"events": events, "mic": raw["mic"], "speaker": raw["speaker"], "offset": t_spk - t_mic}
+        mic, speaker, offset = rec.stop()
+    return {"events": events, "mic": mic, "speaker": speaker, "offset": offset}
 
 
 def words(text: str) -> list[str]:

@@ -11,11 +11,12 @@ after ``delay`` seconds), ``notjson`` and ``huge`` (a body of ``huge_bytes``).
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlparse
+
+from tests.servers import LoopbackServer
 
 PAGES = {
     "Ada Lovelace": "Augusta Ada King, Countess of Lovelace (née Byron; 10 December 1815 – 27 November 1852), also known as "
@@ -28,7 +29,7 @@ PAGES = {
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: "MediaWikiServer._Server"
+    server: Any
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -96,33 +97,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, json.dumps(doc, ensure_ascii=False).encode("utf-8"), headers=headers)
 
 
-class MediaWikiServer:
-    class _Server(ThreadingHTTPServer):
-        daemon_threads = True
-        owner: "MediaWikiServer"
-
-        def handle_error(self, request: Any, client_address: Any) -> None:
-            pass  # a client that hung up (a timeout, a size cap) is part of the test, not noise for its output
-
+class MediaWikiServer(LoopbackServer):
     def __init__(self, pages: dict[str, str] | None = None) -> None:
+        super().__init__(_Handler, "mediawiki-server")
         self.pages = dict(PAGES if pages is None else pages)
         self.mode = "ok"
         self.delay = 2.0
         self.huge_bytes = 3 << 20
         self.requests: list[dict] = []
-        self._httpd = self._Server(("127.0.0.1", 0), _Handler)
-        self._httpd.owner = self
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="mediawiki-server")
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/w/api.php"
-
-    def __enter__(self) -> "MediaWikiServer":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
+        return f"http://127.0.0.1:{self.port}/w/api.php"

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: "OpenAILikeServer._Server"
+    server: Any
 
     def log_message(self, *args: Any) -> None:  # keep test output clean
         pass
@@ -58,15 +58,54 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_json(404, {"error": {"message": "not found"}})
 
 
-class OpenAILikeServer:
-    class _Server(ThreadingHTTPServer):
-        daemon_threads = True
-        owner: "OpenAILikeServer"
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    owner: Any
 
-        def handle_error(self, request: Any, client_address: Any) -> None:
-            pass  # a client that hung up (a timeout, a size cap) is part of the test, not noise for its output
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that hung up (a timeout, a size cap) is part of the test, not noise for its output
 
+
+class LoopbackServer:
+    """A threaded HTTP server on a free loopback port, with ``handler`` answering; a context manager."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler], name: str) -> None:
+        self._httpd = _Server(("127.0.0.1", 0), handler)
+        self._httpd.owner = self
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name=name)
+
+    @property
+    def port(self) -> int:
+        return self._httpd.server_address[1]
+
+    def __enter__(self) -> Any:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+
+def event_stream(h: BaseHTTPRequestHandler) -> Callable[[Any], None]:
+    """Start a chunked text/event-stream answer; the function sends one event (a JSON document, or raw bytes)."""
+    h.send_response(200)
+    h.send_header("Content-Type", "text/event-stream")
+    h.send_header("Transfer-Encoding", "chunked")
+    h.end_headers()
+
+    def event(doc: Any) -> None:
+        data = b"data: " + (doc if isinstance(doc, bytes) else json.dumps(doc).encode()) + b"\n\n"
+        h.wfile.write(f"{len(data):X}\r\n".encode() + data + b"\r\n")
+        h.wfile.flush()
+
+    return event
+
+
+class OpenAILikeServer(LoopbackServer):
     def __init__(self) -> None:
+        super().__init__(_Handler, "openai-like-server")
         self.mode = "ok"
         self.requests: list[dict] = []
         self.routes: dict[str, Callable[[_Handler, bytes], None]] = {
@@ -81,22 +120,10 @@ class OpenAILikeServer:
         self.script: list[Any] = []
         self.api_key: str | None = None
         self.calls_before_ok = 0
-        self._httpd = self._Server(("127.0.0.1", 0), _Handler)
-        self._httpd.owner = self
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="openai-like-server")
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
-
-    def __enter__(self) -> "OpenAILikeServer":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
+        return f"http://127.0.0.1:{self.port}/v1"
 
     # error modes ---------------------------------------------------------------------
     def error(self, h: _Handler) -> bool:
@@ -161,16 +188,7 @@ class OpenAILikeServer:
             h.send_json(200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": self.reply}}],
                               "usage": {"prompt_tokens": 10, "completion_tokens": 12, "total_tokens": 22}})
             return
-        h.send_response(200)
-        h.send_header("Content-Type", "text/event-stream")
-        h.send_header("Transfer-Encoding", "chunked")
-        h.end_headers()
-
-        def event(doc: Any) -> None:
-            data = b"data: " + (doc if isinstance(doc, bytes) else json.dumps(doc).encode()) + b"\n\n"
-            h.wfile.write(f"{len(data):X}\r\n".encode() + data + b"\r\n")
-            h.wfile.flush()
-
+        event = event_stream(h)
         words = reply.split(" ")
         base = {"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": 0, "model": req.get("model")}
         for i, word in enumerate(words):
@@ -193,15 +211,7 @@ class OpenAILikeServer:
 
     def _stream_calls(self, h: _Handler, req: dict, calls: "ToolCalls") -> None:
         """Tool calls as OpenAI streams them: id, name and empty arguments first, then argument pieces."""
-        h.send_response(200)
-        h.send_header("Content-Type", "text/event-stream")
-        h.send_header("Transfer-Encoding", "chunked")
-        h.end_headers()
-
-        def event(doc: Any) -> None:
-            data = b"data: " + (doc if isinstance(doc, bytes) else json.dumps(doc).encode()) + b"\n\n"
-            h.wfile.write(f"{len(data):X}\r\n".encode() + data + b"\r\n")
-            h.wfile.flush()
+        event = event_stream(h)
 
         base = {"id": "chatcmpl-calls", "object": "chat.completion.chunk", "created": 0, "model": req.get("model")}
         event({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": calls.text or None}, "finish_reason": None}]})
