@@ -80,8 +80,19 @@ case "$MODE" in
     exec "$VENV/bin/voicechat" transcribe samples/hello.wav "$@" ;;
   test)
     set +e
-    "$PY" -m pytest "$@"
-    rc=$?
+    if [ "$#" -gt 0 ]; then
+      "$PY" -m pytest "$@"
+      rc=$?
+    else
+      log "fast tier: the tests that need no model, sound card, server or browser"
+      "$PY" -m pytest -m fast -q
+      rc=$?
+      if [ "$rc" -eq 0 ]; then
+        log "the rest of the suite: models, sound cards, servers, browsers"
+        "$PY" -m pytest -m "not fast"
+        rc=$?
+      fi
+    fi
     if [ "$rc" -eq 5 ]; then
       echo "error: pytest collected no tests" >&2
       exit 1

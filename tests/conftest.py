@@ -1,5 +1,9 @@
 """Shared fixtures. Every test runs with its own config, data and cache dirs, and
-pytest-socket (see pytest.ini options) refuses any connection that is not loopback."""
+pytest-socket (see pytest.ini options) refuses any connection that is not loopback.
+
+Tests marked ``fast`` form the first tier (``pytest -m fast``): they need no model, sound card,
+server or browser. The guard below holds them to it: a fast test that asks for such a fixture, or
+whose process reaches for a bundled model, fails and says so."""
 
 from __future__ import annotations
 
@@ -25,6 +29,32 @@ def isolated_dirs(tmp_path_factory, monkeypatch):
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return base
+
+
+# fixtures that bring a model, a sound card, a server or a database: not for the fast tier
+HEAVY_FIXTURES = {"card", "hear", "whisper", "llama_server", "postgres", "history_url", "sentence_wav", "silence_wav",
+                  "speech_dir"}
+
+
+@pytest.fixture(autouse=True)
+def fast_tier_guard(request, monkeypatch):
+    if request.node.get_closest_marker("fast") is None:
+        return
+    heavy = sorted(HEAVY_FIXTURES & set(request.fixturenames))
+    if heavy:
+        pytest.fail(f"a test marked fast uses {', '.join(heavy)}: take the mark off, or the fixture")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a test marked fast reached for a bundled model: take the mark off")
+
+    from tests import helpers
+    from voicechat import models
+    from voicechat.voice import smart_turn
+
+    for name in ("whisper_model", "piper_voice", "smollm2_gguf"):
+        monkeypatch.setattr(models, name, refuse)
+    monkeypatch.setattr(helpers, "piper_voice", refuse)
+    monkeypatch.setattr(smart_turn, "bundled_model", refuse)
 
 
 @pytest.fixture(scope="session")

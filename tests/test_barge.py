@@ -13,6 +13,8 @@ from voicechat.config import resolve
 from voicechat.voice.barge import BargeIn, BargeTiming
 from voicechat.voice.listener import barge_timing
 
+pytestmark = pytest.mark.fast
+
 FRAME_MS = 30
 STORY = "The sky is blue because sunlight scatters off the air, and blue light scatters most of all."
 

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.fast
+
 HEAVY = ["faster_whisper", "ctranslate2", "onnxruntime", "torch", "openai", "langchain", "langchain_core", "llama_cpp", "piper", "TTS",
          "fastapi", "starlette", "uvicorn", "websockets", "prometheus_client", "wyoming"]
 

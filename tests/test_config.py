@@ -13,6 +13,8 @@ from voicechat.cli import app
 from voicechat.config import Config, resolve
 from voicechat.errors import ConfigError
 
+pytestmark = pytest.mark.fast
+
 runner = CliRunner()
 
 

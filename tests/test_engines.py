@@ -36,17 +36,20 @@ def test_engines_lists_every_builtin_with_status():
     assert "faster-whisper" in table.stdout and "piper" in table.stdout
 
 
+@pytest.mark.fast
 def test_unknown_engine_lists_choices():
     with pytest.raises(VoicechatError, match="unknown speech-to-text engine 'whisperx'.*faster-whisper, openai"):
         registry.get("stt", "whisperx")
 
 
+@pytest.mark.fast
 def test_missing_package_says_how_to_install():
     spec = registry.EngineSpec("ghost", "tts", "voicechat_no_such_module:create", "x", install="pip install ghost-tts")
     with pytest.raises(VoicechatError, match="needs the package 'voicechat_no_such_module': pip install ghost-tts"):
         spec.create(resolve(environ={}))
 
 
+@pytest.mark.fast
 def test_entry_point_plugin_is_listed_and_created(tmp_path, monkeypatch):
     """A third-party package registers an engine through the voicechat.engines entry point group."""
     pkg = tmp_path / "site"

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from voicechat import tokens
 from voicechat.memory import PER_MESSAGE_OVERHEAD, Conversation
+
+pytestmark = pytest.mark.fast
 
 
 def conv(**kw):

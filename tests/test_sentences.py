@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from voicechat.sentences import Chunker, chunks, clean
+
+pytestmark = pytest.mark.fast
 
 
 def test_abbreviations_numbers_quotes_stay_whole():

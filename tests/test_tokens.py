@@ -30,6 +30,7 @@ def random_text(seed: int, n: int) -> str:
     return "".join(rng.choice(alphabet) for _ in range(n))
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("encoding", tokens.ENCODINGS)
 def test_offline_files_pass_tiktoken_hash(encoding):
     path = tokens.install(encoding)
@@ -38,6 +39,7 @@ def test_offline_files_pass_tiktoken_hash(encoding):
     assert enc.name == encoding
 
 
+@pytest.mark.fast
 def test_standard_model_names_work_offline():
     tokens.get_encoding("o200k_base")
     enc = tiktoken.encoding_for_model("gpt-4o")
@@ -45,6 +47,7 @@ def test_standard_model_names_work_offline():
     assert tiktoken.get_encoding("cl100k_base").encode("hello world") == [15339, 1917]
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("encoding", tokens.ENCODINGS)
 def test_counts_equal_tiktoken_including_split_large_texts(encoding):
     enc = tokens.get_encoding(encoding)
@@ -57,6 +60,7 @@ def test_counts_equal_tiktoken_including_split_large_texts(encoding):
     assert sum(len(enc.encode_ordinary(p)) for p in pieces) == len(enc.encode_ordinary(big))
 
 
+@pytest.mark.fast
 def test_corrupt_cache_file_is_replaced():
     path = tokens.install("cl100k_base")
     path.write_bytes(b"garbage")
@@ -65,6 +69,7 @@ def test_corrupt_cache_file_is_replaced():
     assert hashlib.sha256(path.read_bytes()).hexdigest() == tokens.BLOBS["cl100k_base"][1]
 
 
+@pytest.mark.fast
 def test_model_to_encoding_mapping():
     assert tokens.encoding_for_model("gpt-4o")[0] == "o200k_base"
     assert tokens.encoding_for_model("gpt-4.1-mini")[0] == "o200k_base"
@@ -75,6 +80,7 @@ def test_model_to_encoding_mapping():
     assert enc == "o200k_base" and "unknown model 'llama3.2'" in note
 
 
+@pytest.mark.fast
 def test_cli_text_file_stdin_json(tmp_path):
     f = tmp_path / "a.txt"
     f.write_text(SAMPLES[1])
@@ -90,6 +96,7 @@ def test_cli_text_file_stdin_json(tmp_path):
     assert int(piped.stdout) == len(tokens.get_encoding("cl100k_base").encode(SAMPLES[2]))
 
 
+@pytest.mark.fast
 def test_cli_unknown_model_note_and_user_price(tmp_path):
     cfgfile = tmp_path / "c.yaml"
     cfgfile.write_text("prices:\n  my-model: {input: 1.0, output: 2.0}\n")
@@ -112,6 +119,7 @@ def test_cli_gguf_model_uses_its_own_tokenizer():
     assert "SmolLM2" in doc["encoding"]
 
 
+@pytest.mark.fast
 def test_cli_errors():
     assert run_cli("tokens", "x", "--model", "gpt-4o", "--encoding", "o200k_base").returncode != 0
     bad = run_cli("tokens", "x", "--encoding", "nope_base")

@@ -33,6 +33,7 @@ def frames(audio: np.ndarray) -> list[bytes]:
 
 
 # segmenter ------------------------------------------------------------------------------
+@pytest.mark.fast
 def test_segmenter_reports_start_pauses_and_leaves_the_end_to_its_driver():
     cfg = resolve().listen
     seg = Segmenter(cfg, pause_ms=150)
@@ -48,6 +49,7 @@ def test_segmenter_reports_start_pauses_and_leaves_the_end_to_its_driver():
     assert 2.0 < seconds < 2.6  # pre-roll + 3 words + pause + 2 words + a short tail, not the trailing silence
 
 
+@pytest.mark.fast
 def test_segmenter_drops_a_cough_and_ignores_silence_and_quiet_noise():
     cfg = resolve().listen
     seg = Segmenter(cfg)
@@ -62,6 +64,7 @@ def test_segmenter_drops_a_cough_and_ignores_silence_and_quiet_noise():
     assert isinstance(seg.finish(), Dropped)
 
 
+@pytest.mark.fast
 def test_segmenter_cuts_at_the_length_cap():
     cfg = resolve(overrides={"listen.max_utterance_s": 2.0}).listen
     seg = Segmenter(cfg)
@@ -77,10 +80,12 @@ def test_segmenter_cuts_at_the_length_cap():
     ("What is that?", "complete"), ("Where are you from?", "complete"), ("Can you help me with this?", "complete"),
     ("Turn it on.", "unclear"), ("No.", "complete"), ("I think so.", "complete"), ("Thanks a lot.", "complete"),
 ])
+@pytest.mark.fast
 def test_text_verdict(text, verdict):
     assert text_verdict(text) == verdict
 
 
+@pytest.mark.fast
 def test_the_models_reading_decides_the_words_verdict():
     assert text_verdict("Set a timer.", 0.005) == "incomplete"
     assert text_verdict("Name a fruit that is yellow", 0.09) == "complete"
@@ -88,6 +93,7 @@ def test_the_models_reading_decides_the_words_verdict():
     assert text_verdict("So, um,", 0.9) == "incomplete"  # a trailing comma says more is coming whatever the reading
 
 
+@pytest.mark.fast
 def test_meaning_policy_table():
     cfg = resolve().turn
     p = MeaningPolicy(cfg, audio_model=True)
@@ -102,6 +108,7 @@ def test_meaning_policy_table():
     assert SilencePolicy(600).silence_to_end(None) == 600
 
 
+@pytest.mark.fast
 def test_policy_follows_what_the_engines_can_do():
     cfg = resolve()
     assert isinstance(turn_policy(cfg, ScriptedSTT("x"), None), MeaningPolicy)
@@ -148,6 +155,7 @@ class Run:
         return self
 
 
+@pytest.mark.fast
 def test_a_finished_sentence_ends_the_turn_fast_and_its_transcript_is_ready():
     audio = np.concatenate([silence(0.3), phrase(4), silence(2.0)])
     run = Run(audio, "What time is it?").finish()
@@ -166,6 +174,7 @@ def test_a_finished_sentence_ends_the_turn_fast_and_its_transcript_is_ready():
     assert run.chat.totals.turns == 1 and run.chat.memory.messages_for("x")[1].content == "What time is it?"
 
 
+@pytest.mark.fast
 def test_a_pause_after_an_unfinished_clause_does_not_end_the_turn():
     # "I'd like to book a table for ... (0.7 s) ... four people."
     audio = np.concatenate([silence(0.3), phrase(7), silence(0.7), phrase(2), silence(2.5)])
@@ -174,6 +183,7 @@ def test_a_pause_after_an_unfinished_clause_does_not_end_the_turn():
     assert run.of(ev.TurnStats)[0].timing.endpoint == pytest.approx(run.cfg.turn.fast_end_ms / 1000, abs=0.031)
 
 
+@pytest.mark.fast
 def test_the_chat_models_reading_outweighs_whispers_punctuation():
     # Whisper punctuates a phrase cut at a pause ("Set a timer."); the chat model expects more words
     audio = np.concatenate([silence(0.3), phrase(3), silence(0.6), phrase(3), silence(2.5)])
@@ -184,6 +194,7 @@ def test_the_chat_models_reading_outweighs_whispers_punctuation():
     assert llm.readings == ["Set a timer.", "Set a timer. for ten minutes."]
 
 
+@pytest.mark.fast
 def test_the_reading_can_be_turned_off():
     audio = np.concatenate([silence(0.3), phrase(3), silence(0.6), phrase(3), silence(2.5)])
     llm = ScriptedLLM(["Done."], reading=lambda text: 0.005)
@@ -191,6 +202,7 @@ def test_the_reading_can_be_turned_off():
     assert llm.readings == [] and len(run.of(ev.UserText)) == 2  # the words alone: "Set a timer." is finished
 
 
+@pytest.mark.fast
 def test_an_unclear_ending_waits_longer_than_a_finished_one():
     audio = np.concatenate([silence(0.3), phrase(3), silence(2.5)])
     run = Run(audio, "Tell me something").finish()
@@ -198,6 +210,7 @@ def test_an_unclear_ending_waits_longer_than_a_finished_one():
 
 
 
+@pytest.mark.fast
 def test_the_silence_detector_is_todays_fixed_rule():
     audio = np.concatenate([silence(0.3), phrase(4), silence(2.0)])
     run = Run(audio, "What time is it?", overrides={"turn.detector": "silence"}).finish()
@@ -205,6 +218,7 @@ def test_the_silence_detector_is_todays_fixed_rule():
     assert run.of(ev.Partial) == []  # no transcription while listening
 
 
+@pytest.mark.fast
 def test_an_engine_that_cannot_go_incremental_transcribes_once_after_the_turn():
     audio = np.concatenate([silence(0.3), phrase(4), silence(2.0)])
     stt = WholeTurnSTT("What time is it?")
@@ -213,6 +227,7 @@ def test_an_engine_that_cannot_go_incremental_transcribes_once_after_the_turn():
     assert run.of(ev.Partial) == []
 
 
+@pytest.mark.fast
 def test_long_speech_is_committed_at_pauses_so_each_pass_stays_short():
     words = " ".join(f"w{i}" for i in range(40)) + "."
     audio = np.concatenate([silence(0.3)] + [np.concatenate([phrase(8), silence(0.4)]) for _ in range(5)] + [silence(2.5)])
@@ -223,6 +238,7 @@ def test_long_speech_is_committed_at_pauses_so_each_pass_stays_short():
     assert max(seconds for seconds, prompt in run.stt.calls if prompt) < 8.0
 
 
+@pytest.mark.fast
 def test_noise_and_a_cough_make_no_turn():
     rng = np.random.default_rng(1)
     audio = np.concatenate([silence(0.5), buzz(0.2), silence(1.0), (rng.standard_normal(16000) * 0.0005).astype(np.float32), silence(1)])
@@ -231,6 +247,7 @@ def test_noise_and_a_cough_make_no_turn():
     assert [d.reason for d in run.of(ev.Dropped)] == ["too short"]
 
 
+@pytest.mark.fast
 def test_typed_text_and_the_shared_commands():
     run = Run(None, replies=["One.", "Two."])
     run.session.send_text("first")
@@ -246,6 +263,7 @@ def test_typed_text_and_the_shared_commands():
     run.session.close()
 
 
+@pytest.mark.fast
 def test_interrupt_while_thinking_keeps_nothing_unheard():
     llm = ScriptedLLM(["This reply never sounds."])
     llm.gate.clear()
@@ -261,6 +279,7 @@ def test_interrupt_while_thinking_keeps_nothing_unheard():
     run.session.close()
 
 
+@pytest.mark.fast
 def test_interrupt_while_speaking_keeps_only_what_was_played():
     reply = "Once upon a time there was a long story. " * 6
     sink = RecordingSink(speed=2.0)
@@ -326,6 +345,7 @@ def test_stop_said_over_a_reply_stops_it_and_is_not_answered():
         run.session.close()
 
 
+@pytest.mark.fast
 def test_stop_as_a_turn_of_its_own_is_answered():
     """Said when nothing was playing, "Stop." is a turn like any other (only cutting a reply short makes it a
     command)."""
@@ -334,6 +354,7 @@ def test_stop_as_a_turn_of_its_own_is_answered():
     assert [d.text for d in run.of(ev.ReplyDone)] == ["Okay."]
 
 
+@pytest.mark.fast
 def test_a_failing_engine_is_one_error_and_the_session_ends():
     class Broken(ScriptedSTT):
         def transcribe_turn(self, audio, **kw):
@@ -345,6 +366,7 @@ def test_a_failing_engine_is_one_error_and_the_session_ends():
     assert [e for e in run.events if isinstance(e, ev.Error)]
 
 
+@pytest.mark.fast
 def test_a_chat_error_is_reported_and_nothing_is_recorded():
     from voicechat.errors import VoicechatError
 
@@ -362,18 +384,21 @@ def test_a_chat_error_is_reported_and_nothing_is_recorded():
     run.session.close()
 
 
+@pytest.mark.fast
 def test_warm_up_prefills_the_local_model():
     run = Run(None, start=False)
     run.session.warm_up()
     assert run.llm.prefilled == 1
 
 
+@pytest.mark.fast
 def test_turn_timing_round_trips_and_omits_the_unknown():
     t = TurnTiming(endpoint=0.30049, stt=0.0)
     assert t.to_dict() == {"endpoint": 0.3, "stt": 0.0}
     assert TurnTiming.from_dict({**t.to_dict(), "other": 1}) == TurnTiming(endpoint=0.3, stt=0.0)
 
 
+@pytest.mark.fast
 def test_chat_and_talk_share_one_command_table():
     class Chat:
         modes = False
@@ -395,6 +420,7 @@ def test_chat_and_talk_share_one_command_table():
     assert "unknown command /mode" in slash.run("/mode", chat).message
 
 
+@pytest.mark.fast
 def test_states_follow_the_turn():
     audio = np.concatenate([silence(0.3), phrase(4), silence(2.0)])
     run = Run(audio, "What time is it?").finish()
@@ -402,6 +428,7 @@ def test_states_follow_the_turn():
     assert states == ["listening", "hearing", "thinking", "speaking", "listening"], states
 
 
+@pytest.mark.fast
 def test_close_while_speaking_ends_every_stage_promptly():
     sink = RecordingSink(speed=0.5)
     run = Run(None, replies=["A very long reply that takes a while to play. " * 5], sink=sink)
@@ -426,6 +453,7 @@ class SlowWholeTurnSTT(WholeTurnSTT):
         return super().transcribe_turn(audio, **kw)
 
 
+@pytest.mark.fast
 def test_clear_during_transcription_drops_the_turn_unanswered():
     stt = SlowWholeTurnSTT("What time is it?")
     audio = np.concatenate([silence(0.3), phrase(4), silence(2.0)])
@@ -447,6 +475,7 @@ class FixedTurnModel:
         return self.p
 
 
+@pytest.mark.fast
 def test_incremental_off_with_the_audio_model_transcribes_once_and_judges_by_the_voice():
     cfg = resolve(overrides={"turn.incremental": False})
     stt, model = ScriptedSTT("What time is it?"), FixedTurnModel(0.9)
@@ -465,12 +494,14 @@ def test_incremental_off_with_the_audio_model_transcribes_once_and_judges_by_the
     assert stats.timing.endpoint == pytest.approx(cfg.turn.end_ms / 1000, abs=0.031)  # words unknown, voice says done
 
 
+@pytest.mark.fast
 def test_a_short_pause_setting_still_ends_turns():
     audio = np.concatenate([silence(0.3), phrase(4), silence(2.0)])
     run = Run(audio, "What time is it?", overrides={"turn.pause_ms": 60}).finish(timeout=10)
     assert [u.text for u in run.of(ev.UserText)] == ["What time is it?"]
 
 
+@pytest.mark.fast
 def test_the_last_words_of_a_file_are_answered():
     source_audio = np.concatenate([silence(0.3), phrase(4)])
     cfg = resolve(overrides={"turn.audio_model": False})
@@ -483,6 +514,7 @@ def test_the_last_words_of_a_file_are_answered():
     assert chat.totals.turns == 1
 
 
+@pytest.mark.fast
 def test_an_empty_reply_is_said_not_kept_silently():
     run = Run(None, replies=[""])
     run.session.send_text("a message far too long for the model")
