@@ -70,11 +70,11 @@ def check_echo(input_device: Any, output_device: Any, engine: str, latency: str)
 
         def record() -> None:
             while not stop.is_set():
-                got = mic.read_timed(0.1)
+                got = mic.read(0.1)
                 if got is None:
                     continue
-                frame, captured = got
-                n = np.frombuffer(frame, dtype="<i2")
+                captured = got.captured_at if got.captured_at is not None else time.perf_counter()
+                n = np.frombuffer(got.pcm, dtype="<i2")
                 f = far_end.read(captured - LEAD_MS / 1000, len(n))
                 near.append(n)
                 far.append(f)

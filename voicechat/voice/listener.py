@@ -145,7 +145,7 @@ class Listener:
                 elif isinstance(event, Pause) and seg.active:
                     so_far = seg.audio()
                     pause_end = len(so_far)  # the key of this pause's result (the audio stops growing here)
-                    if self.policy.uses_transcript or self.policy.uses_audio_model:
+                    if self._utt is not None and (self.policy.uses_transcript or self.policy.uses_audio_model):
                         self.transcriber.request(self._utt, so_far, pause=True)
                 elif isinstance(event, Utterance):  # the length cap
                     self._deliver(event, self._utt, now, seg.index)
@@ -159,7 +159,8 @@ class Listener:
                 continue  # the assistant's own voice: forgotten
             if seg.silence_run == 0:
                 since_partial += 1
-                if self.policy.uses_transcript and since_partial >= self._partial_frames and not self.transcriber.busy:
+                if (self._utt is not None and self.policy.uses_transcript and since_partial >= self._partial_frames
+                        and not self.transcriber.busy):
                     since_partial = 0
                     self.transcriber.request(self._utt, seg.audio(), pause=False)
             elif seg.silence_run >= seg.pause_n and barge.may_end_turn:  # from the pause on: is the turn over?
