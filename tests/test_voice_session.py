@@ -521,3 +521,18 @@ def test_an_empty_reply_is_said_not_kept_silently():
     run.wait(lambda: run.of(ev.ReplyDone))
     assert any(isinstance(e, ev.Notice) and "empty reply" in e.message for e in run.events)
     run.session.close()
+
+
+@pytest.mark.fast
+def test_slash_aliases_are_one_table_and_set_mode_checks_its_value():
+    """'/q' quits wherever '/quit' does (it was unknown locally and a quit through the server); a mode that is
+    neither vad nor ptt is refused in one line, not set."""
+    from voicechat.errors import VoicechatError
+
+    assert slash.name("/q") == slash.name("/exit") == slash.name("/QUIT now") == "/quit"
+    run = Run(phrase(2), "Hello there.", start=False)
+    for bad in ("push", "", None, 3):
+        with pytest.raises(VoicechatError, match="unknown mode"):
+            run.session.set_mode(bad)
+    assert run.session.mode == "vad"
+    assert run.session.command("/q").quit

@@ -39,7 +39,8 @@ COMMANDS: dict[str, Command] = {
     "/mode": Command("switch between voice activity and push-to-talk", lambda t: t.toggle_mode(), needs_modes=True),
     "/quit": Command("end the session", lambda t: "", quits=True),
 }
-ALIASES = {"/exit": "/quit"}
+ALIASES = {"/exit": "/quit", "/q": "/quit"}
+MODES = ("vad", "ptt")  # voice activity detection, push-to-talk
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,15 @@ def names(target: Target) -> list[str]:
     return [n for n, c in COMMANDS.items() if target.modes or not c.needs_modes]
 
 
+def name(line: str) -> str:
+    """The command a line names, aliases resolved ("/q" -> "/quit"); "/" for none."""
+    word = line.split()[0].lower() if line.split() else "/"
+    return ALIASES.get(word, word)
+
+
 def run(line: str, target: Target) -> Outcome:
     """Carry out a slash command line."""
-    word = line.split()[0].lower() if line.split() else "/"
-    word = ALIASES.get(word, word)
+    word = name(line)
     command = COMMANDS.get(word)
     if command is None or (command.needs_modes and not target.modes):
         return Outcome(f"unknown command {word}; use {', '.join(names(target))}")

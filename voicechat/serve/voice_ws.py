@@ -34,6 +34,7 @@ from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
 
+from voicechat import slash
 from voicechat.serve.wsio import ClientSink, Outbox, PushSource
 
 log = logging.getLogger("voicechat.serve")
@@ -261,7 +262,7 @@ class VoiceConnection:
             if not isinstance(line, str) or not line.startswith("/"):
                 self.refuse("a command message needs \"line\", e.g. \"/clear\"")
                 return
-            if line.strip().split()[0] in ("/quit", "/exit", "/q"):
+            if slash.name(line) == "/quit":
                 if self.source is not None:
                     self.source.end()
                 session.interrupt()

@@ -126,8 +126,8 @@ class RemoteSession:
         self._send({"type": "text", "text": text})
 
     def command(self, line: str) -> slash.Outcome:
-        name = line.strip().split()[0] if line.strip() else ""
-        if name in ("/quit", "/exit", "/q"):
+        name = slash.name(line)
+        if name == "/quit":
             self._quit = True
             return slash.Outcome(quit=True)
         if name == "/mode":

@@ -206,6 +206,8 @@ class VoiceSession:
         return self.listener.mode if self.listener is not None else "text"
 
     def set_mode(self, mode: str) -> None:
+        if mode not in slash.MODES:
+            raise VoicechatError(f"unknown mode {str(mode)[:20]!r}; use {' or '.join(slash.MODES)}")
         if self.listener is None:
             raise VoicechatError("no microphone: only typed messages")
         self.listener.set_mode(mode)
