@@ -9,8 +9,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from voicechat.engines.base import AudioChunk
+    from voicechat.slash import Outcome
     from voicechat.voice.echo import FarEnd
+    from voicechat.voice.events import Event, Summary
 
 RATE = 16000  # sources deliver 16 kHz mono int16 frames
 
@@ -87,3 +91,40 @@ class Sink(Protocol):
     def feed(self, far_end: "FarEnd") -> None:
         """Report every block played, with the time it sounds, to an echo canceller's far end (only when
         ``reports_far_end``; other sinks ignore it)."""
+
+
+class LiveSession(Protocol):
+    """What a front end drives: the conversation in this process (:class:`voicechat.voice.session.VoiceSession`) or
+    one on a server (:class:`voicechat.talk.remote.RemoteSession`). Both satisfy it, as the type checker checks."""
+
+    modes: bool  # /mode is offered
+
+    @property
+    def mode(self) -> str:
+        """vad | ptt | text"""
+
+    @property
+    def idle(self) -> bool:
+        """No reply in progress."""
+
+    @property
+    def done(self) -> bool:
+        """The session has ended (its input ran out, /quit, or the other side went away)."""
+
+    def subscribe(self, fn: "Callable[[Event], None]") -> None: ...
+
+    def warm_up(self) -> None: ...
+
+    def start(self) -> None: ...
+
+    def send_text(self, text: str) -> None: ...
+
+    def command(self, line: str) -> "Outcome": ...
+
+    def toggle_recording(self) -> None: ...
+
+    def interrupt(self) -> None: ...
+
+    def close(self, timeout: float = ...) -> bool: ...
+
+    def summary(self) -> "Summary": ...
