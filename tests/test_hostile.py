@@ -60,6 +60,7 @@ class Case:
     ok: bool = False  # the command completes (exit 0) and says `says` as a warning or note
     server: bool = False
     xfail: str | None = None
+    fast: bool = True  # needs no model, sound card or server process (CI's first tier)
 
     def __str__(self) -> str:
         return self.id
@@ -207,7 +208,7 @@ CASES = [
     # -- transcribe: outputs (the decode path is tested with the streaming decoder) ---------
     Case("transcribe-output-to-full-disk", lambda t, s: on_full_disk(t, lambda d: Given(
         ["transcribe", str(_wav(t)), "-f", "json", "-o", str(d)], absent=[d / "in.json"])),
-        1, "in.json: no space left on the disk holding it"),
+        1, "in.json: no space left on the disk holding it", fast=False),  # (it transcribes before it writes)
     Case("transcribe-output-in-proc", lambda t, s: Given(["transcribe", str(_wav(t)), "-o", "/proc"]), 1, "/proc"),
     Case("transcribe-output-is-file", lambda t, s: Given(["transcribe", str(_wav(t)), "-o", str(f(t, "out"))]), 1,
          "not a directory"),
@@ -334,7 +335,7 @@ def run_case(case: Case, tmp: Path, server) -> None:
             given.cleanup()
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES])
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=[pytest.mark.fast] if c.fast else []) for c in CASES])
 def test_hostile_case(case, tmp_path):
     if case.server:
         with EchoingServer() as server:
@@ -846,6 +847,7 @@ def test_chat_to_a_full_stdout_is_one_line(tmp_path):
         "voicechat: error: cannot write standard output: no space left on the disk holding it; free some space and try again"], err
 
 
+@pytest.mark.fast
 def test_a_writer_whose_close_fails_publishes_nothing(tmp_path):
     """A full disk can show only on the last flush, when the file is closed: the truncated file must not replace the
     output (nor be left beside it)."""
@@ -870,6 +872,7 @@ def test_a_writer_whose_close_fails_publishes_nothing(tmp_path):
     assert out.read_bytes() == b"the previous take" and leftovers(tmp_path) == []
 
 
+@pytest.mark.fast
 def test_an_os_error_that_escapes_a_command_names_its_file(capsys):
     import errno
 

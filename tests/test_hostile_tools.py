@@ -155,6 +155,7 @@ BOMBS = {  # name: (builder, what the one line says)
 }
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("case", sorted(BOMBS))
 def test_decoder_refuses_a_bomb_before_resampling_it(tmp_path, case):
     build, needle = BOMBS[case]
@@ -167,6 +168,7 @@ def test_decoder_refuses_a_bomb_before_resampling_it(tmp_path, case):
     assert str(path.name) in e.value.message
 
 
+@pytest.mark.fast
 def test_a_long_declared_length_decodes_what_is_there(tmp_path):
     """A FLAC that declares 2**36-1 samples (49 days) but holds 10 s is not a reason to allocate for 49 days."""
     path = flac(tmp_path / "claims.flac", rate=16000, frames=40, block=4000, total=2**36 - 1)
@@ -178,6 +180,7 @@ def test_a_long_declared_length_decodes_what_is_there(tmp_path):
     assert audio.samples == 160_000
 
 
+@pytest.mark.fast
 def test_a_rate_that_changes_mid_stream_is_followed(tmp_path):
     """Frames at 16000 Hz, then 8000 Hz, then 16000 Hz again: each part is resampled at its own rate."""
     path = flac(tmp_path / "changing.flac", rate=16000, frames=30, block=4000, rate_codes=(5,) * 10 + (4,) * 10 + (5,) * 10)
@@ -185,6 +188,7 @@ def test_a_rate_that_changes_mid_stream_is_followed(tmp_path):
     assert abs(audio.size - (10 * 4000 + 10 * 8000 + 10 * 4000)) < 200, audio.size
 
 
+@pytest.mark.fast
 def test_max_seconds_stops_at_the_frame_that_passes_it(tmp_path):
     from voicechat.decode import TooLong
 
@@ -194,6 +198,7 @@ def test_max_seconds_stops_at_the_frame_that_passes_it(tmp_path):
     assert decode(path, max_seconds=200).size == 1_600_000
 
 
+@pytest.mark.fast
 def test_an_upload_is_named_by_its_own_name(tmp_path):
     path = wav(tmp_path / "voicechat-upload-x1y2", rate=1)
     with pytest.raises(VoicechatError) as e:
@@ -270,6 +275,7 @@ def box():
     tools.close()
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("expression,needle", SLOW_EXPRESSIONS + NOT_FINITE)
 def test_calculator_bounds_before_computing_and_says_too_large(box, expression, needle):
     result = box.run(ToolCall("c", "calculator", json.dumps({"expression": expression})))
@@ -288,6 +294,7 @@ ODD_EXPRESSIONS = [
 ]
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("expression,needle", ODD_EXPRESSIONS)
 def test_calculator_odd_input_is_one_clear_answer(box, expression, needle):
     result = box.run(ToolCall("c", "calculator", json.dumps({"expression": expression})))
@@ -299,6 +306,7 @@ def _stuck(args: dict) -> str:
     return str(round(1, -10**8))
 
 
+@pytest.mark.fast
 def test_the_deadline_kills_a_tool_stuck_in_one_c_call():
     stuck = Tool(ToolSpec("stuck", "never ends", {"type": "object"}), _stuck, worker=f"{__name__}:_stuck")
     box = ToolBox([stuck, calculator.tool()], timeout=1)
@@ -315,6 +323,7 @@ def test_the_deadline_kills_a_tool_stuck_in_one_c_call():
         box.close()
 
 
+@pytest.mark.fast
 def test_an_interrupted_turn_kills_the_stuck_tool_too():
     stuck = Tool(ToolSpec("stuck", "never ends", {"type": "object"}), _stuck, worker=f"{__name__}:_stuck")
     box = ToolBox([stuck], timeout=600)
@@ -326,6 +335,7 @@ def test_an_interrupted_turn_kills_the_stuck_tool_too():
     assert result.error and result.text == "not finished: the turn was interrupted"
 
 
+@pytest.mark.fast
 def test_a_tool_that_prints_or_eats_memory_cannot_garble_or_sink_the_worker():
     box = ToolBox([Tool(ToolSpec("noisy", "prints", {"type": "object"}), _noisy, worker=f"{__name__}:_noisy"),
                    Tool(ToolSpec("hungry", "allocates", {"type": "object"}), _hungry, worker=f"{__name__}:_hungry"),
@@ -360,6 +370,7 @@ ZONES = [
 ]
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("zone,needle", ZONES)
 def test_clock_bad_zones_say_how_to_name_one_and_show_no_path(box, zone, needle):
     result = box.run(ToolCall("c", "datetime", json.dumps({"timezone": zone})))
@@ -411,6 +422,7 @@ def test_chat_without_tools_ends_a_model_that_only_calls_tools():
     assert "AssertionError" not in stderr
 
 
+@pytest.mark.fast
 def test_unoffered_call_in_a_session_without_tools_is_refused_in_process():
     with EchoingServer() as server:
         server.script = [ToolCalls(("datetime", "{}"), text="Let me look."), "It is noon."]
@@ -422,6 +434,7 @@ def test_unoffered_call_in_a_session_without_tools_is_refused_in_process():
     assert seen == ["call", "result"] and reply.tools == []
 
 
+@pytest.mark.fast
 def test_voice_session_without_tools_answers_a_call_it_did_not_offer():
     """The voice pipeline (the responder `talk` and a server's voice session run) goes on after the refused call."""
     import threading
@@ -463,6 +476,7 @@ def test_voice_session_without_tools_answers_a_call_it_did_not_offer():
     assert len(done) == 1 and done[0].error and "tools are off" in done[0].result
 
 
+@pytest.mark.fast
 def test_a_model_that_calls_past_max_calls_is_not_asked_forever():
     with EchoingServer() as server:
         server.script = [ToolCalls(("calculator", '{"expression": "1+1"}'))] * 50
