@@ -869,6 +869,7 @@ def test_a_writer_whose_close_fails_publishes_nothing(tmp_path):
     writer._file.close = full_disk
     with pytest.raises(OSError):
         writer.__exit__(None, None, None)
+    writer._file.close = real_close  # (the file object's own finaliser closes it again)
     assert out.read_bytes() == b"the previous take" and leftovers(tmp_path) == []
 
 
