@@ -138,6 +138,10 @@ class Played:
     def text(self) -> str:
         return " ".join([*self.texts, self.partial]).strip()
 
+    def seconds(self, rate: int | None) -> float | None:
+        """How long the sound played lasted, at the device's rate (None: nothing opened yet)."""
+        return self.samples / rate if rate else None
+
 
 class Speaker:
     """Plays audio chunks as they arrive. Use as a context manager.
@@ -243,6 +247,11 @@ class Speaker:
             except queue.Empty:
                 break
         self._queue.put(None)
+
+    @property
+    def rate(self) -> int | None:
+        """The device's sample rate, once a stream is open."""
+        return self._rate
 
     def reset(self) -> None:
         """After stop(): accept new audio again (the next reply)."""

@@ -7,11 +7,14 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from voicechat.console import handle_errors
+
+if TYPE_CHECKING:
+    from voicechat.voice.io import LiveSession
 
 HELP = "Talk with the assistant: it listens, answers aloud as it thinks, and shows the conversation live."
 ENGINES = "Engines and models"
@@ -238,7 +241,7 @@ class Talk:
         previous = signal.signal(signal.SIGINT, self._on_sigint)
         previous_term = signal.signal(signal.SIGTERM, self._on_sigint)  # SIGTERM ends talk as Ctrl-C does: nothing lost
         stt = llm = tts = None
-        session = None
+        session: LiveSession | None = None  # the conversation here, or on a server: one protocol
         toolbox = confirmation = None
         exit_code = 0
         try:

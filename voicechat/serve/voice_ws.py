@@ -30,12 +30,15 @@ import logging
 import math
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import WebSocket, WebSocketDisconnect
 
 from voicechat import slash
 from voicechat.serve.wsio import ClientSink, Outbox, PushSource
+
+if TYPE_CHECKING:
+    from voicechat.voice.session import VoiceSession
 
 log = logging.getLogger("voicechat.serve")
 CLOSE_BUSY = 1013  # try again later
@@ -339,9 +342,9 @@ class SessionRefused(Exception):
     """?session= names no session this client may resume (whatever the reason: the answer is the same)."""
 
 
-def _waiting_turns(session: Any) -> int:
+def _waiting_turns(session: "VoiceSession") -> int:
     """Turns delivered to the session and not yet answered."""
-    return int(getattr(session, "_pending", 0))
+    return session.pending
 
 
 def _seconds(value: Any) -> bool:

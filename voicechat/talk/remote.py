@@ -294,10 +294,8 @@ class RemoteSession:
         self._send({"type": "played", "reply": reply, "seconds": self._played_seconds(), "done": True})
 
     def _played_seconds(self) -> float:
-        speaker = getattr(self.sink, "speaker", None)
-        if speaker is not None and getattr(speaker, "_rate", None):
-            return speaker.played.samples / speaker._rate
-        return self._reply_seconds  # a file: everything written counts as played
+        played = self.sink.playback().seconds
+        return self._reply_seconds if played is None else played  # a file: everything written counts as played
 
 
 def _dropped(e: BaseException) -> bool:

@@ -60,6 +60,7 @@ class Playback:
     text: str = ""  # the reply text that actually came out (whole chunks, plus the share of a cut one)
     first_sample_at: float | None = None  # perf_counter() when the first sample reached the device or file
     cut: bool = False  # the listener stopped it short (a remote player that stopped early), without an interrupt here
+    seconds: float | None = None  # how long the sound played lasted (a sound card); None: the sink cannot tell
 
 
 class Sink(Protocol):

@@ -136,6 +136,12 @@ class VoiceSession:
         return not any(t.is_alive() for t in self._threads) and (self.transcriber is None or not self.transcriber.alive)
 
     @property
+    def pending(self) -> int:
+        """Turns delivered and not yet answered."""
+        with self._pending_lock:
+            return self._pending
+
+    @property
     def idle(self) -> bool:
         """Nothing being answered and nothing waiting."""
         with self._pending_lock:

@@ -37,7 +37,8 @@ class SpeakerSink:
         return self.speaker.hold(on)
 
     def playback(self) -> Playback:
-        return Playback(self.speaker.played.text(), self.speaker.first_audio_at)
+        return Playback(self.speaker.played.text(), self.speaker.first_audio_at,
+                        seconds=self.speaker.played.seconds(self.speaker.rate))
 
     def feed(self, far_end: object) -> None:
         """Report every block written, with the time it sounds, to an echo canceller's far end."""
