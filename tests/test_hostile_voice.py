@@ -173,11 +173,14 @@ def flood(server: ServeProcess, messages, *, read: bool) -> tuple[int, int | Non
             sent += 1
     except (ConnectionClosed, TimeoutError):
         pass
-    try:  # now read what is left, up to the close
-        for _ in ws:
+    if reader is not None:  # it reads up to the close (one reader only: websockets refuses two at once)
+        reader.join(60)
+    else:
+        try:  # now read what is left, up to the close
+            for _ in ws:
+                pass
+        except ConnectionClosed:
             pass
-    except ConnectionClosed:
-        pass
     code = ws.protocol.close_rcvd.code if ws.protocol.close_rcvd is not None else None
     reason = ws.protocol.close_rcvd.reason if ws.protocol.close_rcvd is not None else ""
     ws.close()
