@@ -263,27 +263,33 @@ def _quietly(fn, *args):
 
 # --- slow clients ---------------------------------------------------------------------------------------
 
+def drip(s: socket.socket, data: bytes) -> int:
+    """Send data a byte a second until the server answers or closes; how many bytes went."""
+    sent = 0
+    try:
+        for i in range(len(data)):
+            s.sendall(data[i:i + 1])
+            sent += 1
+            time.sleep(1)
+            s.setblocking(False)
+            try:
+                if s.recv(65536, socket.MSG_PEEK) is not None:
+                    break  # the server answered (408) or closed
+            except BlockingIOError:
+                pass
+            finally:
+                s.setblocking(True)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    s.settimeout(30)
+    return sent
+
+
 def test_headers_sent_a_byte_a_second_are_cut_off(server):
     """Slowloris: header_timeout_s is 2 here; the headers would take a minute at this pace."""
     data = f"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nUser-Agent: slow-slow-slow-client\r\n\r\n".encode()
-    sent = 0
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
-        try:
-            for i in range(len(data)):
-                s.sendall(data[i:i + 1])
-                sent += 1
-                time.sleep(1)
-                s.setblocking(False)
-                try:
-                    if s.recv(65536, socket.MSG_PEEK) is not None:
-                        break  # the server answered (408) or closed
-                except BlockingIOError:
-                    pass
-                finally:
-                    s.setblocking(True)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        s.settimeout(30)
+        sent = drip(s, data)
         try:
             status, _, body = read_response(s)
         except ConnectionResetError:
@@ -298,25 +304,9 @@ def test_headers_sent_a_byte_a_second_are_cut_off(server):
 def test_a_body_sent_a_byte_a_second_gets_408(server):
     head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(CHAT)}\r\n\r\n").encode()
-    sent = 0
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
         s.sendall(head)
-        try:
-            for i in range(len(CHAT)):
-                s.sendall(CHAT[i:i + 1])
-                sent += 1
-                time.sleep(1)
-                s.setblocking(False)
-                try:
-                    if s.recv(65536, socket.MSG_PEEK):
-                        break
-                except BlockingIOError:
-                    pass
-                finally:
-                    s.setblocking(True)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        s.settimeout(30)
+        sent = drip(s, CHAT)
         status, _, body = read_response(s)
     assert sent < len(CHAT)
     assert status == 408
