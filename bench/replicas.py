@@ -124,7 +124,7 @@ def failover(servers: list[ServeProcess], two: Balancer, kills: int) -> None:
 
 
 def write_latency(pg: PostgresServer, turns: int, rounds: int) -> None:
-    from voicechat.history import History, Turn
+    from voicechat.conversation.history import History, Turn
 
     print(f"\n== history write latency per turn ({turns} turns x {rounds} rounds, alternating) ==")
     tmp = Path(tempfile.mkdtemp(prefix="vc-bench-"))

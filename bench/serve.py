@@ -61,7 +61,7 @@ class InProcess:
 
     def transcribe(self, path: Path) -> float:
         from voicechat.decode import open_audio
-        from voicechat.longform import transcribe_windows, windows
+        from voicechat.transcription.longform import transcribe_windows, windows
 
         t = time.perf_counter()
         with open_audio(path) as audio:

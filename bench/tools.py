@@ -42,7 +42,7 @@ def main() -> None:
     from voicechat.config import resolve
     from voicechat.engines import llama_tools, registry
     from voicechat.engines.base import Message
-    from voicechat.session import ChatSession
+    from voicechat.conversation.chat import Conversation
     from voicechat.tools.box import build
 
     with MediaWikiServer() as wiki:
@@ -57,7 +57,7 @@ def main() -> None:
         boxes = {name: build(cfg, print) for name, cfg in configs.items() if cfg.tools.enabled}
 
         def turn(kind: str, question: str) -> tuple[float, float, int, int]:
-            session = ChatSession(configs[kind], llm, kind="chat", log=False, tools=boxes.get(kind))
+            session = Conversation(configs[kind], llm, kind="chat", log=False, tools=boxes.get(kind))
             t = time.perf_counter()
             reply = session.stream_reply(question, lambda d: None)
             took = time.perf_counter() - t

@@ -49,7 +49,7 @@ def fast_tier_guard(request, monkeypatch):
 
     from tests import helpers
     from voicechat import models
-    from voicechat.voice import smart_turn
+    from voicechat.engines import smart_turn
 
     for name in ("whisper_model", "piper_voice", "smollm2_gguf"):
         monkeypatch.setattr(models, name, refuse)

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from tests.servers import OpenAILikeServer
-from voicechat.history import History, Turn
+from voicechat.conversation.history import History, Turn
 
 
 def history_with_turns(path: Path, sessions: int = 30, turns: int = 5) -> Path:

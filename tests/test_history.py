@@ -21,7 +21,7 @@ from tests.helpers import VOICECHAT, run_cli
 from tests.servers import OpenAILikeServer
 from voicechat import paths
 from voicechat.cli import app
-from voicechat.history import MIGRATIONS, History, Turn
+from voicechat.conversation.history import MIGRATIONS, History, Turn
 from voicechat.storage import schema
 
 runner = CliRunner()

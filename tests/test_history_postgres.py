@@ -13,7 +13,7 @@ from tests.pgserver import PASSWORD
 from tests.servers import OpenAILikeServer
 from voicechat import paths
 from voicechat.cli import app
-from voicechat.history import History
+from voicechat.conversation.history import History
 
 runner = CliRunner()
 

@@ -584,7 +584,7 @@ HOSTILE_TEXTS = [
 
 
 def _history_of(texts: list[str]) -> tuple[Path, int]:
-    from voicechat.history import History, Turn
+    from voicechat.conversation.history import History, Turn
 
     db = paths.history_db()
     db.parent.mkdir(parents=True, exist_ok=True)
@@ -644,7 +644,7 @@ def test_markdown_export_shows_html_and_links_as_written(tmp_path):
 
 def test_transcript_formats_keep_a_hostile_transcript_inert(tmp_path):
     """SRT and VTT cues cannot be forged or tagged by the text; the TSV runs no formula; txt and json are exact."""
-    from voicechat import formats
+    from voicechat.transcription import formats
     from voicechat.engines.base import Segment
 
     texts = [" Hello <script>alert(1)</script> & <b>bold</b> there.",
@@ -698,7 +698,7 @@ def test_full_disk_keeps_every_turn_and_continue_works_once_space_is_back(tmp_pa
     import sqlite3
 
     from tests import fullfs
-    from voicechat.history import History
+    from voicechat.conversation.history import History
 
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()

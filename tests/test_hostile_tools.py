@@ -31,7 +31,7 @@ from voicechat.decode import decode, open_audio
 from voicechat.engines import registry
 from voicechat.engines.base import ToolCall, ToolSpec
 from voicechat.errors import VoicechatError
-from voicechat.session import ChatSession
+from voicechat.conversation.chat import Conversation
 from voicechat.tools import calculator, clock
 from voicechat.tools.base import Tool
 from voicechat.tools.box import ToolBox
@@ -427,7 +427,7 @@ def test_unoffered_call_in_a_session_without_tools_is_refused_in_process():
     with EchoingServer() as server:
         server.script = [ToolCalls(("datetime", "{}"), text="Let me look."), "It is noon."]
         cfg = resolve(environ={}, overrides={"llm.engine": "openai", "llm.base_url": server.base_url, "llm.retries": 0})
-        session = ChatSession(cfg, registry.create("llm", cfg), kind="chat", log=False)
+        session = Conversation(cfg, registry.create("llm", cfg), kind="chat", log=False)
         seen = []
         reply = session.stream_reply("what time is it", lambda d: None, on_tool=lambda e: seen.append(e.phase))
     assert reply.text == "Let me look. It is noon." and reply.error is None and not reply.failed
@@ -447,7 +447,7 @@ def test_voice_session_without_tools_answers_a_call_it_did_not_offer():
         server.script = [ToolCalls(("calculator", '{"expression": "1+1"}')), "Two.", "Still here."]
         cfg = resolve(environ={}, overrides={"llm.engine": "openai", "llm.base_url": server.base_url, "llm.retries": 0,
                                              "turn.audio_model": False})
-        chat = ChatSession(cfg, registry.create("llm", cfg), kind="talk", log=False)
+        chat = Conversation(cfg, registry.create("llm", cfg), kind="talk", log=False)
         session = VoiceSession(cfg, conversation=chat, stt=ScriptedSTT(""), tts=ScriptedTTS(), source=None, sink=RecordingSink())
         seen: list = []
         lock = threading.Lock()
@@ -484,7 +484,7 @@ def test_a_model_that_calls_past_max_calls_is_not_asked_forever():
                                              "tools.enabled": True, "tools.max_calls": 1})
         box = ToolBox([calculator.tool()])
         try:
-            reply = ChatSession(cfg, registry.create("llm", cfg), kind="chat", log=False, tools=box).stream_reply("loop", lambda d: None)
+            reply = Conversation(cfg, registry.create("llm", cfg), kind="chat", log=False, tools=box).stream_reply("loop", lambda d: None)
         finally:
             box.close()
         asked = len(server.requests)

@@ -394,7 +394,7 @@ def test_talk_server_says_when_its_server_is_killed(tmp_path):
     assert summary and summary[-1]["turns"] == 1 and summary[-1]["session_id"] == public
 
 
-# --- a tool call the model was not offered (the root is fixed in voicechat/session.py) ----------------------
+# --- a tool call the model was not offered (the root is fixed in voicechat/conversation/chat.py) ----------------------
 
 def test_a_tool_call_not_offered_leaves_the_voice_session_alive(tmp_path):
     from tests.servers import OpenAILikeServer, ToolCalls

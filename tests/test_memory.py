@@ -1,17 +1,17 @@
-"""Conversation memory: last N rounds, a token budget, the system prompt always kept."""
+"""Memory memory: last N rounds, a token budget, the system prompt always kept."""
 
 from __future__ import annotations
 
 import pytest
 
 from voicechat import tokens
-from voicechat.memory import PER_MESSAGE_OVERHEAD, Conversation
+from voicechat.conversation.memory import PER_MESSAGE_OVERHEAD, Memory
 
 pytestmark = pytest.mark.fast
 
 
 def conv(**kw):
-    return Conversation(system_prompt="You are brief.", count_tokens=lambda t: tokens.count(t, "o200k_base"), **kw)
+    return Memory(system_prompt="You are brief.", count_tokens=lambda t: tokens.count(t, "o200k_base"), **kw)
 
 
 def roles(messages):

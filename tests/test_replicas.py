@@ -15,7 +15,7 @@ import pytest
 from tests.balancer import Balancer
 from tests.serveproc import ServeProcess
 from tests.voiceclient import VoiceClient
-from voicechat.history import History
+from voicechat.conversation.history import History
 
 LONG = "Count from one to fifty, writing every number as a word, separated by commas."
 

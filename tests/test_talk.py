@@ -16,7 +16,7 @@ import soundfile as sf
 from tests.helpers import VOICECHAT, assert_one_line_error, normalize_words, run_cli, speak, wer, write_wav
 from tests.soundcard import PulseCard
 from voicechat import paths
-from voicechat.history import History
+from voicechat.conversation.history import History
 from voicechat.voice.self_echo import is_stop
 
 Q1 = "What is the capital of France?"

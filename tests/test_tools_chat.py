@@ -16,8 +16,8 @@ from voicechat.cli import app
 from voicechat.config import resolve
 from voicechat.engines import registry
 from voicechat.engines.base import Message, TextDelta, ToolCall, Usage
-from voicechat.history import History
-from voicechat.session import ChatSession
+from voicechat.conversation.history import History
+from voicechat.conversation.chat import Conversation
 from voicechat.tools import calculator, clock
 from voicechat.tools.box import INSTRUCTION, ToolBox, build
 
@@ -71,7 +71,7 @@ def test_llama_cpp_turn_runs_the_tool_and_history_keeps_it(llama, tmp_path):
     cfg = resolve(environ={}, overrides={"tools.enabled": True, "tools.force": "calculator", "tools.max_calls": 1,
                                          "llm.system_prompt": "You are a helpful assistant."})
     history = History(tmp_path / "h.sqlite3")
-    session = ChatSession(cfg, llama, kind="chat", log=True, history=history, tools=build(cfg, print))
+    session = Conversation(cfg, llama, kind="chat", log=True, history=history, tools=build(cfg, print))
     seen = []
     reply = session.stream_reply("What is 12 times 7?", lambda d: None, on_tool=lambda e: seen.append(e.phase))
     assert seen == ["call", "result"]
@@ -100,7 +100,7 @@ def test_openai_engine_against_llama_cpp_server_streams_a_tool_call(llama_server
     assert set(json.loads(calls[0].arguments)) == {"expression"}
     assert usage.prompt_tokens > 0
     # the whole turn: the call runs, its result goes back as a tool message, the server answers in words
-    session = ChatSession(resolve(environ={}, overrides={"tools.force": "calculator", "tools.max_calls": 1}), engine, kind="chat",
+    session = Conversation(resolve(environ={}, overrides={"tools.force": "calculator", "tools.max_calls": 1}), engine, kind="chat",
                           log=False, tools=ToolBox([calculator.tool(), clock.tool()]))
     reply = session.stream_reply("What is 12 times 7?", lambda d: None)
     assert [t.name for t in reply.tools] == ["calculator"] and reply.text and reply.error is None
@@ -120,7 +120,7 @@ def test_langchain_turn_sends_calls_and_results_back_in_openai_shape():
         server.script = [ToolCalls(("calculator", '{"expression": "2 ^ 8"}')), "It is {tool}."]
         cfg = resolve(environ={}, overrides={"llm.engine": "langchain", "llm.base_url": server.base_url, "llm.model": "openai:test-model",
                                              "llm.retries": 0, "tools.enabled": True})
-        session = ChatSession(cfg, registry.create("llm", cfg), kind="chat", log=False, tools=ToolBox([calculator.tool()]))
+        session = Conversation(cfg, registry.create("llm", cfg), kind="chat", log=False, tools=ToolBox([calculator.tool()]))
         reply = session.stream_reply("two to the eighth?", lambda d: None)
         second = json.loads(server.requests[1]["body"])
     assert reply.text == "It is 2 ^ 8 = 256." and [t.text for t in reply.tools] == ["2 ^ 8 = 256"]
@@ -132,7 +132,7 @@ def test_langchain_turn_sends_calls_and_results_back_in_openai_shape():
 def _session(server, box, **over):
     cfg = resolve(environ={}, overrides={"llm.engine": "openai", "llm.base_url": server.base_url, "llm.retries": 0,
                                          "tools.enabled": True, **over})
-    return ChatSession(cfg, registry.create("llm", cfg), kind="chat", log=False, tools=box)
+    return Conversation(cfg, registry.create("llm", cfg), kind="chat", log=False, tools=box)
 
 
 def _tool_messages(request):
@@ -210,7 +210,7 @@ def test_the_memory_budget_leaves_room_for_tools():
 def test_tools_off_sends_no_tools():
     with OpenAILikeServer() as server:
         cfg = resolve(environ={}, overrides={"llm.engine": "openai", "llm.base_url": server.base_url})
-        ChatSession(cfg, registry.create("llm", cfg), kind="chat", log=False).stream_reply("hi", lambda d: None)
+        Conversation(cfg, registry.create("llm", cfg), kind="chat", log=False).stream_reply("hi", lambda d: None)
         body = json.loads(server.requests[0]["body"])
     assert "tools" not in body and INSTRUCTION not in body["messages"][0]["content"]
 

@@ -15,8 +15,8 @@ from tests.servers import OpenAILikeServer, ToolCalls
 from voicechat.config import resolve
 from voicechat.engines import registry
 from voicechat.engines.base import ToolCall
-from voicechat.history import History
-from voicechat.session import ChatSession
+from voicechat.conversation.history import History
+from voicechat.conversation.chat import Conversation
 from voicechat.tools.box import build
 from voicechat.tools.confirm import PromptConfirmation, TypedConfirmation
 
@@ -117,7 +117,7 @@ def test_an_mcp_result_reaches_the_reply_and_the_history(tmp_path):
         cfg = config({"notes": stdio(tmp_path, allow=["add", "orders", "write_note"])},
                      **{"llm.engine": "openai", "llm.base_url": server.base_url, "llm.retries": 0})
         box = build(cfg, print)
-        session = ChatSession(cfg, registry.create("llm", cfg), kind="chat", log=True, history=history, tools=box)
+        session = Conversation(cfg, registry.create("llm", cfg), kind="chat", log=True, history=history, tools=box)
         try:
             reply = session.stream_reply("add 19 and 23", lambda d: None)
             session.record("add 19 and 23", reply.text, reply.usage, tools=reply.tools)
@@ -142,7 +142,7 @@ def test_the_bundled_model_calls_an_mcp_tool(tmp_path):
     llm = registry.create("llm", cfg)
     box = build(cfg, print)
     try:
-        reply = ChatSession(cfg, llm, kind="chat", log=False, tools=box).stream_reply("What is 2 plus 3?", lambda d: None)
+        reply = Conversation(cfg, llm, kind="chat", log=False, tools=box).stream_reply("What is 2 plus 3?", lambda d: None)
     finally:
         box.close()
         llm.close()

@@ -12,8 +12,8 @@ from tests.servers import OpenAILikeServer, ToolCalls
 from tests.voice_fakes import RecordingSink, ScriptedSTT, ScriptedTTS
 from voicechat.config import resolve
 from voicechat.engines import registry
-from voicechat.history import History
-from voicechat.session import ChatSession
+from voicechat.conversation.history import History
+from voicechat.conversation.chat import Conversation
 from voicechat.talk import render
 from voicechat.tools.box import build
 from voicechat.voice import events as ev
@@ -27,7 +27,7 @@ class Talk:
             "tools.enabled": True, "tools.builtin": "wikipedia,calculator", "tools.wikipedia_url": wiki.url, **over})
         self.history = History(tmp_path / "h.sqlite3")
         self.box = build(self.cfg, print)
-        self.chat = ChatSession(self.cfg, registry.create("llm", self.cfg), kind="talk", log=True, history=self.history, tools=self.box)
+        self.chat = Conversation(self.cfg, registry.create("llm", self.cfg), kind="talk", log=True, history=self.history, tools=self.box)
         self.sink = RecordingSink()
         self.session = VoiceSession(self.cfg, conversation=self.chat, stt=ScriptedSTT(""), tts=ScriptedTTS(), source=None, sink=self.sink)
         self.events: list[ev.Event] = []

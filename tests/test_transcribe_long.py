@@ -13,7 +13,7 @@ import srt
 from typer.testing import CliRunner
 
 from tests.helpers import VOICECHAT, assert_one_line_error, run_cli, speak, wer
-from voicechat import longform
+from voicechat.transcription import longform
 from voicechat.cli import app
 from voicechat.engines.base import Segment, Word
 from voicechat.errors import VoicechatError
@@ -274,7 +274,7 @@ def _segment(words):
 
 
 def test_cues_end_at_sentences_and_wrap_lines():
-    from voicechat.subtitles import SubtitleOptions, timed_texts
+    from voicechat.transcription.subtitles import SubtitleOptions, timed_texts
 
     text = "Good morning. Dr. Smith will see you now, so please take a seat in the waiting room. Thanks!"
     words = [_w(t, i * 0.4, i * 0.4 + 0.3) for i, t in enumerate(text.split())]
@@ -292,7 +292,7 @@ def test_cues_end_at_sentences_and_wrap_lines():
 
 
 def test_highlight_words_one_cue_per_word():
-    from voicechat.subtitles import SubtitleOptions, timed_texts
+    from voicechat.transcription.subtitles import SubtitleOptions, timed_texts
 
     words = [_w("one", 0.0, 0.5), _w("two", 1.0, 1.5), _w("three.", 1.5, 2.0)]
     cues = timed_texts([_segment(words)], SubtitleOptions(highlight_words=True))
@@ -305,7 +305,7 @@ def test_highlight_words_one_cue_per_word():
 
 
 def test_segments_without_word_times_split_by_characters():
-    from voicechat.subtitles import split_sentences
+    from voicechat.transcription.subtitles import split_sentences
 
     parts = split_sentences([Segment(10.0, 20.0, "First one. Second sentence here!")])
     assert [p.text for p in parts] == ["First one.", "Second sentence here!"]

@@ -38,7 +38,7 @@ def test_a_short_turn_decodes_on_a_short_window_as_well_as_on_the_full_one(stt):
 def test_a_turn_cut_close_after_its_last_word_keeps_that_word(stt):
     """The listener keeps 150 ms after the last voiced frame; Whisper must still hear the last word whole
     (with log-mel zeros right after the speech it said "what is the capital of friends" now and then)."""
-    from voicechat.vad import Segmenter
+    from voicechat.voice.vad import Segmenter
 
     cfg = resolve()
     heard = []

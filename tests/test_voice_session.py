@@ -12,11 +12,11 @@ import pytest
 from tests.voice_fakes import (
     RecordingSink, ScriptedLLM, ScriptedSTT, ScriptedTTS, WholeTurnSTT, buzz, count_words, phrase, silence,
 )
-from voicechat import slash
+from voicechat.conversation import slash
 from voicechat.config import resolve
 from voicechat.engines.base import Segment
-from voicechat.session import ChatSession
-from voicechat.vad import Dropped, Pause, Segmenter, SpeechStarted, Utterance
+from voicechat.conversation.chat import Conversation
+from voicechat.voice.vad import Pause, Segmenter, SpeechStarted, Utterance, UtteranceDropped
 from voicechat.voice import events as ev
 from voicechat.voice.endpoint import Hypothesis, MeaningPolicy, SilencePolicy, text_verdict
 from voicechat.voice.sources import FileSource
@@ -61,7 +61,7 @@ def test_segmenter_drops_a_cough_and_ignores_silence_and_quiet_noise():
     for f in frames(np.concatenate([buzz(0.21), silence(0.3)])):
         out += seg.push(f)
     assert isinstance(out[0], SpeechStarted) and isinstance(out[1], Pause)
-    assert isinstance(seg.finish(), Dropped)
+    assert isinstance(seg.finish(), UtteranceDropped)
 
 
 @pytest.mark.fast
@@ -126,7 +126,7 @@ class Run:
         self.stt = stt or ScriptedSTT(script)
         self.llm = llm or ScriptedLLM(list(replies))
         self.sink = sink or RecordingSink()
-        self.chat = ChatSession(self.cfg, self.llm, kind="talk", log=False)
+        self.chat = Conversation(self.cfg, self.llm, kind="talk", log=False)
         source = FileSource.from_array(audio, FRAME, fast=fast) if audio is not None else None
         self.session = VoiceSession(self.cfg, conversation=self.chat, stt=self.stt, tts=ScriptedTTS(), source=source, sink=self.sink)
         self.events: list[ev.Event] = []
@@ -479,7 +479,7 @@ class FixedTurnModel:
 def test_incremental_off_with_the_audio_model_transcribes_once_and_judges_by_the_voice():
     cfg = resolve(overrides={"turn.incremental": False})
     stt, model = ScriptedSTT("What time is it?"), FixedTurnModel(0.9)
-    chat = ChatSession(cfg, ScriptedLLM(["Noon."]), kind="talk", log=False)
+    chat = Conversation(cfg, ScriptedLLM(["Noon."]), kind="talk", log=False)
     audio = np.concatenate([silence(0.3), phrase(4), silence(2.0)])
     session = VoiceSession(cfg, conversation=chat, stt=stt, tts=ScriptedTTS(), source=FileSource.from_array(audio, FRAME, fast=True),
                            sink=RecordingSink(), turn_model=model)
@@ -505,7 +505,7 @@ def test_a_short_pause_setting_still_ends_turns():
 def test_the_last_words_of_a_file_are_answered():
     source_audio = np.concatenate([silence(0.3), phrase(4)])
     cfg = resolve(overrides={"turn.audio_model": False})
-    chat = ChatSession(cfg, ScriptedLLM(["Noon."]), kind="talk", log=False)
+    chat = Conversation(cfg, ScriptedLLM(["Noon."]), kind="talk", log=False)
     session = VoiceSession(cfg, conversation=chat, stt=ScriptedSTT("What time is it?"), tts=ScriptedTTS(),
                            source=FileSource.from_array(source_audio, FRAME, fast=True, tail_s=0.0), sink=RecordingSink())
     session.start()

@@ -11,7 +11,7 @@ import typer
 from voicechat.console import handle_errors
 
 if TYPE_CHECKING:
-    from voicechat.session import ChatSession
+    from voicechat.conversation.chat import Conversation
 
 HELP = "Chat by typing (or one message per stdin line when piped); replies stream as they are written."
 
@@ -51,11 +51,11 @@ def chat(
     tools: Annotated[Optional[bool], typer.Option("--tools/--no-tools", help="Let the model call tools (tools.enabled): date and time, calculator, Wikipedia, MCP servers.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON event per line on stdout, as `talk --json` (user, reply_delta, tool_call, tool_result, reply, turn_stats, error).")] = False,
 ) -> None:
-    from voicechat import slash
+    from voicechat.conversation import slash
     from voicechat.console import debug_traceback, err_console, fail, load_config, out_console
     from voicechat.engines import registry
-    from voicechat.history import open_for_session
-    from voicechat.session import ChatSession, engines_info, open_tools, summary_line
+    from voicechat.conversation.history import open_for_session
+    from voicechat.conversation.chat import Conversation, engines_info, open_tools, summary_line
     from voicechat.tools.base import call_line, result_line
     from voicechat.voice import events as ev
 
@@ -78,7 +78,7 @@ def chat(
         from voicechat.tools.confirm import PromptConfirmation
 
         toolbox.confirm = PromptConfirmation(lambda q: out.input(q, markup=False))
-    session = ChatSession(cfg, engine, kind="chat", log=log, resume=resume, engines=engines_info(cfg, llm=engine), history=history,
+    session = Conversation(cfg, engine, kind="chat", log=log, resume=resume, engines=engines_info(cfg, llm=engine), history=history,
                           tools=toolbox)
     target = _Commands(session)
     if interactive:
@@ -231,7 +231,7 @@ class _Commands:
 
     modes = False
 
-    def __init__(self, session: "ChatSession") -> None:
+    def __init__(self, session: "Conversation") -> None:
         self.session = session
 
     def clear(self) -> None:

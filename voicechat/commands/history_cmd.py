@@ -15,7 +15,7 @@ app = typer.Typer(help="Browse, export and delete logged conversations.", no_arg
 
 def _open():
     from voicechat.console import load_config
-    from voicechat.history import open_history
+    from voicechat.conversation.history import open_history
 
     return open_history(load_config())
 

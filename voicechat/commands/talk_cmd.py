@@ -227,8 +227,8 @@ class Talk:
         import contextlib
 
         from voicechat.errors import VoicechatError
-        from voicechat.history import open_for_session
-        from voicechat.session import ChatSession, engines_info, open_tools
+        from voicechat.conversation.history import open_for_session
+        from voicechat.conversation.chat import Conversation, engines_info, open_tools
         from voicechat.talk.keyboard import KeyboardInput
         from voicechat.voice import events as ev
         from voicechat.voice.session import VoiceSession
@@ -262,7 +262,7 @@ class Talk:
 
                         confirmation = TypedConfirmation(lambda message: renderer(ev.Notice(message)), self.stop)
                         toolbox.confirm = confirmation
-                    chat = ChatSession(cfg, llm, kind="talk", log=log, resume=resume,
+                    chat = Conversation(cfg, llm, kind="talk", log=log, resume=resume,
                                        engines=engines_info(cfg, stt, llm, tts), history=history, tools=toolbox)
                     if resume is not None:
                         renderer(ev.Notice(f"resumed session {resume} ({chat.resumed_turns} turns)"))

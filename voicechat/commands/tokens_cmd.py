@@ -209,7 +209,7 @@ def _gguf_encoder(path: str):
 
 def _session_report(cfg, session_id: int, json_out: bool) -> None:
     from voicechat import tokens as tk
-    from voicechat.history import open_history
+    from voicechat.conversation.history import open_history
 
     with open_history(cfg) as history:
         info = history.session(session_id)

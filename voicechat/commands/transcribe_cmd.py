@@ -45,13 +45,13 @@ def transcribe(
         bool, typer.Option("--highlight-words", help="Underline each word as it is spoken (srt, vtt).", rich_help_panel=SUBS)
     ] = False,
 ) -> None:
-    from voicechat import formats
+    from voicechat.transcription import formats
     from voicechat.atomic import check_writable_dir
     from voicechat.console import err_console, fail, load_config
     from voicechat.engines import registry
 
     from voicechat.errors import VoicechatError
-    from voicechat.subtitles import SubtitleOptions
+    from voicechat.transcription.subtitles import SubtitleOptions
 
     fmts = formats.parse_formats(fmt)
     subs = SubtitleOptions(max_line_width, max_line_count, max_words_per_line, highlight_words)
@@ -85,7 +85,7 @@ def transcribe(
     show_progress = sys.stderr.isatty()
     failed = 0
     from voicechat.decode import open_audio
-    from voicechat.longform import Prefetcher
+    from voicechat.transcription.longform import Prefetcher
 
     with Prefetcher(list(files), open_audio) as prefetch:  # the first file decodes while the model loads
         stt = registry.create("stt", cfg)
@@ -108,7 +108,7 @@ def transcribe(
 
 def _windows(events, done: dict):
     """The windows of one file as the decoder thread delivers them; its error, raised here."""
-    from voicechat.longform import Done, Failed, Window
+    from voicechat.transcription.longform import Done, Failed, Window
 
     for event in events:
         if isinstance(event, Window):
@@ -121,9 +121,9 @@ def _windows(events, done: dict):
 
 def _one(stt, cfg, name: str, events, fmts: list[str], subs, output_dir: Path | None, count: int, err, show_progress: bool,
          index: int = 0, stems: list[str] = ()) -> None:
-    from voicechat import formats
+    from voicechat.transcription import formats
     from voicechat.atomic import write_text_atomic
-    from voicechat.longform import Failed, transcribe_windows
+    from voicechat.transcription.longform import Failed, transcribe_windows
 
     started = time.perf_counter()
     opened = next(events)

@@ -139,8 +139,7 @@ class SpeechToText(Engine):
         ``prompt`` is what the user said just before (earlier text of the same turn). Engines that can,
         use the turn settings; the default transcribes the audio as a file.
         """
-        from voicechat import guard
-
+        from voicechat.engines import guard
         if guard.is_silence(audio):
             return ""
         segments = guard.filter_segments(self.transcribe(audio, language=language), audio, self.sample_rate)

@@ -15,7 +15,7 @@ def load_all(cfg: "Config", *, also: Callable[[], None] | None = None) -> tuple[
     The first failure is raised after every load has finished, and the engines that did load are closed.
     """
     from voicechat.engines import registry
-    from voicechat.voice.smart_turn import load_turn_model
+    from voicechat.engines.smart_turn import load_turn_model
 
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="load") as pool:
         futures = [pool.submit(registry.create, kind, cfg, concurrent=True) for kind in ("stt", "llm", "tts")]

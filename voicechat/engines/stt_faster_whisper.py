@@ -234,8 +234,7 @@ class FasterWhisper(SpeechToText):
     def transcribe_turn(self, audio: "np.ndarray", *, prompt: str | None = None, beam_size: int = 1,
                         silero_filter: bool = False, language: str | None = None) -> str:
         """One turn of live speech: no timestamps, the earlier words as the prompt, the turn's own beam."""
-        from voicechat import guard
-
+        from voicechat.engines import guard
         if guard.is_silence(audio):
             return ""
         language = language or self.cfg.language

@@ -148,7 +148,7 @@ def _transcribe(state: Any, path: str, name: str, language: str | None, options:
                 cancel: threading.Event, meta: dict[str, Any]) -> Iterator[Any]:
     from voicechat.decode import TooLong, open_audio
     from voicechat.errors import VoicechatError
-    from voicechat.longform import transcribe_windows, windows
+    from voicechat.transcription.longform import transcribe_windows, windows
 
     limit = state.cfg.serve.max_audio_s
     try:
@@ -176,8 +176,7 @@ def _transcribe(state: Any, path: str, name: str, language: str | None, options:
 
 
 def _transcript_response(segs: list[Any], fmt: str, meta: dict[str, Any], words: bool, segments: bool) -> Response:
-    from voicechat import formats
-
+    from voicechat.transcription import formats
     text = " ".join(s.text.strip() for s in segs if s.text.strip())
     if fmt == "json":
         return JSONResponse({"text": text, "usage": {"type": "duration", "seconds": round(meta.get("duration", 0.0))}})

@@ -52,7 +52,7 @@ class ServerState:
             self.stt.warm_up()
             self.tts.warm_up()
             if self.log:
-                from voicechat.history import UnavailableHistory, history_target, open_history
+                from voicechat.conversation.history import UnavailableHistory, history_target, open_history
 
                 try:
                     self.history = open_history(self.cfg)

@@ -9,7 +9,7 @@ Protocol (README "Voice sessions over a WebSocket" has an example client):
 - the client streams binary messages of 16 kHz mono 16-bit PCM up, and sends JSON messages:
   ``text``, ``command``, ``clear``, ``interrupt``, ``record`` (push-to-talk), ``played``, ``mode``, ``end``.
 
-Session ids are the history's random public ids (:func:`voicechat.history.new_key`), never row numbers:
+Session ids are the history's random public ids (:func:`voicechat.conversation.history.new_key`), never row numbers:
 an id that is unknown, malformed, deleted or someone else's gets one and the same answer (close 1008,
 :data:`SESSION_REFUSED`), so nothing can be learnt by trying ids.
 
@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import WebSocket, WebSocketDisconnect
 
-from voicechat import slash
+from voicechat.conversation import slash
 from voicechat.serve.wsio import ClientSink, Outbox, PushSource
 
 if TYPE_CHECKING:
@@ -127,7 +127,7 @@ class VoiceConnection:
     # the session -------------------------------------------------------------------------------
     def _open(self, public_id: str | None, barge_in: bool | None, mode: str | None) -> Any:
         from voicechat.errors import VoicechatError
-        from voicechat.session import ChatSession, engines_info
+        from voicechat.conversation.chat import Conversation, engines_info
         from voicechat.voice.session import VoiceSession
 
         state = self.state
@@ -146,7 +146,7 @@ class VoiceConnection:
             if resume is None:
                 raise SessionRefused(SESSION_REFUSED)
             self._public_of[resume] = self.public_id = public_id
-        chat = ChatSession(cfg, state.llm, kind="talk", log=state.log, resume=resume, history=state.history,
+        chat = Conversation(cfg, state.llm, kind="talk", log=state.log, resume=resume, history=state.history,
                            engines=engines_info(cfg, state.stt, state.llm, state.tts))
         chat.on_recorded = lambda sid: self.send_json({"type": "session", "id": self._public(sid)})
         self.source = PushSource(cfg.listen.frame_ms)

@@ -101,7 +101,7 @@ class Conversations:
         self._chats: dict[str, tuple[Any, float]] = {}
 
     def get(self, key: str) -> Any:
-        from voicechat.session import ChatSession, engines_info
+        from voicechat.conversation.chat import Conversation, engines_info
 
         now = time.monotonic()
         with self._lock:
@@ -110,7 +110,7 @@ class Conversations:
             chat = self._chats.get(key, (None, 0.0))[0]
             if chat is None:
                 cfg = self.state.cfg
-                chat = ChatSession(cfg, self.state.llm, kind="wyoming", log=self.state.log, history=self.state.history,
+                chat = Conversation(cfg, self.state.llm, kind="wyoming", log=self.state.log, history=self.state.history,
                                    engines=engines_info(cfg, self.state.stt, self.state.llm, self.state.tts))
             self._chats[key] = (chat, now)
             return chat

@@ -1,6 +1,6 @@
 """Where the history is kept: a SQLite file (the default) or PostgreSQL (history.url), behind one interface.
 
-:class:`voicechat.history.History` holds the queries; a :class:`~voicechat.storage.base.Store`
+:class:`voicechat.conversation.history.History` holds the queries; a :class:`~voicechat.storage.base.Store`
 connects and runs them. Both backends apply the same :mod:`~voicechat.storage.schema` migrations.
 """
 

@@ -1,6 +1,6 @@
 """What every history backend offers: reads and one-transaction writes of plain SQL, and migrations.
 
-The queries themselves live once, in :class:`voicechat.history.History`; a backend only
+The queries themselves live once, in :class:`voicechat.conversation.history.History`; a backend only
 connects, runs them (``?`` placeholders, rows as dicts), applies :mod:`schema` and turns its
 driver's failures into one :class:`~voicechat.errors.VoicechatError` line naming the store.
 """

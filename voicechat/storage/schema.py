@@ -46,7 +46,7 @@ MIGRATIONS = [
     ALTER TABLE turns ADD COLUMN tools TEXT;
     """,
     # 4: the id a server's client sees and resumes by: random, so it cannot be guessed (row numbers can);
-    # sessions from before get one here, new ones from voicechat.history.new_key()
+    # sessions from before get one here, new ones from voicechat.conversation.history.new_key()
     """
     ALTER TABLE sessions ADD COLUMN public_id TEXT;
     UPDATE sessions SET public_id = {random_key} WHERE public_id IS NULL;

@@ -18,7 +18,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import numpy as np
 
-from voicechat import slash
+from voicechat.conversation import slash
 from voicechat.errors import VoicechatError
 from voicechat.voice import events as ev
 
@@ -171,7 +171,7 @@ class RemoteSession:
         """The server's summary; when it sent none (it went away), the same figures counted here."""
         if self._summary is not None:
             return self._summary
-        from voicechat.session import percentile
+        from voicechat.conversation.chat import percentile
 
         return ev.Summary(self._turns, percentile(self._latencies, 0.5), percentile(self._latencies, 0.95), self._tokens[0],
                           self._tokens[1], self._estimated, None, self.session_id)

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from voicechat.engines.base import AudioChunk
-    from voicechat.slash import Outcome
+    from voicechat.conversation.slash import Outcome
     from voicechat.voice.echo import FarEnd
     from voicechat.voice.events import Event, Summary
 

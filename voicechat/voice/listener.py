@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from voicechat.vad import Dropped, Pause, Segmenter, SpeechStarted, Utterance
+from voicechat.voice.vad import UtteranceDropped, Pause, Segmenter, SpeechStarted, Utterance
 from voicechat.voice import events as ev
 from voicechat.voice.barge import BargeIn, BargeTiming
 from voicechat.voice.transcriber import UtteranceText
@@ -150,7 +150,7 @@ class Listener:
                 elif isinstance(event, Utterance):  # the length cap
                     self._deliver(event, self._utt, now, seg.index)
                     self._utt = None
-                elif isinstance(event, Dropped):
+                elif isinstance(event, UtteranceDropped):
                     self._dropped(event, self._utt)
             if not seg.active:
                 barge.speech_gone()
@@ -220,7 +220,7 @@ class Listener:
     def _end(self, seg: Segmenter, now: float) -> None:
         index, utt = seg.index, self._utt
         event = seg.finish()
-        if isinstance(event, Dropped):
+        if isinstance(event, UtteranceDropped):
             self._dropped(event, utt)
         else:
             self._deliver(event, utt, now, index)
@@ -230,7 +230,7 @@ class Listener:
         self.deliver(UserTurn("voice", audio=event.audio, utt=utt, speech_end=speech_end, end_detected=now,
                               cut_in=self.barge.cut_in()))
 
-    def _dropped(self, event: Dropped, utt: UtteranceText | None) -> None:
+    def _dropped(self, event: UtteranceDropped, utt: UtteranceText | None) -> None:
         self._close(utt)
         self.emit(ev.Dropped(event.reason))
         if not self.answering():

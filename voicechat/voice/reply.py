@@ -5,7 +5,7 @@
   the turn with what was actually heard;
 - :class:`Speech` synthesizes each chunk and plays it on the sink, so generation, synthesis
   and playback overlap.
-They share one :class:`Reply` per turn: its chunk queue and the cancel event that an interrupt sets.
+They share one :class:`SpokenReply` per turn: its chunk queue and the cancel event that an interrupt sets.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from voicechat.voice.self_echo import is_stop
 from voicechat.voice.timing import TurnTiming
 
 if TYPE_CHECKING:
-    from voicechat.session import ChatSession
+    from voicechat.conversation.chat import Conversation
     from voicechat.tools.base import ToolEvent
     from voicechat.voice.io import Sink
     from voicechat.voice.listener import UserTurn
@@ -34,7 +34,7 @@ SAID_CHUNKS = 8  # Speech.said(): the last this many chunks (a reply's current s
 
 
 @dataclass
-class Reply:
+class SpokenReply:
     cancel: threading.Event = field(default_factory=threading.Event)
     chunks: "queue.Queue[str | None]" = field(default_factory=queue.Queue)
     done: threading.Event = field(default_factory=threading.Event)  # speech finished (or gave up)
@@ -47,7 +47,7 @@ class Speech:
 
     def __init__(self, tts: Any, sink: "Sink", set_state: Callable[[str], None]) -> None:
         self.tts, self.sink, self.set_state = tts, sink, set_state
-        self.replies: "queue.Queue[Reply | None]" = queue.Queue()
+        self.replies: "queue.Queue[SpokenReply | None]" = queue.Queue()
         self._said: "collections.deque[str]" = collections.deque(maxlen=SAID_CHUNKS)
 
     def said(self) -> str:
@@ -82,7 +82,7 @@ class Speech:
                 if left is not None:
                     left.done.set()
 
-    def _speak(self, reply: Reply, stop: threading.Event) -> None:
+    def _speak(self, reply: SpokenReply, stop: threading.Event) -> None:
         self.sink.begin()
         spoke = False
         while True:
@@ -113,12 +113,12 @@ class Speech:
 class Responder:
     """Answer one user turn: transcript, streamed reply, chunks for speech, the record of the turn."""
 
-    def __init__(self, config: Any, conversation: "ChatSession", transcriber: "Transcriber | None", speech: Speech,
+    def __init__(self, config: Any, conversation: "Conversation", transcriber: "Transcriber | None", speech: Speech,
                  sink: "Sink", *, emit: Callable[[ev.Event], None], set_state: Callable[[str], None]) -> None:
         self.cfg = config
         self.conversation, self.transcriber, self.speech, self.sink = conversation, transcriber, speech, sink
         self.emit, self.set_state = emit, set_state
-        self.current: Reply | None = None
+        self.current: SpokenReply | None = None
 
     def transcript(self, item: "UserTurn") -> tuple[str, float]:
         """The turn's text, and when it was ready (before the turn ended, when transcribed during the pause)."""
@@ -129,14 +129,14 @@ class Responder:
         return text, time.perf_counter()
 
     def answer(self, item: "UserTurn", stop: threading.Event) -> None:
-        reply = Reply()
+        reply = SpokenReply()
         self.current = reply  # an interrupt from here on (even during transcription) cancels this turn
         try:
             self._answer(item, reply, stop)
         finally:
             self.current = None
 
-    def _answer(self, item: "UserTurn", reply: Reply, stop: threading.Event) -> None:
+    def _answer(self, item: "UserTurn", reply: SpokenReply, stop: threading.Event) -> None:
         timing = TurnTiming()
         t0 = item.end_detected
         if item.speech_end is not None:
@@ -226,7 +226,7 @@ class Responder:
             self.conversation.totals.latencies.append(latency)
         self.conversation.record(text, heard, usage, interrupted=interrupted, latency=timing.to_dict(), tools=result.tools)
 
-    def _first_audio_first(self, reply: Reply, stop: threading.Event) -> None:
+    def _first_audio_first(self, reply: SpokenReply, stop: threading.Event) -> None:
         """Hold the model (a local one shares the CPU with synthesis) until the first chunk sounds.
 
         The rest of the reply is written while that chunk plays, which takes longer than writing it.
@@ -238,7 +238,7 @@ class Responder:
             if reply.cancel.is_set() or stop.is_set() or reply.done.is_set() or time.monotonic() > deadline:
                 return
 
-    def _heard(self, reply: Reply, interrupted: bool, written: str) -> str:
+    def _heard(self, reply: SpokenReply, interrupted: bool, written: str) -> str:
         if self.sink.speaks:
             return self.sink.playback().text  # only what actually came out
         return " ".join(reply.synthesized).strip() if interrupted and reply.synthesized else written

@@ -21,7 +21,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
-from voicechat import slash
+from voicechat.conversation import slash
 from voicechat.errors import VoicechatError
 from voicechat.voice import events as ev
 from voicechat.voice.endpoint import MeaningPolicy, SilencePolicy, TurnPolicy
@@ -32,7 +32,7 @@ from voicechat.voice.transcriber import Transcriber
 
 if TYPE_CHECKING:
     from voicechat.config import Config
-    from voicechat.session import ChatSession
+    from voicechat.conversation.chat import Conversation
     from voicechat.voice.io import Sink, Source
 
 
@@ -51,7 +51,7 @@ def turn_policy(config: "Config", stt: Any, turn_model: Any) -> TurnPolicy:
 
 
 class VoiceSession:
-    def __init__(self, config: "Config", *, conversation: "ChatSession", stt: Any = None, tts: Any = None,
+    def __init__(self, config: "Config", *, conversation: "Conversation", stt: Any = None, tts: Any = None,
                  source: "Source | None" = None, sink: "Sink | None" = None, turn_model: Any = None,
                  ptt_key: bool = False, wake: Any = None) -> None:
         self.cfg = config
@@ -241,7 +241,7 @@ class VoiceSession:
         return self.conversation.tokens_line("voice-to-voice")
 
     def summary(self) -> ev.Summary:
-        from voicechat.session import percentile
+        from voicechat.conversation.chat import percentile
 
         t = self.conversation.totals
         return ev.Summary(t.turns, percentile(t.latencies, 0.5), percentile(t.latencies, 0.95), t.prompt_tokens,

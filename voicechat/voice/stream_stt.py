@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from voicechat.vad import Pause, Segmenter, SpeechStarted
+from voicechat.voice.vad import Pause, Segmenter, SpeechStarted
 from voicechat.voice.io import RATE
 from voicechat.voice.transcriber import Transcriber, UtteranceText
 

@@ -1,4 +1,4 @@
-"""Transcript output formats: txt, srt, vtt, json, tsv (subtitle cues: voicechat.subtitles).
+"""Transcript output formats: txt, srt, vtt, json, tsv (subtitle cues: voicechat.transcription.subtitles).
 
 The spoken text is made inert for each format (voicechat.escaping): no tags or forged cues in
 subtitles, no formulas in the TSV a spreadsheet opens. txt and json hold it exactly.
@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 
 from voicechat import escaping
 from voicechat.engines.base import Segment
-from voicechat.subtitles import SubtitleOptions, split_sentences, timed_texts
+from voicechat.transcription.subtitles import SubtitleOptions, split_sentences, timed_texts
 
 FORMATS = ("txt", "srt", "vtt", "json", "tsv")
 

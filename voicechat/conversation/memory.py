@@ -18,7 +18,7 @@ PER_MESSAGE_OVERHEAD = 4  # role and separator tokens of chat templates, roughly
 
 
 @dataclass
-class Conversation:
+class Memory:
     system_prompt: str
     max_rounds: int = 8
     max_context_tokens: int = 1536

@@ -72,8 +72,7 @@ def transcribe_windows(
 ) -> Iterator["Segment"]:
     """Segments of every window, with times from the start of the recording; silent windows are skipped.
     ``options`` (word_timestamps, prompt) go to engines that take them."""
-    from voicechat import guard
-
+    from voicechat.engines import guard
     run = getattr(stt, "transcribe_window", None) or stt.transcribe
     last = 0.0  # word times never go back across windows either (the last word of one may overlap the next)
     for win in wins:

@@ -49,7 +49,7 @@ class Utterance:
 
 
 @dataclass
-class Dropped:
+class UtteranceDropped:
     reason: str
 
 
@@ -94,7 +94,7 @@ class Segmenter:
             return False
         return self.vad.is_speech(frame, RATE)
 
-    def push(self, frame: bytes, detect: bytes | None = None) -> list[SpeechStarted | Pause | Utterance | Dropped]:
+    def push(self, frame: bytes, detect: bytes | None = None) -> list[SpeechStarted | Pause | Utterance | UtteranceDropped]:
         """One frame in; ``detect``, when given, is the same moment as the start of speech should be judged on (an
         echo canceller's more suppressed output) while ``frame`` is what is kept, and what an utterance in
         progress is judged on (the suppressed view would clip the voice of someone talking over the echo)."""
@@ -102,7 +102,7 @@ class Segmenter:
             raise ValueError(f"frame of {len(frame)} bytes; expected {self.frame_bytes}")
         self.index += 1
         voiced = self.is_voiced(frame if detect is None or self.active else detect)
-        events: list[SpeechStarted | Pause | Utterance | Dropped] = []
+        events: list[SpeechStarted | Pause | Utterance | UtteranceDropped] = []
         if not self.active:
             self.history.append((frame, voiced))
             window = list(self.history)[-self.window_n :]
@@ -139,15 +139,15 @@ class Segmenter:
         """The utterance so far holds enough voiced frames to be speech, not a click or a cough."""
         return self.voiced >= self.min_voiced_n
 
-    def finish(self) -> Utterance | Dropped:
+    def finish(self) -> Utterance | UtteranceDropped:
         """End the utterance in progress now."""
         audio, enough = self.audio(), self.speech_enough
         last_voiced, end = self.last_voiced, self.index
         self.reset()
         if not enough:
-            return Dropped("too short")
+            return UtteranceDropped("too short")
         return Utterance(audio, last_voiced, end)
 
-    def flush(self) -> Utterance | Dropped | None:
+    def flush(self) -> Utterance | UtteranceDropped | None:
         """End of input: finish an utterance in progress."""
         return self.finish() if self.active else None

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from voicechat.engines.base import Message, TextDelta, ToolCall, Usage
 from voicechat.errors import StreamCut, VoicechatError
-from voicechat.history import History, Turn
-from voicechat.memory import Conversation
+from voicechat.conversation.history import History, Turn
+from voicechat.conversation.memory import Memory
 
 if TYPE_CHECKING:
     from voicechat.config import Config
@@ -55,7 +55,7 @@ class Reply:
     tools: list["ToolResult"] = field(default_factory=list)  # the tool calls made for this reply, in order
 
 
-class ChatSession:
+class Conversation:
     def __init__(self, config: "Config", llm: "ChatModel", *, kind: str, log: bool, resume: int | None = None,
                  engines: dict[str, str | None] | None = None, history: History | None = None,
                  tools: "ToolBox | None" = None) -> None:
@@ -70,7 +70,7 @@ class ChatSession:
         self.on_recorded: Callable[[int | None], None] | None = None  # after each turn is committed (a server tells its client the id)
         self.totals = Totals()
         self._clear_pending = False
-        from voicechat.turnlog import TurnLog  # a failing history never costs the conversation
+        from voicechat.conversation.turnlog import TurnLog  # a failing history never costs the conversation
 
         system_prompt = config.llm.system_prompt
         if self.tools is not None:
@@ -78,7 +78,7 @@ class ChatSession:
 
             system_prompt = f"{system_prompt}\n\n{INSTRUCTION}".strip()
         self.turnlog = TurnLog(history, kind, system_prompt=system_prompt, engines=self.engines)
-        self.memory = Conversation(
+        self.memory = Memory(
             system_prompt=system_prompt,
             max_rounds=config.memory.max_rounds,
             max_context_tokens=config.memory.max_context_tokens,

@@ -180,7 +180,7 @@ def _json_list(text: str | None) -> list:
 
 class UnavailableHistory:
     """Stands in for a history that could not be opened for logging: every write fails
-    with the reason, so the session's turn log (voicechat.turnlog) keeps the turns elsewhere."""
+    with the reason, so the session's turn log (voicechat.conversation.turnlog) keeps the turns elsewhere."""
 
     read_only = True
 

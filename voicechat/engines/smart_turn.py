@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from voicechat.errors import VoicechatError
-from voicechat.voice.io import RATE
+RATE = 16000  # Smart Turn hears 16 kHz mono, as voicechat.voice.io frames are
 
 if TYPE_CHECKING:
     from voicechat.config import TurnConfig
