@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from voicechat.console import handle_errors
+
+if TYPE_CHECKING:
+    from voicechat.serve.state import ServerState
 
 HELP = "Serve the assistant: OpenAI-compatible speech, transcription and chat routes, a live voice WebSocket and a web page."
 ENGINES = "Engines and models"
@@ -153,7 +156,7 @@ def _http_protocol(header_timeout_s: float) -> type:
     return with_header_timeout(AutoHTTPProtocol, header_timeout_s)
 
 
-async def _until_signal(state: Any, announce: Any) -> None:
+async def _until_signal(state: "ServerState", announce: Any) -> None:
     """No HTTP server: wait for SIGTERM or Ctrl-C, then drain (a second signal forces)."""
     import asyncio
     import signal
@@ -173,13 +176,13 @@ async def _until_signal(state: Any, announce: Any) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
     await stop.wait()
-    wy = getattr(state, "wyoming", None)
+    wy = state.wyoming
     if wy is not None:
         done = asyncio.ensure_future(wy.close(state.cfg.serve.drain_timeout_s))
         await asyncio.wait([done, asyncio.ensure_future(forced.wait())], return_when=asyncio.FIRST_COMPLETED)
 
 
-async def announce_ready(state: Any, shown: str, http: bool, announce: Any) -> None:
+async def announce_ready(state: "ServerState", shown: str, http: bool, announce: Any) -> None:
     import asyncio
 
     announce("loading the models…")
@@ -191,20 +194,19 @@ async def announce_ready(state: Any, shown: str, http: bool, announce: Any) -> N
     for note in state.notices:
         announce(f"note: {note}")
     if http:
-        port = getattr(state, "port", state.cfg.serve.port)
+        port = state.port or state.cfg.serve.port
         announce(f"ready: http://{shown}:{port}/ (web page), /v1 (OpenAI-compatible), /v1/voice (WebSocket), /docs")
     else:
         announce("ready")
 
 
-async def drain(state: Any, server: Any) -> None:
+async def drain(state: "ServerState", server: Any) -> None:
     import asyncio
     import time
 
     timeout = state.cfg.serve.drain_timeout_s
     deadline = time.monotonic() + timeout
-    voice = [conn for conn in list(state.sessions.values()) if hasattr(conn, "drain")]  # (Wyoming streams just finish)
-    await asyncio.gather(*(conn.drain(timeout) for conn in voice), return_exceptions=True)
+    await asyncio.gather(*(conn.drain(timeout) for conn in list(state.sessions.values())), return_exceptions=True)
     while (state.admission.active or state.admission.waiting or state.sessions) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     server.should_exit = True

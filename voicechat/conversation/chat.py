@@ -13,7 +13,7 @@ from voicechat.conversation.memory import Memory
 
 if TYPE_CHECKING:
     from voicechat.config import Config
-    from voicechat.engines.base import ChatModel
+    from voicechat.engines.base import ChatModel, ChatStream, SpeechToText, TextToSpeech
     from voicechat.tools.base import ToolEvent, ToolResult
     from voicechat.tools.box import ToolBox
 
@@ -99,7 +99,7 @@ class Conversation:
         else:
             self.resumed_turns = 0
 
-    def ask(self, user_text: str) -> Iterator[TextDelta | Usage]:
+    def ask(self, user_text: str) -> "ChatStream":
         """Stream the reply to user_text. The caller records the turn with :meth:`record`."""
         return self.llm.stream(self.memory.messages_for(user_text))
 
@@ -313,10 +313,11 @@ def summary_line(totals: Totals, label: str = "latency") -> str:
     return " · ".join(parts)
 
 
-def engines_info(config: "Config", stt: Any = None, llm: Any = None, tts: Any = None) -> dict[str, str | None]:
+def engines_info(config: "Config", stt: "SpeechToText | None" = None, llm: "ChatModel | None" = None,
+                 tts: "TextToSpeech | None" = None) -> dict[str, str | None]:
     return {
-        "stt_engine": config.stt.engine if stt else None, "stt_model": getattr(stt, "model_name", None),
-        "llm_engine": config.llm.engine, "llm_model": getattr(llm, "model_name", None),
-        "tts_engine": config.tts.engine if tts else None, "tts_model": getattr(tts, "model_name", None),
+        "stt_engine": config.stt.engine if stt else None, "stt_model": stt.model_name if stt else None,
+        "llm_engine": config.llm.engine, "llm_model": llm.model_name if llm else None,
+        "tts_engine": config.tts.engine if tts else None, "tts_model": tts.model_name if tts else None,
     }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Generator, Iterator, Sequence, Union
 
 if TYPE_CHECKING:
     import numpy as np
@@ -98,6 +98,10 @@ class Usage:
         return self.prompt_tokens + self.completion_tokens
 
 
+# What a chat model streams; a generator, so that closing it cancels the reply.
+ChatStream = Generator[Union[TextDelta, ToolCall, Usage], None, None]
+
+
 @dataclass
 class Transcription:
     """What a speech-to-text engine learned about the audio besides the segments."""
@@ -108,7 +112,7 @@ class Transcription:
 
 
 class Engine(ABC):
-    name: ClassVar[str] = ""
+    name: str = ""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release models and connections."""
@@ -120,10 +124,14 @@ class Engine(ABC):
 class SpeechToText(Engine):
     """Turns 16 kHz mono float32 audio into transcript segments, lazily."""
 
-    sample_rate: ClassVar[int] = 16000
+    sample_rate: int = 16000
     # Cheap enough to run again at every pause while the user speaks (a local model). Engines
     # without it (a remote API) transcribe a voice turn once, after it ends.
-    incremental: ClassVar[bool] = False
+    incremental: bool = False
+
+    # What transcribe_window() honours beyond the language: word times, and a prompt (earlier text).
+    times_words: bool = False
+    takes_prompt: bool = False
 
     def __init__(self) -> None:
         self.info = Transcription()
@@ -131,6 +139,13 @@ class SpeechToText(Engine):
     @abstractmethod
     def transcribe(self, audio: "np.ndarray", *, language: str | None = None) -> Iterator[Segment]:
         """Yield segments as they are decoded. ``self.info`` is filled in as soon as it is known."""
+
+    def transcribe_window(self, audio: "np.ndarray", *, language: str | None = None, word_timestamps: bool | None = None,
+                          prompt: str | None = None) -> Iterator[Segment]:
+        """One window (minutes, not hours) of a long recording; times are relative to the window.
+        ``word_timestamps`` and ``prompt`` are honoured where ``times_words`` and ``takes_prompt`` say so;
+        the default transcribes the window as it would any audio."""
+        return self.transcribe(audio, language=language)
 
     def transcribe_turn(self, audio: "np.ndarray", *, prompt: str | None = None, beam_size: int = 1,
                         silero_filter: bool = False, language: str | None = None) -> str:
@@ -149,19 +164,26 @@ class SpeechToText(Engine):
     def model_name(self) -> str:
         return ""
 
+    @property
+    def languages(self) -> list[str]:
+        """Language codes this engine's model understands (English unless the engine says more)."""
+        return ["en"]
+
 
 class ChatModel(Engine):
     """Streams a reply to a list of messages: text deltas, then one usage record."""
 
-    supports_tools: ClassVar[bool] = False  # stream() takes tools= and tool_choice= and may yield ToolCall
+    supports_tools: bool = False  # stream() honours tools= and tool_choice= and may yield ToolCall
 
     @abstractmethod
-    def stream(self, messages: Sequence[Message]) -> Iterator[TextDelta | Usage]:
+    def stream(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = (),
+               tool_choice: str | None = None) -> ChatStream:
         """Yield TextDelta as the reply is written, then a Usage. Closing the generator cancels.
 
-        Engines with ``supports_tools`` also take ``tools`` (a sequence of ToolSpec) and ``tool_choice``
+        Engines with ``supports_tools`` honour ``tools`` (the tools the model may call) and ``tool_choice``
         (None: the model decides; a tool's name: the model must call it) and yield a ToolCall for each
-        call the model makes (before the Usage); the caller runs the tools and asks again."""
+        call the model makes (before the Usage); the caller runs the tools and asks again. Callers offer
+        tools only to engines with ``supports_tools``."""
 
     def prefill(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()) -> None:  # noqa: B027 - optional hook
         """Evaluate a prompt ahead of time where the engine keeps it (a local model's cache), so a request
@@ -187,13 +209,26 @@ class TextToSpeech(Engine):
     """Speaks text: one audio chunk per sentence (or smaller), as each is ready."""
 
     sample_rate: int | None = None  # the rate chunks will come at, when known before synthesis
+    changes_speed: bool = False  # synthesize() honours speed=
 
     @abstractmethod
-    def synthesize(self, text: str) -> Iterator[AudioChunk]:
-        """Yield audio chunks in order."""
+    def synthesize(self, text: str, *, speed: float | None = None) -> Iterator[AudioChunk]:
+        """Yield audio chunks in order. ``speed`` (1.0 normal) multiplies the configured speed for this
+        call; callers pass it only to engines with ``changes_speed``."""
 
     def voices(self) -> list[str]:
+        """The voices this engine can speak with, as `say --list-voices` shows them."""
         return []
+
+    @property
+    def speakers(self) -> list[str]:
+        """Names of the speakers of a multi-speaker voice (tts.speaker); empty for a single voice."""
+        return []
+
+    @property
+    def languages(self) -> list[str]:
+        """Language codes the voice speaks (English unless the engine says more)."""
+        return ["en"]
 
     @property
     def model_name(self) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-from voicechat.engines.base import ChatModel, Message, TextDelta, ToolCall, ToolSpec, Usage
+from voicechat.engines.base import ChatModel, ChatStream, Message, TextDelta, ToolCall, ToolSpec, Usage
 from voicechat.errors import VoicechatError, scrub
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ class LangChainChat(ChatModel):
         return self.spec
 
     def stream(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = (),
-               tool_choice: str | None = None) -> Iterator[TextDelta | ToolCall | Usage]:
+               tool_choice: str | None = None) -> ChatStream:
         lc_messages = _to_langchain(messages)
         model: Any = self.model
         if tools:

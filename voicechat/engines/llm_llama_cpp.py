@@ -6,7 +6,7 @@ import os
 import threading
 from typing import TYPE_CHECKING, Iterator, Sequence
 
-from voicechat.engines.base import ChatModel, Message, TextDelta, ToolCall, ToolSpec, Usage
+from voicechat.engines.base import ChatModel, ChatStream, Message, TextDelta, ToolCall, ToolSpec, Usage
 from voicechat.errors import VoicechatError
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ class LlamaCpp(ChatModel):
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def stream(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = (),
-               tool_choice: str | None = None) -> Iterator[TextDelta | ToolCall | Usage]:
+               tool_choice: str | None = None) -> ChatStream:
         with self._busy:  # one generation at a time; a prefill in progress is waited for (its work is reused)
             if tools:
                 yield from self._stream_tools(messages, tools, tool_choice)
@@ -95,7 +95,7 @@ class LlamaCpp(ChatModel):
                 yield from self._stream(messages)
 
     def _stream_tools(self, messages: Sequence[Message], tools: Sequence[ToolSpec],
-                      tool_choice: str | None) -> Iterator[TextDelta | ToolCall | Usage]:
+                      tool_choice: str | None) -> ChatStream:
         """Answer in voicechat's tool format (see llama_tools): a grammar picks the head, then either the
         arguments of one call (held to the tool's schema) or the reply, streamed."""
         import uuid
@@ -140,7 +140,7 @@ class LlamaCpp(ChatModel):
             raise VoicechatError(f"the model refused the prompt: {e}; raise llm.context_size or lower memory.max_context_tokens") from e
         yield Usage(prompt_tokens=len(prompt), completion_tokens=generated, estimated=True)
 
-    def _stream(self, messages: Sequence[Message]) -> Iterator[TextDelta | Usage]:
+    def _stream(self, messages: Sequence[Message]) -> ChatStream:
         msgs = [{"role": m.role, "content": m.content} for m in messages]
         try:
             chunks = self.llm.create_chat_completion(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-from voicechat.engines.base import ChatModel, Message, TextDelta, ToolCall, ToolSpec, Usage
+from voicechat.engines.base import ChatModel, ChatStream, Message, TextDelta, ToolCall, ToolSpec, Usage
 from voicechat.engines.openai_client import ToolCallAssembler, make_client, to_openai_messages, translate
 from voicechat.errors import StreamCut
 
@@ -33,7 +33,7 @@ class OpenAIChat(ChatModel):
         return self.model
 
     def stream(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = (),
-               tool_choice: str | None = None) -> Iterator[TextDelta | ToolCall | Usage]:
+               tool_choice: str | None = None) -> ChatStream:
         import openai
 
         kwargs: dict[str, Any] = dict(model=self.model, messages=to_openai_messages(messages), stream=True,

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
     from voicechat.config import Config
+    from voicechat.engines.base import ChatModel, SpeechToText, TextToSpeech
+    from voicechat.engines.smart_turn import SmartTurn
 
 
-def load_all(cfg: "Config", *, also: Callable[[], None] | None = None) -> tuple[Any, Any, Any, Any, str | None]:
+def load_all(cfg: "Config", *, also: Callable[[], None] | None = None
+             ) -> tuple["SpeechToText", "ChatModel", "TextToSpeech", "SmartTurn | None", str | None]:
     """(stt, llm, tts, turn_model, why the turn model is off or None). ``also`` runs alongside (other start-up work).
 
     The first failure is raised after every load has finished, and the engines that did load are closed.
@@ -18,22 +21,20 @@ def load_all(cfg: "Config", *, also: Callable[[], None] | None = None) -> tuple[
     from voicechat.engines.smart_turn import load_turn_model
 
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="load") as pool:
-        futures = [pool.submit(registry.create, kind, cfg, concurrent=True) for kind in ("stt", "llm", "tts")]
+        stt = pool.submit(registry.create, "stt", cfg, concurrent=True)
+        llm = pool.submit(registry.create, "llm", cfg, concurrent=True)
+        tts = pool.submit(registry.create, "tts", cfg, concurrent=True)
         turn = pool.submit(load_turn_model, cfg.turn)
         if also is not None:
             also()
-        results: list[Any] = []
         error: BaseException | None = None
-        for f in [*futures, turn]:
-            try:
-                results.append(f.result())
-            except Exception as e:  # report the first failure after all finished
-                results.append(None)
-                error = error or e
+        for f in (stt, llm, tts, turn):
+            if f.exception() is not None:  # report the first failure after all finished
+                error = error or f.exception()
     if error is not None:
-        for r in results[:3]:
-            if r is not None:
-                r.close()
+        for loaded in (stt, llm, tts):
+            if loaded.exception() is None:
+                loaded.result().close()
         raise error
-    model, why = results[3]
-    return results[0], results[1], results[2], model, why
+    model, why = turn.result()
+    return stt.result(), llm.result(), tts.result(), model, why

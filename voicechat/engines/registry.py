@@ -17,12 +17,13 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable, Literal, overload
 
 from voicechat.errors import EngineUnavailable, VoicechatError
 
 if TYPE_CHECKING:
     from voicechat.config import Config
+    from voicechat.engines.base import ChatModel, Engine, SpeechToText, TextToSpeech
 
 KINDS = ("stt", "llm", "tts")
 KIND_NAMES = {"stt": "speech-to-text", "llm": "chat model", "tts": "text-to-speech"}
@@ -52,7 +53,7 @@ class EngineSpec:
             found = None
         return "present" if found else "missing"
 
-    def create(self, config: "Config", *, concurrent: bool = False) -> Any:
+    def create(self, config: "Config", *, concurrent: bool = False) -> "Engine":
         module_name, _, attr = self.factory.partition(":")
         try:
             module = importlib.import_module(module_name)
@@ -61,13 +62,16 @@ class EngineSpec:
             raise EngineUnavailable(
                 f"{KIND_NAMES[self.kind]} engine '{self.name}' needs the package '{missing}': {self.install or 'install it'}"
             ) from e
-        factory = getattr(module, attr)
+        factory = getattr(module, attr)  # (the factory the spec names)
+        engine: Engine
         if concurrent:
             import inspect
 
-            if "concurrent" in inspect.signature(factory).parameters:
-                return factory(config, concurrent=True)
-        return factory(config)
+            if "concurrent" in inspect.signature(factory).parameters:  # (a factory's option, not an engine's)
+                engine = factory(config, concurrent=True)
+                return engine
+        engine = factory(config)
+        return engine
 
 
 def _bundled(module: str, attr: str) -> Callable[[], str | None]:
@@ -194,6 +198,21 @@ def get(kind: str, name: str) -> EngineSpec:
     return matches[-1]  # a plugin may replace a built-in
 
 
-def create(kind: str, config: "Config", name: str | None = None, *, concurrent: bool = False) -> Any:
-    section = getattr(config, kind)
-    return get(kind, name or section.engine).create(config, concurrent=concurrent)
+@overload
+def create(kind: Literal["stt"], config: "Config", name: str | None = None, *, concurrent: bool = False) -> "SpeechToText": ...
+@overload
+def create(kind: Literal["llm"], config: "Config", name: str | None = None, *, concurrent: bool = False) -> "ChatModel": ...
+@overload
+def create(kind: Literal["tts"], config: "Config", name: str | None = None, *, concurrent: bool = False) -> "TextToSpeech": ...
+def create(kind: str, config: "Config", name: str | None = None, *, concurrent: bool = False) -> "Engine":
+    """The engine of this kind the config (or ``name``) chooses; a plugin's factory must make one of the base classes."""
+    from voicechat.engines.base import ChatModel, SpeechToText, TextToSpeech
+
+    section = getattr(config, kind)  # (the config section named kind)
+    spec = get(kind, name or section.engine)
+    engine = spec.create(config, concurrent=concurrent)
+    base = {"stt": SpeechToText, "llm": ChatModel, "tts": TextToSpeech}[kind]
+    if not isinstance(engine, base):
+        raise VoicechatError(f"{KIND_NAMES[kind]} engine '{spec.name}' made a {type(engine).__name__}, not a {base.__name__}; "
+                             f"fix or uninstall the plugin that provides it")
+    return engine

@@ -112,6 +112,8 @@ class _KeepTails:
 class FasterWhisper(SpeechToText):
     name = "faster-whisper"
     incremental = True
+    times_words = True
+    takes_prompt = True
 
     def __init__(self, cfg: "STTConfig", concurrent: bool = False) -> None:
         super().__init__()
@@ -158,6 +160,14 @@ class FasterWhisper(SpeechToText):
     @property
     def model_name(self) -> str:
         return self._model_label
+
+    @property
+    def languages(self) -> list[str]:
+        if not self.model.model.is_multilingual:
+            return ["en"]
+        from faster_whisper.tokenizer import _LANGUAGE_CODES  # (the list faster-whisper checks a language against)
+
+        return sorted(_LANGUAGE_CODES)
 
     def transcribe(self, audio: "np.ndarray", *, language: str | None = None, word_timestamps: bool | None = None,
                    prompt: str | None = None) -> Iterator[Segment]:

@@ -54,9 +54,13 @@ class Coqui(TextToSpeech):
         return self._label
 
     def voices(self) -> list[str]:
-        return list(getattr(self.tts, "speakers", None) or [self._label])
+        return self.speakers or [self._label]
 
-    def synthesize(self, text: str) -> Iterator[AudioChunk]:
+    @property
+    def speakers(self) -> list[str]:
+        return list(self.tts.speakers or [])
+
+    def synthesize(self, text: str, *, speed: float | None = None) -> Iterator[AudioChunk]:  # (changes_speed is False)
         kwargs = {"text": text, "split_sentences": False}
         if self.speaker:
             kwargs["speaker"] = self.speaker

@@ -19,6 +19,7 @@ DEFAULT_WPM = 175
 
 class Espeak(TextToSpeech):
     name = "espeak"
+    changes_speed = True
 
     def __init__(self, config: "Config") -> None:
         cfg = config.tts

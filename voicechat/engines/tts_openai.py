@@ -34,7 +34,7 @@ class OpenAITTS(TextToSpeech):
     def voices(self) -> list[str]:
         return VOICES
 
-    def synthesize(self, text: str) -> Iterator[AudioChunk]:
+    def synthesize(self, text: str, *, speed: float | None = None) -> Iterator[AudioChunk]:  # (changes_speed is False)
         import openai
 
         block = PCM_RATE // 5 * 2  # 200 ms of audio per chunk

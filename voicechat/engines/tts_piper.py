@@ -46,6 +46,7 @@ def _load(path: str, use_cuda: bool) -> Any:
 
 class Piper(TextToSpeech):
     name = "piper"
+    changes_speed = True
 
     def __init__(self, config: "Config") -> None:
         from piper import SynthesisConfig
@@ -96,6 +97,14 @@ class Piper(TextToSpeech):
         if bundled and bundled not in found:
             found.append(bundled)
         return found
+
+    @property
+    def speakers(self) -> list[str]:
+        return [str(name) for name in self.voice.config.speaker_id_map or {}]
+
+    @property
+    def languages(self) -> list[str]:
+        return [self.voice.config.espeak_voice or "en"]
 
     def warm_up(self) -> None:
         for _ in self.synthesize("Hi."):

@@ -12,7 +12,7 @@ import os
 import threading
 import time
 import uuid
-from typing import Any, Iterator, List, Optional
+from typing import TYPE_CHECKING, Any, Iterator, List, NamedTuple, Optional
 
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -20,13 +20,17 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from voicechat.config import shown
 from voicechat.serve.errors import ApiError
 
+if TYPE_CHECKING:
+    from voicechat.engines.base import Message
+    from voicechat.serve.state import ServerState
+
 router = APIRouter()
 TRANSCRIPT_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 PER_MESSAGE_TOKENS = 8  # a chat template's role and separator tokens around each message (ChatML: 5), with room
 
 
-def _state(request: Request) -> Any:
-    state = request.app.state.server
+def _state(request: Request) -> "ServerState":
+    state: ServerState = request.app.state.server
     if not state.loaded.is_set():
         raise ApiError(503, "the server is still loading its models; try again shortly", headers={"Retry-After": "2"})
     if state.load_error:
@@ -34,6 +38,13 @@ def _state(request: Request) -> Any:
     if state.draining:
         raise ApiError(503, "the server is shutting down; retry on another replica", headers={"Retry-After": "5"})
     return state
+
+
+class WindowOptions(NamedTuple):
+    """What a transcription request asks of each window, as far as the engine honours it."""
+
+    word_timestamps: bool | None
+    prompt: str | None
 
 
 def _sse(data: dict[str, Any] | str) -> bytes:
@@ -67,11 +78,8 @@ async def transcriptions(
     words = "word" in granularities or response_format in ("srt", "vtt")
     name = upload_name(file.filename)
     path = await _save_upload(request, file)
-    options: dict[str, Any] = {}
-    if _takes(state.stt, "word_timestamps"):
-        options["word_timestamps"] = words
-    if prompt and _takes(state.stt, "prompt"):
-        options["prompt"] = prompt
+    options = WindowOptions(word_timestamps=words if state.stt.times_words else None,
+                            prompt=prompt if prompt and state.stt.takes_prompt else None)
 
     meta: dict[str, Any] = {}
 
@@ -104,17 +112,6 @@ async def transcriptions(
     return _transcript_response(segs, response_format, meta, "word" in granularities, "segment" in granularities or not granularities)
 
 
-def _takes(engine: Any, option: str) -> bool:
-    import inspect
-
-    target = getattr(engine, "engine", engine)
-    fn = getattr(target, "transcribe_window", None) or target.transcribe
-    try:
-        return option in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def upload_name(filename: str | None) -> str:
     """The upload as messages name it: its file name, without directories or control characters, cut short."""
     base = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
@@ -127,7 +124,7 @@ async def _save_upload(request: Request, file: UploadFile) -> str:
     private upload directory, which the next start sweeps if this process is killed (:mod:`.uploads`)."""
     from voicechat.serve.uploads import Uploads
 
-    uploads = getattr(request.app.state, "uploads", None)
+    uploads = request.app.state.uploads  # (None until the app's lifespan starts)
     if uploads is None:
         uploads = request.app.state.uploads = Uploads()
     fd, path = uploads.new()
@@ -144,7 +141,7 @@ async def _save_upload(request: Request, file: UploadFile) -> str:
     return path
 
 
-def _transcribe(state: Any, path: str, name: str, language: str | None, options: dict[str, Any],
+def _transcribe(state: "ServerState", path: str, name: str, language: str | None, options: "WindowOptions",
                 cancel: threading.Event, meta: dict[str, Any]) -> Iterator[Any]:
     from voicechat.decode import TooLong, open_audio
     from voicechat.errors import VoicechatError
@@ -163,7 +160,8 @@ def _transcribe(state: Any, path: str, name: str, language: str | None, options:
                     yield block
 
             for seg in transcribe_windows(state.stt, windows(blocks()), no_speech_threshold=state.cfg.stt.no_speech_threshold,
-                                          language=language, **options):
+                                          language=language, word_timestamps=options.word_timestamps,
+                                          prompt=options.prompt):
                 yield seg
                 if cancel.is_set():
                     return
@@ -235,13 +233,11 @@ async def speech(request: Request) -> Response:
     speed = body.get("speed", 1.0)
     if not isinstance(speed, (int, float)) or isinstance(speed, bool) or not 0.25 <= speed <= 4.0:
         raise ApiError(400, f"speed {shown(speed)} is not a number from 0.25 to 4.0", param="speed")
-    kwargs = {}
+    change: float | None = None
     if speed != 1.0:
-        import inspect
-
-        if "speed" not in inspect.signature(getattr(state.tts, "engine", state.tts).synthesize).parameters:
+        if not state.tts.changes_speed:
             raise ApiError(400, f"the {state.cfg.tts.engine} engine cannot change speed; leave speed at 1.0", param="speed")
-        kwargs["speed"] = float(speed)
+        change = float(speed)
     first_words = state.cfg.tts.first_chunk_words
     encoder = Encoder(fmt)
 
@@ -249,7 +245,7 @@ async def speech(request: Request) -> Response:
         for piece in sentences.chunks(text, first_words):  # the first sentence is spoken before the rest is read
             if cancel.is_set():
                 return
-            for chunk in state.tts.synthesize(piece, **kwargs):
+            for chunk in state.tts.synthesize(piece, speed=change):
                 data = encoder.feed(chunk.samples, chunk.sample_rate)
                 if data:
                     yield data
@@ -335,13 +331,11 @@ def _messages(body: dict[str, Any], limit: int, most: int) -> list[Any]:
     return out
 
 
-def _fits(state: Any, messages: list[Any]) -> None:
+def _fits(state: "ServerState", messages: list["Message"]) -> None:
     """A local model's context must hold the prompt: said before any engine work, as OpenAI says it."""
     if state.cfg.llm.engine != "llama-cpp":
         return  # a remote engine's server knows its own context
-    count = getattr(state.llm, "count_tokens", None)
-    if count is None:
-        return
+    count = state.llm.count_tokens
     context = state.cfg.llm.context_size
     tokens = 0
     for m in messages:

@@ -10,46 +10,114 @@ keeps its own lock for a whole reply (llama.cpp evaluates one sequence at a time
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Iterator
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence, TypeVar
+
+from voicechat.engines.base import (AudioChunk, ChatModel, ChatStream, Message, Segment, SpeechToText, TextDelta, TextToSpeech, ToolCall,
+                                    ToolSpec, Transcription, Usage)
+
+if TYPE_CHECKING:
+    import numpy as np
+
+T = TypeVar("T")
 
 
-class Shared:
-    """A proxy to an engine that serializes its calls; everything else passes through."""
+class SharedSTT(SpeechToText):
+    """A speech-to-text engine whose calls are serialized; generators take the lock step by step."""
 
-    _SERIALIZED = frozenset({"transcribe", "transcribe_window", "transcribe_turn", "synthesize", "warm_up"})
-
-    def __init__(self, engine: Any) -> None:
-        object.__setattr__(self, "_engine", engine)
-        object.__setattr__(self, "_lock", threading.Lock())
+    def __init__(self, engine: SpeechToText) -> None:  # (no super().__init__: info is the engine's)
+        self.engine = engine
+        self._lock = threading.Lock()
+        self.name = engine.name
+        self.incremental = engine.incremental
+        self.times_words = engine.times_words
+        self.takes_prompt = engine.takes_prompt
+        self.sample_rate = engine.sample_rate
 
     @property
-    def engine(self) -> Any:
-        return self._engine
+    def info(self) -> Transcription:
+        return self.engine.info
 
-    def __getattr__(self, name: str) -> Any:
-        value = getattr(self._engine, name)
-        if name in self._SERIALIZED and callable(value):
-            return self._wrap(value)
-        return value
+    @info.setter
+    def info(self, value: Transcription) -> None:
+        self.engine.info = value
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self._engine, name, value)
+    @property
+    def model_name(self) -> str:
+        return self.engine.model_name
 
-    def _wrap(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        lock = self._lock
+    @property
+    def languages(self) -> list[str]:
+        return self.engine.languages
 
-        def call(*args: Any, **kwargs: Any) -> Any:
-            with lock:
-                result = fn(*args, **kwargs)
-            if isinstance(result, Iterator):
-                return _stepwise(result, lock)
-            return result
+    def transcribe(self, audio: "np.ndarray", *, language: str | None = None) -> Iterator[Segment]:
+        return _stepwise(lambda: self.engine.transcribe(audio, language=language), self._lock)
 
-        return call
+    def transcribe_window(self, audio: "np.ndarray", *, language: str | None = None, word_timestamps: bool | None = None,
+                          prompt: str | None = None) -> Iterator[Segment]:
+        return _stepwise(lambda: self.engine.transcribe_window(audio, language=language, word_timestamps=word_timestamps,
+                                                               prompt=prompt), self._lock)
+
+    def transcribe_turn(self, audio: "np.ndarray", *, prompt: str | None = None, beam_size: int = 1,
+                        silero_filter: bool = False, language: str | None = None) -> str:
+        with self._lock:
+            return self.engine.transcribe_turn(audio, prompt=prompt, beam_size=beam_size, silero_filter=silero_filter,
+                                               language=language)
+
+    def warm_up(self) -> None:
+        with self._lock:
+            self.engine.warm_up()
+
+    def close(self) -> None:
+        self.engine.close()
 
 
-def _stepwise(gen: Iterator[Any], lock: threading.Lock) -> Iterator[Any]:
+class SharedTTS(TextToSpeech):
+    """A text-to-speech engine whose calls are serialized; generators take the lock step by step."""
+
+    def __init__(self, engine: TextToSpeech) -> None:
+        self.engine = engine
+        self._lock = threading.Lock()
+        self.name = engine.name
+        self.changes_speed = engine.changes_speed
+        self.sample_rate = engine.sample_rate  # (known once the engine is loaded)
+
+    @property
+    def model_name(self) -> str:
+        return self.engine.model_name
+
+    @property
+    def speakers(self) -> list[str]:
+        return self.engine.speakers
+
+    @property
+    def languages(self) -> list[str]:
+        return self.engine.languages
+
+    def voices(self) -> list[str]:
+        return self.engine.voices()
+
+    def synthesize(self, text: str, *, speed: float | None = None) -> Iterator[AudioChunk]:
+        if speed is None:  # (an engine without changes_speed may not take the argument at all)
+            return _stepwise(lambda: self.engine.synthesize(text), self._lock)
+        return _stepwise(lambda: self.engine.synthesize(text, speed=speed), self._lock)
+
+    def warm_up(self) -> None:
+        with self._lock:
+            self.engine.warm_up()
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+def _stepwise(start: Callable[[], Iterator[T]], lock: threading.Lock) -> Iterator[T]:
     """Run each step of a generator under the engine's lock; closing it closes the engine's generator."""
+    with lock:
+        gen = start()
+    return _steps(gen, lock)
+
+
+def _steps(gen: Iterator[T], lock: threading.Lock) -> Iterator[T]:
     try:
         while True:
             with lock:
@@ -59,37 +127,50 @@ def _stepwise(gen: Iterator[Any], lock: threading.Lock) -> Iterator[Any]:
                     return
             yield item
     finally:
-        close = getattr(gen, "close", None)
-        if close is not None:
-            with lock:
-                close()
+        with lock:
+            _close(gen)
 
 
-class Counted:
-    """A chat model whose streamed reply pieces are counted (a server's metrics); everything else passes through."""
+def _close(gen: Iterator[object]) -> None:
+    if isinstance(gen, Generator):  # (a plain iterator has nothing to close)
+        gen.close()
 
-    def __init__(self, engine: Any, count: Callable[[], None]) -> None:
-        object.__setattr__(self, "_engine", engine)
-        object.__setattr__(self, "_count", count)
+
+class CountedChat(ChatModel):
+    """A chat model whose streamed reply pieces are counted (a server's metrics); the rest forwards."""
+
+    def __init__(self, engine: ChatModel, count: Callable[[], None]) -> None:
+        self.engine = engine
+        self._count = count
+        self.name = engine.name
+        self.supports_tools = engine.supports_tools
 
     @property
-    def engine(self) -> Any:
-        return self._engine
+    def model_name(self) -> str:
+        return self.engine.model_name
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._engine, name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self._engine, name, value)
-
-    def stream(self, messages: Any, **options: Any) -> Iterator[Any]:
-        from voicechat.engines.base import TextDelta
-
-        gen = self._engine.stream(messages, **options)
+    def stream(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = (),
+               tool_choice: str | None = None) -> ChatStream:
+        gen = self.engine.stream(messages, tools, tool_choice) if tools else self.engine.stream(messages)
         try:
             for item in gen:
                 if isinstance(item, TextDelta):
                     self._count()
                 yield item
         finally:
-            gen.close()
+            _close(gen)
+
+    def prefill(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()) -> None:
+        self.engine.prefill(messages, tools) if tools else self.engine.prefill(messages)
+
+    def end_of_turn_probability(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()) -> float | None:
+        return self.engine.end_of_turn_probability(messages, tools) if tools else self.engine.end_of_turn_probability(messages)
+
+    def count_tokens(self, text: str) -> int:
+        return self.engine.count_tokens(text)
+
+    def warm_up(self) -> None:
+        self.engine.warm_up()
+
+    def close(self) -> None:
+        self.engine.close()

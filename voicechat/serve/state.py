@@ -4,33 +4,47 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
+from voicechat.errors import VoicechatError
 from voicechat.serve.admission import Admission
 from voicechat.serve.metrics import Metrics
 
 if TYPE_CHECKING:
     from voicechat.config import Config
+    from voicechat.conversation.history import History, UnavailableHistory
+    from voicechat.serve.shared import CountedChat, SharedSTT, SharedTTS
+    from voicechat.serve.wyoming import WyomingServer
+    from voicechat.engines.smart_turn import SmartTurn
+
+
+class LiveConnection(Protocol):
+    """A client connection the server counts as a session (a voice WebSocket, a Wyoming client)."""
+
+    async def drain(self, timeout: float) -> None:
+        """Finish what is under way within timeout seconds, taking nothing new."""
 
 
 class ServerState:
     def __init__(self, cfg: "Config", *, log: bool = True) -> None:
         self.cfg = cfg
         self.log = log and cfg.history.enabled  # keep voice sessions' turns in the history
-        self.stt: Any = None
-        self.llm: Any = None
-        self.tts: Any = None
-        self.turn_model: Any = None
+        self._stt: SharedSTT | None = None
+        self._llm: CountedChat | None = None
+        self._tts: SharedTTS | None = None
+        self.turn_model: SmartTurn | None = None
+        self.port: int | None = None  # the HTTP port bound, once it is
+        self.wyoming: WyomingServer | None = None
         self.load_error: str | None = None
         self.notices: list[str] = []
         self.loaded = threading.Event()
         self.draining = False
         self.started = time.time()
         self.admission = Admission(cfg.serve.max_active, cfg.serve.max_queued, cfg.serve.request_timeout_s)
-        self.sessions: dict[int, Any] = {}  # connection number -> live voice connection
+        self.sessions: dict[int, LiveConnection] = {}  # connection number -> live voice connection
         self._next = 0
         self._lock = threading.Lock()
-        self.history: Any = None
+        self.history: History | UnavailableHistory | None = None
         self.metrics = Metrics(lambda: self.admission.waiting, lambda: self.admission.active, lambda: len(self.sessions),
                                lambda: 1.0 if self.ready else 0.0)
 
@@ -39,18 +53,17 @@ class ServerState:
         """Load every engine once (called on a thread at start-up); readiness follows."""
         from voicechat import sentences
         from voicechat.engines.loading import load_all
-        from voicechat.errors import VoicechatError
-        from voicechat.serve.shared import Counted, Shared
+        from voicechat.serve.shared import CountedChat, SharedSTT, SharedTTS
 
         try:
             stt, llm, tts, turn_model, why = load_all(self.cfg, also=sentences.warm_up)
             if why:
                 self.notices.append(why)
-            self.stt, self.tts = Shared(stt), Shared(tts)
-            self.llm = Counted(llm, self.metrics.chat_tokens.inc)  # llama.cpp keeps its own lock for a whole reply
+            self._stt, self._tts = SharedSTT(stt), SharedTTS(tts)
+            self._llm = CountedChat(llm, self.metrics.chat_tokens.inc)  # llama.cpp keeps its own lock for a whole reply
             self.turn_model = turn_model
-            self.stt.warm_up()
-            self.tts.warm_up()
+            self._stt.warm_up()
+            self._tts.warm_up()
             if self.log:
                 from voicechat.conversation.history import UnavailableHistory, history_target, open_history
 
@@ -67,6 +80,24 @@ class ServerState:
             self.loaded.set()
 
     @property
+    def stt(self) -> SharedSTT:
+        if self._stt is None:
+            raise VoicechatError("the engines are not loaded yet; wait until /readyz answers ready")
+        return self._stt
+
+    @property
+    def llm(self) -> CountedChat:
+        if self._llm is None:
+            raise VoicechatError("the engines are not loaded yet; wait until /readyz answers ready")
+        return self._llm
+
+    @property
+    def tts(self) -> SharedTTS:
+        if self._tts is None:
+            raise VoicechatError("the engines are not loaded yet; wait until /readyz answers ready")
+        return self._tts
+
+    @property
     def ready(self) -> bool:
         return self.loaded.is_set() and self.load_error is None and not self.draining
 
@@ -76,16 +107,16 @@ class ServerState:
 
         out = {}
         for kind, name in self.engine_names().items():
-            name = name.replace("(bundled)", "").strip() or getattr(self.cfg, kind).engine
+            name = name.replace("(bundled)", "").strip() or getattr(self.cfg, kind).engine  # (the config section named kind)
             out[kind] = re.sub(r"[^A-Za-z0-9._:/-]+", "-", name).strip("-").lower()
         return out
 
     def engine_names(self) -> dict[str, str]:
-        return {"stt": getattr(self.stt, "model_name", "") or "", "llm": getattr(self.llm, "model_name", "") or "",
-                "tts": getattr(self.tts, "model_name", "") or ""}
+        return {"stt": self._stt.model_name if self._stt else "", "llm": self._llm.model_name if self._llm else "",
+                "tts": self._tts.model_name if self._tts else ""}
 
     # sessions --------------------------------------------------------------------------
-    def add_session(self, conn: Any) -> int | None:
+    def add_session(self, conn: LiveConnection) -> int | None:
         """Register a voice connection; None when the limit is reached."""
         with self._lock:
             if len(self.sessions) >= self.cfg.serve.max_sessions:
@@ -100,7 +131,7 @@ class ServerState:
 
     def close(self) -> None:
         self.admission.close()
-        for engine in (self.stt, self.llm, self.tts):
+        for engine in (self._stt, self._llm, self._tts):
             if engine is not None:
                 try:
                     engine.close()

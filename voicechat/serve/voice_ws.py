@@ -38,6 +38,7 @@ from voicechat.conversation import slash
 from voicechat.serve.wsio import ClientSink, Outbox, PushSource
 
 if TYPE_CHECKING:
+    from voicechat.serve.state import ServerState
     from voicechat.voice.session import VoiceSession
 
 log = logging.getLogger("voicechat.serve")
@@ -53,7 +54,7 @@ SESSION_REFUSED = "this session cannot be resumed (unknown, deleted or not yours
 
 
 class VoiceConnection:
-    def __init__(self, state: Any, ws: WebSocket) -> None:
+    def __init__(self, state: "ServerState", ws: WebSocket) -> None:
         self.state = state
         self.ws = ws
         self.loop = asyncio.get_running_loop()
@@ -63,12 +64,14 @@ class VoiceConnection:
         self.public_id: str | None = None  # the session's id as the client knows it
         self._public_of: dict[int, str] = {}
         self.closed = threading.Event()
-        self.session: Any = None
+        self.session: VoiceSession | None = None
         self.sink: ClientSink | None = None
         self.source: PushSource | None = None
         self.last_heard = time.monotonic()
         self.started = time.monotonic()
         self.draining = False
+        self.closed_code: int | None = None  # the close code decided before the close (a policy, a restart)
+        self.closed_reason: str | None = None
 
     # outgoing, from any thread -----------------------------------------------------------------
     def _put(self, item: str | bytes) -> None:
@@ -125,9 +128,10 @@ class VoiceConnection:
                 await self.ws.send_text(item)
 
     # the session -------------------------------------------------------------------------------
-    def _open(self, public_id: str | None, barge_in: bool | None, mode: str | None) -> Any:
+    def _open(self, public_id: str | None, barge_in: bool | None, mode: str | None) -> "VoiceSession":
         from voicechat.errors import VoicechatError
         from voicechat.conversation.chat import Conversation, engines_info
+        from voicechat.conversation.history import UnavailableHistory
         from voicechat.voice.session import VoiceSession
 
         state = self.state
@@ -138,11 +142,12 @@ class VoiceConnection:
             cfg.listen.mode = mode
         resume = None
         if public_id is not None:
-            if state.history is not None and getattr(state.history, "reason", None):
-                raise VoicechatError(f"sessions cannot be resumed: {state.history.reason}")
-            if state.history is None or not hasattr(state.history, "find_public"):
+            history = state.history
+            if isinstance(history, UnavailableHistory):
+                raise VoicechatError(f"sessions cannot be resumed: {history.reason}")
+            if history is None:
                 raise VoicechatError("this server keeps no history (history.enabled is false): sessions cannot be resumed")
-            resume = state.history.find_public(public_id)
+            resume = history.find_public(public_id)
             if resume is None:
                 raise SessionRefused(SESSION_REFUSED)
             self._public_of[resume] = self.public_id = public_id
@@ -172,9 +177,9 @@ class VoiceConnection:
                 await self._finish(sender, CLOSE_POLICY, str(e))
                 return
             chat = self.session.conversation
-            self.send_json({"type": "session", "id": self.public_id, "resumed_turns": getattr(chat, "resumed_turns", 0),
+            self.send_json({"type": "session", "id": self.public_id, "resumed_turns": chat.resumed_turns,
                             "input": {"sample_rate": 16000, "format": "s16le", "channels": 1},
-                            "output": {"sample_rate": getattr(self.state.tts, "sample_rate", None), "format": "s16le"},
+                            "output": {"sample_rate": self.state.tts.sample_rate, "format": "s16le"},
                             "mode": self.session.mode, "barge_in": self.session.cfg.listen.barge_in})
             self.session.start()
             await self._receive()
@@ -318,7 +323,7 @@ class VoiceConnection:
             return
         session.interrupt()  # the client left (or we close): the model stops writing and synthesis stops
         await self.loop.run_in_executor(None, session.close)
-        if not getattr(self, "closed_code", None):
+        if not self.closed_code:
             summary = session.summary()
             doc = summary.to_dict()
             doc["session_id"] = await self.loop.run_in_executor(None, self._public, summary.session_id)
@@ -331,9 +336,9 @@ class VoiceConnection:
         except BaseException:
             sender.cancel()
         self.closed.set()
-        reason = reason or getattr(self, "closed_reason", None) or ""
+        reason = reason or self.closed_reason or ""
         try:
-            await self.ws.close(code or getattr(self, "closed_code", None) or 1000, reason=reason[:120])
+            await self.ws.close(code or self.closed_code or 1000, reason=reason[:120])
         except Exception:
             pass
 

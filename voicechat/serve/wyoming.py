@@ -27,12 +27,15 @@ import json
 import logging
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import numpy as np
 
 from voicechat.errors import VoicechatError
+
+if TYPE_CHECKING:
+    from voicechat.serve.state import ServerState
 
 log = logging.getLogger("voicechat.serve")
 MAX_HEADER = 64 * 1024
@@ -95,7 +98,7 @@ async def read_event(reader: asyncio.StreamReader) -> Any:
 class Conversations:
     """Chat sessions by conversation id (from the client's context), with their memory; idle ones expire."""
 
-    def __init__(self, state: Any) -> None:
+    def __init__(self, state: "ServerState") -> None:
         self.state = state
         self._lock = threading.Lock()
         self._chats: dict[str, tuple[Any, float]] = {}
@@ -116,7 +119,7 @@ class Conversations:
             return chat
 
 
-def info_event(state: Any) -> Any:
+def info_event(state: "ServerState") -> Any:
     from wyoming.info import (AsrModel, AsrProgram, Attribution, HandleModel, HandleProgram, Info, TtsProgram, TtsVoice,
                               TtsVoiceSpeaker)
 
@@ -128,10 +131,7 @@ def info_event(state: Any) -> Any:
     whisper = Attribution(name="OpenAI Whisper (faster-whisper)", url="https://github.com/openai/whisper") \
         if state.cfg.stt.engine == "faster-whisper" else me
     piper = Attribution(name="Piper (rhasspy)", url="https://github.com/rhasspy/piper") if state.cfg.tts.engine == "piper" else me
-    tts_engine = getattr(state.tts, "engine", state.tts)
-    voice_conf = getattr(getattr(tts_engine, "voice", None), "config", None)
-    speakers = [TtsVoiceSpeaker(name=str(n)) for n in (getattr(voice_conf, "speaker_id_map", None) or {})] or None
-    language = getattr(voice_conf, "espeak_voice", None) or "en"
+    speakers = [TtsVoiceSpeaker(name=name) for name in state.tts.speakers] or None
     return Info(
         asr=[AsrProgram(name="voicechat", attribution=me, installed=True, description="voicechat speech to text", version=__version__,
                         models=[AsrModel(name=ids["stt"], attribution=whisper, installed=True, description=names["stt"],
@@ -139,7 +139,7 @@ def info_event(state: Any) -> Any:
                         supports_transcript_streaming=True)],
         tts=[TtsProgram(name="voicechat", attribution=me, installed=True, description="voicechat speech", version=__version__,
                         voices=[TtsVoice(name=ids["tts"], attribution=piper, installed=True, description=names["tts"], version=None,
-                                         languages=[language], speakers=speakers)],
+                                         languages=state.tts.languages, speakers=speakers)],
                         supports_synthesize_streaming=True)],
         handle=[HandleProgram(name="voicechat", attribution=me, installed=True, description="voicechat chat model with memory",
                               version=__version__,
@@ -149,17 +149,10 @@ def info_event(state: Any) -> Any:
     ).event()
 
 
-def _stt_languages(state: Any) -> list[str]:
+def _stt_languages(state: "ServerState") -> list[str]:
     if state.cfg.stt.language:
         return [state.cfg.stt.language]
-    engine = getattr(state.stt, "engine", state.stt)
-    model = getattr(engine, "model", None)
-    multilingual = getattr(getattr(model, "model", None), "is_multilingual", False)
-    if not multilingual:
-        return ["en"]
-    from faster_whisper.tokenizer import _LANGUAGE_CODES
-
-    return sorted(_LANGUAGE_CODES)
+    return state.stt.languages
 
 
 class Connection:
@@ -180,6 +173,9 @@ class Connection:
         self.transcribing = False  # a transcribe event waits for its transcript
         self.stray_audio = False  # audio-chunk outside a stream, said once per run of them
         self._chunks: list[Any] = []  # transcript-chunk sends scheduled from the transcriber's thread
+
+    async def drain(self, timeout: float) -> None:
+        """Nothing to wind down: a stream in progress just finishes (WyomingServer.close bounds it)."""
 
     async def write(self, event: Any) -> None:
         """Send one event; a client that does not take it within serve.idle_timeout_s is gone (ConnectionError)."""
@@ -415,7 +411,7 @@ class Connection:
         pieces = list(sentences.chunks(text, self.state.cfg.tts.first_chunk_words)) if whole else [text]
         tts = self.state.tts
         started = False
-        rate = getattr(tts, "sample_rate", None)
+        rate = tts.sample_rate
 
         def audio(cancel: threading.Event) -> Any:
             for piece in pieces:
@@ -498,7 +494,7 @@ class _Converter:
 
 
 class WyomingServer:
-    def __init__(self, state: Any, host: str, port: int) -> None:
+    def __init__(self, state: "ServerState", host: str, port: int) -> None:
         self.state, self.host, self.port = state, host, port
         self.conversations = Conversations(state)
         self.connections: set[asyncio.Task] = set()

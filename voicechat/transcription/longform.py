@@ -68,17 +68,18 @@ def windows(blocks: Iterable[np.ndarray], window_seconds: float = WINDOW_SECONDS
 
 
 def transcribe_windows(
-    stt: "SpeechToText", wins: Iterable[Window], *, no_speech_threshold: float, language: str | None = None, **options: object
+    stt: "SpeechToText", wins: Iterable[Window], *, no_speech_threshold: float, language: str | None = None,
+    word_timestamps: bool | None = None, prompt: str | None = None,
 ) -> Iterator["Segment"]:
     """Segments of every window, with times from the start of the recording; silent windows are skipped.
-    ``options`` (word_timestamps, prompt) go to engines that take them."""
+    ``word_timestamps`` and ``prompt`` count where the engine honours them (``times_words``, ``takes_prompt``)."""
     from voicechat.engines import guard
-    run = getattr(stt, "transcribe_window", None) or stt.transcribe
     last = 0.0  # word times never go back across windows either (the last word of one may overlap the next)
     for win in wins:
         if guard.is_silence(win.audio):
             continue
-        for seg in guard.filter_segments(run(win.audio, language=language, **options), win.audio, SAMPLE_RATE, no_speech_threshold):
+        found = stt.transcribe_window(win.audio, language=language, word_timestamps=word_timestamps, prompt=prompt)
+        for seg in guard.filter_segments(found, win.audio, SAMPLE_RATE, no_speech_threshold):
             seg = shift(seg, win.offset)
             if seg.words and seg.words[0].start < last:
                 words = []

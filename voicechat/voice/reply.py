@@ -23,7 +23,9 @@ from voicechat.voice.self_echo import is_stop
 from voicechat.voice.timing import TurnTiming
 
 if TYPE_CHECKING:
+    from voicechat.config import Config
     from voicechat.conversation.chat import Conversation
+    from voicechat.engines.base import TextToSpeech
     from voicechat.tools.base import ToolEvent
     from voicechat.voice.io import Sink
     from voicechat.voice.listener import UserTurn
@@ -45,7 +47,8 @@ class SpokenReply:
 class Speech:
     """Synthesize and play each reply's chunks, in order."""
 
-    def __init__(self, tts: Any, sink: "Sink", set_state: Callable[[str], None]) -> None:
+    def __init__(self, tts: "TextToSpeech | None", sink: "Sink", set_state: Callable[[str], None]) -> None:
+        """``tts`` None: a session without voice output (its sink does not speak)."""
         self.tts, self.sink, self.set_state = tts, sink, set_state
         self.replies: "queue.Queue[SpokenReply | None]" = queue.Queue()
         self._said: "collections.deque[str]" = collections.deque(maxlen=SAID_CHUNKS)
@@ -55,7 +58,8 @@ class Speech:
         return " ".join(list(self._said))
 
     def warm_up(self) -> None:
-        self.tts.warm_up()
+        if self.tts is not None:
+            self.tts.warm_up()
 
     def close(self) -> None:
         self.replies.put(None)
@@ -94,7 +98,7 @@ class Speech:
                 continue
             if chunk is None:
                 break
-            if reply.cancel.is_set() or not self.sink.speaks:
+            if reply.cancel.is_set() or not self.sink.speaks or self.tts is None:
                 continue
             self._said.append(chunk)
             for audio in self.tts.synthesize(chunk):
@@ -113,7 +117,7 @@ class Speech:
 class Responder:
     """Answer one user turn: transcript, streamed reply, chunks for speech, the record of the turn."""
 
-    def __init__(self, config: Any, conversation: "Conversation", transcriber: "Transcriber | None", speech: Speech,
+    def __init__(self, config: "Config", conversation: "Conversation", transcriber: "Transcriber | None", speech: Speech,
                  sink: "Sink", *, emit: Callable[[ev.Event], None], set_state: Callable[[str], None]) -> None:
         self.cfg = config
         self.conversation, self.transcriber, self.speech, self.sink = conversation, transcriber, speech, sink

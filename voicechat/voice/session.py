@@ -33,15 +33,18 @@ from voicechat.voice.transcriber import Transcriber
 if TYPE_CHECKING:
     from voicechat.config import Config
     from voicechat.conversation.chat import Conversation
+    from voicechat.engines.base import SpeechToText, TextToSpeech
+    from voicechat.engines.smart_turn import SmartTurn
     from voicechat.voice.io import Sink, Source
+    from voicechat.voice.wake import WakeGate
 
 
-def incremental(config: "Config", stt: Any) -> bool:
+def incremental(config: "Config", stt: "SpeechToText | None") -> bool:
     """Transcribe while the user speaks: the engine can (a class capability) and the config wants it."""
-    return stt is not None and bool(stt.incremental) and config.turn.incremental and config.turn.detector != "silence"
+    return stt is not None and stt.incremental and config.turn.incremental and config.turn.detector != "silence"
 
 
-def turn_policy(config: "Config", stt: Any, turn_model: Any) -> TurnPolicy:
+def turn_policy(config: "Config", stt: "SpeechToText | None", turn_model: "SmartTurn | None") -> TurnPolicy:
     """The configured way to judge the end of a turn, limited to what the engines can do."""
     if config.turn.detector == "silence" or (not incremental(config, stt) and turn_model is None):
         return SilencePolicy(config.listen.end_silence_ms)
@@ -51,9 +54,9 @@ def turn_policy(config: "Config", stt: Any, turn_model: Any) -> TurnPolicy:
 
 
 class VoiceSession:
-    def __init__(self, config: "Config", *, conversation: "Conversation", stt: Any = None, tts: Any = None,
-                 source: "Source | None" = None, sink: "Sink | None" = None, turn_model: Any = None,
-                 ptt_key: bool = False, wake: Any = None) -> None:
+    def __init__(self, config: "Config", *, conversation: "Conversation", stt: "SpeechToText | None" = None,
+                 tts: "TextToSpeech | None" = None, source: "Source | None" = None, sink: "Sink | None" = None,
+                 turn_model: "SmartTurn | None" = None, ptt_key: bool = False, wake: "WakeGate | None" = None) -> None:
         self.cfg = config
         self.ptt_key = ptt_key  # the front end has a push-to-talk key
         self.conversation = conversation

@@ -19,12 +19,13 @@ from voicechat.voice.transcriber import Transcriber, UtteranceText
 
 if TYPE_CHECKING:
     from voicechat.config import Config
+    from voicechat.engines.base import SpeechToText
 
 
 class StreamingTranscript:
     """``push(pcm)`` 16 kHz mono int16 as it comes; ``finish()`` -> the transcript of all of it."""
 
-    def __init__(self, stt: Any, cfg: "Config", language: str | None, *,
+    def __init__(self, stt: "SpeechToText", cfg: "Config", language: str | None, *,
                  on_partial: Callable[[str, str], None] | None = None, max_seconds: float = 3600.0) -> None:
         """``on_partial(text so far, committed)``: committed is the settled start of it, which later passes never change."""
         listen = dataclasses.replace(cfg.listen, max_utterance_s=max_seconds + 1)  # one stream is one utterance

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     import numpy as np
 
     from voicechat.config import TurnConfig
+    from voicechat.engines.base import SpeechToText
+    from voicechat.engines.smart_turn import SmartTurn
 
 
 class UtteranceText:
@@ -51,7 +53,8 @@ class _Request:
 class Transcriber:
     """Runs the speech-to-text engine (and the audio turn model) off the listener's thread."""
 
-    def __init__(self, stt: Any, cfg: "TurnConfig", language: str | None, *, incremental: bool, turn_model: Any = None,
+    def __init__(self, stt: "SpeechToText", cfg: "TurnConfig", language: str | None, *, incremental: bool,
+                 turn_model: "SmartTurn | None" = None,
                  on_partial: Callable[[UtteranceText, str], None] | None = None,
                  on_error: Callable[[BaseException], None] | None = None,
                  read_text: Callable[[str], float | None] | None = None) -> None:
@@ -129,6 +132,7 @@ class Transcriber:
             from concurrent.futures import ThreadPoolExecutor
 
             self._judges = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voice-turn-model")
+        assert self.turn_model is not None  # (judged only when there is a turn model)
         return self._judges.submit(self.turn_model.complete_probability, audio)
 
     # worker ------------------------------------------------------------------------------
