@@ -76,13 +76,16 @@ def machine(port: Port, *, barge_in: bool = True, echo: bool = True, checks_word
 class Mic:
     """Frames of ``FRAME_MS`` as the listener's voice detector sees them: '#' voiced, '.' silent. Speech starts at the
     first voiced frame; ``end_ms`` of silence is when the turn policy would end the turn; ``lag``: the listener reads
-    each frame that long after it was captured."""
+    each frame that long after it was captured. ``cancels``: an echo canceller says of each frame whether it holds a
+    sound the speaker cannot explain: '+' (voiced) and 'u' (silent to the voice detector) do, the others do not;
+    without it, nothing is known of that."""
 
     m: BargeIn
     port: Port
     end_ms: int = 300
     lag: float = 0.0
     hears_speaker: bool = True
+    cancels: bool = False
     active: bool = False
     voiced: int = 0
     silence: int = 0
@@ -90,15 +93,15 @@ class Mic:
 
     def say(self, pattern: str) -> list[str]:
         for ch in pattern:
-            self.frame(ch == "#")
+            self.frame(ch in "#+", ch in "+u")
         return self.port.log
 
-    def frame(self, voiced: bool) -> None:
+    def frame(self, voiced: bool, near: bool = False) -> None:
         clock = self.port.clock
         clock.t += FRAME_MS / 1000
         now, answering = clock(), self.port.answering()
         at = now - self.lag
-        self.m.frame(now, answering)
+        self.m.frame(now, answering, near if self.cancels else None)
         if not self.m.listens(now, answering):
             self.active = False
             self.port.log.append("ignored")
@@ -160,7 +163,7 @@ def test_the_user_is_heard_only_after_the_echo_died():
     m = machine(port, echo_gone_s=0.25, after_ms=150)
     mic = Mic(m, port)
     mic.say(voiced(240))  # 0.24 s after the pause: the echo may still be ringing
-    assert m.state == "paused" and "stop" not in port.log and not any(l.startswith("hear") for l in port.log)
+    assert m.state == "paused" and "stop" not in port.log and not any(line.startswith("hear") for line in port.log)
     mic.say(voiced(150))  # the echo is gone by now; 120 ms of voice in the quiet is not yet enough
     assert m.state == "paused" and "stop" not in port.log
     mic.say(voiced(60))
@@ -195,6 +198,83 @@ def test_words_that_are_not_an_interjection_alone_let_the_reply_go_on(heard):
     mic = Mic(machine(port), port)
     log = mic.say(voiced(300) + quiet(600))
     assert "stop" not in log and "went on with the reply (no voice once it paused)" in notices(log)
+
+
+# -- the echo canceller's evidence: a sound the speaker cannot explain (CI: the reply's echo heard as "No, wait.") ---
+def test_an_echo_heard_as_a_stop_word_said_alone_lets_the_reply_go_on():
+    """CI: the reply's echo leaked through the canceller as it re-converged, paused the reply and died with the pause;
+    Whisper heard the fragment as "No, wait." and the reply was stopped. The canceller found nothing in it the speaker
+    did not play: it is the echo, whatever its words, and is not even transcribed."""
+    port = Port(Clock(), texts=["No, wait."])
+    mic = Mic(machine(port), port, cancels=True)
+    log = mic.say(voiced(300) + quiet(600))
+    assert "stop" not in log and not any(line.startswith("hear") for line in log) and not mic.turns, log
+    assert notices(log) == ["went on with the reply (nothing but its own echo)"]
+    assert log.index("forget") < log.index("go on")
+
+
+@pytest.mark.parametrize("pattern", [
+    "uuu" + "#" * 10,  # the word began in a gap of the reply, before voice detection caught it
+    "#" * 8 + "++",  # it went on a little after the pause's echo had died
+    "+" * 10,  # louder than the reply's echo
+])
+def test_a_stop_word_said_alone_with_a_voice_the_speaker_cannot_explain_stops_it(pattern):
+    port = Port(Clock(), texts=["Stop."])
+    mic = Mic(machine(port, near_ms=60), port, cancels=True)
+    log = mic.say(pattern + quiet(600))
+    assert "stop" in log and notices(log)[0] == "barge-in: stopping the reply (heard 'Stop.' alone)", log
+    assert mic.turns == [True]
+
+
+def test_less_than_near_ms_of_a_voice_the_speaker_cannot_explain_is_its_echo():
+    port = Port(Clock(), texts=["Stop."])
+    mic = Mic(machine(port, near_ms=60), port, cancels=True)
+    log = mic.say("u" + "#" * 9 + quiet(600))
+    assert "stop" not in log and notices(log) == ["went on with the reply (nothing but its own echo)"]
+
+
+def test_a_voice_heard_before_the_speech_began_does_not_vouch_for_it():
+    """Only the speech's own frames count, from preroll_s before it was detected."""
+    port = Port(Clock(), texts=["Stop."])
+    mic = Mic(machine(port, near_ms=60, preroll_s=0.3), port, cancels=True)
+    log = mic.say("uuuuu" + quiet(300) + "#" * 10 + quiet(600))
+    assert "stop" not in log and notices(log) == ["went on with the reply (nothing but its own echo)"]
+
+
+def test_near_ms_zero_lets_the_words_alone_decide():
+    port = Port(Clock(), texts=["Stop."])
+    mic = Mic(machine(port, near_ms=0), port, cancels=True)
+    assert "stop" in mic.say(voiced(300) + quiet(600))
+
+
+def test_a_late_pauses_echo_in_the_quiet_is_not_a_voice():
+    """A loaded machine pauses the reply late: its echo goes on past echo_gone_s. Frames the speaker explains do not
+    count as a voice in the quiet, so the echo's words ("Hold the line", not the reply's) do not stop it; without a
+    canceller's word on it, they did."""
+    for cancels, stopped in ((True, False), (False, True)):
+        port = Port(Clock(), texts=["Hold the line."])
+        mic = Mic(machine(port), port, cancels=cancels)
+        log = mic.say(voiced(600) + quiet(600))
+        assert ("stop" in log) is stopped, (cancels, log)
+
+
+def test_the_user_going_on_in_the_quiet_stops_the_reply():
+    port = Port(Clock(), texts=["Wait, what time is it?"])
+    mic = Mic(machine(port), port, cancels=True)
+    log = mic.say("#" * 8 + "+" * 10 + quiet(600))
+    assert "stop" in log and notices(log)[0] == "barge-in: stopping the reply (heard 'Wait, what time is it?')"
+
+
+def test_over_an_idle_speaker_words_the_speaker_explains_are_never_the_users():
+    """Nothing was paused (the speaker between two sentences): other words than the reply's, but all of the sound
+    explained by the speaker, are not the user's: checked again, and at the turn's end forgotten."""
+    port = Port(Clock(), texts=["Wait, what time is it?"], playing=False)
+    mic = Mic(machine(port, check_ms=300), port, cancels=True)
+    log = mic.say(voiced(900) + quiet(600))
+    assert "stop" not in log and not mic.turns and log[-1] == "forget", log
+    port.log.clear()
+    log = mic.say("+" * 10 + quiet(600))
+    assert "stop" in log, log
 
 
 # -- the pause decides, not the turn policy (4981160), even behind the microphone --------------------------------------
@@ -285,7 +365,7 @@ def test_an_idle_speaker_holds_nothing_and_the_speech_is_checked_as_it_goes():
     m = machine(port, check_ms=300)
     mic = Mic(m, port)
     mic.say(voiced(270))
-    assert m.state == "suspect" and not any(l.startswith("hear") for l in port.log)
+    assert m.state == "suspect" and not any(line.startswith("hear") for line in port.log)
     mic.say(voiced(30))
     assert "hear 'Wait, what time is it?'" in port.log and "stop" in port.log
 
@@ -306,7 +386,7 @@ def test_speech_with_no_words_yet_is_checked_again_as_it_goes_on():
     port = Port(Clock(), texts=["", "the", "Wait, what time is it?"], playing=False)
     mic = Mic(machine(port, check_ms=300), port)
     mic.say(voiced(900))
-    hears = [l for l in port.log if l.startswith("hear")]
+    hears = [line for line in port.log if line.startswith("hear")]
     assert hears == ["hear ''", "hear 'the'", "hear 'Wait, what time is it?'"] and port.log[-1] == "stop"
 
 
@@ -361,9 +441,10 @@ def test_closing_lets_a_paused_reply_go_on():
 
 # -- the config feeds it ----------------------------------------------------------------------------------------------
 def test_the_timing_comes_from_the_barge_section_with_ranges(tmp_path):
-    cfg = resolve(overrides={"barge.echo_gone_s": 0.4, "barge.after_ms": 210, "listen.barge_in_ms": 120})
+    cfg = resolve(overrides={"barge.echo_gone_s": 0.4, "barge.after_ms": 210, "listen.barge_in_ms": 120, "barge.near_ms": 90,
+                             "listen.preroll_ms": 240})
     t = barge_timing(cfg)
-    assert (t.echo_gone_s, t.after_ms, t.barge_in_ms) == (0.4, 210, 120)
+    assert (t.echo_gone_s, t.after_ms, t.barge_in_ms, t.near_ms, t.preroll_s) == (0.4, 210, 120, 90, 0.24)
     assert BargeTiming() == barge_timing(resolve())
     from voicechat.errors import ConfigError
 

@@ -171,3 +171,69 @@ def test_a_microphone_that_hears_nothing_of_the_speaker_is_recognised(voices):
     reply, _ = voices
     source, deaf_at = _through_source(reply, np.zeros_like(reply))
     assert deaf_at is not None and deaf_at < 2.0 and source.converged
+
+
+# -- which frames hold a voice the speaker cannot explain (EchoPath) ----------------------------------------------------
+def _near_frames(far: np.ndarray, mic: np.ndarray, frame: int = 480) -> list[bool]:
+    from voicechat.voice.echo import EchoPath
+
+    path = EchoPath(frame * 1000 // 16000)
+    far_pcm, mic_pcm = to_pcm(far), to_pcm(mic)
+    return [path.push(mic_pcm[i : i + frame], far_pcm[i : i + frame]) for i in range(0, len(mic_pcm) - frame + 1, frame)]
+
+
+@pytest.mark.parametrize("delay_ms,gain", ROOMS + [(250, 1.0)])
+def test_the_replys_echo_is_never_a_voice_the_speaker_cannot_explain(voices, delay_ms, gain):
+    """From the first frame on (before the room is learnt), through gaps between words and after the reply stops
+    with its echo still ringing, what the room gives back of the reply is explained by it: a canceller's leak of
+    it is never taken for someone speaking (the rig's "No, wait.")."""
+    reply, _ = voices
+    far = np.concatenate([reply, np.zeros(16000, np.float32)])  # then a second of the room's tail
+    assert not any(_near_frames(far, through_room(far, delay_ms, gain, reverb_ms=120)))
+
+
+@pytest.mark.parametrize("delay_ms,gain", ROOMS)
+def test_a_word_said_over_the_reply_is_a_voice_the_speaker_cannot_explain(voices, delay_ms, gain):
+    """"Stop." said over the reply (once the room is learnt): frames of it are found, and only while it sounds."""
+    reply, _ = voices
+    stop = speak("Stop.", steady=True)
+    echo = through_room(reply, delay_ms, gain)
+    at = 16000 * 4
+    mic = echo.copy()
+    mic[at : at + len(stop)] += stop
+    near = _near_frames(reply, mic)
+    voiced = np.flatnonzero(np.abs(stop) > 0.02)
+    first, last = (at + voiced[0]) // 480, (at + voiced[-1]) // 480
+    found = [i for i, n in enumerate(near) if n]
+    assert len(found) >= 3, (delay_ms, gain, found)
+    assert all(first - 1 <= i <= last + 1 for i in found), (first, last, found)
+
+
+def test_the_cancelled_frames_say_which_hold_a_voice(voices):
+    """The echo canceller's frames carry it (CancelledFrame.near), for barge-in to weigh (voice.barge)."""
+    from voicechat.voice.echo import CancelledFrame, EchoCancelledSource
+
+    reply, user = voices
+    far, t0 = FarEnd(), 1000.0
+    for i in range(0, len(reply), 320):
+        far.add(reply[i : i + 320], 16000, t0 + i / 16000)
+    mic = through_room(reply, 90, 0.5)
+    mic[16000 * 5 : 16000 * 5 + len(user)] += user[: len(mic) - 16000 * 5]
+    pcm = to_pcm(mic)
+
+    class Frames:
+        frame_ms, realtime, timed, hears_speaker, exhausted, at = 30, True, True, True, False, 0
+
+        def read(self, timeout):
+            if self.at + 480 > len(pcm):
+                return None
+            frame, self.at = pcm[self.at : self.at + 480], self.at + 480
+            return Frame(frame.astype("<i2").tobytes(), captured_at=t0 + (self.at - 480) / 16000)
+
+    source = EchoCancelledSource(Frames(), far, make_canceller("dual"))
+    frames = []
+    while (got := source.read(0)) is not None:
+        assert isinstance(got, CancelledFrame)
+        frames.append(got.near)
+    split = 16000 * 5 // 480
+    assert not any(frames[:split]) and sum(frames[split:]) >= 5

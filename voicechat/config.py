@@ -141,6 +141,7 @@ class BargeConfig:
     after_ms: int = 150  # voiced speech after that: someone is talking, and the reply stops
     resume_silence_ms: int = 300  # a paused reply goes on once the speech over it stopped with it for this long
     after_stop_s: float = 2.0  # speech that starts this soon after a stop is still cutting the reply short ("Stop." alone)
+    near_ms: int = 60  # with echo cancellation: speech over a reply is yours only with this much sound the speaker did not make; 0: off
 
 
 @dataclass
@@ -261,6 +262,7 @@ RANGES: dict[str, tuple] = {
     "barge.after_ms": (30, 5_000),
     "barge.resume_silence_ms": (30, 5_000),
     "barge.after_stop_s": (0.0, 60.0),
+    "barge.near_ms": (0, 5_000),
     "turn.model_threshold": (0.0, 1.0),
     "turn.pause_ms": (30, 10_000),
     "turn.fast_end_ms": (30, 60_000),

@@ -26,16 +26,25 @@ Decision table (speech that starts over a reply, barge-in on):
 | listening | speech starts | reply playing, its voice may come back (``said``, a microphone that hears the speaker, not silent since a stop) | hold | paused (suspect) |
 | listening | speech starts | reply playing, no echo possible | (none) | barging |
 | listening | speech starts | reply ended less than ``suspect_s`` ago | (none) | suspect |
-| paused | voiced frames after the echo died | ``after_ms`` of them | hear: own words -> forget, go on; else | barging |
+| paused | voiced frames after the echo died, not explained by the speaker (or not known) | ``after_ms`` of them | hear: own words -> forget, go on; else | barging |
+| paused | silence after the echo died | ``resume_silence_ms`` of it: less than ``near_ms`` of sound the speaker cannot explain | forget, go on ("nothing but its own echo"), unheard | listening |
 | paused | silence after the echo died | ``resume_silence_ms`` of it: a stop word said alone | (keep) | barging |
 | paused | silence after the echo died | ``resume_silence_ms`` of it, otherwise | forget, go on ("no voice once it paused") | listening |
 | suspect (not paused) | voiced | ``check_ms`` of voice: own words | forget, go on | listening |
+| suspect (not paused) | voiced | ``check_ms`` of voice: other words, but less than ``near_ms`` of sound the speaker cannot explain | check again ``check_ms`` later | suspect |
 | suspect (not paused) | voiced | ``check_ms`` of voice: the user's | | barging |
 | suspect (not paused) | voiced | unclear | check again ``check_ms`` later | suspect |
 | barging | voiced | ``barge_in_ms`` of voice, or paused | stop the reply | user |
 | any with speech | turn over (policy) | still suspect: words not the user's | forget, go on | listening |
 | any with speech | turn over (policy) | otherwise | (paused: stop the reply) deliver | listening |
 | any | speech gone (dropped) | | go on | listening |
+
+Sound the speaker cannot explain: with an echo canceller, each frame says whether it holds a sound louder than
+the speaker's echo could be (voice.echo.EchoPath), measured on the microphone itself, so a canceller that leaks
+the reply's echo while it re-converges does not fool it; the speech's frames count from ``preroll_s`` before it
+was detected. Words are only as good as what Whisper makes of a fragment (the reply's echo was heard as
+"No, wait."); speech of which the speaker explains all is its echo, whatever its words. Without a canceller this
+is not known, and the words decide.
 
 While the reply is paused for speech not yet told apart, the pause decides, not the turn policy
 (:attr:`BargeIn.may_end_turn`). Speech heard while the reply was still paused, after its echo had died,
@@ -47,10 +56,13 @@ stopped a reply, or began within ``after_stop_s`` of a stop, is a cut-in: "Stop.
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
-from voicechat.voice.self_echo import OWN, USER
+from voicechat.voice.self_echo import OWN, UNSURE, USER
+
+NEAR_FRAMES = 1000  # frames whose evidence is kept (30 s of 30 ms frames: longer than a pause waits)
 
 
 @dataclass(frozen=True)
@@ -65,6 +77,8 @@ class BargeTiming:
     resume_silence_ms: int = 300  # a paused reply goes on when the speech over it stopped with it (this much silence)
     after_stop_s: float = 2.0  # speech that starts this soon after a stop is still part of cutting the reply short
     barge_in_ms: int = 0  # voiced speech over a reply before it stops; 0: at once (listen.barge_in_ms)
+    near_ms: int = 60  # speech over a reply is the user's only with this much sound the speaker cannot explain
+    preroll_s: float = 0.3  # speech began this long before it was detected (listen.preroll_ms): its sound counts too
 
 
 class BargePort(Protocol):
@@ -113,6 +127,9 @@ class BargeIn:
         self.stopped_at = float("-inf")  # when speech last stopped a reply
         self.said_at_stop = ""  # what the assistant had said by then
         self.started_at = 0.0  # when the speech in progress began
+        # (time, whether the frame held a sound the speaker cannot explain; None: not known) of the last frames
+        self.near: deque[tuple[float, bool | None]] = deque(maxlen=NEAR_FRAMES)
+        self.frame_ms = 30  # (as the listener's frames last)
 
     # -- what the listener asks ------------------------------------------------------------------
     @property
@@ -140,10 +157,12 @@ class BargeIn:
         return self.stopped_at >= self.started_at - self.t.after_stop_s
 
     # -- events ---------------------------------------------------------------------------------
-    def frame(self, now: float, answering: bool) -> None:
-        """A frame arrives (``answering``: a reply is in progress)."""
+    def frame(self, now: float, answering: bool, near: bool | None = None) -> None:
+        """A frame arrives (``answering``: a reply is in progress; ``near``: it holds a sound the speaker cannot
+        explain, a voice in the room (voice.echo.EchoPath); None: not known, no echo canceller)."""
         if answering:
             self.last_answer = now
+        self.near.append((now, near))
 
     def listens(self, now: float, answering: bool) -> bool:
         """Whether this frame is listened to: not the assistant's own voice while barge-in is off, nor its tail."""
@@ -177,9 +196,10 @@ class BargeIn:
     def speech_frame(self, at: float, voiced_ms: int, silence_ms: int, frame_ms: int) -> bool:
         """A frame of speech in progress (``silence_ms`` 0: this frame was voiced). False: the speech was the
         assistant's own voice and is forgotten."""
+        self.frame_ms = frame_ms
         if self.suspect and self.held:  # the reply is paused: the room's echo of it is gone after echo_gone_s
             echo_gone = at - self.held_at >= self.t.echo_gone_s
-            if echo_gone and silence_ms == 0:
+            if echo_gone and silence_ms == 0 and self._near_now() is not False:  # (a late pause's echo is no voice)
                 self.after += 1
             if self.after * frame_ms >= self.t.after_ms:  # a voice that goes on in the quiet: the user's,
                 if self._whose() == OWN:  # unless its words are the reply's
@@ -187,6 +207,9 @@ class BargeIn:
                     return False
                 self.suspect = False
             elif echo_gone and silence_ms >= self.t.resume_silence_ms:
+                if self._echo_only():  # all of it was the speaker's: its echo, whatever Whisper makes of it
+                    self._forget("nothing but its own echo")
+                    return False
                 if self._is_stop():  # "Stop." said alone, over the reply: the user's
                     self.suspect = False
                 else:  # it stopped when the reply paused: its echo
@@ -266,10 +289,23 @@ class BargeIn:
         except Exception:  # a failed check must not make the user inaudible
             return USER
         whose = verdict(heard, self.port.said() if self.checks_words else "")
+        if whose == USER and self._echo_only():  # other words, but nothing the speaker did not play: listen on
+            whose = UNSURE
         self.heard, self.alone = heard.strip(), False
         if whose == OWN:
             self.port.notice(f"ignored the assistant's own voice ({heard.strip()[:60]!r})")
         return whose
+
+    def _near_now(self) -> bool | None:
+        """Whether the latest frame held a sound the speaker cannot explain (None: not known)."""
+        return self.near[-1][1] if self.near else None
+
+    def _echo_only(self) -> bool:
+        """The speech in progress (from ``preroll_s`` before it was detected) held less than ``near_ms`` of sound the
+        speaker cannot explain: the speaker's echo explains all of it. False when that is not known (no canceller)."""
+        since = self.started_at - self.t.preroll_s
+        known = [near for at, near in self.near if at >= since and near is not None]
+        return bool(known) and self.t.near_ms > 0 and sum(known) * self.frame_ms < self.t.near_ms
 
     def _is_stop(self) -> bool:
         from voicechat.voice.self_echo import is_stop

@@ -204,7 +204,8 @@ class FarEnd:
             if self._resampler is None:
                 self._resampler = soxr.ResampleStream(rate, RATE, 1, dtype="float32")
             samples = self._resampler.resample_chunk(samples, last=last)
-        return (np.clip(samples, -1, 1) * 32767).astype(np.int16)
+        pcm: np.ndarray = (np.clip(samples, -1, 1) * 32767).astype(np.int16)
+        return pcm
 
     def _restart(self, silence: int) -> None:
         """End the stream so far (the resampler's held-back tail included) and add silence."""
@@ -250,6 +251,83 @@ class FarEnd:
         self.pos += len(pcm)
 
 
+class EchoPath:
+    """Which frames of the microphone hold a sound the speaker cannot explain (a voice in the room), judged from
+    frame levels alone, so it needs no converged canceller: the room gives back what the speaker played ``delay``
+    frames later at a steady ``gain``. Both are learnt over the last ``HISTORY_S`` of playback (the delay whose
+    levels follow the far end's best, the median level ratio at it); a frame is the near end's own when it is
+    ``NEAR_DB`` louder than the echo of the loudest far end around that delay (a frame either side, and the
+    room's tail fading at ``DECAY_DB_PER_S`` once the sound stops), and ``NOISE_DB`` above the microphone's noise.
+    Until enough echo has been heard, any delay up to ``MAX_DELAY_S`` and a gain of ``GAIN_DB`` are assumed (a
+    room rarely gives back more than was played).
+
+    A canceller that re-converges (a reply's start, a pause, an underrun) leaks the reply's echo, and Whisper may
+    hear its words as anything ("No, wait."); their level still follows what was played, which this measures."""
+
+    LOUD_DB = 40.0  # a far end this loud (dB over 1 LSB rms, int16) teaches the path
+    QUIET_DB = 30.0  # a microphone frame quieter than this holds no voice
+    HISTORY_S = 10.0  # the path is learnt over this much of the latest frames
+    LEARN_FRAMES = 20  # loud far-end frames heard before the path is trusted
+    LEARN_EVERY = 10  # frames between two estimates
+    NEAR_DB = 10.0  # see above (the echo's level was within 7 dB of its estimate in the room rig)
+    NOISE_DB = 10.0
+    DECAY_DB_PER_S = 200.0  # a room's tail fades at least this fast (RT60 0.3 s)
+    MAX_DELAY_S = 0.4  # the echo comes at most this late after its reference (as far as the speex filter reaches)
+    GAIN_DB = 0.0  # the echo's level against what was played, until learnt
+
+    def __init__(self, frame_ms: int) -> None:
+        self.frame_s = frame_ms / 1000
+        self.span = max(1, int(round(self.MAX_DELAY_S / self.frame_s)))
+        self.tail = int(round(TAIL_S / self.frame_s))
+        self.history: deque[tuple[float, float]] = deque(maxlen=max(self.span + self.tail + 4, int(self.HISTORY_S / self.frame_s)))
+        self.delay: int | None = None  # in frames; None: not learnt
+        self.gain = self.GAIN_DB
+        self.noise = 200.0  # the microphone's noise floor (dB): the quietest frames, creeping up 0.5 dB/s
+        self._frames = 0
+
+    @staticmethod
+    def level(pcm: np.ndarray) -> float:
+        """dB over 1 LSB rms (silence: -30)."""
+        return float(10 * np.log10(np.mean(pcm.astype(np.float64) ** 2) + 1e-3)) if len(pcm) else -30.0
+
+    def push(self, near: np.ndarray, far: np.ndarray) -> bool:
+        """One frame (the microphone's, and the far end aligned with it). True: it holds a sound the speaker cannot
+        explain."""
+        n = self.level(near)
+        self.noise = min(n, self.noise + 0.5 * self.frame_s)
+        self.history.append((n, self.level(far)))
+        self._frames += 1
+        if self._frames % self.LEARN_EVERY == 0:
+            self._learn()
+        if self.delay is not None:
+            lo, hi, gain = max(0, self.delay - 1), self.delay + 2, self.gain
+        else:
+            lo, hi, gain = 0, self.span, self.GAIN_DB
+        decay = self.DECAY_DB_PER_S * self.frame_s
+        played = [f for _, f in self.history]
+        echo = max(played[-1 - k] + gain - max(0, k - hi) * decay for k in range(lo, min(len(played), hi + 1 + self.tail)))
+        return n >= max(echo + self.NEAR_DB, self.noise + self.NOISE_DB, self.QUIET_DB)
+
+    def _learn(self) -> None:
+        levels = np.array(self.history, dtype=np.float64)
+        near, far = levels[:, 0], levels[:, 1]
+        heard = near > max(self.noise + self.NOISE_DB, self.QUIET_DB)
+        best: tuple[float, int, float] | None = None
+        for d in range(self.span + 1):
+            if len(near) <= d + 2:
+                break
+            t = np.arange(d + 2, len(near))  # the far end d-1 .. d+2 frames before each frame: its loudest
+            around = np.max([far[t - k] for k in range(max(0, d - 1), d + 3)], axis=0)
+            mask = (around >= self.LOUD_DB) & heard[t]
+            if mask.sum() < self.LEARN_FRAMES or np.std(near[t][mask]) == 0 or np.std(around[mask]) == 0:
+                continue
+            fit = float(np.corrcoef(near[t][mask], around[mask])[0, 1])
+            if best is None or fit > best[0]:
+                best = (fit, d, float(np.median(near[t][mask] - around[mask])))
+        if best is not None:
+            _, self.delay, self.gain = best
+
+
 @dataclass
 class EchoStats:
     """Energy of the microphone before and after the canceller while the speaker played (for ERLE)."""
@@ -265,9 +343,17 @@ class EchoStats:
         return float(10 * np.log10(self.mic / self.out))
 
 
+@dataclass(frozen=True)
+class CancelledFrame(Frame):
+    """A frame from the echo canceller, with what it knows of the speaker's part in it."""
+
+    near: bool = False  # it holds a sound the speaker cannot explain (EchoPath): someone in the room
+
+
 class EchoCancelledSource:
     """A microphone source whose frames have the speaker's echo removed. Needs a timed source (frames with their
-    capture time); everything else passes through."""
+    capture time); everything else passes through. Its frames say which hold a sound the speaker cannot explain
+    (:class:`CancelledFrame`)."""
 
     def __init__(self, source: "Source", far_end: FarEnd, canceller: Any) -> None:
         self.source, self.far_end, self.canceller = source, far_end, canceller
@@ -280,6 +366,7 @@ class EchoCancelledSource:
         self._echo_s = 0.0  # playback in which the microphone heard the speaker (and the canceller removed it)
         self._quiet_s = 0.0  # playback in which the microphone heard nothing of it (over QUIET_WINDOW_S)
         self._window: deque[tuple[float, float]] = deque()  # (microphone, far end) energy of the last frames
+        self.path = EchoPath(self.frame_ms)
 
     @property
     def hears_speaker(self) -> bool:
@@ -343,6 +430,7 @@ class EchoCancelledSource:
         far = self.far_end.read(reference_at, len(near))
         out, words = cancel_pair(self.canceller, near, far)
         self._converge(near, out, far)
+        heard = self.path.push(near, far)
         if np.any(far):
             self.stats.mic += float(np.sum(near.astype(np.float64) ** 2))
             self.stats.out += float(np.sum(out.astype(np.float64) ** 2))
@@ -356,7 +444,7 @@ class EchoCancelledSource:
             else:
                 out = gate(out, near)  # for voice detection only: the words are not gated
                 detect = out.astype("<i2").tobytes()
-        return Frame(words.astype("<i2").tobytes(), captured_at=captured, detect=detect)
+        return CancelledFrame(words.astype("<i2").tobytes(), captured_at=captured, detect=detect, near=heard)
 
 
 def applies(source: "Source | None", sink: "Sink") -> bool:

@@ -25,6 +25,7 @@ import numpy as np
 from voicechat.voice.vad import UtteranceDropped, Pause, Segmenter, SpeechStarted, Utterance
 from voicechat.voice import events as ev
 from voicechat.voice.barge import BargeIn, BargeTiming
+from voicechat.voice.echo import CancelledFrame
 from voicechat.voice.transcriber import UtteranceText
 
 if TYPE_CHECKING:
@@ -121,7 +122,7 @@ class Listener:
                     self.deliver(UserTurn("voice", audio=audio, speech_end=now, end_detected=now))
                 continue
             answering = self.answering()
-            barge.frame(now, answering)
+            barge.frame(now, answering, got.near if isinstance(got, CancelledFrame) else None)
             if self.wake is not None and not self._awake(frame, now, answering or seg.active):
                 barge.close()
                 self._forget()
@@ -241,7 +242,7 @@ def barge_timing(config: "Config") -> BargeTiming:
     b = config.barge
     return BargeTiming(echo_tail_s=b.echo_tail_s, check_ms=b.check_ms, suspect_s=b.suspect_s, echo_gone_s=b.echo_gone_s,
                        after_ms=b.after_ms, resume_silence_ms=b.resume_silence_ms, after_stop_s=b.after_stop_s,
-                       barge_in_ms=config.listen.barge_in_ms)
+                       barge_in_ms=config.listen.barge_in_ms, near_ms=b.near_ms, preroll_s=config.listen.preroll_ms / 1000)
 
 
 class _Port:
