@@ -14,6 +14,7 @@ import numpy as np
 from tests.voice_fakes import buzz
 from voicechat.config import resolve
 from voicechat.voice import events as ev
+from voicechat.voice.echo import CancelledFrame
 from voicechat.voice.endpoint import SilencePolicy
 from voicechat.voice.io import Frame
 from voicechat.voice.listener import Listener
@@ -27,8 +28,9 @@ class RoomMic:
 
     realtime, timed, frame_ms, hears_speaker = True, True, 30, True
 
-    def __init__(self, kept: np.ndarray, detect: np.ndarray, lag: float) -> None:
+    def __init__(self, kept: np.ndarray, detect: np.ndarray, lag: float, near: np.ndarray | None = None) -> None:
         self.kept, self.detect, self.lag = kept, detect, lag
+        self.near = near  # per sample: a sound the speaker cannot explain (the canceller's CancelledFrame.near)
         self.i, self.t0 = 0, None
 
     @property
@@ -44,8 +46,10 @@ class RoomMic:
         part = slice(self.i, self.i + FRAME_N)
         captured_at = self.t0 - self.lag + self.i / 16000
         self.i += FRAME_N
-        return Frame((self.kept[part] * 32767).astype("<i2").tobytes(), captured_at=captured_at,
-                     detect=(self.detect[part] * 32767).astype("<i2").tobytes())
+        pcm, detect = (self.kept[part] * 32767).astype("<i2").tobytes(), (self.detect[part] * 32767).astype("<i2").tobytes()
+        if self.near is None:
+            return Frame(pcm, captured_at=captured_at, detect=detect)
+        return CancelledFrame(pcm, captured_at=captured_at, detect=detect, near=bool(self.near[part].any()))
 
 
 class Words:
@@ -64,7 +68,8 @@ class Words:
 
 
 def run_listener(kept: np.ndarray, detect: np.ndarray, lag: float, heard: str, words: type = Words,
-                 said: str = "The sky is blue because of Rayleigh scattering.", busy_after_stop: float = 0.0):
+                 said: str = "The sky is blue because of Rayleigh scattering.", busy_after_stop: float = 0.0,
+                 near: np.ndarray | None = None):
     """The listener over this microphone; the session is answering until a barge-in (and busy_after_stop seconds
     more: still handling what cut the reply short)."""
     cfg = resolve(overrides={"listen.barge_in": True})
@@ -74,7 +79,7 @@ def run_listener(kept: np.ndarray, detect: np.ndarray, lag: float, heard: str, w
         stopped.append(time.perf_counter())
         barged.set()
 
-    listener = Listener(cfg, RoomMic(kept, detect, lag), SilencePolicy(300), words(heard), emit=events.append,
+    listener = Listener(cfg, RoomMic(kept, detect, lag, near), SilencePolicy(300), words(heard), emit=events.append,
                         deliver=turns.append, set_state=lambda s: None,
                         answering=lambda: not stopped or time.perf_counter() - stopped[0] < busy_after_stop,
                         on_barge_in=on_barge_in, echo=True, said=lambda: said,
@@ -109,3 +114,15 @@ def test_a_voice_that_goes_on_once_the_reply_paused_stops_it():
         assert holds[0] is True and barged, (lag, events)
         assert any(isinstance(e, ev.Notice) and e.message.startswith("barge-in") for e in events), events
         assert turns, events
+
+
+def test_the_cancellers_word_on_each_frame_reaches_the_barge_in_machine():
+    """CI: leaked echo that stopped with the pause was heard as "No, wait." and stopped the reply. The canceller's
+    frames say none of it was a sound the speaker cannot explain: the reply goes on. The same frames, said to hold
+    such a sound, are the user's "No, wait." said alone: it stops."""
+    detect = np.concatenate([np.zeros(4800, np.float32), buzz(0.3), np.zeros(24000, np.float32)])
+    for near, stops in ((np.zeros(len(detect), bool), False), (detect != 0, True)):
+        events, turns, holds, barged = run_listener(detect, detect, 0.0, heard="No, wait.", near=near)
+        assert barged is stops, events
+        went_on = [e.message for e in events if isinstance(e, ev.Notice) and e.message.startswith("went on")]
+        assert went_on == ([] if stops else ["went on with the reply (nothing but its own echo)"]), events
