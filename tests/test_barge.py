@@ -242,6 +242,7 @@ def test_a_voice_heard_before_the_speech_began_does_not_vouch_for_it():
 
 
 def test_near_ms_zero_lets_the_words_alone_decide():
+    """(as before the canceller said what it heard; the late pause's echo below, too)"""
     port = Port(Clock(), texts=["Stop."])
     mic = Mic(machine(port, near_ms=0), port, cancels=True)
     assert "stop" in mic.say(voiced(300) + quiet(600))
@@ -251,11 +252,11 @@ def test_a_late_pauses_echo_in_the_quiet_is_not_a_voice():
     """A loaded machine pauses the reply late: its echo goes on past echo_gone_s. Frames the speaker explains do not
     count as a voice in the quiet, so the echo's words ("Hold the line", not the reply's) do not stop it; without a
     canceller's word on it, they did."""
-    for cancels, stopped in ((True, False), (False, True)):
+    for cancels, near_ms, stopped in ((True, 60, False), (False, 60, True), (True, 0, True)):
         port = Port(Clock(), texts=["Hold the line."])
-        mic = Mic(machine(port), port, cancels=cancels)
+        mic = Mic(machine(port, near_ms=near_ms), port, cancels=cancels)
         log = mic.say(voiced(600) + quiet(600))
-        assert ("stop" in log) is stopped, (cancels, log)
+        assert ("stop" in log) is stopped, (cancels, near_ms, log)
 
 
 def test_the_user_going_on_in_the_quiet_stops_the_reply():

@@ -199,7 +199,7 @@ class BargeIn:
         self.frame_ms = frame_ms
         if self.suspect and self.held:  # the reply is paused: the room's echo of it is gone after echo_gone_s
             echo_gone = at - self.held_at >= self.t.echo_gone_s
-            if echo_gone and silence_ms == 0 and self._near_now() is not False:  # (a late pause's echo is no voice)
+            if echo_gone and silence_ms == 0 and not (self.t.near_ms and self._near_now() is False):  # (a late pause's echo)
                 self.after += 1
             if self.after * frame_ms >= self.t.after_ms:  # a voice that goes on in the quiet: the user's,
                 if self._whose() == OWN:  # unless its words are the reply's
