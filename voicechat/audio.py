@@ -341,16 +341,18 @@ class Speaker:
         device's latency; the bounds come late, never early, so the earliest offset from the frame count is
         kept (creeping 1 ms/s to follow a slow clock); an empty buffer (an underrun) or a bound far later (a stall)
         starts afresh."""
+        rate = self._rate
+        assert rate is not None  # (called for a write, on an open stream)
         free = self._stream.write_available
         if free >= self._room:
             self._room, self._anchor = free, None  # the buffer ran dry: playback restarts from now
-        estimate = now + (self._room - free) / self._rate  # type: ignore[operator]
-        offset = estimate - self._frames / self._rate  # type: ignore[operator]
+        estimate = now + (self._room - free) / rate
+        offset = estimate - self._frames / rate
         if self._anchor is None or offset > self._anchor + self.STALL_S:  # (a stall: the stream started late, or stopped)
             self._anchor = offset
         else:
-            self._anchor = min(offset, self._anchor + n / self._rate / 1000)  # type: ignore[operator]
-        at = self._anchor + self._frames / self._rate  # type: ignore[operator]
+            self._anchor = min(offset, self._anchor + n / rate / 1000)
+        at = self._anchor + self._frames / rate
         self._frames += n
         return at
 
@@ -387,10 +389,12 @@ class Speaker:
         self._anchor = None
         again = np.concatenate(self._recent)[-unplayed:] if unplayed and self._recent else np.zeros(0, dtype=np.float32)
         self._recent = []
-        for at in range(0, len(again), max(1, int(self._rate * self.BLOCK_S))):  # type: ignore[operator]
-            part = again[at : at + int(self._rate * self.BLOCK_S)]  # type: ignore[operator]
+        rate = self._rate
+        assert rate is not None  # (a stream is open: it was paused)
+        for at in range(0, len(again), max(1, int(rate * self.BLOCK_S))):
+            part = again[at : at + int(rate * self.BLOCK_S)]
             if self.tap is not None:
-                self.tap.add(part, self._rate, self._play_time(time.perf_counter(), len(part)))
+                self.tap.add(part, rate, self._play_time(time.perf_counter(), len(part)))
             self._stream.write(part.reshape(-1, 1))
             self._recent.append(part)  # (in the buffer again: a second pause may drop it again)
         return True
@@ -400,7 +404,8 @@ class Speaker:
         samples = np.ascontiguousarray(chunk.samples, dtype=np.float32).reshape(-1)
         if self._resampler is not None:
             samples = self._resampler.resample_chunk(samples, last=False)
-        block = max(1, int(self._rate * self.BLOCK_S))  # type: ignore[operator]
+        assert self._rate is not None  # (set by _open above)
+        block = max(1, int(self._rate * self.BLOCK_S))
         total = len(samples)
         done = 0
         for start in range(0, total, block):

@@ -355,7 +355,9 @@ def _check_key_text(dotted: str, value: str, source: str) -> None:
 
 
 def _section_type(name: str) -> type:
-    return {f.name: f.default_factory for f in dataclasses.fields(Config)}[name]  # type: ignore[return-value]
+    section = {f.name: f.default_factory for f in dataclasses.fields(Config)}[name]
+    assert isinstance(section, type)  # (every section is a dataclass made by its class)
+    return section
 
 
 def _field_types(section_cls: type) -> dict[str, Any]:

@@ -5,20 +5,31 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from typing import Any, Callable, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, ParamSpec, TypeVar
 
 import typer
 
 from voicechat.errors import Terminated, VoicechatError, scrub
 
-F = TypeVar("F", bound=Callable[..., Any])
+if TYPE_CHECKING:
+    import threading
 
-_state = {"debug": bool(os.environ.get("VOICECHAT_DEBUG")), "config": None}
+P = ParamSpec("P")
+R = TypeVar("R")
+
+@dataclass
+class _Globals:
+    debug: bool
+    config: str | None  # --config: the config file named on the command line
+
+
+_state = _Globals(debug=bool(os.environ.get("VOICECHAT_DEBUG")), config=None)
 
 
 def set_globals(*, debug: bool, config: str | None) -> None:
-    _state["debug"] = debug or bool(os.environ.get("VOICECHAT_DEBUG"))
-    _state["config"] = config
+    _state.debug = debug or bool(os.environ.get("VOICECHAT_DEBUG"))
+    _state.config = config
     install_scrubbing_excepthook()
 
 
@@ -34,12 +45,12 @@ def _scrubbing_excepthook(exc_type: Any, exc: BaseException, tb: Any) -> None:
     sys.stderr.flush()
 
 
-def _scrubbing_thread_excepthook(args: Any) -> None:
+def _scrubbing_thread_excepthook(args: "threading.ExceptHookArgs") -> None:
     if args.exc_type is SystemExit:
         return
     import traceback
 
-    name = getattr(args.thread, "name", "?")
+    name = args.thread.name if args.thread is not None else "?"
     text = "".join(traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback))
     sys.stderr.write(scrub(f"Exception in thread {name}:\n{text}"))
     sys.stderr.flush()
@@ -59,11 +70,11 @@ def install_scrubbing_excepthook() -> None:
 
 
 def debug() -> bool:
-    return bool(_state["debug"])
+    return _state.debug
 
 
 def config_file() -> str | None:
-    return _state["config"]  # type: ignore[return-value]
+    return _state.config
 
 
 def err_console() -> Any:
@@ -100,11 +111,11 @@ def catch_sigterm() -> None:
         signal.signal(signal.SIGTERM, _terminate)
 
 
-def handle_errors(fn: F) -> F:
+def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
     """Turn VoicechatError (and anything unexpected) into one line and an exit code."""
 
     @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort, SystemExit):
@@ -136,7 +147,7 @@ def handle_errors(fn: F) -> F:
             fail(f"unexpected {type(e).__name__}: {e} (run with --debug for the traceback)")
             raise typer.Exit(1) from None
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def load_config(overrides: dict[str, Any] | None = None) -> Any:

@@ -300,16 +300,16 @@ def price(model: str | None, extra: dict | None = None) -> tuple[float, float] |
     """(input, output) USD per million tokens for a model, or None when unknown."""
     if not model:
         return None
-    table = {k: tuple(v) for k, v in PRICES.items()}
+    table = dict(PRICES)
     for name, p in (extra or {}).items():
         table[name] = (float(p.get("input", 0.0)), float(p.get("output", 0.0)))
     name = model.split("/")[-1]
     if name in table:
-        return table[name]  # type: ignore[return-value]
+        return table[name]
     # dated snapshots (gpt-4o-2024-08-06) cost what their family costs
     for key in sorted(table, key=len, reverse=True):
         if name.startswith(key + "-"):
-            return table[key]  # type: ignore[return-value]
+            return table[key]
     return None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import sys
 import time
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -70,7 +71,7 @@ def chat(
 
         emit = JsonRenderer()
     try:
-        toolbox = open_tools(cfg, engine, lambda message: sys.stderr.write(f"voicechat: warning: {message}\n"))
+        toolbox = open_tools(cfg, engine, _warn)
     except BaseException:
         engine.close()
         raise
@@ -86,7 +87,7 @@ def chat(
         err.print(f"[dim]{engine.model_name} · {' '.join(slash.names(target))} · Ctrl-D to end{note}[/]")
     failures = 0
     lines = 0
-    if interactive and hasattr(sys.stdin, "reconfigure"):
+    if interactive and isinstance(sys.stdin, io.TextIOWrapper):  # (a test runner's stdin is another kind of stream)
         sys.stdin.reconfigure(errors="replace")  # a stray byte from the terminal must not end the chat
     try:
         while True:
@@ -242,3 +243,7 @@ class _Commands:
 
     def toggle_mode(self) -> str:
         return ""
+
+
+def _warn(message: str) -> None:
+    sys.stderr.write(f"voicechat: warning: {message}\n")

@@ -7,11 +7,15 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import TYPE_CHECKING, Annotated, Iterator, Optional
 
 import typer
 
 from voicechat.console import handle_errors
+
+if TYPE_CHECKING:
+    from voicechat.audio import Speaker
+    from voicechat.audiofile import AudioFileWriter
 
 HELP = "Speak text aloud (argument, - or piped stdin); playback starts with the first sentence. -o writes a file."
 
@@ -107,6 +111,7 @@ def say(
     first = next(pieces, None)
     if first is None:
         raise VoicechatError("nothing speakable in the text (no words or numbers); give some words")
+    sink: AudioFileWriter | Speaker
     if output is not None:
         from voicechat.audiofile import AudioFileWriter
 
@@ -139,9 +144,9 @@ def say(
     if output is not None:
         typer.echo(f"wrote {output} ({spoken:.1f} s)", err=True)
     if stats:
-        first = (sink.first_audio_at or loaded) - loaded
+        first_audio = (sink.first_audio_at or loaded) - loaded
         total = time.perf_counter() - loaded
-        typer.echo(f"engine load {loaded - started:.2f} s, first audio {first:.3f} s after load, {spoken:.1f} s of speech, total {total:.2f} s", err=True)
+        typer.echo(f"engine load {loaded - started:.2f} s, first audio {first_audio:.3f} s after load, {spoken:.1f} s of speech, total {total:.2f} s", err=True)
 
 
 def _write_error(output: Path, e: Exception) -> Exception:

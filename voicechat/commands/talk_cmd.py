@@ -14,6 +14,9 @@ import typer
 from voicechat.console import handle_errors
 
 if TYPE_CHECKING:
+    from voicechat.engines.base import ChatModel, SpeechToText, TextToSpeech
+    from voicechat.engines.smart_turn import SmartTurn
+    from voicechat.talk.render import JsonRenderer, LiveRenderer, PlainRenderer
     from voicechat.voice.io import LiveSession
 
 HELP = "Talk with the assistant: it listens, answers aloud as it thinks, and shows the conversation live."
@@ -116,7 +119,7 @@ class Talk:
         self.interrupts = 0
         self._keyboard: Any = None
 
-    def _renderer(self) -> Any:
+    def _renderer(self) -> "JsonRenderer | LiveRenderer | PlainRenderer":
         from voicechat.talk import render
 
         if self.json_out:
@@ -125,7 +128,7 @@ class Talk:
             return render.LiveRenderer()
         return render.PlainRenderer()
 
-    def _load(self, renderer: Any) -> tuple[Any, Any, Any, Any]:
+    def _load(self, renderer: Any) -> tuple["SpeechToText", "ChatModel", "TextToSpeech", "SmartTurn | None"]:
         """Load the three engines and the turn model at once (and PortAudio, and the sentence splitter) to start sooner."""
         from voicechat import sentences
         from voicechat.audio import sd
@@ -235,9 +238,10 @@ class Talk:
 
         cfg = self.cfg
         if self.server is not None:
-            history, resume, log = None, self.resume, False
+            history, resume, log = None, None, False  # (the server resumes: self.resume is the id it reported)
         else:
-            history, resume, log = open_for_session(cfg, no_log=self.no_log, resume=self.resume, cont=self.cont, kind="talk")
+            local = self.resume if isinstance(self.resume, int) else None  # (a local session is a number: _local_session)
+            history, resume, log = open_for_session(cfg, no_log=self.no_log, resume=local, cont=self.cont, kind="talk")
         previous = signal.signal(signal.SIGINT, self._on_sigint)
         previous_term = signal.signal(signal.SIGTERM, self._on_sigint)  # SIGTERM ends talk as Ctrl-C does: nothing lost
         stt = llm = tts = None
@@ -246,14 +250,15 @@ class Talk:
         exit_code = 0
         try:
             with contextlib.ExitStack() as stack:
-                renderer = stack.enter_context(self._renderer())
+                renderer = self._renderer()
+                stack.enter_context(renderer)
                 if self.server is not None:
                     from voicechat.talk.remote import RemoteSession
 
                     source = self._open_source(renderer, stack)
                     sink = self._open_sink(renderer, stack, None)
-                    session = RemoteSession(self.server, api_key=cfg.serve.api_key, source=source, sink=sink, resume=resume,
-                                            barge_in=self.options.get("barge_in"), mode=self.options.get("mode"))
+                    session = RemoteSession(self.server, api_key=cfg.serve.api_key, source=source, sink=sink,
+                                            resume=None if self.resume is None else str(self.resume), barge_in=self.options.get("barge_in"), mode=self.options.get("mode"))
                 else:
                     stt, llm, tts, turn_model = self._load(renderer)
                     toolbox = open_tools(cfg, llm, lambda message: renderer(ev.Notice(message)))
@@ -269,7 +274,7 @@ class Talk:
                     source = self._open_source(renderer, stack)
                     if source is None:
                         cfg.listen.mode = "vad"
-                    sink = self._open_sink(renderer, stack, getattr(tts, "sample_rate", None))
+                    sink = self._open_sink(renderer, stack, tts.sample_rate)
                     source = self._cancel_echo(renderer, source, sink)
                     wake_gate = self._wake_gate(renderer, stack) if source is not None else None
                     session = VoiceSession(cfg, conversation=chat, stt=stt, tts=tts, source=source, sink=sink, turn_model=turn_model,
@@ -288,7 +293,7 @@ class Talk:
                         renderer(ev.Notice(outcome.message))
 
                 keyboard = KeyboardInput(on_line, session.toggle_recording, lambda: session.mode == "ptt",
-                                         on_buffer=getattr(renderer, "typing", None))
+                                         on_buffer=renderer.typing)
                 stdin_usable = _stdin_usable()
                 if stdin_usable:
                     self._keyboard = stack.enter_context(keyboard)
@@ -304,7 +309,7 @@ class Talk:
                 if session.errors:
                     exit_code = 1
                 renderer(session.summary())
-                lost = getattr(session, "lost", None)
+                lost = session.lost
                 if lost:  # the server went away: one line, after the summary of what was done
                     raise VoicechatError(lost)
         finally:

@@ -7,7 +7,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Iterator, List, Optional
+from typing import Annotated, Any, Iterator, List, Optional
 
 import typer
 
@@ -137,9 +137,8 @@ def tokens(
     try:
         counts = [tk.count_stream(_blocks(item), enc_name, encode=encode) for item in items]
     finally:
-        close = getattr(encode, "close", None)
-        if close:
-            close()
+        if encode is not None:
+            encode.close()
     for item in items:
         if item.replaced:
             err_console().print(f"note: {item.name}: {item.replaced} invalid UTF-8 sequence(s) counted as U+FFFD",
@@ -170,17 +169,30 @@ def tokens(
 
     from voicechat.escaping import terminal_text
 
-    for r in rows:  # an input's name or text is shown as written, never read as markup
-        table.add_row(Text(terminal_text(r["input"][:60])), f"{r['characters']:,}", f"{r['tokens']:,}")
+    for item, n in zip(items, counts):  # an input's name or text is shown as written, never read as markup
+        table.add_row(Text(terminal_text(item.name[:60])), f"{item.characters:,}", f"{n:,}")
     if len(rows) > 1:
-        table.add_row("[bold]total[/]", f"{sum(r['characters'] for r in rows):,}", f"[bold]{total:,}[/]")
+        table.add_row("[bold]total[/]", f"{sum(item.characters for item in items):,}", f"[bold]{total:,}[/]")
     out_console().print(table)
     if cost is not None:
         out_console().print(f"estimated input cost for {model}: ${cost:.6f}")
 
 
-def _gguf_encoder(path: str):
-    """A count function for :func:`voicechat.tokens.count_stream` using the GGUF's own tokenizer."""
+class _GGUFCounter:
+    """A count function for :func:`voicechat.tokens.count_stream` using a GGUF's own tokenizer; close() frees it."""
+
+    def __init__(self, llm: Any) -> None:  # (a llama_cpp.Llama loaded with vocab_only)
+        self.llm = llm
+
+    def __call__(self, pieces: list[str]) -> list[int]:
+        return [len(self.llm.tokenize(p.encode("utf-8"), add_bos=False, special=False)) for p in pieces]
+
+    def close(self) -> None:
+        self.llm.close()
+
+
+def _gguf_encoder(path: str) -> _GGUFCounter:
+    """The GGUF's own tokenizer, as a count function."""
     import os
 
     from voicechat.engines.llm_llama_cpp import check_gguf
@@ -200,11 +212,7 @@ def _gguf_encoder(path: str):
     except (ValueError, RuntimeError) as e:
         raise VoicechatError(f"cannot load the tokenizer of '{path}' ({e}); is it a valid .gguf file?") from None
 
-    def encode(pieces: list[str]) -> list[int]:
-        return [len(llm.tokenize(p.encode("utf-8"), add_bos=False, special=False)) for p in pieces]
-
-    encode.close = llm.close  # type: ignore[attr-defined]
-    return encode
+    return _GGUFCounter(llm)
 
 
 def _session_report(cfg, session_id: int, json_out: bool) -> None:
@@ -214,7 +222,8 @@ def _session_report(cfg, session_id: int, json_out: bool) -> None:
     with open_history(cfg) as history:
         info = history.session(session_id)
         turns = history.turns(session_id)
-    rows, running, running_cost, any_cost = [], 0, 0.0, False
+    rows: list[dict[str, Any]] = []  # one JSON object per turn
+    running, running_cost, any_cost = 0, 0.0, False
     for i, t in enumerate(turns, 1):
         p, c = t.prompt_tokens or 0, t.completion_tokens or 0
         running += p + c

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, List, Optional
+from typing import Annotated, List, Optional, Sequence
 
 import typer
 
@@ -120,7 +120,7 @@ def _windows(events, done: dict):
 
 
 def _one(stt, cfg, name: str, events, fmts: list[str], subs, output_dir: Path | None, count: int, err, show_progress: bool,
-         index: int = 0, stems: list[str] = ()) -> None:
+         index: int = 0, stems: Sequence[str] = ()) -> None:
     from voicechat.transcription import formats
     from voicechat.atomic import write_text_atomic
     from voicechat.transcription.longform import Failed, transcribe_windows

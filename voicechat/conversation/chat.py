@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Callable
 
 from voicechat.engines.base import Message, TextDelta, ToolCall, Usage
 from voicechat.errors import StreamCut, VoicechatError
-from voicechat.conversation.history import History, Turn
+from voicechat.conversation.history import History, Turn, UnavailableHistory
 from voicechat.conversation.memory import Memory
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ class Reply:
 
 class Conversation:
     def __init__(self, config: "Config", llm: "ChatModel", *, kind: str, log: bool, resume: int | None = None,
-                 engines: dict[str, str | None] | None = None, history: History | None = None,
+                 engines: dict[str, str | None] | None = None, history: "History | UnavailableHistory | None" = None,
                  tools: "ToolBox | None" = None) -> None:
         self.config = config
         self.llm = llm
@@ -89,7 +90,7 @@ class Conversation:
 
             reserved = llm.count_tokens(json.dumps([t.to_openai() for t in self.tools.specs()])) + config.tools.result_chars // 4
             self.memory.max_context_tokens = max(64, self.memory.max_context_tokens - reserved)
-        if resume is not None and history is not None:
+        if resume is not None and isinstance(history, History):  # (an unavailable history is never resumed from)
             past = history.turns(resume)
             self.session_id = resume
             start = max((i for i, t in enumerate(past) if t.cleared_before), default=0)
@@ -190,7 +191,7 @@ class Conversation:
                 out.append(Message("tool", "not run: the turn ended or too many tool calls", tool_call_id=call.id, name=call.name))
                 continue
             tell(ToolEvent("call", clean(call.name)[:64], clean(call.arguments[:500])))
-            result = self.tools.run(call, on_slow=lambda c=call: tell(ToolEvent("slow", clean(c.name)[:64])),
+            result = self.tools.run(call, on_slow=functools.partial(tell, ToolEvent("slow", clean(call.name)[:64])),
                                     slow_after=self.config.tools.filler_after_s, cancelled=cancelled)
             reply.tools.append(result)
             tell(ToolEvent("result", result.name, result.arguments[:500], result))

@@ -14,10 +14,14 @@ import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import sqlite3
 
 from voicechat.errors import VoicechatError
 from voicechat.storage import open_store, schema
+from voicechat.storage.sqlite import SQLiteStore
 from voicechat.storage.base import Query, now
 
 MIGRATIONS = schema.render("sqlite")  # as SQLite runs them (tests build old files from these)
@@ -60,12 +64,13 @@ class History:
 
     @property
     def path(self) -> Path | str:
-        return getattr(self.store, "path", self.label)
+        """The SQLite file; for PostgreSQL, the URL without its password."""
+        return self.store.path if isinstance(self.store, SQLiteStore) else self.label
 
     @property
-    def db(self) -> Any:
+    def db(self) -> "sqlite3.Connection | None":
         """The SQLite connection (for tests and maintenance); PostgreSQL has none to hand out."""
-        return getattr(self.store, "db", None)
+        return self.store.db if isinstance(self.store, SQLiteStore) else None
 
     def close(self) -> None:
         self.store.close()

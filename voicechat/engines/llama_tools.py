@@ -11,9 +11,11 @@ the conversation in the same format, through the model's own template.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence, cast
 
 if TYPE_CHECKING:
+    from llama_cpp.llama_types import ChatCompletionRequestMessage
+
     from voicechat.engines.base import Message, ToolSpec
 
 ANSWER = "message:"
@@ -54,11 +56,21 @@ def signature(schema: Any) -> str:
 def _example(tool: "ToolSpec") -> str:
     props = (tool.parameters.get("properties") or {}) if isinstance(tool.parameters, dict) else {}
     sample = {"string": "...", "integer": 1, "number": 1.5, "boolean": True}
-    return json.dumps({k: sample.get(v.get("type"), "...") for k, v in props.items() if isinstance(v, dict)})
+    return json.dumps({k: sample.get(str(v.get("type")), "...") for k, v in props.items() if isinstance(v, dict)})
 
 
-def template_messages(messages: Sequence["Message"], tools: Sequence["ToolSpec"], tool_role: str) -> list[dict[str, str]]:
+def chat_message(role: str, content: str) -> "ChatCompletionRequestMessage":
+    """A plain role/content message as llama.cpp's chat functions take it (its type names one dict per role;
+    the template reads these two keys of any of them)."""
+    return cast("ChatCompletionRequestMessage", {"role": role, "content": content})
+
+
+def template_messages(messages: Sequence["Message"], tools: Sequence["ToolSpec"], tool_role: str) -> list["ChatCompletionRequestMessage"]:
     """The conversation as plain role/content messages any chat template renders."""
+    return [chat_message(role, content) for role, content in _plain(messages, tools, tool_role)]
+
+
+def _plain(messages: Sequence["Message"], tools: Sequence["ToolSpec"], tool_role: str) -> list[tuple[str, str]]:
     out: list[dict[str, str]] = []
     described = False
     for m in messages:
@@ -76,7 +88,7 @@ def template_messages(messages: Sequence["Message"], tools: Sequence["ToolSpec"]
             out.append({"role": m.role, "content": m.content})
     if not described:
         out.insert(0, {"role": "system", "content": describe(tools)})
-    return out
+    return [(m["role"], m["content"]) for m in out]
 
 
 def render(llm: Any, messages: Sequence["Message"], tools: Sequence["ToolSpec"]) -> tuple[str, list[str], bool]:

@@ -31,8 +31,10 @@ def prompt_until_user_text(llm: Any, history: Sequence["Message"], text: str, to
 
         written = template_messages(history, tools, "tool" if "tool" in template else "user")
     else:
-        written = [{"role": m.role, "content": m.content} for m in history]
-    messages = written + [{"role": "user", "content": _MARK}]
+        from voicechat.engines.llama_tools import chat_message
+
+        written = [chat_message(m.role, m.content) for m in history]
+    messages = written + [chat_message("user", _MARK)]
     prompt = formatter(messages=messages).prompt
     if _MARK not in prompt:
         return None

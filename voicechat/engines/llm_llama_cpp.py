@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING, Iterator, Sequence
+from collections.abc import Generator, Iterator
+from typing import TYPE_CHECKING, Any, Sequence
 
 from voicechat.engines.base import ChatModel, ChatStream, Message, TextDelta, ToolCall, ToolSpec, Usage
 from voicechat.errors import VoicechatError
 
 if TYPE_CHECKING:
+    from llama_cpp.llama_types import CreateCompletionResponse
+
     from voicechat.config import Config
 
 
@@ -19,12 +22,15 @@ def _silence_llama_logs() -> None:
 
     import llama_cpp
 
-    @llama_cpp.llama_log_callback
     def _quiet(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
         pass
 
-    _silence_llama_logs.callback = _quiet  # type: ignore[attr-defined]  # keep a reference alive
-    llama_cpp.llama_log_set(_quiet, ctypes.c_void_p(0))
+    global _LOG_CALLBACK
+    _LOG_CALLBACK = llama_cpp.llama_log_callback(_quiet)  # kept alive here: llama.cpp holds a raw pointer to it
+    llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
+
+
+_LOG_CALLBACK: Any = None  # (a ctypes function object; llama_cpp's callback type is untyped)
 
 
 GGUF_MAGIC = b"GGUF"
@@ -112,7 +118,7 @@ class LlamaCpp(ChatModel):
                 head = f"{llama_tools.CALL}{tool_choice}:"
             else:
                 grammar = llama_grammar.LlamaGrammar.from_string(llama_tools.head_grammar(tools), verbose=False)
-                first = self.llm.create_completion(prompt=prompt, max_tokens=32, temperature=0.0, grammar=grammar)
+                first = self._complete(prompt=prompt, max_tokens=32, temperature=0.0, grammar=grammar)
                 head = first["choices"][0]["text"].strip()
                 generated += first["usage"]["completion_tokens"]
             prompt = prompt + self.llm.tokenize((head + "\n").encode("utf-8"), add_bos=False, special=False)
@@ -121,49 +127,63 @@ class LlamaCpp(ChatModel):
                 tool = next((t for t in tools if t.name == name), None)
                 if tool is None:
                     raise VoicechatError(f"tool_choice names '{name}', which is not among the tools offered")
-                done = self.llm.create_completion(prompt=prompt, max_tokens=llama_tools.ARGUMENT_TOKENS,
-                                                  temperature=self.temperature, grammar=llama_tools.arguments_grammar(tool))
+                done = self._complete(prompt=prompt, max_tokens=llama_tools.ARGUMENT_TOKENS,
+                                      temperature=self.temperature, grammar=llama_tools.arguments_grammar(tool))
                 generated += done["usage"]["completion_tokens"]
                 yield ToolCall(f"call_{uuid.uuid4().hex[:12]}", name, done["choices"][0]["text"].strip() or "{}")
             else:
                 chunks = self.llm.create_completion(prompt=prompt, max_tokens=self.max_tokens, temperature=self.temperature,
                                                     stop=stop or None, stream=True)
+                if not isinstance(chunks, Iterator):
+                    raise VoicechatError("llama.cpp answered a streamed completion at once; reinstall llama-cpp-python")
                 try:
                     for chunk in chunks:
-                        delta = chunk["choices"][0].get("text")
+                        delta = chunk["choices"][0]["text"]
                         if delta:
                             generated += 1
                             yield TextDelta(delta)
                 finally:
-                    chunks.close()  # cancelling: stop generating at once
+                    if isinstance(chunks, Generator):
+                        chunks.close()  # cancelling: stop generating at once
         except ValueError as e:  # e.g. the prompt does not fit the context
             raise VoicechatError(f"the model refused the prompt: {e}; raise llm.context_size or lower memory.max_context_tokens") from e
         yield Usage(prompt_tokens=len(prompt), completion_tokens=generated, estimated=True)
 
     def _stream(self, messages: Sequence[Message]) -> ChatStream:
-        msgs = [{"role": m.role, "content": m.content} for m in messages]
+        from voicechat.engines.llama_tools import chat_message
+
+        msgs = [chat_message(m.role, m.content) for m in messages]
         try:
             chunks = self.llm.create_chat_completion(
                 messages=msgs, stream=True, temperature=self.temperature, max_tokens=self.max_tokens
             )
         except ValueError as e:  # e.g. the prompt does not fit the context
             raise VoicechatError(f"the model refused the prompt: {e}; raise llm.context_size or lower memory.max_context_tokens") from e
-        text, generated = [], 0
+        if not isinstance(chunks, Iterator):
+            raise VoicechatError("llama.cpp answered a streamed chat at once; reinstall llama-cpp-python")
+        text: list[str] = []
+        generated = 0
         try:
             for chunk in chunks:  # (a lazy generator: llama.cpp checks the prompt against the context only now)
-                delta = chunk["choices"][0].get("delta", {}).get("content")
-                if delta:
+                delta = chunk["choices"][0]["delta"].get("content")
+                if isinstance(delta, str) and delta:
                     generated += 1
                     text.append(delta)
                     yield TextDelta(delta)
         except ValueError as e:  # e.g. the prompt does not fit the context
             raise VoicechatError(f"the model refused the prompt: {e}; raise llm.context_size or lower memory.max_context_tokens") from e
         finally:
-            close = getattr(chunks, "close", None)
-            if close:
-                close()  # cancelling: stop generating at once
+            if isinstance(chunks, Generator):
+                chunks.close()  # cancelling: stop generating at once
         prompt = sum(self.count_tokens(m.content) + 4 for m in messages)  # content + ChatML role tokens
         yield Usage(prompt_tokens=prompt, completion_tokens=generated, estimated=True)
+
+    def _complete(self, **options: Any) -> "CreateCompletionResponse":
+        """One completion, not streamed."""
+        result = self.llm.create_completion(stream=False, **options)
+        if isinstance(result, Iterator):
+            raise VoicechatError("llama.cpp streamed a completion asked for at once; reinstall llama-cpp-python")
+        return result
 
     def prefill(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()) -> None:
         """llama.cpp keeps the last prompt's evaluated tokens and reuses the common prefix: evaluate it now.
@@ -226,9 +246,7 @@ class LlamaCpp(ChatModel):
             self._busy.release()
 
     def close(self) -> None:
-        llm = getattr(self, "llm", None)
-        if llm is not None:
-            llm.close()
+        self.llm.close()
 
 
 def create(config: "Config") -> LlamaCpp:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-from voicechat.engines.base import ChatModel, ChatStream, Message, TextDelta, ToolCall, ToolSpec, Usage
+from voicechat.engines.base import ChatModel, ChatStream, Message, TextDelta, ToolSpec, Usage
 from voicechat.engines.openai_client import ToolCallAssembler, make_client, to_openai_messages, translate
 from voicechat.errors import StreamCut
 

@@ -77,7 +77,8 @@ class EngineSpec:
 def _bundled(module: str, attr: str) -> Callable[[], str | None]:
     def find() -> str | None:
         mod = importlib.import_module(module)
-        return getattr(mod, attr)()
+        finder: Callable[[], str | None] = getattr(mod, attr)  # (the function the spec names)
+        return finder()
 
     return find
 

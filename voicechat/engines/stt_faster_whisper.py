@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Protocol, Sequence
 
 from voicechat.engines.base import Segment, SpeechToText, Word
 from voicechat.errors import VoicechatError
@@ -28,7 +28,7 @@ def cuda_available() -> bool:
     try:
         import ctranslate2
 
-        return ctranslate2.get_cuda_device_count() > 0
+        return int(ctranslate2.get_cuda_device_count()) > 0
     except Exception:
         return False
 
@@ -69,7 +69,12 @@ def merge_clips(speech: list[tuple[float, float]], limit: float, min_fill: float
     return clips
 
 
-def leftovers(clips, segments, speech) -> list[tuple[float, float]]:
+class _Timed(Protocol):
+    start: float
+    end: float
+
+
+def leftovers(clips: list[tuple[float, float]], segments: Sequence[_Timed], speech: list[tuple[float, float]]) -> list[tuple[float, float]]:
     """The end of every clip that its segments do not reach while speech goes on there."""
     out = []
     for start, end in clips:
@@ -88,13 +93,14 @@ class _KeepTails:
     after a chunk's last timestamp pair are kept. faster-whisper 1.2 drops them there: its
     sequential path decodes again from that timestamp, the batched path never does."""
 
-    def __init__(self, model) -> None:
+    def __init__(self, model: Any) -> None:  # (faster-whisper's WhisperModel; the library is untyped)
         self._model = model
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:  # everything else is the model's own
         return getattr(self._model, name)
 
-    def _split_segments_by_timestamps(self, tokenizer, tokens, time_offset, segment_size, segment_duration, seek):
+    def _split_segments_by_timestamps(self, tokenizer: Any, tokens: list[int], time_offset: float, segment_size: int,
+                                      segment_duration: float, seek: int) -> tuple[list[dict[str, Any]], int, bool]:
         segments, seek, single_ending = self._model._split_segments_by_timestamps(
             tokenizer=tokenizer, tokens=tokens, time_offset=time_offset,
             segment_size=segment_size, segment_duration=segment_duration, seek=seek,
@@ -155,7 +161,7 @@ class FasterWhisper(SpeechToText):
                     "connect to the network once, use a local CTranslate2 directory, or unset stt.model for the bundled tiny.en"
                 ) from e
             raise VoicechatError(f"cannot load Whisper model '{self._model_label}': {e}") from e
-        self._batched = None
+        self._batched: Any = None  # faster-whisper's BatchedInferencePipeline (untyped), made on first use
 
     @property
     def model_name(self) -> str:
@@ -268,7 +274,7 @@ class FasterWhisper(SpeechToText):
         kept = guard.filter_segments(found, audio, self.sample_rate, self.cfg.no_speech_threshold)
         return " ".join(s.text for s in kept).strip()
 
-    def _batched_pass(self, audio: "np.ndarray", batch_size: int, kwargs: dict):
+    def _batched_pass(self, audio: "np.ndarray", batch_size: int, kwargs: dict[str, Any]) -> tuple[list[Any], Any]:
         """Batched inference over clips of speech of at most 30 s, then again over what the
         model left out. Whisper sometimes ends a 30-s window early (a final timestamp before the
         speech ends); the sequential path then decodes again from there, faster-whisper's batched
@@ -287,7 +293,7 @@ class FasterWhisper(SpeechToText):
         else:
             speech = [(0.0, len(audio) / rate)]
         clips = merge_clips(speech, CLIP_SECONDS)
-        done: list = []
+        done: list[Any] = []  # faster-whisper's segments
         info = None
         for _ in range(MAX_PASSES):
             if not clips:
@@ -308,7 +314,7 @@ class FasterWhisper(SpeechToText):
         return done, info
 
     def close(self) -> None:
-        self.model = None  # type: ignore[assignment]
+        self.model = None
         self._batched = None
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from voicechat.engines.base import Segment, SpeechToText
 from voicechat.engines.openai_client import make_client, translate
@@ -35,7 +35,7 @@ class OpenAISTT(SpeechToText):
         buf = io.BytesIO()
         sf.write(buf, audio, self.sample_rate, format="WAV", subtype="PCM_16")
         duration = len(audio) / self.sample_rate
-        kwargs = {"model": self.model, "file": ("audio.wav", buf.getvalue(), "audio/wav"), "response_format": "verbose_json"}
+        kwargs: dict[str, Any] = {"model": self.model, "file": ("audio.wav", buf.getvalue(), "audio/wav"), "response_format": "verbose_json"}
         if language or self.cfg.language:
             kwargs["language"] = language or self.cfg.language
         try:

@@ -47,7 +47,8 @@ class Coqui(TextToSpeech):
         self._label = cfg.voice
         self.speaker = cfg.speaker
         self.speed = cfg.speed
-        self.sample_rate = int(self.tts.synthesizer.output_sample_rate)
+        self.rate = int(self.tts.synthesizer.output_sample_rate)
+        self.sample_rate = self.rate
 
     @property
     def model_name(self) -> str:
@@ -67,7 +68,7 @@ class Coqui(TextToSpeech):
         if self.speed != 1.0:
             kwargs["speed"] = self.speed
         wav = self.tts.tts(**kwargs)
-        yield AudioChunk(np.asarray(wav, dtype=np.float32), self.sample_rate, text)
+        yield AudioChunk(np.asarray(wav, dtype=np.float32), self.rate, text)
 
 
 def create(config: "Config") -> Coqui:

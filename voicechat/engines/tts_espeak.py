@@ -23,9 +23,10 @@ class Espeak(TextToSpeech):
 
     def __init__(self, config: "Config") -> None:
         cfg = config.tts
-        self.program = shutil.which("espeak-ng") or shutil.which("espeak")
-        if self.program is None:
+        program = shutil.which("espeak-ng") or shutil.which("espeak")
+        if program is None:
             raise VoicechatError("espeak-ng is not installed; install it with `sudo apt-get install espeak-ng`")
+        self.program = program
         self.voice = cfg.voice or "en-us"
         if cfg.speed <= 0:
             raise VoicechatError(f"tts.speed must be above 0 (got {cfg.speed})")

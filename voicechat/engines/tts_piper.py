@@ -117,7 +117,7 @@ class Piper(TextToSpeech):
             import copy
 
             syn = copy.copy(self.syn)
-            syn.length_scale = self.syn.length_scale / speed
+            syn.length_scale = (self.syn.length_scale or 1.0) / speed
         for chunk in self.voice.synthesize(text, syn):
             yield AudioChunk(chunk.audio_float_array, chunk.sample_rate, text)
 

@@ -12,7 +12,8 @@ import asyncio
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, AsyncIterator, Callable, Iterator, TypeVar
+from collections.abc import Generator
+from typing import Any, AsyncGenerator, Callable, Iterator, TypeVar
 
 T = TypeVar("T")
 
@@ -61,7 +62,7 @@ class Admission:
             self.active -= 1
             self._slots.release()
 
-    async def stream(self, make: Callable[[threading.Event], Iterator[T]], *, ahead: int = 8) -> AsyncIterator[T]:
+    async def stream(self, make: Callable[[threading.Event], Iterator[T]], *, ahead: int = 8) -> AsyncGenerator[T, None]:
         """Items of a blocking generator, produced on a worker thread under one slot.
 
         ``make(cancel)`` builds the generator; the worker stops between items once ``cancel`` is set,
@@ -103,9 +104,8 @@ class Admission:
             except BaseException as e:  # the consumer re-raises it
                 put(("error", e))
             finally:
-                close = getattr(gen, "close", None)
-                if close is not None:
-                    close()
+                if isinstance(gen, Generator):  # (a plain iterator has nothing to close)
+                    gen.close()
 
         worker = loop.run_in_executor(self.pool, produce)
         try:

@@ -121,7 +121,7 @@ class Guard:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
                 status["started"] = True
-                if cors:
+                if cors and origin is not None:
                     message = {**message, "headers": [*message.get("headers", []), *_cors(origin)]}
             elif message["type"] == "http.response.body" and status["first"] is None and message.get("body"):
                 status["first"] = time.perf_counter() - started

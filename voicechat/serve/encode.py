@@ -126,6 +126,7 @@ class Encoder:
             return b""
         frame = av.AudioFrame.from_ndarray((np.clip(samples, -1, 1) * 32767).astype(np.int16).reshape(1, -1), format="s16",
                                            layout="mono")
+        assert self.rate is not None  # (set by _open above)
         frame.sample_rate = self.rate
         frame.pts = self._pts
         self._pts += len(samples)

@@ -181,8 +181,8 @@ def _transcript_response(segs: list[Any], fmt: str, meta: dict[str, Any], words:
     if fmt == "text":
         return PlainTextResponse(text + "\n")
     if fmt in ("srt", "vtt"):
-        body = formats.WRITERS[fmt](segs)
-        return PlainTextResponse(body, media_type="text/vtt" if fmt == "vtt" else "application/x-subrip")
+        subtitles = formats.WRITERS[fmt](segs)
+        return PlainTextResponse(subtitles, media_type="text/vtt" if fmt == "vtt" else "application/x-subrip")
     body: dict[str, Any] = {"task": "transcribe", "language": _language_name(meta.get("language")),
                             "duration": round(meta.get("duration", 0.0), 3), "text": text}
     if segments:

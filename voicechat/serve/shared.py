@@ -13,8 +13,7 @@ import threading
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence, TypeVar
 
-from voicechat.engines.base import (AudioChunk, ChatModel, ChatStream, Message, Segment, SpeechToText, TextDelta, TextToSpeech, ToolCall,
-                                    ToolSpec, Transcription, Usage)
+from voicechat.engines.base import (AudioChunk, ChatModel, ChatStream, Message, Segment, SpeechToText, TextDelta, TextToSpeech, ToolSpec, Transcription)
 
 if TYPE_CHECKING:
     import numpy as np

@@ -24,7 +24,7 @@ def with_header_timeout(base: type, seconds: float) -> type:
     refusal = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
                b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
 
-    class HeaderDeadline(base):  # type: ignore[misc, valid-type]
+    class HeaderDeadline(base):
         _header_timer: asyncio.TimerHandle | None = None
         _waiting_since: Any = None  # the request cycle that was current when the wait began
 

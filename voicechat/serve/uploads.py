@@ -19,7 +19,7 @@ from typing import IO
 try:
     import fcntl
 except ImportError:  # Windows: an open lock file cannot be deleted, which says the same thing
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None  # type: ignore[assignment]  # (typeshed has no optional module: the name is None here)
 
 LOCK = ".lock"
 NEW = ".new-"  # a directory being made (not yet locked); one left by a crash is empty but for its lock

@@ -30,12 +30,14 @@ import logging
 import math
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from fastapi import WebSocket, WebSocketDisconnect
 
 from voicechat.conversation import slash
 from voicechat.serve.wsio import ClientSink, Outbox, PushSource
+
+from voicechat.conversation.history import History
 
 if TYPE_CHECKING:
     from voicechat.serve.state import ServerState
@@ -87,15 +89,17 @@ class VoiceConnection:
         if not self.closed.is_set():
             self.out.error(message)
 
-    def _public(self, session_id: int | None) -> str | None:
-        """The client's id for a history session (looked up once)."""
-        if session_id is None:
-            return None
+    def _public(self, session_id: int | str | None) -> str | None:
+        """The client's id for a history session (looked up once); a public id is its own."""
+        if session_id is None or isinstance(session_id, str):
+            return session_id
         if session_id not in self._public_of:
             history = self.state.history
+            if not isinstance(history, History):  # an unavailable history: the turns are in a recovery file,
+                return None                       # and there is nothing to resume by
             try:
                 self._public_of[session_id] = history.public_id(session_id)
-            except Exception:  # an unavailable history: the turns are in a recovery file, and there is nothing to resume by
+            except Exception:  # the history failed since: likewise
                 return None
         self.public_id = self._public_of[session_id]
         return self.public_id
@@ -189,6 +193,8 @@ class VoiceConnection:
 
     async def _receive(self) -> None:
         serve = self.state.cfg.serve
+        session = self.session
+        assert session is not None  # (opened by run before it receives)
         while not self.closed.is_set():
             idle_left = serve.idle_timeout_s - (time.monotonic() - self.last_heard)
             total_left = serve.session_timeout_s - (time.monotonic() - self.started)
@@ -197,9 +203,9 @@ class VoiceConnection:
                 limit = serve.idle_timeout_s if idle_left <= 0 else serve.session_timeout_s
                 self.send_json({"type": "error", "message": f"closing: {why} {limit:.0f} s (serve.{'idle' if idle_left <= 0 else 'session'}_timeout_s)"})
                 return
-            if self.session.done and not self.session.errors and self.source is not None and self.source.exhausted:
+            if session.done and not session.errors and self.source is not None and self.source.exhausted:
                 return  # the client said "end" and the last reply is over
-            if self.session.errors:
+            if session.errors:
                 return
             if self.out.overflowed:
                 self.closed_code, self.closed_reason = CLOSE_POLICY, "closing: the client is not reading what it is sent"
@@ -352,7 +358,7 @@ def _waiting_turns(session: "VoiceSession") -> int:
     return session.pending
 
 
-def _seconds(value: Any) -> bool:
+def _seconds(value: object) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
 
 

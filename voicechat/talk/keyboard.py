@@ -13,7 +13,7 @@ import os
 import select
 import sys
 import threading
-from typing import Callable
+from typing import Any, Callable
 
 
 class KeyboardInput:
@@ -23,7 +23,7 @@ class KeyboardInput:
         self.on_buffer = on_buffer or (lambda text: None)
         self.stop = threading.Event()
         self.tty = sys.stdin.isatty()
-        self._saved = None
+        self._saved: list[Any] | None = None  # the terminal's attributes (termios.tcgetattr) to restore
         self._thread = threading.Thread(target=self._run, name="talk-keyboard", daemon=True)
 
     def __enter__(self) -> "KeyboardInput":

@@ -82,10 +82,11 @@ class RemoteSession:
     def connect(self) -> None:
         from websockets.exceptions import InvalidStatus, WebSocketException
         from websockets.sync.client import connect
+        from websockets.typing import Subprotocol
 
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else None
         try:
-            self._ws = connect(self.url, subprotocols=["voicechat"], additional_headers=headers, open_timeout=self.connect_timeout,
+            self._ws = connect(self.url, subprotocols=[Subprotocol("voicechat")], additional_headers=headers, open_timeout=self.connect_timeout,
                                max_size=1 << 22, close_timeout=2)
             self._ws.__enter__()  # held like `with connect(...)`, closed in close()
         except InvalidStatus as e:

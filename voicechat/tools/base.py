@@ -55,7 +55,7 @@ class ToolEvent:
     result: ToolResult | None = field(default=None)
 
 
-_TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": bool, "object": dict, "array": list}
+_TYPES: dict[str, type | tuple[type, ...]] = {"string": str, "integer": int, "number": (int, float), "boolean": bool, "object": dict, "array": list}
 
 
 def check_arguments(schema: dict[str, Any], args: Any) -> dict[str, Any]:

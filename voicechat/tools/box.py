@@ -112,9 +112,9 @@ class ToolBox:
                     if now > deadline:
                         self._abandon(tool, future)
                         raise ToolError(f"'{tool.name}' did not finish within {self.timeout:g} s (tools.timeout)") from None
-                    if slow_at is not None and now >= slow_at:
+                    if slow_at is not None and on_slow is not None and now >= slow_at:
                         slow_at = None
-                        on_slow()  # type: ignore[misc]
+                        on_slow()
         except ToolError:
             raise
         except Exception as e:  # a tool is outside code (an MCP server, a library): its failure is a result

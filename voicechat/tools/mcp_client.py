@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any
+from typing import Any, TextIO
 
 from voicechat.engines.base import ToolSpec
 from voicechat.tools.base import Tool, ToolError
@@ -58,6 +58,7 @@ class Connection:
         self._held: Any = None
         self.listed: list[Any] = []
         self._closed = False
+        self._errlog: TextIO | None = None  # a stdio server's stderr, once started
 
     async def _hold(self, ready: asyncio.Future) -> None:
         """Enter the client in one task and stay in it until close (anyio needs enter and exit in one task)."""
@@ -79,6 +80,7 @@ class Connection:
     def _transport(self) -> Any:
         if self.server.url:
             return self.server.url
+        assert self.server.command is not None  # (the config gives either a command or a url)
         from mcp.client.stdio import StdioServerParameters, stdio_client
 
         from voicechat import paths
@@ -154,7 +156,7 @@ class Connection:
             except Exception:  # a server that will not stop is left to the process's exit
                 pass
             self._held = None
-        if getattr(self, "_errlog", None) is not None:
+        if self._errlog is not None:
             self._errlog.close()
             self._errlog = None
         with _shared_lock:

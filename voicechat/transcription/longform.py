@@ -13,7 +13,7 @@ from __future__ import annotations
 import queue
 import threading
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Generator, Iterable, Iterator, Union
 
 import numpy as np
 
@@ -125,6 +125,8 @@ class Done:
 
 
 _WINDOW = "window"
+_Queued = Union[tuple[str, int, Window], Opened, Done, Failed]  # what the decoding thread hands over
+FileEvent = Union[Window, Opened, Done, Failed]  # what a file's events are
 
 
 class Prefetcher:
@@ -146,7 +148,7 @@ class Prefetcher:
         self._sources = sources
         self._open = open_audio
         self._window_seconds = window_seconds or WINDOW_SECONDS
-        self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_windows or QUEUE_WINDOWS))
+        self._queue: queue.Queue[_Queued] = queue.Queue(maxsize=max(1, queue_windows or QUEUE_WINDOWS))
         self._stop = threading.Event()
         self._skip = -1  # index of a file the consumer gave up on
         self._thread = threading.Thread(target=self._run, name="voicechat-decode", daemon=True)
@@ -167,7 +169,7 @@ class Prefetcher:
                 break
         self._thread.join(timeout)
 
-    def _put(self, item: object) -> bool:
+    def _put(self, item: _Queued) -> bool:
         while not self._stop.is_set():
             try:
                 self._queue.put(item, timeout=0.1)
@@ -202,13 +204,13 @@ class Prefetcher:
                 if not self._put(Failed(index, e)):
                     return
 
-    def files(self) -> Iterator[tuple[int, Iterator[object]]]:
+    def files(self) -> Iterator[tuple[int, Generator[FileEvent, None, None]]]:
         for index in range(len(self._sources)):
             events = self._events(index)
             yield index, events
             events.close()  # if the consumer stopped early, the thread skips the rest of this file
 
-    def _events(self, index: int) -> Iterator[object]:
+    def _events(self, index: int) -> Generator[FileEvent, None, None]:
         try:
             while True:
                 item = self._next()
@@ -217,7 +219,7 @@ class Prefetcher:
                     if i == index:
                         yield win
                     continue
-                if getattr(item, "index", None) != index:
+                if item.index != index:
                     continue  # left over from a file given up on
                 yield item
                 if isinstance(item, (Done, Failed)):
@@ -225,7 +227,7 @@ class Prefetcher:
         finally:
             self._skip = index  # harmless once the file is finished: the thread has moved on
 
-    def _next(self) -> object:
+    def _next(self) -> _Queued:
         while True:
             try:
                 return self._queue.get(timeout=0.5)

@@ -101,7 +101,7 @@ class Summary(Event):
     completion_tokens: int
     estimated: bool
     cost: float | None
-    session_id: int | None
+    session_id: int | str | None  # the history's number; over `talk --server`, the server's public id
 
 
 EVENT_NAMES = {
@@ -114,7 +114,9 @@ def from_dict(d: dict[str, Any]) -> Event | None:
     """An event back from its JSON form (a thin client showing a server's session); None for other messages."""
     from dataclasses import fields
 
-    kind = {name: cls for cls, name in EVENT_NAMES.items()}.get(d.get("type"))  # type: ignore[arg-type]
+    by_name: dict[str, type[Event]] = {name: cls for cls, name in EVENT_NAMES.items()}
+    name = d.get("type")
+    kind = by_name.get(name) if isinstance(name, str) else None
     if kind is None:
         return None
     if kind is TurnStats:
@@ -122,6 +124,7 @@ def from_dict(d: dict[str, Any]) -> Event | None:
                          bool(d.get("estimated")))
     names = {f.name for f in fields(kind)}
     try:
-        return kind(**{k: v for k, v in d.items() if k in names})
+        event: Event = kind(**{k: v for k, v in d.items() if k in names})
     except TypeError:
         return None
+    return event

@@ -112,6 +112,10 @@ class LiveSession(Protocol):
     def done(self) -> bool:
         """The session has ended (its input ran out, /quit, or the other side went away)."""
 
+    @property
+    def lost(self) -> str | None:
+        """Why the session was cut off (a server that went away mid-session), said once it is over; None otherwise."""
+
     def subscribe(self, fn: "Callable[[Event], None]") -> None: ...
 
     def warm_up(self) -> None: ...

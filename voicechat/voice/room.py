@@ -31,8 +31,9 @@ def erle_db(mic: np.ndarray, cleaned: np.ndarray) -> float:
     """Echo return loss enhancement: how much quieter the cleaned echo is, in dB."""
     num = float(np.sum(np.asarray(mic, dtype=np.float64) ** 2))
     den = float(np.sum(np.asarray(cleaned, dtype=np.float64) ** 2))
-    return 10 * np.log10(num / max(den, 1e-12))
+    return float(10 * np.log10(num / max(den, 1e-12)))
 
 
 def to_pcm(x: np.ndarray) -> np.ndarray:
-    return (np.clip(x, -1, 1) * 32767).astype(np.int16)
+    pcm: np.ndarray = (np.clip(x, -1, 1) * 32767).astype(np.int16)
+    return pcm

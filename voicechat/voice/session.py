@@ -19,7 +19,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from voicechat.conversation import slash
 from voicechat.errors import VoicechatError
@@ -115,8 +115,9 @@ class VoiceSession:
 
     def start(self) -> None:
         workers: list[tuple[str, Callable[[], None]]] = [("responder", self._respond), ("speech", lambda: self.speech.run(self._stop))]
-        if self.listener is not None:
-            workers.insert(0, ("listener", lambda: self.listener.run(self._stop)))  # type: ignore[union-attr]
+        listener = self.listener
+        if listener is not None:
+            workers.insert(0, ("listener", lambda: listener.run(self._stop)))
         self._set_state(self._resting_state())
         if self.transcriber is not None:
             self.transcriber.start()
@@ -149,6 +150,11 @@ class VoiceSession:
         """Nothing being answered and nothing waiting."""
         with self._pending_lock:
             return self._pending == 0
+
+    @property
+    def lost(self) -> str | None:
+        """Never: the conversation runs in this process (a remote session can lose its server)."""
+        return None
 
     @property
     def done(self) -> bool:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from voicechat.voice.io import Playback
 
 if TYPE_CHECKING:
+    from voicechat.audio import Speaker
     from voicechat.engines.base import AudioChunk
 
 
@@ -18,7 +19,7 @@ class SpeakerSink:
     audible = True
     reports_far_end = True
 
-    def __init__(self, speaker: Any) -> None:
+    def __init__(self, speaker: "Speaker") -> None:
         self.speaker = speaker
 
     def begin(self) -> None:

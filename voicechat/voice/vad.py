@@ -92,7 +92,7 @@ class Segmenter:
         rms = float(np.sqrt(np.mean(samples * samples))) / 32768.0 if samples.size else 0.0
         if rms <= 10 ** (ENERGY_FLOOR_DBFS / 20):
             return False
-        return self.vad.is_speech(frame, RATE)
+        return bool(self.vad.is_speech(frame, RATE))
 
     def push(self, frame: bytes, detect: bytes | None = None) -> list[SpeechStarted | Pause | Utterance | UtteranceDropped]:
         """One frame in; ``detect``, when given, is the same moment as the start of speech should be judged on (an
