@@ -141,14 +141,18 @@ def test_scripted_chat_logs_turns_and_exports(history_url, tmp_path):
 
 
 def test_resume_sends_the_earlier_turns(history_url, tmp_path):
+    # (in this process: what is tested is which turns are sent, not the program's start-up, which
+    # test_scripted_chat_logs_turns_and_exports runs; three processes of their own took seconds each)
     with OpenAILikeServer() as server:
-        run_cli("chat", input=b"my name is Ana\n", env=chat_env(server))
+        first = runner.invoke(app, ["chat"], input=b"my name is Ana\n", env=chat_env(server))
+        assert first.exit_code == 0, first.stderr
         sid = json.loads(runner.invoke(app, ["history", "list", "--json"]).stdout)[0]["id"]
-        result = run_cli("chat", "--resume", str(sid), input=b"what is my name?\n", env=chat_env(server))
-        assert result.returncode == 0
+        result = runner.invoke(app, ["chat", "--resume", str(sid)], input=b"what is my name?\n", env=chat_env(server))
+        assert result.exit_code == 0, result.stderr
         last = json.loads(server.requests[-1]["body"])
         assert [m["content"] for m in last["messages"][1:]] == ["my name is Ana", server.reply, "what is my name?"]
-        run_cli("chat", "--continue", input=b"/clear\nfresh start\n", env=chat_env(server))
+        cleared = runner.invoke(app, ["chat", "--continue"], input=b"/clear\nfresh start\n", env=chat_env(server))
+        assert cleared.exit_code == 0, cleared.stderr
         last = json.loads(server.requests[-1]["body"])
         assert [m["role"] for m in last["messages"]] == ["system", "user"]
     turns = json.loads(runner.invoke(app, ["history", "export", str(sid)]).stdout)["turns"]
