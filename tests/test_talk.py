@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.events import Events
 from tests.helpers import VOICECHAT, assert_one_line_error, normalize_words, run_cli, speak, wer, write_wav
 from tests.soundcard import PulseCard
 from voicechat import paths
@@ -63,19 +64,20 @@ class TalkProcess:
         self.proc = subprocess.Popen([VOICECHAT, "talk", "--json", *args], stdin=stdin, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, env={**os.environ, **FAST_LLM, **(env or {})})
         _live.append(self.proc)
-        self.events: list[dict] = []
+        self._log = Events()
+        self.events: list[dict] = self._log.items
         self._err: list[bytes] = []
-        self._cv = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         self._err_reader = threading.Thread(target=self._read_err, daemon=True)
         self._err_reader.start()
 
     def _read(self) -> None:
-        for line in self.proc.stdout:
-            with self._cv:
-                self.events.append(json.loads(line))
-                self._cv.notify_all()
+        try:
+            for line in self.proc.stdout:
+                self._log.add(json.loads(line))
+        finally:
+            self._log.end()  # stdout closed (the process ended) or a line that is not JSON: no more events
 
     def _read_err(self) -> None:
         for line in self.proc.stderr:
@@ -83,17 +85,7 @@ class TalkProcess:
 
     def wait_for(self, predicate, timeout: float = 120.0, after: dict | None = None) -> dict:
         """The first event matching predicate (after the given event, if any)."""
-        deadline = time.monotonic() + timeout
-        with self._cv:
-            while True:
-                start = next(i for i, e in enumerate(self.events) if e is after) + 1 if after is not None else 0
-                for e in self.events[start:]:
-                    if predicate(e):
-                        return e
-                left = deadline - time.monotonic()
-                if left <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
-                    raise AssertionError(f"event not seen; {self.story()}; stderr: {self.stderr_text()[-2000:]}")
-                self._cv.wait(min(left, 0.2))
+        return self._log.wait_for(predicate, timeout, after, why=lambda: f"{self.story()}; stderr: {self.stderr_text()[-2000:]}")
 
     def story(self) -> str:
         """What happened, one short line per event that matters (partial transcripts and timings left out)."""
@@ -206,7 +198,7 @@ def test_file_input_fast_with_output_file(tmp_path, questions, hear):
     out = tmp_path / "replies.wav"
     result = run_cli("talk", "--input", str(conv), "--fast", "--output", str(out), "--json", env=FAST_LLM)
     assert result.returncode == 0, result.stderr.decode()
-    events = [json.loads(l) for l in result.stdout.decode().splitlines()]
+    events = [json.loads(line) for line in result.stdout.decode().splitlines()]
     users = [e["text"] for e in events if e["type"] == "user"]
     replies = [e["text"] for e in events if e["type"] == "reply"]
     assert len(users) == 2 and wer(Q1, users[0]) <= 0.25
@@ -227,7 +219,7 @@ def test_no_speech_gives_zero_turns(tmp_path, kind):
     path = write_wav(tmp_path / f"{kind}.wav", audio)
     result = run_cli("talk", "--input", str(path), "--fast", "--output", str(tmp_path / "o.wav"), "--json")
     assert result.returncode == 0, result.stderr.decode()
-    events = [json.loads(l) for l in result.stdout.decode().splitlines()]
+    events = [json.loads(line) for line in result.stdout.decode().splitlines()]
     assert not [e for e in events if e["type"] in ("user", "reply")]
     assert events[-1]["type"] == "summary" and events[-1]["turns"] == 0
     assert history_turns() == []
@@ -330,7 +322,7 @@ def test_push_to_talk_from_a_pseudo_terminal(tmp_path, questions):
         read_until(b'"type": "summary"')
         assert proc.wait(30) == 0
         os.close(master)
-    users = [json.loads(l)["text"] for l in buf.decode(errors="replace").splitlines() if l.startswith('{"type": "user"')]
+    users = [json.loads(line)["text"] for line in buf.decode(errors="replace").splitlines() if line.startswith('{"type": "user"')]
     assert len(users) == 1 and wer(Q1, users[0]) <= 0.3
 
 

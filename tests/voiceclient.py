@@ -6,9 +6,12 @@ import base64
 import json
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
+
+from tests.events import Events
 
 
 def key_protocols(key: str | None) -> list[str]:
@@ -29,12 +32,12 @@ class VoiceClient:
         self.ws = connect(ws_url, subprotocols=key_protocols(key), additional_headers=headers, max_size=1 << 22, open_timeout=20)
         self.ws.__enter__()
         self.instant = instant
-        self.events: list[dict[str, Any]] = []
+        self._log = Events()
+        self.events: list[dict[str, Any]] = self._log.items
         self.audio: dict[int, list[np.ndarray]] = {}
         self.audio_at: list[float] = []  # when each audio message arrived
         self.rate = 22050
         self._header: dict | None = None
-        self._cv = threading.Condition()
         self.close_code: int | None = None
         self.close_reason = ""
         self._thread = threading.Thread(target=self._read, daemon=True)
@@ -57,17 +60,14 @@ class VoiceClient:
                 elif doc["type"] == "audio_end" and self.instant:
                     seconds = sum(len(a) for a in self.audio.get(doc["reply"], [])) / self.rate
                     self.send({"type": "played", "reply": doc["reply"], "seconds": seconds, "done": True})
-                with self._cv:
-                    self.events.append(doc)
-                    self._cv.notify_all()
+                self._log.add(doc)
         except Exception:
             pass
         finally:
             rcvd = getattr(self.ws.protocol, "close_rcvd", None)
             if rcvd is not None:
                 self.close_code, self.close_reason = rcvd.code, rcvd.reason
-            with self._cv:
-                self._cv.notify_all()
+            self._log.end()
 
     def send(self, message: dict | bytes) -> None:
         try:
@@ -90,16 +90,9 @@ class VoiceClient:
                     time.sleep(wait)
 
     def wait_for(self, predicate: Callable[[dict], bool], timeout: float = 120, after: dict | None = None) -> dict:
-        deadline = time.monotonic() + timeout
-        with self._cv:
-            while True:
-                start = next(i for i, e in enumerate(self.events) if e is after) + 1 if after is not None else 0
-                for e in self.events[start:]:
-                    if predicate(e):
-                        return e
-                if time.monotonic() > deadline or not self._thread.is_alive():
-                    raise AssertionError(f"event not seen; close {self.close_code} {self.close_reason!r}; events: {self.events}")
-                self._cv.wait(0.1)
+        """The first event matching predicate (after the given event, if any)."""
+        return self._log.wait_for(predicate, timeout, after,
+                                  why=lambda: f"close {self.close_code} {self.close_reason!r}; events: {self.events}")
 
     def of(self, kind: str) -> list[dict]:
         return [e for e in self.events if e["type"] == kind]
