@@ -97,9 +97,7 @@ def test_describe_lists_the_models_the_voice_and_the_conversation_agent(wyo):
 
 
 def test_spoken_clips_are_transcribed_while_they_stream(wyo):
-    text, chunks, after_stop, kinds = run(transcribe(wyo, np.concatenate([speak(QUESTION), np.zeros(8000, np.float32)])))
-    assert wer(QUESTION, text) <= 0.2
-    assert kinds[-1] == "transcript"
+    # (a short question streamed in real time is transcribed in test_several_clients_at_once)
     pieces = [speak(s) for s in LONG.split(". ")]
     gap = np.zeros(int(16000 * 0.6), np.float32)
     audio = np.concatenate([x for p in pieces for x in (p, gap)])
@@ -107,7 +105,7 @@ def test_spoken_clips_are_transcribed_while_they_stream(wyo):
     assert wer(LONG, text) <= 0.2
     assert chunks, "long speech streams its settled words"
     assert "".join(chunks).split() == text.split()  # the chunks add up to the final transcript
-    assert kinds.index("transcript-start") < kinds.index("transcript-stop") < kinds.index("transcript")
+    assert kinds.index("transcript-start") < kinds.index("transcript-stop") < kinds.index("transcript") == len(kinds) - 1
 
 
 def test_any_rate_width_and_channel_count(wyo):
