@@ -26,13 +26,11 @@ def prompt_until_user_text(llm: Any, history: Sequence["Message"], text: str, to
     eos = llm._model.token_get_text(llm.token_eos()) if llm.token_eos() != -1 else ""
     bos = llm._model.token_get_text(llm.token_bos()) if llm.token_bos() != -1 else ""
     formatter = llama_chat_format.Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
-    if tools:
-        from voicechat.engines.llama_tools import template_messages
+    from voicechat.engines.llama_tools import chat_message, template_messages
 
+    if tools:
         written = template_messages(history, tools, "tool" if "tool" in template else "user")
     else:
-        from voicechat.engines.llama_tools import chat_message
-
         written = [chat_message(m.role, m.content) for m in history]
     messages = written + [chat_message("user", _MARK)]
     prompt = formatter(messages=messages).prompt
