@@ -18,6 +18,7 @@ import asyncio
 import json
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import threading
@@ -167,12 +168,36 @@ def flood(server: ServeProcess, messages, *, read: bool) -> tuple[int, int | Non
         reader = threading.Thread(target=drop_all, daemon=True)  # read and drop everything
         reader.start()
     ws.socket.settimeout(10)  # a server that has stopped reading us (it closed the session): stop sending
+    log_start = len(server.log_text())
+    done = threading.Event()  # the sending has ended
+
+    def cut_once_closed() -> None:
+        """A client that does not read never sees the close: once the server has said that it closed this
+        client (it reads nothing more from it), end the send that waits for room in a second, not after the
+        socket's timeout."""
+        while not done.is_set():
+            if "closed a client" in server.log_text()[log_start:]:
+                if not done.wait(1.0):  # (still sending a second later)
+                    try:
+                        ws.socket.shutdown(socket.SHUT_WR)  # the blocked send fails: websockets closes and raises
+                    except OSError:
+                        pass
+                return
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=cut_once_closed, daemon=True)
+    if not read:
+        watcher.start()
     try:
         for message in messages:
             ws.send(message)
             sent += 1
     except (ConnectionClosed, TimeoutError):
         pass
+    finally:
+        done.set()
+        if watcher.is_alive():
+            watcher.join(5)
     if reader is not None:  # it reads up to the close (one reader only: websockets refuses two at once)
         reader.join(60)
     else:
