@@ -12,7 +12,6 @@ import signal
 import sqlite3
 import stat
 import subprocess
-import time
 
 import pytest
 from typer.testing import CliRunner
