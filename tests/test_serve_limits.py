@@ -22,28 +22,35 @@ def silence(seconds: float) -> np.ndarray:
     return np.zeros(int(16000 * seconds), dtype=np.float32)
 
 
-def test_api_key_guards_every_route_and_the_websocket_and_never_shows(tmp_path):
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory):
+    """One server with an API key, for the tests of the key (one start-up instead of one per test)."""
+    with ServeProcess(tmp_path_factory.mktemp("keyed"), "--api-key", KEY) as server:
+        yield server
+
+
+def test_api_key_guards_every_route_and_the_websocket_and_never_shows(keyed):
     import openai
 
-    with ServeProcess(tmp_path / "s", "--api-key", KEY) as server:
-        assert server.status("/healthz") == 200 and server.status("/readyz") == 200  # a balancer's probes stay open
-        assert server.status("/v1/models") == 401 and server.status("/metrics") == 401
-        assert server.status("/v1/models", {"Authorization": "Bearer wrong"}) == 401
-        assert server.status("/v1/models", {"Authorization": f"Bearer {KEY}"}) == 200
-        assert server.status("/v1/models", {"X-API-Key": KEY}) == 200
-        with pytest.raises(openai.AuthenticationError):
-            openai.OpenAI(base_url=server.url + "/v1", api_key="nope", max_retries=0).models.list()
-        good = openai.OpenAI(base_url=server.url + "/v1", api_key=KEY, max_retries=0, timeout=60)
-        assert good.chat.completions.create(model="x", messages=[{"role": "user", "content": "Hi."}]).choices[0].message.content
-        refused = VoiceClient(server.url)
-        assert refused.closed() == 1008
-        header = VoiceClient(server.url, headers={"Authorization": f"Bearer {KEY}"})
-        header.wait_for(lambda e: e["type"] == "session")
-        header.close()
-        browser = VoiceClient(server.url, key=KEY)  # the key as a subprotocol, as the web page sends it
-        browser.wait_for(lambda e: e["type"] == "session")
-        browser.close()
-        metrics = server.metrics({"Authorization": f"Bearer {KEY}"})
+    server = keyed
+    assert server.status("/healthz") == 200 and server.status("/readyz") == 200  # a balancer's probes stay open
+    assert server.status("/v1/models") == 401 and server.status("/metrics") == 401
+    assert server.status("/v1/models", {"Authorization": "Bearer wrong"}) == 401
+    assert server.status("/v1/models", {"Authorization": f"Bearer {KEY}"}) == 200
+    assert server.status("/v1/models", {"X-API-Key": KEY}) == 200
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=server.url + "/v1", api_key="nope", max_retries=0).models.list()
+    good = openai.OpenAI(base_url=server.url + "/v1", api_key=KEY, max_retries=0, timeout=60)
+    assert good.chat.completions.create(model="x", messages=[{"role": "user", "content": "Hi."}]).choices[0].message.content
+    refused = VoiceClient(server.url)
+    assert refused.closed() == 1008
+    header = VoiceClient(server.url, headers={"Authorization": f"Bearer {KEY}"})
+    header.wait_for(lambda e: e["type"] == "session")
+    header.close()
+    browser = VoiceClient(server.url, key=KEY)  # the key as a subprotocol, as the web page sends it
+    browser.wait_for(lambda e: e["type"] == "session")
+    browser.close()
+    metrics = server.metrics({"Authorization": f"Bearer {KEY}"})
     assert KEY not in metrics
     assert KEY not in server.log_text()
 
@@ -210,7 +217,7 @@ def test_talk_server_through_the_sound_card(tmp_path, hear):
     assert rows == [(users[0]["text"], replies[0]["text"])]  # the history is the server's
 
 
-def test_talk_server_errors_are_one_line(tmp_path):
+def test_talk_server_errors_are_one_line(keyed):
     port = free_port()
     r = run_cli("talk", "--server", f"http://127.0.0.1:{port}", "--json", timeout=60)
     assert r.returncode == 1
@@ -219,7 +226,6 @@ def test_talk_server_errors_are_one_line(tmp_path):
     assert_one_line_error(r.stderr.decode(), "not a server address")
     r = run_cli("talk", "--server", "http://127.0.0.1:1", "--llm-model", "x.gguf", timeout=60)
     assert_one_line_error(r.stderr.decode(), "--llm-model", "does not apply with --server")
-    with ServeProcess(tmp_path / "s", "--api-key", KEY) as server:
-        r = run_cli("talk", "--server", server.url, "--json", timeout=60)
-        assert_one_line_error(r.stderr.decode(), "API key")
-        assert KEY not in r.stderr.decode()
+    r = run_cli("talk", "--server", keyed.url, "--json", timeout=60)
+    assert_one_line_error(r.stderr.decode(), "API key")
+    assert KEY not in r.stderr.decode()
