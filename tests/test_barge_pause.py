@@ -14,7 +14,6 @@ import numpy as np
 from tests.voice_fakes import buzz
 from voicechat.config import resolve
 from voicechat.voice import events as ev
-from voicechat.voice.echo import CancelledFrame
 from voicechat.voice.endpoint import SilencePolicy
 from voicechat.voice.io import Frame
 from voicechat.voice.listener import Listener
@@ -30,7 +29,7 @@ class RoomMic:
 
     def __init__(self, kept: np.ndarray, detect: np.ndarray, lag: float, near: np.ndarray | None = None) -> None:
         self.kept, self.detect, self.lag = kept, detect, lag
-        self.near = near  # per sample: a sound the speaker cannot explain (the canceller's CancelledFrame.near)
+        self.near = near  # per sample: a sound the speaker cannot explain (the canceller's Frame.near)
         self.i, self.t0 = 0, None
 
     @property
@@ -49,7 +48,7 @@ class RoomMic:
         pcm, detect = (self.kept[part] * 32767).astype("<i2").tobytes(), (self.detect[part] * 32767).astype("<i2").tobytes()
         if self.near is None:
             return Frame(pcm, captured_at=captured_at, detect=detect)
-        return CancelledFrame(pcm, captured_at=captured_at, detect=detect, near=bool(self.near[part].any()))
+        return Frame(pcm, captured_at=captured_at, detect=detect, near=bool(self.near[part].any()))
 
 
 class Words:

@@ -42,7 +42,19 @@ QUIET_WINDOW_S = 1.0  # the microphone is judged deaf to the speaker over this m
 SPEAKER_LATENCY_S = 0.1  # the speaker's buffer with a canceller: an underrun shifts the echo, and AEC3 re-converges
 
 
-class WebRtcCanceller:
+class Canceller:
+    """Removes the speaker's echo from the microphone, 10 ms blocks at a time."""
+
+    name = ""
+    two_outputs = False  # ``words`` holds a second output of the last block, for the words; else process's output is both
+    words = np.zeros(0, dtype=np.int16)
+
+    def process(self, near: np.ndarray, far: np.ndarray) -> np.ndarray:
+        """The microphone's block ``near`` with the echo of the speaker's block ``far`` removed."""
+        raise NotImplementedError
+
+
+class WebRtcCanceller(Canceller):
     """WebRTC AEC3 through livekit's AudioProcessingModule (estimates the remaining delay itself)."""
 
     name = "webrtc"
@@ -65,7 +77,7 @@ class WebRtcCanceller:
         return np.frombuffer(frame.data, dtype=np.int16).copy()
 
 
-class SpeexCanceller:
+class SpeexCanceller(Canceller):
     """speexdsp's echo canceller (package pyaec): an adaptive filter over ``filter_ms`` of echo path."""
 
     name = "speex"
@@ -82,7 +94,7 @@ class SpeexCanceller:
         return np.asarray(out, dtype=np.int16)
 
 
-class ChainCanceller:
+class ChainCanceller(Canceller):
     """speex's linear filter first, then AEC3 on what is left: AEC3 sees less echo, so it suppresses less
     of a user speaking over it (double talk)."""
 
@@ -95,11 +107,12 @@ class ChainCanceller:
         return self._webrtc.process(self._speex.process(near, far), far)
 
 
-class DualCanceller:
+class DualCanceller(Canceller):
     """AEC3 for voice detection, speex for the words: ``process`` gives AEC3's output, and ``words`` the
     same block through speex."""
 
     name = "dual"
+    two_outputs = True
 
     def __init__(self) -> None:
         self._speex, self._webrtc = SpeexCanceller(), WebRtcCanceller()
@@ -110,7 +123,7 @@ class DualCanceller:
         return self._webrtc.process(near, far)
 
 
-class NoCanceller:
+class NoCanceller(Canceller):
     """The microphone unchanged (the baseline in measurements)."""
 
     name = "none"
@@ -119,26 +132,26 @@ class NoCanceller:
         return near
 
 
-CANCELLERS: dict[str, Callable[[], Any]] = {"dual": DualCanceller, "webrtc": WebRtcCanceller, "speex": SpeexCanceller,
+CANCELLERS: dict[str, Callable[[], Canceller]] = {"dual": DualCanceller, "webrtc": WebRtcCanceller, "speex": SpeexCanceller,
                                             "speex+webrtc": ChainCanceller, "none": NoCanceller}
 
 
-def make_canceller(name: str) -> Any:
+def make_canceller(name: str) -> Canceller:
     if name not in CANCELLERS:
         raise VoicechatError(f"echo canceller '{name}' is unknown; use one of {', '.join(CANCELLERS)}")
     return CANCELLERS[name]()
 
 
-def cancel(canceller: Any, near: np.ndarray, far: np.ndarray) -> np.ndarray:
+def cancel(canceller: Canceller, near: np.ndarray, far: np.ndarray) -> np.ndarray:
     """Run aligned int16 near/far signals of any length through a canceller, 10 ms at a time."""
     return cancel_pair(canceller, near, far)[0]
 
 
-def cancel_pair(canceller: Any, near: np.ndarray, far: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def cancel_pair(canceller: Canceller, near: np.ndarray, far: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Like cancel(), giving both of a canceller's outputs: for voice detection, and the words (the same
     signal, but for the dual canceller)."""
     out = np.zeros(len(near), dtype=np.int16)
-    words = out if not hasattr(canceller, "words") else np.zeros(len(near), dtype=np.int16)
+    words = np.zeros(len(near), dtype=np.int16) if canceller.two_outputs else out
     far = np.concatenate([far, np.zeros(max(0, len(near) - len(far)), dtype=np.int16)])
     for i in range(0, len(near) - BLOCK + 1, BLOCK):
         out[i : i + BLOCK] = canceller.process(near[i : i + BLOCK], far[i : i + BLOCK])
@@ -343,19 +356,12 @@ class EchoStats:
         return float(10 * np.log10(self.mic / self.out))
 
 
-@dataclass(frozen=True)
-class CancelledFrame(Frame):
-    """A frame from the echo canceller, with what it knows of the speaker's part in it."""
-
-    near: bool = False  # it holds a sound the speaker cannot explain (EchoPath): someone in the room
-
-
 class EchoCancelledSource:
     """A microphone source whose frames have the speaker's echo removed. Needs a timed source (frames with their
     capture time); everything else passes through. Its frames say which hold a sound the speaker cannot explain
-    (:class:`CancelledFrame`)."""
+    (``Frame.near``)."""
 
-    def __init__(self, source: "Source", far_end: FarEnd, canceller: Any) -> None:
+    def __init__(self, source: "Source", far_end: FarEnd, canceller: Canceller) -> None:
         self.source, self.far_end, self.canceller = source, far_end, canceller
         self.frame_ms = source.frame_ms
         self.realtime = source.realtime
@@ -444,7 +450,7 @@ class EchoCancelledSource:
             else:
                 out = gate(out, near)  # for voice detection only: the words are not gated
                 detect = out.astype("<i2").tobytes()
-        return CancelledFrame(words.astype("<i2").tobytes(), captured_at=captured, detect=detect, near=heard)
+        return Frame(words.astype("<i2").tobytes(), captured_at=captured, detect=detect, near=heard)
 
 
 def applies(source: "Source | None", sink: "Sink") -> bool:

@@ -27,6 +27,8 @@ class Frame:
     captured_at: float | None = None  # perf_counter() when it was heard (a live microphone); None: when it is read
     detect: bytes | None = None  # while the speaker plays, what voice detection should judge for the start of speech
     # (an echo canceller's more suppressed output); None: judge ``pcm``
+    near: bool | None = None  # it holds a sound the speaker cannot explain, someone in the room (an echo canceller's
+    # voice.echo.EchoPath); None: not known (no canceller)
 
 
 class Source(Protocol):

@@ -25,7 +25,6 @@ import numpy as np
 from voicechat.voice.vad import UtteranceDropped, Pause, Segmenter, SpeechStarted, Utterance
 from voicechat.voice import events as ev
 from voicechat.voice.barge import BargeIn, BargeTiming
-from voicechat.voice.echo import CancelledFrame
 from voicechat.voice.transcriber import UtteranceText
 
 if TYPE_CHECKING:
@@ -122,7 +121,7 @@ class Listener:
                     self.deliver(UserTurn("voice", audio=audio, speech_end=now, end_detected=now))
                 continue
             answering = self.answering()
-            barge.frame(now, answering, got.near if isinstance(got, CancelledFrame) else None)
+            barge.frame(now, answering, got.near)
             if self.wake is not None and not self._awake(frame, now, answering or seg.active):
                 barge.close()
                 self._forget()
