@@ -6,13 +6,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
+from voicechat.commands import options
 from voicechat.console import handle_errors
 
 if TYPE_CHECKING:
     from voicechat.serve.state import ServerState
 
 HELP = "Serve the assistant: OpenAI-compatible speech, transcription and chat routes, a live voice WebSocket and a web page."
-ENGINES = "Engines and models"
 
 
 @handle_errors
@@ -21,13 +21,13 @@ def serve(
     port: Annotated[Optional[int], typer.Option("--port", "-p", help="Port (default 8000; 0 picks a free one).")] = None,
     api_key: Annotated[Optional[str], typer.Option("--api-key", help="Require this key on every route (or VOICECHAT_SERVE_API_KEY).",
                                                    show_default=False)] = None,
-    stt: Annotated[Optional[str], typer.Option("--stt", help="Speech-to-text engine.", rich_help_panel=ENGINES)] = None,
-    llm: Annotated[Optional[str], typer.Option("--llm", help="Chat engine.", rich_help_panel=ENGINES)] = None,
-    tts: Annotated[Optional[str], typer.Option("--tts", help="Text-to-speech engine.", rich_help_panel=ENGINES)] = None,
-    stt_model: Annotated[Optional[str], typer.Option("--stt-model", help="Whisper model name or directory.", rich_help_panel=ENGINES)] = None,
-    llm_model: Annotated[Optional[str], typer.Option("--llm-model", help="GGUF path, server model, or provider:model.", rich_help_panel=ENGINES)] = None,
-    voice: Annotated[Optional[str], typer.Option("--voice", help="TTS voice.", rich_help_panel=ENGINES)] = None,
-    system: Annotated[Optional[str], typer.Option("--system", help="System prompt of voice sessions.", rich_help_panel=ENGINES)] = None,
+    stt: options.Stt = None,
+    llm: options.Llm = None,
+    tts: options.Tts = None,
+    stt_model: options.SttModel = None,
+    llm_model: options.LlmModel = None,
+    voice: options.Voice = None,
+    system: options.System = None,
     no_log: Annotated[bool, typer.Option("--no-log", help="Keep voice sessions out of the history.")] = False,
     wyoming: Annotated[Optional[str], typer.Option("--wyoming", help="Also speak the Wyoming protocol (Home Assistant) at tcp://HOST:PORT.",
                                                    show_default=False)] = None,
@@ -37,10 +37,8 @@ def serve(
     from voicechat.errors import register_secret
 
     register_secret(api_key)
-    cfg = load_config({
-        "serve.host": host, "serve.port": port, "serve.api_key": api_key, "stt.engine": stt, "llm.engine": llm,
-        "tts.engine": tts, "stt.model": stt_model, "llm.model": llm_model, "tts.voice": voice, "llm.system_prompt": system,
-    })
+    cfg = load_config({"serve.host": host, "serve.port": port, "serve.api_key": api_key,
+                       **options.engine_overrides(stt, llm, tts, stt_model, llm_model, voice, system)})
     from voicechat.errors import VoicechatError
 
     err = err_console()

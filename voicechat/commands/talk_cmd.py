@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
+from voicechat.commands import options
 from voicechat.console import handle_errors
 
 if TYPE_CHECKING:
@@ -20,20 +21,19 @@ if TYPE_CHECKING:
     from voicechat.voice.io import LiveSession
 
 HELP = "Talk with the assistant: it listens, answers aloud as it thinks, and shows the conversation live."
-ENGINES = "Engines and models"
 AUDIO = "Audio"
 SESSION = "Session"
 
 
 @handle_errors
 def talk(
-    stt: Annotated[Optional[str], typer.Option("--stt", help="Speech-to-text engine.", rich_help_panel=ENGINES)] = None,
-    llm: Annotated[Optional[str], typer.Option("--llm", help="Chat engine.", rich_help_panel=ENGINES)] = None,
-    tts: Annotated[Optional[str], typer.Option("--tts", help="Text-to-speech engine.", rich_help_panel=ENGINES)] = None,
-    stt_model: Annotated[Optional[str], typer.Option("--stt-model", help="Whisper model name or directory.", rich_help_panel=ENGINES)] = None,
-    llm_model: Annotated[Optional[str], typer.Option("--llm-model", help="GGUF path, server model, or provider:model.", rich_help_panel=ENGINES)] = None,
-    voice: Annotated[Optional[str], typer.Option("--voice", help="TTS voice.", rich_help_panel=ENGINES)] = None,
-    system: Annotated[Optional[str], typer.Option("--system", help="System prompt.", rich_help_panel=ENGINES)] = None,
+    stt: options.Stt = None,
+    llm: options.Llm = None,
+    tts: options.Tts = None,
+    stt_model: options.SttModel = None,
+    llm_model: options.LlmModel = None,
+    voice: options.Voice = None,
+    system: options.System = None,
     mode: Annotated[Optional[str], typer.Option("--mode", help="vad (voice activity) or ptt (push-to-talk, space bar).", rich_help_panel=AUDIO)] = None,
     barge_in: Annotated[Optional[bool], typer.Option("--barge-in/--no-barge-in", help="Speaking over the assistant stops it.", rich_help_panel=AUDIO)] = None,
     aec: Annotated[Optional[bool], typer.Option("--aec/--no-aec", help="Echo cancellation: the assistant's voice from the speaker is removed from the microphone (for --barge-in on loudspeakers).", rich_help_panel=AUDIO)] = None,
@@ -61,8 +61,7 @@ def talk(
 
     register_secret(api_key)
     cfg = load_config({
-        "stt.engine": stt, "llm.engine": llm, "tts.engine": tts, "stt.model": stt_model, "llm.model": llm_model,
-        "tts.voice": voice, "llm.system_prompt": system, "listen.mode": mode, "listen.barge_in": barge_in,
+        **options.engine_overrides(stt, llm, tts, stt_model, llm_model, voice, system), "listen.mode": mode, "listen.barge_in": barge_in,
         "audio.input_device": input_device, "audio.output_device": output_device, "audio.aec": aec,
         "listen.wake": wake, "serve.api_key": api_key, "tools.enabled": tools,
     })
