@@ -24,9 +24,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import med, speech  # noqa: E402
-from voicechat.voice.echo import cancel_pair, make_canceller  # noqa: E402
-from voicechat.voice.room import erle_db, through_room, to_pcm  # noqa: E402
+from bench.common import med, speech
+from voicechat.voice.echo import cancel_pair, make_canceller
+from voicechat.voice.room import erle_db, through_room, to_pcm
 
 REPLIES = [
     "Paris is the capital of France. It sits on the river Seine and is known for the Eiffel Tower, its museums and its cafes.",
@@ -49,8 +49,8 @@ def rooms(n: int) -> list[tuple[int, float]]:
 def offline(n_rooms: int, warm: int) -> None:
     from faster_whisper import WhisperModel
 
-    from voicechat import models
     from tests.helpers import wer
+    from voicechat import models
 
     whisper = WhisperModel(models.whisper_model(), device="cpu", compute_type="int8")
 
@@ -84,8 +84,10 @@ def offline(n_rooms: int, warm: int) -> None:
             erle[option].append(erle_db(echo[len(before) + 16000 :], only_echo[len(before) + 16000 :]))
             wers[option].append(wer(text, hear(cleaned[spoken])))
         print(f"room {i + 1}: delay {delay} ms, gain {gain:.2f}: " + ", ".join(f"{o} {erle[o][-1]:.1f} dB" for o in OPTIONS), flush=True)
-    print(f"\nsynthetic rooms: {n_rooms} (delay 30-150 ms, gain 0.3-1.0, 60 ms reverb), {seconds:.0f} s of audio, "
-          f"{warm} replies before the measured one")
+    print(
+        f"\nsynthetic rooms: {n_rooms} (delay 30-150 ms, gain 0.3-1.0, 60 ms reverb), {seconds:.0f} s of audio, "
+        f"{warm} replies before the measured one"
+    )
     print("ERLE, dB (median / min):")
     for o in OPTIONS:
         print(f"  {o:14s} {med(erle[o]):6.1f} / {min(erle[o]):6.1f}")

@@ -36,19 +36,29 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from common import BIN, med, speech  # noqa: E402
-from latency import loud_runs  # noqa: E402
-from recording import Recordings  # noqa: E402
+from common import BIN, med, speech
+from latency import loud_runs
+from recording import Recordings
 
-from tests.soundcard import PulseCard  # noqa: E402
+from tests.soundcard import PulseCard
 
 QUESTIONS = [
-    "What is the capital of France?", "How many legs does a spider have?", "Why is the sky blue?",
-    "Where do penguins live?", "What do bees make?", "What is the largest ocean?",
-    "Tell me about the moon.", "How do trains work?", "What is a volcano?", "Why do cats purr?",
+    "What is the capital of France?",
+    "How many legs does a spider have?",
+    "Why is the sky blue?",
+    "Where do penguins live?",
+    "What do bees make?",
+    "What is the largest ocean?",
+    "Tell me about the moon.",
+    "How do trains work?",
+    "What is a volcano?",
+    "Why do cats purr?",
 ]
-STORIES = ["Tell me a long story about a dragon.", "Tell me a long story about a lighthouse keeper.",
-           "Tell me a long story about a lost robot."]
+STORIES = [
+    "Tell me a long story about a dragon.",
+    "Tell me a long story about a lighthouse keeper.",
+    "Tell me a long story about a lost robot.",
+]
 STOPS = ["Stop. What time is it in Tokyo?", "Wait, how tall is Mount Everest?", "Hold on, what is two plus two?"]
 ALONE = ["Stop.", "Wait.", "Stop."]
 VOICES = ("piper", "piper-slow", "piper-fast", "espeak")
@@ -74,6 +84,8 @@ def user_voice(text: str, voice: str) -> np.ndarray:
     import soxr
 
     return soxr.resample(audio, rate, 16000).astype(np.float32)
+
+
 LONG = "Answer every question with a detailed explanation of at least four sentences."
 LLM_ENV = {"VOICECHAT_LLM_TEMPERATURE": "0", "VOICECHAT_LLM_MAX_TOKENS": "100"}
 
@@ -81,8 +93,13 @@ LLM_ENV = {"VOICECHAT_LLM_TEMPERATURE": "0", "VOICECHAT_LLM_MAX_TOKENS": "100"}
 class Talk:
     def __init__(self, env: dict, stderr: Path) -> None:
         self._stderr = open(stderr, "wb")  # (a file, not a pipe nobody reads: a full pipe would stall the talk process)
-        self.proc = subprocess.Popen([str(BIN / "voicechat"), "talk", "--json", "--no-log", "--barge-in", "--system", LONG],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, env=env)
+        self.proc = subprocess.Popen(
+            [str(BIN / "voicechat"), "talk", "--json", "--no-log", "--barge-in", "--system", LONG],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env=env,
+        )
         self.events: list[dict] = []
         self.times: list[float] = []
         self.cv = threading.Condition()
@@ -115,8 +132,14 @@ class Talk:
 
 def run(replies: int, engine: str, workdir: Path, stops_alone: int = 0, phases: str = "ab", voice: str = "piper") -> dict:
     with PulseCard(workdir, room_ms=80, room_volume=0.8) as card:
-        env = {**os.environ, **card.env, **LLM_ENV, "VOICECHAT_AUDIO_AEC_ENGINE": engine,
-               "VOICECHAT_DATA_DIR": str(workdir / "data"), "VOICECHAT_CONFIG_DIR": str(workdir / "cfg")}
+        env = {
+            **os.environ,
+            **card.env,
+            **LLM_ENV,
+            "VOICECHAT_AUDIO_AEC_ENGINE": engine,
+            "VOICECHAT_DATA_DIR": str(workdir / "data"),
+            "VOICECHAT_CONFIG_DIR": str(workdir / "cfg"),
+        }
         rec = Recordings(env, workdir)
         talk = Talk(env, workdir / "talk.stderr")
         if talk.wait(lambda e: e == {"type": "status", "state": "listening"}, 0) is None:
@@ -150,12 +173,18 @@ def run(replies: int, engine: str, workdir: Path, stops_alone: int = 0, phases: 
             asked = talk.wait(lambda e: e["type"] == "user", speaking + 1, 60)
             answered = talk.wait(lambda e: e["type"] == "reply", (asked or speaking) + 1, 120) if asked else None
             talk.wait(lambda e: e == {"type": "status", "state": "listening"}, (answered or speaking) + 1, 60)
-            window = talk.events[speaking:(asked or len(talk.events))]
-            notices = [(e, t) for e, t in zip(window, talk.times[speaking:]) if e["type"] == "notice" and t >= fed]
+            window = talk.events[speaking : (asked or len(talk.events))]
+            notices = [(e, t) for e, t in zip(window, talk.times[speaking:], strict=False) if e["type"] == "notice" and t >= fed]
             stopped = [t - fed for e, t in notices if e["message"].startswith("barge-in")]
-            stops.append({"playing": still, "barge_in": bool(stopped), "notice_s": stopped[0] if stopped else None,
-                          "notices": [e["message"] for e, _ in notices],
-                          "asked": talk.events[asked]["text"] if asked else None})
+            stops.append(
+                {
+                    "playing": still,
+                    "barge_in": bool(stopped),
+                    "notice_s": stopped[0] if stopped else None,
+                    "notices": [e["message"] for e, _ in notices],
+                    "asked": talk.events[asked]["text"] if asked else None,
+                }
+            )
             time.sleep(1.0)
         # C: the user says a stop word alone over a long reply
         alone: list[dict] = []
@@ -173,15 +202,29 @@ def run(replies: int, engine: str, workdir: Path, stops_alone: int = 0, phases: 
             done = talk.wait(lambda e: e["type"] == "reply", speaking, 120)
             talk.wait(lambda e: e == {"type": "status", "state": "listening"}, (done or speaking) + 1, 60)
             notices = [e["message"] for e in talk.events[fed:] if e["type"] == "notice"]
-            alone.append({"said": ALONE[i % len(ALONE)], "playing": still, "notices": notices,
-                          "stopped": done is not None and talk.events[done]["interrupted"]})
+            alone.append(
+                {
+                    "said": ALONE[i % len(ALONE)],
+                    "playing": still,
+                    "notices": notices,
+                    "stopped": done is not None and talk.events[done]["interrupted"],
+                }
+            )
             time.sleep(1.0)
         talk.proc.send_signal(signal.SIGINT)
         talk.proc.wait(60)
         talk._stderr.close()
         mic, speaker, offset = rec.stop()
-    return {"phase_a": phase_a, "events": list(talk.events), "stops": stops, "alone": alone, "mic": mic, "speaker": speaker, "offset": offset,
-            "asked_a": min(replies, len(QUESTIONS))}
+    return {
+        "phase_a": phase_a,
+        "events": list(talk.events),
+        "stops": stops,
+        "alone": alone,
+        "mic": mic,
+        "speaker": speaker,
+        "offset": offset,
+        "asked_a": min(replies, len(QUESTIONS)),
+    }
 
 
 def stop_delays(result: dict, replies: int) -> list[tuple[int, float]]:
@@ -189,7 +232,7 @@ def stop_delays(result: dict, replies: int) -> list[tuple[int, float]]:
     words is still a reply sounding) (the user's runs in phase B alternate long question, stop): its index and
     the time from the user's first word to the speaker falling silent for 300 ms."""
     runs = loud_runs(result["mic"], 16000, min_gap_s=0.8)
-    user_b = runs[result["asked_a"]:]
+    user_b = runs[result["asked_a"] :]
     delays = []
     spk = result["speaker"]
     hop = 480
@@ -227,21 +270,29 @@ def main() -> None:
     users_a = [e for e in a if e["type"] == "user"]
     print(f"engine {args.engine}; room: 80 ms loopback at 80 % volume")
     paused_a = [e for e in a if e["type"] == "notice" and e["message"].startswith(("went on with the reply", "ignored the assistant"))]
-    print(f"A. {r['asked_a']} questions, assistant alone: {len(replies_a)} replies, "
-          f"self-interruptions {sum(1 for e in replies_a if e['interrupted'])}, turns from its own voice {max(0, len(users_a) - r['asked_a'])}, "
-          f"pauses for its own echo (it went on) {len(paused_a)}")
+    print(
+        f"A. {r['asked_a']} questions, assistant alone: {len(replies_a)} replies, "
+        f"self-interruptions {sum(1 for e in replies_a if e['interrupted'])}, turns from its own voice {max(0, len(users_a) - r['asked_a'])}, "
+        f"pauses for its own echo (it went on) {len(paused_a)}"
+    )
     stops = r["stops"]
     playing = [s for s in stops if s["playing"]]
     over = stop_delays(r, args.replies)
     sounding = [stops[k] for k, _ in over]
-    print(f"B. user over the reply {len(stops)} times ({len(playing)} before the reply was complete, {len(sounding)} while "
-          f"it was sounding at the user's first word): barge-ins detected {sum(1 for s in sounding if s['barge_in'])}/{len(sounding)}")
+    print(
+        f"B. user over the reply {len(stops)} times ({len(playing)} before the reply was complete, {len(sounding)} while "
+        f"it was sounding at the user's first word): barge-ins detected {sum(1 for s in sounding if s['barge_in'])}/{len(sounding)}"
+    )
     delays = [d for _, d in over]
     if delays:
-        print(f"   first word -> playback stopped: p50 {med(delays):.2f} s, max {max(delays):.2f} s over {len(delays)} "
-              f"({', '.join(f'{d:.2f}' for d in delays)})")
-    print("   feeding the user's voice -> barge-in notice (in process): " + ", ".join(
-        f"{s['notice_s']:.2f}" if s["notice_s"] is not None else "-" for s in stops))
+        print(
+            f"   first word -> playback stopped: p50 {med(delays):.2f} s, max {max(delays):.2f} s over {len(delays)} "
+            f"({', '.join(f'{d:.2f}' for d in delays)})"
+        )
+    print(
+        "   feeding the user's voice -> barge-in notice (in process): "
+        + ", ".join(f"{s['notice_s']:.2f}" if s["notice_s"] is not None else "-" for s in stops)
+    )
     for s in stops:
         print("   notices: " + " | ".join(s["notices"]))
     print("   heard as the next turn: " + " | ".join(str(s["asked"]) for s in stops))
@@ -249,8 +300,10 @@ def main() -> None:
     print(f"speech over a reply judged the assistant's own voice: {len(own)} times" + (f" (e.g. {own[:3]})" if own else ""))
     alone = [s for s in r["alone"] if s["playing"]]
     if r["alone"]:
-        print(f"C. a stop word alone over the reply ({args.voice}'s voice) {len(r['alone'])} times ({len(alone)} before the "
-              f"reply was complete): stopped {sum(1 for s in alone if s['stopped'])}/{len(alone)}")
+        print(
+            f"C. a stop word alone over the reply ({args.voice}'s voice) {len(r['alone'])} times ({len(alone)} before the "
+            f"reply was complete): stopped {sum(1 for s in alone if s['stopped'])}/{len(alone)}"
+        )
         for s in r["alone"]:
             print(f"   {s['said']!r} {'stopped' if s['stopped'] else 'not stopped'}: " + " | ".join(s["notices"]))
 

@@ -38,16 +38,22 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from common import BIN, med, p95, speech  # noqa: E402
-from recording import Recordings  # noqa: E402
+from common import BIN, med, p95, speech
+from recording import Recordings
 
-from tests.helpers import wer  # noqa: E402
-from tests.soundcard import PulseCard  # noqa: E402
+from tests.helpers import wer
+from tests.soundcard import PulseCard
 
 PLAIN = [
-    "What is the capital of France?", "How many legs does a spider have?", "What colour is the sky?",
-    "Name a fruit that is yellow.", "What is two plus two?", "Where do penguins live?",
-    "What do bees make?", "How many days are in a week?", "What is the largest ocean?",
+    "What is the capital of France?",
+    "How many legs does a spider have?",
+    "What colour is the sky?",
+    "Name a fruit that is yellow.",
+    "What is two plus two?",
+    "Where do penguins live?",
+    "What do bees make?",
+    "How many days are in a week?",
+    "What is the largest ocean?",
     "Which planet is closest to the sun?",
 ]
 # (sentence, number of words before the pause): people pause mid-clause, to think of the next word
@@ -64,11 +70,19 @@ PAUSED = [
     ("Set a timer for ten minutes.", 3),
 ]
 SYSTEM = "You are a friendly voice assistant. Answer in English, in two short plain sentences."
-LLM_ENV = {"VOICECHAT_LLM_TEMPERATURE": "0", "VOICECHAT_LLM_MAX_TOKENS": "32", "VOICECHAT_LLM_SYSTEM_PROMPT": SYSTEM,
-           # every turn sends [system, question] in every pipeline: the budget leaves no room for earlier rounds
-           "VOICECHAT_MEMORY_MAX_CONTEXT_TOKENS": "64"}
-BASELINE_ENV = {"VOICECHAT_TURN_DETECTOR": "silence", "VOICECHAT_TURN_INCREMENTAL": "false",
-                "VOICECHAT_TURN_BEAM_SIZE": "5", "VOICECHAT_TURN_SILERO_FILTER": "true"}
+LLM_ENV = {
+    "VOICECHAT_LLM_TEMPERATURE": "0",
+    "VOICECHAT_LLM_MAX_TOKENS": "32",
+    "VOICECHAT_LLM_SYSTEM_PROMPT": SYSTEM,
+    # every turn sends [system, question] in every pipeline: the budget leaves no room for earlier rounds
+    "VOICECHAT_MEMORY_MAX_CONTEXT_TOKENS": "64",
+}
+BASELINE_ENV = {
+    "VOICECHAT_TURN_DETECTOR": "silence",
+    "VOICECHAT_TURN_INCREMENTAL": "false",
+    "VOICECHAT_TURN_BEAM_SIZE": "5",
+    "VOICECHAT_TURN_SILERO_FILTER": "true",
+}
 RATE = 16000
 
 
@@ -97,13 +111,17 @@ def build(plain: int, paused: int, gap: float) -> tuple[np.ndarray, list[dict]]:
         items.append({"text": q, "audio": speech(q), "paused": False})
     for i, (q, split) in enumerate(PAUSED[:paused]):
         pause = 0.4 + 0.3 * i / max(1, paused - 1)
-        items.append({"text": q, "audio": paused_speech(q, split, pause, whisper), "paused": True, "pause_s": round(pause, 2),
-                      "split": split})
+        items.append(
+            {"text": q, "audio": paused_speech(q, split, pause, whisper), "paused": True, "pause_s": round(pause, 2), "split": split}
+        )
     order = rng.permutation(len(items))
     items = [items[i] for i in order]
     parts = [np.zeros(int(RATE * 1.0), np.float32)]
-    noise = [("noise", (rng.standard_normal(RATE * 2) * 0.01).astype(np.float32)),
-             ("cough", np.concatenate([(rng.standard_normal(2400) * 0.4).astype(np.float32)])), ("silence", np.zeros(RATE * 3, np.float32))]
+    noise = [
+        ("noise", (rng.standard_normal(RATE * 2) * 0.01).astype(np.float32)),
+        ("cough", np.concatenate([(rng.standard_normal(2400) * 0.4).astype(np.float32)])),
+        ("silence", np.zeros(RATE * 3, np.float32)),
+    ]
     for i, item in enumerate(items):
         parts += [item["audio"], np.zeros(int(RATE * gap), np.float32)]
         if i in (2, 6, 10) and noise:
@@ -112,8 +130,9 @@ def build(plain: int, paused: int, gap: float) -> tuple[np.ndarray, list[dict]]:
     return np.concatenate(parts), items
 
 
-def loud_runs(audio: np.ndarray, rate: int, floor_db: float = -45.0, min_gap_s: float = 1.2,
-              min_len_s: float = 0.0) -> list[tuple[float, float]]:
+def loud_runs(
+    audio: np.ndarray, rate: int, floor_db: float = -45.0, min_gap_s: float = 1.2, min_len_s: float = 0.0
+) -> list[tuple[float, float]]:
     """(start, end) seconds of sound, joining runs separated by less than min_gap_s of quiet."""
     hop = rate // 100
     n = len(audio) // hop
@@ -137,11 +156,22 @@ def run_talk(conv: np.ndarray, env_extra: dict, workdir: Path) -> dict:
     Each recording starts at its own moment; a click played into both sinks at once (through a
     combined sink) before talk starts gives the offset between them."""
     with PulseCard(workdir) as card:
-        env = {**os.environ, **card.env, **LLM_ENV, **env_extra,
-               "VOICECHAT_DATA_DIR": str(workdir / "data"), "VOICECHAT_CONFIG_DIR": str(workdir / "cfg")}
+        env = {
+            **os.environ,
+            **card.env,
+            **LLM_ENV,
+            **env_extra,
+            "VOICECHAT_DATA_DIR": str(workdir / "data"),
+            "VOICECHAT_CONFIG_DIR": str(workdir / "cfg"),
+        }
         rec = Recordings(env, workdir, RATE)
-        proc = subprocess.Popen([str(BIN / "voicechat"), "talk", "--json", "--no-log"], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        proc = subprocess.Popen(
+            [str(BIN / "voicechat"), "talk", "--json", "--no-log"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
         events: list[dict] = []
         listening = threading.Event()
 
@@ -182,7 +212,7 @@ def paused_counts(users: list[str], items: list[dict]) -> tuple[int, int, int, l
         scores = []
         for k, i in enumerate(items):
             w = words(i["text"])
-            parts = [w] + ([w[: i["split"]], w[i["split"]:]] if i["paused"] else [])
+            parts = [w] + ([w[: i["split"]], w[i["split"] :]] if i["paused"] else [])
             scores.append((min(wer(" ".join(p), u) for p in parts), k))
         best, k = min(scores)
         if best <= 0.6:
@@ -194,7 +224,7 @@ def paused_counts(users: list[str], items: list[dict]) -> tuple[int, int, int, l
         if not i["paused"]:
             continue
         w = words(i["text"])
-        first, second = w[: i["split"]], w[i["split"]:]
+        first, second = w[: i["split"]], w[i["split"] :]
         got = assigned[k]
         said = words(got[0]) if len(got) == 1 else []
         whole = bool(said) and all(sum(x in said for x in part) >= 0.5 * len(part) for part in (first, second))
@@ -221,14 +251,35 @@ def analyse(result: dict, items: list[dict]) -> dict:
     pairs = [(i["text"], " ".join(assigned[k])) for k, i in enumerate(items) if not i["paused"]]
     ref = " ".join(r for r, _ in pairs)
     hyp = " ".join(h for _, h in pairs)
-    share = {k: med([s[k] for s in stats if k in s] or [float("nan")])
-             for k in ("endpoint", "stt", "transcript", "first_token", "first_chunk", "first_audio")}
+    share = {
+        k: med([s[k] for s in stats if k in s] or [float("nan")])
+        for k in ("endpoint", "stt", "transcript", "first_token", "first_chunk", "first_audio")
+    }
     if os.environ.get("BENCH_DEBUG"):
-        print("    questions:", [i["text"] for i in items], "\n    turns:", users, "\n    ends:", [round(e, 2) for e in ends],
-              "\n    reply starts:", [round(x, 2) for x in starts], flush=True)
-    return {"turns": len(users), "noise": noise, "split": split, "early": early, "v2v": v2v, "share": share,
-            "wer": wer(ref, hyp), "paused_whole": kept, "paused": sum(i["paused"] for i in items),
-            "internal_v2v": [s["voice_to_voice"] for s in stats if "voice_to_voice" in s], "offset": result["offset"]}
+        print(
+            "    questions:",
+            [i["text"] for i in items],
+            "\n    turns:",
+            users,
+            "\n    ends:",
+            [round(e, 2) for e in ends],
+            "\n    reply starts:",
+            [round(x, 2) for x in starts],
+            flush=True,
+        )
+    return {
+        "turns": len(users),
+        "noise": noise,
+        "split": split,
+        "early": early,
+        "v2v": v2v,
+        "share": share,
+        "wer": wer(ref, hyp),
+        "paused_whole": kept,
+        "paused": sum(i["paused"] for i in items),
+        "internal_v2v": [s["voice_to_voice"] for s in stats if "voice_to_voice" in s],
+        "offset": result["offset"],
+    }
 
 
 def naive(items: list[dict]) -> list[float]:
@@ -261,13 +312,25 @@ def peak_rss(tmp: Path, conv: np.ndarray) -> float:
 
     short = tmp / "short.wav"
     sf.write(str(short), conv[: RATE * 40], RATE)
-    env = {**os.environ, **LLM_ENV, "ALSA_CONFIG_PATH": "/usr/share/alsa/alsa.conf", "VOICECHAT_DATA_DIR": str(tmp / "rss"),
-           "VOICECHAT_CONFIG_DIR": str(tmp / "rss-cfg")}
-    wrapper = ("import resource, subprocess, sys\n"
-               "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
-               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-    out = subprocess.run([sys.executable, "-c", wrapper, str(BIN / "voicechat"), "talk", "--input", str(short),
-                          "--output", str(tmp / "r.wav"), "--no-log"], check=True, capture_output=True, text=True, env=env)
+    env = {
+        **os.environ,
+        **LLM_ENV,
+        "ALSA_CONFIG_PATH": "/usr/share/alsa/alsa.conf",
+        "VOICECHAT_DATA_DIR": str(tmp / "rss"),
+        "VOICECHAT_CONFIG_DIR": str(tmp / "rss-cfg"),
+    }
+    wrapper = (
+        "import resource, subprocess, sys\n"
+        "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", wrapper, str(BIN / "voicechat"), "talk", "--input", str(short), "--output", str(tmp / "r.wav"), "--no-log"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     return int(out.stdout.strip()) / 1024
 
 
@@ -277,15 +340,21 @@ def show(name: str, runs: list[dict]) -> None:
     s = {k: med([r["share"][k] for r in runs]) for k in runs[0]["share"]}
     offsets = ", ".join(f"{r['offset'] * 1000:.0f}" for r in runs)
     print(f"  {name}")
-    print(f"    voice to voice, heard (mic end of speech -> first speaker sample): p50 {med(v):.2f} s  p95 {p95(v):.2f} s"
-          f"  (n={len(v)}; clock offset between the recordings {offsets} ms)")
-    print(f"    talk's own turn_stats, p50: end of turn {s['endpoint']:.2f} s after end of speech; transcript {s['transcript']:.2f} s"
-          f" after end of speech ({s['stt']:.2f} s after end of turn); first token {s['first_token']:.2f} s; first chunk"
-          f" {s['first_chunk']:.2f} s and first audio {s['first_audio']:.2f} s after end of turn; voice to voice {med(iv):.2f} s")
+    print(
+        f"    voice to voice, heard (mic end of speech -> first speaker sample): p50 {med(v):.2f} s  p95 {p95(v):.2f} s"
+        f"  (n={len(v)}; clock offset between the recordings {offsets} ms)"
+    )
+    print(
+        f"    talk's own turn_stats, p50: end of turn {s['endpoint']:.2f} s after end of speech; transcript {s['transcript']:.2f} s"
+        f" after end of speech ({s['stt']:.2f} s after end of turn); first token {s['first_token']:.2f} s; first chunk"
+        f" {s['first_chunk']:.2f} s and first audio {s['first_audio']:.2f} s after end of turn; voice to voice {med(iv):.2f} s"
+    )
     for i, r in enumerate(runs):
-        print(f"    run {i + 1}: {r['turns']} turns; paused questions kept whole {r['paused_whole']}/{r['paused']}, cut {r['split']};"
-              f" replies that began before the question ended {r['early']}; turns from noise/cough/silence {r['noise']};"
-              f" transcript WER on the questions without a pause {100 * r['wer']:.1f} %")
+        print(
+            f"    run {i + 1}: {r['turns']} turns; paused questions kept whole {r['paused_whole']}/{r['paused']}, cut {r['split']};"
+            f" replies that began before the question ended {r['early']}; turns from noise/cough/silence {r['noise']};"
+            f" transcript WER on the questions without a pause {100 * r['wer']:.1f} %"
+        )
 
 
 def main() -> None:
@@ -298,8 +367,10 @@ def main() -> None:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="vc-latency-"))
     conv, items = build(args.plain, args.paused, args.gap)
-    print(f"conversation: {len(items)} questions ({sum(i['paused'] for i in items)} with a mid-sentence pause of 0.40-0.70 s),"
-          f" a noise burst, a cough and silence; {len(conv) / RATE:.0f} s played in real time per pipeline")
+    print(
+        f"conversation: {len(items)} questions ({sum(i['paused'] for i in items)} with a mid-sentence pause of 0.40-0.70 s),"
+        f" a noise burst, a cough and silence; {len(conv) / RATE:.0f} s played in real time per pipeline"
+    )
     a, b = [], []
     for r in range(args.rounds):
         a.append(analyse(run_talk(conv, {}, tmp / f"a{r}"), items))
@@ -310,8 +381,10 @@ def main() -> None:
     print(f"  ratio (a)/(b) voice to voice p50 {med(va) / med(vb):.2f}   (goal <= 0.6)")
     if not args.skip_naive:
         n = naive(items)
-        print(f"  (c) naive sequential, in process: end of speech -> whole reply synthesized p50 {med(n):.2f} s  p95 {p95(n):.2f} s;"
-              f"  ratio (a)/(c) {med(va) / med(n):.2f}")
+        print(
+            f"  (c) naive sequential, in process: end of speech -> whole reply synthesized p50 {med(n):.2f} s  p95 {p95(n):.2f} s;"
+            f"  ratio (a)/(c) {med(va) / med(n):.2f}"
+        )
     print(f"  peak RSS of `voicechat talk` (default engines, 40 s of conversation): {peak_rss(tmp, conv):.0f} MB   (goal <= 800)")
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import med  # noqa: E402
+from common import med
 
 PROMPTS = ["What is the capital of France?", "Give me a tip for sleeping better.", "Describe the sea in two sentences."]
 SYSTEM = "You are a helpful assistant."
@@ -37,8 +37,14 @@ def main() -> None:
 
     cfg = resolve(overrides={"llm.threads": args.threads, "llm.temperature": 0.0, "llm.max_tokens": args.max_tokens})
     engine = registry.create("llm", cfg)
-    raw = llama_cpp.Llama(model_path=models.smollm2_gguf(), n_ctx=cfg.llm.context_size, n_threads=args.threads,
-                          n_threads_batch=args.threads, n_gpu_layers=0, verbose=False)
+    raw = llama_cpp.Llama(
+        model_path=models.smollm2_gguf(),
+        n_ctx=cfg.llm.context_size,
+        n_threads=args.threads,
+        n_threads_batch=args.threads,
+        n_gpu_layers=0,
+        verbose=False,
+    )
 
     def run_engine(prompt: str) -> tuple[float, float, int]:
         t = time.perf_counter()
@@ -52,8 +58,12 @@ def main() -> None:
     def run_raw(prompt: str) -> tuple[float, float, int]:
         t = time.perf_counter()
         first, n = None, 0
-        for chunk in raw.create_chat_completion(messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}],
-                                                stream=True, temperature=0.0, max_tokens=args.max_tokens):
+        for chunk in raw.create_chat_completion(
+            messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}],
+            stream=True,
+            temperature=0.0,
+            max_tokens=args.max_tokens,
+        ):
             if chunk["choices"][0]["delta"].get("content"):
                 n += 1
                 first = first or time.perf_counter() - t
@@ -72,7 +82,9 @@ def main() -> None:
         return ttft, tps
 
     (vt, vs), (rt, rs) = stats(res["voicechat"]), stats(res["raw"])
-    print(f"SmolLM2-135M Q4_1, {args.threads} threads, temperature 0, {args.runs} x {len(PROMPTS)} prompts alternated, medians ({os.cpu_count()} cores)")
+    print(
+        f"SmolLM2-135M Q4_1, {args.threads} threads, temperature 0, {args.runs} x {len(PROMPTS)} prompts alternated, medians ({os.cpu_count()} cores)"
+    )
     print(f"  raw llama_cpp      first token {rt * 1000:6.1f} ms   {rs:6.1f} tok/s")
     print(f"  voicechat engine   first token {vt * 1000:6.1f} ms   {vs:6.1f} tok/s")
     print(f"  overhead           first token {100 * (vt / rt - 1):+5.1f} %   throughput {100 * (1 - vs / rs):+5.1f} %   (goal <= 10 %)")

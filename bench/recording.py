@@ -33,15 +33,33 @@ class Recordings:
         self.files = {}
         for name, device, rate in (("mic", "vc_micfeed.monitor", mic_rate), ("speaker", "vc_speaker.monitor", SPEAKER_RATE)):
             self.files[name] = open(workdir / f"{name}.raw", "wb")
-            self.procs[name] = subprocess.Popen(["parec", f"--device={device}", "--format=s16le", f"--rate={rate}",
-                                                 "--channels=1", "--latency-msec=20"], stdout=self.files[name], env=env)
+            self.procs[name] = subprocess.Popen(
+                ["parec", f"--device={device}", "--format=s16le", f"--rate={rate}", "--channels=1", "--latency-msec=20"],
+                stdout=self.files[name],
+                env=env,
+            )
         time.sleep(0.5)
-        module = subprocess.run(["pactl", "load-module", "module-combine-sink", "sink_name=vc_both",
-                                 "slaves=vc_speaker,vc_micfeed", "channels=1", f"rate={SPEAKER_RATE}"],
-                                env=env, capture_output=True, text=True, check=True).stdout.strip()
+        module = subprocess.run(
+            [
+                "pactl",
+                "load-module",
+                "module-combine-sink",
+                "sink_name=vc_both",
+                "slaves=vc_speaker,vc_micfeed",
+                "channels=1",
+                f"rate={SPEAKER_RATE}",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         click = np.concatenate([np.zeros(4800), 0.8 * np.sin(2 * np.pi * 1000 * np.arange(960) / SPEAKER_RATE), np.zeros(9600)])
-        player = subprocess.Popen(["pacat", "--playback", "--device=vc_both", "--format=s16le", f"--rate={SPEAKER_RATE}",
-                                   "--channels=1"], stdin=subprocess.PIPE, env=env)
+        player = subprocess.Popen(
+            ["pacat", "--playback", "--device=vc_both", "--format=s16le", f"--rate={SPEAKER_RATE}", "--channels=1"],
+            stdin=subprocess.PIPE,
+            env=env,
+        )
         player.communicate((click * 32767).astype("<i2").tobytes())
         time.sleep(0.5)
         subprocess.run(["pactl", "unload-module", module], env=env, check=True)
@@ -51,8 +69,7 @@ class Recordings:
             proc.terminate()
             proc.wait(5)
             self.files[name].close()
-        raw = {n: np.frombuffer((self.workdir / f"{n}.raw").read_bytes(), "<i2").astype(np.float32) / 32768.0
-               for n in self.procs}
+        raw = {n: np.frombuffer((self.workdir / f"{n}.raw").read_bytes(), "<i2").astype(np.float32) / 32768.0 for n in self.procs}
         t_mic, t_spk = click_at(raw["mic"], self.mic_rate), click_at(raw["speaker"], SPEAKER_RATE)
         raw["mic"][: int(self.mic_rate * (t_mic + 0.1))] = 0  # blank the click itself
         raw["speaker"][: int(SPEAKER_RATE * (t_spk + 0.1))] = 0

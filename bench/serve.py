@@ -31,9 +31,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import BIN, PARAGRAPH, med, p95, speech  # noqa: E402
-from tests.serveproc import ServeProcess  # noqa: E402
-from tests.voiceclient import VoiceClient  # noqa: E402
+from bench.common import BIN, PARAGRAPH, med, p95, speech
+from tests.serveproc import ServeProcess
+from tests.voiceclient import VoiceClient
 
 QUESTION = "What is the capital of France?"
 SAY = "Good morning. The weather today is mild, with a light breeze from the west and a few clouds."
@@ -115,8 +115,12 @@ def local_talk(question_wav: Path, rounds: int, env: dict) -> list[float]:
     out = []
     for _ in range(rounds):
         with tempfile.TemporaryDirectory() as d:
-            r = subprocess.run([str(BIN / "voicechat"), "talk", "--input", str(question_wav), "--output", f"{d}/a.wav", "--json", "--no-log"],
-                               capture_output=True, env=env, timeout=300)
+            r = subprocess.run(
+                [str(BIN / "voicechat"), "talk", "--input", str(question_wav), "--output", f"{d}/a.wav", "--json", "--no-log"],
+                capture_output=True,
+                env=env,
+                timeout=300,
+            )
         stats = [json.loads(line) for line in r.stdout.decode().splitlines() if '"turn_stats"' in line]
         if stats:
             out.append(stats[0]["latency"]["voice_to_voice"])
@@ -159,8 +163,15 @@ def load(server: ServeProcess, clip: Path, clients: int, per_client: int, route:
         t.join()
     wall = time.perf_counter() - start
     ok = codes.get(200, 0)
-    return {"clients": clients, "route": route, "ok_per_s": ok / wall, "p50": med(lat) if lat else None, "p95": p95(lat) if lat else None,
-            "codes": codes, "alive": server.status("/healthz") == 200}
+    return {
+        "clients": clients,
+        "route": route,
+        "ok_per_s": ok / wall,
+        "p50": med(lat) if lat else None,
+        "p95": p95(lat) if lat else None,
+        "codes": codes,
+        "alive": server.status("/healthz") == 200,
+    }
 
 
 def vm_hwm(pid: int) -> float:
@@ -177,8 +188,14 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=4, help="requests per client in the load test")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
-    env = {**os.environ, "VOICECHAT_CONFIG_DIR": str(work / "cfg"), "VOICECHAT_DATA_DIR": str(work / "data"),
-           "VOICECHAT_LLM_TEMPERATURE": "0", "VOICECHAT_LLM_MAX_TOKENS": "48", "HF_HUB_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "VOICECHAT_CONFIG_DIR": str(work / "cfg"),
+        "VOICECHAT_DATA_DIR": str(work / "data"),
+        "VOICECHAT_LLM_TEMPERATURE": "0",
+        "VOICECHAT_LLM_MAX_TOKENS": "48",
+        "HF_HUB_OFFLINE": "1",
+    }
     os.environ.update({k: v for k, v in env.items() if k.startswith(("VOICECHAT_", "HF_"))})
     para = speech(PARAGRAPH)
     long_audio = np.concatenate([para, np.zeros(8000, dtype=np.float32)])
@@ -186,7 +203,9 @@ def main() -> None:
         long_audio = np.concatenate([long_audio, para])
     long_wav = write(work / "long.wav", long_audio[: 30 * 16000])
     question = speech(QUESTION)
-    question_wav = write(work / "question.wav", np.concatenate([np.zeros(8000, dtype=np.float32), question, np.zeros(16000 * 3, dtype=np.float32)]))
+    question_wav = write(
+        work / "question.wav", np.concatenate([np.zeros(8000, dtype=np.float32), question, np.zeros(16000 * 3, dtype=np.float32)])
+    )
     clip = write(work / "clip.wav", np.concatenate([question, np.zeros(8000, dtype=np.float32)]))
 
     print("== one client: the server against the same work in process (alternating, round by round) ==")
@@ -204,21 +223,27 @@ def main() -> None:
             for r in range(args.rounds):  # who goes first alternates; a pause lets the other's threads stop spinning
                 jobs = [("t_local", lambda: local.transcribe(long_wav)), ("t_http", lambda: http_transcribe(http, long_wav))]
                 jobs += [("s_local", lambda: local.first_speech(SAY)), ("s_http", lambda: http_first_speech(http, SAY))] * 3
-                for key, job in (jobs if r % 2 == 0 else jobs[::-1]):
+                for key, job in jobs if r % 2 == 0 else jobs[::-1]:
                     time.sleep(0.5)
                     times[key].append(job())
                 talk += local_talk(question_wav, 1, env)
                 a, b = ws_turn(server, question, 1)
                 ws_server += a
                 ws_client += b
-        rows = [("transcribe 30 s file", times["t_local"], times["t_http"]),
-                ("first speech byte", times["s_local"], times["s_http"]),
-                ("voice turn (voice-to-voice)", talk, ws_server)]
+        rows = [
+            ("transcribe 30 s file", times["t_local"], times["t_http"]),
+            ("first speech byte", times["s_local"], times["s_http"]),
+            ("voice turn (voice-to-voice)", talk, ws_server),
+        ]
         print(f"{'':32s} {'in process':>11s} {'server':>9s} {'ratio':>7s}")
         for name, a, b in rows:
-            print(f"{name:32s} {med(a):10.3f}s {med(b):8.3f}s {med(b) / med(a):7.2f}x   samples {[round(x, 3) for x in a]} vs {[round(x, 3) for x in b]}")
+            print(
+                f"{name:32s} {med(a):10.3f}s {med(b):8.3f}s {med(b) / med(a):7.2f}x   samples {[round(x, 3) for x in a]} vs {[round(x, 3) for x in b]}"
+            )
         if ws_client:
-            print(f"{'  websocket, client side':32s} {'':11s} {med(ws_client):8.3f}s  (last speech sample sent -> first reply audio received)")
+            print(
+                f"{'  websocket, client side':32s} {'':11s} {med(ws_client):8.3f}s  (last speech sample sent -> first reply audio received)"
+            )
         print("\n== concurrent clients (serve.max_active 2, serve.max_queued 4) ==")
         print(f"{'route':11s} {'clients':>7s} {'ok/s':>6s} {'p50':>7s} {'p95':>7s}  statuses            alive")
         for route in ("transcribe", "chat"):

@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from common import BIN, PARAGRAPH, alternate, ensure_out, med  # noqa: E402
+from common import BIN, PARAGRAPH, alternate, ensure_out, med
 
 RAW = (
     "import sys, tiktoken\n"

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from common import med  # noqa: E402
+from common import med
 
 QUESTIONS = {"calculator": "What is 12 times 7?", "wikipedia": "Who was Ada Lovelace?"}
 SYSTEM = "You are a helpful assistant."
@@ -40,14 +40,21 @@ def main() -> None:
     from tests.mediawiki import MediaWikiServer
     from voicechat import tokens
     from voicechat.config import resolve
+    from voicechat.conversation.chat import Conversation
     from voicechat.engines import llama_tools, registry
     from voicechat.engines.base import Message
-    from voicechat.conversation.chat import Conversation
     from voicechat.tools.box import build
 
     with MediaWikiServer() as wiki:
-        base = {"llm.threads": args.threads, "llm.temperature": 0.0, "llm.max_tokens": args.max_tokens, "llm.system_prompt": SYSTEM,
-                "tools.wikipedia_url": wiki.url, "tools.max_calls": 1, "history.enabled": False}
+        base = {
+            "llm.threads": args.threads,
+            "llm.temperature": 0.0,
+            "llm.max_tokens": args.max_tokens,
+            "llm.system_prompt": SYSTEM,
+            "tools.wikipedia_url": wiki.url,
+            "tools.max_calls": 1,
+            "history.enabled": False,
+        }
         llm = registry.create("llm", resolve(overrides=base))
         configs = {
             "none": resolve(overrides=base),
@@ -75,16 +82,20 @@ def main() -> None:
                 for kind in ("none", tool):
                     rows.setdefault(f"{kind}:{tool}", []).append(turn(kind, QUESTIONS[tool]))
 
-        print(f"SmolLM2-135M Q4_1 in process, {args.threads} threads, temperature 0, max_tokens {args.max_tokens}, "
-              f"{args.runs} runs alternated, medians ({os.cpu_count()} cores)")
+        print(
+            f"SmolLM2-135M Q4_1 in process, {args.threads} threads, temperature 0, max_tokens {args.max_tokens}, "
+            f"{args.runs} runs alternated, medians ({os.cpu_count()} cores)"
+        )
         for tool in ("calculator", "wikipedia"):
             plain, used = rows[f"none:{tool}"], rows[f"{tool}:{tool}"]
             t0, t1 = med([r[0] for r in plain]), med([r[0] for r in used])
             run_tool = med([r[1] for r in used])
-            print(f"  {tool:<10} turn without tools {t0:6.3f} s   with one call {t1:6.3f} s   added {t1 - t0:+6.3f} s  "
-                  f"ratio {t1 / t0:5.2f}x   (the tool itself {run_tool * 1000:7.2f} ms; "
-                  f"tokens in+out {med([r[2] for r in plain]):.0f}+{med([r[3] for r in plain]):.0f} -> "
-                  f"{med([r[2] for r in used]):.0f}+{med([r[3] for r in used]):.0f})")
+            print(
+                f"  {tool:<10} turn without tools {t0:6.3f} s   with one call {t1:6.3f} s   added {t1 - t0:+6.3f} s  "
+                f"ratio {t1 / t0:5.2f}x   (the tool itself {run_tool * 1000:7.2f} ms; "
+                f"tokens in+out {med([r[2] for r in plain]):.0f}+{med([r[3] for r in plain]):.0f} -> "
+                f"{med([r[2] for r in used]):.0f}+{med([r[3] for r in used]):.0f})"
+            )
 
         specs = build(resolve(overrides={**base, "tools.enabled": True}), print).specs()  # the default set of built-ins
         messages = [Message("system", SYSTEM), Message("user", QUESTIONS["wikipedia"])]
@@ -94,9 +105,11 @@ def main() -> None:
         enc = "o200k_base"
         listed = tokens.count(json.dumps([s.to_openai() for s in specs]), enc)
         print(f"  tool definitions of the default set ({', '.join(s.name for s in specs)}):")
-        print(f"    llama.cpp prompt   {raw_prompt} tokens without tools -> {with_tools} with them "
-              f"(+{with_tools - raw_prompt}, ratio {with_tools / raw_prompt:.1f}x; the format's own instructions with no tools: "
-              f"{plain_prompt} tokens)")
+        print(
+            f"    llama.cpp prompt   {raw_prompt} tokens without tools -> {with_tools} with them "
+            f"(+{with_tools - raw_prompt}, ratio {with_tools / raw_prompt:.1f}x; the format's own instructions with no tools: "
+            f"{plain_prompt} tokens)"
+        )
         print(f"    OpenAI tools JSON  {listed} tokens ({enc}) sent with every request")
         for box in boxes.values():
             box.close()

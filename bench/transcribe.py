@@ -34,11 +34,11 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-
 from common import BIN, PARAGRAPH, ensure_out, med
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.helpers import normalize_words as words, wer  # noqa: E402
+from tests.helpers import normalize_words as words
+from tests.helpers import wer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -216,7 +216,10 @@ def _bench_short(out: Path, runs: int, stem: str, text: str, baseline_src: str |
     duration = sf.info(str(path)).duration
     baseline = out / "raw_faster_whisper.py"
     baseline.write_text(RAW_FASTER_WHISPER)
-    cmds = {"voicechat": [str(BIN / "voicechat"), "transcribe", str(path)], "raw faster-whisper": [sys.executable, str(baseline), str(path)]}
+    cmds = {
+        "voicechat": [str(BIN / "voicechat"), "transcribe", str(path)],
+        "raw faster-whisper": [sys.executable, str(baseline), str(path)],
+    }
     envs = {name: None for name in cmds}
     if baseline_src:  # the same command with another checkout's code, e.g. before a change
         cmds["voicechat (baseline)"] = cmds["voicechat"]
@@ -230,13 +233,13 @@ def _bench_short(out: Path, runs: int, stem: str, text: str, baseline_src: str |
             secs, _, code = run(cmd, out / "short-stdout.txt", env=envs[name])
             t[name].append(secs)
             errors[name] = 100 * wer(text, (out / "short-stdout.txt").read_text())
-    ratios = [a / b for a, b in zip(t["voicechat"], t["raw faster-whisper"])]
+    ratios = [a / b for a, b in zip(t["voicechat"], t["raw faster-whisper"], strict=True)]
     print(f"\nshort clip: {duration:.1f} s of piper speech, {runs} alternated rounds")
     for name, values in t.items():
         print(f"  {name:22s} {spread(values)} s   WER {errors[name]:.2f} %")
     print(f"  ratio voicechat/raw    median {med(ratios):.3f} (per round {min(ratios):.3f}-{max(ratios):.3f}; goal <= 1.10)")
     if baseline_src:
-        ratios = [a / b for a, b in zip(t["voicechat (baseline)"], t["raw faster-whisper"])]
+        ratios = [a / b for a, b in zip(t["voicechat (baseline)"], t["raw faster-whisper"], strict=True)]
         print(f"  ratio baseline/raw     median {med(ratios):.3f} (per round {min(ratios):.3f}-{max(ratios):.3f})")
 
 
@@ -252,7 +255,10 @@ def bench_long(out: Path, runs: int, minutes: float) -> None:
         "voicechat --batch-size 0": ([str(BIN / "voicechat"), "transcribe", str(path), "--batch-size", "0"], None),
         "voicechat -f srt (words)": ([str(BIN / "voicechat"), "transcribe", str(path), "-f", "txt,srt"], "txt-part"),
         "wct2 (defaults)": (base + ["--output_dir", str(work / "plain")], work / "plain" / (path.stem + ".txt")),
-        "wct2 --batched True": (base + ["--output_dir", str(work / "batched"), "--batched", "True"], work / "batched" / (path.stem + ".txt")),
+        "wct2 --batched True": (
+            base + ["--output_dir", str(work / "batched"), "--batched", "True"],
+            work / "batched" / (path.stem + ".txt"),
+        ),
     }
     times: dict[str, list[float]] = {k: [] for k in cmds}
     rss: dict[str, list[float]] = {k: [] for k in cmds}
@@ -274,10 +280,12 @@ def bench_long(out: Path, runs: int, minutes: float) -> None:
     for name in cmds:
         print(f"  {name:26s} {spread(times[name])} s   WER {med(wers[name]):.2f} %   peak RSS {med(rss[name]):.0f} MB")
     vc, plain, batched = times["voicechat (default)"], times["wct2 (defaults)"], times["wct2 --batched True"]
-    speedup = [p / v for p, v in zip(plain, vc)]
-    vs_batched = [b / v for b, v in zip(batched, vc)]
+    speedup = [p / v for p, v in zip(plain, vc, strict=True)]
+    vs_batched = [b / v for b, v in zip(batched, vc, strict=True)]
     print(f"  speed-up vs wct2 defaults      median {med(speedup):.2f}x (per round {min(speedup):.2f}-{max(speedup):.2f}; goal >= 3.5)")
-    print(f"  speed-up vs wct2 --batched     median {med(vs_batched):.2f}x (per round {min(vs_batched):.2f}-{max(vs_batched):.2f}; goal >= 1.0)")
+    print(
+        f"  speed-up vs wct2 --batched     median {med(vs_batched):.2f}x (per round {min(vs_batched):.2f}-{max(vs_batched):.2f}; goal >= 1.0)"
+    )
     dw = med(wers["voicechat (default)"]) - med(wers["wct2 (defaults)"])
     print(f"  WER voicechat - wct2 defaults  {dw:+.2f} points (goal <= +0.5)")
 
@@ -306,7 +314,7 @@ def bench_sweep(out: Path, runs: int, minutes: float) -> None:
         for _ in range(runs):
             ts.append(timed(clip, 0))
             tb.append(timed(clip, CPU_BATCH_SIZE))
-        ratio = [b / s for s, b in zip(ts, tb)]
+        ratio = [b / s for s, b in zip(ts, tb, strict=True)]
         print(f"  {seconds:4d} s   sequential {spread(ts)}   batched {spread(tb)}   batched/sequential {med(ratio):.2f}", flush=True)
 
 

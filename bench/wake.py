@@ -18,16 +18,27 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import PARAGRAPH, speech  # noqa: E402
-from voicechat.voice.wake import WakeWord  # noqa: E402
+from bench.common import PARAGRAPH, speech
+from voicechat.voice.wake import WakeWord
 
-SPOKEN = {"alexa": "Alexa", "hey_jarvis": "Hey Jarvis", "hey_mycroft": "Hey Mycroft", "hey_rhasspy": "Hey Rhasspy",
-          "okay_nabu": "Okay Nabu"}
+SPOKEN = {
+    "alexa": "Alexa",
+    "hey_jarvis": "Hey Jarvis",
+    "hey_mycroft": "Hey Mycroft",
+    "hey_rhasspy": "Hey Rhasspy",
+    "okay_nabu": "Okay Nabu",
+}
 ESPEAK_VOICES = ["en-us", "en-gb", "en-us+f3", "en-us+m3", "en-gb-scotland", "en-029"]
-SENTENCES = [s.strip() + "." for s in (PARAGRAPH + " Please call Jarvis and Mike tomorrow at noon. Hey, are you there? "
-             "Okay, now put the kettle on. Alexander said the bus was late again. My friend Travis works at the harbour. "
-             "Turn the lights off in the living room. What time does the shop open on Sunday? "
-             "I think we should leave before it rains. Harvest season starts in September.").split(".") if s.strip()]
+SENTENCES = [
+    s.strip() + "."
+    for s in (
+        PARAGRAPH + " Please call Jarvis and Mike tomorrow at noon. Hey, are you there? "
+        "Okay, now put the kettle on. Alexander said the bus was late again. My friend Travis works at the harbour. "
+        "Turn the lights off in the living room. What time does the shop open on Sunday? "
+        "I think we should leave before it rains. Harvest season starts in September."
+    ).split(".")
+    if s.strip()
+]
 
 
 def espeak(text: str, voice: str, wpm: int) -> np.ndarray:
@@ -81,11 +92,12 @@ def main() -> None:
         piper_tries += 1
         piper_woke += hits(detector, np.concatenate([gap, speech(text), gap])) > 0
         detector.reset()
-    print(f"wake word '{args.word}': woke {woke}/{tries} (espeak-ng, {len(ESPEAK_VOICES)} voices x 3 speeds), "
-          f"{piper_woke}/{piper_tries} (piper joe)")
+    print(
+        f"wake word '{args.word}': woke {woke}/{tries} (espeak-ng, {len(ESPEAK_VOICES)} voices x 3 speeds), "
+        f"{piper_woke}/{piper_tries} (piper joe)"
+    )
     # everything else
-    parts = {"other speech (espeak-ng)": [], "other speech (piper)": [], "the assistant's voice (piper)": [],
-             "music-like": [], "noise": []}
+    parts = {"other speech (espeak-ng)": [], "other speech (piper)": [], "the assistant's voice (piper)": [], "music-like": [], "noise": []}
     total = 0.0
     while total < args.minutes * 60 / 2:
         for voice in ESPEAK_VOICES:

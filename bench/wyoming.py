@@ -30,15 +30,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import OUT, PARAGRAPH, med, p95, speech  # noqa: E402
-from tests.helpers import wer  # noqa: E402
-from tests.serveproc import ServeProcess, free_port  # noqa: E402
+from bench.common import OUT, PARAGRAPH, med, p95, speech
+from tests.helpers import wer
+from tests.serveproc import ServeProcess, free_port
 
 SHORT = "Turn on the lights in the living room and set the temperature to twenty one degrees."
-MORE = ("In sports, the home team won the final match by two goals, and the fans celebrated late into the night. "
-        "Traffic on the main roads is light this morning.")
-SAYS = ["Good morning.",
-        "The living room lights are now on, and the heating is set to twenty one degrees. Is there anything else you need?"]
+MORE = (
+    "In sports, the home team won the final match by two goals, and the fans celebrated late into the night. "
+    "Traffic on the main roads is light this morning."
+)
+SAYS = [
+    "Good morning.",
+    "The living room lights are now on, and the heating is set to twenty one degrees. Is there anything else you need?",
+]
 
 
 def venv(name: str, package: str) -> Path:
@@ -85,7 +89,7 @@ async def transcribe(port: int, audio: np.ndarray) -> tuple[str, float]:
         await c.write_event(AudioStart(rate=16000, width=2, channels=1).event())
         start = time.perf_counter()
         for n, i in enumerate(range(0, len(pcm), 2048)):
-            await c.write_event(AudioChunk(rate=16000, width=2, channels=1, audio=pcm[i:i + 2048]).event())
+            await c.write_event(AudioChunk(rate=16000, width=2, channels=1, audio=pcm[i : i + 2048]).event())
             await asyncio.sleep(max(0.0, start + (n + 1) * 1024 / 16000 - time.perf_counter()))
         stopped = time.perf_counter()
         await c.write_event(AudioStop().event())
@@ -146,14 +150,50 @@ def main() -> None:
     ports = {"voicechat": free_port(), "wyoming-faster-whisper": free_port(), "wyoming-piper": free_port()}
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "VOICECHAT_CONFIG_DIR": str(work / "cfg"), "VOICECHAT_DATA_DIR": str(work / "data")}
     procs = [
-        subprocess.Popen([str(wfw), "-m", "wyoming_faster_whisper", "--uri", f"tcp://127.0.0.1:{ports['wyoming-faster-whisper']}",
-                          "--model", whisper_dir, "--data-dir", str(work / "wfw"), "--compute-type", "int8", "--beam-size", "5",
-                          "--language", "en", "--local-files-only"], stdout=subprocess.DEVNULL, stderr=open(work / "wfw.log", "wb"), env=env),
-        subprocess.Popen([str(wp), "-m", "wyoming_piper", "--uri", f"tcp://127.0.0.1:{ports['wyoming-piper']}", "--voice", "en_US-joe-medium",
-                          "--data-dir", str(voices), "--local-files-only"], stdout=subprocess.DEVNULL, stderr=open(work / "wp.log", "wb"), env=env),
+        subprocess.Popen(
+            [
+                str(wfw),
+                "-m",
+                "wyoming_faster_whisper",
+                "--uri",
+                f"tcp://127.0.0.1:{ports['wyoming-faster-whisper']}",
+                "--model",
+                whisper_dir,
+                "--data-dir",
+                str(work / "wfw"),
+                "--compute-type",
+                "int8",
+                "--beam-size",
+                "5",
+                "--language",
+                "en",
+                "--local-files-only",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=open(work / "wfw.log", "wb"),
+            env=env,
+        ),
+        subprocess.Popen(
+            [
+                str(wp),
+                "-m",
+                "wyoming_piper",
+                "--uri",
+                f"tcp://127.0.0.1:{ports['wyoming-piper']}",
+                "--voice",
+                "en_US-joe-medium",
+                "--data-dir",
+                str(voices),
+                "--local-files-only",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=open(work / "wp.log", "wb"),
+            env=env,
+        ),
     ]
-    server = ServeProcess(work / "voicechat", "--wyoming", f"tcp://127.0.0.1:{ports['voicechat']}", env=env,
-                          config="serve:\n  max_sessions: 16\n")
+    server = ServeProcess(
+        work / "voicechat", "--wyoming", f"tcp://127.0.0.1:{ports['voicechat']}", env=env, config="serve:\n  max_sessions: 16\n"
+    )
     try:
         server.start()
         for name in ("wyoming-faster-whisper", "wyoming-piper"):
@@ -167,13 +207,13 @@ def main() -> None:
         tts = {k: {"first0": [], "total0": [], "first1": [], "total1": []} for k in ("voicechat", "wyoming-piper")}
         for r in range(args.rounds):  # each round alternates who goes first; a pause lets the other's threads settle
             for clip, audio, ref in (("short", short, SHORT), ("long", long, long_text)):
-                for name in (list(stt) if r % 2 == 0 else list(stt)[::-1]):
+                for name in list(stt) if r % 2 == 0 else list(stt)[::-1]:
                     time.sleep(0.5)
                     text, latency = asyncio.run(transcribe(ports[name], audio))
                     stt[name][clip].append(latency)
                     stt[name][f"wer_{clip}"].append(wer(ref, text))
             for i, text in enumerate(SAYS):
-                for name in (list(tts) if r % 2 == 0 else list(tts)[::-1]):
+                for name in list(tts) if r % 2 == 0 else list(tts)[::-1]:
                     time.sleep(0.5)
                     first, total = asyncio.run(synthesize(ports[name], text))
                     tts[name][f"first{i}"].append(first)
@@ -184,21 +224,27 @@ def main() -> None:
         for clip, seconds in (("short", len(short) / 16000), ("long", len(long) / 16000)):
             a, b = med(stt["voicechat"][clip]), med(stt["wyoming-faster-whisper"][clip])
             wa, wb = med(stt["voicechat"][f"wer_{clip}"]), med(stt["wyoming-faster-whisper"][f"wer_{clip}"])
-            print(f"{clip + f' ({seconds:.1f} s)':22s} {a * 1000:8.0f}ms {b * 1000:21.0f}ms {a / b:7.2f}x   {wa * 100:.1f}% / {wb * 100:.1f}%")
+            print(
+                f"{clip + f' ({seconds:.1f} s)':22s} {a * 1000:8.0f}ms {b * 1000:21.0f}ms {a / b:7.2f}x   {wa * 100:.1f}% / {wb * 100:.1f}%"
+            )
         print("\n== speech: synthesize -> first audio-chunk / -> audio-stop (medians) ==")
         print(f"{'text':22s} {'voicechat':>10s} {'wyoming-piper':>14s} {'ratio':>7s}")
         for i, text in enumerate(SAYS):
             label = f"{len(text)} chars"
             for what in ("first", "total"):
                 a, b = med(tts["voicechat"][f"{what}{i}"]), med(tts["wyoming-piper"][f"{what}{i}"])
-                print(f"{label + ' ' + what:22s} {a * 1000:8.0f}ms {b * 1000:12.0f}ms {a / b:7.2f}x   "
-                      f"samples {[round(x * 1000) for x in tts['voicechat'][f'{what}{i}']]} vs {[round(x * 1000) for x in tts['wyoming-piper'][f'{what}{i}']]}")
+                print(
+                    f"{label + ' ' + what:22s} {a * 1000:8.0f}ms {b * 1000:12.0f}ms {a / b:7.2f}x   "
+                    f"samples {[round(x * 1000) for x in tts['voicechat'][f'{what}{i}']]} vs {[round(x * 1000) for x in tts['wyoming-piper'][f'{what}{i}']]}"
+                )
         print("\n== several clients at once (short clip, each streamed in real time) ==")
         print(f"{'server':24s} {'clients':>7s} {'p50':>8s} {'p95':>8s} {'errors':>7s}")
         for n in [int(x) for x in args.clients.split(",")]:
             for name in stt:
                 ok, errors = asyncio.run(concurrent(ports[name], short, n))
-                print(f"{name:24s} {n:7d} {med(ok) * 1000 if ok else float('nan'):6.0f}ms {p95(ok) * 1000 if ok else float('nan'):6.0f}ms {errors:7d}")
+                print(
+                    f"{name:24s} {n:7d} {med(ok) * 1000 if ok else float('nan'):6.0f}ms {p95(ok) * 1000 if ok else float('nan'):6.0f}ms {errors:7d}"
+                )
     finally:
         server.stop()
         for p in procs:

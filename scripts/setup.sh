@@ -84,6 +84,13 @@ case "$MODE" in
       "$PY" -m pytest "$@"
       rc=$?
     else
+      log "lint and types: ruff check, ruff format --check, mypy"
+      "$VENV/bin/ruff" check . && "$VENV/bin/ruff" format --check . && "$VENV/bin/mypy"
+      rc=$?
+      if [ "$rc" -ne 0 ]; then
+        echo "error: lint or type check failed (see above); fix it, or run \`$VENV/bin/ruff check --fix . && $VENV/bin/ruff format .\`" >&2
+        exit 1
+      fi
       log "fast tier: the tests that need no model, sound card, server or browser"
       "$PY" -m pytest -m fast -q
       rc=$?

@@ -22,8 +22,11 @@ def render(ports: list[int], listen: int, stats: int | None = None) -> str:
     text = re.sub(r"(?m)^(\s*)bind :\d+", rf"\g<1>bind 127.0.0.1:{listen}", text)
     text = text.replace("global\n", "global\n    log stdout format raw local0 info\n", 1)  # a log for when a test fails
     if stats is not None:  # where the tests ask which replicas the balancer counts as up
-        text = text.replace("frontend voicechat\n", f"frontend stats\n    bind 127.0.0.1:{stats}\n    stats enable\n"
-                                                      "    stats uri /stats\n\nfrontend voicechat\n", 1)
+        text = text.replace(
+            "frontend voicechat\n",
+            f"frontend stats\n    bind 127.0.0.1:{stats}\n    stats enable\n    stats uri /stats\n\nfrontend voicechat\n",
+            1,
+        )
     text = text.replace("defaults\n", "defaults\n    log global\n    option httplog\n", 1)
     head, servers = text.split("    server replica1", 1)[0], ""
     for n, port in enumerate(ports, 1):
@@ -42,7 +45,7 @@ class Balancer:
         self.log = self.workdir / "haproxy.log"
         self.proc: subprocess.Popen | None = None
 
-    def __enter__(self) -> "Balancer":
+    def __enter__(self) -> Balancer:
         self._log = open(self.log, "wb")
         self.proc = subprocess.Popen(["haproxy", "-db", "-f", str(self.config)], stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30

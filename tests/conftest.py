@@ -32,8 +32,7 @@ def isolated_dirs(tmp_path_factory, monkeypatch):
 
 
 # fixtures that bring a model, a sound card, a server or a database: not for the fast tier
-HEAVY_FIXTURES = {"card", "hear", "whisper", "llama_server", "postgres", "history_url", "sentence_wav", "silence_wav",
-                  "speech_dir"}
+HEAVY_FIXTURES = {"card", "hear", "whisper", "llama_server", "postgres", "history_url", "sentence_wav", "silence_wav", "speech_dir"}
 
 
 @pytest.fixture(autouse=True)
@@ -124,9 +123,25 @@ def llama_server():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", models.smollm2_gguf(), "--host", "127.0.0.1", "--port", str(port),
-         "--n_ctx", "2048", "--model_alias", "smollm2", "--n_threads", "2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            models.smollm2_gguf(),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "2048",
+            "--model_alias",
+            "smollm2",
+            "--n_threads",
+            "2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 60
@@ -136,7 +151,7 @@ def llama_server():
             break
         except OSError:
             if proc.poll() is not None:
-                raise RuntimeError("llama.cpp server exited")
+                raise RuntimeError("llama.cpp server exited") from None
             time.sleep(0.2)
     else:
         proc.kill()

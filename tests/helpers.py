@@ -68,7 +68,7 @@ def run_cli(*args: str, input: bytes | None = None, env: dict | None = None, tim
 
 def assert_one_line_error(stderr: str, *needles: str) -> None:
     assert "Traceback" not in stderr, stderr
-    lines = [l for l in stderr.strip().splitlines() if l.startswith("voicechat: error:")]
+    lines = [line for line in stderr.strip().splitlines() if line.startswith("voicechat: error:")]
     assert lines, stderr
     for needle in needles:
-        assert any(needle.lower() in l.lower() for l in lines), (needle, stderr)
+        assert any(needle.lower() in line.lower() for line in lines), (needle, stderr)

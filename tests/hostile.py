@@ -55,7 +55,7 @@ class EchoingServer(OpenAILikeServer):
         super().__init__()
         self._httpd.handle_error = lambda request, address: None  # a client hanging up is not news
 
-    def error(self, h) -> bool:  # type: ignore[override]
+    def error(self, h) -> bool:
         auth = h.headers.get("Authorization", "")
         key = auth.split(" ", 1)[-1]
         if self.mode == "echo401":
@@ -84,8 +84,12 @@ def run_measured(args: list[str], stdin: Path | None = None, env: dict | None = 
 
     The peak is read with RUSAGE_CHILDREN in the wrapper, so it is the command's own, not pytest's.
     """
-    out = subprocess.run([sys.executable, "-c", RSS_WRAPPER, str(stdin) if stdin else "-", *args], capture_output=True,
-                         env={**os.environ, **(env or {})}, timeout=timeout)
+    out = subprocess.run(
+        [sys.executable, "-c", RSS_WRAPPER, str(stdin) if stdin else "-", *args],
+        capture_output=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
     assert out.returncode == 0, out.stderr.decode()
     return json.loads(out.stdout)
 
@@ -100,7 +104,6 @@ def write_text_file(path: Path, megabytes: int) -> Path:
 
 def write_binary_file(path: Path, megabytes: int) -> Path:
     with open(path, "wb") as f:
-        for i in range(megabytes):
+        for _ in range(megabytes):
             f.write(os.urandom(1_000_000))
     return path
-

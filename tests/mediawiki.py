@@ -20,10 +20,10 @@ from tests.servers import LoopbackServer
 
 PAGES = {
     "Ada Lovelace": "Augusta Ada King, Countess of Lovelace (née Byron; 10 December 1815 – 27 November 1852), also known as "
-                    "Ada Lovelace, was an English mathematician and writer chiefly known for her work on Charles Babbage's "
-                    "proposed mechanical general-purpose computer, the Analytical Engine.",
+    "Ada Lovelace, was an English mathematician and writer chiefly known for her work on Charles Babbage's "
+    "proposed mechanical general-purpose computer, the Analytical Engine.",
     "Eiffel Tower": "The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France. It is named "
-                    "after the engineer Gustave Eiffel, whose company designed and built the tower from 1887 to 1889.",
+    "after the engineer Gustave Eiffel, whose company designed and built the tower from 1887 to 1889.",
 }
 
 
@@ -34,8 +34,7 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args: Any) -> None:
         pass
 
-    def _send(self, status: int, body: bytes, content_type: str = "application/json; charset=utf-8",
-              headers: dict | None = None) -> None:
+    def _send(self, status: int, body: bytes, content_type: str = "application/json; charset=utf-8", headers: dict | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -47,7 +46,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):  # the client stopped reading (its size cap)
             pass
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         owner = self.server.owner
         url = urlparse(self.path)
         params = {k: v[-1] for k, v in parse_qs(url.query).items()}
@@ -59,28 +58,59 @@ class _Handler(BaseHTTPRequestHandler):
         if mode == "slow":
             time.sleep(owner.delay)
         if mode == "503":
-            self._send(503, b"<!DOCTYPE html><html><head><title>Wikimedia Error</title></head><body>Our servers are "
-                            b"currently under maintenance or experiencing a technical issue</body></html>", "text/html")
+            self._send(
+                503,
+                b"<!DOCTYPE html><html><head><title>Wikimedia Error</title></head><body>Our servers are "
+                b"currently under maintenance or experiencing a technical issue</body></html>",
+                "text/html",
+            )
             return
         if mode == "notjson":
             self._send(200, b"<html>MediaWiki API help</html>", "text/html")
             return
         if mode == "error":
-            self._json({"error": {"code": "internal_api_error_DBQueryError", "info": "[abc123] Database query error.",
-                                  "docref": "See /w/api.php for API usage."}, "servedby": "mw-api-test"})
+            self._json(
+                {
+                    "error": {
+                        "code": "internal_api_error_DBQueryError",
+                        "info": "[abc123] Database query error.",
+                        "docref": "See /w/api.php for API usage.",
+                    },
+                    "servedby": "mw-api-test",
+                }
+            )
             return
         if mode == "maxlag":
-            self._json({"error": {"code": "maxlag", "info": "Waiting for 10.64.16.8: 7 seconds lagged.", "host": "10.64.16.8",
-                                  "lag": 7, "type": "db", "docref": "See /w/api.php for API usage."}, "servedby": "mw-api-test"},
-                       headers={"Retry-After": "5", "X-Database-Lag": "7"})
+            self._json(
+                {
+                    "error": {
+                        "code": "maxlag",
+                        "info": "Waiting for 10.64.16.8: 7 seconds lagged.",
+                        "host": "10.64.16.8",
+                        "lag": 7,
+                        "type": "db",
+                        "docref": "See /w/api.php for API usage.",
+                    },
+                    "servedby": "mw-api-test",
+                },
+                headers={"Retry-After": "5", "X-Database-Lag": "7"},
+            )
             return
         if mode == "huge":
             page = {"pageid": 1, "ns": 0, "title": "Huge", "index": 1, "extract": "word " * (owner.huge_bytes // 5)}
             self._json({"batchcomplete": True, "query": {"pages": [page]}})
             return
         if params.get("action") != "query" or params.get("generator") != "search" or not params.get("gsrsearch"):
-            self._json({"error": {"code": "missingparam", "info": "The \"gsrsearch\" parameter must be set.",
-                                  "docref": "See /w/api.php for API usage."}, "servedby": "mw-api-test"})
+            self._json(
+                {
+                    "error": {
+                        "code": "missingparam",
+                        "info": 'The "gsrsearch" parameter must be set.',
+                        "docref": "See /w/api.php for API usage.",
+                    },
+                    "servedby": "mw-api-test",
+                }
+            )
             return
         query = params["gsrsearch"].lower()
         found = [t for t in owner.pages if any(w in t.lower() or w in owner.pages[t].lower() for w in query.split())]
@@ -88,9 +118,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._json({"batchcomplete": True})
             return
         title = found[0]
-        page = {"pageid": 1000 + list(owner.pages).index(title), "ns": 0, "title": title, "index": 1,
-                "extract": owner.pages[title], "contentmodel": "wikitext", "pagelanguage": "en", "touched": "2026-11-20T10:00:00Z",
-                "length": 120000, "fullurl": f"https://en.wikipedia.org/wiki/{title.replace(' ', '_')}"}
+        page = {
+            "pageid": 1000 + list(owner.pages).index(title),
+            "ns": 0,
+            "title": title,
+            "index": 1,
+            "extract": owner.pages[title],
+            "contentmodel": "wikitext",
+            "pagelanguage": "en",
+            "touched": "2026-11-20T10:00:00Z",
+            "length": 120000,
+            "fullurl": f"https://en.wikipedia.org/wiki/{title.replace(' ', '_')}",
+        }
         self._json({"batchcomplete": True, "continue": {"gsroffset": 1, "continue": "gsroffset||"}, "query": {"pages": [page]}})
 
     def _json(self, doc: Any, headers: dict | None = None) -> None:

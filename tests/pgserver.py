@@ -47,7 +47,7 @@ class PostgresServer:
             raise RuntimeError(f"{args[0]} failed: {result.stderr or result.stdout}")
         return result.stdout
 
-    def start(self) -> "PostgresServer":
+    def start(self) -> PostgresServer:
         self.socket_dir.mkdir(parents=True)
         if self.as_root:
             shutil.chown(self.root, "postgres", "postgres")
@@ -56,8 +56,20 @@ class PostgresServer:
         pwfile.write_text("postgres-superuser\n")
         if self.as_root:
             shutil.chown(pwfile, "postgres", "postgres")
-        self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--pwfile", str(pwfile),
-                  "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-instructions")
+        self._run(
+            str(self.bin / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--pwfile",
+            str(pwfile),
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--no-instructions",
+        )
         pwfile.unlink()
         opts = f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.socket_dir} -c max_connections=60"
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"), "-o", opts, "-w", "-t", "60", "start")
@@ -66,8 +78,22 @@ class PostgresServer:
 
     def sql(self, statement: str, database: str = "postgres") -> str:
         """Run SQL as the superuser over the unix socket."""
-        return self._run(str(self.bin / "psql"), "-h", str(self.socket_dir), "-p", str(self.port), "-U", "postgres",
-                         "-d", database, "-v", "ON_ERROR_STOP=1", "-At", "-c", statement)
+        return self._run(
+            str(self.bin / "psql"),
+            "-h",
+            str(self.socket_dir),
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-d",
+            database,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-At",
+            "-c",
+            statement,
+        )
 
     def url(self, database: str) -> str:
         return f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{self.port}/{database}"

@@ -38,7 +38,7 @@ class ServeProcess:
         self.proc: subprocess.Popen | None = None
         self.readiness: list[int] = []  # /readyz statuses seen while starting
 
-    def __enter__(self) -> "ServeProcess":
+    def __enter__(self) -> ServeProcess:
         self.start()
         return self
 
@@ -47,8 +47,12 @@ class ServeProcess:
 
     def start(self) -> None:
         self._log = open(self.log, "wb")
-        self.proc = subprocess.Popen([VOICECHAT, "--config", str(self.config), "serve", "--port", str(self.port), *self.args],
-                                     stdout=self._log, stderr=subprocess.STDOUT, env=self.env)
+        self.proc = subprocess.Popen(
+            [VOICECHAT, "--config", str(self.config), "serve", "--port", str(self.port), *self.args],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+        )
         deadline = time.monotonic() + self.ready_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -8,14 +8,14 @@ HTTP, real multipart uploads and real streamed bodies. Error modes (401, 404,
 
 from __future__ import annotations
 
-import io
 import json
 import threading
 import time
+from collections.abc import Callable
 from email.parser import BytesParser
 from email.policy import default as email_policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -39,7 +39,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         owner = self.server.owner
         body = self._body()
         owner.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body})
@@ -51,7 +51,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         route(self, body)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         if self.path.startswith("/v1/models"):
             self.send_json(200, {"object": "list", "data": [{"id": "test-model", "object": "model"}]})
         else:
@@ -129,9 +129,13 @@ class OpenAILikeServer(LoopbackServer):
     def error(self, h: _Handler) -> bool:
         """Answer with the current error mode; return False to fall through to the route."""
         if self.mode == "401":
-            h.send_json(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}})
+            h.send_json(
+                401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}}
+            )
         elif self.mode == "404":
-            h.send_json(404, {"error": {"message": "The model `nope` does not exist", "type": "invalid_request_error", "code": "model_not_found"}})
+            h.send_json(
+                404, {"error": {"message": "The model `nope` does not exist", "type": "invalid_request_error", "code": "model_not_found"}}
+            )
         elif self.mode == "429":
             if self.calls_before_ok > 0:
                 self.calls_before_ok -= 1
@@ -152,12 +156,10 @@ class OpenAILikeServer(LoopbackServer):
     # routes --------------------------------------------------------------------------
     def _transcriptions(self, h: _Handler, body: bytes) -> None:
         fields = _multipart(h.headers.get("Content-Type", ""), body)
-        from faster_whisper import WhisperModel
-
-        from voicechat import models
-        from voicechat.decode import decode
 
         import tempfile
+
+        from voicechat.decode import decode
 
         with tempfile.NamedTemporaryFile(suffix=".wav") as tmp:
             tmp.write(fields["file"])
@@ -165,7 +167,10 @@ class OpenAILikeServer(LoopbackServer):
             audio = decode(tmp.name)
         model = _whisper()
         segments, info = model.transcribe(audio, beam_size=5, language=fields.get("language", b"").decode() or None)
-        segs = [{"id": i, "start": s.start, "end": s.end, "text": s.text, "no_speech_prob": s.no_speech_prob, "avg_logprob": s.avg_logprob} for i, s in enumerate(segments)]
+        segs = [
+            {"id": i, "start": s.start, "end": s.end, "text": s.text, "no_speech_prob": s.no_speech_prob, "avg_logprob": s.avg_logprob}
+            for i, s in enumerate(segments)
+        ]
         text = "".join(s["text"] for s in segs).strip()
         if fields.get("response_format", b"json") == b"verbose_json":
             h.send_json(200, {"task": "transcribe", "language": "english", "duration": info.duration, "text": text, "segments": segs})
@@ -185,8 +190,13 @@ class OpenAILikeServer(LoopbackServer):
         tool_results = [m.get("content") or "" for m in req.get("messages", []) if m.get("role") == "tool"]
         reply = answer.replace("{tool}", tool_results[-1] if tool_results else "")
         if not req.get("stream"):
-            h.send_json(200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": self.reply}}],
-                              "usage": {"prompt_tokens": 10, "completion_tokens": 12, "total_tokens": 22}})
+            h.send_json(
+                200,
+                {
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": self.reply}}],
+                    "usage": {"prompt_tokens": 10, "completion_tokens": 12, "total_tokens": 22},
+                },
+            )
             return
         event = event_stream(h)
         words = reply.split(" ")
@@ -209,7 +219,7 @@ class OpenAILikeServer(LoopbackServer):
         h.wfile.write(b"0\r\n\r\n")
         h.wfile.flush()
 
-    def _stream_calls(self, h: _Handler, req: dict, calls: "ToolCalls") -> None:
+    def _stream_calls(self, h: _Handler, req: dict, calls: ToolCalls) -> None:
         """Tool calls as OpenAI streams them: id, name and empty arguments first, then argument pieces."""
         event = event_stream(h)
 
@@ -256,7 +266,14 @@ class OpenAILikeServer(LoopbackServer):
         if fmt == "wav":  # a streaming WAV header with unknown size, like OpenAI's
             import struct
 
-            chunk(b"RIFF" + struct.pack("<I", 0xFFFFFFFF) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 1, 24000, 48000, 2, 16) + b"data" + struct.pack("<I", 0xFFFFFFFF))
+            chunk(
+                b"RIFF"
+                + struct.pack("<I", 0xFFFFFFFF)
+                + b"WAVEfmt "
+                + struct.pack("<IHHIIHH", 16, 1, 1, 24000, 48000, 2, 16)
+                + b"data"
+                + struct.pack("<I", 0xFFFFFFFF)
+            )
         for c in voice.synthesize(req["input"]):  # one sentence at a time, as it is made
             pcm = soxr.resample(c.audio_float_array, voice.config.sample_rate, 24000)
             chunk((np.clip(pcm, -1, 1) * 32767).astype("<i2").tobytes())

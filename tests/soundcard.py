@@ -117,7 +117,7 @@ class AlsaFileCard(_Environment):
     def clear_speaker(self) -> None:
         self.speaker_file.unlink(missing_ok=True)
 
-    def __enter__(self) -> "AlsaFileCard":
+    def __enter__(self) -> AlsaFileCard:
         self._apply_env()
         return self
 
@@ -180,11 +180,22 @@ class PulseCard(_Environment):
         env.update(self.env)
         return env
 
-    def __enter__(self) -> "PulseCard":
+    def __enter__(self) -> PulseCard:
         self.proc = subprocess.Popen(
-            ["pulseaudio", "-n", "-F", str(self.dir / "default.pa"), "--daemonize=no", "--exit-idle-time=-1",
-             "--disallow-exit", "--use-pid-file=no", "--system=false"],
-            env=self._run_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                "pulseaudio",
+                "-n",
+                "-F",
+                str(self.dir / "default.pa"),
+                "--daemonize=no",
+                "--exit-idle-time=-1",
+                "--disallow-exit",
+                "--use-pid-file=no",
+                "--system=false",
+            ],
+            env=self._run_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -204,8 +215,9 @@ class PulseCard(_Environment):
         for block in listing.split("Sink Input #")[1:]:
             if "vc_echo" in block:
                 index = block.split()[0]
-                subprocess.run(["pactl", "set-sink-input-volume", index, f"{int(self.room_volume * 65536)}"],
-                               env=self._run_env(), check=True)
+                subprocess.run(
+                    ["pactl", "set-sink-input-volume", index, f"{int(self.room_volume * 65536)}"], env=self._run_env(), check=True
+                )
                 return
         raise RuntimeError(f"the room's echo loopback is missing: {listing}")
 
@@ -225,7 +237,8 @@ class PulseCard(_Environment):
         pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
         proc = subprocess.Popen(
             ["pacat", "--playback", "--device=vc_micfeed", "--format=s16le", "--rate=16000", "--channels=1", "--latency-msec=20"],
-            stdin=subprocess.PIPE, env=self._run_env(),
+            stdin=subprocess.PIPE,
+            env=self._run_env(),
         )
         assert proc.stdin is not None
         proc.stdin.write(pcm)
@@ -237,7 +250,8 @@ class PulseCard(_Environment):
         self._rec_file = open(self._rec_path, "wb")
         self._rec = subprocess.Popen(
             ["parec", "--device=vc_speaker.monitor", "--format=s16le", "--rate=48000", "--channels=1", "--latency-msec=20"],
-            stdout=self._rec_file, env=self._run_env(),
+            stdout=self._rec_file,
+            env=self._run_env(),
         )
         time.sleep(0.2)
 

@@ -133,7 +133,7 @@ def quiet(ms: int) -> str:
 
 
 def notices(log: list[str]) -> list[str]:
-    return [line[len("notice: "):] for line in log if line.startswith("notice: ")]
+    return [line[len("notice: ") :] for line in log if line.startswith("notice: ")]
 
 
 # -- pause, then decide (febcb96) -----------------------------------------------------------------------------------
@@ -175,8 +175,13 @@ def test_own_words_in_the_quiet_are_ignored_and_the_reply_goes_on():
     port = Port(Clock(), texts=["sunlight scatters off the air"])
     mic = Mic(machine(port), port)
     log = mic.say(voiced(420) + quiet(600))  # paused at once; the echo dies at 0.25 s; 150 ms of voice after that
-    assert log == ["pause", "hear 'sunlight scatters off the air'",
-                   "notice: ignored the assistant's own voice ('sunlight scatters off the air')", "forget", "go on"]
+    assert log == [
+        "pause",
+        "hear 'sunlight scatters off the air'",
+        "notice: ignored the assistant's own voice ('sunlight scatters off the air')",
+        "forget",
+        "go on",
+    ]
     assert not mic.turns
 
 
@@ -213,11 +218,14 @@ def test_an_echo_heard_as_a_stop_word_said_alone_lets_the_reply_go_on():
     assert log.index("forget") < log.index("go on")
 
 
-@pytest.mark.parametrize("pattern", [
-    "uuu" + "#" * 10,  # the word began in a gap of the reply, before voice detection caught it
-    "#" * 8 + "++",  # it went on a little after the pause's echo had died
-    "+" * 10,  # louder than the reply's echo
-])
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "uuu" + "#" * 10,  # the word began in a gap of the reply, before voice detection caught it
+        "#" * 8 + "++",  # it went on a little after the pause's echo had died
+        "+" * 10,  # louder than the reply's echo
+    ],
+)
 def test_a_stop_word_said_alone_with_a_voice_the_speaker_cannot_explain_stops_it(pattern):
     port = Port(Clock(), texts=["Stop."])
     mic = Mic(machine(port, near_ms=60), port, cancels=True)
@@ -399,8 +407,11 @@ def test_speech_just_after_a_reply_ended_is_checked_for_its_tail():
     mic.say(quiet(30))  # the last frame heard while answering
     port.stopped_at = port.clock()  # the reply has ended
     log = mic.say(voiced(300) + quiet(600))
-    assert log == ["hear 'scatters most of all'", "notice: ignored the assistant's own voice ('scatters most of all')",
-                   "forget"]  # nothing was playing: nothing paused
+    assert log == [
+        "hear 'scatters most of all'",
+        "notice: ignored the assistant's own voice ('scatters most of all')",
+        "forget",
+    ]  # nothing was playing: nothing paused
     assert not mic.turns
     port.log.clear()
     mic.say(voiced(600) + quiet(600))  # long after the reply: the user's, unchecked
@@ -442,8 +453,15 @@ def test_closing_lets_a_paused_reply_go_on():
 
 # -- the config feeds it ----------------------------------------------------------------------------------------------
 def test_the_timing_comes_from_the_barge_section_with_ranges(tmp_path):
-    cfg = resolve(overrides={"barge.echo_gone_s": 0.4, "barge.after_ms": 210, "listen.barge_in_ms": 120, "barge.near_ms": 90,
-                             "listen.preroll_ms": 240})
+    cfg = resolve(
+        overrides={
+            "barge.echo_gone_s": 0.4,
+            "barge.after_ms": 210,
+            "listen.barge_in_ms": 120,
+            "barge.near_ms": 90,
+            "listen.preroll_ms": 240,
+        }
+    )
     t = barge_timing(cfg)
     assert (t.echo_gone_s, t.after_ms, t.barge_in_ms, t.near_ms, t.preroll_s) == (0.4, 210, 120, 90, 0.24)
     assert BargeTiming() == barge_timing(resolve())

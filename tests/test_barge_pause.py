@@ -66,9 +66,16 @@ class Words:
         pass
 
 
-def run_listener(kept: np.ndarray, detect: np.ndarray, lag: float, heard: str, words: type = Words,
-                 said: str = "The sky is blue because of Rayleigh scattering.", busy_after_stop: float = 0.0,
-                 near: np.ndarray | None = None):
+def run_listener(
+    kept: np.ndarray,
+    detect: np.ndarray,
+    lag: float,
+    heard: str,
+    words: type = Words,
+    said: str = "The sky is blue because of Rayleigh scattering.",
+    busy_after_stop: float = 0.0,
+    near: np.ndarray | None = None,
+):
     """The listener over this microphone; the session is answering until a barge-in (and busy_after_stop seconds
     more: still handling what cut the reply short)."""
     cfg = resolve(overrides={"listen.barge_in": True})
@@ -78,11 +85,20 @@ def run_listener(kept: np.ndarray, detect: np.ndarray, lag: float, heard: str, w
         stopped.append(time.perf_counter())
         barged.set()
 
-    listener = Listener(cfg, RoomMic(kept, detect, lag, near), SilencePolicy(300), words(heard), emit=events.append,
-                        deliver=turns.append, set_state=lambda s: None,
-                        answering=lambda: not stopped or time.perf_counter() - stopped[0] < busy_after_stop,
-                        on_barge_in=on_barge_in, echo=True, said=lambda: said,
-                        on_hold=lambda on: holds.append(on) or True)
+    listener = Listener(
+        cfg,
+        RoomMic(kept, detect, lag, near),
+        SilencePolicy(300),
+        words(heard),
+        emit=events.append,
+        deliver=turns.append,
+        set_state=lambda s: None,
+        answering=lambda: not stopped or time.perf_counter() - stopped[0] < busy_after_stop,
+        on_barge_in=on_barge_in,
+        echo=True,
+        said=lambda: said,
+        on_hold=lambda on: holds.append(on) or True,
+    )
     stop = threading.Event()
     thread = threading.Thread(target=listener.run, args=(stop,))
     thread.start()

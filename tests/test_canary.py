@@ -72,8 +72,14 @@ def test_canary_key_never_shows(tmp_path, isolated_dirs, name, command, mode, ex
             with socket.socket() as s:
                 s.bind(("127.0.0.1", 0))
                 base = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
-        env = {**os.environ, "OPENAI_API_KEY": CANARY, "OPENAI_BASE_URL": base, "VOICECHAT_LLM_RETRIES": "0",
-               "VOICECHAT_LLM_ENGINE": "openai", **extra}
+        env = {
+            **os.environ,
+            "OPENAI_API_KEY": CANARY,
+            "OPENAI_BASE_URL": base,
+            "VOICECHAT_LLM_RETRIES": "0",
+            "VOICECHAT_LLM_ENGINE": "openai",
+            **extra,
+        }
         args = [VOICECHAT, *(["--debug"] if debug else []), *[a.format(tmp=tmp_path) for a in command]]
         proc = subprocess.run(args, input=b"hello there\n", capture_output=True, env=env, timeout=120)
         if mode.startswith("echo"):  # the server did echo the key: the test is worth something

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
@@ -10,8 +9,24 @@ import pytest
 
 pytestmark = pytest.mark.fast
 
-HEAVY = ["faster_whisper", "ctranslate2", "onnxruntime", "torch", "openai", "langchain", "langchain_core", "llama_cpp", "piper", "TTS",
-         "fastapi", "starlette", "uvicorn", "websockets", "prometheus_client", "wyoming"]
+HEAVY = [
+    "faster_whisper",
+    "ctranslate2",
+    "onnxruntime",
+    "torch",
+    "openai",
+    "langchain",
+    "langchain_core",
+    "llama_cpp",
+    "piper",
+    "TTS",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "websockets",
+    "prometheus_client",
+    "wyoming",
+]
 
 
 @pytest.mark.parametrize("args", [["--help"], ["transcribe", "--help"], ["config", "path"], ["--version"]])

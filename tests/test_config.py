@@ -84,7 +84,7 @@ def test_bad_config_through_cli_is_one_line(tmp_path):
 def test_config_show_masks_secrets(tmp_path, monkeypatch):
     secret = "sk-live-abcdefghijklmnopqrstuvwxyz123456"
     monkeypatch.setenv("OPENAI_API_KEY", secret)
-    path = write(tmp_path / "c.yaml", f"llm:\n  api_key: other-secret-value-987654\n  model: gpt-4o-mini\n")
+    path = write(tmp_path / "c.yaml", "llm:\n  api_key: other-secret-value-987654\n  model: gpt-4o-mini\n")
     result = runner.invoke(app, ["--config", str(path), "config", "show", "--json"])
     assert result.exit_code == 0
     assert secret not in result.stdout and "other-secret-value-987654" not in result.stdout
@@ -119,17 +119,32 @@ def test_example_config_is_complete_and_valid():
     text = example.read_text()
     for section in SECTIONS:
         for f in dataclasses.fields(type(getattr(Config(), section))):
-            line = next(l for l in text.splitlines() if l.strip().startswith(f"{f.name}:"))
+            line = next(row for row in text.splitlines() if row.strip().startswith(f"{f.name}:"))
             assert "#" in line or f.name in ("system_prompt",), f"{section}.{f.name} has no comment"
 
 
-@pytest.mark.parametrize("key,value", [("stt.beam_size", "-5"), ("stt.beam_size", "0"), ("llm.temperature", "nan"),
-                                       ("llm.temperature", "3"), ("llm.max_tokens", "0"), ("llm.timeout", "-1"),
-                                       ("llm.retries", "-1"), ("llm.context_size", "0"), ("tts.speed", "0"),
-                                       ("tts.pitch", "100"), ("tts.volume", "-1"), ("listen.frame_ms", "25"),
-                                       ("listen.aggressiveness", "4"), ("listen.start_ratio", "1.5"),
-                                       ("memory.max_rounds", "-1"), ("stt.no_speech_threshold", "2"),
-                                       ("audio.latency", "medium")])
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("stt.beam_size", "-5"),
+        ("stt.beam_size", "0"),
+        ("llm.temperature", "nan"),
+        ("llm.temperature", "3"),
+        ("llm.max_tokens", "0"),
+        ("llm.timeout", "-1"),
+        ("llm.retries", "-1"),
+        ("llm.context_size", "0"),
+        ("tts.speed", "0"),
+        ("tts.pitch", "100"),
+        ("tts.volume", "-1"),
+        ("listen.frame_ms", "25"),
+        ("listen.aggressiveness", "4"),
+        ("listen.start_ratio", "1.5"),
+        ("memory.max_rounds", "-1"),
+        ("stt.no_speech_threshold", "2"),
+        ("audio.latency", "medium"),
+    ],
+)
 def test_every_numeric_key_has_its_range_checked_naming_the_source(tmp_path, key, value):
     section, name = key.split(".")
     var = f"VOICECHAT_{section}_{name}".upper()

@@ -9,11 +9,13 @@ import pytest
 
 from tests.helpers import speak, wer
 from voicechat.voice.echo import FarEnd, cancel, cancel_pair, make_canceller
-from voicechat.voice.room import erle_db, through_room, to_pcm
 from voicechat.voice.io import Frame
+from voicechat.voice.room import erle_db, through_room, to_pcm
 
-REPLY = ("Paris is the capital of France. It sits on the river Seine and is known for the Eiffel Tower, "
-         "its museums and its cafes. Many millions of people visit it every year.")
+REPLY = (
+    "Paris is the capital of France. It sits on the river Seine and is known for the Eiffel Tower, "
+    "its museums and its cafes. Many millions of people visit it every year."
+)
 USER = "Please stop and tell me the time in Tokyo."
 
 
@@ -194,7 +196,7 @@ def test_the_replys_echo_is_never_a_voice_the_speaker_cannot_explain(voices, del
 
 @pytest.mark.parametrize("delay_ms,gain", ROOMS)
 def test_a_word_said_over_the_reply_is_a_voice_the_speaker_cannot_explain(voices, delay_ms, gain):
-    """"Stop." said over the reply (once the room is learnt): frames of it are found, and only while it sounds."""
+    """ "Stop." said over the reply (once the room is learnt): frames of it are found, and only while it sounds."""
     reply, _ = voices
     stop = speak("Stop.", steady=True)
     echo = through_room(reply, delay_ms, gain)

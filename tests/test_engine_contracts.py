@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import inspect
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -15,10 +15,17 @@ from tests.voice_fakes import RATE, ScriptedLLM, ScriptedSTT, ScriptedTTS
 from voicechat.engines import registry
 from voicechat.engines.base import AudioChunk, ChatModel, Message, SpeechToText, TextDelta, TextToSpeech, Usage
 
-CHAT_ENGINES = ("voicechat.engines.llm_openai:OpenAIChat", "voicechat.engines.llm_langchain:LangChainChat",
-                "voicechat.engines.llm_llama_cpp:LlamaCpp")
-TTS_ENGINES = ("voicechat.engines.tts_piper:Piper", "voicechat.engines.tts_espeak:Espeak", "voicechat.engines.tts_coqui:Coqui",
-               "voicechat.engines.tts_openai:OpenAITTS")
+CHAT_ENGINES = (
+    "voicechat.engines.llm_openai:OpenAIChat",
+    "voicechat.engines.llm_langchain:LangChainChat",
+    "voicechat.engines.llm_llama_cpp:LlamaCpp",
+)
+TTS_ENGINES = (
+    "voicechat.engines.tts_piper:Piper",
+    "voicechat.engines.tts_espeak:Espeak",
+    "voicechat.engines.tts_coqui:Coqui",
+    "voicechat.engines.tts_openai:OpenAITTS",
+)
 
 
 def _cls(path: str) -> type:
@@ -67,7 +74,7 @@ class _CountingTTS(TextToSpeech):
     def __init__(self) -> None:
         self.calls: list[dict] = []
 
-    def synthesize(self, text: str, **kwargs) -> Iterator[AudioChunk]:  # type: ignore[override]
+    def synthesize(self, text: str, **kwargs) -> Iterator[AudioChunk]:
         self.calls.append(kwargs)
         yield AudioChunk(np.zeros(10, np.float32), 24000, text)
 
@@ -172,4 +179,3 @@ def test_faster_whisper_reports_english_only_and_word_times():
 
     whisper = FasterWhisper(Config().stt)
     assert whisper.languages == ["en"] and whisper.times_words and whisper.takes_prompt and whisper.incremental
-

@@ -88,7 +88,9 @@ def test_entry_point_plugin_is_listed_and_created(tmp_path, monkeypatch):
 
 def test_openai_stt_against_loopback_server(sentence_wav):
     with OpenAILikeServer() as server:
-        cfg = resolve(environ={}, overrides={"stt.engine": "openai", "stt.base_url": server.base_url, "stt.api_key": "sk-local-test-key-000000"})
+        cfg = resolve(
+            environ={}, overrides={"stt.engine": "openai", "stt.base_url": server.base_url, "stt.api_key": "sk-local-test-key-000000"}
+        )
         stt = registry.create("stt", cfg)
         segments = list(stt.transcribe(decode(sentence_wav)))
         assert segments and segments[-1].end > segments[0].start
@@ -110,7 +112,8 @@ def test_openai_stt_errors(sentence_wav, mode, needle):
     with OpenAILikeServer() as server:
         server.mode = mode
         result = runner.invoke(
-            app, ["transcribe", str(sentence_wav), "--engine", "openai"],
+            app,
+            ["transcribe", str(sentence_wav), "--engine", "openai"],
             env={"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-wrong-key-123456789012", "VOICECHAT_LLM_RETRIES": "0"},
         )
         assert result.exit_code == 1
@@ -118,7 +121,11 @@ def test_openai_stt_errors(sentence_wav, mode, needle):
 
 
 def test_openai_stt_connection_refused(sentence_wav):
-    result = runner.invoke(app, ["transcribe", str(sentence_wav), "--engine", "openai"], env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "VOICECHAT_LLM_RETRIES": "0"})
+    result = runner.invoke(
+        app,
+        ["transcribe", str(sentence_wav), "--engine", "openai"],
+        env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "VOICECHAT_LLM_RETRIES": "0"},
+    )
     assert result.exit_code == 1
     assert "cannot connect" in result.stderr
 

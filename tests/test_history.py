@@ -77,8 +77,9 @@ def test_migrates_an_old_schema(history_url, tmp_path):
     with open_history(history_url) as h:
         old = h.turns(1)
         assert [t.user_text for t in old] == ["q"] and old[0].cleared_before is False and old[0].tools == []
-        assert h.store.read(lambda q: [r["version"] for r in q("SELECT version FROM schema_version ORDER BY version")]) \
-            == list(range(1, len(MIGRATIONS) + 1))
+        assert h.store.read(lambda q: [r["version"] for r in q("SELECT version FROM schema_version ORDER BY version")]) == list(
+            range(1, len(MIGRATIONS) + 1)
+        )
         backfilled = h.store.read(lambda q: q("SELECT public_id FROM sessions WHERE id=1"))[0]["public_id"]
         assert re.fullmatch(r"[0-9a-f]{32,64}", backfilled) and h.find_public(backfilled) == 1  # a random id to resume by
         h.add_turn(1, Turn("r", "b", tools=[{"name": "clock", "arguments": {}, "result": "12:00"}]))
@@ -174,8 +175,12 @@ def test_chat_reports_server_error_without_traceback():
 
 def test_kill_9_mid_session_keeps_completed_turns(history_url):
     """Completed turns are committed as they happen: SIGKILL during a reply loses only that reply."""
-    proc = subprocess.Popen([VOICECHAT, "chat", "--system", "Answer at length."], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            env={**os.environ, "VOICECHAT_LLM_MAX_TOKENS": "200"})
+    proc = subprocess.Popen(
+        [VOICECHAT, "chat", "--system", "Answer at length."],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "VOICECHAT_LLM_MAX_TOKENS": "200"},
+    )
     for question in (b"Say hello.\n", b"Name a fruit.\n"):
         proc.stdin.write(question)
         proc.stdin.flush()
@@ -210,7 +215,7 @@ def test_two_writers_at_once(history_url):
             for i in range(25):
                 writers[n].add_turn(own[n], Turn(f"w{n} q{i}", f"w{n} a{i}"))
                 writers[n].add_turn(shared, Turn(f"w{n} shared {i}", "ok"))
-        except BaseException as e:  # noqa: BLE001 - reported below
+        except BaseException as e:
             errors.append(e)
 
     threads = [threading.Thread(target=write, args=(n,)) for n in range(2)]

@@ -35,8 +35,12 @@ class ServerWithHook(OpenAILikeServer):
 
 
 def chat_env(server, url):
-    return {"VOICECHAT_LLM_ENGINE": "openai", "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-test-key-abcdefghijkl",
-            "VOICECHAT_HISTORY_URL": url}
+    return {
+        "VOICECHAT_LLM_ENGINE": "openai",
+        "OPENAI_BASE_URL": server.base_url,
+        "OPENAI_API_KEY": "sk-test-key-abcdefghijkl",
+        "VOICECHAT_HISTORY_URL": url,
+    }
 
 
 def database(url: str) -> str:
@@ -49,8 +53,12 @@ def test_a_connection_killed_mid_turn_is_reopened_and_the_turn_kept(postgres):
 
     def kill(n):
         if n == 2:  # the second question is being answered: the server drops the history's connection
-            killed.append(postgres.sql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                                       f"WHERE datname = '{database(url)}' AND application_name = 'voicechat'").strip())
+            killed.append(
+                postgres.sql(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    f"WHERE datname = '{database(url)}' AND application_name = 'voicechat'"
+                ).strip()
+            )
 
     with ServerWithHook(kill) as server:
         result = run_cli("chat", input=b"first question\nsecond question\nthird question\n", env=chat_env(server, url))

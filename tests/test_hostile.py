@@ -20,9 +20,9 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -30,8 +30,16 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from tests.helpers import VOICECHAT, speak, write_wav
-from tests.hostile import (EchoingServer, corrupt_pages, digest, history_with_turns, leftovers, run_measured,
-                           write_binary_file, write_text_file)
+from tests.hostile import (
+    EchoingServer,
+    corrupt_pages,
+    digest,
+    history_with_turns,
+    leftovers,
+    run_measured,
+    write_binary_file,
+    write_text_file,
+)
 from voicechat import paths
 from voicechat.cli import app
 
@@ -54,7 +62,7 @@ class Given:
 @dataclass
 class Case:
     id: str
-    make: Callable[[Path, "EchoingServer"], Given]
+    make: Callable[[Path, EchoingServer], Given]
     code: int | None = 1  # None: any non-zero
     says: str = ""  # a part of the one error line (or of the warning, for ok cases)
     ok: bool = False  # the command completes (exit 0) and says `says` as a warning or note
@@ -74,8 +82,13 @@ def f(tmp: Path, name: str, data: bytes | str = b"") -> Path:
 
 
 def chat_env(server, **extra: str) -> dict[str, str]:
-    return {"VOICECHAT_LLM_ENGINE": "openai", "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": KEY,
-            "VOICECHAT_LLM_RETRIES": "0", **extra}
+    return {
+        "VOICECHAT_LLM_ENGINE": "openai",
+        "OPENAI_BASE_URL": server.base_url,
+        "OPENAI_API_KEY": KEY,
+        "VOICECHAT_LLM_RETRIES": "0",
+        **extra,
+    }
 
 
 def with_history(tmp: Path, corrupt: bool = False, garbage: bool = False) -> Path:
@@ -107,32 +120,51 @@ def closed_port() -> str:
 
 CASES = [
     # -- configuration and environment ------------------------------------------------------
-    Case("env-beam-size-negative", lambda t, s: Given(["config", "show"], env={"VOICECHAT_STT_BEAM_SIZE": "-5"}), 2,
-         "VOICECHAT_STT_BEAM_SIZE"),
-    Case("env-temperature-nan", lambda t, s: Given(["config", "show"], env={"VOICECHAT_LLM_TEMPERATURE": "nan"}), 2,
-         "VOICECHAT_LLM_TEMPERATURE"),
+    Case(
+        "env-beam-size-negative",
+        lambda t, s: Given(["config", "show"], env={"VOICECHAT_STT_BEAM_SIZE": "-5"}),
+        2,
+        "VOICECHAT_STT_BEAM_SIZE",
+    ),
+    Case(
+        "env-temperature-nan",
+        lambda t, s: Given(["config", "show"], env={"VOICECHAT_LLM_TEMPERATURE": "nan"}),
+        2,
+        "VOICECHAT_LLM_TEMPERATURE",
+    ),
     Case("env-timeout-inf", lambda t, s: Given(["config", "show"], env={"VOICECHAT_LLM_TIMEOUT": "inf"}), 2, "llm.timeout"),
-    Case("env-frame-ms-25", lambda t, s: Given(["config", "show"], env={"VOICECHAT_LISTEN_FRAME_MS": "25"}), 2,
-         "10, 20, 30"),
+    Case("env-frame-ms-25", lambda t, s: Given(["config", "show"], env={"VOICECHAT_LISTEN_FRAME_MS": "25"}), 2, "10, 20, 30"),
     Case("env-speed-zero", lambda t, s: Given(["config", "show"], env={"VOICECHAT_TTS_SPEED": "0"}), 2, "tts.speed"),
-    Case("env-max-tokens-word", lambda t, s: Given(["config", "show"], env={"VOICECHAT_LLM_MAX_TOKENS": "lots"}), 2,
-         "an integer"),
-    Case("env-context-tokens-zero", lambda t, s: Given(["config", "show"], env={"VOICECHAT_MEMORY_MAX_CONTEXT_TOKENS": "0"}),
-         2, "memory.max_context_tokens"),
-    Case("env-latency-choice", lambda t, s: Given(["config", "show"], env={"VOICECHAT_AUDIO_LATENCY": "medium"}), 2,
-         "low, high"),
-    Case("file-context-size-negative",
-         lambda t, s: Given(["--config", str(f(t, "c.yaml", "llm:\n  context_size: -1\n")), "config", "show"]), 2, "c.yaml"),
-    Case("file-pitch-out-of-range",
-         lambda t, s: Given(["--config", str(f(t, "c.yaml", "tts:\n  pitch: 300\n")), "config", "show"]), 2, "tts.pitch"),
-    Case("file-broken-yaml", lambda t, s: Given(["--config", str(f(t, "c.yaml", "llm: [\n")), "config", "show"]), 2,
-         "broken YAML"),
+    Case("env-max-tokens-word", lambda t, s: Given(["config", "show"], env={"VOICECHAT_LLM_MAX_TOKENS": "lots"}), 2, "an integer"),
+    Case(
+        "env-context-tokens-zero",
+        lambda t, s: Given(["config", "show"], env={"VOICECHAT_MEMORY_MAX_CONTEXT_TOKENS": "0"}),
+        2,
+        "memory.max_context_tokens",
+    ),
+    Case("env-latency-choice", lambda t, s: Given(["config", "show"], env={"VOICECHAT_AUDIO_LATENCY": "medium"}), 2, "low, high"),
+    Case(
+        "file-context-size-negative",
+        lambda t, s: Given(["--config", str(f(t, "c.yaml", "llm:\n  context_size: -1\n")), "config", "show"]),
+        2,
+        "c.yaml",
+    ),
+    Case(
+        "file-pitch-out-of-range",
+        lambda t, s: Given(["--config", str(f(t, "c.yaml", "tts:\n  pitch: 300\n")), "config", "show"]),
+        2,
+        "tts.pitch",
+    ),
+    Case("file-broken-yaml", lambda t, s: Given(["--config", str(f(t, "c.yaml", "llm: [\n")), "config", "show"]), 2, "broken YAML"),
     Case("file-is-directory", lambda t, s: Given(["--config", str(t), "config", "show"]), 2, "cannot read config file"),
     Case("file-missing", lambda t, s: Given(["--config", str(t / "nope.yaml"), "config", "show"]), 2, "not found"),
-    Case("file-binary", lambda t, s: Given(["--config", str(f(t, "c.yaml", b"\xff\xfe\x00\x01")), "config", "show"]), 2,
-         "c.yaml"),
-    Case("user-file-unknown-key", lambda t, s: Given(["config", "show"], keep=[
-        f(paths.config_dir(), "config.yaml", "llm:\n  temprature: 1\n")]), 2, "unknown key"),
+    Case("file-binary", lambda t, s: Given(["--config", str(f(t, "c.yaml", b"\xff\xfe\x00\x01")), "config", "show"]), 2, "c.yaml"),
+    Case(
+        "user-file-unknown-key",
+        lambda t, s: Given(["config", "show"], keep=[f(paths.config_dir(), "config.yaml", "llm:\n  temprature: 1\n")]),
+        2,
+        "unknown key",
+    ),
     # -- tokens: files, stdin, models -------------------------------------------------------
     Case("tokens-missing-path", lambda t, s: Given(["tokens", str(t / "missing.txt")]), 1, "no such file"),
     Case("tokens-missing-bare-name", lambda t, s: Given(["tokens", "missing.txt"]), 1, "missing.txt"),
@@ -141,124 +173,249 @@ CASES = [
     Case("tokens-directory", lambda t, s: Given(["tokens", str(t)]), 1, "is a directory"),
     Case("tokens-stdin-twice", lambda t, s: Given(["tokens", "-", "-"], input=b"x"), 1, "only once"),
     Case("tokens-unknown-encoding", lambda t, s: Given(["tokens", "x", "--encoding", "nope_base"]), 1, "encoding"),
-    Case("tokens-not-a-gguf", lambda t, s: Given(["tokens", "x", "--model", str(f(t, "m.gguf", "hello"))]), 1,
-         "not a GGUF"),
+    Case("tokens-not-a-gguf", lambda t, s: Given(["tokens", "x", "--model", str(f(t, "m.gguf", "hello"))]), 1, "not a GGUF"),
     Case("tokens-missing-gguf", lambda t, s: Given(["tokens", "x", "--model", str(t / "none.gguf")]), 1, "not found"),
-    Case("tokens-gguf-directory", lambda t, s: Given(["tokens", "x", "--model", str((t / "d.gguf").mkdir() or t / "d.gguf")]),
-         1, "directory"),
-    Case("tokens-invalid-utf8-counted-and-said", lambda t, s: Given(["tokens", str(f(t, "l.txt", b"caf\xe9 ok\n"))]), 0,
-         "invalid UTF-8", ok=True),
+    Case(
+        "tokens-gguf-directory", lambda t, s: Given(["tokens", "x", "--model", str((t / "d.gguf").mkdir() or t / "d.gguf")]), 1, "directory"
+    ),
+    Case(
+        "tokens-invalid-utf8-counted-and-said",
+        lambda t, s: Given(["tokens", str(f(t, "l.txt", b"caf\xe9 ok\n"))]),
+        0,
+        "invalid UTF-8",
+        ok=True,
+    ),
     Case("tokens-session-unknown", lambda t, s: Given(["tokens", "--session", "42"]), 1, "no session 42"),
-    Case("tokens-session-corrupt-db", lambda t, s: Given(["tokens", "--session", "1"], keep=[with_history(t, corrupt=True)]),
-         1, "damaged"),
+    Case("tokens-session-corrupt-db", lambda t, s: Given(["tokens", "--session", "1"], keep=[with_history(t, corrupt=True)]), 1, "damaged"),
     # -- history: damaged, garbage, outputs -------------------------------------------------
-    Case("history-list-corrupt-page", lambda t, s: Given(["history", "list"], keep=[with_history(t, corrupt=True)]), 1,
-         "move it aside"),
-    Case("history-show-corrupt-page", lambda t, s: Given(["history", "show", "2"], keep=[with_history(t, corrupt=True)]), 1,
-         "history.sqlite3"),
-    Case("history-list-garbage", lambda t, s: Given(["history", "list"], keep=[with_history(t, garbage=True)]), 1,
-         "not a history database"),
-    Case("history-export-to-directory", lambda t, s: Given(["history", "export", "1", "-o", str(t)],
-                                                           keep=[with_history(t)]), 1, "is a directory"),
-    Case("history-export-missing-dir", lambda t, s: Given(["history", "export", "1", "-o", str(t / "no" / "x.json")],
-                                                          keep=[with_history(t)]), 1, "does not exist"),
-    Case("history-export-to-proc", lambda t, s: Given(["history", "export", "1", "-o", "/proc/x.json"],
-                                                      keep=[with_history(t)]), 1, "/proc"),
-    Case("history-export-to-a-device", lambda t, s: Given(["history", "export", "1", "-o", "/dev/full"],
-                                                          keep=[with_history(t)]), 1, "not a regular file"),
-    Case("history-path-is-directory", lambda t, s: Given(["history", "list"], env={"VOICECHAT_HISTORY_PATH": str(t)}), 1,
-         "is a directory"),
-    Case("history-path-is-device", lambda t, s: Given(["history", "list"], env={"VOICECHAT_HISTORY_PATH": "/dev/null"}), 1,
-         "not a regular file"),
+    Case("history-list-corrupt-page", lambda t, s: Given(["history", "list"], keep=[with_history(t, corrupt=True)]), 1, "move it aside"),
+    Case(
+        "history-show-corrupt-page",
+        lambda t, s: Given(["history", "show", "2"], keep=[with_history(t, corrupt=True)]),
+        1,
+        "history.sqlite3",
+    ),
+    Case(
+        "history-list-garbage", lambda t, s: Given(["history", "list"], keep=[with_history(t, garbage=True)]), 1, "not a history database"
+    ),
+    Case(
+        "history-export-to-directory",
+        lambda t, s: Given(["history", "export", "1", "-o", str(t)], keep=[with_history(t)]),
+        1,
+        "is a directory",
+    ),
+    Case(
+        "history-export-missing-dir",
+        lambda t, s: Given(["history", "export", "1", "-o", str(t / "no" / "x.json")], keep=[with_history(t)]),
+        1,
+        "does not exist",
+    ),
+    Case(
+        "history-export-to-proc", lambda t, s: Given(["history", "export", "1", "-o", "/proc/x.json"], keep=[with_history(t)]), 1, "/proc"
+    ),
+    Case(
+        "history-export-to-a-device",
+        lambda t, s: Given(["history", "export", "1", "-o", "/dev/full"], keep=[with_history(t)]),
+        1,
+        "not a regular file",
+    ),
+    Case("history-path-is-directory", lambda t, s: Given(["history", "list"], env={"VOICECHAT_HISTORY_PATH": str(t)}), 1, "is a directory"),
+    Case(
+        "history-path-is-device",
+        lambda t, s: Given(["history", "list"], env={"VOICECHAT_HISTORY_PATH": "/dev/null"}),
+        1,
+        "not a regular file",
+    ),
     Case("history-export-bad-format", lambda t, s: Given(["history", "export", "1", "-f", "xml"]), 1, "csv, json or md"),
     Case("history-show-unknown", lambda t, s: Given(["history", "show", "999"], keep=[with_history(t)]), 1, "no session 999"),
-    Case("history-delete-without-yes", lambda t, s: Given(["history", "delete", "1"], input=b"",
-                                                          keep=[with_history(t)]), 1, "--yes"),
+    Case("history-delete-without-yes", lambda t, s: Given(["history", "delete", "1"], input=b"", keep=[with_history(t)]), 1, "--yes"),
     Case("history-newer-schema", lambda t, s: Given(["history", "list"], keep=[_newer_schema()]), 1, "newer voicechat"),
-    Case("history-export-to-full-disk", lambda t, s: on_full_disk(t, lambda d: Given(
-        ["history", "export", "1", "-f", "csv", "-o", str(d / "out.csv")], keep=[with_history(t)], absent=[d / "out.csv"])),
-        1, "out.csv: no space left on the disk holding it"),
-    Case("history-export-full-disk-keeps-old-file", lambda t, s: on_full_disk(t, lambda d: Given(
-        ["history", "export", "1", "-o", str(f(d, "old.json", "{}"))], keep=[with_history(t), d / "old.json"])),
-        1, "old.json: no space left"),
+    Case(
+        "history-export-to-full-disk",
+        lambda t, s: on_full_disk(
+            t,
+            lambda d: Given(
+                ["history", "export", "1", "-f", "csv", "-o", str(d / "out.csv")], keep=[with_history(t)], absent=[d / "out.csv"]
+            ),
+        ),
+        1,
+        "out.csv: no space left on the disk holding it",
+    ),
+    Case(
+        "history-export-full-disk-keeps-old-file",
+        lambda t, s: on_full_disk(
+            t, lambda d: Given(["history", "export", "1", "-o", str(f(d, "old.json", "{}"))], keep=[with_history(t), d / "old.json"])
+        ),
+        1,
+        "old.json: no space left",
+    ),
     # -- say: outputs checked before any work -----------------------------------------------
-    Case("say-output-is-directory", lambda t, s: Given(["say", "hi", "-o", str((t / "d.wav").mkdir() or t / "d.wav")]), 1,
-         "d.wav: is a directory"),
+    Case(
+        "say-output-is-directory",
+        lambda t, s: Given(["say", "hi", "-o", str((t / "d.wav").mkdir() or t / "d.wav")]),
+        1,
+        "d.wav: is a directory",
+    ),
     Case("say-output-in-proc", lambda t, s: Given(["say", "hi", "-o", "/proc/x.wav"]), 1, "/proc"),
     Case("say-output-missing-dir", lambda t, s: Given(["say", "hi", "-o", str(t / "no" / "x.wav")]), 1, "does not exist"),
-    Case("say-output-parent-is-file", lambda t, s: Given(["say", "hi", "-o", str(f(t, "file") / "x.wav")]), 1,
-         "not a directory"),
+    Case("say-output-parent-is-file", lambda t, s: Given(["say", "hi", "-o", str(f(t, "file") / "x.wav")]), 1, "not a directory"),
     Case("say-output-mp3", lambda t, s: Given(["say", "hi", "-o", str(t / "x.mp3")]), 1, "unsupported audio extension"),
     Case("say-empty-text", lambda t, s: Given(["say", ""]), 1, "empty"),
     Case("say-whitespace-stdin", lambda t, s: Given(["say", "-"], input=b"   \n\t\n"), 1, "empty"),
-    Case("say-invalid-utf8-stdin", lambda t, s: Given(["say", "--engine", "espeak", "-o", str(t / "u.wav"), "-"],
-                                                      input=b"Hello \xff there. Second one.\n"), 0, "not valid UTF-8", ok=True),
+    Case(
+        "say-invalid-utf8-stdin",
+        lambda t, s: Given(["say", "--engine", "espeak", "-o", str(t / "u.wav"), "-"], input=b"Hello \xff there. Second one.\n"),
+        0,
+        "not valid UTF-8",
+        ok=True,
+    ),
     Case("say-unknown-engine", lambda t, s: Given(["say", "hi", "--engine", "nope"]), 1, "nope"),
-    Case("say-missing-voice", lambda t, s: Given(["say", "hi", "--voice", str(t / "v.onnx"), "-o", str(t / "o.wav")]), 1,
-         "v.onnx"),
-    Case("say-keeps-existing-output-on-failure", lambda t, s: Given(
-        ["say", "hi", "--voice", str(t / "v.onnx"), "-o", str(f(t, "keep.wav", b"RIFF-old-take"))],
-        keep=[t / "keep.wav"]), 1, "v.onnx"),
-    Case("say-wav-to-full-disk", lambda t, s: on_full_disk(t, lambda d: Given(
-        ["say", "--engine", "espeak", "A few words to write.", "-o", str(d / "x.wav")], absent=[d / "x.wav"])),
-        1, "x.wav: no space left on the disk holding it"),
-    Case("say-flac-to-full-disk", lambda t, s: on_full_disk(t, lambda d: Given(
-        ["say", "--engine", "espeak", "A few words to write.", "-o", str(d / "x.flac")], absent=[d / "x.flac"])),
-        1, "x.flac: no space left on the disk holding it"),
+    Case("say-missing-voice", lambda t, s: Given(["say", "hi", "--voice", str(t / "v.onnx"), "-o", str(t / "o.wav")]), 1, "v.onnx"),
+    Case(
+        "say-keeps-existing-output-on-failure",
+        lambda t, s: Given(
+            ["say", "hi", "--voice", str(t / "v.onnx"), "-o", str(f(t, "keep.wav", b"RIFF-old-take"))], keep=[t / "keep.wav"]
+        ),
+        1,
+        "v.onnx",
+    ),
+    Case(
+        "say-wav-to-full-disk",
+        lambda t, s: on_full_disk(
+            t, lambda d: Given(["say", "--engine", "espeak", "A few words to write.", "-o", str(d / "x.wav")], absent=[d / "x.wav"])
+        ),
+        1,
+        "x.wav: no space left on the disk holding it",
+    ),
+    Case(
+        "say-flac-to-full-disk",
+        lambda t, s: on_full_disk(
+            t, lambda d: Given(["say", "--engine", "espeak", "A few words to write.", "-o", str(d / "x.flac")], absent=[d / "x.flac"])
+        ),
+        1,
+        "x.flac: no space left on the disk holding it",
+    ),
     # -- transcribe: outputs (the decode path is tested with the streaming decoder) ---------
-    Case("transcribe-output-to-full-disk", lambda t, s: on_full_disk(t, lambda d: Given(
-        ["transcribe", str(_wav(t)), "-f", "json", "-o", str(d)], absent=[d / "in.json"])),
-        1, "in.json: no space left on the disk holding it", fast=False),  # (it transcribes before it writes)
+    Case(
+        "transcribe-output-to-full-disk",
+        lambda t, s: on_full_disk(t, lambda d: Given(["transcribe", str(_wav(t)), "-f", "json", "-o", str(d)], absent=[d / "in.json"])),
+        1,
+        "in.json: no space left on the disk holding it",
+        fast=False,
+    ),  # (it transcribes before it writes)
     Case("transcribe-output-in-proc", lambda t, s: Given(["transcribe", str(_wav(t)), "-o", "/proc"]), 1, "/proc"),
-    Case("transcribe-output-is-file", lambda t, s: Given(["transcribe", str(_wav(t)), "-o", str(f(t, "out"))]), 1,
-         "not a directory"),
-    Case("transcribe-output-missing", lambda t, s: Given(["transcribe", str(_wav(t)), "-o", str(t / "none")]), 1,
-         "does not exist"),
+    Case("transcribe-output-is-file", lambda t, s: Given(["transcribe", str(_wav(t)), "-o", str(f(t, "out"))]), 1, "not a directory"),
+    Case("transcribe-output-missing", lambda t, s: Given(["transcribe", str(_wav(t)), "-o", str(t / "none")]), 1, "does not exist"),
     Case("transcribe-stdin-twice", lambda t, s: Given(["transcribe", "-", "-"], input=b"x"), 1, "only once"),
     Case("transcribe-bad-format", lambda t, s: Given(["transcribe", str(_wav(t)), "-f", "docx"]), None, "docx"),
     # -- chat: stdin, servers, databases ----------------------------------------------------
-    Case("chat-invalid-utf8-line", lambda t, s: Given(["chat"], input=b"hello\n\xff\xfe bad\nthird\n", env=chat_env(s)), 0,
-         "not valid UTF-8", ok=True, server=True),
-    Case("chat-empty-reply-said", lambda t, s: Given(["chat"], input=b"word " * 2000 + b"\n", env=chat_env(mode(s, "ok", ""))),
-         0, "empty reply", ok=True, server=True),
-    Case("chat-corrupt-history-keeps-talking", lambda t, s: Given(["chat"], input=b"one\ntwo\n", env=chat_env(s),
-                                                                  keep=[with_history(t, corrupt=True)]), 0,
-         "history log is unavailable", ok=True, server=True),
-    Case("chat-garbage-history-keeps-talking", lambda t, s: Given(["chat"], input=b"one\ntwo\n", env=chat_env(s),
-                                                                  keep=[with_history(t, garbage=True)]), 0,
-         "history log is unavailable", ok=True, server=True),
-    Case("chat-history-path-is-directory", lambda t, s: Given(["chat"], input=b"one\n",
-                                                              env=chat_env(s, VOICECHAT_HISTORY_PATH=str(t))), 0,
-         "history log is unavailable", ok=True, server=True),
-    Case("chat-resume-unknown", lambda t, s: Given(["chat", "--resume", "77"], input=b"x\n", env=chat_env(s)), 1,
-         "no session 77", server=True),
-    Case("chat-resume-corrupt", lambda t, s: Given(["chat", "--resume", "2"], input=b"x\n", env=chat_env(s),
-                                                   keep=[with_history(t, corrupt=True)]), 1, "damaged", server=True),
-    Case("chat-server-401", lambda t, s: Given(["chat"], input=b"hi\n", env=chat_env(mode(s, "401"))), 1,
-         "rejected the API key", server=True),
-    Case("chat-server-404", lambda t, s: Given(["chat"], input=b"hi\n", env=chat_env(mode(s, "404"))), 1, "404",
-         server=True),
-    Case("chat-server-500", lambda t, s: Given(["chat"], input=b"hi\n", env=chat_env(mode(s, "500"))), 1, "500",
-         server=True),
-    Case("chat-server-cut-midway", lambda t, s: Given(["chat", "--no-log"], input=b"hi\n", env=chat_env(mode(s, "cut"))), 1,
-         "partial reply was kept", server=True),
-    Case("chat-server-refused", lambda t, s: Given(["chat"], input=b"hi\n", env={**chat_env(s), "OPENAI_BASE_URL": closed_port()}),
-         1, "cannot connect", server=True),
+    Case(
+        "chat-invalid-utf8-line",
+        lambda t, s: Given(["chat"], input=b"hello\n\xff\xfe bad\nthird\n", env=chat_env(s)),
+        0,
+        "not valid UTF-8",
+        ok=True,
+        server=True,
+    ),
+    Case(
+        "chat-empty-reply-said",
+        lambda t, s: Given(["chat"], input=b"word " * 2000 + b"\n", env=chat_env(mode(s, "ok", ""))),
+        0,
+        "empty reply",
+        ok=True,
+        server=True,
+    ),
+    Case(
+        "chat-corrupt-history-keeps-talking",
+        lambda t, s: Given(["chat"], input=b"one\ntwo\n", env=chat_env(s), keep=[with_history(t, corrupt=True)]),
+        0,
+        "history log is unavailable",
+        ok=True,
+        server=True,
+    ),
+    Case(
+        "chat-garbage-history-keeps-talking",
+        lambda t, s: Given(["chat"], input=b"one\ntwo\n", env=chat_env(s), keep=[with_history(t, garbage=True)]),
+        0,
+        "history log is unavailable",
+        ok=True,
+        server=True,
+    ),
+    Case(
+        "chat-history-path-is-directory",
+        lambda t, s: Given(["chat"], input=b"one\n", env=chat_env(s, VOICECHAT_HISTORY_PATH=str(t))),
+        0,
+        "history log is unavailable",
+        ok=True,
+        server=True,
+    ),
+    Case(
+        "chat-resume-unknown",
+        lambda t, s: Given(["chat", "--resume", "77"], input=b"x\n", env=chat_env(s)),
+        1,
+        "no session 77",
+        server=True,
+    ),
+    Case(
+        "chat-resume-corrupt",
+        lambda t, s: Given(["chat", "--resume", "2"], input=b"x\n", env=chat_env(s), keep=[with_history(t, corrupt=True)]),
+        1,
+        "damaged",
+        server=True,
+    ),
+    Case(
+        "chat-server-401", lambda t, s: Given(["chat"], input=b"hi\n", env=chat_env(mode(s, "401"))), 1, "rejected the API key", server=True
+    ),
+    Case("chat-server-404", lambda t, s: Given(["chat"], input=b"hi\n", env=chat_env(mode(s, "404"))), 1, "404", server=True),
+    Case("chat-server-500", lambda t, s: Given(["chat"], input=b"hi\n", env=chat_env(mode(s, "500"))), 1, "500", server=True),
+    Case(
+        "chat-server-cut-midway",
+        lambda t, s: Given(["chat", "--no-log"], input=b"hi\n", env=chat_env(mode(s, "cut"))),
+        1,
+        "partial reply was kept",
+        server=True,
+    ),
+    Case(
+        "chat-server-refused",
+        lambda t, s: Given(["chat"], input=b"hi\n", env={**chat_env(s), "OPENAI_BASE_URL": closed_port()}),
+        1,
+        "cannot connect",
+        server=True,
+    ),
     Case("chat-no-key-for-openai", lambda t, s: Given(["chat", "--llm", "openai"], input=b"hi\n"), 1, "OPENAI_API_KEY"),
-    Case("chat-not-a-gguf", lambda t, s: Given(["chat", "--model", str(f(t, "m.gguf", "GGUX" + "0" * 100))], input=b"hi\n"), 1,
-         "not a GGUF"),
-    Case("chat-truncated-gguf", lambda t, s: Given(["chat", "--model", str(f(t, "m.gguf", "GGU"))], input=b"hi\n"), 1,
-         "m.gguf"),
-    Case("chat-gguf-directory", lambda t, s: Given(["chat", "--model", str((t / "d.gguf").mkdir() or t / "d.gguf")],
-                                                   input=b"hi\n"), 1, "directory"),
+    Case(
+        "chat-not-a-gguf", lambda t, s: Given(["chat", "--model", str(f(t, "m.gguf", "GGUX" + "0" * 100))], input=b"hi\n"), 1, "not a GGUF"
+    ),
+    Case("chat-truncated-gguf", lambda t, s: Given(["chat", "--model", str(f(t, "m.gguf", "GGU"))], input=b"hi\n"), 1, "m.gguf"),
+    Case(
+        "chat-gguf-directory",
+        lambda t, s: Given(["chat", "--model", str((t / "d.gguf").mkdir() or t / "d.gguf")], input=b"hi\n"),
+        1,
+        "directory",
+    ),
     Case("chat-unknown-engine", lambda t, s: Given(["chat", "--llm", "nope"], input=b"hi\n"), None, "nope"),
     # -- remote speech engines --------------------------------------------------------------
-    Case("say-openai-401", lambda t, s: Given(["say", "hi", "--engine", "openai", "-o", str(t / "o.wav")],
-                                              env=chat_env(mode(s, "401"))), 1, "rejected the API key", server=True),
-    Case("say-openai-bad-voice", lambda t, s: Given(["say", "hi", "--engine", "openai", "--voice", "zork", "-o", str(t / "o.wav")],
-                                                    env=chat_env(s)), 1, "zork", server=True),
-    Case("transcribe-openai-500", lambda t, s: Given(["transcribe", str(_wav(t)), "--engine", "openai"],
-                                                     env=chat_env(mode(s, "500"))), 1, "500", server=True),
+    Case(
+        "say-openai-401",
+        lambda t, s: Given(["say", "hi", "--engine", "openai", "-o", str(t / "o.wav")], env=chat_env(mode(s, "401"))),
+        1,
+        "rejected the API key",
+        server=True,
+    ),
+    Case(
+        "say-openai-bad-voice",
+        lambda t, s: Given(["say", "hi", "--engine", "openai", "--voice", "zork", "-o", str(t / "o.wav")], env=chat_env(s)),
+        1,
+        "zork",
+        server=True,
+    ),
+    Case(
+        "transcribe-openai-500",
+        lambda t, s: Given(["transcribe", str(_wav(t)), "--engine", "openai"], env=chat_env(mode(s, "500"))),
+        1,
+        "500",
+        server=True,
+    ),
 ]
 
 
@@ -306,8 +463,11 @@ def check(case: Case, code: int, stdout: str, stderr: str, tmp: Path, before: di
         assert not [line for line in lines if line.startswith("voicechat: error:")], stderr
     else:
         assert code != 0 if case.code is None else code == case.code, (code, stderr)
-        errors = [line for line in lines if line.startswith("voicechat: error:") or line.startswith("Error")
-                  or line.startswith("Usage:") or line.startswith("Try ")]
+        errors = [
+            line
+            for line in lines
+            if line.startswith("voicechat: error:") or line.startswith("Error") or line.startswith("Usage:") or line.startswith("Try ")
+        ]
         if any(line.startswith("Usage:") for line in lines):  # typer's own usage errors: its block, named
             assert case.says.lower() in stderr.lower(), stderr
         else:
@@ -354,17 +514,26 @@ def test_the_table_reaches_every_command_that_takes_input():
 
 # -- devices: real PortAudio on the virtual sound card, so each case is its own process ---------
 DEVICE_CASES = [
-    Case("device-output-name-unknown", lambda t, s: Given(["say", "hi", "--engine", "espeak", "--output-device", "no-such-card"]),
-         1, "no output device matches"),
-    Case("device-output-index-unknown", lambda t, s: Given(["say", "hi", "--engine", "espeak", "--output-device", "99"]), 1,
-         "index 99"),
-    Case("device-output-ambiguous", lambda t, s: Given(["say", "hi", "--engine", "espeak", "--output-device", "vc_"]), 1,
-         "ambiguous"),
-    Case("device-none-at-all", lambda t, s: Given(["say", "hi", "--engine", "espeak"],
-                                                  env={"ALSA_CONFIG_PATH": "/usr/share/alsa/alsa.conf"}), 1,
-         "no output sound device"),
-    Case("device-env-latency", lambda t, s: Given(["say", "hi", "--engine", "espeak"], env={"VOICECHAT_AUDIO_LATENCY": "0.1"}),
-         2, "low, high"),
+    Case(
+        "device-output-name-unknown",
+        lambda t, s: Given(["say", "hi", "--engine", "espeak", "--output-device", "no-such-card"]),
+        1,
+        "no output device matches",
+    ),
+    Case("device-output-index-unknown", lambda t, s: Given(["say", "hi", "--engine", "espeak", "--output-device", "99"]), 1, "index 99"),
+    Case("device-output-ambiguous", lambda t, s: Given(["say", "hi", "--engine", "espeak", "--output-device", "vc_"]), 1, "ambiguous"),
+    Case(
+        "device-none-at-all",
+        lambda t, s: Given(["say", "hi", "--engine", "espeak"], env={"ALSA_CONFIG_PATH": "/usr/share/alsa/alsa.conf"}),
+        1,
+        "no output sound device",
+    ),
+    Case(
+        "device-env-latency",
+        lambda t, s: Given(["say", "hi", "--engine", "espeak"], env={"VOICECHAT_AUDIO_LATENCY": "0.1"}),
+        2,
+        "low, high",
+    ),
 ]
 
 
@@ -385,7 +554,7 @@ def test_corrupt_history_turns_are_recoverable(tmp_path):
         result = runner.invoke(app, ["chat"], input=b"first question\nsecond question\n", env=chat_env(server))
     assert result.exit_code == 0, result.stderr
     assert result.stdout.count(server.reply) == 2  # both replies, not just the first
-    warnings = [l for l in result.stderr.splitlines() if "history log is unavailable" in l]
+    warnings = [line for line in result.stderr.splitlines() if "history log is unavailable" in line]
     assert len(warnings) == 1 and "damaged" in warnings[0]
     recovered = list((paths.data_dir() / "recovered").glob("chat-*.jsonl"))
     assert len(recovered) == 1 and str(recovered[0]) in warnings[0]
@@ -466,11 +635,13 @@ def test_chat_one_endless_line_is_refused_in_bounded_memory(tmp_path):
 
 def test_transcribe_refuses_endless_stdin_in_bounded_memory(tmp_path):
     """`yes "not audio" | voicechat transcribe -`, capped at 300 MB so that today's failure stays cheap."""
-    wrapper = ("import resource, subprocess, sys, json\n"
-               f"p = subprocess.run('yes not audio | head -c 300000000 | {VOICECHAT} transcribe -', shell=True,"
-               " capture_output=True, timeout=120)\n"
-               "print(json.dumps({'code': p.returncode, 'stderr': p.stderr.decode(errors='replace'),"
-               " 'peak_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))\n")
+    wrapper = (
+        "import resource, subprocess, sys, json\n"
+        f"p = subprocess.run('yes not audio | head -c 300000000 | {VOICECHAT} transcribe -', shell=True,"
+        " capture_output=True, timeout=120)\n"
+        "print(json.dumps({'code': p.returncode, 'stderr': p.stderr.decode(errors='replace'),"
+        " 'peak_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))\n"
+    )
     import sys
 
     out = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, timeout=180)
@@ -486,8 +657,9 @@ def test_transcribe_same_name_in_two_folders_writes_both(tmp_path, sentence_wav,
     shutil.copy(sentence_wav, tmp_path / "a" / "speech.wav")
     shutil.copy(silence_wav, tmp_path / "b" / "speech.wav")
     (tmp_path / "out").mkdir()
-    result = runner.invoke(app, ["transcribe", str(tmp_path / "a" / "speech.wav"), str(tmp_path / "b" / "speech.wav"),
-                                 "-o", str(tmp_path / "out")])
+    result = runner.invoke(
+        app, ["transcribe", str(tmp_path / "a" / "speech.wav"), str(tmp_path / "b" / "speech.wav"), "-o", str(tmp_path / "out")]
+    )
     assert result.exit_code == 0, result.stderr
     first, second = (tmp_path / "out" / "speech.txt").read_text(), (tmp_path / "out" / "speech-2.txt").read_text()
     assert "fox" in first.lower() and second.strip() == ""
@@ -508,8 +680,9 @@ def _wait_for(predicate, proc: subprocess.Popen, what: str, limit: float = 120.0
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_say_to_file_interrupted_leaves_nothing_partial(tmp_path, sig):
     out = tmp_path / "long.wav"
-    proc = subprocess.Popen([VOICECHAT, "say", "--engine", "espeak", "-o", str(out), "-"], stdin=subprocess.PIPE,
-                            stderr=subprocess.PIPE, cwd=tmp_path)
+    proc = subprocess.Popen(
+        [VOICECHAT, "say", "--engine", "espeak", "-o", str(out), "-"], stdin=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path
+    )
     proc.stdin.write(b"This sentence goes on and on for a while. " * 30)  # stdin stays open: more may come
     proc.stdin.flush()
     _wait_for(lambda: any(".part" in p.name for p in tmp_path.iterdir()), proc, "the part file")
@@ -543,14 +716,15 @@ def test_writer_leaves_a_playable_wav_at_every_block(tmp_path):
 def test_talk_output_survives_kill_9_after_the_first_reply(tmp_path, hear):
     """`talk --input q.wav --output replies.wav`, killed with SIGKILL after its first reply."""
     question = speak("What is the capital of France?")
-    conv = write_wav(tmp_path / "q.wav", np.concatenate([np.zeros(8000, np.float32), question,
-                                                           np.zeros(16000 * 60, np.float32)]))
+    conv = write_wav(tmp_path / "q.wav", np.concatenate([np.zeros(8000, np.float32), question, np.zeros(16000 * 60, np.float32)]))
     out = tmp_path / "replies.wav"
     env = {**os.environ, "VOICECHAT_LLM_MAX_TOKENS": "24", "VOICECHAT_LLM_TEMPERATURE": "0", "VOICECHAT_TTS_ENGINE": "espeak"}
-    proc = subprocess.Popen([VOICECHAT, "talk", "--input", str(conv), "--output", str(out), "--json"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        [VOICECHAT, "talk", "--input", str(conv), "--output", str(out), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
     events: list[dict] = []
     try:
+
         def replied_and_listening() -> bool:
             line = proc.stdout.readline()
             if line:
@@ -575,11 +749,26 @@ def test_talk_output_survives_kill_9_after_the_first_reply(tmp_path, hear):
 
 # -- issue 21: exports whose text comes alive, full disks, read-only homes -----------------------
 HOSTILE_TEXTS = [
-    "=cmd|' /C calc'!A0", "+1+2", "-2+3", "@SUM(1,2)", "\t=1+1", "\r=1+1", " =HYPERLINK(\"http://evil.example\",\"x\")",
-    "\uff1d1+1", "\uff0b1", "\uff20SUM(1)", "plain words, with a comma and \"quotes\"",
-    "<img src=x onerror=alert(1)>", "<script>alert(document.cookie)</script>", "[click me](javascript:alert(1))",
-    "![pixel](http://evil.example/track.png)", "<javascript:alert(1)>", "**bold** _it_ `code` # not a heading",
-    "line one\n# heading\n- item\n1. first\n> quote\n===", "[bold]markup[/] and [/] alone", "a & b < c > d",
+    "=cmd|' /C calc'!A0",
+    "+1+2",
+    "-2+3",
+    "@SUM(1,2)",
+    "\t=1+1",
+    "\r=1+1",
+    ' =HYPERLINK("http://evil.example","x")',
+    "\uff1d1+1",
+    "\uff0b1",
+    "\uff20SUM(1)",
+    'plain words, with a comma and "quotes"',
+    "<img src=x onerror=alert(1)>",
+    "<script>alert(document.cookie)</script>",
+    "[click me](javascript:alert(1))",
+    "![pixel](http://evil.example/track.png)",
+    "<javascript:alert(1)>",
+    "**bold** _it_ `code` # not a heading",
+    "line one\n# heading\n- item\n1. first\n> quote\n===",
+    "[bold]markup[/] and [/] alone",
+    "a & b < c > d",
 ]
 
 
@@ -591,8 +780,15 @@ def _history_of(texts: list[str]) -> tuple[Path, int]:
     with History(db) as h:
         sid = h.new_session("chat")
         for i, text in enumerate(texts):
-            h.add_turn(sid, Turn(text, texts[-1 - i], llm_model=texts[i % 3],
-                                 tools=[{"name": "calc`x", "arguments": {"q": text}, "result": text}] if i % 4 == 0 else []))
+            h.add_turn(
+                sid,
+                Turn(
+                    text,
+                    texts[-1 - i],
+                    llm_model=texts[i % 3],
+                    tools=[{"name": "calc`x", "arguments": {"q": text}, "result": text}] if i % 4 == 0 else [],
+                ),
+            )
     return db, sid
 
 
@@ -612,8 +808,11 @@ def test_csv_export_runs_no_formula_and_reads_back_faithfully(tmp_path):
     assert len(rows) == len(HOSTILE_TEXTS)
     formula_start = tuple("=+-@\t\r\uff1d\uff0b\uff20")
     for i, row in enumerate(rows):
-        for field_name, want in (("user_text", HOSTILE_TEXTS[i]), ("assistant_text", HOSTILE_TEXTS[-1 - i]),
-                                 ("llm_model", HOSTILE_TEXTS[i % 3])):
+        for field_name, want in (
+            ("user_text", HOSTILE_TEXTS[i]),
+            ("assistant_text", HOSTILE_TEXTS[-1 - i]),
+            ("llm_model", HOSTILE_TEXTS[i % 3]),
+        ):
             cell = row[field_name]
             assert not cell.lstrip().startswith(formula_start), (field_name, cell)
             assert cell == ("'" + want if want.lstrip().startswith(formula_start) else want), (field_name, cell)
@@ -644,11 +843,13 @@ def test_markdown_export_shows_html_and_links_as_written(tmp_path):
 
 def test_transcript_formats_keep_a_hostile_transcript_inert(tmp_path):
     """SRT and VTT cues cannot be forged or tagged by the text; the TSV runs no formula; txt and json are exact."""
-    from voicechat.transcription import formats
     from voicechat.engines.base import Segment
+    from voicechat.transcription import formats
 
-    texts = [" Hello <script>alert(1)</script> & <b>bold</b> there.",
-             " =cmd|' /C calc'!A0 ends\n\n99\n00:00:00,000 --> 00:09:00,000\n<font color=red>forged cue</font> {\\an8}top"]
+    texts = [
+        " Hello <script>alert(1)</script> & <b>bold</b> there.",
+        " =cmd|' /C calc'!A0 ends\n\n99\n00:00:00,000 --> 00:09:00,000\n<font color=red>forged cue</font> {\\an8}top",
+    ]
     segments = [Segment(0.0, 2.0, texts[0]), Segment(2.0, 4.0, texts[1])]
     srt, vtt, tsv = formats.to_srt(segments), formats.to_vtt(segments), formats.to_tsv(segments)
     for doc, arrow in ((srt, " --> "), (vtt, " --> ")):
@@ -686,8 +887,9 @@ def test_stdout_on_a_full_device_is_one_line_naming_it(tmp_path, args):
         done = subprocess.run([VOICECHAT, *args], stdout=full, stderr=subprocess.PIPE, timeout=120)
     err = done.stderr.decode()
     assert done.returncode == 1, err
-    assert err.splitlines() == ["voicechat: error: cannot write standard output: no space left on the disk holding it; "
-                                "free some space and try again"], err
+    assert err.splitlines() == [
+        "voicechat: error: cannot write standard output: no space left on the disk holding it; free some space and try again"
+    ], err
 
 
 def test_full_disk_keeps_every_turn_and_continue_works_once_space_is_back(tmp_path):
@@ -704,8 +906,7 @@ def test_full_disk_keeps_every_turn_and_continue_works_once_space_is_back(tmp_pa
     tmpdir.mkdir()
     with fullfs.tmpfs(tmp_path / "disk", "2m") as disk, EchoingServer() as server:
         env = {**os.environ, **chat_env(server), "VOICECHAT_DATA_DIR": str(disk / "data"), "TMPDIR": str(tmpdir)}
-        proc = subprocess.Popen([VOICECHAT, "chat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                env=env)
+        proc = subprocess.Popen([VOICECHAT, "chat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         try:
             proc.stdin.write(b"first question\n")
             proc.stdin.flush()
@@ -731,18 +932,17 @@ def test_full_disk_keeps_every_turn_and_continue_works_once_space_is_back(tmp_pa
         assert len(recovered) == 1 and str(recovered[0]) in err, err
         assert [json.loads(line)["user_text"] for line in recovered[0].read_text().splitlines()] == ["second question"]
 
-        still_full = subprocess.run([VOICECHAT, "chat", "--continue"], input=b"third question\n", capture_output=True,
-                                    env=env, timeout=120)
+        still_full = subprocess.run([VOICECHAT, "chat", "--continue"], input=b"third question\n", capture_output=True, env=env, timeout=120)
         err = still_full.stderr.decode()
         assert still_full.returncode == 0 and server.reply in still_full.stdout.decode(), err
         assert "no space left on the disk holding the history" in err and "move it aside" not in err, err
-        kept = [json.loads(line)["user_text"] for p in tmpdir.glob("voicechat-recovered-*/chat-*.jsonl")
-                for line in p.read_text().splitlines()]
+        kept = [
+            json.loads(line)["user_text"] for p in tmpdir.glob("voicechat-recovered-*/chat-*.jsonl") for line in p.read_text().splitlines()
+        ]
         assert sorted(kept) == ["second question", "third question"]
 
         filler.unlink()  # space is back
-        again = subprocess.run([VOICECHAT, "chat", "--continue"], input=b"fourth question\n", capture_output=True,
-                               env=env, timeout=120)
+        again = subprocess.run([VOICECHAT, "chat", "--continue"], input=b"fourth question\n", capture_output=True, env=env, timeout=120)
         assert again.returncode == 0 and again.stderr.decode().strip() == "", again.stderr.decode()
         assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         with History(db) as h:
@@ -791,22 +991,32 @@ def test_read_only_home_still_counts_tokens_and_chats(tmp_path):
         counted = subprocess.run([VOICECHAT, "tokens", "Hello, world"], capture_output=True, env=env, timeout=120)
         assert counted.returncode == 0 and counted.stdout.decode().strip() == "3", counted.stderr.decode()  # o200k: Hello / , / world
         assert counted.stderr.decode() == ""
-        chatted = subprocess.run([VOICECHAT, "chat"], input=b"hello there\n", capture_output=True,
-                                 env={**env, **chat_env(server)}, timeout=120)
+        chatted = subprocess.run(
+            [VOICECHAT, "chat"], input=b"hello there\n", capture_output=True, env={**env, **chat_env(server)}, timeout=120
+        )
         err = chatted.stderr.decode()
         assert chatted.returncode == 0 and server.reply in chatted.stdout.decode(), err
         assert "unexpected" not in err and "Traceback" not in err, err
         assert [line for line in err.splitlines() if line.strip()] and all(
-            line.startswith("voicechat: warning: the history log is unavailable") for line in err.splitlines() if line.strip()), err
+            line.startswith("voicechat: warning: the history log is unavailable") for line in err.splitlines() if line.strip()
+        ), err
         assert "read-only" in err.lower(), err
         recovered = list(tmpdir.glob("voicechat-recovered-*/chat-*.jsonl"))
         assert len(recovered) == 1 and "hello there" in recovered[0].read_text()
         assert list(tmpdir.glob("voicechat-tiktoken-*/*"))  # where the tokenizer data went
 
 
-@pytest.mark.parametrize("code, says", [(28, "no space left on the disk holding it"), (122, "disk quota exceeded"),
-                                        (30, "read-only"), (5, "input/output error"), (13, "permission denied"),
-                                        (36, "File name too long")])
+@pytest.mark.parametrize(
+    "code, says",
+    [
+        (28, "no space left on the disk holding it"),
+        (122, "disk quota exceeded"),
+        (30, "read-only"),
+        (5, "input/output error"),
+        (13, "permission denied"),
+        (36, "File name too long"),
+    ],
+)
 def test_every_os_error_on_an_output_names_the_file(tmp_path, code, says):
     """What atomic writes raise for any errno: one line with the file's name and what to do, never "unexpected"."""
     from voicechat.atomic import atomic_path
@@ -840,11 +1050,18 @@ def test_history_reads_on_a_full_disk(tmp_path, monkeypatch):
 def test_chat_to_a_full_stdout_is_one_line(tmp_path):
     """`voicechat chat > /dev/full`: one line naming standard output (it was "unexpected OSError")."""
     with EchoingServer() as server, open("/dev/full", "w") as full:
-        done = subprocess.run([VOICECHAT, "chat", "--no-log"], input=b"hello\nagain\n", stdout=full, stderr=subprocess.PIPE,
-                              env={**os.environ, **chat_env(server)}, timeout=120)
+        done = subprocess.run(
+            [VOICECHAT, "chat", "--no-log"],
+            input=b"hello\nagain\n",
+            stdout=full,
+            stderr=subprocess.PIPE,
+            env={**os.environ, **chat_env(server)},
+            timeout=120,
+        )
     err = done.stderr.decode()
     assert done.returncode == 1 and err.splitlines() == [
-        "voicechat: error: cannot write standard output: no space left on the disk holding it; free some space and try again"], err
+        "voicechat: error: cannot write standard output: no space left on the disk holding it; free some space and try again"
+    ], err
 
 
 @pytest.mark.fast

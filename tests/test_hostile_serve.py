@@ -54,6 +54,7 @@ def server(tmp_path_factory, tmpdir_):
 
 # --- raw HTTP -------------------------------------------------------------------------------------
 
+
 def raw(port: int, data: bytes, timeout: float = 30) -> tuple[int, dict, bytes]:
     """Send bytes, read one response: (status, headers, body); status 0 when the server closed without one."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
@@ -108,8 +109,15 @@ EVIL = "rebind.evil.example"
 # id, method, path, headers ({port} is the server's), body, status, needles in the error message (None: a success)
 HTTP_CASES = [
     ("rebinding Host, models", "GET", "/v1/models", {"Host": EVIL + ":{port}"}, b"", 421, ["serve.allowed_hosts", EVIL]),
-    ("rebinding Host, chat", "POST", "/v1/chat/completions", {"Host": EVIL + ":{port}", "Content-Type": "application/json"},
-     CHAT, 421, ["serve.allowed_hosts"]),
+    (
+        "rebinding Host, chat",
+        "POST",
+        "/v1/chat/completions",
+        {"Host": EVIL + ":{port}", "Content-Type": "application/json"},
+        CHAT,
+        421,
+        ["serve.allowed_hosts"],
+    ),
     ("rebinding Host, the page", "GET", "/", {"Host": EVIL}, b"", 421, ["serve.allowed_hosts"]),
     ("rebinding Host, metrics", "GET", "/metrics", {"Host": "127.0.0.1.evil.example:{port}"}, b"", 421, ["serve.allowed_hosts"]),
     ("localhost Host", "GET", "/v1/models", {"Host": "localhost:{port}"}, b"", 200, None),
@@ -117,34 +125,102 @@ HTTP_CASES = [
     ("listed Host", "GET", "/v1/models", {"Host": "VoiceChat.Example:{port}"}, b"", 200, None),
     ("no Host (HTTP/1.0 probe)", "GET", "/readyz", {"Host": None}, b"", 200, None),
     ("foreign Origin, models", "GET", "/v1/models", {"Origin": "http://127.0.0.1:1"}, b"", 403, ["serve.allowed_origins"]),
-    ("foreign Origin, no-cors text/plain chat", "POST", "/v1/chat/completions",
-     {"Origin": "http://attacker.example", "Content-Type": "text/plain;charset=UTF-8"}, CHAT, 403, ["serve.allowed_origins"]),
-    ("foreign Origin, form upload", "POST", "/v1/audio/transcriptions",
-     {"Origin": "http://attacker.example", "Content-Type": "multipart/form-data; boundary=x"}, b"--x--\r\n", 403, ["serve.allowed_origins"]),
+    (
+        "foreign Origin, no-cors text/plain chat",
+        "POST",
+        "/v1/chat/completions",
+        {"Origin": "http://attacker.example", "Content-Type": "text/plain;charset=UTF-8"},
+        CHAT,
+        403,
+        ["serve.allowed_origins"],
+    ),
+    (
+        "foreign Origin, form upload",
+        "POST",
+        "/v1/audio/transcriptions",
+        {"Origin": "http://attacker.example", "Content-Type": "multipart/form-data; boundary=x"},
+        b"--x--\r\n",
+        403,
+        ["serve.allowed_origins"],
+    ),
     ("null Origin (sandboxed page)", "GET", "/v1/models", {"Origin": "null"}, b"", 403, ["serve.allowed_origins"]),
     ("same Origin", "GET", "/v1/models", {"Origin": "http://127.0.0.1:{port}"}, b"", 200, None),
     ("listed Origin", "GET", "/v1/models", {"Origin": "http://friend.example:1234"}, b"", 200, None),
-    ("text/plain chat without Origin", "POST", "/v1/chat/completions", {"Content-Type": "text/plain"}, CHAT, 415,
-     ["application/json"]),
+    ("text/plain chat without Origin", "POST", "/v1/chat/completions", {"Content-Type": "text/plain"}, CHAT, 415, ["application/json"]),
     ("chat without a content type", "POST", "/v1/chat/completions", {}, CHAT, 415, ["application/json"]),
-    ("form-encoded speech", "POST", "/v1/audio/speech", {"Content-Type": "application/x-www-form-urlencoded"}, b"input=hi", 415,
-     ["application/json"]),
-    ("JSON to transcriptions", "POST", "/v1/audio/transcriptions", {"Content-Type": "application/json"}, b"{}", 415,
-     ["multipart/form-data"]),
+    (
+        "form-encoded speech",
+        "POST",
+        "/v1/audio/speech",
+        {"Content-Type": "application/x-www-form-urlencoded"},
+        b"input=hi",
+        415,
+        ["application/json"],
+    ),
+    (
+        "JSON to transcriptions",
+        "POST",
+        "/v1/audio/transcriptions",
+        {"Content-Type": "application/json"},
+        b"{}",
+        415,
+        ["multipart/form-data"],
+    ),
     ("chat JSON with charset", "POST", "/v1/chat/completions", {"Content-Type": "Application/JSON; charset=utf-8"}, CHAT, 200, None),
-    ("2000 empty messages", "POST", "/v1/chat/completions", {"Content-Type": "application/json"},
-     json.dumps({"messages": [{"role": "user", "content": ""}] * 2000}).encode(), 400, ["serve.max_messages"]),
-    ("messages past the model's context", "POST", "/v1/chat/completions", {"Content-Type": "application/json"},
-     json.dumps({"messages": [{"role": "user", "content": "a " * 60}] * 64}).encode(), 400,
-     ["llm.context_size", "context_length_exceeded"]),
-    ("600 000 empty messages (18 MB)", "POST", "/v1/chat/completions", {"Content-Type": "application/json"},
-     json.dumps({"messages": [{"role": "user", "content": ""}] * 600_000}).encode(), 413, ["serve.max_messages"]),
-    ("a huge response_format is not echoed", "POST", "/v1/audio/speech", {"Content-Type": "application/json"},
-     json.dumps({"input": "hi", "response_format": "x" * 5000}).encode(), 400, ["5000 characters"]),
-    ("multipart cut short", "POST", "/v1/audio/transcriptions", {"Content-Type": "multipart/form-data; boundary=zz"},
-     b"--zz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\r\nRIFF", 400, ["file"]),
-    ("multipart without a boundary", "POST", "/v1/audio/transcriptions", {"Content-Type": "multipart/form-data"},
-     b"--zz\r\n", 400, ["boundary"]),
+    (
+        "2000 empty messages",
+        "POST",
+        "/v1/chat/completions",
+        {"Content-Type": "application/json"},
+        json.dumps({"messages": [{"role": "user", "content": ""}] * 2000}).encode(),
+        400,
+        ["serve.max_messages"],
+    ),
+    (
+        "messages past the model's context",
+        "POST",
+        "/v1/chat/completions",
+        {"Content-Type": "application/json"},
+        json.dumps({"messages": [{"role": "user", "content": "a " * 60}] * 64}).encode(),
+        400,
+        ["llm.context_size", "context_length_exceeded"],
+    ),
+    (
+        "600 000 empty messages (18 MB)",
+        "POST",
+        "/v1/chat/completions",
+        {"Content-Type": "application/json"},
+        json.dumps({"messages": [{"role": "user", "content": ""}] * 600_000}).encode(),
+        413,
+        ["serve.max_messages"],
+    ),
+    (
+        "a huge response_format is not echoed",
+        "POST",
+        "/v1/audio/speech",
+        {"Content-Type": "application/json"},
+        json.dumps({"input": "hi", "response_format": "x" * 5000}).encode(),
+        400,
+        ["5000 characters"],
+    ),
+    (
+        "multipart cut short",
+        "POST",
+        "/v1/audio/transcriptions",
+        {"Content-Type": "multipart/form-data; boundary=zz"},
+        b'--zz\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\nRIFF',
+        400,
+        ["file"],
+    ),
+    (
+        "multipart without a boundary",
+        "POST",
+        "/v1/audio/transcriptions",
+        {"Content-Type": "multipart/form-data"},
+        b"--zz\r\n",
+        400,
+        ["boundary"],
+    ),
     ("no such route", "GET", "/v1/nothing", {}, b"", 404, ["/docs"]),
     ("wrong method", "DELETE", "/v1/models", {}, b"", 405, ["method"]),
 ]
@@ -163,25 +239,41 @@ def test_http_boundary(server, case):
 
 
 def test_a_listed_page_gets_cors_and_its_preflight(server):
-    status, headers, _ = request(server.port, "OPTIONS", "/v1/chat/completions",
-                                 {"Origin": "http://friend.example:1234", "Access-Control-Request-Method": "POST",
-                                  "Access-Control-Request-Headers": "authorization, content-type"})
+    status, headers, _ = request(
+        server.port,
+        "OPTIONS",
+        "/v1/chat/completions",
+        {
+            "Origin": "http://friend.example:1234",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
     assert status == 204 and headers["access-control-allow-origin"] == "http://friend.example:1234"
     assert "content-type" in headers["access-control-allow-headers"]
     status, headers, _ = request(server.port, "GET", "/v1/models", {"Origin": "http://friend.example:1234"})
     assert status == 200 and headers["access-control-allow-origin"] == "http://friend.example:1234"
     status, headers, _ = request(server.port, "GET", "/v1/models", {})
     assert status == 200 and "access-control-allow-origin" not in headers  # nobody else is granted CORS
-    status, _, _ = request(server.port, "OPTIONS", "/v1/chat/completions",
-                           {"Origin": "http://attacker.example", "Access-Control-Request-Method": "POST"})
+    status, _, _ = request(
+        server.port, "OPTIONS", "/v1/chat/completions", {"Origin": "http://attacker.example", "Access-Control-Request-Method": "POST"}
+    )
     assert status == 403
 
 
 # --- the WebSocket upgrade ------------------------------------------------------------------------------
 
+
 def upgrade(port: int, headers: dict) -> tuple[int, bytes]:
-    head = {"Host": f"127.0.0.1:{port}", "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
-            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Protocol": "voicechat", **headers}
+    head = {
+        "Host": f"127.0.0.1:{port}",
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Protocol": "voicechat",
+        **headers,
+    }
     text = "GET /v1/voice HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in head.items()) + "\r\n"
     with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
         s.sendall(text.encode())
@@ -211,10 +303,17 @@ def test_websocket_boundary(server, case):
 
 # --- uploads --------------------------------------------------------------------------------------------
 
+
 def multipart(name: str, data: bytes) -> tuple[dict, bytes]:
     boundary = "voicechatboundary"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
-            "Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     return {"Content-Type": f"multipart/form-data; boundary={boundary}"}, body
 
 
@@ -238,8 +337,9 @@ def test_kill_9_during_an_upload_leaves_nothing_after_the_next_start(tmp_path):
     headers, body = multipart("long.wav", wav)
     first = ServeProcess(tmp_path / "a", env=env)
     with first:
-        sender = threading.Thread(target=lambda: _quietly(request, first.port, "POST", "/v1/audio/transcriptions", headers, body),
-                                  daemon=True)
+        sender = threading.Thread(
+            target=lambda: _quietly(request, first.port, "POST", "/v1/audio/transcriptions", headers, body), daemon=True
+        )
         sender.start()
         deadline = time.monotonic() + 60
         while not list(tmpdir.glob("voicechat-uploads-*/*/upload-*")) and time.monotonic() < deadline:
@@ -263,12 +363,13 @@ def _quietly(fn, *args):
 
 # --- slow clients ---------------------------------------------------------------------------------------
 
+
 def drip(s: socket.socket, data: bytes) -> int:
     """Send data a byte a second until the server answers or closes; how many bytes went."""
     sent = 0
     try:
         for i in range(len(data)):
-            s.sendall(data[i:i + 1])
+            s.sendall(data[i : i + 1])
             sent += 1
             time.sleep(1)
             s.setblocking(False)
@@ -302,8 +403,10 @@ def test_headers_sent_a_byte_a_second_are_cut_off(server):
 
 
 def test_a_body_sent_a_byte_a_second_gets_408(server):
-    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(CHAT)}\r\n\r\n").encode()
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(CHAT)}\r\n\r\n"
+    ).encode()
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
         s.sendall(head)
         sent = drip(s, CHAT)
@@ -315,9 +418,18 @@ def test_a_body_sent_a_byte_a_second_gets_408(server):
 
 # --- start-up: keys and config values ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("key,what", [("abc\ndef-key", "a newline"), ("trailing-newline\n", "a newline"),
-                                      ("has space", "a space"), ("tab\tkey", "a tab"), ("bell\x07key", "a control character"),
-                                      ("clé-key", "not ASCII")])
+
+@pytest.mark.parametrize(
+    "key,what",
+    [
+        ("abc\ndef-key", "a newline"),
+        ("trailing-newline\n", "a newline"),
+        ("has space", "a space"),
+        ("tab\tkey", "a tab"),
+        ("bell\x07key", "a control character"),
+        ("clé-key", "not ASCII"),
+    ],
+)
 def test_an_api_key_that_no_header_can_carry_is_refused_at_start(key, what):
     result = run_cli("serve", "--api-key", key, "--port", str(free_port()), timeout=60)
     assert result.returncode == 2
@@ -345,8 +457,7 @@ BAD_CONFIGS = [
     ("alias bomb in serve.allowed_hosts", "bomb", "serve.allowed_hosts", ["serve.allowed_hosts"]),
     ("an integer of 5000 digits", "llm:\n  max_tokens: " + "9" * 5000 + "\n", None, ["cannot be read"]),
     ("nested 100 000 deep", "llm:\n  model: " + "[" * 100_000 + "\n", None, ["nested too deeply"]),
-    ("a 1 MB string where a number goes", "llm:\n  temperature: '" + "x" * 1_000_000 + "'\n", None,
-     ["llm.temperature", "characters"]),
+    ("a 1 MB string where a number goes", "llm:\n  temperature: '" + "x" * 1_000_000 + "'\n", None, ["llm.temperature", "characters"]),
     ("a key 100 000 characters long", "llm:\n  ? " + "k" * 100_000 + "\n  : 1\n", None, ["unknown key"]),
 ]
 
@@ -372,6 +483,7 @@ def test_a_config_file_that_never_ends_is_refused(tmp_path):
 
 # --- policy ---------------------------------------------------------------------------------------------
 
+
 def boundary(**serve):
     from voicechat.serve.boundary import Boundary
 
@@ -379,30 +491,45 @@ def boundary(**serve):
     return Boundary(SimpleNamespace(**{**base, **serve}))
 
 
-@pytest.mark.parametrize("serve,host,ok", [
-    ({}, "localhost:8000", True), ({}, "127.0.0.1:8000", True), ({}, "[::1]:8000", True), ({}, "LOCALHOST.", True),
-    ({}, "10.1.2.3:8000", True),  # an address cannot be a rebinding page's Host
-    ({}, "evil.example:8000", False), ({}, "localhost.evil.example", False), ({}, "127.0.0.1.nip.io:8000", False),
-    ({"host": "0.0.0.0"}, "gpu-box:8000", False),  # beyond loopback without a key: names must be listed
-    ({"host": "0.0.0.0", "api_key": "k"}, "gpu-box:8000", True),  # ... with a key, the key guards
-    ({"host": "0.0.0.0", "api_key": "k", "allowed_hosts": ["voice.example"]}, "gpu-box:8000", False),  # listed: checked
-    ({"host": "127.0.0.1", "api_key": "k"}, "evil.example", False),  # loopback with a key: still checked
-    ({"host": "gpu-box.lan"}, "gpu-box.lan:8000", True),  # the name it binds to
-    ({"allowed_hosts": ["*.example.com"]}, "a.example.com", True), ({"allowed_hosts": ["*.example.com"]}, "example.com.evil", False),
-    ({"allowed_hosts": ["*"]}, "anything", True),
-])
+@pytest.mark.parametrize(
+    "serve,host,ok",
+    [
+        ({}, "localhost:8000", True),
+        ({}, "127.0.0.1:8000", True),
+        ({}, "[::1]:8000", True),
+        ({}, "LOCALHOST.", True),
+        ({}, "10.1.2.3:8000", True),  # an address cannot be a rebinding page's Host
+        ({}, "evil.example:8000", False),
+        ({}, "localhost.evil.example", False),
+        ({}, "127.0.0.1.nip.io:8000", False),
+        ({"host": "0.0.0.0"}, "gpu-box:8000", False),  # beyond loopback without a key: names must be listed
+        ({"host": "0.0.0.0", "api_key": "k"}, "gpu-box:8000", True),  # ... with a key, the key guards
+        ({"host": "0.0.0.0", "api_key": "k", "allowed_hosts": ["voice.example"]}, "gpu-box:8000", False),  # listed: checked
+        ({"host": "127.0.0.1", "api_key": "k"}, "evil.example", False),  # loopback with a key: still checked
+        ({"host": "gpu-box.lan"}, "gpu-box.lan:8000", True),  # the name it binds to
+        ({"allowed_hosts": ["*.example.com"]}, "a.example.com", True),
+        ({"allowed_hosts": ["*.example.com"]}, "example.com.evil", False),
+        ({"allowed_hosts": ["*"]}, "anything", True),
+    ],
+)
 def test_host_policy(serve, host, ok):
     assert (boundary(**serve).host_refusal(host) is None) == ok
 
 
-@pytest.mark.parametrize("serve,origin,host,ok", [
-    ({}, "http://127.0.0.1:8000", "127.0.0.1:8000", True), ({}, "http://127.0.0.1:8001", "127.0.0.1:8000", False),
-    ({}, "https://voice.example", "voice.example", True), ({}, "https://voice.example", "voice.example:443", True),
-    ({}, "http://localhost:8000", "127.0.0.1:8000", False), ({}, "null", "127.0.0.1:8000", False),
-    ({"api_key": "k"}, "https://evil.example", "127.0.0.1:8000", False),  # a key does not lift the check
-    ({"allowed_origins": ["https://App.example/"]}, "https://app.example", "127.0.0.1:8000", True),
-    ({"allowed_origins": ["*"]}, "https://evil.example", "127.0.0.1:8000", True),
-])
+@pytest.mark.parametrize(
+    "serve,origin,host,ok",
+    [
+        ({}, "http://127.0.0.1:8000", "127.0.0.1:8000", True),
+        ({}, "http://127.0.0.1:8001", "127.0.0.1:8000", False),
+        ({}, "https://voice.example", "voice.example", True),
+        ({}, "https://voice.example", "voice.example:443", True),
+        ({}, "http://localhost:8000", "127.0.0.1:8000", False),
+        ({}, "null", "127.0.0.1:8000", False),
+        ({"api_key": "k"}, "https://evil.example", "127.0.0.1:8000", False),  # a key does not lift the check
+        ({"allowed_origins": ["https://App.example/"]}, "https://app.example", "127.0.0.1:8000", True),
+        ({"allowed_origins": ["*"]}, "https://evil.example", "127.0.0.1:8000", True),
+    ],
+)
 def test_origin_policy(serve, origin, host, ok):
     assert (boundary(**serve).origin_refusal(origin, host) is None) == ok
 
@@ -478,10 +605,16 @@ def chromium():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", f"--host-resolver-rules=MAP {EVIL} 127.0.0.1",
-                                    # the real page of a rebinding attack comes from the public internet; Chrome would then also ask the
-                                    # user before it reaches loopback (Local Network Access): off here, so the server itself must refuse
-                                    "--disable-features=LocalNetworkAccessChecks,BlockInsecurePrivateNetworkRequests,PrivateNetworkAccessSendPreflights"])
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                f"--host-resolver-rules=MAP {EVIL} 127.0.0.1",
+                # the real page of a rebinding attack comes from the public internet; Chrome would then also ask the
+                # user before it reaches loopback (Local Network Access): off here, so the server itself must refuse
+                "--disable-features=LocalNetworkAccessChecks,BlockInsecurePrivateNetworkRequests,PrivateNetworkAccessSendPreflights",
+            ],
+        )
         yield b
         b.close()
 

@@ -11,27 +11,22 @@ process), zone names that are folders, paths or junk, and a model that calls too
 from __future__ import annotations
 
 import json
-import os
 import struct
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from tests.helpers import VOICECHAT, assert_one_line_error, run_cli
 from tests.hostile import EchoingServer, run_measured
 from tests.servers import ToolCalls
-from voicechat.cli import app
 from voicechat.config import resolve
+from voicechat.conversation.chat import Conversation
 from voicechat.decode import decode, open_audio
 from voicechat.engines import registry
 from voicechat.engines.base import ToolCall, ToolSpec
 from voicechat.errors import VoicechatError
-from voicechat.conversation.chat import Conversation
 from voicechat.tools import calculator, clock
 from voicechat.tools.base import Tool
 from voicechat.tools.box import ToolBox
@@ -241,13 +236,21 @@ def test_server_answers_a_bomb_upload_without_growing(tmp_path):
     files = {case: BOMBS[case][0](tmp_path) for case in ("flac_1hz", "wav_1hz", "mkv_pcm_1hz", "wav_2g_hz")}
     with ServeProcess(tmp_path / "s", config="llm:\n  max_tokens: 8\n") as server:
         assert server.proc is not None
-        ok = httpx.post(server.url + "/v1/audio/transcriptions", timeout=120, data={"model": "whisper-1"},
-                        files={"file": ("ok.wav", wav(tmp_path / "ok.wav", rate=16000, data_bytes=64_000).read_bytes())})
+        ok = httpx.post(
+            server.url + "/v1/audio/transcriptions",
+            timeout=120,
+            data={"model": "whisper-1"},
+            files={"file": ("ok.wav", wav(tmp_path / "ok.wav", rate=16000, data_bytes=64_000).read_bytes())},
+        )
         assert ok.status_code == 200, ok.text
         before = _hwm_mb(server.proc.pid)
         for case, path in files.items():
-            r = httpx.post(server.url + "/v1/audio/transcriptions", timeout=120, data={"model": "whisper-1"},
-                           files={"file": (path.name, path.read_bytes())})
+            r = httpx.post(
+                server.url + "/v1/audio/transcriptions",
+                timeout=120,
+                data={"model": "whisper-1"},
+                files={"file": (path.name, path.read_bytes())},
+            )
             assert r.status_code in (400, 413), (case, r.status_code, r.text)
             message = r.json()["error"]["message"]
             assert BOMBS[case][1] in message, (case, message)
@@ -264,8 +267,13 @@ SLOW_EXPRESSIONS = [  # each held the interpreter (and so the deadline) for seco
     ("9**9**9", "too large"),
     ("2**(2**40)", "too large"),
 ]
-NOT_FINITE = [("1e308 * 10", "too large"), ("1e999", "too large"), ("-1e308 * 10", "too large"),
-              ("exp(1000)", "too large"), ("1e308 * 10 - 1e308 * 10", "too large")]
+NOT_FINITE = [
+    ("1e308 * 10", "too large"),
+    ("1e999", "too large"),
+    ("-1e308 * 10", "too large"),
+    ("exp(1000)", "too large"),
+    ("1e308 * 10 - 1e308 * 10", "too large"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -303,7 +311,7 @@ def test_calculator_odd_input_is_one_clear_answer(box, expression, needle):
 
 def _stuck(args: dict) -> str:
     """A tool stuck in one C call that holds the interpreter's lock (what no bound foresaw)."""
-    return str(round(1, -10**8))
+    return str(round(1, -(10**8)))
 
 
 @pytest.mark.fast
@@ -337,9 +345,13 @@ def test_an_interrupted_turn_kills_the_stuck_tool_too():
 
 @pytest.mark.fast
 def test_a_tool_that_prints_or_eats_memory_cannot_garble_or_sink_the_worker():
-    box = ToolBox([Tool(ToolSpec("noisy", "prints", {"type": "object"}), _noisy, worker=f"{__name__}:_noisy"),
-                   Tool(ToolSpec("hungry", "allocates", {"type": "object"}), _hungry, worker=f"{__name__}:_hungry"),
-                   calculator.tool()])
+    box = ToolBox(
+        [
+            Tool(ToolSpec("noisy", "prints", {"type": "object"}), _noisy, worker=f"{__name__}:_noisy"),
+            Tool(ToolSpec("hungry", "allocates", {"type": "object"}), _hungry, worker=f"{__name__}:_hungry"),
+            calculator.tool(),
+        ]
+    )
     try:
         assert box.run(ToolCall("c", "noisy", "{}")).text == "quiet result"
         hungry = box.run(ToolCall("c", "hungry", "{}"))
@@ -350,7 +362,7 @@ def test_a_tool_that_prints_or_eats_memory_cannot_garble_or_sink_the_worker():
 
 
 def _noisy(args: dict) -> str:
-    print("garbage on stdout\n{\"ok\": \"forged\"}")
+    print('garbage on stdout\n{"ok": "forged"}')
     return "quiet result"
 
 
@@ -383,8 +395,12 @@ def test_calculator_in_chat_tools_answers_round_bomb_at_once():
     """The model asks for round(1, -10**8) in `chat --tools`: a refusal the model reads, then its answer."""
     with EchoingServer() as server:
         server.script = [ToolCalls(("calculator", '{"expression": "round(1, -10**8)"}')), "Sorry: {tool}"]
-        env = {"VOICECHAT_LLM_ENGINE": "openai", "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-x",
-               "VOICECHAT_TOOLS_TIMEOUT": "10"}
+        env = {
+            "VOICECHAT_LLM_ENGINE": "openai",
+            "OPENAI_BASE_URL": server.base_url,
+            "OPENAI_API_KEY": "sk-x",
+            "VOICECHAT_TOOLS_TIMEOUT": "10",
+        }
         result = run_cli("chat", "--tools", "--no-log", input=b"round one to a hundred million places\n", env=env, timeout=120)
     assert result.returncode == 0, result.stderr.decode()
     assert "Sorry: error: round() takes at most 1300 digits" in result.stdout.decode()
@@ -404,8 +420,11 @@ def test_chat_without_tools_answers_a_call_it_did_not_offer():
     assert result.returncode == 0, stderr
     assert result.stdout.decode().strip() == "It is 42."
     assert "tools" not in first and "tools" not in second, "no tools are offered, before or after"
-    assert second["messages"][-1] == {"role": "tool", "content": "error: no tools are available in this conversation; answer in words",
-                                      "tool_call_id": "call_0_calculator"}
+    assert second["messages"][-1] == {
+        "role": "tool",
+        "content": "error: no tools are available in this conversation; answer in words",
+        "tool_call_id": "call_0_calculator",
+    }
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("voicechat: warning: ⚙ calculator failed: not run: tools are off"), stderr
     assert "AssertionError" not in stderr and "unexpected" not in stderr
@@ -445,8 +464,9 @@ def test_voice_session_without_tools_answers_a_call_it_did_not_offer():
 
     with EchoingServer() as server:
         server.script = [ToolCalls(("calculator", '{"expression": "1+1"}')), "Two.", "Still here."]
-        cfg = resolve(environ={}, overrides={"llm.engine": "openai", "llm.base_url": server.base_url, "llm.retries": 0,
-                                             "turn.audio_model": False})
+        cfg = resolve(
+            environ={}, overrides={"llm.engine": "openai", "llm.base_url": server.base_url, "llm.retries": 0, "turn.audio_model": False}
+        )
         chat = Conversation(cfg, registry.create("llm", cfg), kind="talk", log=False)
         session = VoiceSession(cfg, conversation=chat, stt=ScriptedSTT(""), tts=ScriptedTTS(), source=None, sink=RecordingSink())
         seen: list = []
@@ -480,8 +500,16 @@ def test_voice_session_without_tools_answers_a_call_it_did_not_offer():
 def test_a_model_that_calls_past_max_calls_is_not_asked_forever():
     with EchoingServer() as server:
         server.script = [ToolCalls(("calculator", '{"expression": "1+1"}'))] * 50
-        cfg = resolve(environ={}, overrides={"llm.engine": "openai", "llm.base_url": server.base_url, "llm.retries": 0,
-                                             "tools.enabled": True, "tools.max_calls": 1})
+        cfg = resolve(
+            environ={},
+            overrides={
+                "llm.engine": "openai",
+                "llm.base_url": server.base_url,
+                "llm.retries": 0,
+                "tools.enabled": True,
+                "tools.max_calls": 1,
+            },
+        )
         box = ToolBox([calculator.tool()])
         try:
             reply = Conversation(cfg, registry.create("llm", cfg), kind="chat", log=False, tools=box).stream_reply("loop", lambda d: None)

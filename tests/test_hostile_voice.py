@@ -39,8 +39,12 @@ MAX_SESSIONS = 2
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     port = free_port()
-    with ServeProcess(tmp_path_factory.mktemp("hostile-voice"), "--wyoming", f"tcp://127.0.0.1:{port}",
-                      config=f"llm:\n  max_tokens: 24\nserve:\n  max_sessions: {MAX_SESSIONS}\n") as server:
+    with ServeProcess(
+        tmp_path_factory.mktemp("hostile-voice"),
+        "--wyoming",
+        f"tcp://127.0.0.1:{port}",
+        config=f"llm:\n  max_tokens: 24\nserve:\n  max_sessions: {MAX_SESSIONS}\n",
+    ) as server:
         server.wyoming_port = port
         yield server
     assert "Traceback" not in server.log_text(), server.log_text()
@@ -89,6 +93,7 @@ def refusal(server: ServeProcess, session: str) -> tuple[int | None, str, str]:
 
 # --- session ids --------------------------------------------------------------------------------------
 
+
 def test_session_ids_are_random_and_a_wrong_one_says_nothing(served):
     public = one_turn(served)
     with db(served) as d:
@@ -125,12 +130,13 @@ def test_session_ids_are_random_and_a_wrong_one_says_nothing(served):
         got = refusal(served, value)
         assert got == answer, (what, got)  # same close code, same message: nothing to tell them apart
         assert value[:8] not in got[1] and value[:8] not in got[2], what  # no id echoed
-    added = served.log_text()[len(log_before):]
+    added = served.log_text()[len(log_before) :]
     assert "Traceback" not in added and "OverflowError" not in added, added
     assert len(added.splitlines()) <= 1, added
 
 
 # --- bounded per-connection queues ----------------------------------------------------------------------
+
 
 def peak_reset(pid: int) -> int:
     """Reset the process's peak RSS to its current RSS (Linux: clear_refs 5); returns that RSS in kB."""
@@ -153,11 +159,19 @@ def flood(server: ServeProcess, messages, *, read: bool) -> tuple[int, int | Non
 
     # without permessage-deflate: what is measured is the server's own queues, not the compression ratio of a burst
     # (a compressed burst is inflated into uvicorn's receive queue before the app sees it)
-    ws = connect(server.url.replace("http://", "ws://") + "/v1/voice", subprotocols=["voicechat"], max_queue=4,
-                 open_timeout=20, close_timeout=5, ping_interval=None, compression=None)
+    ws = connect(
+        server.url.replace("http://", "ws://") + "/v1/voice",
+        subprotocols=["voicechat"],
+        max_queue=4,
+        open_timeout=20,
+        close_timeout=5,
+        ping_interval=None,
+        compression=None,
+    )
     sent = 0
     reader = None
     if read:
+
         def drop_all() -> None:
             try:
                 for _ in ws:
@@ -224,8 +238,13 @@ def test_floods_and_clients_that_do_not_read_are_closed_and_memory_stays_bounded
         before = peak_reset(pid)
         sent, code, reason = flood(served, messages, read=read)
         wait_sessions_closed(served)
-        rows[what] = {"sent": sent, "code": code, "reason": reason, "grew_mb": round((status_kb(pid, "VmHWM") - before) / 1024, 1),
-                      "log": served.log_text()[log_before:].strip()}
+        rows[what] = {
+            "sent": sent,
+            "code": code,
+            "reason": reason,
+            "grew_mb": round((status_kb(pid, "VmHWM") - before) / 1024, 1),
+            "log": served.log_text()[log_before:].strip(),
+        }
 
     text = json.dumps({"type": "text", "text": long_text})
     row("typed turns, never reading", (text for _ in range(20_000)))  # before: every one queued, +134 MB
@@ -314,6 +333,7 @@ def test_live_sessions_are_bounded_by_max_sessions(served):
 
 # --- Wyoming ------------------------------------------------------------------------------------------
 
+
 def wyoming(server: ServeProcess, events: list, *, until=None, timeout: float = 60) -> list:
     """Send the events with the wyoming package's own client; the events answered, up to ``until``(event)
     or the close. A wait past ``timeout`` is a hang (what the fix removes), reported as a failure."""
@@ -351,8 +371,17 @@ def test_wyoming_streamed_text_is_bounded_by_max_text_chars(served):
     assert not [e for e in got if e.type == "audio-chunk"]
 
 
-@pytest.mark.parametrize("case", ["transcribe, audio-stop, no audio", "audio-chunk before audio-start", "audio-stop alone",
-                                  "audio-start twice", "synthesize-stop alone", "synthesize-start twice"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "transcribe, audio-stop, no audio",
+        "audio-chunk before audio-start",
+        "audio-stop alone",
+        "audio-start twice",
+        "synthesize-stop alone",
+        "synthesize-start twice",
+    ],
+)
 def test_wyoming_events_out_of_order_are_answered_at_once(served, case):
     from wyoming.asr import Transcribe
     from wyoming.audio import AudioChunk, AudioStart, AudioStop
@@ -371,7 +400,7 @@ def test_wyoming_events_out_of_order_are_answered_at_once(served, case):
         assert got[-1].type == "error" and "without audio-start" in got[-1].data["text"]
     elif case == "audio-start twice":  # said, and the second stream is transcribed
         events = [Transcribe(language="en"), AudioStart(**fmt), AudioChunk(audio=pcm[:6400], **fmt), AudioStart(**fmt)]
-        events += [AudioChunk(audio=pcm[i:i + 4096], **fmt) for i in range(0, len(pcm), 4096)] + [AudioStop()]
+        events += [AudioChunk(audio=pcm[i : i + 4096], **fmt) for i in range(0, len(pcm), 4096)] + [AudioStop()]
         got = wyoming(served, events, until=lambda e: e.type == "transcript")
         assert [e.type for e in got if e.type in ("error", "transcript")] == ["error", "transcript"]
         assert "morning" in got[-1].data["text"].lower()
@@ -379,8 +408,13 @@ def test_wyoming_events_out_of_order_are_answered_at_once(served, case):
         got = wyoming(served, [SynthesizeStop()], until=lambda e: e.type in ("error", "synthesize-stopped"))
         assert got[-1].type == "error" and "without synthesize-start" in got[-1].data["text"]
     else:
-        events = [SynthesizeStart(), SynthesizeChunk(text="Unfinished words"), SynthesizeStart(), SynthesizeChunk(text="Hello."),
-                  SynthesizeStop()]
+        events = [
+            SynthesizeStart(),
+            SynthesizeChunk(text="Unfinished words"),
+            SynthesizeStart(),
+            SynthesizeChunk(text="Hello."),
+            SynthesizeStop(),
+        ]
         got = wyoming(served, events, until=lambda e: e.type == "synthesize-stopped")
         assert got[0].type == "error" and "synthesize-start inside" in got[0].data["text"]
         assert [e for e in got if e.type == "audio-chunk"]  # the second stream is spoken
@@ -388,13 +422,19 @@ def test_wyoming_events_out_of_order_are_answered_at_once(served, case):
 
 # --- talk --server when the server dies ------------------------------------------------------------------
 
+
 def test_talk_server_says_when_its_server_is_killed(tmp_path):
-    question = np.concatenate([np.zeros(8000, dtype=np.float32), speak("What is the capital of France?"),
-                               np.zeros(16000 * 60, dtype=np.float32)])
+    question = np.concatenate(
+        [np.zeros(8000, dtype=np.float32), speak("What is the capital of France?"), np.zeros(16000 * 60, dtype=np.float32)]
+    )
     wav = write_wav(tmp_path / "question.wav", question)
     with ServeProcess(tmp_path / "s", config="llm:\n  max_tokens: 24\n") as server:
-        proc = subprocess.Popen([VOICECHAT, "talk", "--server", server.url, "--input", str(wav), "--output", str(tmp_path / "out.wav"),
-                                 "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [VOICECHAT, "talk", "--server", server.url, "--input", str(wav), "--output", str(tmp_path / "out.wav"), "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+        )
         events = []
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -420,6 +460,7 @@ def test_talk_server_says_when_its_server_is_killed(tmp_path):
 
 
 # --- a tool call the model was not offered (the root is fixed in voicechat/conversation/chat.py) ----------------------
+
 
 def test_a_tool_call_not_offered_leaves_the_voice_session_alive(tmp_path):
     from tests.servers import OpenAILikeServer, ToolCalls

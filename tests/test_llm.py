@@ -61,7 +61,9 @@ def test_missing_gguf_is_clear():
 
 
 def test_openai_engine_against_llama_cpp_server(llama_server):
-    cfg = resolve(environ={}, overrides={"llm.engine": "openai", "llm.base_url": llama_server, "llm.model": "smollm2", "llm.max_tokens": 30})
+    cfg = resolve(
+        environ={}, overrides={"llm.engine": "openai", "llm.base_url": llama_server, "llm.model": "smollm2", "llm.max_tokens": 30}
+    )
     engine = registry.create("llm", cfg)
     events = list(engine.stream(QUESTION))
     deltas = [e for e in events if isinstance(e, TextDelta)]
@@ -71,14 +73,22 @@ def test_openai_engine_against_llama_cpp_server(llama_server):
 
 
 def test_langchain_engine_against_llama_cpp_server(llama_server):
-    cfg = resolve(environ={}, overrides={"llm.engine": "langchain", "llm.base_url": llama_server, "llm.model": "openai:smollm2", "llm.max_tokens": 30})
+    cfg = resolve(
+        environ={}, overrides={"llm.engine": "langchain", "llm.base_url": llama_server, "llm.model": "openai:smollm2", "llm.max_tokens": 30}
+    )
     engine = registry.create("llm", cfg)
     text, usage = drain(engine.stream(QUESTION))
     assert text.strip() and usage is not None and usage.completion_tokens > 0
 
 
 def _engine(server, **extra):
-    over = {"llm.engine": "openai", "llm.base_url": server.base_url, "llm.api_key": "sk-test-secret-0123456789", "llm.retries": 0, "llm.timeout": 2}
+    over = {
+        "llm.engine": "openai",
+        "llm.base_url": server.base_url,
+        "llm.api_key": "sk-test-secret-0123456789",
+        "llm.retries": 0,
+        "llm.timeout": 2,
+    }
     over.update(extra)
     return registry.create("llm", resolve(environ={}, overrides=over))
 

@@ -108,7 +108,7 @@ def test_http_routes_spread_over_both_replicas(cluster):
         with urllib.request.urlopen(balancer.url + "/v1/models", timeout=30) as r:
             assert r.status == 200
     after = [s.metric("voicechat_requests_total", route="/v1/models", status="200") for s in replicas.servers]
-    served = [a - b for a, b in zip(after, before)]
+    served = [a - b for a, b in zip(after, before, strict=True)]
     assert sum(served) == 8 and min(served) >= 2, served
     import openai
 
@@ -145,8 +145,11 @@ def test_a_killed_replica_session_resumes_on_the_other_with_every_completed_turn
     finally:
         again.close()
     turns = stored(replicas.url, session)
-    assert turns == [("My name is Ana.", first["text"]), ("What is the capital of France?", second["text"]),
-                     ("And what about Germany?", third["text"])]
+    assert turns == [
+        ("My name is Ana.", first["text"]),
+        ("What is the capital of France?", second["text"]),
+        ("And what about Germany?", third["text"]),
+    ]
     assert without_service < 60  # reported by bench/replicas.py; here only that it came back
 
 

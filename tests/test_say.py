@@ -43,7 +43,9 @@ def test_output_device_by_name_and_index(card, hear):
         assert len(card.speaker_audio()) > SPEAKER_RATE * 0.5
 
 
-@pytest.mark.parametrize("spec,needle", [("vc_", "ambiguous"), ("no-such-card", "no output device matches"), ("99", "no output device with index 99")])
+@pytest.mark.parametrize(
+    "spec,needle", [("vc_", "ambiguous"), ("no-such-card", "no output device matches"), ("99", "no output device with index 99")]
+)
 def test_bad_device_lists_choices(card, spec, needle):
     result = run_cli("say", "hi", "--output-device", spec, env=card.env)
     assert result.returncode == 1
@@ -101,7 +103,7 @@ def test_say_reads_stdin(tmp_path, hear):
     [
         (["   "], None, "empty"),
         (["-"], b"  \n\t ", "empty"),
-        (["\U0001F600\U0001F389"], None, "nothing speakable"),
+        (["\U0001f600\U0001f389"], None, "nothing speakable"),
         (["hi", "--voice", "/nope/voice.onnx"], None, "not found"),
         (["hi", "--engine", "sapi"], None, "unknown text-to-speech engine 'sapi'"),
         (["hi", "-o", "/no/such/dir/x.wav"], None, "does not exist"),
@@ -117,7 +119,7 @@ def test_say_bad_input(tmp_path, args, stdin, needle):
 
 
 def test_awkward_text_is_spoken(tmp_path, hear):
-    text = "Warning:\x07 <b>bold</b> & <script>alert(1)</script> costs \u20ac5 \U0001F600 today."
+    text = "Warning:\x07 <b>bold</b> & <script>alert(1)</script> costs \u20ac5 \U0001f600 today."
     out = tmp_path / "awkward.wav"
     result = run_cli("say", text, "-o", str(out))
     assert result.returncode == 0, result.stderr.decode()
@@ -176,7 +178,8 @@ def test_openai_engine_streams_from_loopback_server(tmp_path, hear):
     with OpenAILikeServer() as server:
         out = tmp_path / "o.wav"
         result = runner.invoke(
-            app, ["say", TEXT, "--engine", "openai", "--voice", "nova", "-o", str(out)],
+            app,
+            ["say", TEXT, "--engine", "openai", "--voice", "nova", "-o", str(out)],
             env={"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-test-abcdefghijklmnop"},
         )
         assert result.exit_code == 0, result.stderr
@@ -187,8 +190,11 @@ def test_openai_engine_streams_from_loopback_server(tmp_path, hear):
         assert all(b["response_format"] == "pcm" and b["voice"] == "nova" for b in bodies)
         assert len(bodies) >= 2, "one request per chunk, so the first sentence plays early"
         server.mode = "401"
-        bad = runner.invoke(app, ["say", "hi", "--engine", "openai", "-o", str(tmp_path / "x.wav")],
-                            env={"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-wrong-abcdefghijklmnop"})
+        bad = runner.invoke(
+            app,
+            ["say", "hi", "--engine", "openai", "-o", str(tmp_path / "x.wav")],
+            env={"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-wrong-abcdefghijklmnop"},
+        )
         assert bad.exit_code == 1 and "rejected the API key" in bad.stderr
         assert "sk-wrong-abcdefghijklmnop" not in bad.stderr
 
@@ -202,13 +208,23 @@ def test_coqui_engine_with_a_model_built_here(tmp_path, card):
 
     checkpoint, config = build(tmp_path / "vits")
     out = tmp_path / "c.wav"
-    result = run_cli("say", "Hello from coqui. A second sentence.", "--engine", "coqui", "--voice", str(checkpoint), "-o", str(out),
-                     env={"VOICECHAT_TTS_MODEL": str(config)})
+    result = run_cli(
+        "say",
+        "Hello from coqui. A second sentence.",
+        "--engine",
+        "coqui",
+        "--voice",
+        str(checkpoint),
+        "-o",
+        str(out),
+        env={"VOICECHAT_TTS_MODEL": str(config)},
+    )
     assert result.returncode == 0, result.stderr.decode()
     audio, rate = sf.read(str(out))
     assert rate == 16000 and len(audio) > 1600 and np.abs(audio).max() > 0
-    played = runner.invoke(app, ["say", "Through the speaker.", "--engine", "coqui", "--voice", str(checkpoint)],
-                           env={"VOICECHAT_TTS_MODEL": str(config)})
+    played = runner.invoke(
+        app, ["say", "Through the speaker.", "--engine", "coqui", "--voice", str(checkpoint)], env={"VOICECHAT_TTS_MODEL": str(config)}
+    )
     assert played.exit_code == 0, played.stderr
     assert len(card.speaker_audio()) > 0
     missing = runner.invoke(app, ["say", "x", "--engine", "coqui", "--voice", str(tmp_path / "nope.pth")])
@@ -257,8 +273,9 @@ def test_device_vanishing_mid_stream_is_one_line(tmp_path):
     if not PulseCard.available():
         pytest.fail("PulseAudio is required for this test (scripts/setup.sh test installs it)")
     with PulseCard(tmp_path / "pulse") as pulse:
-        proc = subprocess.Popen([VOICECHAT, "say", "--engine", "espeak", "-"], stdin=subprocess.PIPE, stderr=subprocess.PIPE,
-                                env=dict(os.environ))
+        proc = subprocess.Popen(
+            [VOICECHAT, "say", "--engine", "espeak", "-"], stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ)
+        )
         proc.stdin.write(b"This goes on for a while. " * 40)
         proc.stdin.close()
         time.sleep(2.0)
@@ -326,8 +343,10 @@ def test_alsa_lines_do_not_reach_the_terminal():
     """ALSA's library prints its recoveries ("underrun occurred") on stderr, over the live view; once voicechat has
     loaded the sound library they go nowhere, unless --debug (VOICECHAT_DEBUG) asks for them. An unknown ALSA
     device makes ALSA complain the same way."""
-    code = ("import ctypes; from voicechat.audio import sd; sd(); p = ctypes.c_void_p(); "
-            "print(ctypes.CDLL('libasound.so.2').snd_pcm_open(ctypes.byref(p), b'no_such_pcm', 0, 0))")
+    code = (
+        "import ctypes; from voicechat.audio import sd; sd(); p = ctypes.c_void_p(); "
+        "print(ctypes.CDLL('libasound.so.2').snd_pcm_open(ctypes.byref(p), b'no_such_pcm', 0, 0))"
+    )
     quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, env={**os.environ, "VOICECHAT_DEBUG": ""})
     loud = subprocess.run([sys.executable, "-c", code], capture_output=True, env={**os.environ, "VOICECHAT_DEBUG": "1"})
     assert int(quiet.stdout) < 0 and int(loud.stdout) < 0  # ALSA refused the device both times

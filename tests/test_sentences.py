@@ -46,5 +46,5 @@ def test_run_on_text_is_bounded():
 
 
 def test_clean_drops_control_chars_and_markup():
-    assert clean("a\x00b\x07c **bold** `code` # head") .split() == ["a", "b", "c", "bold", "code", "head"]
+    assert clean("a\x00b\x07c **bold** `code` # head").split() == ["a", "b", "c", "bold", "code", "head"]
     assert list(chunks("😀 🎉 !!!")) == []

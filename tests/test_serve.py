@@ -8,6 +8,7 @@ import json
 import socket
 import sqlite3
 import time
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -57,6 +58,7 @@ def decode_bytes(data: bytes) -> tuple[np.ndarray, int]:
 
 # --- OpenAI-compatible routes ----------------------------------------------------------------------
 
+
 def test_transcriptions_in_every_format_through_the_openai_sdk(client, question_wav):
     with open(question_wav, "rb") as f:
         assert wer(QUESTION, client.audio.transcriptions.create(model="whisper-1", file=f).text) <= 0.2
@@ -64,11 +66,12 @@ def test_transcriptions_in_every_format_through_the_openai_sdk(client, question_
         text = client.audio.transcriptions.create(model="whisper-1", file=f, response_format="text")
     assert wer(QUESTION, text) <= 0.2
     with open(question_wav, "rb") as f:
-        verbose = client.audio.transcriptions.create(model="whisper-1", file=f, response_format="verbose_json",
-                                                     timestamp_granularities=["word", "segment"])
+        verbose = client.audio.transcriptions.create(
+            model="whisper-1", file=f, response_format="verbose_json", timestamp_granularities=["word", "segment"]
+        )
     assert verbose.language == "english" and 2.0 < verbose.duration < 4.0
     assert [w.word.strip(",.?").lower() for w in verbose.words][:3] == ["what", "is", "the"]
-    assert all(a.end <= b.start + 0.01 for a, b in zip(verbose.words, verbose.words[1:]))
+    assert all(a.end <= b.start + 0.01 for a, b in pairwise(verbose.words))
     assert verbose.segments and verbose.segments[0].end > verbose.segments[0].start
     for fmt, marker in (("srt", "00:00:00,"), ("vtt", "WEBVTT")):
         with open(question_wav, "rb") as f:
@@ -77,8 +80,12 @@ def test_transcriptions_in_every_format_through_the_openai_sdk(client, question_
 
 
 def test_streamed_transcription_sends_deltas_then_done(client, tmp_path):
-    two = write_wav(tmp_path / "two.wav", np.concatenate([speak("The first sentence is about the weather."), silence(1.2),
-                                                          speak("The second one is about a cat."), silence(0.5)]))
+    two = write_wav(
+        tmp_path / "two.wav",
+        np.concatenate(
+            [speak("The first sentence is about the weather."), silence(1.2), speak("The second one is about a cat."), silence(0.5)]
+        ),
+    )
     with open(two, "rb") as f:
         events = list(client.audio.transcriptions.create(model="whisper-1", file=f, stream=True))
     kinds = [e.type for e in events]
@@ -113,9 +120,14 @@ def test_speech_streams_sentence_by_sentence_and_speed_changes_the_length(client
 def test_chat_completions_streamed_and_not_with_usage(client):
     reply = client.chat.completions.create(model="any", messages=[{"role": "user", "content": "Say hello."}])
     assert reply.choices[0].message.content.strip() and reply.usage.completion_tokens > 0
-    chunks = list(client.chat.completions.create(model="any", messages=[{"role": "system", "content": "Be brief."},
-                                                                        {"role": "user", "content": "Name a colour."}],
-                                                 stream=True, stream_options={"include_usage": True}))
+    chunks = list(
+        client.chat.completions.create(
+            model="any",
+            messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a colour."}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text.strip()
     usage = [c.usage for c in chunks if c.usage]
@@ -169,6 +181,7 @@ def test_bad_requests_get_openai_shaped_errors(client, served, tmp_path):
 
 # --- the voice session over the WebSocket --------------------------------------------------------------
 
+
 def test_spoken_question_over_the_websocket(served, hear):
     c = VoiceClient(served.url)
     try:
@@ -207,8 +220,10 @@ def test_spoken_question_over_the_websocket(served, hear):
     finally:
         again.close()
     with sqlite3.connect(served.workdir / "history.sqlite3") as db:
-        rows = db.execute("SELECT user_text, assistant_text FROM turns WHERE session_id = (SELECT id FROM sessions WHERE public_id = ?)"
-                          " ORDER BY id", (session["id"],)).fetchall()
+        rows = db.execute(
+            "SELECT user_text, assistant_text FROM turns WHERE session_id = (SELECT id FROM sessions WHERE public_id = ?) ORDER BY id",
+            (session["id"],),
+        ).fetchall()
     assert [r[0] for r in rows] == [user["text"], "And what about Germany?"]
     assert rows[0][1] == reply["text"]
 
@@ -227,8 +242,10 @@ def test_history_keeps_only_what_the_client_played_when_interrupted(served):
     written = "".join(e["text"] for e in c.of("reply_delta"))
     assert len(reply["text"].split()) <= 3 and len(written.split()) > len(reply["text"].split())
     with sqlite3.connect(served.workdir / "history.sqlite3") as db:
-        (kept, interrupted), = db.execute("SELECT assistant_text, interrupted FROM turns"
-                                          " WHERE session_id = (SELECT id FROM sessions WHERE public_id = ?)", (session["id"],))
+        ((kept, interrupted),) = db.execute(
+            "SELECT assistant_text, interrupted FROM turns WHERE session_id = (SELECT id FROM sessions WHERE public_id = ?)",
+            (session["id"],),
+        )
     assert kept == reply["text"] and interrupted
 
 
@@ -282,8 +299,12 @@ def test_a_client_that_leaves_mid_reply_stops_the_model(served):
     import httpx
 
     before = served.metric("voicechat_chat_tokens_total")
-    with httpx.stream("POST", served.url + "/v1/chat/completions", timeout=60,
-                      json={"model": "x", "stream": True, "messages": [{"role": "user", "content": COUNTING}]}) as r:
+    with httpx.stream(
+        "POST",
+        served.url + "/v1/chat/completions",
+        timeout=60,
+        json={"model": "x", "stream": True, "messages": [{"role": "user", "content": COUNTING}]},
+    ) as r:
         for line in r.iter_lines():
             if '"content"' in line and '""' not in line:
                 break

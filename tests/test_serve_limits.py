@@ -61,8 +61,9 @@ def test_binding_beyond_loopback_warns_and_a_slow_request_times_out(tmp_path):
     server = ServeProcess(tmp_path / "s", "--host", "0.0.0.0", config="serve:\n  request_timeout_s: 1\nllm:\n  max_tokens: 400\n")
     server.url = f"http://127.0.0.1:{server.port}"
     with server:
-        r = httpx.post(server.url + "/v1/chat/completions", timeout=60,
-                       json={"model": "x", "messages": [{"role": "user", "content": COUNTING}]})
+        r = httpx.post(
+            server.url + "/v1/chat/completions", timeout=60, json={"model": "x", "messages": [{"role": "user", "content": COUNTING}]}
+        )
         assert r.status_code == 504 and "request_timeout_s" in r.json()["error"]["message"]
         assert server.status("/healthz") == 200
     assert "without an API key" in server.log_text()
@@ -111,8 +112,9 @@ def test_every_limit_answers_with_its_status_and_the_server_keeps_serving(tmp_pa
         results: list[tuple[int, str | None]] = []
 
         def ask() -> None:
-            r = httpx.post(server.url + "/v1/chat/completions", timeout=120,
-                           json={"model": "x", "messages": [{"role": "user", "content": COUNTING}]})
+            r = httpx.post(
+                server.url + "/v1/chat/completions", timeout=120, json={"model": "x", "messages": [{"role": "user", "content": COUNTING}]}
+            )
             results.append((r.status_code, r.headers.get("retry-after")))
 
         threads = [threading.Thread(target=ask) for _ in range(3)]
@@ -171,7 +173,7 @@ def test_sigterm_drains_requests_and_sessions_and_keeps_every_turn(tmp_path):
     assert rows == [("Tell me about the sea.", reply["text"])]
     with sqlite3.connect(tmp_path / "s" / "history.sqlite3") as db:
         public = db.execute("SELECT public_id FROM sessions").fetchall()
-    assert closing["session"] in (None, *(p for p, in public))
+    assert closing["session"] in (None, *(p for (p,) in public))
 
 
 def test_talk_server_through_the_sound_card(tmp_path, hear):
@@ -184,8 +186,13 @@ def test_talk_server_through_the_sound_card(tmp_path, hear):
     question = "What is the capital of France?"
     with ServeProcess(tmp_path / "s", config="llm:\n  max_tokens: 40\n") as server, PulseCard(tmp_path / "pulse") as card:
         card.start_recording()
-        proc = subprocess.Popen([VOICECHAT, "talk", "--server", server.url, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                stdin=subprocess.DEVNULL, env={**os.environ, **card.env})
+        proc = subprocess.Popen(
+            [VOICECHAT, "talk", "--server", server.url, "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **card.env},
+        )
         events = []
         lines = iter(proc.stdout)
         for line in lines:

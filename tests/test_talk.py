@@ -61,8 +61,13 @@ class TalkProcess:
     on either never stalls the process."""
 
     def __init__(self, *args: str, env: dict | None = None, stdin=subprocess.DEVNULL) -> None:
-        self.proc = subprocess.Popen([VOICECHAT, "talk", "--json", *args], stdin=stdin, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env={**os.environ, **FAST_LLM, **(env or {})})
+        self.proc = subprocess.Popen(
+            [VOICECHAT, "talk", "--json", *args],
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, **FAST_LLM, **(env or {})},
+        )
         _live.append(self.proc)
         self._log = Events()
         self.events: list[dict] = self._log.items
@@ -158,8 +163,12 @@ def test_barge_in_stops_playback_and_truncates_the_logged_reply(tmp_path, questi
     if not PulseCard.available():
         pytest.fail("PulseAudio is required (scripts/setup.sh test installs it)")
     with PulseCard(tmp_path / "pulse") as card:
-        talk = TalkProcess("--barge-in", "--system", "Answer with a long, detailed story of at least ten sentences.",
-                           env={"VOICECHAT_LLM_MAX_TOKENS": "200"})
+        talk = TalkProcess(
+            "--barge-in",
+            "--system",
+            "Answer with a long, detailed story of at least ten sentences.",
+            env={"VOICECHAT_LLM_MAX_TOKENS": "200"},
+        )
         talk.wait_for(lambda e: e == {"type": "status", "state": "listening"})
         card.feed_mic(np.concatenate([questions[1], silence(1.0)])).wait()
         talk.wait_for(lambda e: e["type"] == "status" and e["state"] == "speaking")
@@ -171,8 +180,9 @@ def test_barge_in_stops_playback_and_truncates_the_logged_reply(tmp_path, questi
         talk.wait_for(lambda e: e["type"] == "notice" and e["message"].startswith("barge-in"))
         first_reply = talk.wait_for(lambda e: e["type"] == "reply")
         # the interjection stopped the reply; it is not a question (on a loaded machine it may end as two turns)
-        cut = talk.wait_for(lambda e: e["type"] == "user" or (e["type"] == "notice" and e["message"].startswith("stopped")),
-                            after=first_reply)
+        cut = talk.wait_for(
+            lambda e: e["type"] == "user" or (e["type"] == "notice" and e["message"].startswith("stopped")), after=first_reply
+        )
         if cut["type"] == "user":  # misheard, it is a turn like any other (CI under load heard "Scott, wait a moment.")
             assert not is_stop(cut["text"], ""), talk.story()
             cut = talk.wait_for(lambda e: e["type"] == "reply", after=cut, timeout=180)
@@ -295,8 +305,14 @@ def test_push_to_talk_from_a_pseudo_terminal(tmp_path, questions):
         pytest.fail("PulseAudio is required (scripts/setup.sh test installs it)")
     with PulseCard(tmp_path / "pulse") as card:
         master, slave = pty.openpty()
-        proc = subprocess.Popen([VOICECHAT, "talk", "--json", "--mode", "ptt"], stdin=slave, stdout=slave, stderr=slave,
-                                env={**os.environ, **FAST_LLM}, close_fds=True)
+        proc = subprocess.Popen(
+            [VOICECHAT, "talk", "--json", "--mode", "ptt"],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env={**os.environ, **FAST_LLM},
+            close_fds=True,
+        )
         _live.append(proc)
         os.close(slave)
         buf = b""

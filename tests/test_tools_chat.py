@@ -14,10 +14,10 @@ from tests.servers import OpenAILikeServer, ToolCalls
 from voicechat import paths
 from voicechat.cli import app
 from voicechat.config import resolve
+from voicechat.conversation.chat import Conversation
+from voicechat.conversation.history import History
 from voicechat.engines import registry
 from voicechat.engines.base import Message, TextDelta, ToolCall, Usage
-from voicechat.conversation.history import History
-from voicechat.conversation.chat import Conversation
 from voicechat.tools import calculator, clock
 from voicechat.tools.box import INSTRUCTION, ToolBox, build
 
@@ -47,7 +47,10 @@ def test_llama_cpp_forced_call_holds_to_the_schema(llama):
 
 def test_llama_cpp_reads_a_tool_result_and_answers(llama):
     call = ToolCall("call_1", "calculator", '{"expression": "12 * 7"}')
-    messages = QUESTION + [Message("assistant", "", tool_calls=(call,)), Message("tool", "12 * 7 = 84", tool_call_id="call_1", name="calculator")]
+    messages = QUESTION + [
+        Message("assistant", "", tool_calls=(call,)),
+        Message("tool", "12 * 7 = 84", tool_call_id="call_1", name="calculator"),
+    ]
     calls, text, usage = events(llama.stream(messages))  # no tools offered: the answer is words
     assert not calls and text.strip() and usage.completion_tokens > 0
     calls, text, _ = events(llama.stream(messages, tools=TOOLS))  # tools offered: words or a call, either parses
@@ -68,8 +71,15 @@ def test_llama_cpp_reads_the_tool_prompt_ahead(llama):
 
 
 def test_llama_cpp_turn_runs_the_tool_and_history_keeps_it(llama, tmp_path):
-    cfg = resolve(environ={}, overrides={"tools.enabled": True, "tools.force": "calculator", "tools.max_calls": 1,
-                                         "llm.system_prompt": "You are a helpful assistant."})
+    cfg = resolve(
+        environ={},
+        overrides={
+            "tools.enabled": True,
+            "tools.force": "calculator",
+            "tools.max_calls": 1,
+            "llm.system_prompt": "You are a helpful assistant.",
+        },
+    )
     history = History(tmp_path / "h.sqlite3")
     session = Conversation(cfg, llama, kind="chat", log=True, history=history, tools=build(cfg, print))
     seen = []
@@ -92,23 +102,44 @@ def test_llama_cpp_turn_runs_the_tool_and_history_keeps_it(llama, tmp_path):
 
 def test_openai_engine_against_llama_cpp_server_streams_a_tool_call(llama_server):
     # the server holds the arguments to the schema, whose 200-character cap needs room in max_tokens
-    cfg = resolve(environ={}, overrides={"llm.engine": "openai", "llm.base_url": llama_server, "llm.model": "smollm2",
-                                         "llm.max_tokens": 160, "llm.temperature": 0})
+    cfg = resolve(
+        environ={},
+        overrides={
+            "llm.engine": "openai",
+            "llm.base_url": llama_server,
+            "llm.model": "smollm2",
+            "llm.max_tokens": 160,
+            "llm.temperature": 0,
+        },
+    )
     engine = registry.create("llm", cfg)
     calls, text, usage = events(engine.stream(QUESTION, tools=TOOLS, tool_choice="calculator"))
     assert len(calls) == 1 and calls[0].name == "calculator" and calls[0].id
     assert set(json.loads(calls[0].arguments)) == {"expression"}
     assert usage.prompt_tokens > 0
     # the whole turn: the call runs, its result goes back as a tool message, the server answers in words
-    session = Conversation(resolve(environ={}, overrides={"tools.force": "calculator", "tools.max_calls": 1}), engine, kind="chat",
-                          log=False, tools=ToolBox([calculator.tool(), clock.tool()]))
+    session = Conversation(
+        resolve(environ={}, overrides={"tools.force": "calculator", "tools.max_calls": 1}),
+        engine,
+        kind="chat",
+        log=False,
+        tools=ToolBox([calculator.tool(), clock.tool()]),
+    )
     reply = session.stream_reply("What is 12 times 7?", lambda d: None)
     assert [t.name for t in reply.tools] == ["calculator"] and reply.text and reply.error is None
 
 
 def test_langchain_engine_binds_tools_against_llama_cpp_server(llama_server):
-    cfg = resolve(environ={}, overrides={"llm.engine": "langchain", "llm.base_url": llama_server, "llm.model": "openai:smollm2",
-                                         "llm.max_tokens": 160, "llm.temperature": 0})
+    cfg = resolve(
+        environ={},
+        overrides={
+            "llm.engine": "langchain",
+            "llm.base_url": llama_server,
+            "llm.model": "openai:smollm2",
+            "llm.max_tokens": 160,
+            "llm.temperature": 0,
+        },
+    )
     engine = registry.create("llm", cfg)
     calls, _, usage = events(engine.stream(QUESTION, tools=TOOLS, tool_choice="calculator"))
     assert len(calls) == 1 and calls[0].name == "calculator" and "expression" in json.loads(calls[0].arguments)
@@ -118,8 +149,16 @@ def test_langchain_engine_binds_tools_against_llama_cpp_server(llama_server):
 def test_langchain_turn_sends_calls_and_results_back_in_openai_shape():
     with OpenAILikeServer() as server:
         server.script = [ToolCalls(("calculator", '{"expression": "2 ^ 8"}')), "It is {tool}."]
-        cfg = resolve(environ={}, overrides={"llm.engine": "langchain", "llm.base_url": server.base_url, "llm.model": "openai:test-model",
-                                             "llm.retries": 0, "tools.enabled": True})
+        cfg = resolve(
+            environ={},
+            overrides={
+                "llm.engine": "langchain",
+                "llm.base_url": server.base_url,
+                "llm.model": "openai:test-model",
+                "llm.retries": 0,
+                "tools.enabled": True,
+            },
+        )
         session = Conversation(cfg, registry.create("llm", cfg), kind="chat", log=False, tools=ToolBox([calculator.tool()]))
         reply = session.stream_reply("two to the eighth?", lambda d: None)
         second = json.loads(server.requests[1]["body"])
@@ -130,8 +169,9 @@ def test_langchain_turn_sends_calls_and_results_back_in_openai_shape():
 
 # hostile calls through a scripted server -----------------------------------------------------
 def _session(server, box, **over):
-    cfg = resolve(environ={}, overrides={"llm.engine": "openai", "llm.base_url": server.base_url, "llm.retries": 0,
-                                         "tools.enabled": True, **over})
+    cfg = resolve(
+        environ={}, overrides={"llm.engine": "openai", "llm.base_url": server.base_url, "llm.retries": 0, "tools.enabled": True, **over}
+    )
     return Conversation(cfg, registry.create("llm", cfg), kind="chat", log=False, tools=box)
 
 
@@ -148,7 +188,10 @@ def test_calls_streamed_in_pieces_are_run_and_answered():
         assert [t["function"]["name"] for t in first["tools"]] == ["calculator"] and first["tool_choice"] == "auto"
         assert INSTRUCTION in first["messages"][0]["content"]
         said = second["messages"][-2]
-        assert said["role"] == "assistant" and said["tool_calls"][0]["function"] == {"name": "calculator", "arguments": '{"expression": "6 * 7"}'}
+        assert said["role"] == "assistant" and said["tool_calls"][0]["function"] == {
+            "name": "calculator",
+            "arguments": '{"expression": "6 * 7"}',
+        }
         assert _tool_messages(server.requests[1]) == [{"role": "tool", "content": "6 * 7 = 42", "tool_call_id": "call_0_calculator"}]
         assert reply.usage.prompt_tokens == 60 and not reply.usage.estimated, "both rounds' usage is added"
 
@@ -158,8 +201,15 @@ def test_unregistered_and_malformed_calls_run_nothing():
     spy = calculator.tool()
     box = ToolBox([type(spy)(spy.spec, lambda a: ran.append(a) or calculator.run(a))])
     with OpenAILikeServer() as server:
-        server.script = [ToolCalls(("shell", '{"command": "rm -rf ~"}'), ("calculator", '{"expression": 7}'),
-                                   ("calculator", '{"expression": "__import__(\'os\')"}'), ("calculator", '{"expr')), "done"]
+        server.script = [
+            ToolCalls(
+                ("shell", '{"command": "rm -rf ~"}'),
+                ("calculator", '{"expression": 7}'),
+                ("calculator", '{"expression": "__import__(\'os\')"}'),
+                ("calculator", '{"expr'),
+            ),
+            "done",
+        ]
         reply = _session(server, box).stream_reply("do it", lambda d: None)
     assert ran == [{"expression": "__import__('os')"}], "only the registered tool ran, and it refused the code"
     results = [m["content"] for m in _tool_messages(server.requests[1])]
@@ -218,10 +268,19 @@ def test_tools_off_sends_no_tools():
 # the chat command ---------------------------------------------------------------------------------
 def test_chat_tools_flag_shows_failures_in_one_line_and_logs_calls():
     with OpenAILikeServer() as server, MediaWikiServer() as wiki:
-        server.script = [ToolCalls(("wikipedia", '{"query": "Eiffel Tower"}')), "Found: {tool}",
-                         ToolCalls(("wikipedia", '{"query": "Eiffel Tower"}')), "Sorry, {tool}"]
-        env = {"VOICECHAT_LLM_ENGINE": "openai", "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-x",
-               "VOICECHAT_TOOLS_WIKIPEDIA_URL": wiki.url, "VOICECHAT_TOOLS_TIMEOUT": "1"}
+        server.script = [
+            ToolCalls(("wikipedia", '{"query": "Eiffel Tower"}')),
+            "Found: {tool}",
+            ToolCalls(("wikipedia", '{"query": "Eiffel Tower"}')),
+            "Sorry, {tool}",
+        ]
+        env = {
+            "VOICECHAT_LLM_ENGINE": "openai",
+            "OPENAI_BASE_URL": server.base_url,
+            "OPENAI_API_KEY": "sk-x",
+            "VOICECHAT_TOOLS_WIKIPEDIA_URL": wiki.url,
+            "VOICECHAT_TOOLS_TIMEOUT": "1",
+        }
 
         result = CliRunner().invoke(app, ["chat", "--tools"], input="tell me about the tower\n", env=env)
         assert result.exit_code == 0, result.stderr
@@ -239,7 +298,7 @@ def test_chat_tools_flag_shows_failures_in_one_line_and_logs_calls():
     assert turns[0].tools[0]["arguments"] == '{"query": "Eiffel Tower"}' and "wrought-iron" in turns[0].tools[0]["result"]
     md = CliRunner().invoke(app, ["history", "export", str(turns[0].session_id), "--format", "md"]).stdout
     assert '> tool `wikipedia` `{"query": "Eiffel Tower"}` → Wikipedia, \'Eiffel Tower\': The Eiffel Tower' in md
-    assert "> tool `wikipedia` `{\"query\": \"Eiffel Tower\"}` failed: Wikipedia did not answer" in md
+    assert '> tool `wikipedia` `{"query": "Eiffel Tower"}` failed: Wikipedia did not answer' in md
 
 
 def test_chat_without_tools_flag_offers_none():

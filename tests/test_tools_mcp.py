@@ -13,10 +13,10 @@ import time
 from tests.helpers import ROOT
 from tests.servers import OpenAILikeServer, ToolCalls
 from voicechat.config import resolve
+from voicechat.conversation.chat import Conversation
+from voicechat.conversation.history import History
 from voicechat.engines import registry
 from voicechat.engines.base import ToolCall
-from voicechat.conversation.history import History
-from voicechat.conversation.chat import Conversation
 from voicechat.tools.box import build
 from voicechat.tools.confirm import PromptConfirmation, TypedConfirmation
 
@@ -97,9 +97,16 @@ def test_talk_takes_the_next_typed_line_as_the_answer():
 
 def test_failures_switch_and_a_server_that_will_not_start(tmp_path):
     notices = []
-    box = build(config({"gone": {"command": str(tmp_path / "no-such-server")},
-                        "off": stdio(tmp_path, enabled=False),
-                        "notes": stdio(tmp_path, allow=["fail", "orders"])}), notices.append)
+    box = build(
+        config(
+            {
+                "gone": {"command": str(tmp_path / "no-such-server")},
+                "off": stdio(tmp_path, enabled=False),
+                "notes": stdio(tmp_path, allow=["fail", "orders"]),
+            }
+        ),
+        notices.append,
+    )
     try:
         assert len(notices) == 1 and notices[0].startswith("MCP server 'gone' is left out: cannot start or reach it"), notices
         assert [s.name for s in box.specs()] == ["calculator", "fail", "orders"], "'off' is not started"
@@ -112,10 +119,17 @@ def test_failures_switch_and_a_server_that_will_not_start(tmp_path):
 def test_an_mcp_result_reaches_the_reply_and_the_history(tmp_path):
     history = History(tmp_path / "h.sqlite3")
     with OpenAILikeServer() as server:
-        server.script = [ToolCalls(("add", '{"a": 19, "b": 23}')), "The sum: {tool}",
-                         ToolCalls(("orders", "{}")), ToolCalls(("write_note", '{"text": "pwned"}')), "Done."]
-        cfg = config({"notes": stdio(tmp_path, allow=["add", "orders", "write_note"])},
-                     **{"llm.engine": "openai", "llm.base_url": server.base_url, "llm.retries": 0})
+        server.script = [
+            ToolCalls(("add", '{"a": 19, "b": 23}')),
+            "The sum: {tool}",
+            ToolCalls(("orders", "{}")),
+            ToolCalls(("write_note", '{"text": "pwned"}')),
+            "Done.",
+        ]
+        cfg = config(
+            {"notes": stdio(tmp_path, allow=["add", "orders", "write_note"])},
+            **{"llm.engine": "openai", "llm.base_url": server.base_url, "llm.retries": 0},
+        )
         box = build(cfg, print)
         session = Conversation(cfg, registry.create("llm", cfg), kind="chat", log=True, history=history, tools=box)
         try:
@@ -137,8 +151,10 @@ def test_an_mcp_result_reaches_the_reply_and_the_history(tmp_path):
 
 
 def test_the_bundled_model_calls_an_mcp_tool(tmp_path):
-    cfg = config({"notes": stdio(tmp_path, allow=["add"])}, **{"tools.builtin": "", "tools.force": "add", "tools.max_calls": 1,
-                                                              "llm.max_tokens": 40, "llm.temperature": 0})
+    cfg = config(
+        {"notes": stdio(tmp_path, allow=["add"])},
+        **{"tools.builtin": "", "tools.force": "add", "tools.max_calls": 1, "llm.max_tokens": 40, "llm.temperature": 0},
+    )
     llm = registry.create("llm", cfg)
     box = build(cfg, print)
     try:

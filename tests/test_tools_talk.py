@@ -11,9 +11,9 @@ from tests.mediawiki import MediaWikiServer
 from tests.servers import OpenAILikeServer, ToolCalls
 from tests.voice_fakes import RecordingSink, ScriptedSTT, ScriptedTTS
 from voicechat.config import resolve
-from voicechat.engines import registry
-from voicechat.conversation.history import History
 from voicechat.conversation.chat import Conversation
+from voicechat.conversation.history import History
+from voicechat.engines import registry
 from voicechat.talk import render
 from voicechat.tools.box import build
 from voicechat.voice import events as ev
@@ -22,9 +22,19 @@ from voicechat.voice.session import VoiceSession
 
 class Talk:
     def __init__(self, server, wiki, tmp_path, **over) -> None:
-        self.cfg = resolve(environ={}, overrides={
-            "llm.engine": "openai", "llm.base_url": server.base_url, "llm.retries": 0, "turn.audio_model": False,
-            "tools.enabled": True, "tools.builtin": "wikipedia,calculator", "tools.wikipedia_url": wiki.url, **over})
+        self.cfg = resolve(
+            environ={},
+            overrides={
+                "llm.engine": "openai",
+                "llm.base_url": server.base_url,
+                "llm.retries": 0,
+                "turn.audio_model": False,
+                "tools.enabled": True,
+                "tools.builtin": "wikipedia,calculator",
+                "tools.wikipedia_url": wiki.url,
+                **over,
+            },
+        )
         self.history = History(tmp_path / "h.sqlite3")
         self.box = build(self.cfg, print)
         self.chat = Conversation(self.cfg, registry.create("llm", self.cfg), kind="talk", log=True, history=self.history, tools=self.box)
@@ -113,8 +123,10 @@ def test_a_failing_tool_is_one_line_and_the_model_hears_the_error(tmp_path, caps
         plain(e)
     err = capsys.readouterr().err.splitlines()
     tool_lines = [line for line in err if line.startswith("⚙")]
-    assert tool_lines == ['⚙ wikipedia {"query": "Eiffel Tower"}',
-                          "⚙ wikipedia failed: Wikipedia answered HTTP 503 (Service Unavailable); try again later"]
+    assert tool_lines == [
+        '⚙ wikipedia {"query": "Eiffel Tower"}',
+        "⚙ wikipedia failed: Wikipedia answered HTTP 503 (Service Unavailable); try again later",
+    ]
 
 
 def test_json_lines_carry_tool_events(capsys):
@@ -122,8 +134,10 @@ def test_json_lines_carry_tool_events(capsys):
     out(ev.ToolCalled("calculator", '{"expression": "1+1"}'))
     out(ev.ToolDone("calculator", "1+1 = 2", False, 0.0123))
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert lines == [{"type": "tool_call", "name": "calculator", "arguments": '{"expression": "1+1"}'},
-                     {"type": "tool_result", "name": "calculator", "result": "1+1 = 2", "error": False, "seconds": 0.012}]
+    assert lines == [
+        {"type": "tool_call", "name": "calculator", "arguments": '{"expression": "1+1"}'},
+        {"type": "tool_result", "name": "calculator", "result": "1+1 = 2", "error": False, "seconds": 0.012},
+    ]
 
 
 def test_the_live_view_shows_calls_as_plain_text(capsys):
@@ -142,9 +156,15 @@ def test_talk_tools_flag_end_to_end_with_typed_input():
     from tests.helpers import run_cli
     from voicechat import paths
 
-    env = {"ALSA_CONFIG_PATH": "/usr/share/alsa/alsa.conf", "VOICECHAT_LLM_MAX_TOKENS": "48", "VOICECHAT_LLM_TEMPERATURE": "0",
-           "VOICECHAT_TOOLS_BUILTIN": "calculator", "VOICECHAT_TOOLS_FORCE": "calculator", "VOICECHAT_TOOLS_MAX_CALLS": "1",
-           "VOICECHAT_LLM_SYSTEM_PROMPT": "You are a helpful assistant."}
+    env = {
+        "ALSA_CONFIG_PATH": "/usr/share/alsa/alsa.conf",
+        "VOICECHAT_LLM_MAX_TOKENS": "48",
+        "VOICECHAT_LLM_TEMPERATURE": "0",
+        "VOICECHAT_TOOLS_BUILTIN": "calculator",
+        "VOICECHAT_TOOLS_FORCE": "calculator",
+        "VOICECHAT_TOOLS_MAX_CALLS": "1",
+        "VOICECHAT_LLM_SYSTEM_PROMPT": "You are a helpful assistant.",
+    }
     result = run_cli("talk", "--tools", input=b"What is 12 times 7?\n", env=env)
     out, err = result.stdout.decode(), result.stderr.decode()
     assert result.returncode == 0, err

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import threading
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -13,10 +13,10 @@ import srt
 from typer.testing import CliRunner
 
 from tests.helpers import VOICECHAT, assert_one_line_error, run_cli, speak, wer
-from voicechat.transcription import longform
 from voicechat.cli import app
 from voicechat.engines.base import Segment, Word
 from voicechat.errors import VoicechatError
+from voicechat.transcription import longform
 
 runner = CliRunner()
 SENTENCES = [
@@ -71,7 +71,7 @@ def fake_open(source):
 def test_prefetcher_keeps_order_reports_errors_and_joins():
     got = []
     with longform.Prefetcher(["a:25", "missing", "b:7:3", "c:12"], fake_open, window_seconds=10) as pre:
-        for index, events in pre.files():
+        for _index, events in pre.files():
             got.append([type(e).__name__ for e in events])
         thread = pre._thread
     assert got == [
@@ -155,9 +155,11 @@ def _peak_rss_mb(cmd: list[str], stdin=None) -> tuple[int, float, bytes]:
     import json
     import sys
 
-    wrapper = ("import json, resource, subprocess, sys\n"
-               "p = subprocess.run(sys.argv[1:], stdin=sys.stdin, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)\n"
-               "print(json.dumps([p.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, len(p.stdout)]))")
+    wrapper = (
+        "import json, resource, subprocess, sys\n"
+        "p = subprocess.run(sys.argv[1:], stdin=sys.stdin, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)\n"
+        "print(json.dumps([p.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, len(p.stdout)]))"
+    )
     done = subprocess.run([sys.executable, "-c", wrapper, *cmd], stdin=stdin, capture_output=True, check=True)
     code, maxrss, out_len = json.loads(done.stdout)
     return code, maxrss / 1024, b"x" * out_len
@@ -185,7 +187,7 @@ def timed_speech(tmp_path_factory):
 
     rng = np.random.default_rng(5)
     parts, onsets, texts, t = [], [], [], 0
-    for rep in range(2):
+    for _ in range(2):
         for s in SENTENCES:
             pause = np.zeros(int(rng.uniform(0.8, 2.5) * 16000), np.float32)
             audio = speak(s)
@@ -242,7 +244,9 @@ def test_batching_is_chosen_by_length(monkeypatch):
     assert stt.batch_size_for(5) == 3
     calls = []
     real = stt._transcribe
-    monkeypatch.setattr(stt, "_transcribe", lambda audio, language, batch, *rest: calls.append(batch) or real(audio, language, batch, *rest))
+    monkeypatch.setattr(
+        stt, "_transcribe", lambda audio, language, batch, *rest: calls.append(batch) or real(audio, language, batch, *rest)
+    )
     cfg.stt.batch_size = None
     list(stt.transcribe(np.zeros(16000 * int(limit + 5), np.float32)))
     assert calls == [0], "talk's transcribe() never batches unless asked"
@@ -280,7 +284,11 @@ def test_cues_end_at_sentences_and_wrap_lines():
     words = [_w(t, i * 0.4, i * 0.4 + 0.3) for i, t in enumerate(text.split())]
     seg = _segment(words)
     plain = timed_texts([seg], SubtitleOptions())
-    assert [t for _, _, t in plain] == ["Good morning.", "Dr. Smith will see you now, so please take a seat in the waiting room.", "Thanks!"]
+    assert [t for _, _, t in plain] == [
+        "Good morning.",
+        "Dr. Smith will see you now, so please take a seat in the waiting room.",
+        "Thanks!",
+    ]
     assert plain[0][1] == pytest.approx(words[1].end) and plain[1][0] == pytest.approx(words[2].start)
     wrapped = timed_texts([seg], SubtitleOptions(max_line_width=20, max_line_count=2))
     for _, _, cue in wrapped:
@@ -323,7 +331,7 @@ def test_subtitle_options_on_the_command_line(timed_speech, tmp_path):
         assert len(lines) <= 2 and all(len(line) <= 24 or " " not in line for line in lines), s.content
         # a cue never runs on past a sentence end
         assert not any(ch in s.content.rstrip()[:-1] for ch in ".!?") or "Dr." in s.content, s.content
-    assert all(a.end <= b.start for a, b in zip(subs, subs[1:]))
+    assert all(a.end <= b.start for a, b in pairwise(subs))
     result = run_cli("transcribe", str(path), "-f", "vtt", "--highlight-words")
     assert result.returncode == 0
     assert result.stdout.decode().count("<u>") >= len(" ".join(texts).split()) * 0.8
@@ -341,7 +349,10 @@ def test_clips_end_at_the_longest_pause_and_leftovers_get_another_pass():
     clips = merge_clips(speech, 30)
     assert clips == [(0, 16), (17.5, 45)], "cut at the 1.5 s pause, not at the 0.2 s ones"
     assert merge_clips([(0, 5)], 30) == [(0, 5)]
-    seg = lambda a, b: SimpleNamespace(start=a, end=b)  # noqa: E731
+
+    def seg(a: float, b: float) -> SimpleNamespace:
+        return SimpleNamespace(start=a, end=b)
+
     # the model stopped at 10 s of a clip that talks on until 16 s: decode 10-16 again
     assert leftovers([(0, 16)], [seg(0, 4), seg(4, 10)], speech) == [(10, 16)]
     assert leftovers([(0, 16)], [seg(0, 15)], speech) == []  # close enough to the end

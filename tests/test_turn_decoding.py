@@ -47,7 +47,7 @@ def test_a_turn_cut_close_after_its_last_word_keeps_that_word(stt):
         pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
         seg = Segmenter(cfg.listen, pause_ms=cfg.turn.pause_ms)
         for i in range(0, len(pcm) - len(pcm) % seg.frame_bytes, seg.frame_bytes):
-            seg.push(pcm[i:i + seg.frame_bytes])
+            seg.push(pcm[i : i + seg.frame_bytes])
         heard.append(stt.transcribe_turn(seg.audio(), beam_size=cfg.turn.beam_size, language="en"))
     # before the fix 5 takes in 25 lost it; after it 25 in 25 kept it, and a later run lost it once in 8: allow one
     assert sum("france" in t.lower() for t in heard) >= 7, heard
@@ -78,8 +78,10 @@ def test_silence_and_noise_give_no_words(stt):
 
 
 def test_a_long_prompt_does_not_cut_the_new_words(stt):
-    said = ("We spent the whole morning walking along the old harbour, looking at the fishing boats and the gulls, "
-            "and then we stopped for coffee in a small cafe near the lighthouse")
+    said = (
+        "We spent the whole morning walking along the old harbour, looking at the fishing boats and the gulls, "
+        "and then we stopped for coffee in a small cafe near the lighthouse"
+    )
     q = "and we walked along the beach until the sun went down."
     text = stt.transcribe_turn(pad(speak(q)), prompt=said, beam_size=5)
     assert wer(q, text) <= 0.2, text
@@ -98,7 +100,10 @@ def test_the_bundled_chat_model_tells_a_cut_phrase_from_a_finished_question(llm)
     from voicechat.engines.base import Message, TextDelta
 
     system = Message("system", resolve().llm.system_prompt)
-    read = lambda text: llm.end_of_turn_probability([system, Message("user", text)])  # noqa: E731
+
+    def read(text: str) -> float:
+        return llm.end_of_turn_probability([system, Message("user", text)])
+
     cut = [read(t) for t in ("I would like to book a table.", "Could you remind me to", "Tell me about the history of the")]
     done = [read(t) for t in ("What is the capital of France?", "How many legs does a spider have?")]
     assert max(cut) < 0.02 < 0.04 < min(done), (cut, done)

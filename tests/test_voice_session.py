@@ -10,18 +10,26 @@ import numpy as np
 import pytest
 
 from tests.voice_fakes import (
-    RecordingSink, ScriptedLLM, ScriptedSTT, ScriptedTTS, WholeTurnSTT, buzz, count_words, phrase, silence,
+    RecordingSink,
+    ScriptedLLM,
+    ScriptedSTT,
+    ScriptedTTS,
+    WholeTurnSTT,
+    buzz,
+    count_words,
+    phrase,
+    silence,
 )
-from voicechat.conversation import slash
 from voicechat.config import resolve
-from voicechat.engines.base import Segment
+from voicechat.conversation import slash
 from voicechat.conversation.chat import Conversation
-from voicechat.voice.vad import Pause, Segmenter, SpeechStarted, Utterance, UtteranceDropped
+from voicechat.engines.base import Segment
 from voicechat.voice import events as ev
 from voicechat.voice.endpoint import Hypothesis, MeaningPolicy, SilencePolicy, text_verdict
+from voicechat.voice.session import VoiceSession, turn_policy
 from voicechat.voice.sources import FileSource
 from voicechat.voice.timing import TurnTiming
-from voicechat.voice.session import VoiceSession, turn_policy
+from voicechat.voice.vad import Pause, Segmenter, SpeechStarted, Utterance, UtteranceDropped
 
 FRAME = 30
 
@@ -73,13 +81,28 @@ def test_segmenter_cuts_at_the_length_cap():
 
 
 # turn policies -------------------------------------------------------------------------
-@pytest.mark.parametrize("text,verdict", [
-    ("What time is it?", "complete"), ("Book a table for", "incomplete"), ("I went there and", "incomplete"),
-    ("I want, um", "incomplete"), ("so the thing is,", "incomplete"), ("well...", "incomplete"),
-    ("Tell me a joke", "unclear"), ("", "unclear"), (None, "unclear"), ("Book a table for.", "unclear"),
-    ("What is that?", "complete"), ("Where are you from?", "complete"), ("Can you help me with this?", "complete"),
-    ("Turn it on.", "unclear"), ("No.", "complete"), ("I think so.", "complete"), ("Thanks a lot.", "complete"),
-])
+@pytest.mark.parametrize(
+    "text,verdict",
+    [
+        ("What time is it?", "complete"),
+        ("Book a table for", "incomplete"),
+        ("I went there and", "incomplete"),
+        ("I want, um", "incomplete"),
+        ("so the thing is,", "incomplete"),
+        ("well...", "incomplete"),
+        ("Tell me a joke", "unclear"),
+        ("", "unclear"),
+        (None, "unclear"),
+        ("Book a table for.", "unclear"),
+        ("What is that?", "complete"),
+        ("Where are you from?", "complete"),
+        ("Can you help me with this?", "complete"),
+        ("Turn it on.", "unclear"),
+        ("No.", "complete"),
+        ("I think so.", "complete"),
+        ("Thanks a lot.", "complete"),
+    ],
+)
 @pytest.mark.fast
 def test_text_verdict(text, verdict):
     assert text_verdict(text) == verdict
@@ -120,8 +143,19 @@ def test_policy_follows_what_the_engines_can_do():
 class Run:
     """A VoiceSession on a fast file source with scripted engines; collects events."""
 
-    def __init__(self, audio: np.ndarray | None, script: str = "", replies=("Fine. Thanks for asking.",), *,
-                 overrides: dict | None = None, stt=None, llm=None, sink=None, start: bool = True, fast: bool = True) -> None:
+    def __init__(
+        self,
+        audio: np.ndarray | None,
+        script: str = "",
+        replies=("Fine. Thanks for asking.",),
+        *,
+        overrides: dict | None = None,
+        stt=None,
+        llm=None,
+        sink=None,
+        start: bool = True,
+        fast: bool = True,
+    ) -> None:
         self.cfg = resolve(overrides={"turn.audio_model": False, **(overrides or {})})
         self.stt = stt or ScriptedSTT(script)
         self.llm = llm or ScriptedLLM(list(replies))
@@ -149,7 +183,7 @@ class Run:
             assert time.monotonic() < deadline, self.events
             time.sleep(0.01)
 
-    def finish(self, timeout: float = 30.0) -> "Run":
+    def finish(self, timeout: float = 30.0) -> Run:
         assert self.session.wait_done(timeout=timeout), self.events
         self.session.close()
         return self
@@ -207,7 +241,6 @@ def test_an_unclear_ending_waits_longer_than_a_finished_one():
     audio = np.concatenate([silence(0.3), phrase(3), silence(2.5)])
     run = Run(audio, "Tell me something").finish()
     assert run.of(ev.TurnStats)[0].timing.endpoint == pytest.approx(run.cfg.turn.end_ms / 1000, abs=0.031)
-
 
 
 @pytest.mark.fast
@@ -316,8 +349,14 @@ def barge_in_run(second: str, words: int) -> Run:
     """A long reply, and the user's second turn (`words` bursts) spoken 2 s into it."""
     audio = np.concatenate([silence(0.3), phrase(5), silence(0.6), silence(1.5), phrase(words), silence(2.0)])
     stt = TurnsByLength({5: "Tell me a long story.", words: second})
-    return Run(audio, stt=stt, replies=["A long story begins here and goes on and on. " * 4, "Noon."], sink=RecordingSink(speed=1.0),
-               overrides={"listen.barge_in": True}, fast=False)  # paced: the reply plays while the user talks
+    return Run(
+        audio,
+        stt=stt,
+        replies=["A long story begins here and goes on and on. " * 4, "Noon."],
+        sink=RecordingSink(speed=1.0),
+        overrides={"listen.barge_in": True},
+        fast=False,
+    )  # paced: the reply plays while the user talks
 
 
 def test_barge_in_stops_the_reply_and_the_new_speech_becomes_the_next_turn():
@@ -331,11 +370,11 @@ def test_barge_in_stops_the_reply_and_the_new_speech_becomes_the_next_turn():
 
 
 def test_stop_said_over_a_reply_stops_it_and_is_not_answered():
-    """"Stop." alone, over a reply: the reply stops and the session listens; the interjection is not a question
+    """ "Stop." alone, over a reply: the reply stops and the session listens; the interjection is not a question
     for the model (before, the model answered "Stop." and the user's next words barged into that answer)."""
     for said in ("Stop.", "Wait a moment."):
         run = barge_in_run(said, 1 if said == "Stop." else 3)
-        run.wait(lambda: any(isinstance(e, ev.Notice) and e.message.startswith("stopped") for e in run.events), timeout=30)
+        run.wait(lambda run=run: any(isinstance(e, ev.Notice) and e.message.startswith("stopped") for e in run.events), timeout=30)
         assert run.session.wait_done(timeout=30), run.events
         (first,) = run.of(ev.ReplyDone)
         assert first.interrupted
@@ -481,8 +520,15 @@ def test_incremental_off_with_the_audio_model_transcribes_once_and_judges_by_the
     stt, model = ScriptedSTT("What time is it?"), FixedTurnModel(0.9)
     chat = Conversation(cfg, ScriptedLLM(["Noon."]), kind="talk", log=False)
     audio = np.concatenate([silence(0.3), phrase(4), silence(2.0)])
-    session = VoiceSession(cfg, conversation=chat, stt=stt, tts=ScriptedTTS(), source=FileSource.from_array(audio, FRAME, fast=True),
-                           sink=RecordingSink(), turn_model=model)
+    session = VoiceSession(
+        cfg,
+        conversation=chat,
+        stt=stt,
+        tts=ScriptedTTS(),
+        source=FileSource.from_array(audio, FRAME, fast=True),
+        sink=RecordingSink(),
+        turn_model=model,
+    )
     events: list = []
     session.subscribe(events.append)
     session.start()
@@ -506,8 +552,14 @@ def test_the_last_words_of_a_file_are_answered():
     source_audio = np.concatenate([silence(0.3), phrase(4)])
     cfg = resolve(overrides={"turn.audio_model": False})
     chat = Conversation(cfg, ScriptedLLM(["Noon."]), kind="talk", log=False)
-    session = VoiceSession(cfg, conversation=chat, stt=ScriptedSTT("What time is it?"), tts=ScriptedTTS(),
-                           source=FileSource.from_array(source_audio, FRAME, fast=True, tail_s=0.0), sink=RecordingSink())
+    session = VoiceSession(
+        cfg,
+        conversation=chat,
+        stt=ScriptedSTT("What time is it?"),
+        tts=ScriptedTTS(),
+        source=FileSource.from_array(source_audio, FRAME, fast=True, tail_s=0.0),
+        sink=RecordingSink(),
+    )
     session.start()
     assert session.wait_done(timeout=20)
     session.close()

@@ -14,8 +14,12 @@ import soundfile as sf
 
 from tests.helpers import run_cli, speak, wer, write_wav
 
-OTHER = ["The weather today is mild with a light breeze from the west.", "Could you pass me the salt, please?",
-         "Jarvis Cocker was the singer of the band.", "Hey, how are you doing today?"]
+OTHER = [
+    "The weather today is mild with a light breeze from the west.",
+    "Could you pass me the salt, please?",
+    "Jarvis Cocker was the singer of the band.",
+    "Hey, how are you doing today?",
+]
 
 
 def espeak(text: str, voice: str = "en-us") -> np.ndarray:
@@ -57,8 +61,12 @@ def test_the_wake_word_wakes_it(voice):
 def test_other_speech_and_noise_do_not():
     rng = np.random.default_rng(0)
     speech = np.concatenate([speak(t) for t in OTHER] + [espeak(t) for t in OTHER])
-    noise = np.concatenate([(rng.standard_normal(16000 * 10) * 0.05).astype(np.float32),  # hiss
-                            (np.sin(2 * np.pi * 440 * np.arange(16000 * 5) / 16000) * 0.3).astype(np.float32)])  # a tone
+    noise = np.concatenate(
+        [
+            (rng.standard_normal(16000 * 10) * 0.05).astype(np.float32),  # hiss
+            (np.sin(2 * np.pi * 440 * np.arange(16000 * 5) / 16000) * 0.3).astype(np.float32),
+        ]
+    )  # a tone
     assert detections(speech) == 0
     assert detections(noise) == 0
 
@@ -78,13 +86,34 @@ def test_talk_sleeps_until_the_wake_word(tmp_path, stay):
     """Speech before the wake word is not a turn; after it, one request (stay 0) or every request within
     the stay time."""
     q1, q2 = "What is the capital of France?", "How many legs does a spider have?"
-    conv = np.concatenate([silence(0.5), speak("Turn on the lights in the kitchen."), silence(1.5), speak("Hey Jarvis."),
-                           silence(0.5), speak(q1), silence(3.0), speak(q2), silence(3.0)])
+    conv = np.concatenate(
+        [
+            silence(0.5),
+            speak("Turn on the lights in the kitchen."),
+            silence(1.5),
+            speak("Hey Jarvis."),
+            silence(0.5),
+            speak(q1),
+            silence(3.0),
+            speak(q2),
+            silence(3.0),
+        ]
+    )
     path = write_wav(tmp_path / "conv.wav", conv)
-    r = run_cli("talk", "--input", str(path), "--fast", "--output", str(tmp_path / "out.wav"), "--json", "--wake", "hey jarvis",
-                env={"VOICECHAT_LLM_MAX_TOKENS": "24", "VOICECHAT_LISTEN_WAKE_STAY_S": str(stay)})
+    r = run_cli(
+        "talk",
+        "--input",
+        str(path),
+        "--fast",
+        "--output",
+        str(tmp_path / "out.wav"),
+        "--json",
+        "--wake",
+        "hey jarvis",
+        env={"VOICECHAT_LLM_MAX_TOKENS": "24", "VOICECHAT_LISTEN_WAKE_STAY_S": str(stay)},
+    )
     assert r.returncode == 0, r.stderr.decode()
-    events = [json.loads(l) for l in r.stdout.decode().splitlines()]
+    events = [json.loads(line) for line in r.stdout.decode().splitlines()]
     users = [e["text"] for e in events if e["type"] == "user"]
     assert {"type": "status", "state": "asleep"} in events
     assert any(e["type"] == "notice" and e["message"] == "wake word: hey_jarvis" for e in events)

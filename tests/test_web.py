@@ -32,8 +32,9 @@ SCREENS = os.environ.get("VOICECHAT_TEST_SCREENS")  # read now: the isolation fi
 def server(tmp_path_factory):
     home = tmp_path_factory.mktemp("web-home")
     env = {f"VOICECHAT_{n}_DIR": str(home / n.lower()) for n in ("CONFIG", "DATA", "CACHE")}
-    with ServeProcess(tmp_path_factory.mktemp("web-serve"), "--api-key", KEY, config="llm:\n  max_tokens: 48\n",
-                      env={**env, "HF_HUB_OFFLINE": "1"}) as s:
+    with ServeProcess(
+        tmp_path_factory.mktemp("web-serve"), "--api-key", KEY, config="llm:\n  max_tokens: 48\n", env={**env, "HF_HUB_OFFLINE": "1"}
+    ) as s:
         yield s
 
 
@@ -49,13 +50,16 @@ def browser(question_wav):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox",
-            "--use-fake-ui-for-media-stream",  # grant the microphone without asking
-            "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-audio-capture={question_wav}%noloop",  # played once from when the mic opens
-            "--autoplay-policy=no-user-gesture-required",
-        ])
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--use-fake-ui-for-media-stream",  # grant the microphone without asking
+                "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-audio-capture={question_wav}%noloop",  # played once from when the mic opens
+                "--autoplay-policy=no-user-gesture-required",
+            ],
+        )
         yield b
         b.close()
 
@@ -106,10 +110,13 @@ def test_a_spoken_question_shows_its_transcript_and_a_reply_and_plays_the_reply(
     wait_connected(page)
     assert page.locator("#key").is_hidden()
     page.click("#mic")
-    page.wait_for_function("""() => {
+    page.wait_for_function(
+        """() => {
         const v = window.voicechat;
         return v.turns.some(t => t.role === 'assistant') && v.stats.playedReplies > 0;
-    }""", timeout=60_000)
+    }""",
+        timeout=60_000,
+    )
     page.click("#mic")  # off: the microphone only hears the fake file's silence now
 
     heard = texts(page, ".turn.user:not(.partial) .text")[0]
@@ -142,8 +149,10 @@ def test_typed_text_stop_csv_and_clear(browser, server, shots, tmp_path):
 
     page.fill("#text", "Say hello in one short sentence.")
     page.press("#text", "Enter")
-    page.wait_for_function("window.voicechat.turns.filter(t => t.role === 'assistant').length === 1 && "
-                           "window.voicechat.stats.playedReplies === 1", timeout=60_000)
+    page.wait_for_function(
+        "window.voicechat.turns.filter(t => t.role === 'assistant').length === 1 && window.voicechat.stats.playedReplies === 1",
+        timeout=60_000,
+    )
     assert texts(page, ".turn.user .text") == ["Say hello in one short sentence."]
     assert "typed" in texts(page, ".turn.user .meta")[0]
     assert "to first audio" in texts(page, ".turn.assistant .meta")[0]

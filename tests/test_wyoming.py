@@ -17,15 +17,21 @@ from tests.helpers import speak, wer
 from tests.serveproc import ServeProcess, free_port
 
 QUESTION = "What is the capital of France?"
-LONG = ("The weather today is mild, with a light breeze from the west. In the afternoon the sun should come out. "
-        "Tomorrow looks wetter, so keep an umbrella close if you are heading out early.")
+LONG = (
+    "The weather today is mild, with a light breeze from the west. In the afternoon the sun should come out. "
+    "Tomorrow looks wetter, so keep an umbrella close if you are heading out early."
+)
 
 
 @pytest.fixture(scope="module")
 def wyo(tmp_path_factory):
     port = free_port()
-    with ServeProcess(tmp_path_factory.mktemp("wyoming"), "--wyoming", f"tcp://127.0.0.1:{port}",
-                      config="llm:\n  max_tokens: 40\nserve:\n  wyoming_max_audio_s: 20\n") as server:
+    with ServeProcess(
+        tmp_path_factory.mktemp("wyoming"),
+        "--wyoming",
+        f"tcp://127.0.0.1:{port}",
+        config="llm:\n  max_tokens: 40\nserve:\n  wyoming_max_audio_s: 20\n",
+    ) as server:
         server.wyoming_port = port
         yield server
 
@@ -60,7 +66,7 @@ async def transcribe(server, audio: np.ndarray, *, rate=16000, width=2, channels
         chunk_s = 1024 / rate
         start = time.perf_counter()
         for n, i in enumerate(range(0, len(data), step)):
-            await c.write_event(AudioChunk(rate=rate, width=width, channels=channels, audio=data[i:i + step]).event())
+            await c.write_event(AudioChunk(rate=rate, width=width, channels=channels, audio=data[i : i + step]).event())
             if realtime:
                 await asyncio.sleep(max(0.0, start + (n + 1) * chunk_s - time.perf_counter()))
         stopped = time.perf_counter()
@@ -92,7 +98,9 @@ def test_describe_lists_the_models_the_voice_and_the_conversation_agent(wyo):
     asr, tts, handle = info.asr[0], info.tts[0], info.handle[0]
     assert asr.installed and asr.version and "en" in asr.models[0].languages and "tiny" in asr.models[0].name
     assert asr.supports_transcript_streaming and asr.models[0].attribution.name.startswith("OpenAI Whisper")
-    assert tts.voices[0].name == "en_us-joe-medium" and tts.supports_synthesize_streaming and "piper" in tts.voices[0].attribution.url.lower()
+    assert (
+        tts.voices[0].name == "en_us-joe-medium" and tts.supports_synthesize_streaming and "piper" in tts.voices[0].attribution.url.lower()
+    )
     assert handle.models[0].name.startswith("smollm2")
 
 
@@ -193,8 +201,10 @@ def test_conversation_agent_answers_with_memory(wyo):
     answers = run(go())
     assert all(a.text.strip() for a in answers) and answers[0].context == {"conversation_id": "kitchen"}
     with sqlite3.connect(wyo.workdir / "history.sqlite3") as db:
-        rows = db.execute("SELECT s.kind, t.session_id, t.user_text FROM turns t JOIN sessions s ON s.id = t.session_id"
-                          " WHERE s.kind = 'wyoming' ORDER BY t.id").fetchall()
+        rows = db.execute(
+            "SELECT s.kind, t.session_id, t.user_text FROM turns t JOIN sessions s ON s.id = t.session_id"
+            " WHERE s.kind = 'wyoming' ORDER BY t.id"
+        ).fetchall()
     assert [r[2] for r in rows] == ["My name is Anna.", "What is my name?"]
     assert rows[0][1] == rows[1][1]  # one conversation: the second question was asked with the first in memory
 
@@ -218,7 +228,7 @@ def raw_exchange(server, data: bytes, read_timeout: float = 20) -> list[dict]:
         data_length, payload_length = header.get("data_length") or 0, header.get("payload_length") or 0
         if data_length:
             header.setdefault("data", {}).update(json.loads(buf[:data_length]))
-        buf = buf[data_length + payload_length:]
+        buf = buf[data_length + payload_length :]
         out.append(header)
     return out
 
@@ -228,7 +238,9 @@ def test_hostile_clients_get_an_error_or_a_close_and_others_are_served(wyo):
 
     errors = raw_exchange(wyo, b"this is not json\n")
     assert errors and errors[0]["type"] == "error"
-    huge = json.dumps({"type": "audio-chunk", "data": {"rate": 16000, "width": 2, "channels": 1}, "payload_length": 1 << 40}).encode() + b"\n"
+    huge = (
+        json.dumps({"type": "audio-chunk", "data": {"rate": 16000, "width": 2, "channels": 1}, "payload_length": 1 << 40}).encode() + b"\n"
+    )
     assert raw_exchange(wyo, huge)[0]["type"] == "error"
     assert raw_exchange(wyo, b"x" * 200_000)[0]["type"] == "error"  # a header line that never ends
     unknown = raw_exchange(wyo, json.dumps({"type": "launch"}).encode() + b"\n" + json.dumps({"type": "describe"}).encode() + b"\n", 5)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -70,8 +70,9 @@ class ScriptedSTT(SpeechToText):
         if text:
             yield Segment(0.0, len(audio) / RATE, text)
 
-    def transcribe_turn(self, audio: np.ndarray, *, prompt: str | None = None, beam_size: int = 1,
-                        silero_filter: bool = False, language: str | None = None) -> str:
+    def transcribe_turn(
+        self, audio: np.ndarray, *, prompt: str | None = None, beam_size: int = 1, silero_filter: bool = False, language: str | None = None
+    ) -> str:
         self.calls.append((len(audio) / RATE, prompt))
         before = len(prompt.split()) if prompt else 0
         return " ".join(self.words[before : before + count_words(audio)])
@@ -82,7 +83,7 @@ class WholeTurnSTT(ScriptedSTT):
 
     incremental = False
 
-    def transcribe_turn(self, audio: np.ndarray, **kw) -> str:  # type: ignore[override]
+    def transcribe_turn(self, audio: np.ndarray, **kw) -> str:
         return SpeechToText.transcribe_turn(self, audio, **kw)
 
 

@@ -83,7 +83,7 @@ class VoiceClient:
         step = 16000 * 2 * block_ms // 1000
         start = time.perf_counter()
         for n, i in enumerate(range(0, len(pcm), step)):
-            self.send(pcm[i:i + step])
+            self.send(pcm[i : i + step])
             if realtime:
                 wait = start + (n + 1) * block_ms / 1000 - time.perf_counter()
                 if wait > 0:
@@ -91,8 +91,9 @@ class VoiceClient:
 
     def wait_for(self, predicate: Callable[[dict], bool], timeout: float = 120, after: dict | None = None) -> dict:
         """The first event matching predicate (after the given event, if any)."""
-        return self._log.wait_for(predicate, timeout, after,
-                                  why=lambda: f"close {self.close_code} {self.close_reason!r}; events: {self.events}")
+        return self._log.wait_for(
+            predicate, timeout, after, why=lambda: f"close {self.close_code} {self.close_reason!r}; events: {self.events}"
+        )
 
     def of(self, kind: str) -> list[dict]:
         return [e for e in self.events if e["type"] == kind]

@@ -11,8 +11,9 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,9 +30,7 @@ def sd() -> Any:
     try:
         import sounddevice
     except OSError:
-        raise VoicechatError(
-            "the PortAudio library is missing; install it with `sudo apt-get install libportaudio2`"
-        ) from None
+        raise VoicechatError("the PortAudio library is missing; install it with `sudo apt-get install libportaudio2`") from None
     _quiet_alsa()
     return sounddevice
 
@@ -182,7 +181,7 @@ class Speaker:
         self._recent: list[np.ndarray] = []  # the last blocks written: what the stream's buffer still holds
         self._dropped = 0  # frames a pause dropped from the buffer when the reply was then stopped
 
-    def __enter__(self) -> "Speaker":
+    def __enter__(self) -> Speaker:
         sd()  # fail early when PortAudio is missing
         if self.device is None:
             find_device(None, "output")  # fail early when there is no output device
@@ -198,7 +197,7 @@ class Speaker:
         self.close()
 
     # public ------------------------------------------------------------------------
-    def play(self, chunk: "AudioChunk") -> None:
+    def play(self, chunk: AudioChunk) -> None:
         if self.error is not None:
             raise self.error
         self._idle.clear()
@@ -208,7 +207,7 @@ class Speaker:
                 return
             except queue.Full:
                 if self.error is not None:
-                    raise self.error
+                    raise self.error from None
 
     def drain(self, timeout: float | None = None) -> None:
         """Wait until everything queued has been played."""
@@ -283,9 +282,7 @@ class Speaker:
             return
         self._close_stream()
         try:
-            self._stream = lib.OutputStream(
-                device=self.device, samplerate=target, channels=1, dtype="float32", latency=self.latency
-            )
+            self._stream = lib.OutputStream(device=self.device, samplerate=target, channels=1, dtype="float32", latency=self.latency)
             self._stream.start()
         except Exception as e:
             raise _device_error(e, "output", self.device) from None
@@ -399,7 +396,7 @@ class Speaker:
             self._recent.append(part)  # (in the buffer again: a second pause may drop it again)
         return True
 
-    def _write(self, chunk: "AudioChunk") -> None:
+    def _write(self, chunk: AudioChunk) -> None:
         self._open(chunk.sample_rate)
         samples = np.ascontiguousarray(chunk.samples, dtype=np.float32).reshape(-1)
         if self._resampler is not None:
@@ -452,7 +449,7 @@ class Microphone:
         self._count = 0  # samples captured so far
         self._anchor: float | None = None
 
-    def __enter__(self) -> "Microphone":
+    def __enter__(self) -> Microphone:
         lib = sd()
         if self.device is None:
             find_device(None, "input")
@@ -467,8 +464,13 @@ class Microphone:
 
         try:
             self._stream = lib.RawInputStream(
-                device=self.device, samplerate=MIC_RATE, channels=1, dtype="int16",
-                blocksize=self.frame, latency=self.latency, callback=callback,
+                device=self.device,
+                samplerate=MIC_RATE,
+                channels=1,
+                dtype="int16",
+                blocksize=self.frame,
+                latency=self.latency,
+                callback=callback,
             )
             self._stream.start()
         except Exception as e:

@@ -51,7 +51,7 @@ class AudioFileWriter:
         self.live = False
         self.published = False
 
-    def __enter__(self) -> "AudioFileWriter":
+    def __enter__(self) -> AudioFileWriter:
         return self
 
     def _open(self, rate: int) -> None:
@@ -79,7 +79,7 @@ class AudioFileWriter:
             os.replace(self._tmp, self.path)
             self.published = True
 
-    def play(self, chunk: "AudioChunk") -> None:
+    def play(self, chunk: AudioChunk) -> None:
         import time
 
         if self._file is None:
@@ -118,16 +118,17 @@ class AudioFileWriter:
             self._raw.close()
 
     def __exit__(self, exc_type: Any, *exc: Any) -> None:
-        closed = False
         try:
             self._close()
-            closed = True
-        finally:
-            if self.published:
-                return
-            # a close that failed (a full disk on the last flush) leaves a truncated file: never publish that
-            if self._file is not None and closed and (exc_type is None or (self.live and self.samples)):
-                os.replace(self._tmp, self.path)  # complete, or what a long-running writer finished
-                self.published = True
-            elif self._tmp.exists():
-                self._tmp.unlink()
+        except BaseException:
+            if not self.published:  # a close that failed (a full disk on the last flush) leaves a truncated file:
+                self._tmp.unlink(missing_ok=True)  # never publish that
+                raise
+            return  # a live file is already in place, with all that its readers could have read of it
+        if self.published:
+            return
+        if self._file is not None and (exc_type is None or (self.live and self.samples)):
+            os.replace(self._tmp, self.path)  # complete, or what a long-running writer finished
+            self.published = True
+        elif self._tmp.exists():
+            self._tmp.unlink()

@@ -6,12 +6,23 @@ command runs.
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from voicechat import __version__
-from voicechat.commands import chat_cmd, config_cmd, devices_cmd, engines_cmd, history_cmd, say_cmd, serve_cmd, talk_cmd, tokens_cmd, transcribe_cmd
+from voicechat.commands import (
+    chat_cmd,
+    config_cmd,
+    devices_cmd,
+    engines_cmd,
+    history_cmd,
+    say_cmd,
+    serve_cmd,
+    talk_cmd,
+    tokens_cmd,
+    transcribe_cmd,
+)
 from voicechat.console import set_globals
 
 app = typer.Typer(
@@ -33,12 +44,10 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     config: Annotated[
-        Optional[str], typer.Option("--config", "-c", help="A YAML config file (see config.example.yaml).", envvar="VOICECHAT_CONFIG")
+        str | None, typer.Option("--config", "-c", help="A YAML config file (see config.example.yaml).", envvar="VOICECHAT_CONFIG")
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
-    ] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
     set_globals(debug=debug, config=config)
 

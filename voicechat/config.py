@@ -112,7 +112,9 @@ class ListenConfig:
 
 @dataclass
 class TurnConfig:
-    detector: str = "meaning"  # meaning: the words so far and an audio model set the silence that ends a turn; silence: listen.end_silence_ms
+    detector: str = (
+        "meaning"  # meaning: the words so far and an audio model set the silence that ends a turn; silence: listen.end_silence_ms
+    )
     audio_model: bool = True  # use the Smart Turn model (package pipecat-ai) when installed
     model: str | None = None  # a Smart Turn .onnx file; None: the one inside pipecat-ai
     model_threshold: float = 0.5  # P(turn complete) at or above this counts as "complete"
@@ -349,9 +351,12 @@ def _check_key_text(dotted: str, value: str, source: str) -> None:
     for i, ch in enumerate(value):
         if not "!" <= ch <= "~":
             what = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab", " ": "a space"}.get(
-                ch, "a control character" if ch.isascii() else "a character that is not ASCII")
-            raise ConfigError(f"{source}: '{dotted}' holds {what} (character {i + 1} of {len(value)}); a key is sent in an "
-                              "HTTP header, so use letters, digits and punctuation only (a trailing newline from a file?)")
+                ch, "a control character" if ch.isascii() else "a character that is not ASCII"
+            )
+            raise ConfigError(
+                f"{source}: '{dotted}' holds {what} (character {i + 1} of {len(value)}); a key is sent in an "
+                "HTTP header, so use letters, digits and punctuation only (a trailing newline from a file?)"
+            )
 
 
 def _section_type(name: str) -> type:
@@ -370,8 +375,14 @@ def _expected(tp: Any) -> str:
     if args:
         names = [_expected(a) for a in args if a is not type(None)]
         return " or ".join(names) + (" or null" if type(None) in args else "")
-    return {str: "a string", int: "an integer", float: "a number", bool: "true or false", dict: "a mapping",
-            list: "a list (or a comma-separated string)"}.get(tp, str(tp))
+    return {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "true or false",
+        dict: "a mapping",
+        list: "a list (or a comma-separated string)",
+    }.get(tp, str(tp))
 
 
 def _coerce(value: Any, tp: Any, *, from_text: bool) -> Any:
@@ -443,9 +454,7 @@ def _apply(cfg: Config, section: str, key: str, value: Any, source: str, *, from
     try:
         coerced = _coerce(value, ftypes[key], from_text=from_text)
     except ValueError:
-        raise ConfigError(
-            f"{source}: '{section}.{key}' is {shown(value)}; expected {_expected(ftypes[key])}"
-        ) from None
+        raise ConfigError(f"{source}: '{section}.{key}' is {shown(value)}; expected {_expected(ftypes[key])}") from None
     _check_range(f"{section}.{key}", coerced, source)
     if key == "api_key" and isinstance(coerced, str):
         _check_key_text(f"{section}.{key}", coerced, source)
@@ -511,9 +520,7 @@ def load_file(cfg: Config, path: Path) -> None:
             cfg.prices.update(_validate_prices(values, str(path)))
             continue
         if section not in SECTIONS:
-            raise ConfigError(
-                f"{path}: unknown section '{_cut(str(section))}'; expected one of: {', '.join(SECTIONS + ['prices'])}"
-            )
+            raise ConfigError(f"{path}: unknown section '{_cut(str(section))}'; expected one of: {', '.join(SECTIONS + ['prices'])}")
         if values is None:
             continue
         if not isinstance(values, dict):
@@ -573,8 +580,9 @@ def _check_history_url(cfg: Config) -> None:
         return
     if not urls.is_postgres(url):
         shown = urls.redacted(url) if "://" in url else "(not a URL)"
-        raise ConfigError(f"history.url is {shown}; expected a postgresql://user:password@host:port/database URL "
-                          "(or leave it empty for the SQLite file)")
+        raise ConfigError(
+            f"history.url is {shown}; expected a postgresql://user:password@host:port/database URL (or leave it empty for the SQLite file)"
+        )
     register_secret(urls.password(url))
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
 
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
 
 @dataclass
 class _Globals:
@@ -45,7 +47,7 @@ def _scrubbing_excepthook(exc_type: Any, exc: BaseException, tb: Any) -> None:
     sys.stderr.flush()
 
 
-def _scrubbing_thread_excepthook(args: "threading.ExceptHookArgs") -> None:
+def _scrubbing_thread_excepthook(args: threading.ExceptHookArgs) -> None:
     if args.exc_type is SystemExit:
         return
     import traceback

@@ -9,8 +9,9 @@ a whole (short) recording as one array.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 import numpy as np
 
@@ -91,7 +92,7 @@ class TooLong(VoicechatError):
     """More audio than the caller takes (``max_seconds``); a server answers it with 413."""
 
 
-def _open_source(source: str | Path, display: str | None = None) -> tuple[str, "_Replay | str"]:
+def _open_source(source: str | Path, display: str | None = None) -> tuple[str, _Replay | str]:
     if str(source) == "-":
         import sys
 
@@ -134,8 +135,9 @@ class AudioStream:
     no samples at all) are raised where they are found. Use as a context manager.
     """
 
-    def __init__(self, source: str | Path, sample_rate: int = SAMPLE_RATE, *, name: str | None = None,
-                 max_seconds: float | None = None) -> None:
+    def __init__(
+        self, source: str | Path, sample_rate: int = SAMPLE_RATE, *, name: str | None = None, max_seconds: float | None = None
+    ) -> None:
         import av
 
         self.sample_rate = sample_rate
@@ -169,7 +171,7 @@ class AudioStream:
             self._container.close()
             raise
 
-    def __enter__(self) -> "AudioStream":
+    def __enter__(self) -> AudioStream:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -245,8 +247,9 @@ class AudioStream:
         return block
 
 
-def open_audio(source: str | Path, sample_rate: int = SAMPLE_RATE, *, name: str | None = None,
-               max_seconds: float | None = None) -> AudioStream:
+def open_audio(
+    source: str | Path, sample_rate: int = SAMPLE_RATE, *, name: str | None = None, max_seconds: float | None = None
+) -> AudioStream:
     """Open a file (or "-" for stdin) for streamed decoding; bad input fails here with a one-line error.
 
     ``name`` is what errors call the input (an upload's own name rather than its temporary file);

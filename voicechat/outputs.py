@@ -53,7 +53,7 @@ def plan_stems(files: list[str], *, stdin_name: str = "stdin") -> tuple[list[str
     taken = {w.casefold() for w in wanted}
     seen: set[str] = set()
     stems, notes = [], []
-    for name, stem in zip(files, wanted):
+    for name, stem in zip(files, wanted, strict=True):
         if stem.casefold() not in seen:
             seen.add(stem.casefold())
             stems.append(stem)

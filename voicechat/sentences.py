@@ -12,7 +12,7 @@ end is cut at a word boundary after ``max_chars``.
 from __future__ import annotations
 
 import re
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 _CLAUSE = re.compile(r"[,;:\u2014\u2013](?=\s)|\s[-\u2013\u2014]\s")
 _segmenter = None

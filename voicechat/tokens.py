@@ -17,8 +17,9 @@ import os
 import struct
 import tempfile
 import threading
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from voicechat.errors import VoicechatError
 
@@ -96,7 +97,7 @@ def _bundled_bytes(encoding: str) -> bytes:
         (rank,) = struct.unpack_from("<I", data, pos + 2 + length)
         pos += 2 + length + 4
         lines.append(base64.b64encode(token) + b" " + str(rank).encode())
-    lines.sort(key=lambda l: int(l.rsplit(b" ", 1)[1]))
+    lines.sort(key=lambda line: int(line.rsplit(b" ", 1)[1]))
     return b"\n".join(lines) + b"\n"
 
 
@@ -125,8 +126,10 @@ def install(encoding: str) -> Path:
         if not _verified(target, sha256):
             _place(target, data)
     except OSError as e:
-        raise VoicechatError(f"cannot place the {encoding} tokenizer data ({first}; {fallback or tempfile.gettempdir()}: "
-                             f"{getattr(e, 'strerror', None) or e}); set TIKTOKEN_CACHE_DIR to a writable folder") from None
+        raise VoicechatError(
+            f"cannot place the {encoding} tokenizer data ({first}; {fallback or tempfile.gettempdir()}: "
+            f"{getattr(e, 'strerror', None) or e}); set TIKTOKEN_CACHE_DIR to a writable folder"
+        ) from None
     os.environ["TIKTOKEN_CACHE_DIR"] = str(fallback)  # tiktoken reads it at every load
     return target
 
@@ -232,7 +235,7 @@ def count_many(texts: Iterable[str], encoding: str = DEFAULT_ENCODING, threads: 
             owners.append(i)
     threads = threads or min(8, os.cpu_count() or 1)
     counts = [0] * len(texts)
-    for owner, tokens in zip(owners, enc.encode_ordinary_batch(pieces, num_threads=threads)):
+    for owner, tokens in zip(owners, enc.encode_ordinary_batch(pieces, num_threads=threads), strict=True):
         counts[owner] += len(tokens)
     return counts
 
@@ -257,8 +260,9 @@ def _safe_cut(text: str, start: int) -> int:
     return -1
 
 
-def count_stream(blocks: Iterable[str], encoding: str = DEFAULT_ENCODING, *, threads: int | None = None,
-                 target: int = 1 << 20, encode: Any = None) -> int:
+def count_stream(
+    blocks: Iterable[str], encoding: str = DEFAULT_ENCODING, *, threads: int | None = None, target: int = 1 << 20, encode: Any = None
+) -> int:
     """Count the tokens of a text given as blocks, in bounded memory.
 
     The text is cut at safe points (see :func:`_safe_cut`) into pieces of about

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import sys
 import time
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -32,8 +32,10 @@ def _read_line(number: int) -> str | None:
             rest = sys.stdin.buffer.readline(MAX_LINE)
             if not rest or rest.endswith(b"\n"):
                 break
-        sys.stderr.write(f"voicechat: error: stdin line {number} is longer than {MAX_LINE // (1 << 20)} MB and was skipped; "
-                         "no model takes a message that long: split it or send a shorter one\n")
+        sys.stderr.write(
+            f"voicechat: error: stdin line {number} is longer than {MAX_LINE // (1 << 20)} MB and was skipped; "
+            "no model takes a message that long: split it or send a shorter one\n"
+        )
         return None
     text = raw.decode("utf-8", errors="replace")
     if "\ufffd" in text and "\ufffd".encode() not in raw:
@@ -43,20 +45,31 @@ def _read_line(number: int) -> str | None:
 
 @handle_errors
 def chat(
-    llm: Annotated[Optional[str], typer.Option("--llm", help="Chat engine: llama-cpp, openai, langchain.")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="GGUF path, server model name, or provider:model.")] = None,
-    system: Annotated[Optional[str], typer.Option("--system", help="System prompt.")] = None,
+    llm: Annotated[str | None, typer.Option("--llm", help="Chat engine: llama-cpp, openai, langchain.")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="GGUF path, server model name, or provider:model.")] = None,
+    system: Annotated[str | None, typer.Option("--system", help="System prompt.")] = None,
     no_log: Annotated[bool, typer.Option("--no-log", help="Keep this session out of the history.")] = False,
-    resume: Annotated[Optional[int], typer.Option("--resume", help="Continue session ID with its memory.")] = None,
+    resume: Annotated[int | None, typer.Option("--resume", help="Continue session ID with its memory.")] = None,
     cont: Annotated[bool, typer.Option("--continue", help="Continue the most recent session.")] = False,
-    tools: Annotated[Optional[bool], typer.Option("--tools/--no-tools", help="Let the model call tools (tools.enabled): date and time, calculator, Wikipedia, MCP servers.")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="One JSON event per line on stdout, as `talk --json` (user, reply_delta, tool_call, tool_result, reply, turn_stats, error).")] = False,
+    tools: Annotated[
+        bool | None,
+        typer.Option(
+            "--tools/--no-tools", help="Let the model call tools (tools.enabled): date and time, calculator, Wikipedia, MCP servers."
+        ),
+    ] = None,
+    json_out: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="One JSON event per line on stdout, as `talk --json` (user, reply_delta, tool_call, tool_result, reply, turn_stats, error).",
+        ),
+    ] = False,
 ) -> None:
-    from voicechat.conversation import slash
     from voicechat.console import debug_traceback, err_console, fail, load_config, out_console
-    from voicechat.engines import registry
-    from voicechat.conversation.history import open_for_session
+    from voicechat.conversation import slash
     from voicechat.conversation.chat import Conversation, engines_info, open_tools, summary_line
+    from voicechat.conversation.history import open_for_session
+    from voicechat.engines import registry
     from voicechat.tools.base import call_line, result_line
     from voicechat.voice import events as ev
 
@@ -79,8 +92,9 @@ def chat(
         from voicechat.tools.confirm import PromptConfirmation
 
         toolbox.confirm = PromptConfirmation(lambda q: out.input(q, markup=False))
-    session = Conversation(cfg, engine, kind="chat", log=log, resume=resume, engines=engines_info(cfg, llm=engine), history=history,
-                          tools=toolbox)
+    session = Conversation(
+        cfg, engine, kind="chat", log=log, resume=resume, engines=engines_info(cfg, llm=engine), history=history, tools=toolbox
+    )
     target = _Commands(session)
     if interactive:
         note = f" · resumed session {resume} ({session.resumed_turns} turns)" if resume else ""
@@ -142,15 +156,20 @@ def chat(
                     emit(ev.ToolCalled(event.name, event.arguments) if r is None else ev.ToolDone(r.name, r.text, r.error, r.seconds))
                     return
                 if interactive:
-                    if prefix_open and not pieces:  # the tool lines go where "assistant ›" was; it comes back with the words
+                    if prefix_open and not pieces:  # noqa: B023 - this turn's count, read while the turn runs
+                        # (the tool lines go where "assistant ›" was; it comes back with the words)
                         _write("\r\x1b[2K")
                         prefix_open = False
                     if event.phase == "call":
                         err.print(call_line(event.name, event.arguments), style="cyan", markup=False, highlight=False)
                     else:
                         r = event.result
-                        err.print(result_line(r.name, r.text, r.error, r.seconds), style="bold red" if r.error else "dim",
-                                  markup=False, highlight=False)
+                        err.print(
+                            result_line(r.name, r.text, r.error, r.seconds),
+                            style="bold red" if r.error else "dim",
+                            markup=False,
+                            highlight=False,
+                        )
                 elif event.phase == "result" and event.result.error:  # scripts: failures only, one line each
                     r = event.result
                     sys.stderr.write(f"voicechat: warning: {result_line(r.name, r.text, True, r.seconds)}\n")
@@ -187,11 +206,19 @@ def chat(
             if emit is not None:
                 from voicechat.voice.timing import TurnTiming
 
-                emit(ev.TurnStats(TurnTiming(first_token=reply.first_token), usage.prompt_tokens if usage else None,
-                                  usage.completion_tokens if usage else None, bool(usage and usage.estimated)))
+                emit(
+                    ev.TurnStats(
+                        TurnTiming(first_token=reply.first_token),
+                        usage.prompt_tokens if usage else None,
+                        usage.completion_tokens if usage else None,
+                        bool(usage and usage.estimated),
+                    )
+                )
             if interactive and usage is not None:
                 est = " est." if usage.estimated else ""
-                err.print(f"[dim]{usage.prompt_tokens} + {usage.completion_tokens} tokens{est} · first token {reply.first_token or 0:.2f} s · {time.perf_counter() - started:.1f} s[/]")
+                err.print(
+                    f"[dim]{usage.prompt_tokens} + {usage.completion_tokens} tokens{est} · first token {reply.first_token or 0:.2f} s · {time.perf_counter() - started:.1f} s[/]"
+                )
     except KeyboardInterrupt:
         pass
     except _StdoutGone as e:  # `chat > file` on a full disk, or a reader that went away: one line, and stop
@@ -200,7 +227,11 @@ def chat(
         raise stdout_failed(e.error) from None
     finally:
         if session.totals.turns and interactive:
-            err.print(f"[dim]{summary_line(session.totals, 'first token')}" + (f" · session {session.session_id}" if session.session_id else "") + "[/]")
+            err.print(
+                f"[dim]{summary_line(session.totals, 'first token')}"
+                + (f" · session {session.session_id}" if session.session_id else "")
+                + "[/]"
+            )
         session.turnlog.close()  # turns no file could take are printed now, for the user to keep
         engine.close()
         if toolbox is not None:
@@ -232,7 +263,7 @@ class _Commands:
 
     modes = False
 
-    def __init__(self, session: "Conversation") -> None:
+    def __init__(self, session: Conversation) -> None:
         self.session = session
 
     def clear(self) -> None:

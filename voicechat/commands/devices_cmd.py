@@ -12,7 +12,9 @@ HELP = "List input and output sound devices (use the index or part of the name w
 @handle_errors
 def devices(
     json_out: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
-    check_echo: bool = typer.Option(False, "--check-echo", help="Play a short sound and measure the echo and how much of it echo cancellation removes."),
+    check_echo: bool = typer.Option(
+        False, "--check-echo", help="Play a short sound and measure the echo and how much of it echo cancellation removes."
+    ),
     input_device: str = typer.Option(None, "--input-device", help="With --check-echo: microphone (index or name part)."),
     output_device: str = typer.Option(None, "--output-device", help="With --check-echo: speaker (index or name part)."),
 ) -> None:
@@ -37,7 +39,14 @@ def devices(
         table.add_column(col, justify="right" if col in ("index", "in", "out", "rate") else "left")
     for d in rows:
         mark = ("*in " if d["default_input"] else "") + ("*out" if d["default_output"] else "")
-        table.add_row(str(d["index"]), escape(d["name"]) + (f" [bold]{mark.strip()}[/]" if mark else ""), d["hostapi"], str(d["inputs"]), str(d["outputs"]), str(d["samplerate"]))
+        table.add_row(
+            str(d["index"]),
+            escape(d["name"]) + (f" [bold]{mark.strip()}[/]" if mark else ""),
+            d["hostapi"],
+            str(d["inputs"]),
+            str(d["outputs"]),
+            str(d["samplerate"]),
+        )
     out_console().print(table)
     if not rows:
         typer.echo("no sound devices found", err=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -22,7 +22,9 @@ def _open():
 
 @app.command("list")
 @handle_errors
-def list_(limit: int = typer.Option(20, "--limit", "-n", help="How many, newest first."), json_out: bool = typer.Option(False, "--json")) -> None:
+def list_(
+    limit: int = typer.Option(20, "--limit", "-n", help="How many, newest first."), json_out: bool = typer.Option(False, "--json")
+) -> None:
     """List sessions, newest first."""
     with _open() as h:
         rows = h.sessions(limit)
@@ -32,17 +34,27 @@ def list_(limit: int = typer.Option(20, "--limit", "-n", help="How many, newest 
     from rich.table import Table
     from rich.text import Text
 
-    from voicechat.escaping import terminal_text
-
     from voicechat.console import out_console
+    from voicechat.escaping import terminal_text
 
     table = Table(title="history", title_justify="left")
     for col in ("id", "started", "kind", "turns", "tokens", "model", "first words"):
         table.add_column(col, justify="right" if col in ("id", "turns", "tokens") else "left")
     for r in rows:  # cells as plain Text: a conversation's "[bold]" or "[/]" is shown, not taken as markup
-        table.add_row(*(Text(terminal_text(v)) for v in (
-            r["id"], str(r["started_at"] or "").replace("T", " ")[:16], r["kind"] or "", r["turns"], r["tokens"],
-            str(r["llm_model"] or "")[:28], str(r["first_text"] or "")[:40])))
+        table.add_row(
+            *(
+                Text(terminal_text(v))
+                for v in (
+                    r["id"],
+                    str(r["started_at"] or "").replace("T", " ")[:16],
+                    r["kind"] or "",
+                    r["turns"],
+                    r["tokens"],
+                    str(r["llm_model"] or "")[:28],
+                    str(r["first_text"] or "")[:40],
+                )
+            )
+        )
     out_console().print(table)
 
 
@@ -69,10 +81,17 @@ def show(session_id: int = typer.Argument(..., help="Session id (see `history li
 
 def to_markdown(info: dict, turns: list) -> str:
     """The session as Markdown that shows every text as written: no HTML, link or image in it comes alive."""
-    from voicechat.escaping import markdown_code, markdown_text as md
+    from voicechat.escaping import markdown_code
+    from voicechat.escaping import markdown_text as md
 
-    lines = [f"# voicechat session {md(str(info['id']))}", "", f"- started: {md(str(info['started_at']))}",
-             f"- kind: {md(str(info['kind']))}", f"- model: {md(str(info['llm_model'] or ''))}", ""]
+    lines = [
+        f"# voicechat session {md(str(info['id']))}",
+        "",
+        f"- started: {md(str(info['started_at']))}",
+        f"- kind: {md(str(info['kind']))}",
+        f"- model: {md(str(info['llm_model'] or ''))}",
+        "",
+    ]
     for t in turns:
         lines += [f"**You:** {md(t.user_text)}", ""]
         for call in t.tools:  # what was looked up, so a looked-up answer can be told from an invented one
@@ -88,7 +107,7 @@ def to_markdown(info: dict, turns: list) -> str:
 def export(
     session_id: int = typer.Argument(..., help="Session id."),
     fmt: str = typer.Option("json", "--format", "-f", help="csv, json or md."),
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here (atomically) instead of stdout.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here (atomically) instead of stdout.")] = None,
 ) -> None:
     """Export a session as CSV, JSON or Markdown."""
     import csv
@@ -106,13 +125,23 @@ def export(
     with _open() as h:
         info, turns = h.session(session_id), h.turns(session_id)
     if fmt == "json":
-        text = json.dumps({"session": info, "turns": [dataclasses.asdict(t) for t in turns]}, indent=2, ensure_ascii=False,
-                          default=str) + "\n"
+        text = (
+            json.dumps({"session": info, "turns": [dataclasses.asdict(t) for t in turns]}, indent=2, ensure_ascii=False, default=str) + "\n"
+        )
     elif fmt == "md":
         text = to_markdown(info, turns)
     else:
         buf = io.StringIO()
-        fields = ["created_at", "user_text", "assistant_text", "interrupted", "llm_model", "prompt_tokens", "completion_tokens", "tokens_estimated"]
+        fields = [
+            "created_at",
+            "user_text",
+            "assistant_text",
+            "interrupted",
+            "llm_model",
+            "prompt_tokens",
+            "completion_tokens",
+            "tokens_estimated",
+        ]
         writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         from voicechat.escaping import spreadsheet_cell
@@ -132,7 +161,9 @@ def export(
 
 @app.command("delete")
 @handle_errors
-def delete(session_id: int = typer.Argument(..., help="Session id."), yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask.")) -> None:
+def delete(
+    session_id: int = typer.Argument(..., help="Session id."), yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask.")
+) -> None:
     """Delete a session and its turns."""
     import sys
 

@@ -6,8 +6,9 @@ import itertools
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Iterator, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -49,12 +50,16 @@ def _stdin_blocks() -> Iterator[str]:
 
 @handle_errors
 def say(
-    text: Annotated[Optional[str], typer.Argument(help="Text to speak; - or nothing reads stdin.", show_default=False)] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write .wav, .flac or .ogg instead of playing.")] = None,
-    engine: Annotated[Optional[str], typer.Option("--engine", "-e", help="Text-to-speech engine (see `voicechat engines`).")] = None,
-    voice: Annotated[Optional[str], typer.Option("--voice", "-v", help="Voice: piper .onnx path, espeak voice, coqui model, openai voice.")] = None,
-    speed: Annotated[Optional[float], typer.Option("--speed", "-s", min=0.1, max=10.0, help="1.0 normal, 1.5 faster.")] = None,
-    output_device: Annotated[Optional[str], typer.Option("--output-device", "-d", help="Index or name part (see `voicechat devices`).")] = None,
+    text: Annotated[str | None, typer.Argument(help="Text to speak; - or nothing reads stdin.", show_default=False)] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write .wav, .flac or .ogg instead of playing.")] = None,
+    engine: Annotated[str | None, typer.Option("--engine", "-e", help="Text-to-speech engine (see `voicechat engines`).")] = None,
+    voice: Annotated[
+        str | None, typer.Option("--voice", "-v", help="Voice: piper .onnx path, espeak voice, coqui model, openai voice.")
+    ] = None,
+    speed: Annotated[float | None, typer.Option("--speed", "-s", min=0.1, max=10.0, help="1.0 normal, 1.5 faster.")] = None,
+    output_device: Annotated[
+        str | None, typer.Option("--output-device", "-d", help="Index or name part (see `voicechat devices`).")
+    ] = None,
     list_voices: Annotated[bool, typer.Option("--list-voices", help="List the engine's voices and exit.")] = False,
     stats: Annotated[bool, typer.Option("--stats", help="Print time to first audio and real-time factor on stderr.")] = False,
 ) -> None:
@@ -90,6 +95,7 @@ def say(
             break
     if not any(b.strip() for b in head):
         raise VoicechatError("the text is empty; give something to say")
+
     def warm_up() -> None:  # the splitter and PortAudio load while the engine does
         try:
             sentences.warm_up()
@@ -138,15 +144,20 @@ def say(
 
         if output is not None:
             how = "terminated" if isinstance(e, Terminated) else "interrupted"
-            raise VoicechatError(f"{how} after {spoken:.1f} s of speech; {output} was not written (nothing partial left)",
-                                 exit_code=143 if isinstance(e, Terminated) else 130) from None
+            raise VoicechatError(
+                f"{how} after {spoken:.1f} s of speech; {output} was not written (nothing partial left)",
+                exit_code=143 if isinstance(e, Terminated) else 130,
+            ) from None
         raise
     if output is not None:
         typer.echo(f"wrote {output} ({spoken:.1f} s)", err=True)
     if stats:
         first_audio = (sink.first_audio_at or loaded) - loaded
         total = time.perf_counter() - loaded
-        typer.echo(f"engine load {loaded - started:.2f} s, first audio {first_audio:.3f} s after load, {spoken:.1f} s of speech, total {total:.2f} s", err=True)
+        typer.echo(
+            f"engine load {loaded - started:.2f} s, first audio {first_audio:.3f} s after load, {spoken:.1f} s of speech, total {total:.2f} s",
+            err=True,
+        )
 
 
 def _write_error(output: Path, e: Exception) -> Exception:

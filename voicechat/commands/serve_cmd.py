@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -17,10 +17,11 @@ HELP = "Serve the assistant: OpenAI-compatible speech, transcription and chat ro
 
 @handle_errors
 def serve(
-    host: Annotated[Optional[str], typer.Option("--host", help="Address to bind (default 127.0.0.1: this machine only).")] = None,
-    port: Annotated[Optional[int], typer.Option("--port", "-p", help="Port (default 8000; 0 picks a free one).")] = None,
-    api_key: Annotated[Optional[str], typer.Option("--api-key", help="Require this key on every route (or VOICECHAT_SERVE_API_KEY).",
-                                                   show_default=False)] = None,
+    host: Annotated[str | None, typer.Option("--host", help="Address to bind (default 127.0.0.1: this machine only).")] = None,
+    port: Annotated[int | None, typer.Option("--port", "-p", help="Port (default 8000; 0 picks a free one).")] = None,
+    api_key: Annotated[
+        str | None, typer.Option("--api-key", help="Require this key on every route (or VOICECHAT_SERVE_API_KEY).", show_default=False)
+    ] = None,
     stt: options.Stt = None,
     llm: options.Llm = None,
     tts: options.Tts = None,
@@ -29,16 +30,27 @@ def serve(
     voice: options.Voice = None,
     system: options.System = None,
     no_log: Annotated[bool, typer.Option("--no-log", help="Keep voice sessions out of the history.")] = False,
-    wyoming: Annotated[Optional[str], typer.Option("--wyoming", help="Also speak the Wyoming protocol (Home Assistant) at tcp://HOST:PORT.",
-                                                   show_default=False)] = None,
-    http: Annotated[bool, typer.Option("--http/--no-http", help="Serve HTTP (OpenAI routes, WebSocket, page); --no-http with --wyoming serves Wyoming only.")] = True,
+    wyoming: Annotated[
+        str | None,
+        typer.Option("--wyoming", help="Also speak the Wyoming protocol (Home Assistant) at tcp://HOST:PORT.", show_default=False),
+    ] = None,
+    http: Annotated[
+        bool,
+        typer.Option("--http/--no-http", help="Serve HTTP (OpenAI routes, WebSocket, page); --no-http with --wyoming serves Wyoming only."),
+    ] = True,
 ) -> None:
     from voicechat.console import err_console, load_config
     from voicechat.errors import register_secret
 
     register_secret(api_key)
-    cfg = load_config({"serve.host": host, "serve.port": port, "serve.api_key": api_key,
-                       **options.engine_overrides(stt, llm, tts, stt_model, llm_model, voice, system)})
+    cfg = load_config(
+        {
+            "serve.host": host,
+            "serve.port": port,
+            "serve.api_key": api_key,
+            **options.engine_overrides(stt, llm, tts, stt_model, llm_model, voice, system),
+        }
+    )
     from voicechat.errors import VoicechatError
 
     err = err_console()
@@ -48,14 +60,21 @@ def serve(
 
         wyoming_at = parse_uri(wyoming)
         if not _loopback(wyoming_at[0]):
-            err.print(f"warning: Wyoming on {wyoming_at[0]}: the protocol carries no key, so anyone who can reach port {wyoming_at[1]} "
-                      "can use it (keep it on a trusted network)", style="yellow", markup=False)
+            err.print(
+                f"warning: Wyoming on {wyoming_at[0]}: the protocol carries no key, so anyone who can reach port {wyoming_at[1]} "
+                "can use it (keep it on a trusted network)",
+                style="yellow",
+                markup=False,
+            )
     elif not http:
         raise VoicechatError("--no-http leaves nothing to serve; add --wyoming tcp://HOST:PORT")
     if http and not cfg.serve.api_key and not _loopback(cfg.serve.host):
-        err.print(f"warning: serving on {cfg.serve.host} without an API key: anyone who can reach this port can use it "
-                  "(set --api-key or VOICECHAT_SERVE_API_KEY); clients must use an IP address or a name in serve.allowed_hosts",
-                  style="yellow", markup=False)
+        err.print(
+            f"warning: serving on {cfg.serve.host} without an API key: anyone who can reach this port can use it "
+            "(set --api-key or VOICECHAT_SERVE_API_KEY); clients must use an IP address or a name in serve.allowed_hosts",
+            style="yellow",
+            markup=False,
+        )
     run(cfg, log=not no_log, announce=lambda m: err.print(m, markup=False, highlight=False), http=http, wyoming=wyoming_at)
 
 
@@ -119,17 +138,26 @@ def run(cfg: Any, *, log: bool, announce: Any, http: bool = True, wyoming: tuple
         ready = asyncio.get_running_loop().create_task(announce_ready(state, shown, http, announce))
         try:
             if http:
-                config = uvicorn.Config(create_app(state, load=False), host=cfg.serve.host, port=cfg.serve.port, log_level="warning",
-                                        access_log=False, timeout_graceful_shutdown=int(cfg.serve.drain_timeout_s) + 1,
-                                        ws_max_size=1 << 21, lifespan="on", http=_http_protocol(cfg.serve.header_timeout_s),
-                                        # no compression: PCM barely compresses, and a small deflated read can inflate
-                                        # into thousands of messages queued before the session's own bounds see them
-                                        ws_per_message_deflate=False)
+                config = uvicorn.Config(
+                    create_app(state, load=False),
+                    host=cfg.serve.host,
+                    port=cfg.serve.port,
+                    log_level="warning",
+                    access_log=False,
+                    timeout_graceful_shutdown=int(cfg.serve.drain_timeout_s) + 1,
+                    ws_max_size=1 << 21,
+                    lifespan="on",
+                    http=_http_protocol(cfg.serve.header_timeout_s),
+                    # no compression: PCM barely compresses, and a small deflated read can inflate
+                    # into thousands of messages queued before the session's own bounds see them
+                    ws_per_message_deflate=False,
+                )
                 server = Server(config)
                 await server.serve()
                 if not server.started and not server.should_exit:
-                    raise VoicechatError(f"cannot listen on {cfg.serve.host}:{cfg.serve.port}; is another server using the port? "
-                                         "(--port picks another)")
+                    raise VoicechatError(
+                        f"cannot listen on {cfg.serve.host}:{cfg.serve.port}; is another server using the port? (--port picks another)"
+                    )
             else:
                 await _until_signal(state, announce)
         finally:
@@ -154,7 +182,7 @@ def _http_protocol(header_timeout_s: float) -> type:
     return with_header_timeout(AutoHTTPProtocol, header_timeout_s)
 
 
-async def _until_signal(state: "ServerState", announce: Any) -> None:
+async def _until_signal(state: ServerState, announce: Any) -> None:
     """No HTTP server: wait for SIGTERM or Ctrl-C, then drain (a second signal forces)."""
     import asyncio
     import signal
@@ -180,7 +208,7 @@ async def _until_signal(state: "ServerState", announce: Any) -> None:
         await asyncio.wait([done, asyncio.ensure_future(forced.wait())], return_when=asyncio.FIRST_COMPLETED)
 
 
-async def announce_ready(state: "ServerState", shown: str, http: bool, announce: Any) -> None:
+async def announce_ready(state: ServerState, shown: str, http: bool, announce: Any) -> None:
     import asyncio
 
     announce("loading the models…")
@@ -198,7 +226,7 @@ async def announce_ready(state: "ServerState", shown: str, http: bool, announce:
         announce("ready")
 
 
-async def drain(state: "ServerState", server: Any) -> None:
+async def drain(state: ServerState, server: Any) -> None:
     import asyncio
     import time
 

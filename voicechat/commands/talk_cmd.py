@@ -7,7 +7,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -34,40 +34,94 @@ def talk(
     llm_model: options.LlmModel = None,
     voice: options.Voice = None,
     system: options.System = None,
-    mode: Annotated[Optional[str], typer.Option("--mode", help="vad (voice activity) or ptt (push-to-talk, space bar).", rich_help_panel=AUDIO)] = None,
-    barge_in: Annotated[Optional[bool], typer.Option("--barge-in/--no-barge-in", help="Speaking over the assistant stops it.", rich_help_panel=AUDIO)] = None,
-    aec: Annotated[Optional[bool], typer.Option("--aec/--no-aec", help="Echo cancellation: the assistant's voice from the speaker is removed from the microphone (for --barge-in on loudspeakers).", rich_help_panel=AUDIO)] = None,
-    wake: Annotated[Optional[str], typer.Option("--wake", help="Sleep until this wake word: alexa, hey_jarvis, hey_mycroft, hey_rhasspy, okay_nabu.", rich_help_panel=AUDIO)] = None,
-    input_device: Annotated[Optional[str], typer.Option("--input-device", help="Microphone: index or name part.", rich_help_panel=AUDIO)] = None,
-    output_device: Annotated[Optional[str], typer.Option("--output-device", help="Speaker: index or name part.", rich_help_panel=AUDIO)] = None,
-    input_file: Annotated[Optional[Path], typer.Option("--input", help="Use an audio file as the microphone.", rich_help_panel=AUDIO)] = None,
+    mode: Annotated[
+        str | None, typer.Option("--mode", help="vad (voice activity) or ptt (push-to-talk, space bar).", rich_help_panel=AUDIO)
+    ] = None,
+    barge_in: Annotated[
+        bool | None, typer.Option("--barge-in/--no-barge-in", help="Speaking over the assistant stops it.", rich_help_panel=AUDIO)
+    ] = None,
+    aec: Annotated[
+        bool | None,
+        typer.Option(
+            "--aec/--no-aec",
+            help="Echo cancellation: the assistant's voice from the speaker is removed from the microphone (for --barge-in on loudspeakers).",
+            rich_help_panel=AUDIO,
+        ),
+    ] = None,
+    wake: Annotated[
+        str | None,
+        typer.Option(
+            "--wake", help="Sleep until this wake word: alexa, hey_jarvis, hey_mycroft, hey_rhasspy, okay_nabu.", rich_help_panel=AUDIO
+        ),
+    ] = None,
+    input_device: Annotated[
+        str | None, typer.Option("--input-device", help="Microphone: index or name part.", rich_help_panel=AUDIO)
+    ] = None,
+    output_device: Annotated[
+        str | None, typer.Option("--output-device", help="Speaker: index or name part.", rich_help_panel=AUDIO)
+    ] = None,
+    input_file: Annotated[Path | None, typer.Option("--input", help="Use an audio file as the microphone.", rich_help_panel=AUDIO)] = None,
     fast: Annotated[bool, typer.Option("--fast", help="With --input: do not pace the file in real time.", rich_help_panel=AUDIO)] = False,
-    output_file: Annotated[Optional[Path], typer.Option("--output", help="Write the replies to a .wav/.flac/.ogg instead of the speaker.", rich_help_panel=AUDIO)] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="One JSON event per line on stdout instead of the live view.", rich_help_panel=SESSION)] = False,
+    output_file: Annotated[
+        Path | None, typer.Option("--output", help="Write the replies to a .wav/.flac/.ogg instead of the speaker.", rich_help_panel=AUDIO)
+    ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="One JSON event per line on stdout instead of the live view.", rich_help_panel=SESSION)
+    ] = False,
     no_log: Annotated[bool, typer.Option("--no-log", help="Keep this session out of the history.", rich_help_panel=SESSION)] = False,
-    resume: Annotated[Optional[str], typer.Option("--resume", help="Continue session ID with its memory (a number from `history list`; "
-                                                  "with --server, the id the server gave).", rich_help_panel=SESSION)] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            "--resume",
+            help="Continue session ID with its memory (a number from `history list`; with --server, the id the server gave).",
+            rich_help_panel=SESSION,
+        ),
+    ] = None,
     cont: Annotated[bool, typer.Option("--continue", help="Continue the most recent session.", rich_help_panel=SESSION)] = False,
-    server: Annotated[Optional[str], typer.Option("--server", help="Run the session on a `voicechat serve` at this URL; microphone and speaker stay here.",
-                                                  rich_help_panel=SESSION)] = None,
-    api_key: Annotated[Optional[str], typer.Option("--api-key", help="The server's API key (or VOICECHAT_SERVE_API_KEY).", rich_help_panel=SESSION,
-                                                   show_default=False)] = None,
-    tools: Annotated[Optional[bool], typer.Option("--tools/--no-tools", help="Let the model call tools (tools.enabled).", rich_help_panel=SESSION)] = None,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            help="Run the session on a `voicechat serve` at this URL; microphone and speaker stay here.",
+            rich_help_panel=SESSION,
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option("--api-key", help="The server's API key (or VOICECHAT_SERVE_API_KEY).", rich_help_panel=SESSION, show_default=False),
+    ] = None,
+    tools: Annotated[
+        bool | None, typer.Option("--tools/--no-tools", help="Let the model call tools (tools.enabled).", rich_help_panel=SESSION)
+    ] = None,
 ) -> None:
     from voicechat.console import load_config
-    from voicechat.errors import VoicechatError
-
-    from voicechat.errors import register_secret
+    from voicechat.errors import VoicechatError, register_secret
 
     register_secret(api_key)
-    cfg = load_config({
-        **options.engine_overrides(stt, llm, tts, stt_model, llm_model, voice, system), "listen.mode": mode, "listen.barge_in": barge_in,
-        "audio.input_device": input_device, "audio.output_device": output_device, "audio.aec": aec,
-        "listen.wake": wake, "serve.api_key": api_key, "tools.enabled": tools,
-    })
+    cfg = load_config(
+        {
+            **options.engine_overrides(stt, llm, tts, stt_model, llm_model, voice, system),
+            "listen.mode": mode,
+            "listen.barge_in": barge_in,
+            "audio.input_device": input_device,
+            "audio.output_device": output_device,
+            "audio.aec": aec,
+            "listen.wake": wake,
+            "serve.api_key": api_key,
+            "tools.enabled": tools,
+        }
+    )
     if server is not None:
-        engine_options = {"--stt": stt, "--llm": llm, "--tts": tts, "--stt-model": stt_model, "--llm-model": llm_model,
-                          "--voice": voice, "--system": system, "--tools": tools}
+        engine_options = {
+            "--stt": stt,
+            "--llm": llm,
+            "--tts": tts,
+            "--stt-model": stt_model,
+            "--llm-model": llm_model,
+            "--voice": voice,
+            "--system": system,
+            "--tools": tools,
+        }
         given = [name for name, value in engine_options.items() if value is not None]
         if given:
             raise VoicechatError(f"{given[0]} does not apply with --server: the server's engines answer; set it on `voicechat serve`")
@@ -100,16 +154,37 @@ def talk(
         from voicechat.decode import decode
 
         decode(input_file)  # a bad file fails here, before the models load
-    Talk(cfg, input_file=input_file, fast=fast, output_file=output_file, json_out=json_out, no_log=no_log,
-         resume=session_ref, cont=cont, server=server, options={"barge_in": barge_in, "mode": mode}).run()
+    Talk(
+        cfg,
+        input_file=input_file,
+        fast=fast,
+        output_file=output_file,
+        json_out=json_out,
+        no_log=no_log,
+        resume=session_ref,
+        cont=cont,
+        server=server,
+        options={"barge_in": barge_in, "mode": mode},
+    ).run()
 
 
 class Talk:
     """The terminal front end of a :class:`voicechat.voice.session.VoiceSession`: devices, keyboard, live view."""
 
-    def __init__(self, cfg: Any, *, input_file: Path | None, fast: bool, output_file: Path | None, json_out: bool,
-                 no_log: bool, resume: int | str | None, cont: bool, server: str | None = None,
-                 options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Any,
+        *,
+        input_file: Path | None,
+        fast: bool,
+        output_file: Path | None,
+        json_out: bool,
+        no_log: bool,
+        resume: int | str | None,
+        cont: bool,
+        server: str | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
         self.cfg = cfg
         self.server, self.options = server, options or {}
         self.input_file, self.fast, self.output_file = input_file, fast, output_file
@@ -118,7 +193,7 @@ class Talk:
         self.interrupts = 0
         self._keyboard: Any = None
 
-    def _renderer(self) -> "JsonRenderer | LiveRenderer | PlainRenderer":
+    def _renderer(self) -> JsonRenderer | LiveRenderer | PlainRenderer:
         from voicechat.talk import render
 
         if self.json_out:
@@ -127,7 +202,7 @@ class Talk:
             return render.LiveRenderer()
         return render.PlainRenderer()
 
-    def _load(self, renderer: Any) -> tuple["SpeechToText", "ChatModel", "TextToSpeech", "SmartTurn | None"]:
+    def _load(self, renderer: Any) -> tuple[SpeechToText, ChatModel, TextToSpeech, SmartTurn | None]:
         """Load the three engines and the turn model at once (and PortAudio, and the sentence splitter) to start sooner."""
         from voicechat import sentences
         from voicechat.audio import sd
@@ -228,9 +303,9 @@ class Talk:
     def run(self) -> None:
         import contextlib
 
-        from voicechat.errors import VoicechatError
-        from voicechat.conversation.history import open_for_session
         from voicechat.conversation.chat import Conversation, engines_info, open_tools
+        from voicechat.conversation.history import open_for_session
+        from voicechat.errors import VoicechatError
         from voicechat.talk.keyboard import KeyboardInput
         from voicechat.voice import events as ev
         from voicechat.voice.session import VoiceSession
@@ -256,8 +331,15 @@ class Talk:
 
                     source = self._open_source(renderer, stack)
                     sink = self._open_sink(renderer, stack, None)
-                    session = RemoteSession(self.server, api_key=cfg.serve.api_key, source=source, sink=sink,
-                                            resume=None if self.resume is None else str(self.resume), barge_in=self.options.get("barge_in"), mode=self.options.get("mode"))
+                    session = RemoteSession(
+                        self.server,
+                        api_key=cfg.serve.api_key,
+                        source=source,
+                        sink=sink,
+                        resume=None if self.resume is None else str(self.resume),
+                        barge_in=self.options.get("barge_in"),
+                        mode=self.options.get("mode"),
+                    )
                 else:
                     stt, llm, tts, turn_model = self._load(renderer)
                     toolbox = open_tools(cfg, llm, lambda message: renderer(ev.Notice(message)))
@@ -266,8 +348,16 @@ class Talk:
 
                         confirmation = TypedConfirmation(lambda message: renderer(ev.Notice(message)), self.stop)
                         toolbox.confirm = confirmation
-                    chat = Conversation(cfg, llm, kind="talk", log=log, resume=resume,
-                                       engines=engines_info(cfg, stt, llm, tts), history=history, tools=toolbox)
+                    chat = Conversation(
+                        cfg,
+                        llm,
+                        kind="talk",
+                        log=log,
+                        resume=resume,
+                        engines=engines_info(cfg, stt, llm, tts),
+                        history=history,
+                        tools=toolbox,
+                    )
                     if resume is not None:
                         renderer(ev.Notice(f"resumed session {resume} ({chat.resumed_turns} turns)"))
                     source = self._open_source(renderer, stack)
@@ -276,8 +366,17 @@ class Talk:
                     sink = self._open_sink(renderer, stack, tts.sample_rate)
                     source = self._cancel_echo(renderer, source, sink)
                     wake_gate = self._wake_gate(renderer, stack) if source is not None else None
-                    session = VoiceSession(cfg, conversation=chat, stt=stt, tts=tts, source=source, sink=sink, turn_model=turn_model,
-                                           ptt_key=sys.stdin.isatty(), wake=wake_gate)
+                    session = VoiceSession(
+                        cfg,
+                        conversation=chat,
+                        stt=stt,
+                        tts=tts,
+                        source=source,
+                        sink=sink,
+                        turn_model=turn_model,
+                        ptt_key=sys.stdin.isatty(),
+                        wake=wake_gate,
+                    )
                 session.subscribe(renderer)
                 session.warm_up()
 
@@ -291,14 +390,15 @@ class Talk:
                     if outcome.message:
                         renderer(ev.Notice(outcome.message))
 
-                keyboard = KeyboardInput(on_line, session.toggle_recording, lambda: session.mode == "ptt",
-                                         on_buffer=renderer.typing)
+                keyboard = KeyboardInput(on_line, session.toggle_recording, lambda: session.mode == "ptt", on_buffer=renderer.typing)
                 stdin_usable = _stdin_usable()
                 if stdin_usable:
                     self._keyboard = stack.enter_context(keyboard)
                 session.start()
                 if source is None and not stdin_usable:
-                    raise VoicechatError("no microphone and no keyboard input: nothing to listen to; connect a microphone or use --input FILE")
+                    raise VoicechatError(
+                        "no microphone and no keyboard input: nothing to listen to; connect a microphone or use --input FILE"
+                    )
                 while not self.stop.wait(0.05):
                     if session.done:
                         break
@@ -335,8 +435,9 @@ def _local_session(resume: str | None) -> int | None:
 
     value = resume.strip()
     if not value.isdigit() or len(value) > 18:
-        raise VoicechatError(f"--resume '{resume[:40]}' is not a session number; see `voicechat history list` "
-                             "(a server's session id goes with --server URL)")
+        raise VoicechatError(
+            f"--resume '{resume[:40]}' is not a session number; see `voicechat history list` (a server's session id goes with --server URL)"
+        )
     return int(value)
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Iterator, List, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -106,10 +107,10 @@ def _blocks(item: Input) -> Iterator[str]:
 
 @handle_errors
 def tokens(
-    inputs: Annotated[Optional[List[str]], typer.Argument(help="Text, files, or - for stdin.", show_default=False)] = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name (picks the encoding and price) or a .gguf path.")] = None,
-    encoding: Annotated[Optional[str], typer.Option("--encoding", "-e", help="o200k_base or cl100k_base.")] = None,
-    session: Annotated[Optional[int], typer.Option("--session", help="Report a logged conversation turn by turn.")] = None,
+    inputs: Annotated[list[str] | None, typer.Argument(help="Text, files, or - for stdin.", show_default=False)] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model name (picks the encoding and price) or a .gguf path.")] = None,
+    encoding: Annotated[str | None, typer.Option("--encoding", "-e", help="o200k_base or cl100k_base.")] = None,
+    session: Annotated[int | None, typer.Option("--session", help="Report a logged conversation turn by turn.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     from voicechat import tokens as tk
@@ -141,18 +142,24 @@ def tokens(
             encode.close()
     for item in items:
         if item.replaced:
-            err_console().print(f"note: {item.name}: {item.replaced} invalid UTF-8 sequence(s) counted as U+FFFD",
-                                style="yellow", markup=False)
+            err_console().print(
+                f"note: {item.name}: {item.replaced} invalid UTF-8 sequence(s) counted as U+FFFD", style="yellow", markup=False
+            )
     total = sum(counts)
     price = tk.price(model, cfg.prices) if model else None
     cost = total * price[0] / 1_000_000 if price else None
-    rows = [{"input": item.name, "kind": item.kind, "characters": item.characters, "tokens": n}
-            for item, n in zip(items, counts)]
+    rows = [
+        {"input": item.name, "kind": item.kind, "characters": item.characters, "tokens": n} for item, n in zip(items, counts, strict=True)
+    ]
     from voicechat.outputs import emit
 
     if json_out:
-        emit(json.dumps({"encoding": enc_name, "model": model, "inputs": rows, "total": total,
-                         "input_cost_usd": cost, "note": note}, indent=2) + "\n")
+        emit(
+            json.dumps(
+                {"encoding": enc_name, "model": model, "inputs": rows, "total": total, "input_cost_usd": cost, "note": note}, indent=2
+            )
+            + "\n"
+        )
         return
     if note:
         err_console().print(f"note: {note}", style="yellow", markup=False)
@@ -169,7 +176,7 @@ def tokens(
 
     from voicechat.escaping import terminal_text
 
-    for item, n in zip(items, counts):  # an input's name or text is shown as written, never read as markup
+    for item, n in zip(items, counts, strict=True):  # an input's name or text is shown as written, never read as markup
         table.add_row(Text(terminal_text(item.name[:60])), f"{item.characters:,}", f"{n:,}")
     if len(rows) > 1:
         table.add_row("[bold]total[/]", f"{sum(item.characters for item in items):,}", f"[bold]{total:,}[/]")
@@ -231,30 +238,61 @@ def _session_report(cfg, session_id: int, json_out: bool) -> None:
         if cost is not None:
             any_cost = True
             running_cost += cost
-        rows.append({"turn": i, "prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c, "running_total": running,
-                     "estimated": t.tokens_estimated, "cost_usd": cost, "user": t.user_text})
+        rows.append(
+            {
+                "turn": i,
+                "prompt_tokens": p,
+                "completion_tokens": c,
+                "total_tokens": p + c,
+                "running_total": running,
+                "estimated": t.tokens_estimated,
+                "cost_usd": cost,
+                "user": t.user_text,
+            }
+        )
     if json_out:
         from voicechat.outputs import emit
 
-        emit(json.dumps({"session": session_id, "model": info["llm_model"], "turns": rows, "total_tokens": running,
-                         "cost_usd": running_cost if any_cost else None}, indent=2) + "\n")
+        emit(
+            json.dumps(
+                {
+                    "session": session_id,
+                    "model": info["llm_model"],
+                    "turns": rows,
+                    "total_tokens": running,
+                    "cost_usd": running_cost if any_cost else None,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         return
     from rich.table import Table
     from rich.text import Text
 
+    from voicechat.console import out_console
     from voicechat.escaping import terminal_text
 
-    from voicechat.console import out_console
-
-    table = Table(title=Text(terminal_text(f"session {session_id} · {info['llm_model'] or ''} · {info['started_at']}")),
-                  title_justify="left")
+    table = Table(
+        title=Text(terminal_text(f"session {session_id} · {info['llm_model'] or ''} · {info['started_at']}")), title_justify="left"
+    )
     for col in ("turn", "prompt", "completion", "total", "running", "cost", "user said"):
         table.add_column(col, justify="left" if col == "user said" else "right")
     for r in rows:
         mark = "~" if r["estimated"] else ""
-        table.add_row(str(r["turn"]), f"{mark}{r['prompt_tokens']}", f"{mark}{r['completion_tokens']}", f"{r['total_tokens']}",
-                      f"{r['running_total']}", "-" if r["cost_usd"] is None else f"${r['cost_usd']:.5f}", Text(terminal_text(r["user"][:40])))
+        table.add_row(
+            str(r["turn"]),
+            f"{mark}{r['prompt_tokens']}",
+            f"{mark}{r['completion_tokens']}",
+            f"{r['total_tokens']}",
+            f"{r['running_total']}",
+            "-" if r["cost_usd"] is None else f"${r['cost_usd']:.5f}",
+            Text(terminal_text(r["user"][:40])),
+        )
     console = out_console()
     console.print(table)
-    console.print(f"total {running} tokens" + (f", ${running_cost:.5f}" if any_cost else ", cost n/a (local or unknown model)")
-                  + ("  (~ = counted locally, not reported by the server)" if any(r["estimated"] for r in rows) else ""))
+    console.print(
+        f"total {running} tokens"
+        + (f", ${running_cost:.5f}" if any_cost else ", cost n/a (local or unknown model)")
+        + ("  (~ = counted locally, not reported by the server)" if any(r["estimated"] for r in rows) else "")
+    )

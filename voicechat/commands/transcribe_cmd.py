@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, List, Optional, Sequence
+from typing import Annotated
 
 import typer
 
@@ -17,40 +18,43 @@ HELP = "Transcribe audio or video files (or - for stdin) to txt, srt, vtt, json 
 
 @handle_errors
 def transcribe(
-    files: Annotated[List[str], typer.Argument(help="Audio or video files; - reads stdin.", show_default=False)],
+    files: Annotated[list[str], typer.Argument(help="Audio or video files; - reads stdin.", show_default=False)],
     output_dir: Annotated[
-        Optional[Path], typer.Option("--output-dir", "-o", help="Write one file per input and format here (atomically).")
+        Path | None, typer.Option("--output-dir", "-o", help="Write one file per input and format here (atomically).")
     ] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="txt, srt, vtt, json, tsv, all, or a comma list.")] = "txt",
-    language: Annotated[Optional[str], typer.Option("--language", "-l", help="Language code; default: detect.")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name or local directory; default: bundled tiny.en.")] = None,
-    engine: Annotated[Optional[str], typer.Option("--engine", "-e", help="Speech-to-text engine (see `voicechat engines`).")] = None,
+    language: Annotated[str | None, typer.Option("--language", "-l", help="Language code; default: detect.")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model name or local directory; default: bundled tiny.en.")] = None,
+    engine: Annotated[str | None, typer.Option("--engine", "-e", help="Speech-to-text engine (see `voicechat engines`).")] = None,
     word_timestamps: Annotated[bool, typer.Option("--word-timestamps", help="Word-level times in json output.")] = False,
-    vad: Annotated[Optional[bool], typer.Option("--vad/--no-vad", help="Skip silence with Silero VAD (default on).")] = None,
-    beam_size: Annotated[Optional[int], typer.Option("--beam-size", min=1, max=20, help="Beam search width.")] = None,
+    vad: Annotated[bool | None, typer.Option("--vad/--no-vad", help="Skip silence with Silero VAD (default on).")] = None,
+    beam_size: Annotated[int | None, typer.Option("--beam-size", min=1, max=20, help="Beam search width.")] = None,
     batch_size: Annotated[
-        Optional[int], typer.Option("--batch-size", min=0, help="Batched inference: N at a time, 0 = off; default: automatic (on for long audio).")
+        int | None,
+        typer.Option("--batch-size", min=0, help="Batched inference: N at a time, 0 = off; default: automatic (on for long audio)."),
     ] = None,
-    device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu or cuda.")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")] = None,
     max_line_width: Annotated[
-        Optional[int], typer.Option("--max-line-width", min=1, help="Characters per subtitle line before a break.", rich_help_panel=SUBS)
+        int | None, typer.Option("--max-line-width", min=1, help="Characters per subtitle line before a break.", rich_help_panel=SUBS)
     ] = None,
     max_line_count: Annotated[
-        Optional[int], typer.Option("--max-line-count", min=1, help="Lines per subtitle cue (with --max-line-width or --max-words-per-line).", rich_help_panel=SUBS)
+        int | None,
+        typer.Option(
+            "--max-line-count", min=1, help="Lines per subtitle cue (with --max-line-width or --max-words-per-line).", rich_help_panel=SUBS
+        ),
     ] = None,
     max_words_per_line: Annotated[
-        Optional[int], typer.Option("--max-words-per-line", min=1, help="Words per subtitle line.", rich_help_panel=SUBS)
+        int | None, typer.Option("--max-words-per-line", min=1, help="Words per subtitle line.", rich_help_panel=SUBS)
     ] = None,
     highlight_words: Annotated[
         bool, typer.Option("--highlight-words", help="Underline each word as it is spoken (srt, vtt).", rich_help_panel=SUBS)
     ] = False,
 ) -> None:
-    from voicechat.transcription import formats
     from voicechat.atomic import check_writable_dir
     from voicechat.console import err_console, fail, load_config
     from voicechat.engines import registry
-
     from voicechat.errors import VoicechatError
+    from voicechat.transcription import formats
     from voicechat.transcription.subtitles import SubtitleOptions
 
     fmts = formats.parse_formats(fmt)
@@ -119,10 +123,22 @@ def _windows(events, done: dict):
             raise event.error
 
 
-def _one(stt, cfg, name: str, events, fmts: list[str], subs, output_dir: Path | None, count: int, err, show_progress: bool,
-         index: int = 0, stems: Sequence[str] = ()) -> None:
-    from voicechat.transcription import formats
+def _one(
+    stt,
+    cfg,
+    name: str,
+    events,
+    fmts: list[str],
+    subs,
+    output_dir: Path | None,
+    count: int,
+    err,
+    show_progress: bool,
+    index: int = 0,
+    stems: Sequence[str] = (),
+) -> None:
     from voicechat.atomic import write_text_atomic
+    from voicechat.transcription import formats
     from voicechat.transcription.longform import Failed, transcribe_windows
 
     started = time.perf_counter()
@@ -138,7 +154,12 @@ def _one(stt, cfg, name: str, events, fmts: list[str], subs, output_dir: Path | 
 
         done_text = "{task.completed:.0f}/{task.total:.0f} s" if declared else "{task.completed:.0f} s"  # stdin: length unknown
         with Progress(
-            TextColumn("{task.description}"), BarColumn(), TextColumn(done_text), TimeRemainingColumn(), console=err, transient=True,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn(done_text),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
         ) as progress:
             task = progress.add_task(Path(opened.name).name, total=declared)
             for seg in stream:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
-from voicechat.engines.base import Message, TextDelta, ToolCall, Usage
-from voicechat.errors import StreamCut, VoicechatError
 from voicechat.conversation.history import History, Turn, UnavailableHistory
 from voicechat.conversation.memory import Memory
+from voicechat.engines.base import Message, TextDelta, ToolCall, Usage
+from voicechat.errors import StreamCut, VoicechatError
 
 if TYPE_CHECKING:
     from voicechat.config import Config
@@ -53,13 +54,22 @@ class Reply:
     failed: bool = False  # no usable reply at all: nothing to remember or log
     keyboard: bool = False  # the cut came from Ctrl-C
     exception: BaseException | None = None  # what went wrong, for --debug
-    tools: list["ToolResult"] = field(default_factory=list)  # the tool calls made for this reply, in order
+    tools: list[ToolResult] = field(default_factory=list)  # the tool calls made for this reply, in order
 
 
 class Conversation:
-    def __init__(self, config: "Config", llm: "ChatModel", *, kind: str, log: bool, resume: int | None = None,
-                 engines: dict[str, str | None] | None = None, history: "History | UnavailableHistory | None" = None,
-                 tools: "ToolBox | None" = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        llm: ChatModel,
+        *,
+        kind: str,
+        log: bool,
+        resume: int | None = None,
+        engines: dict[str, str | None] | None = None,
+        history: History | UnavailableHistory | None = None,
+        tools: ToolBox | None = None,
+    ) -> None:
         self.config = config
         self.llm = llm
         self.tools = tools if tools is not None and llm.supports_tools else None
@@ -100,13 +110,17 @@ class Conversation:
         else:
             self.resumed_turns = 0
 
-    def ask(self, user_text: str) -> "ChatStream":
+    def ask(self, user_text: str) -> ChatStream:
         """Stream the reply to user_text. The caller records the turn with :meth:`record`."""
         return self.llm.stream(self.memory.messages_for(user_text))
 
-    def stream_reply(self, user_text: str, on_delta: Callable[[str], None],
-                     cancelled: Callable[[], bool] = lambda: False,
-                     on_tool: Callable[["ToolEvent"], None] | None = None) -> Reply:
+    def stream_reply(
+        self,
+        user_text: str,
+        on_delta: Callable[[str], None],
+        cancelled: Callable[[], bool] = lambda: False,
+        on_tool: Callable[[ToolEvent], None] | None = None,
+    ) -> Reply:
         """Stream the reply to user_text, handing each piece of text to on_delta (which may block).
 
         The one loop that consumes a chat stream, for every front end. With tools on, each call the
@@ -124,8 +138,11 @@ class Conversation:
             calls: list[ToolCall] = []
             round_start = len(parts)
             offer = self.tools is not None and len(reply.tools) < self.config.tools.max_calls
-            stream = (self.llm.stream(messages, tools=self.tools.specs(), tool_choice=force) if offer and self.tools is not None
-                      else self.llm.stream(messages))
+            stream = (
+                self.llm.stream(messages, tools=self.tools.specs(), tool_choice=force)
+                if offer and self.tools is not None
+                else self.llm.stream(messages)
+            )
             try:
                 for event in stream:
                     if cancelled():
@@ -160,8 +177,10 @@ class Conversation:
                 refused_rounds += 1
                 if refused_rounds > MAX_REFUSED_ROUNDS:
                     if len(parts) == round_start and not "".join(parts).strip():
-                        reply.error = ("the model kept asking for tools it was not offered and gave no answer; "
-                                       "ask again, or turn tools on with --tools (tools.enabled)")
+                        reply.error = (
+                            "the model kept asking for tools it was not offered and gave no answer; "
+                            "ask again, or turn tools on with --tools (tools.enabled)"
+                        )
                         reply.failed = not reply.tools
                     break
             messages = messages + [Message("assistant", "".join(parts[round_start:]).strip(), tool_calls=tuple(calls))]
@@ -176,8 +195,9 @@ class Conversation:
         reply.text = "".join(parts).strip()
         return reply
 
-    def _run_tools(self, calls: list[ToolCall], reply: Reply, on_tool: Callable[["ToolEvent"], None] | None,
-                   cancelled: Callable[[], bool]) -> list[Message]:
+    def _run_tools(
+        self, calls: list[ToolCall], reply: Reply, on_tool: Callable[[ToolEvent], None] | None, cancelled: Callable[[], bool]
+    ) -> list[Message]:
         """Run the model's calls in order; every call gets a result message (an error one when refused)."""
         from voicechat.tools.base import ToolEvent
         from voicechat.tools.box import clean
@@ -191,15 +211,19 @@ class Conversation:
                 out.append(Message("tool", "not run: the turn ended or too many tool calls", tool_call_id=call.id, name=call.name))
                 continue
             tell(ToolEvent("call", clean(call.name)[:64], clean(call.arguments[:500])))
-            result = self.tools.run(call, on_slow=functools.partial(tell, ToolEvent("slow", clean(call.name)[:64])),
-                                    slow_after=self.config.tools.filler_after_s, cancelled=cancelled)
+            result = self.tools.run(
+                call,
+                on_slow=functools.partial(tell, ToolEvent("slow", clean(call.name)[:64])),
+                slow_after=self.config.tools.filler_after_s,
+                cancelled=cancelled,
+            )
             reply.tools.append(result)
             tell(ToolEvent("result", result.name, result.arguments[:500], result))
             text = f"error: {result.text}" if result.error else result.text
             out.append(Message("tool", text, tool_call_id=call.id, name=call.name))
         return out
 
-    def _refuse(self, calls: list[ToolCall], on_tool: Callable[["ToolEvent"], None] | None) -> list[Message]:
+    def _refuse(self, calls: list[ToolCall], on_tool: Callable[[ToolEvent], None] | None) -> list[Message]:
         """Calls made when no tools were offered (tools off, or tools.max_calls reached): none runs; each
         gets an error result the model reads, and the front end hears of it as a failed call (one line)."""
         from voicechat.tools.base import ToolEvent, ToolResult
@@ -236,16 +260,27 @@ class Conversation:
     def empty_reply_note(self, user_text: str, usage: Usage | None) -> str:
         """An empty reply is kept as a turn, but never silently: the usual cause is a prompt too long."""
         prompt = f"{usage.prompt_tokens} prompt tokens" if usage is not None else f"{len(user_text.split())} words in the message"
-        return (f"the model returned an empty reply ({prompt}); the message probably does not fit the model's context "
-                f"window (llm.context_size {self.config.llm.context_size} for llama-cpp, or the server's limit); "
-                "send a shorter message")
+        return (
+            f"the model returned an empty reply ({prompt}); the message probably does not fit the model's context "
+            f"window (llm.context_size {self.config.llm.context_size} for llama-cpp, or the server's limit); "
+            "send a shorter message"
+        )
 
     def tokens_line(self, label: str) -> str:
         return summary_line(self.totals, label)
 
-    def record(self, user_text: str, reply: str, usage: Usage | None, *, interrupted: bool = False,
-               latency: dict[str, float] | None = None, user_audio: str | None = None, reply_audio: str | None = None,
-               tools: "list[ToolResult] | None" = None) -> None:
+    def record(
+        self,
+        user_text: str,
+        reply: str,
+        usage: Usage | None,
+        *,
+        interrupted: bool = False,
+        latency: dict[str, float] | None = None,
+        user_audio: str | None = None,
+        reply_audio: str | None = None,
+        tools: list[ToolResult] | None = None,
+    ) -> None:
         """Remember and log one completed turn (committed to the history at once)."""
         self.memory.add(user_text, reply)
         cost = None
@@ -259,11 +294,17 @@ class Conversation:
         self.session_id = self.turnlog.add(
             self.session_id,
             Turn(
-                user_text=user_text, assistant_text=reply, interrupted=interrupted, llm_model=self.llm.model_name,
+                user_text=user_text,
+                assistant_text=reply,
+                interrupted=interrupted,
+                llm_model=self.llm.model_name,
                 prompt_tokens=usage.prompt_tokens if usage else None,
                 completion_tokens=usage.completion_tokens if usage else None,
-                tokens_estimated=bool(usage and usage.estimated), latency=latency or {},
-                user_audio=user_audio, reply_audio=reply_audio, cleared_before=self._clear_pending,
+                tokens_estimated=bool(usage and usage.estimated),
+                latency=latency or {},
+                user_audio=user_audio,
+                reply_audio=reply_audio,
+                cleared_before=self._clear_pending,
                 tools=[t.to_dict() for t in tools or ()],
             ),
         )
@@ -281,11 +322,14 @@ def _add_usage(total: Usage | None, more: Usage) -> Usage:
     """Tokens of every model call in a turn (a tool call costs a round: its result is read as prompt)."""
     if total is None:
         return more
-    return Usage(total.prompt_tokens + more.prompt_tokens, total.completion_tokens + more.completion_tokens,
-                 estimated=total.estimated or more.estimated)
+    return Usage(
+        total.prompt_tokens + more.prompt_tokens,
+        total.completion_tokens + more.completion_tokens,
+        estimated=total.estimated or more.estimated,
+    )
 
 
-def open_tools(config: "Config", llm: "ChatModel", notice: Callable[[str], None]) -> "ToolBox | None":
+def open_tools(config: Config, llm: ChatModel, notice: Callable[[str], None]) -> ToolBox | None:
     """The session's tools when tools.enabled (or --tools), if the chat engine can call them."""
     if not config.tools.enabled:
         return None
@@ -314,11 +358,14 @@ def summary_line(totals: Totals, label: str = "latency") -> str:
     return " · ".join(parts)
 
 
-def engines_info(config: "Config", stt: "SpeechToText | None" = None, llm: "ChatModel | None" = None,
-                 tts: "TextToSpeech | None" = None) -> dict[str, str | None]:
+def engines_info(
+    config: Config, stt: SpeechToText | None = None, llm: ChatModel | None = None, tts: TextToSpeech | None = None
+) -> dict[str, str | None]:
     return {
-        "stt_engine": config.stt.engine if stt else None, "stt_model": stt.model_name if stt else None,
-        "llm_engine": config.llm.engine, "llm_model": llm.model_name if llm else None,
-        "tts_engine": config.tts.engine if tts else None, "tts_model": tts.model_name if tts else None,
+        "stt_engine": config.stt.engine if stt else None,
+        "stt_model": stt.model_name if stt else None,
+        "llm_engine": config.llm.engine,
+        "llm_model": llm.model_name if llm else None,
+        "tts_engine": config.tts.engine if tts else None,
+        "tts_model": tts.model_name if tts else None,
     }
-

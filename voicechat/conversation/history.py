@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 
 from voicechat.errors import VoicechatError
 from voicechat.storage import open_store, schema
-from voicechat.storage.sqlite import SQLiteStore
 from voicechat.storage.base import Query, now
+from voicechat.storage.sqlite import SQLiteStore
 
 MIGRATIONS = schema.render("sqlite")  # as SQLite runs them (tests build old files from these)
 PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]{16,128}")  # what a session's public id can look like (new_key and the migration's)
@@ -68,14 +68,14 @@ class History:
         return self.store.path if isinstance(self.store, SQLiteStore) else self.label
 
     @property
-    def db(self) -> "sqlite3.Connection | None":
+    def db(self) -> sqlite3.Connection | None:
         """The SQLite connection (for tests and maintenance); PostgreSQL has none to hand out."""
         return self.store.db if isinstance(self.store, SQLiteStore) else None
 
     def close(self) -> None:
         self.store.close()
 
-    def __enter__(self) -> "History":
+    def __enter__(self) -> History:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -84,24 +84,56 @@ class History:
     # writing --------------------------------------------------------------------------
     def new_session(self, kind: str, *, system_prompt: str | None = None, engines: dict[str, str | None] | None = None) -> int:
         e = engines or {}
-        values = (now(), kind, system_prompt, e.get("stt_engine"), e.get("stt_model"), e.get("llm_engine"), e.get("llm_model"),
-                  e.get("tts_engine"), e.get("tts_model"), new_key())
-        return self.store.write(lambda q: int(q(
-            "INSERT INTO sessions (started_at, kind, system_prompt, stt_engine, stt_model, llm_engine, llm_model, tts_engine, tts_model,"
-            " public_id) VALUES (?,?,?,?,?,?,?,?,?,?) RETURNING id", values)[0]["id"]))
+        values = (
+            now(),
+            kind,
+            system_prompt,
+            e.get("stt_engine"),
+            e.get("stt_model"),
+            e.get("llm_engine"),
+            e.get("llm_model"),
+            e.get("tts_engine"),
+            e.get("tts_model"),
+            new_key(),
+        )
+        return self.store.write(
+            lambda q: int(
+                q(
+                    "INSERT INTO sessions (started_at, kind, system_prompt, stt_engine, stt_model, llm_engine, llm_model, tts_engine, tts_model,"
+                    " public_id) VALUES (?,?,?,?,?,?,?,?,?,?) RETURNING id",
+                    values,
+                )[0]["id"]
+            )
+        )
 
     def add_turn(self, session_id: int, turn: Turn) -> int:
         """Commit one completed turn: it is stored when this returns."""
-        values = (session_id, turn.created_at, turn.user_text, turn.assistant_text, int(turn.interrupted), turn.llm_model,
-                  turn.prompt_tokens, turn.completion_tokens, int(turn.tokens_estimated), json.dumps(turn.latency),
-                  turn.user_audio, turn.reply_audio, int(turn.cleared_before),
-                  json.dumps(turn.tools, ensure_ascii=False) if turn.tools else None)
+        values = (
+            session_id,
+            turn.created_at,
+            turn.user_text,
+            turn.assistant_text,
+            int(turn.interrupted),
+            turn.llm_model,
+            turn.prompt_tokens,
+            turn.completion_tokens,
+            int(turn.tokens_estimated),
+            json.dumps(turn.latency),
+            turn.user_audio,
+            turn.reply_audio,
+            int(turn.cleared_before),
+            json.dumps(turn.tools, ensure_ascii=False) if turn.tools else None,
+        )
 
         def tx(q: Query) -> int:
-            turn_id = int(q(
-                "INSERT INTO turns (session_id, created_at, user_text, assistant_text, interrupted, llm_model, prompt_tokens,"
-                " completion_tokens, tokens_estimated, latency, user_audio, reply_audio, cleared_before, tools)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id", values)[0]["id"])
+            turn_id = int(
+                q(
+                    "INSERT INTO turns (session_id, created_at, user_text, assistant_text, interrupted, llm_model, prompt_tokens,"
+                    " completion_tokens, tokens_estimated, latency, user_audio, reply_audio, cleared_before, tools)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
+                    values,
+                )[0]["id"]
+            )
             q("UPDATE sessions SET ended_at=? WHERE id=?", (turn.created_at, session_id))
             return turn_id
 
@@ -113,11 +145,14 @@ class History:
 
     # reading --------------------------------------------------------------------------
     def sessions(self, limit: int = 50) -> list[dict[str, Any]]:
-        return self.store.read(lambda q: q(
-            "SELECT s.*, COUNT(t.id) AS turns, COALESCE(SUM(t.prompt_tokens),0) + COALESCE(SUM(t.completion_tokens),0) AS tokens,"
-            " (SELECT user_text FROM turns WHERE session_id=s.id ORDER BY id LIMIT 1) AS first_text"
-            " FROM sessions s LEFT JOIN turns t ON t.session_id=s.id GROUP BY s.id ORDER BY s.id DESC LIMIT ?",
-            (limit,)))
+        return self.store.read(
+            lambda q: q(
+                "SELECT s.*, COUNT(t.id) AS turns, COALESCE(SUM(t.prompt_tokens),0) + COALESCE(SUM(t.completion_tokens),0) AS tokens,"
+                " (SELECT user_text FROM turns WHERE session_id=s.id ORDER BY id LIMIT 1) AS first_text"
+                " FROM sessions s LEFT JOIN turns t ON t.session_id=s.id GROUP BY s.id ORDER BY s.id DESC LIMIT ?",
+                (limit,),
+            )
+        )
 
     def session(self, session_id: int) -> dict[str, Any]:
         rows = self.store.read(lambda q: q("SELECT * FROM sessions WHERE id=?", (session_id,)))
@@ -156,11 +191,20 @@ class History:
         rows = self.store.read(lambda q: q("SELECT * FROM turns WHERE session_id=? ORDER BY id", (session_id,)))
         return [
             Turn(
-                id=r["id"], session_id=r["session_id"], created_at=r["created_at"], user_text=r["user_text"],
-                assistant_text=r["assistant_text"], interrupted=bool(r["interrupted"]), llm_model=r["llm_model"],
-                prompt_tokens=r["prompt_tokens"], completion_tokens=r["completion_tokens"],
-                tokens_estimated=bool(r["tokens_estimated"]), latency=_json_or_empty(r["latency"]),
-                user_audio=r["user_audio"], reply_audio=r["reply_audio"], cleared_before=bool(r["cleared_before"]),
+                id=r["id"],
+                session_id=r["session_id"],
+                created_at=r["created_at"],
+                user_text=r["user_text"],
+                assistant_text=r["assistant_text"],
+                interrupted=bool(r["interrupted"]),
+                llm_model=r["llm_model"],
+                prompt_tokens=r["prompt_tokens"],
+                completion_tokens=r["completion_tokens"],
+                tokens_estimated=bool(r["tokens_estimated"]),
+                latency=_json_or_empty(r["latency"]),
+                user_audio=r["user_audio"],
+                reply_audio=r["reply_audio"],
+                cleared_before=bool(r["cleared_before"]),
                 tools=_json_list(r["tools"]),
             )
             for r in rows
@@ -202,7 +246,7 @@ class UnavailableHistory:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> "UnavailableHistory":
+    def __enter__(self) -> UnavailableHistory:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -256,5 +300,3 @@ def history_target(config: Any, *, redact: bool = False) -> Path | str:
 
 def open_history(config: Any) -> History:
     return History(history_target(config))
-
-

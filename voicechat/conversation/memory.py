@@ -9,8 +9,8 @@ because rounds are dropped whole.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from voicechat.engines.base import Message
 

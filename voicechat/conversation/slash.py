@@ -6,8 +6,9 @@ methods the commands call) and shows the message it gets back.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 
 class Target(Protocol):

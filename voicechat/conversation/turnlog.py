@@ -18,9 +18,10 @@ import os
 import sqlite3
 import sys
 import tempfile
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from voicechat.errors import VoicechatError, scrub
 
@@ -90,8 +91,9 @@ class TurnLog:
     stderr, one JSON line each, for the user to keep.
     """
 
-    def __init__(self, history: Any, kind: str, *, system_prompt: str | None, engines: dict[str, str | None],
-                 warn: Callable[[str], None] = _warn) -> None:
+    def __init__(
+        self, history: Any, kind: str, *, system_prompt: str | None, engines: dict[str, str | None], warn: Callable[[str], None] = _warn
+    ) -> None:
         self.history = history
         self.kind = kind
         self.system_prompt = system_prompt
@@ -116,22 +118,31 @@ class TurnLog:
             except (VoicechatError, sqlite3.Error, OSError) as e:
                 self.unavailable = e.message if isinstance(e, VoicechatError) else f"{type(e).__name__}: {e}"
                 first = True
-        record = {"kind": self.kind, "session_id": session_id, "system_prompt": self.system_prompt, **self.engines,
-                  **{k: v for k, v in dataclasses.asdict(turn).items() if k not in ("id", "session_id")}}
+        record = {
+            "kind": self.kind,
+            "session_id": session_id,
+            "system_prompt": self.system_prompt,
+            **self.engines,
+            **{k: v for k, v in dataclasses.asdict(turn).items() if k not in ("id", "session_id")},
+        }
         self.unsaved.append(json.dumps(record, ensure_ascii=False) + "\n")
         before, problems = self.recovery, self._flush()
         if self.unsaved and not self._registered:
             self._registered = True
             atexit.register(self.close)  # whatever ends the conversation, the turns are said
         if first:
-            where = (f"its turns are saved to {self.recovery}" + (f" ({'; '.join(problems)})" if problems else "")
-                     if self.recovery is not None else
-                     f"no file can take its turns either ({'; '.join(problems)}), so they are kept in memory "
-                     "and printed when it ends")
+            where = (
+                f"its turns are saved to {self.recovery}" + (f" ({'; '.join(problems)})" if problems else "")
+                if self.recovery is not None
+                else f"no file can take its turns either ({'; '.join(problems)}), so they are kept in memory and printed when it ends"
+            )
             self.warn(f"the history log is unavailable ({self.unavailable}); this conversation goes on, and {where}")
         elif self.recovery != before:
-            where = (f"turns from now on are saved to {self.recovery}" if self.recovery is not None else
-                     "turns are kept in memory and printed when the conversation ends")
+            where = (
+                f"turns from now on are saved to {self.recovery}"
+                if self.recovery is not None
+                else "turns are kept in memory and printed when the conversation ends"
+            )
             self.warn(f"cannot write the recovery file {before} ({'; '.join(problems)}); {where}")
         return session_id
 
@@ -175,8 +186,9 @@ class TurnLog:
         if self.recovery is not None and not self.unsaved:
             self.warn(f"the turns kept in memory are saved to {self.recovery}")
             return
-        self.warn(f"{len(self.unsaved)} turn(s) of this conversation could not be saved anywhere; "
-                  "here they are, one JSON line each, to keep:")
+        self.warn(
+            f"{len(self.unsaved)} turn(s) of this conversation could not be saved anywhere; here they are, one JSON line each, to keep:"
+        )
         for line in self.unsaved:
             sys.stderr.write(line)
         sys.stderr.flush()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generator, Iterator, Sequence, Union
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
@@ -43,7 +44,7 @@ class Segment:
 class AudioChunk:
     """Mono float32 samples in [-1, 1] at ``sample_rate``, and the text they speak."""
 
-    samples: "np.ndarray"
+    samples: np.ndarray
     sample_rate: int
     text: str = ""
 
@@ -99,7 +100,7 @@ class Usage:
 
 
 # What a chat model streams; a generator, so that closing it cancels the reply.
-ChatStream = Generator[Union[TextDelta, ToolCall, Usage], None, None]
+ChatStream = Generator[TextDelta | ToolCall | Usage, None, None]
 
 
 @dataclass
@@ -111,7 +112,7 @@ class Transcription:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class Engine(ABC):
+class Engine(ABC):  # noqa: B024 - the base of the engine kinds; each of them declares its abstract methods
     name: str = ""
 
     def close(self) -> None:  # noqa: B027 - optional hook
@@ -137,24 +138,27 @@ class SpeechToText(Engine):
         self.info = Transcription()
 
     @abstractmethod
-    def transcribe(self, audio: "np.ndarray", *, language: str | None = None) -> Iterator[Segment]:
+    def transcribe(self, audio: np.ndarray, *, language: str | None = None) -> Iterator[Segment]:
         """Yield segments as they are decoded. ``self.info`` is filled in as soon as it is known."""
 
-    def transcribe_window(self, audio: "np.ndarray", *, language: str | None = None, word_timestamps: bool | None = None,
-                          prompt: str | None = None) -> Iterator[Segment]:
+    def transcribe_window(
+        self, audio: np.ndarray, *, language: str | None = None, word_timestamps: bool | None = None, prompt: str | None = None
+    ) -> Iterator[Segment]:
         """One window (minutes, not hours) of a long recording; times are relative to the window.
         ``word_timestamps`` and ``prompt`` are honoured where ``times_words`` and ``takes_prompt`` say so;
         the default transcribes the window as it would any audio."""
         return self.transcribe(audio, language=language)
 
-    def transcribe_turn(self, audio: "np.ndarray", *, prompt: str | None = None, beam_size: int = 1,
-                        silero_filter: bool = False, language: str | None = None) -> str:
+    def transcribe_turn(
+        self, audio: np.ndarray, *, prompt: str | None = None, beam_size: int = 1, silero_filter: bool = False, language: str | None = None
+    ) -> str:
         """The text of one spoken turn (already cut by the listener), with invented text on silence removed.
 
         ``prompt`` is what the user said just before (earlier text of the same turn). Engines that can,
         use the turn settings; the default transcribes the audio as a file.
         """
         from voicechat.engines import guard
+
         if guard.is_silence(audio):
             return ""
         segments = guard.filter_segments(self.transcribe(audio, language=language), audio, self.sample_rate)
@@ -176,8 +180,7 @@ class ChatModel(Engine):
     supports_tools: bool = False  # stream() honours tools= and tool_choice= and may yield ToolCall
 
     @abstractmethod
-    def stream(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = (),
-               tool_choice: str | None = None) -> ChatStream:
+    def stream(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = (), tool_choice: str | None = None) -> ChatStream:
         """Yield TextDelta as the reply is written, then a Usage. Closing the generator cancels.
 
         Engines with ``supports_tools`` honour ``tools`` (the tools the model may call) and ``tool_choice``
@@ -185,7 +188,7 @@ class ChatModel(Engine):
         call the model makes (before the Usage); the caller runs the tools and asks again. Callers offer
         tools only to engines with ``supports_tools``."""
 
-    def prefill(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()) -> None:  # noqa: B027 - optional hook
+    def prefill(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()) -> None:
         """Evaluate a prompt ahead of time where the engine keeps it (a local model's cache), so a request
         that starts with these messages (and offers these tools) answers sooner. Remote engines ignore it."""
 

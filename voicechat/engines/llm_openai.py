@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from voicechat.engines.base import ChatModel, ChatStream, Message, TextDelta, ToolSpec, Usage
 from voicechat.engines.openai_client import ToolCallAssembler, make_client, to_openai_messages, translate
@@ -19,7 +20,7 @@ class OpenAIChat(ChatModel):
     name = "openai"
     supports_tools = True
 
-    def __init__(self, config: "Config") -> None:
+    def __init__(self, config: Config) -> None:
         cfg = config.llm
         self.base_url = config.openai_base_url(cfg)
         self.client = make_client(self.base_url, config.openai_api_key(cfg), timeout=cfg.timeout, retries=cfg.retries)
@@ -32,12 +33,12 @@ class OpenAIChat(ChatModel):
     def model_name(self) -> str:
         return self.model
 
-    def stream(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = (),
-               tool_choice: str | None = None) -> ChatStream:
+    def stream(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = (), tool_choice: str | None = None) -> ChatStream:
         import openai
 
-        kwargs: dict[str, Any] = dict(model=self.model, messages=to_openai_messages(messages), stream=True,
-                                      temperature=self.temperature, max_tokens=self.max_tokens)
+        kwargs: dict[str, Any] = dict(
+            model=self.model, messages=to_openai_messages(messages), stream=True, temperature=self.temperature, max_tokens=self.max_tokens
+        )
         if tools:
             kwargs["tools"] = [t.to_openai() for t in tools]
             kwargs["tool_choice"] = {"type": "function", "function": {"name": tool_choice}} if tool_choice else "auto"
@@ -69,10 +70,16 @@ class OpenAIChat(ChatModel):
                     if choice.delta is not None and choice.delta.tool_calls:
                         calls.feed(choice.delta.tool_calls)
         except openai.OpenAIError as e:
-            raise StreamCut(f"{what}: the reply stream from {self.base_url or 'OpenAI'} broke after {len(''.join(text))} characters ({type(e).__name__}); the partial reply was kept", "".join(text)) from e
+            raise StreamCut(
+                f"{what}: the reply stream from {self.base_url or 'OpenAI'} broke after {len(''.join(text))} characters ({type(e).__name__}); the partial reply was kept",
+                "".join(text),
+            ) from e
         except Exception as e:  # httpx errors surface raw from an iterating stream
             if type(e).__module__.startswith(("httpx", "httpcore")):
-                raise StreamCut(f"{what}: the reply stream broke after {len(''.join(text))} characters ({type(e).__name__}); the partial reply was kept", "".join(text)) from e
+                raise StreamCut(
+                    f"{what}: the reply stream broke after {len(''.join(text))} characters ({type(e).__name__}); the partial reply was kept",
+                    "".join(text),
+                ) from e
             raise
         finally:
             response.close()
@@ -91,5 +98,5 @@ class OpenAIChat(ChatModel):
             yield Usage(prompt, tokens.count(written, enc), estimated=True)
 
 
-def create(config: "Config") -> OpenAIChat:
+def create(config: Config) -> OpenAIChat:
     return OpenAIChat(config)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from voicechat.config import Config
@@ -11,8 +12,9 @@ if TYPE_CHECKING:
     from voicechat.engines.smart_turn import SmartTurn
 
 
-def load_all(cfg: "Config", *, also: Callable[[], None] | None = None
-             ) -> tuple["SpeechToText", "ChatModel", "TextToSpeech", "SmartTurn | None", str | None]:
+def load_all(
+    cfg: Config, *, also: Callable[[], None] | None = None
+) -> tuple[SpeechToText, ChatModel, TextToSpeech, SmartTurn | None, str | None]:
     """(stt, llm, tts, turn_model, why the turn model is off or None). ``also`` runs alongside (other start-up work).
 
     The first failure is raised after every load has finished, and the engines that did load are closed.

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from voicechat.errors import VoicechatError, scrub
 
@@ -18,8 +19,7 @@ def make_client(base_url: str | None, api_key: str | None, *, timeout: float = 6
     if not api_key:
         if base_url is None or "api.openai.com" in base_url:
             raise VoicechatError(
-                "no OpenAI API key: set OPENAI_API_KEY (or openai.api_key in the config file), "
-                "or point openai.base_url at a local server"
+                "no OpenAI API key: set OPENAI_API_KEY (or openai.api_key in the config file), or point openai.base_url at a local server"
             )
         api_key = "not-needed"  # local servers (llama.cpp, Ollama, vLLM) accept any key
     return openai.OpenAI(base_url=base_url or OPENAI_URL, api_key=api_key, timeout=timeout, max_retries=retries)
@@ -58,7 +58,7 @@ def _message(e: Any) -> str:
     return str(getattr(e, "message", e))[:200]
 
 
-def to_openai_messages(messages: Sequence["Message"]) -> list[dict[str, Any]]:
+def to_openai_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
     """Chat-completions messages, with tool calls and tool results in OpenAI's shape.
 
     An assistant turn that only called tools has content "" rather than null: chat templates
@@ -67,8 +67,9 @@ def to_openai_messages(messages: Sequence["Message"]) -> list[dict[str, Any]]:
     for m in messages:
         d: dict[str, Any] = {"role": m.role, "content": m.content}
         if m.tool_calls:
-            d["tool_calls"] = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-                               for c in m.tool_calls]
+            d["tool_calls"] = [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in m.tool_calls
+            ]
         if m.role == "tool":
             d["tool_call_id"] = m.tool_call_id or ""
         out.append(d)
@@ -97,5 +98,4 @@ class ToolCallAssembler:
     def finish(self) -> list[Any]:
         from voicechat.engines.base import ToolCall
 
-        return [ToolCall(slot["id"] or f"call_{i}", slot["name"], slot["arguments"] or "{}")
-                for i, slot in sorted(self.calls.items())]
+        return [ToolCall(slot["id"] or f"call_{i}", slot["name"], slot["arguments"] or "{}") for i, slot in sorted(self.calls.items())]

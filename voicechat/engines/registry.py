@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Literal, overload
+from typing import TYPE_CHECKING, Literal, overload
 
 from voicechat.errors import EngineUnavailable, VoicechatError
 
@@ -53,7 +54,7 @@ class EngineSpec:
             found = None
         return "present" if found else "missing"
 
-    def create(self, config: "Config", *, concurrent: bool = False) -> "Engine":
+    def create(self, config: Config, *, concurrent: bool = False) -> Engine:
         module_name, _, attr = self.factory.partition(":")
         try:
             module = importlib.import_module(module_name)
@@ -193,19 +194,17 @@ def names(kind: str) -> list[str]:
 def get(kind: str, name: str) -> EngineSpec:
     matches = [s for s in all_specs() if s.kind == kind and s.name == name]
     if not matches:
-        raise VoicechatError(
-            f"unknown {KIND_NAMES[kind]} engine '{name}'; choose one of: {', '.join(names(kind))}"
-        )
+        raise VoicechatError(f"unknown {KIND_NAMES[kind]} engine '{name}'; choose one of: {', '.join(names(kind))}")
     return matches[-1]  # a plugin may replace a built-in
 
 
 @overload
-def create(kind: Literal["stt"], config: "Config", name: str | None = None, *, concurrent: bool = False) -> "SpeechToText": ...
+def create(kind: Literal["stt"], config: Config, name: str | None = None, *, concurrent: bool = False) -> SpeechToText: ...
 @overload
-def create(kind: Literal["llm"], config: "Config", name: str | None = None, *, concurrent: bool = False) -> "ChatModel": ...
+def create(kind: Literal["llm"], config: Config, name: str | None = None, *, concurrent: bool = False) -> ChatModel: ...
 @overload
-def create(kind: Literal["tts"], config: "Config", name: str | None = None, *, concurrent: bool = False) -> "TextToSpeech": ...
-def create(kind: str, config: "Config", name: str | None = None, *, concurrent: bool = False) -> "Engine":
+def create(kind: Literal["tts"], config: Config, name: str | None = None, *, concurrent: bool = False) -> TextToSpeech: ...
+def create(kind: str, config: Config, name: str | None = None, *, concurrent: bool = False) -> Engine:
     """The engine of this kind the config (or ``name``) chooses; a plugin's factory must make one of the base classes."""
     from voicechat.engines.base import ChatModel, SpeechToText, TextToSpeech
 
@@ -214,6 +213,8 @@ def create(kind: str, config: "Config", name: str | None = None, *, concurrent: 
     engine = spec.create(config, concurrent=concurrent)
     base = {"stt": SpeechToText, "llm": ChatModel, "tts": TextToSpeech}[kind]
     if not isinstance(engine, base):
-        raise VoicechatError(f"{KIND_NAMES[kind]} engine '{spec.name}' made a {type(engine).__name__}, not a {base.__name__}; "
-                             f"fix or uninstall the plugin that provides it")
+        raise VoicechatError(
+            f"{KIND_NAMES[kind]} engine '{spec.name}' made a {type(engine).__name__}, not a {base.__name__}; "
+            f"fix or uninstall the plugin that provides it"
+        )
     return engine

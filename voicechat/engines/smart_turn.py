@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from voicechat.errors import VoicechatError
+
 RATE = 16000  # Smart Turn hears 16 kHz mono, as voicechat.voice.io frames are
 
 if TYPE_CHECKING:
@@ -45,8 +46,9 @@ class SmartTurn:
                 f"{missing}; install it with `pip install --no-deps pipecat-ai`, set turn.model to a Smart Turn "
                 ".onnx file, or set turn.audio_model: false"
             )
-        import onnxruntime as ort
         import faster_whisper  # noqa: F401 - the package first: importing only its submodule while another thread imports the
+        import onnxruntime as ort
+
         # package (the speech-to-text engine, loading at the same time) deadlocks Python's import locks
         from faster_whisper.feature_extractor import FeatureExtractor
 
@@ -74,11 +76,10 @@ class SmartTurn:
         return float(np.asarray(out).reshape(-1)[0])
 
 
-def load_turn_model(cfg: "TurnConfig") -> tuple[SmartTurn | None, str | None]:
+def load_turn_model(cfg: TurnConfig) -> tuple[SmartTurn | None, str | None]:
     """The audio turn model when the config asks for it, and a notice when it was asked for but is missing."""
     if cfg.detector != "meaning" or not cfg.audio_model:
         return None, None
     if cfg.model is None and bundled_model() is None:
-        return None, ("turn detection uses the words only: the audio turn model is not installed "
-                      "(`pip install --no-deps pipecat-ai`)")
+        return None, ("turn detection uses the words only: the audio turn model is not installed (`pip install --no-deps pipecat-ai`)")
     return SmartTurn(cfg.model), None

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Iterator, Protocol, Sequence
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from voicechat.engines.base import Segment, SpeechToText, Word
 from voicechat.errors import VoicechatError
@@ -99,8 +100,9 @@ class _KeepTails:
     def __getattr__(self, name: str) -> Any:  # everything else is the model's own
         return getattr(self._model, name)
 
-    def _split_segments_by_timestamps(self, tokenizer: Any, tokens: list[int], time_offset: float, segment_size: int,
-                                      segment_duration: float, seek: int) -> tuple[list[dict[str, Any]], int, bool]:
+    def _split_segments_by_timestamps(
+        self, tokenizer: Any, tokens: list[int], time_offset: float, segment_size: int, segment_duration: float, seek: int
+    ) -> tuple[list[dict[str, Any]], int, bool]:
         segments, seek, single_ending = self._model._split_segments_by_timestamps(
             tokenizer=tokenizer, tokens=tokens, time_offset=time_offset,
             segment_size=segment_size, segment_duration=segment_duration, seek=seek,
@@ -121,7 +123,7 @@ class FasterWhisper(SpeechToText):
     times_words = True
     takes_prompt = True
 
-    def __init__(self, cfg: "STTConfig", concurrent: bool = False) -> None:
+    def __init__(self, cfg: STTConfig, concurrent: bool = False) -> None:
         super().__init__()
         if concurrent:
             # CTranslate2's OpenMP threads spin after each call by default, stealing the cores the
@@ -175,8 +177,9 @@ class FasterWhisper(SpeechToText):
 
         return sorted(_LANGUAGE_CODES)
 
-    def transcribe(self, audio: "np.ndarray", *, language: str | None = None, word_timestamps: bool | None = None,
-                   prompt: str | None = None) -> Iterator[Segment]:
+    def transcribe(
+        self, audio: np.ndarray, *, language: str | None = None, word_timestamps: bool | None = None, prompt: str | None = None
+    ) -> Iterator[Segment]:
         """Transcribe audio held in memory; batched only when stt.batch_size is set above 0.
         ``word_timestamps`` and ``prompt`` (earlier text, for spelling and style) override the config for this call."""
         yield from self._transcribe(audio, language, self.cfg.batch_size or 0, word_timestamps, prompt)
@@ -191,14 +194,16 @@ class FasterWhisper(SpeechToText):
             return 0
         return GPU_BATCH_SIZE if self.device == "cuda" else CPU_BATCH_SIZE
 
-    def transcribe_window(self, audio: "np.ndarray", *, language: str | None = None, word_timestamps: bool | None = None,
-                          prompt: str | None = None) -> Iterator[Segment]:
+    def transcribe_window(
+        self, audio: np.ndarray, *, language: str | None = None, word_timestamps: bool | None = None, prompt: str | None = None
+    ) -> Iterator[Segment]:
         """One window (minutes, not hours) of a recording being transcribed: batched or
         sequential, whichever is faster for its length. Times are relative to the window."""
         yield from self._transcribe(audio, language, self.batch_size_for(len(audio) / self.sample_rate), word_timestamps, prompt)
 
-    def _transcribe(self, audio: "np.ndarray", language: str | None, batch_size: int, word_timestamps: bool | None = None,
-                    prompt: str | None = None) -> Iterator[Segment]:
+    def _transcribe(
+        self, audio: np.ndarray, language: str | None, batch_size: int, word_timestamps: bool | None = None, prompt: str | None = None
+    ) -> Iterator[Segment]:
         cfg = self.cfg
         language = language or cfg.language
         if language and not self.model.model.is_multilingual and language != "en":
@@ -247,10 +252,12 @@ class FasterWhisper(SpeechToText):
         noise = np.random.default_rng(0).normal(0, 0.05, 16000).astype(np.float32)
         list(self.model.transcribe(noise, beam_size=1, without_timestamps=True, condition_on_previous_text=False)[0])
 
-    def transcribe_turn(self, audio: "np.ndarray", *, prompt: str | None = None, beam_size: int = 1,
-                        silero_filter: bool = False, language: str | None = None) -> str:
+    def transcribe_turn(
+        self, audio: np.ndarray, *, prompt: str | None = None, beam_size: int = 1, silero_filter: bool = False, language: str | None = None
+    ) -> str:
         """One turn of live speech: no timestamps, the earlier words as the prompt, the turn's own beam."""
         from voicechat.engines import guard
+
         if guard.is_silence(audio):
             return ""
         language = language or self.cfg.language
@@ -266,15 +273,20 @@ class FasterWhisper(SpeechToText):
             found = [Segment(0.0, len(audio) / self.sample_rate, text, no_speech_prob=no_speech, avg_logprob=logprob)]
         else:
             segments, _ = self.model.transcribe(
-                audio, language=language, beam_size=beam_size, vad_filter=silero_filter, initial_prompt=prompt,
-                without_timestamps=True, condition_on_previous_text=False, no_speech_threshold=self.cfg.no_speech_threshold,
+                audio,
+                language=language,
+                beam_size=beam_size,
+                vad_filter=silero_filter,
+                initial_prompt=prompt,
+                without_timestamps=True,
+                condition_on_previous_text=False,
+                no_speech_threshold=self.cfg.no_speech_threshold,
             )
-            found = [Segment(s.start, s.end, s.text.strip(), no_speech_prob=s.no_speech_prob, avg_logprob=s.avg_logprob)
-                     for s in segments]
+            found = [Segment(s.start, s.end, s.text.strip(), no_speech_prob=s.no_speech_prob, avg_logprob=s.avg_logprob) for s in segments]
         kept = guard.filter_segments(found, audio, self.sample_rate, self.cfg.no_speech_threshold)
         return " ".join(s.text for s in kept).strip()
 
-    def _batched_pass(self, audio: "np.ndarray", batch_size: int, kwargs: dict[str, Any]) -> tuple[list[Any], Any]:
+    def _batched_pass(self, audio: np.ndarray, batch_size: int, kwargs: dict[str, Any]) -> tuple[list[Any], Any]:
         """Batched inference over clips of speech of at most 30 s, then again over what the
         model left out. Whisper sometimes ends a 30-s window early (a final timestamp before the
         speech ends); the sequential path then decodes again from there, faster-whisper's batched
@@ -318,5 +330,5 @@ class FasterWhisper(SpeechToText):
         self._batched = None
 
 
-def create(config: "Config", concurrent: bool = False) -> FasterWhisper:
+def create(config: Config, concurrent: bool = False) -> FasterWhisper:
     return FasterWhisper(config.stt, concurrent)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from voicechat.engines.base import Segment, SpeechToText
 from voicechat.engines.openai_client import make_client, translate
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 class OpenAISTT(SpeechToText):
     name = "openai"
 
-    def __init__(self, config: "Config") -> None:
+    def __init__(self, config: Config) -> None:
         super().__init__()
         self.cfg = config.stt
         self.base_url = config.openai_base_url(config.stt)
@@ -28,14 +29,18 @@ class OpenAISTT(SpeechToText):
     def model_name(self) -> str:
         return self.model
 
-    def transcribe(self, audio: "np.ndarray", *, language: str | None = None) -> Iterator[Segment]:
+    def transcribe(self, audio: np.ndarray, *, language: str | None = None) -> Iterator[Segment]:
         import openai
         import soundfile as sf
 
         buf = io.BytesIO()
         sf.write(buf, audio, self.sample_rate, format="WAV", subtype="PCM_16")
         duration = len(audio) / self.sample_rate
-        kwargs: dict[str, Any] = {"model": self.model, "file": ("audio.wav", buf.getvalue(), "audio/wav"), "response_format": "verbose_json"}
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "file": ("audio.wav", buf.getvalue(), "audio/wav"),
+            "response_format": "verbose_json",
+        }
         if language or self.cfg.language:
             kwargs["language"] = language or self.cfg.language
         try:
@@ -59,5 +64,5 @@ class OpenAISTT(SpeechToText):
             yield Segment(start=0.0, end=duration, text=result.text.strip())
 
 
-def create(config: "Config") -> OpenAISTT:
+def create(config: Config) -> OpenAISTT:
     return OpenAISTT(config)

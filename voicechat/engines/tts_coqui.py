@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 class Coqui(TextToSpeech):
     name = "coqui"
 
-    def __init__(self, config: "Config") -> None:
+    def __init__(self, config: Config) -> None:
         cfg = config.tts
         if not cfg.voice:
             raise VoicechatError(
@@ -71,5 +72,5 @@ class Coqui(TextToSpeech):
         yield AudioChunk(np.asarray(wav, dtype=np.float32), self.rate, text)
 
 
-def create(config: "Config") -> Coqui:
+def create(config: Config) -> Coqui:
     return Coqui(config)

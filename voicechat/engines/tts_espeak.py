@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,7 +22,7 @@ class Espeak(TextToSpeech):
     name = "espeak"
     changes_speed = True
 
-    def __init__(self, config: "Config") -> None:
+    def __init__(self, config: Config) -> None:
         cfg = config.tts
         program = shutil.which("espeak-ng") or shutil.which("espeak")
         if program is None:
@@ -72,5 +73,5 @@ class Espeak(TextToSpeech):
             yield AudioChunk(pcm, rate, text)
 
 
-def create(config: "Config") -> Espeak:
+def create(config: Config) -> Espeak:
     return Espeak(config)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,7 +20,7 @@ VOICES = ["alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "s
 class OpenAITTS(TextToSpeech):
     name = "openai"
 
-    def __init__(self, config: "Config") -> None:
+    def __init__(self, config: Config) -> None:
         cfg = config.tts
         self.base_url = config.openai_base_url(cfg)
         self.client = make_client(self.base_url, config.openai_api_key(cfg), timeout=config.llm.timeout, retries=config.llm.retries)
@@ -53,5 +54,5 @@ class OpenAITTS(TextToSpeech):
             raise translate(e, f"speech with '{self.model}' voice '{self.voice}'", self.base_url) from e
 
 
-def create(config: "Config") -> OpenAITTS:
+def create(config: Config) -> OpenAITTS:
     return OpenAITTS(config)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from voicechat.engines.base import AudioChunk, TextToSpeech
 from voicechat.errors import VoicechatError
@@ -48,7 +49,7 @@ class Piper(TextToSpeech):
     name = "piper"
     changes_speed = True
 
-    def __init__(self, config: "Config") -> None:
+    def __init__(self, config: Config) -> None:
         from piper import SynthesisConfig
 
         from voicechat import models
@@ -122,5 +123,5 @@ class Piper(TextToSpeech):
             yield AudioChunk(chunk.audio_float_array, chunk.sample_rate, text)
 
 
-def create(config: "Config") -> Piper:
+def create(config: Config) -> Piper:
     return Piper(config)

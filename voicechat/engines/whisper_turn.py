@@ -30,8 +30,9 @@ SILENCE = 50  # frames of real silence after the speech; the rest of the window 
 _REPEAT = re.compile(r"(\b.{2,40}?\b)(?:\W*\1){2,}|(\b[^.?!]{1,40}[.?!])\s*\2", re.IGNORECASE)
 
 
-def decode_turn(model: "WhisperModel", audio: np.ndarray, *, prompt: str | None, beam_size: int,
-                language: str | None) -> tuple[str, float, float] | None:
+def decode_turn(
+    model: WhisperModel, audio: np.ndarray, *, prompt: str | None, beam_size: int, language: str | None
+) -> tuple[str, float, float] | None:
     """(text, no_speech_prob, avg_logprob) of a short turn, or None when this path does not apply
     (audio longer than one window, or a multilingual model with no language set)."""
     import ctranslate2
@@ -44,7 +45,7 @@ def decode_turn(model: "WhisperModel", audio: np.ndarray, *, prompt: str | None,
     frames = len(audio) // hop
     if frames > FULL - MARGIN:
         return None
-    features = model.feature_extractor(audio, padding=SILENCE * hop + hop)[:, :frames + SILENCE]
+    features = model.feature_extractor(audio, padding=SILENCE * hop + hop)[:, : frames + SILENCE]
     tokenizer = Tokenizer(model.hf_tokenizer, multilingual, task="transcribe", language=language or "en")
     previous = tokenizer.encode(" " + prompt.strip()) if prompt else []
     prompt_tokens = model.get_prompt(tokenizer, previous, without_timestamps=True)
@@ -56,8 +57,14 @@ def decode_turn(model: "WhisperModel", audio: np.ndarray, *, prompt: str | None,
         x[0, :, :n] = features[:, :n]
         encoded = model.model.encode(ctranslate2.StorageView.from_array(x), to_cpu=False)
         result = model.model.generate(
-            encoded, [prompt_tokens], beam_size=beam_size, max_length=max_length, suppress_blank=True,
-            suppress_tokens=[-1], return_scores=True, return_no_speech_prob=True,
+            encoded,
+            [prompt_tokens],
+            beam_size=beam_size,
+            max_length=max_length,
+            suppress_blank=True,
+            suppress_tokens=[-1],
+            return_scores=True,
+            return_no_speech_prob=True,
         )[0]
         tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
         text = tokenizer.decode(tokens).strip()

@@ -8,8 +8,9 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from importlib import resources
-from typing import Any, Mapping
+from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,14 +21,24 @@ from voicechat.serve.boundary import Boundary, media_type
 from voicechat.serve.errors import ApiError, error_body
 
 OPEN_PATHS = {"/healthz", "/readyz", "/"}  # a balancer's probes and the page that asks for the key
-ROUTES = {"/v1/audio/transcriptions", "/v1/audio/speech", "/v1/chat/completions", "/v1/models", "/healthz", "/readyz",
-          "/metrics", "/", "/v1/voice"}
+ROUTES = {
+    "/v1/audio/transcriptions",
+    "/v1/audio/speech",
+    "/v1/chat/completions",
+    "/v1/models",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/",
+    "/v1/voice",
+}
 STATIC = {"app.js": "text/javascript", "mic-worklet.js": "text/javascript", "style.css": "text/css"}
 log = logging.getLogger("voicechat.serve")
 _PHRASES = {404: "no such route; see /docs", 405: "this route does not take that method; see /docs"}
 
 
 # --- keys -------------------------------------------------------------------------------------
+
 
 def key_protocol(header: str | None) -> tuple[bool, str | None]:
     """WebSocket subprotocols offered: ("voicechat", "voicechat.key.<base64url key>") -> (offered, key).
@@ -39,7 +50,7 @@ def key_protocol(header: str | None) -> tuple[bool, str | None]:
         if item == "voicechat":
             offered = True
         elif item.startswith("voicechat.key."):
-            raw = item[len("voicechat.key."):]
+            raw = item[len("voicechat.key.") :]
             try:
                 key = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode("utf-8")
             except (ValueError, UnicodeDecodeError):
@@ -179,8 +190,13 @@ class Guard:
         await receive()  # websocket.connect
         if "websocket.http.response" in (scope.get("extensions") or {}):
             body = json.dumps(error_body(code, refusal)).encode()
-            await send({"type": "websocket.http.response.start", "status": code,
-                        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+            await send(
+                {
+                    "type": "websocket.http.response.start",
+                    "status": code,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+                }
+            )
             await send({"type": "websocket.http.response.body", "body": body})
         else:
             await send({"type": "websocket.close", "code": 1008})  # before accept: the server answers 403
@@ -204,8 +220,11 @@ def _guarded_receive(receive: Any, path: str, serve: Any, limit: int) -> Any:
         try:
             message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
         except asyncio.TimeoutError:
-            raise BodyRefused(408, f"the request body did not arrive within serve.body_timeout_s ({serve.body_timeout_s:g} s); "
-                                   "send it faster or raise the limit") from None
+            raise BodyRefused(
+                408,
+                f"the request body did not arrive within serve.body_timeout_s ({serve.body_timeout_s:g} s); "
+                "send it faster or raise the limit",
+            ) from None
         if message["type"] == "http.request":
             body["n"] += len(message.get("body", b""))
             if body["n"] > limit:
@@ -222,24 +241,34 @@ def _too_large(path: str, serve: Any, limit: int, length: int | None = None) -> 
     upload = int(serve.max_upload_mb * 1024 * 1024)
     if path in JSON_ROUTES and limit < upload:
         got = f"{length // 1024} kB" if length is not None else f"over {limit // 1024} kB"
-        return (f"the JSON body is {got}; this server takes up to {limit // 1024} kB "
-                "(set by serve.max_text_chars and serve.max_messages)")
+        return f"the JSON body is {got}; this server takes up to {limit // 1024} kB (set by serve.max_text_chars and serve.max_messages)"
     if length is not None:
         return f"the upload is {length / 1048576:.1f} MB; this server takes up to {serve.max_upload_mb:g} MB (serve.max_upload_mb)"
     return f"the upload is larger than {serve.max_upload_mb:g} MB (serve.max_upload_mb)"
 
 
 def _cors(origin: str) -> list[tuple[bytes, bytes]]:
-    return [(b"access-control-allow-origin", origin.encode("latin-1")), (b"vary", b"Origin"),
-            (b"access-control-expose-headers", b"Retry-After, X-Voicechat-Voice")]
+    return [
+        (b"access-control-allow-origin", origin.encode("latin-1")),
+        (b"vary", b"Origin"),
+        (b"access-control-expose-headers", b"Retry-After, X-Voicechat-Voice"),
+    ]
 
 
 async def _preflight(send: Any, headers: Mapping[str, str]) -> None:
     asked = headers.get("access-control-request-headers", "")[:1000]
-    await send({"type": "http.response.start", "status": 204, "headers": [
-        (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
-        (b"access-control-allow-headers", asked.encode("latin-1")),
-        (b"access-control-max-age", b"600"), (b"content-length", b"0")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 204,
+            "headers": [
+                (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
+                (b"access-control-allow-headers", asked.encode("latin-1")),
+                (b"access-control-max-age", b"600"),
+                (b"content-length", b"0"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": b""})
 
 
@@ -253,6 +282,7 @@ async def _reply(send: Any, status: int, message: str, *, close: bool = False) -
 
 
 # --- the application ------------------------------------------------------------------------------
+
 
 def create_app(state: Any, *, load: bool = True) -> FastAPI:
     """The application around a :class:`ServerState`; with ``load`` the engines load on a thread at start-up."""
@@ -273,8 +303,12 @@ def create_app(state: Any, *, load: bool = True) -> FastAPI:
         finally:
             app.state.uploads.close()
 
-    app = FastAPI(title="voicechat", version=__version__, lifespan=lifespan,
-                  description="Speech to text, chat and speech, OpenAI-compatible, and a live voice session over a WebSocket.")
+    app = FastAPI(
+        title="voicechat",
+        version=__version__,
+        lifespan=lifespan,
+        description="Speech to text, chat and speech, OpenAI-compatible, and a live voice session over a WebSocket.",
+    )
     app.state.server = state
     app.state.uploads = None
     app.add_middleware(Guard, state=state)
@@ -288,14 +322,22 @@ def create_app(state: Any, *, load: bool = True) -> FastAPI:
     @app.exception_handler(Busy)
     async def busy(request: Request, e: Busy) -> Response:
         state.metrics.refused.labels("request").inc()
-        return JSONResponse(error_body(503, f"the server is busy (serve.max_active {state.cfg.serve.max_active} running, "
-                                            f"serve.max_queued {state.cfg.serve.max_queued} waiting); try again shortly"),
-                            status_code=503, headers={"Retry-After": str(e.retry_after)})
+        return JSONResponse(
+            error_body(
+                503,
+                f"the server is busy (serve.max_active {state.cfg.serve.max_active} running, "
+                f"serve.max_queued {state.cfg.serve.max_queued} waiting); try again shortly",
+            ),
+            status_code=503,
+            headers={"Retry-After": str(e.retry_after)},
+        )
 
     @app.exception_handler(TimedOut)
     async def timed_out(request: Request, e: TimedOut) -> Response:
-        return JSONResponse(error_body(504, f"the request took longer than serve.request_timeout_s ({state.cfg.serve.request_timeout_s:g} s)"),
-                            status_code=504)
+        return JSONResponse(
+            error_body(504, f"the request took longer than serve.request_timeout_s ({state.cfg.serve.request_timeout_s:g} s)"),
+            status_code=504,
+        )
 
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -334,8 +376,7 @@ def create_app(state: Any, *, load: bool = True) -> FastAPI:
     async def readyz() -> Response:
         if state.ready:
             return JSONResponse({"ready": True, "engines": state.engine_names()})
-        why = ("draining" if state.draining else f"engines failed: {state.load_error}" if state.load_error
-               else "loading the engines")
+        why = "draining" if state.draining else f"engines failed: {state.load_error}" if state.load_error else "loading the engines"
         return JSONResponse({"ready": False, "reason": why}, status_code=503)
 
     @app.get("/metrics", include_in_schema=False)

@@ -82,11 +82,18 @@ class Boundary:
         if host is None or self.any_host or self.names_open:
             return None
         name, _ = split_host(host)
-        if (name == "localhost" or _is_address(name) or name == self.bind or name in self.hosts
-                or (self.suffixes and name.endswith(self.suffixes))):
+        if (
+            name == "localhost"
+            or _is_address(name)
+            or name == self.bind
+            or name in self.hosts
+            or (self.suffixes and name.endswith(self.suffixes))
+        ):
             return None
-        return (f"this server does not answer to the host name '{name[:SHOWN]}' (a web page may be using DNS rebinding); "
-                "if the name is yours, add it to serve.allowed_hosts (VOICECHAT_SERVE_ALLOWED_HOSTS)")
+        return (
+            f"this server does not answer to the host name '{name[:SHOWN]}' (a web page may be using DNS rebinding); "
+            "if the name is yours, add it to serve.allowed_hosts (VOICECHAT_SERVE_ALLOWED_HOSTS)"
+        )
 
     # Origin ---------------------------------------------------------------------------------------
     def listed(self, origin: str) -> bool:
@@ -99,8 +106,10 @@ class Boundary:
             return None
         if same_origin(origin, host):
             return None
-        return (f"a web page from {origin.strip()[:SHOWN]} may not use this server; if you trust that page, "
-                "add it to serve.allowed_origins (VOICECHAT_SERVE_ALLOWED_ORIGINS)")
+        return (
+            f"a web page from {origin.strip()[:SHOWN]} may not use this server; if you trust that page, "
+            "add it to serve.allowed_origins (VOICECHAT_SERVE_ALLOWED_ORIGINS)"
+        )
 
 
 def same_origin(origin: str, host: str | None) -> bool:
@@ -116,6 +125,7 @@ def same_origin(origin: str, host: str | None) -> bool:
 
 
 # content types ----------------------------------------------------------------------------------
+
 
 def media_type(value: str | None) -> str:
     """'Application/JSON; charset=utf-8' -> 'application/json'."""

@@ -12,11 +12,9 @@ from typing import Any
 
 import numpy as np
 
-FORMATS = {"pcm": "audio/pcm", "wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg", "opus": "audio/ogg",
-           "aac": "audio/aac"}
+FORMATS = {"pcm": "audio/pcm", "wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg", "opus": "audio/ogg", "aac": "audio/aac"}
 PCM_RATE = 24000
-_AV = {"flac": ("flac", "flac", None), "mp3": ("mp3", "libmp3lame", None), "opus": ("ogg", "libopus", 48000),
-       "aac": ("adts", "aac", None)}
+_AV = {"flac": ("flac", "flac", None), "mp3": ("mp3", "libmp3lame", None), "opus": ("ogg", "libopus", 48000), "aac": ("adts", "aac", None)}
 
 
 def _s16(samples: np.ndarray) -> bytes:
@@ -26,8 +24,15 @@ def _s16(samples: np.ndarray) -> bytes:
 def wav_header(rate: int) -> bytes:
     """A WAV header for a stream whose length is not known yet (sizes set to the maximum)."""
     unknown = 0xFFFFFFFF
-    return (b"RIFF" + struct.pack("<I", unknown) + b"WAVE" + b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16)
-            + b"data" + struct.pack("<I", unknown))
+    return (
+        b"RIFF"
+        + struct.pack("<I", unknown)
+        + b"WAVE"
+        + b"fmt "
+        + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16)
+        + b"data"
+        + struct.pack("<I", unknown)
+    )
 
 
 class _Sink:
@@ -124,8 +129,7 @@ class Encoder:
             samples = self._resampler.resample_chunk(samples, last=False)
         if not len(samples):
             return b""
-        frame = av.AudioFrame.from_ndarray((np.clip(samples, -1, 1) * 32767).astype(np.int16).reshape(1, -1), format="s16",
-                                           layout="mono")
+        frame = av.AudioFrame.from_ndarray((np.clip(samples, -1, 1) * 32767).astype(np.int16).reshape(1, -1), format="s16", layout="mono")
         assert self.rate is not None  # (set by _open above)
         frame.sample_rate = self.rate
         frame.pts = self._pts

@@ -12,7 +12,8 @@ import os
 import threading
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Iterator, List, NamedTuple, Optional
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -29,7 +30,7 @@ TRANSCRIPT_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 PER_MESSAGE_TOKENS = 8  # a chat template's role and separator tokens around each message (ChatML: 5), with room
 
 
-def _state(request: Request) -> "ServerState":
+def _state(request: Request) -> ServerState:
     state: ServerState = request.app.state.server
     if not state.loaded.is_set():
         raise ApiError(503, "the server is still loading its models; try again shortly", headers={"Retry-After": "2"})
@@ -53,22 +54,25 @@ def _sse(data: dict[str, Any] | str) -> bytes:
 
 # --- speech to text ---------------------------------------------------------------------------
 
+
 @router.post("/v1/audio/transcriptions")
 async def transcriptions(
     request: Request,
     file: UploadFile = File(...),
     model: str = Form("whisper-1"),
-    language: Optional[str] = Form(None),
-    prompt: Optional[str] = Form(None),
+    language: str | None = Form(None),
+    prompt: str | None = Form(None),
     response_format: str = Form("json"),
-    temperature: Optional[float] = Form(None),
-    granularities: Optional[List[str]] = Form(None, alias="timestamp_granularities[]"),
+    temperature: float | None = Form(None),
+    granularities: list[str] | None = Form(None, alias="timestamp_granularities[]"),
     stream: bool = Form(False),
 ) -> Response:
     state = _state(request)
     serve = state.cfg.serve
     if response_format not in TRANSCRIPT_FORMATS:
-        raise ApiError(400, f"response_format {shown(response_format)} is not one of {', '.join(TRANSCRIPT_FORMATS)}", param="response_format")
+        raise ApiError(
+            400, f"response_format {shown(response_format)} is not one of {', '.join(TRANSCRIPT_FORMATS)}", param="response_format"
+        )
     granularities = granularities or []
     bad = [g for g in granularities if g not in ("word", "segment")]
     if bad:
@@ -78,8 +82,9 @@ async def transcriptions(
     words = "word" in granularities or response_format in ("srt", "vtt")
     name = upload_name(file.filename)
     path = await _save_upload(request, file)
-    options = WindowOptions(word_timestamps=words if state.stt.times_words else None,
-                            prompt=prompt if prompt and state.stt.takes_prompt else None)
+    options = WindowOptions(
+        word_timestamps=words if state.stt.times_words else None, prompt=prompt if prompt and state.stt.takes_prompt else None
+    )
 
     meta: dict[str, Any] = {}
 
@@ -90,6 +95,7 @@ async def transcriptions(
             os.unlink(path)
 
     if stream:
+
         async def events() -> Any:
             texts: list[str] = []
             try:
@@ -141,8 +147,9 @@ async def _save_upload(request: Request, file: UploadFile) -> str:
     return path
 
 
-def _transcribe(state: "ServerState", path: str, name: str, language: str | None, options: "WindowOptions",
-                cancel: threading.Event, meta: dict[str, Any]) -> Iterator[Any]:
+def _transcribe(
+    state: ServerState, path: str, name: str, language: str | None, options: WindowOptions, cancel: threading.Event, meta: dict[str, Any]
+) -> Iterator[Any]:
     from voicechat.decode import TooLong, open_audio
     from voicechat.errors import VoicechatError
     from voicechat.transcription.longform import transcribe_windows, windows
@@ -159,9 +166,14 @@ def _transcribe(state: "ServerState", path: str, name: str, language: str | None
                         return
                     yield block
 
-            for seg in transcribe_windows(state.stt, windows(blocks()), no_speech_threshold=state.cfg.stt.no_speech_threshold,
-                                          language=language, word_timestamps=options.word_timestamps,
-                                          prompt=options.prompt):
+            for seg in transcribe_windows(
+                state.stt,
+                windows(blocks()),
+                no_speech_threshold=state.cfg.stt.no_speech_threshold,
+                language=language,
+                word_timestamps=options.word_timestamps,
+                prompt=options.prompt,
+            ):
                 yield seg
                 if cancel.is_set():
                     return
@@ -175,6 +187,7 @@ def _transcribe(state: "ServerState", path: str, name: str, language: str | None
 
 def _transcript_response(segs: list[Any], fmt: str, meta: dict[str, Any], words: bool, segments: bool) -> Response:
     from voicechat.transcription import formats
+
     text = " ".join(s.text.strip() for s in segs if s.text.strip())
     if fmt == "json":
         return JSONResponse({"text": text, "usage": {"type": "duration", "seconds": round(meta.get("duration", 0.0))}})
@@ -183,12 +196,28 @@ def _transcript_response(segs: list[Any], fmt: str, meta: dict[str, Any], words:
     if fmt in ("srt", "vtt"):
         subtitles = formats.WRITERS[fmt](segs)
         return PlainTextResponse(subtitles, media_type="text/vtt" if fmt == "vtt" else "application/x-subrip")
-    body: dict[str, Any] = {"task": "transcribe", "language": _language_name(meta.get("language")),
-                            "duration": round(meta.get("duration", 0.0), 3), "text": text}
+    body: dict[str, Any] = {
+        "task": "transcribe",
+        "language": _language_name(meta.get("language")),
+        "duration": round(meta.get("duration", 0.0), 3),
+        "text": text,
+    }
     if segments:
-        body["segments"] = [{"id": i, "seek": 0, "start": round(s.start, 3), "end": round(s.end, 3), "text": s.text,
-                             "tokens": [], "temperature": 0.0, "avg_logprob": round(s.avg_logprob, 4),
-                             "compression_ratio": 0.0, "no_speech_prob": round(s.no_speech_prob, 4)} for i, s in enumerate(segs)]
+        body["segments"] = [
+            {
+                "id": i,
+                "seek": 0,
+                "start": round(s.start, 3),
+                "end": round(s.end, 3),
+                "text": s.text,
+                "tokens": [],
+                "temperature": 0.0,
+                "avg_logprob": round(s.avg_logprob, 4),
+                "compression_ratio": 0.0,
+                "no_speech_prob": round(s.no_speech_prob, 4),
+            }
+            for i, s in enumerate(segs)
+        ]
     if words:
         body["words"] = [{"word": w.text.strip(), "start": round(w.start, 3), "end": round(w.end, 3)} for s in segs for w in s.words]
     return JSONResponse(body)
@@ -201,7 +230,6 @@ def _language_name(code: str | None) -> str:
 
 def _user_error(e: BaseException) -> dict[str, Any]:
     from voicechat.errors import VoicechatError, scrub
-
     from voicechat.serve.admission import TimedOut
 
     if isinstance(e, ApiError):
@@ -213,6 +241,7 @@ def _user_error(e: BaseException) -> dict[str, Any]:
 
 
 # --- text to speech ---------------------------------------------------------------------------
+
 
 @router.post("/v1/audio/speech")
 async def speech(request: Request) -> Response:
@@ -273,8 +302,9 @@ async def speech(request: Request) -> Response:
         finally:
             await chunks.aclose()
 
-    return StreamingResponse(body_stream(), media_type=encoder.media_type,
-                             headers={"X-Voicechat-Voice": state.tts.model_name or state.cfg.tts.engine})
+    return StreamingResponse(
+        body_stream(), media_type=encoder.media_type, headers={"X-Voicechat-Voice": state.tts.model_name or state.cfg.tts.engine}
+    )
 
 
 async def _json(request: Request) -> dict[str, Any]:
@@ -291,6 +321,7 @@ async def _json(request: Request) -> dict[str, Any]:
 
 # --- chat --------------------------------------------------------------------------------------
 
+
 def _messages(body: dict[str, Any], limit: int, most: int) -> list[Any]:
     from voicechat.engines.base import Message
 
@@ -298,8 +329,9 @@ def _messages(body: dict[str, Any], limit: int, most: int) -> list[Any]:
     if not isinstance(raw, list) or not raw:
         raise ApiError(400, "messages is missing or empty; give a list of {role, content}", param="messages")
     if len(raw) > most:
-        raise ApiError(400, f"messages holds {len(raw)} messages; this server takes up to {most} in one request "
-                            "(serve.max_messages)", param="messages")
+        raise ApiError(
+            400, f"messages holds {len(raw)} messages; this server takes up to {most} in one request (serve.max_messages)", param="messages"
+        )
     out = []
     total = 0
     for i, m in enumerate(raw):
@@ -315,8 +347,9 @@ def _messages(body: dict[str, Any], limit: int, most: int) -> list[Any]:
             parts = []
             for part in content:
                 if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-                    raise ApiError(400, f"messages[{i}].content holds a part that is not text; this server reads text only",
-                                   param="messages")
+                    raise ApiError(
+                        400, f"messages[{i}].content holds a part that is not text; this server reads text only", param="messages"
+                    )
                 parts.append(part["text"])
             content = "".join(parts)
         if content is None and role == "assistant":
@@ -326,12 +359,11 @@ def _messages(body: dict[str, Any], limit: int, most: int) -> list[Any]:
         total += len(content)
         out.append(Message(role, content))
     if total > limit:
-        raise ApiError(413, f"messages hold {total} characters; this server takes up to {limit} (serve.max_text_chars)",
-                       param="messages")
+        raise ApiError(413, f"messages hold {total} characters; this server takes up to {limit} (serve.max_text_chars)", param="messages")
     return out
 
 
-def _fits(state: "ServerState", messages: list["Message"]) -> None:
+def _fits(state: ServerState, messages: list[Message]) -> None:
     """A local model's context must hold the prompt: said before any engine work, as OpenAI says it."""
     if state.cfg.llm.engine != "llama-cpp":
         return  # a remote engine's server knows its own context
@@ -341,8 +373,12 @@ def _fits(state: "ServerState", messages: list["Message"]) -> None:
     for m in messages:
         tokens += count(m.content) + PER_MESSAGE_TOKENS
         if tokens >= context:
-            raise ApiError(400, f"the messages take more than the model's context of {context} tokens (llm.context_size); "
-                                "send fewer or shorter messages", param="messages", code="context_length_exceeded")
+            raise ApiError(
+                400,
+                f"the messages take more than the model's context of {context} tokens (llm.context_size); send fewer or shorter messages",
+                param="messages",
+                code="context_length_exceeded",
+            )
 
 
 @router.post("/v1/chat/completions")
@@ -362,8 +398,13 @@ async def chat_completions(request: Request) -> Response:
         yield from state.llm.stream(messages)
 
     def chunk(delta: dict[str, Any], finish: str | None = None, usage: Any = None) -> bytes:
-        doc: dict[str, Any] = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
-                               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}] if usage is None else []}
+        doc: dict[str, Any] = {
+            "id": ident,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}] if usage is None else [],
+        }
         if usage is not None:
             doc["usage"] = usage
         return _sse(doc)
@@ -397,10 +438,18 @@ async def chat_completions(request: Request) -> Response:
             texts.append(item.text)
         elif isinstance(item, Usage):
             usage = _usage(item)
-    return JSONResponse({"id": ident, "object": "chat.completion", "created": created, "model": model,
-                         "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(texts)},
-                                      "finish_reason": "stop", "logprobs": None}],
-                         "usage": usage or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}})
+    return JSONResponse(
+        {
+            "id": ident,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": "".join(texts)}, "finish_reason": "stop", "logprobs": None}
+            ],
+            "usage": usage or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        }
+    )
 
 
 def _usage(u: Any) -> dict[str, int]:
@@ -412,6 +461,8 @@ async def models(request: Request) -> Response:
     state = _state(request)
     created = int(state.started)
     ids, names = state.model_ids(), state.engine_names()
-    data = [{"id": ids[kind], "object": "model", "created": created, "owned_by": "voicechat", "kind": kind, "name": names[kind]}
-            for kind in ("llm", "stt", "tts")]
+    data = [
+        {"id": ids[kind], "object": "model", "created": created, "owned_by": "voicechat", "kind": kind, "name": names[kind]}
+        for kind in ("llm", "stt", "tts")
+    ]
     return JSONResponse({"object": "list", "data": data})

@@ -10,10 +10,21 @@ keeps its own lock for a whole reply (llama.cpp evaluates one sequence at a time
 from __future__ import annotations
 
 import threading
-from collections.abc import Generator
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence, TypeVar
+from collections.abc import Callable, Generator, Iterator, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
-from voicechat.engines.base import (AudioChunk, ChatModel, ChatStream, Message, Segment, SpeechToText, TextDelta, TextToSpeech, ToolSpec, Transcription)
+from voicechat.engines.base import (
+    AudioChunk,
+    ChatModel,
+    ChatStream,
+    Message,
+    Segment,
+    SpeechToText,
+    TextDelta,
+    TextToSpeech,
+    ToolSpec,
+    Transcription,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -49,19 +60,21 @@ class SharedSTT(SpeechToText):
     def languages(self) -> list[str]:
         return self.engine.languages
 
-    def transcribe(self, audio: "np.ndarray", *, language: str | None = None) -> Iterator[Segment]:
+    def transcribe(self, audio: np.ndarray, *, language: str | None = None) -> Iterator[Segment]:
         return _stepwise(lambda: self.engine.transcribe(audio, language=language), self._lock)
 
-    def transcribe_window(self, audio: "np.ndarray", *, language: str | None = None, word_timestamps: bool | None = None,
-                          prompt: str | None = None) -> Iterator[Segment]:
-        return _stepwise(lambda: self.engine.transcribe_window(audio, language=language, word_timestamps=word_timestamps,
-                                                               prompt=prompt), self._lock)
+    def transcribe_window(
+        self, audio: np.ndarray, *, language: str | None = None, word_timestamps: bool | None = None, prompt: str | None = None
+    ) -> Iterator[Segment]:
+        return _stepwise(
+            lambda: self.engine.transcribe_window(audio, language=language, word_timestamps=word_timestamps, prompt=prompt), self._lock
+        )
 
-    def transcribe_turn(self, audio: "np.ndarray", *, prompt: str | None = None, beam_size: int = 1,
-                        silero_filter: bool = False, language: str | None = None) -> str:
+    def transcribe_turn(
+        self, audio: np.ndarray, *, prompt: str | None = None, beam_size: int = 1, silero_filter: bool = False, language: str | None = None
+    ) -> str:
         with self._lock:
-            return self.engine.transcribe_turn(audio, prompt=prompt, beam_size=beam_size, silero_filter=silero_filter,
-                                               language=language)
+            return self.engine.transcribe_turn(audio, prompt=prompt, beam_size=beam_size, silero_filter=silero_filter, language=language)
 
     def warm_up(self) -> None:
         with self._lock:
@@ -148,8 +161,7 @@ class CountedChat(ChatModel):
     def model_name(self) -> str:
         return self.engine.model_name
 
-    def stream(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = (),
-               tool_choice: str | None = None) -> ChatStream:
+    def stream(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = (), tool_choice: str | None = None) -> ChatStream:
         gen = self.engine.stream(messages, tools, tool_choice) if tools else self.engine.stream(messages)
         try:
             for item in gen:

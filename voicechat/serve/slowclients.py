@@ -21,8 +21,10 @@ def with_header_timeout(base: type, seconds: float) -> type:
     """A subclass of uvicorn's HTTP protocol class ``base`` (h11 or httptools) that enforces the deadline."""
 
     body = json.dumps(error_body(408, f"the request's headers did not arrive within serve.header_timeout_s ({seconds:g} s)")).encode()
-    refusal = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
-               b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    refusal = (
+        b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+        b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
 
     class HeaderDeadline(base):
         _header_timer: asyncio.TimerHandle | None = None

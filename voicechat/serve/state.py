@@ -13,9 +13,9 @@ from voicechat.serve.metrics import Metrics
 if TYPE_CHECKING:
     from voicechat.config import Config
     from voicechat.conversation.history import History, UnavailableHistory
+    from voicechat.engines.smart_turn import SmartTurn
     from voicechat.serve.shared import CountedChat, SharedSTT, SharedTTS
     from voicechat.serve.wyoming import WyomingServer
-    from voicechat.engines.smart_turn import SmartTurn
 
 
 class LiveConnection(Protocol):
@@ -26,7 +26,7 @@ class LiveConnection(Protocol):
 
 
 class ServerState:
-    def __init__(self, cfg: "Config", *, log: bool = True) -> None:
+    def __init__(self, cfg: Config, *, log: bool = True) -> None:
         self.cfg = cfg
         self.log = log and cfg.history.enabled  # keep voice sessions' turns in the history
         self._stt: SharedSTT | None = None
@@ -45,8 +45,9 @@ class ServerState:
         self._next = 0
         self._lock = threading.Lock()
         self.history: History | UnavailableHistory | None = None
-        self.metrics = Metrics(lambda: self.admission.waiting, lambda: self.admission.active, lambda: len(self.sessions),
-                               lambda: 1.0 if self.ready else 0.0)
+        self.metrics = Metrics(
+            lambda: self.admission.waiting, lambda: self.admission.active, lambda: len(self.sessions), lambda: 1.0 if self.ready else 0.0
+        )
 
     # engines ---------------------------------------------------------------------------
     def load(self) -> None:
@@ -112,8 +113,11 @@ class ServerState:
         return out
 
     def engine_names(self) -> dict[str, str]:
-        return {"stt": self._stt.model_name if self._stt else "", "llm": self._llm.model_name if self._llm else "",
-                "tts": self._tts.model_name if self._tts else ""}
+        return {
+            "stt": self._stt.model_name if self._stt else "",
+            "llm": self._llm.model_name if self._llm else "",
+            "tts": self._tts.model_name if self._tts else "",
+        }
 
     # sessions --------------------------------------------------------------------------
     def add_session(self, conn: LiveConnection) -> int | None:

@@ -44,10 +44,10 @@ class Uploads:
         self.swept = sweep(self.base)
         # locked before it gets a name the sweep looks at: a server starting beside us never sees it unlocked
         making = Path(tempfile.mkdtemp(prefix=NEW, dir=self.base))
-        self._lock: IO[bytes] | None = open(making / LOCK, "wb")  # noqa: SIM115 - held for the life of the process
+        self._lock: IO[bytes] | None = open(making / LOCK, "wb")
         if fcntl is not None:
             fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self.dir = self.base / f"{os.getpid()}-{making.name[len(NEW):]}"
+        self.dir = self.base / f"{os.getpid()}-{making.name[len(NEW) :]}"
         os.rename(making, self.dir)
 
     def new(self) -> tuple[int, str]:

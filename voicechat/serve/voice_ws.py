@@ -35,9 +35,8 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 from fastapi import WebSocket, WebSocketDisconnect
 
 from voicechat.conversation import slash
-from voicechat.serve.wsio import ClientSink, Outbox, PushSource
-
 from voicechat.conversation.history import History
+from voicechat.serve.wsio import ClientSink, Outbox, PushSource
 
 if TYPE_CHECKING:
     from voicechat.serve.state import ServerState
@@ -56,7 +55,7 @@ SESSION_REFUSED = "this session cannot be resumed (unknown, deleted or not yours
 
 
 class VoiceConnection:
-    def __init__(self, state: "ServerState", ws: WebSocket) -> None:
+    def __init__(self, state: ServerState, ws: WebSocket) -> None:
         self.state = state
         self.ws = ws
         self.loop = asyncio.get_running_loop()
@@ -96,7 +95,7 @@ class VoiceConnection:
         if session_id not in self._public_of:
             history = self.state.history
             if not isinstance(history, History):  # an unavailable history: the turns are in a recovery file,
-                return None                       # and there is nothing to resume by
+                return None  # and there is nothing to resume by
             try:
                 self._public_of[session_id] = history.public_id(session_id)
             except Exception:  # the history failed since: likewise
@@ -132,10 +131,10 @@ class VoiceConnection:
                 await self.ws.send_text(item)
 
     # the session -------------------------------------------------------------------------------
-    def _open(self, public_id: str | None, barge_in: bool | None, mode: str | None) -> "VoiceSession":
-        from voicechat.errors import VoicechatError
+    def _open(self, public_id: str | None, barge_in: bool | None, mode: str | None) -> VoiceSession:
         from voicechat.conversation.chat import Conversation, engines_info
         from voicechat.conversation.history import UnavailableHistory
+        from voicechat.errors import VoicechatError
         from voicechat.voice.session import VoiceSession
 
         state = self.state
@@ -155,13 +154,28 @@ class VoiceConnection:
             if resume is None:
                 raise SessionRefused(SESSION_REFUSED)
             self._public_of[resume] = self.public_id = public_id
-        chat = Conversation(cfg, state.llm, kind="talk", log=state.log, resume=resume, history=state.history,
-                           engines=engines_info(cfg, state.stt, state.llm, state.tts))
+        chat = Conversation(
+            cfg,
+            state.llm,
+            kind="talk",
+            log=state.log,
+            resume=resume,
+            history=state.history,
+            engines=engines_info(cfg, state.stt, state.llm, state.tts),
+        )
         chat.on_recorded = lambda sid: self.send_json({"type": "session", "id": self._public(sid)})
         self.source = PushSource(cfg.listen.frame_ms)
         self.sink = ClientSink(self._send_audio, self.closed)
-        session = VoiceSession(cfg, conversation=chat, stt=state.stt, tts=state.tts, source=self.source, sink=self.sink,
-                               turn_model=state.turn_model, ptt_key=True)
+        session = VoiceSession(
+            cfg,
+            conversation=chat,
+            stt=state.stt,
+            tts=state.tts,
+            source=self.source,
+            sink=self.sink,
+            turn_model=state.turn_model,
+            ptt_key=True,
+        )
         session.subscribe(self._on_event)
         return session
 
@@ -181,10 +195,17 @@ class VoiceConnection:
                 await self._finish(sender, CLOSE_POLICY, str(e))
                 return
             chat = self.session.conversation
-            self.send_json({"type": "session", "id": self.public_id, "resumed_turns": chat.resumed_turns,
-                            "input": {"sample_rate": 16000, "format": "s16le", "channels": 1},
-                            "output": {"sample_rate": self.state.tts.sample_rate, "format": "s16le"},
-                            "mode": self.session.mode, "barge_in": self.session.cfg.listen.barge_in})
+            self.send_json(
+                {
+                    "type": "session",
+                    "id": self.public_id,
+                    "resumed_turns": chat.resumed_turns,
+                    "input": {"sample_rate": 16000, "format": "s16le", "channels": 1},
+                    "output": {"sample_rate": self.state.tts.sample_rate, "format": "s16le"},
+                    "mode": self.session.mode,
+                    "barge_in": self.session.cfg.listen.barge_in,
+                }
+            )
             self.session.start()
             await self._receive()
         finally:
@@ -201,7 +222,12 @@ class VoiceConnection:
             if idle_left <= 0 or total_left <= 0:
                 why = "no message for" if idle_left <= 0 else "the session lasted"
                 limit = serve.idle_timeout_s if idle_left <= 0 else serve.session_timeout_s
-                self.send_json({"type": "error", "message": f"closing: {why} {limit:.0f} s (serve.{'idle' if idle_left <= 0 else 'session'}_timeout_s)"})
+                self.send_json(
+                    {
+                        "type": "error",
+                        "message": f"closing: {why} {limit:.0f} s (serve.{'idle' if idle_left <= 0 else 'session'}_timeout_s)",
+                    }
+                )
                 return
             if session.done and not session.errors and self.source is not None and self.source.exhausted:
                 return  # the client said "end" and the last reply is over
@@ -209,8 +235,11 @@ class VoiceConnection:
                 return
             if self.out.overflowed:
                 self.closed_code, self.closed_reason = CLOSE_POLICY, "closing: the client is not reading what it is sent"
-                log.warning("voice session: closed a client that was not reading (more than %d messages or %d MB waiting)",
-                            MAX_OUT_MESSAGES, MAX_OUT_BYTES >> 20)
+                log.warning(
+                    "voice session: closed a client that was not reading (more than %d messages or %d MB waiting)",
+                    MAX_OUT_MESSAGES,
+                    MAX_OUT_BYTES >> 20,
+                )
                 return
             if self.refused > MAX_REFUSED:
                 self.send_json({"type": "error", "message": f"closing: {self.refused} messages refused; fix the client"})
@@ -252,17 +281,17 @@ class VoiceConnection:
         try:
             msg = json.loads(text, parse_constant=_no_constant)
         except ValueError:
-            self.refuse("messages must be JSON objects, e.g. {\"type\": \"text\", \"text\": \"hello\"}")
+            self.refuse('messages must be JSON objects, e.g. {"type": "text", "text": "hello"}')
             return
         if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
-            self.refuse("messages must be JSON objects with a \"type\"")
+            self.refuse('messages must be JSON objects with a "type"')
             return
         kind = msg["type"]
         limit = self.state.cfg.serve.max_text_chars
         if kind == "text":
             value = msg.get("text")
             if not isinstance(value, str) or not value.strip():
-                self.refuse("a text message needs \"text\": a non-empty string")
+                self.refuse('a text message needs "text": a non-empty string')
             elif len(value) > limit:
                 self.refuse(f"text too long; this server takes up to {limit} characters (serve.max_text_chars)")
             elif self.draining:
@@ -274,7 +303,7 @@ class VoiceConnection:
         elif kind in ("command", "clear"):
             line = "/clear" if kind == "clear" else msg.get("line")
             if not isinstance(line, str) or not line.startswith("/"):
-                self.refuse("a command message needs \"line\", e.g. \"/clear\"")
+                self.refuse('a command message needs "line", e.g. "/clear"')
                 return
             if slash.name(line) == "/quit":
                 if self.source is not None:
@@ -298,7 +327,7 @@ class VoiceConnection:
         elif kind == "mode":
             value = msg.get("mode")
             if value not in ("vad", "ptt"):
-                self.refuse("a mode message needs \"mode\": \"vad\" or \"ptt\"")
+                self.refuse('a mode message needs "mode": "vad" or "ptt"')
                 return
             try:
                 session.set_mode(value)
@@ -313,8 +342,9 @@ class VoiceConnection:
     async def drain(self, timeout: float) -> None:
         """SIGTERM: say so, let the turn in progress finish (bounded), then close."""
         self.draining = True
-        self.send_json({"type": "closing", "reason": "the server is shutting down; reconnect with this session id to go on",
-                        "session": self.public_id})
+        self.send_json(
+            {"type": "closing", "reason": "the server is shutting down; reconnect with this session id to go on", "session": self.public_id}
+        )
         deadline = time.monotonic() + timeout
         while self.session is not None and not self.session.idle and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -353,7 +383,7 @@ class SessionRefused(Exception):
     """?session= names no session this client may resume (whatever the reason: the answer is the same)."""
 
 
-def _waiting_turns(session: "VoiceSession") -> int:
+def _waiting_turns(session: VoiceSession) -> int:
     """Turns delivered to the session and not yet answered."""
     return session.pending
 
@@ -379,7 +409,9 @@ async def voice_endpoint(ws: WebSocket) -> None:
         await ws.close(code, reason=message[:120])
 
     if not authorized(state, ws.headers, protocol_key):
-        await refuse(CLOSE_POLICY, "missing or wrong API key: send 'Authorization: Bearer KEY' or the subprotocol voicechat.key.<base64url key>")
+        await refuse(
+            CLOSE_POLICY, "missing or wrong API key: send 'Authorization: Bearer KEY' or the subprotocol voicechat.key.<base64url key>"
+        )
         return
     params = ws.query_params
     resume = params.get("session") or None  # any string: find_public says whether it names a session, and only that

@@ -14,8 +14,9 @@ import collections
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -43,7 +44,7 @@ class PushSource:
     def __init__(self, frame_ms: int, max_buffer_s: float = 10.0) -> None:
         self.frame_ms = frame_ms
         self.frame_bytes = RATE * frame_ms // 1000 * 2
-        self._frames: "queue.Queue[bytes]" = queue.Queue(maxsize=max(1, int(max_buffer_s * 1000 / frame_ms)))
+        self._frames: queue.Queue[bytes] = queue.Queue(maxsize=max(1, int(max_buffer_s * 1000 / frame_ms)))
         self._rest = b""
         self._ended = threading.Event()
         self.received = 0  # bytes
@@ -56,7 +57,7 @@ class PushSource:
         buf = self._rest + data
         whole = len(buf) - len(buf) % self.frame_bytes
         for start in range(0, whole, self.frame_bytes):
-            frame = buf[start:start + self.frame_bytes]
+            frame = buf[start : start + self.frame_bytes]
             while True:
                 try:
                     self._frames.put_nowait(frame)
@@ -222,7 +223,7 @@ class ClientSink:
             self._sent, self._first, self._stopped, self._played, self._waited = [], None, False, None, False
             self._done.clear()
 
-    def play(self, chunk: "AudioChunk") -> None:
+    def play(self, chunk: AudioChunk) -> None:
         if self._stopped or self.closed.is_set():
             return
         samples = np.clip(np.asarray(chunk.samples, dtype=np.float32).reshape(-1), -1.0, 1.0)
@@ -231,8 +232,17 @@ class ClientSink:
             if self._first is None:
                 self._first = time.perf_counter()
             self._sent.append(_Sent(chunk.text, len(samples) / chunk.sample_rate))
-        self.send({"type": "audio", "reply": self.reply, "text": chunk.text, "sample_rate": chunk.sample_rate,
-                   "samples": len(samples), "format": "s16le"}, pcm)
+        self.send(
+            {
+                "type": "audio",
+                "reply": self.reply,
+                "text": chunk.text,
+                "sample_rate": chunk.sample_rate,
+                "samples": len(samples),
+                "format": "s16le",
+            },
+            pcm,
+        )
 
     def drain(self) -> None:
         """Wait until the client says it has played the whole reply (bounded by the reply's length)."""

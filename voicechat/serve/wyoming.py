@@ -72,15 +72,22 @@ async def read_event(reader: asyncio.StreamReader) -> Any:
     except ValueError:
         raise ProtocolError("an event header that is not JSON") from None
     if not isinstance(header, dict) or not isinstance(header.get("type"), str):
-        raise ProtocolError("an event header without a \"type\"")
+        raise ProtocolError('an event header without a "type"')
     data = header.get("data") or {}
     data_length, payload_length = header.get("data_length") or 0, header.get("payload_length") or 0
-    if not isinstance(data, dict) or not isinstance(data_length, int) or not isinstance(payload_length, int) \
-            or data_length < 0 or payload_length < 0:
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data_length, int)
+        or not isinstance(payload_length, int)
+        or data_length < 0
+        or payload_length < 0
+    ):
         raise ProtocolError("an event with a malformed data or length field")
     if data_length > MAX_DATA or payload_length > MAX_PAYLOAD:
-        raise ProtocolError(f"an event of {data_length + payload_length} bytes; this server takes up to {MAX_DATA} of data "
-                            f"and {MAX_PAYLOAD} of payload per event")
+        raise ProtocolError(
+            f"an event of {data_length + payload_length} bytes; this server takes up to {MAX_DATA} of data "
+            f"and {MAX_PAYLOAD} of payload per event"
+        )
     try:
         if data_length:
             more = json.loads(await reader.readexactly(data_length))
@@ -98,7 +105,7 @@ async def read_event(reader: asyncio.StreamReader) -> Any:
 class Conversations:
     """Chat sessions by conversation id (from the client's context), with their memory; idle ones expire."""
 
-    def __init__(self, state: "ServerState") -> None:
+    def __init__(self, state: ServerState) -> None:
         self.state = state
         self._lock = threading.Lock()
         self._chats: dict[str, tuple[Any, float]] = {}
@@ -113,43 +120,94 @@ class Conversations:
             chat = self._chats.get(key, (None, 0.0))[0]
             if chat is None:
                 cfg = self.state.cfg
-                chat = Conversation(cfg, self.state.llm, kind="wyoming", log=self.state.log, history=self.state.history,
-                                   engines=engines_info(cfg, self.state.stt, self.state.llm, self.state.tts))
+                chat = Conversation(
+                    cfg,
+                    self.state.llm,
+                    kind="wyoming",
+                    log=self.state.log,
+                    history=self.state.history,
+                    engines=engines_info(cfg, self.state.stt, self.state.llm, self.state.tts),
+                )
             self._chats[key] = (chat, now)
             return chat
 
 
-def info_event(state: "ServerState") -> Any:
-    from wyoming.info import (AsrModel, AsrProgram, Attribution, HandleModel, HandleProgram, Info, TtsProgram, TtsVoice,
-                              TtsVoiceSpeaker)
+def info_event(state: ServerState) -> Any:
+    from wyoming.info import AsrModel, AsrProgram, Attribution, HandleModel, HandleProgram, Info, TtsProgram, TtsVoice, TtsVoiceSpeaker
 
     from voicechat import __version__
 
     ids, names = state.model_ids(), state.engine_names()
     me = Attribution(name="voicechat", url="https://pypi.org/project/voicechat/")
     stt_languages = _stt_languages(state)
-    whisper = Attribution(name="OpenAI Whisper (faster-whisper)", url="https://github.com/openai/whisper") \
-        if state.cfg.stt.engine == "faster-whisper" else me
+    whisper = (
+        Attribution(name="OpenAI Whisper (faster-whisper)", url="https://github.com/openai/whisper")
+        if state.cfg.stt.engine == "faster-whisper"
+        else me
+    )
     piper = Attribution(name="Piper (rhasspy)", url="https://github.com/rhasspy/piper") if state.cfg.tts.engine == "piper" else me
     speakers = [TtsVoiceSpeaker(name=name) for name in state.tts.speakers] or None
     return Info(
-        asr=[AsrProgram(name="voicechat", attribution=me, installed=True, description="voicechat speech to text", version=__version__,
-                        models=[AsrModel(name=ids["stt"], attribution=whisper, installed=True, description=names["stt"],
-                                         version=None, languages=stt_languages)],
-                        supports_transcript_streaming=True)],
-        tts=[TtsProgram(name="voicechat", attribution=me, installed=True, description="voicechat speech", version=__version__,
-                        voices=[TtsVoice(name=ids["tts"], attribution=piper, installed=True, description=names["tts"], version=None,
-                                         languages=state.tts.languages, speakers=speakers)],
-                        supports_synthesize_streaming=True)],
-        handle=[HandleProgram(name="voicechat", attribution=me, installed=True, description="voicechat chat model with memory",
-                              version=__version__,
-                              models=[HandleModel(name=ids["llm"], attribution=me, installed=True, description=names["llm"],
-                                                  version=None, languages=stt_languages)],
-                              supports_handled_streaming=False)],
+        asr=[
+            AsrProgram(
+                name="voicechat",
+                attribution=me,
+                installed=True,
+                description="voicechat speech to text",
+                version=__version__,
+                models=[
+                    AsrModel(
+                        name=ids["stt"],
+                        attribution=whisper,
+                        installed=True,
+                        description=names["stt"],
+                        version=None,
+                        languages=stt_languages,
+                    )
+                ],
+                supports_transcript_streaming=True,
+            )
+        ],
+        tts=[
+            TtsProgram(
+                name="voicechat",
+                attribution=me,
+                installed=True,
+                description="voicechat speech",
+                version=__version__,
+                voices=[
+                    TtsVoice(
+                        name=ids["tts"],
+                        attribution=piper,
+                        installed=True,
+                        description=names["tts"],
+                        version=None,
+                        languages=state.tts.languages,
+                        speakers=speakers,
+                    )
+                ],
+                supports_synthesize_streaming=True,
+            )
+        ],
+        handle=[
+            HandleProgram(
+                name="voicechat",
+                attribution=me,
+                installed=True,
+                description="voicechat chat model with memory",
+                version=__version__,
+                models=[
+                    HandleModel(
+                        name=ids["llm"], attribution=me, installed=True, description=names["llm"], version=None, languages=stt_languages
+                    )
+                ],
+                supports_handled_streaming=False,
+            )
+        ],
     ).event()
 
 
-def _stt_languages(state: "ServerState") -> list[str]:
+def _stt_languages(state: ServerState) -> list[str]:
     if state.cfg.stt.language:
         return [state.cfg.stt.language]
     return state.stt.languages
@@ -158,7 +216,7 @@ def _stt_languages(state: "ServerState") -> list[str]:
 class Connection:
     """One client: events in, events out, in order."""
 
-    def __init__(self, server: "WyomingServer", reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, server: WyomingServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.server, self.state = server, server.state
         self.reader, self.writer = reader, writer
         self.loop = asyncio.get_running_loop()
@@ -266,8 +324,10 @@ class Connection:
                 from voicechat import sentences
 
                 if self.synth is not None:
-                    await self.error("synthesize-start inside a text stream: the text not yet spoken was dropped; "
-                                     "end a stream with synthesize-stop", "protocol")
+                    await self.error(
+                        "synthesize-start inside a text stream: the text not yet spoken was dropped; end a stream with synthesize-stop",
+                        "protocol",
+                    )
                 self.synth = sentences.Chunker(self.state.cfg.tts.first_chunk_words)
                 self.synth_chars = 0
             elif SynthesizeChunk.is_type(kind):
@@ -309,33 +369,46 @@ class Connection:
         from voicechat.voice.stream_stt import StreamingTranscript
 
         if self.stream is not None:
-            await self.error("audio-start inside an audio stream: the audio so far was dropped; end a stream with audio-stop",
-                             "protocol")
+            await self.error("audio-start inside an audio stream: the audio so far was dropped; end a stream with audio-stop", "protocol")
         self._drop_stream()
         self.stray_audio = False
         if not (1 <= start.width <= 4 and 1 <= start.channels <= 8 and 4000 <= start.rate <= 192000):
-            await self.error(f"audio-start with rate {start.rate}, width {start.width}, channels {start.channels}: "
-                             "use 4000-192000 Hz, 1-4 bytes, 1-8 channels", "audio-format")
+            await self.error(
+                f"audio-start with rate {start.rate}, width {start.width}, channels {start.channels}: "
+                "use 4000-192000 Hz, 1-4 bytes, 1-8 channels",
+                "audio-format",
+            )
             return False
         self.session_slot = self.state.add_session(self)
         if self.session_slot is None:
             self.state.metrics.refused.labels("wyoming").inc()
-            await self.error(f"too many streams at once (serve.max_sessions is {self.state.cfg.serve.max_sessions}); try again later",
-                             "busy")
+            await self.error(
+                f"too many streams at once (serve.max_sessions is {self.state.cfg.serve.max_sessions}); try again later", "busy"
+            )
             return False
         self.converter = _Converter(start.rate, start.width, start.channels)
         self.sent_words, self.transcript_started, self._chunks = [], False, []
         self.stream = await self.loop.run_in_executor(
-            None, lambda: StreamingTranscript(self.state.stt, self.state.cfg, self.language, on_partial=self._partial,
-                                              max_seconds=self.state.cfg.serve.wyoming_max_audio_s))
+            None,
+            lambda: StreamingTranscript(
+                self.state.stt,
+                self.state.cfg,
+                self.language,
+                on_partial=self._partial,
+                max_seconds=self.state.cfg.serve.wyoming_max_audio_s,
+            ),
+        )
         return True
 
     async def _audio_chunk(self, event: Any) -> bool:
         if self.stream is None:  # said once for a run of them (a client streaming without audio-start gets one error, not one per chunk)
             if not self.stray_audio:
                 self.stray_audio = True
-                await self.error("audio-chunk before audio-start: send transcribe (optional), audio-start, then the chunks; "
-                                 "chunks outside a stream are dropped", "protocol")
+                await self.error(
+                    "audio-chunk before audio-start: send transcribe (optional), audio-start, then the chunks; "
+                    "chunks outside a stream are dropped",
+                    "protocol",
+                )
             return True
         pcm = self.converter.convert(event.payload or b"")
         self.stream.push(pcm)
@@ -366,7 +439,7 @@ class Connection:
             await asyncio.gather(*(asyncio.wrap_future(f) for f in self._chunks), return_exceptions=True)  # in order: theirs first
             words = text.split()
             if words[: len(self.sent_words)] == self.sent_words and len(words) > len(self.sent_words):
-                await self.write(TranscriptChunk(text=" " + " ".join(words[len(self.sent_words):])).event())
+                await self.write(TranscriptChunk(text=" " + " ".join(words[len(self.sent_words) :])).event())
             await self.write(TranscriptStop().event())
         await self.write(Transcript(text=text, language=self.language or self.state.cfg.stt.language).event())
         return True
@@ -377,7 +450,7 @@ class Connection:
         words = committed.split()
         if len(words) <= len(self.sent_words) or words[: len(self.sent_words)] != self.sent_words:
             return
-        new, self.sent_words = words[len(self.sent_words):], words
+        new, self.sent_words = words[len(self.sent_words) :], words
         self._chunks.append(asyncio.run_coroutine_threadsafe(self._send_chunk(" ".join(new), first=not self.transcript_started), self.loop))
         self.transcript_started = True
 
@@ -427,7 +500,7 @@ class Connection:
                 started = True
             pcm = (np.clip(chunk.samples, -1, 1) * 32767).astype("<i2").tobytes()
             for i in range(0, len(pcm), 2048):
-                await self.write(AudioChunk(rate=rate, width=2, channels=1, audio=pcm[i:i + 2048]).event())
+                await self.write(AudioChunk(rate=rate, width=2, channels=1, audio=pcm[i : i + 2048]).event())
         if not started:
             await self.write(AudioStart(rate=rate or 22050, width=2, channels=1).event())
         await self.write(AudioStop().event())
@@ -494,7 +567,7 @@ class _Converter:
 
 
 class WyomingServer:
-    def __init__(self, state: "ServerState", host: str, port: int) -> None:
+    def __init__(self, state: ServerState, host: str, port: int) -> None:
         self.state, self.host, self.port = state, host, port
         self.conversations = Conversations(state)
         self.connections: set[asyncio.Task] = set()

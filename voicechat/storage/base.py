@@ -8,8 +8,9 @@ driver's failures into one :class:`~voicechat.errors.VoicechatError` line naming
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 Query = Callable[..., list[dict[str, Any]]]  # q(sql, params=()) -> rows

@@ -10,7 +10,8 @@ Migrations run under an advisory lock, so replicas starting together apply each 
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from voicechat.errors import VoicechatError, register_secret
 from voicechat.storage import schema, urls
@@ -34,10 +35,11 @@ class PostgresStore(Store):
         self.url = url
         self.label = urls.redacted(url)
         try:
-            import psycopg  # noqa: F401
+            import psycopg  # noqa: F401 - only to say it is missing, here, rather than at the first query
         except ImportError:
-            raise VoicechatError(f"{self.label}: a PostgreSQL history needs psycopg; install it with "
-                                 "`pip install \"voicechat[postgres]\"`") from None
+            raise VoicechatError(
+                f'{self.label}: a PostgreSQL history needs psycopg; install it with `pip install "voicechat[postgres]"`'
+            ) from None
         self._lock = threading.RLock()
         self.conn: Any = None
         with self._lock:
@@ -50,8 +52,9 @@ class PostgresStore(Store):
         from psycopg.rows import dict_row
 
         try:
-            self.conn = psycopg.connect(self.url, autocommit=True, row_factory=dict_row, connect_timeout=CONNECT_TIMEOUT_S,
-                                        application_name="voicechat")
+            self.conn = psycopg.connect(
+                self.url, autocommit=True, row_factory=dict_row, connect_timeout=CONNECT_TIMEOUT_S, application_name="voicechat"
+            )
         except psycopg.Error as e:
             raise VoicechatError(self.advice(e)) from None
 
@@ -62,8 +65,17 @@ class PostgresStore(Store):
             return f"{self.label}: PostgreSQL refused the login ({text}); check the user and password in history.url"
         if "does not exist" in low and "database" in low:
             return f"{self.label}: no such PostgreSQL database ({text}); create it (createdb) or fix history.url"
-        if any(w in low for w in ("connection refused", "could not connect", "timeout expired", "could not translate",
-                                  "no such file or directory", "connection failed")):
+        if any(
+            w in low
+            for w in (
+                "connection refused",
+                "could not connect",
+                "timeout expired",
+                "could not translate",
+                "no such file or directory",
+                "connection failed",
+            )
+        ):
             return f"{self.label}: cannot reach PostgreSQL ({text}); check that it runs and that history.url names its host and port"
         if "permission denied" in low:
             return f"{self.label}: PostgreSQL denied access ({text}); grant the history.url user rights on its database"
@@ -122,8 +134,9 @@ class PostgresStore(Store):
                     if self._broken() and not committing and attempt == 1:
                         continue  # the server dropped us before COMMIT: nothing was kept; once more on a new connection
                     if self._broken() and committing:
-                        raise VoicechatError(f"{self.label}: the connection to PostgreSQL broke while committing "
-                                             f"({_line(e)}); this write may not be saved") from None
+                        raise VoicechatError(
+                            f"{self.label}: the connection to PostgreSQL broke while committing ({_line(e)}); this write may not be saved"
+                        ) from None
                     raise VoicechatError(self.advice(e)) from None
             raise AssertionError("unreachable")
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from voicechat.errors import VoicechatError, disk_full, file_error, no_room
 from voicechat.storage import schema
@@ -22,8 +23,9 @@ def no_space(path: Path, e: BaseException | None = None) -> bool:
 
     SQLite says SQLITE_FULL when a write finds no room; an I/O error or a file it cannot open
     (its -wal or -shm) may also be a full disk underneath, so the disk itself is asked."""
-    if e is not None and (disk_full(e) or (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF == sqlite3.SQLITE_FULL
-                          or "disk is full" in str(e).lower()):
+    if e is not None and (
+        disk_full(e) or (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF == sqlite3.SQLITE_FULL or "disk is full" in str(e).lower()
+    ):
         return True
     return no_room(path)
 
@@ -51,12 +53,15 @@ def advice(path: Path, e: BaseException) -> str:
         return f"{path}: cannot open history ({e.strerror or text}); check the directory's permissions"
     code = (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF  # the primary code of an extended one
     if code in (sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN) or "disk i/o error" in low or "unable to open" in low:
-        return (f"{path}: the history could not be read or written ({text}); check the disk and its free space, "
-                "then try again (the file itself may well be intact)")
+        return (
+            f"{path}: the history could not be read or written ({text}); check the disk and its free space, "
+            "then try again (the file itself may well be intact)"
+        )
     if "not a database" in low:
         return f"{path}: not a history database ({text}); move it aside to start a new one"
-    return (f"{path}: history database is damaged ({text}); move it aside to start a new one "
-            f"(`sqlite3 {path} .recover` may save what is left)")
+    return (
+        f"{path}: history database is damaged ({text}); move it aside to start a new one (`sqlite3 {path} .recover` may save what is left)"
+    )
 
 
 class SQLiteStore(Store):
@@ -132,8 +137,7 @@ class SQLiteStore(Store):
         for flags in ("mode=ro", "immutable=1"):
             db = None
             try:
-                db = sqlite3.connect(f"file:{quote(str(self.path))}?{flags}", uri=True, check_same_thread=False,
-                                     isolation_level=None)
+                db = sqlite3.connect(f"file:{quote(str(self.path))}?{flags}", uri=True, check_same_thread=False, isolation_level=None)
                 db.execute("SELECT count(*) FROM sqlite_master").fetchone()
             except sqlite3.DatabaseError as e:
                 if db is not None:

@@ -31,8 +31,9 @@ def redacted(url: str) -> str:
             user, _, host = netloc.rpartition("@")
             name = user.split(":", 1)[0]
             netloc = f"{name}:***@{host}"
-        query = urlencode([(k, "***" if k == "password" else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)],
-                          safe="*/", quote_via=quote)
+        query = urlencode(
+            [(k, "***" if k == "password" else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)], safe="*/", quote_via=quote
+        )
         return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
     except ValueError:  # a malformed URL shows nothing that could be a password
         return url.split("://", 1)[0] + "://***"

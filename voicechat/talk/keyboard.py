@@ -13,12 +13,18 @@ import os
 import select
 import sys
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 class KeyboardInput:
-    def __init__(self, on_line: Callable[[str], None], on_ptt_key: Callable[[], None], ptt_active: Callable[[], bool],
-                 on_buffer: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        on_line: Callable[[str], None],
+        on_ptt_key: Callable[[], None],
+        ptt_active: Callable[[], bool],
+        on_buffer: Callable[[str], None] | None = None,
+    ) -> None:
         self.on_line, self.on_ptt_key, self.ptt_active = on_line, on_ptt_key, ptt_active
         self.on_buffer = on_buffer or (lambda text: None)
         self.stop = threading.Event()
@@ -26,7 +32,7 @@ class KeyboardInput:
         self._saved: list[Any] | None = None  # the terminal's attributes (termios.tcgetattr) to restore
         self._thread = threading.Thread(target=self._run, name="talk-keyboard", daemon=True)
 
-    def __enter__(self) -> "KeyboardInput":
+    def __enter__(self) -> KeyboardInput:
         if self.tty:
             import termios
             import tty

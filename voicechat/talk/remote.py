@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import numpy as np
@@ -39,10 +40,19 @@ def voice_url(server: str, params: dict[str, Any]) -> str:
 class RemoteSession:
     modes = True
 
-    def __init__(self, server: str, *, api_key: str | None, source: Any, sink: Any, resume: str | None = None,
-                 barge_in: bool | None = None, mode: str | None = None, connect_timeout: float = 10.0) -> None:
-        self.url = voice_url(server, {"session": resume, "barge_in": None if barge_in is None else str(barge_in).lower(),
-                                      "mode": mode})
+    def __init__(
+        self,
+        server: str,
+        *,
+        api_key: str | None,
+        source: Any,
+        sink: Any,
+        resume: str | None = None,
+        barge_in: bool | None = None,
+        mode: str | None = None,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self.url = voice_url(server, {"session": resume, "barge_in": None if barge_in is None else str(barge_in).lower(), "mode": mode})
         self.server = server
         self.api_key = api_key
         self.source, self.sink = source, sink
@@ -86,12 +96,20 @@ class RemoteSession:
 
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else None
         try:
-            self._ws = connect(self.url, subprotocols=[Subprotocol("voicechat")], additional_headers=headers, open_timeout=self.connect_timeout,
-                               max_size=1 << 22, close_timeout=2)
+            self._ws = connect(
+                self.url,
+                subprotocols=[Subprotocol("voicechat")],
+                additional_headers=headers,
+                open_timeout=self.connect_timeout,
+                max_size=1 << 22,
+                close_timeout=2,
+            )
             self._ws.__enter__()  # held like `with connect(...)`, closed in close()
         except InvalidStatus as e:
-            raise VoicechatError(f"the server at {self.server} refused the voice session (HTTP {e.response.status_code}); "
-                                 "is it `voicechat serve`, and is the address right?") from None
+            raise VoicechatError(
+                f"the server at {self.server} refused the voice session (HTTP {e.response.status_code}); "
+                "is it `voicechat serve`, and is the address right?"
+            ) from None
         except (OSError, TimeoutError, WebSocketException) as e:
             raise VoicechatError(f"cannot reach the voicechat server at {self.server} ({e}); start it with `voicechat serve`") from None
         try:
@@ -113,7 +131,9 @@ class RemoteSession:
         if rcvd is not None:
             code, reason = rcvd.code, rcvd.reason
             if code == 1008:
-                raise VoicechatError(f"the server at {self.server} wants an API key ({reason}); give --api-key or VOICECHAT_SERVE_API_KEY") from None
+                raise VoicechatError(
+                    f"the server at {self.server} wants an API key ({reason}); give --api-key or VOICECHAT_SERVE_API_KEY"
+                ) from None
             raise VoicechatError(f"the server at {self.server} closed the session: {reason or code}") from None
         raise VoicechatError(f"the server at {self.server} did not answer ({type(e).__name__}: {e})") from None
 
@@ -134,7 +154,9 @@ class RemoteSession:
         if name == "/mode":
             self.mode = "ptt" if self.mode == "vad" else "vad"
             self._send({"type": "mode", "mode": self.mode})
-            return slash.Outcome(message=f"mode: {'push-to-talk (space to start/stop)' if self.mode == 'ptt' else 'voice activity detection'}")
+            return slash.Outcome(
+                message=f"mode: {'push-to-talk (space to start/stop)' if self.mode == 'ptt' else 'voice activity detection'}"
+            )
         self._send({"type": "command", "line": line})
         return slash.Outcome()  # the server answers with a notice
 
@@ -174,8 +196,16 @@ class RemoteSession:
             return self._summary
         from voicechat.conversation.chat import percentile
 
-        return ev.Summary(self._turns, percentile(self._latencies, 0.5), percentile(self._latencies, 0.95), self._tokens[0],
-                          self._tokens[1], self._estimated, None, self.session_id)
+        return ev.Summary(
+            self._turns,
+            percentile(self._latencies, 0.5),
+            percentile(self._latencies, 0.95),
+            self._tokens[0],
+            self._tokens[1],
+            self._estimated,
+            None,
+            self.session_id,
+        )
 
     def _went_away(self) -> None:
         done = f"{self._turns} turn{'s' if self._turns != 1 else ''} completed"
@@ -226,7 +256,9 @@ class RemoteSession:
                 if _dropped(e) and not self._stop.is_set() and not self._quit:
                     self._went_away()  # no close frame: the server (or the network) died
                 elif rcvd is not None and rcvd.code == 1012:
-                    self.emit(ev.Notice(f"the server restarted; continue with `voicechat talk --server {self.server} --resume {self.session_id}`"))
+                    self.emit(
+                        ev.Notice(f"the server restarted; continue with `voicechat talk --server {self.server} --resume {self.session_id}`")
+                    )
                 elif rcvd is not None and rcvd.code not in (1000, 1001):
                     self.errors.append(f"the server closed the session: {rcvd.reason or rcvd.code}")
                     self.emit(ev.Error(self.errors[-1]))

@@ -53,7 +53,7 @@ class JsonRenderer:
     def __init__(self) -> None:
         self._lock = threading.Lock()
 
-    def __enter__(self) -> "JsonRenderer":
+    def __enter__(self) -> JsonRenderer:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -74,7 +74,7 @@ class PlainRenderer:
     def __init__(self) -> None:
         self._lock = threading.Lock()
 
-    def __enter__(self) -> "PlainRenderer":
+    def __enter__(self) -> PlainRenderer:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -117,7 +117,7 @@ class LiveRenderer:
         self._lock = threading.Lock()
         self.live: Any = None
 
-    def __enter__(self) -> "LiveRenderer":
+    def __enter__(self) -> LiveRenderer:
         from rich.live import Live
 
         self.live = Live(self._view(), console=self.console, refresh_per_second=12, transient=True)
@@ -185,8 +185,9 @@ class LiveRenderer:
             elif isinstance(event, ev.ToolCalled):
                 out.print(Text(call_line(event.name, event.arguments), style="cyan"))
             elif isinstance(event, ev.ToolDone):
-                out.print(Text(result_line(event.name, event.result, event.error, event.seconds),
-                               style="bold red" if event.error else "dim"))
+                out.print(
+                    Text(result_line(event.name, event.result, event.error, event.seconds), style="bold red" if event.error else "dim")
+                )
             elif isinstance(event, ev.Error):
                 out.print(Text(f"error: {event.message}", style="bold red"))
             elif isinstance(event, ev.Summary):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from voicechat.engines.base import ToolSpec
 
@@ -40,8 +41,14 @@ class ToolResult:
     source: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "arguments": self.arguments, "result": self.text, "error": self.error,
-                "seconds": round(self.seconds, 3), "source": self.source}
+        return {
+            "name": self.name,
+            "arguments": self.arguments,
+            "result": self.text,
+            "error": self.error,
+            "seconds": round(self.seconds, 3),
+            "source": self.source,
+        }
 
 
 @dataclass
@@ -55,7 +62,14 @@ class ToolEvent:
     result: ToolResult | None = field(default=None)
 
 
-_TYPES: dict[str, type | tuple[type, ...]] = {"string": str, "integer": int, "number": (int, float), "boolean": bool, "object": dict, "array": list}
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "string": str,
+    "integer": int,
+    "number": (int, float),
+    "boolean": bool,
+    "object": dict,
+    "array": list,
+}
 
 
 def check_arguments(schema: dict[str, Any], args: Any) -> dict[str, Any]:

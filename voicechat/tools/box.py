@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from voicechat.tools.base import NAME, Tool, ToolError, ToolResult, check_arguments
 
@@ -39,8 +40,15 @@ def clean(text: str) -> str:
 
 
 class ToolBox:
-    def __init__(self, tools: Sequence[Tool], *, timeout: float = 10.0, result_chars: int = 2000,
-                 confirm: Callable[[Tool, dict[str, Any]], bool] | None = None, closers: Sequence[Callable[[], None]] = ()) -> None:
+    def __init__(
+        self,
+        tools: Sequence[Tool],
+        *,
+        timeout: float = 10.0,
+        result_chars: int = 2000,
+        confirm: Callable[[Tool, dict[str, Any]], bool] | None = None,
+        closers: Sequence[Callable[[], None]] = (),
+    ) -> None:
         self.tools = {t.name: t for t in tools}
         self.timeout, self.result_chars = timeout, result_chars
         self.confirm = confirm  # set by the front end that can ask; None: calls that need a yes are refused
@@ -55,11 +63,17 @@ class ToolBox:
         if any(t.worker for t in self.tools.values()):
             self._worker.warm()
 
-    def specs(self) -> list["ToolSpec"]:
+    def specs(self) -> list[ToolSpec]:
         return [t.spec for t in self.tools.values()]
 
-    def run(self, call: "ToolCall", *, on_slow: Callable[[], None] | None = None, slow_after: float | None = None,
-            cancelled: Callable[[], bool] = lambda: False) -> ToolResult:
+    def run(
+        self,
+        call: ToolCall,
+        *,
+        on_slow: Callable[[], None] | None = None,
+        slow_after: float | None = None,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> ToolResult:
         started = time.perf_counter()
         arguments = clean(call.arguments[:MAX_ARGUMENT_CHARS])
         tool = self.tools.get(call.name)
@@ -88,12 +102,15 @@ class ToolBox:
 
     def _confirmed(self, tool: Tool, args: dict[str, Any]) -> bool:
         if self.confirm is None:
-            raise ToolError(f"'{tool.name}' ({tool.source}) needs the user's yes and there is no terminal to ask; "
-                            "the user can set confirm: false for its server in the config")
+            raise ToolError(
+                f"'{tool.name}' ({tool.source}) needs the user's yes and there is no terminal to ask; "
+                "the user can set confirm: false for its server in the config"
+            )
         return bool(self.confirm(tool, args))
 
-    def _call(self, tool: Tool, args: dict[str, Any], on_slow: Callable[[], None] | None, slow_after: float | None,
-              cancelled: Callable[[], bool]) -> str:
+    def _call(
+        self, tool: Tool, args: dict[str, Any], on_slow: Callable[[], None] | None, slow_after: float | None, cancelled: Callable[[], bool]
+    ) -> str:
         """Run the tool in a worker and wait for it: until it ends, the deadline passes, or the turn is
         interrupted (a barge-in does not wait for a slow lookup). ``on_slow`` is called once, after slow_after."""
         future = self._pool.submit(self._in_worker, tool, args) if tool.worker else self._pool.submit(tool.run, args)
@@ -166,7 +183,7 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
 
 
-def build(config: "Config", notice: Callable[[str], None]) -> ToolBox:
+def build(config: Config, notice: Callable[[str], None]) -> ToolBox:
     """The tools the config turns on: the built-ins listed in tools.builtin, then each enabled MCP server's
     allowed tools. A server that cannot start costs its tools only: ``notice`` says why."""
     from voicechat.errors import ConfigError
@@ -210,7 +227,9 @@ def build(config: "Config", notice: Callable[[str], None]) -> ToolBox:
             offered = connection.tools()
             for t in offered:
                 if not NAME.match(t.name):
-                    notice(f"MCP server '{server.name}': tool name '{clean(t.name)[:64]}' is not usable (letters, digits, _ and - only); left out")
+                    notice(
+                        f"MCP server '{server.name}': tool name '{clean(t.name)[:64]}' is not usable (letters, digits, _ and - only); left out"
+                    )
                 elif t.name in {x.name for x in tools}:
                     notice(f"MCP server '{server.name}': a tool named '{t.name}' is already offered; this one is left out")
                 else:
@@ -219,7 +238,9 @@ def build(config: "Config", notice: Callable[[str], None]) -> ToolBox:
             if missing:
                 notice(f"MCP server '{server.name}' has no tool named {', '.join(missing)} (tools.mcp.{server.name}.allow)")
     if cfg.force and cfg.force not in {t.name for t in tools}:
-        raise ConfigError(f"tools.force is '{cfg.force}', which is not among the tools turned on ({', '.join(t.name for t in tools) or 'none'})")
+        raise ConfigError(
+            f"tools.force is '{cfg.force}', which is not among the tools turned on ({', '.join(t.name for t in tools) or 'none'})"
+        )
     box = ToolBox(tools, timeout=cfg.timeout, result_chars=cfg.result_chars, closers=closers)
     box.warm()
     return box

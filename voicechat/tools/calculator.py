@@ -11,7 +11,8 @@ from __future__ import annotations
 import ast
 import math
 import operator
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from voicechat.engines.base import ToolSpec
 from voicechat.tools.base import Tool, ToolError
@@ -25,18 +26,34 @@ SPEC = ToolSpec(
     "calculator",
     "Work out an arithmetic expression exactly. Numbers, + - * / // % ** (or ^), parentheses, "
     "sqrt, sin, cos, tan, log, log10, exp, abs, round, pi, e.",
-    {"type": "object", "properties": {"expression": {"type": "string", "maxLength": MAX_CHARS, "description": "e.g. (3 + 4) * 2.5"}},
-     "required": ["expression"], "additionalProperties": False},
+    {
+        "type": "object",
+        "properties": {"expression": {"type": "string", "maxLength": MAX_CHARS, "description": "e.g. (3 + 4) * 2.5"}},
+        "required": ["expression"],
+        "additionalProperties": False,
+    },
 )
 
 BINARY: dict[type, Callable[[Any, Any], Any]] = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
 }
 UNARY: dict[type, Callable[[Any], Any]] = {ast.UAdd: operator.pos, ast.USub: operator.neg}
 FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "sqrt": math.sqrt, "sin": math.sin, "cos": math.cos, "tan": math.tan, "log": math.log, "log10": math.log10,
-    "exp": math.exp, "abs": abs, "round": round,
+    "sqrt": math.sqrt,
+    "sin": math.sin,
+    "cos": math.cos,
+    "tan": math.tan,
+    "log": math.log,
+    "log10": math.log10,
+    "exp": math.exp,
+    "abs": abs,
+    "round": round,
 }
 CONSTANTS = {"pi": math.pi, "e": math.e, "tau": math.tau}
 

@@ -14,9 +14,13 @@ ZONE = re.compile(r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+){0,2}$")
 SPEC = ToolSpec(
     "datetime",
     "The current date, weekday and time, here or in a named time zone.",
-    {"type": "object", "properties": {"timezone": {"type": "string", "maxLength": 64,
-                                                   "description": "IANA name such as Europe/Paris; leave out for local time"}},
-     "additionalProperties": False},
+    {
+        "type": "object",
+        "properties": {
+            "timezone": {"type": "string", "maxLength": 64, "description": "IANA name such as Europe/Paris; leave out for local time"}
+        },
+        "additionalProperties": False,
+    },
 )
 
 

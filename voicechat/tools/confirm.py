@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from voicechat.tools.base import Tool, short
 

@@ -17,6 +17,7 @@ from voicechat.engines.base import ToolSpec
 from voicechat.tools.base import Tool, ToolError
 from voicechat.tools.mcp_config import ServerConfig
 
+
 class _Loop:
     """One asyncio loop in a thread for every MCP connection of the process; it ends when the last closes."""
 
@@ -88,8 +89,7 @@ class Connection:
         log = paths.cache_dir() / f"mcp-{self.server.name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         self._errlog = open(log, "a", encoding="utf-8")  # the server's stderr: not on the user's screen
-        params = StdioServerParameters(command=self.server.command, args=list(self.server.args), env=self.server.env,
-                                       cwd=self.server.cwd)
+        params = StdioServerParameters(command=self.server.command, args=list(self.server.args), env=self.server.env, cwd=self.server.cwd)
         return stdio_client(params, errlog=self._errlog)
 
     def start(self) -> None:
@@ -118,8 +118,7 @@ class Connection:
             read_only = bool(t.annotations and t.annotations.read_only_hint)
             schema = t.input_schema if isinstance(t.input_schema, dict) else {"type": "object", "properties": {}}
             spec = ToolSpec(t.name, (t.description or t.name).strip()[:1000], schema)
-            out.append(Tool(spec, self._caller(t.name), source=f"mcp:{self.server.name}",
-                            confirm=self.server.confirm and not read_only))
+            out.append(Tool(spec, self._caller(t.name), source=f"mcp:{self.server.name}", confirm=self.server.confirm and not read_only))
         return out
 
     def _caller(self, name: str) -> Any:

@@ -60,10 +60,18 @@ def servers(mapping: Any, *, default_timeout: float = 10.0, source: str = "tools
         timeout = entry.get("timeout", default_timeout)
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0.1 <= timeout <= 3600:
             raise ConfigError(f"{where}.timeout: use a number of seconds from 0.1 to 3600")
-        out.append(ServerConfig(
-            name=str(name), command=command, args=tuple(str(a) for a in args),
-            env={str(k): str(v) for k, v in env.items()} if env else None, cwd=entry.get("cwd"), url=url,
-            enabled=entry.get("enabled", True), allow=tuple(allow) if allow is not None else None,
-            confirm=entry.get("confirm", True), timeout=float(timeout),
-        ))
+        out.append(
+            ServerConfig(
+                name=str(name),
+                command=command,
+                args=tuple(str(a) for a in args),
+                env={str(k): str(v) for k, v in env.items()} if env else None,
+                cwd=entry.get("cwd"),
+                url=url,
+                enabled=entry.get("enabled", True),
+                allow=tuple(allow) if allow is not None else None,
+                confirm=entry.get("confirm", True),
+                timeout=float(timeout),
+            )
+        )
     return out

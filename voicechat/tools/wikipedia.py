@@ -21,8 +21,12 @@ SPEC = ToolSpec(
     "wikipedia",
     "Look up a subject on Wikipedia and get the introduction of the best matching article. "
     "Use it for facts about people, places, things and events.",
-    {"type": "object", "properties": {"query": {"type": "string", "maxLength": 300, "description": "what to look up, e.g. Eiffel Tower"}},
-     "required": ["query"], "additionalProperties": False},
+    {
+        "type": "object",
+        "properties": {"query": {"type": "string", "maxLength": 300, "description": "what to look up, e.g. Eiffel Tower"}},
+        "required": ["query"],
+        "additionalProperties": False,
+    },
 )
 
 
@@ -37,10 +41,21 @@ class Wikipedia:
         query = " ".join(str(args["query"]).split())
         if not query:
             raise ToolError("the query is empty; say what to look up")
-        doc = self._get({
-            "action": "query", "format": "json", "formatversion": "2", "generator": "search", "gsrsearch": query,
-            "gsrlimit": "1", "prop": "extracts|info", "exintro": "1", "explaintext": "1", "inprop": "url", "redirects": "1",
-        })
+        doc = self._get(
+            {
+                "action": "query",
+                "format": "json",
+                "formatversion": "2",
+                "generator": "search",
+                "gsrsearch": query,
+                "gsrlimit": "1",
+                "prop": "extracts|info",
+                "exintro": "1",
+                "explaintext": "1",
+                "inprop": "url",
+                "redirects": "1",
+            }
+        )
         if isinstance(doc.get("error"), dict):
             err = doc["error"]
             raise ToolError(f"Wikipedia refused the request: {str(err.get('info') or err.get('code'))[:200]}")
@@ -79,7 +94,7 @@ class Wikipedia:
             if isinstance(reason, (socket.timeout, TimeoutError)):
                 raise ToolError(f"Wikipedia did not answer within {self.timeout:g} s; try again later") from None
             raise ToolError(f"cannot reach Wikipedia ({_why(reason)}); are you offline?") from None
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             raise ToolError(f"Wikipedia did not answer within {self.timeout:g} s; try again later") from None
         except OSError as e:
             raise ToolError(f"cannot reach Wikipedia ({_why(e)}); are you offline?") from None
@@ -106,4 +121,4 @@ def cut(text: str, limit: int) -> str:
         return text
     head = text[:limit]
     end = max(head.rfind(". "), head.rfind("! "), head.rfind("? "))
-    return (head[: end + 1] if end > limit // 2 else head.rstrip() + "…")
+    return head[: end + 1] if end > limit // 2 else head.rstrip() + "…"

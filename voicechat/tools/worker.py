@@ -20,7 +20,7 @@ import os
 import subprocess
 import sys
 import threading
-from typing import Any, IO
+from typing import IO, Any
 
 MEMORY_LIMIT = 1 << 30  # address space of the worker, in bytes: a runaway allocation fails there, not in the machine
 
@@ -41,8 +41,14 @@ class Worker:
         with self._state:
             if self._proc is None or self._proc.poll() is not None:
                 env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-                self._proc = subprocess.Popen([sys.executable, "-m", "voicechat.tools.worker"], stdin=subprocess.PIPE,
-                                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, close_fds=True)
+                self._proc = subprocess.Popen(
+                    [sys.executable, "-m", "voicechat.tools.worker"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    env=env,
+                    close_fds=True,
+                )
             return self._proc
 
     def warm(self) -> None:

@@ -7,7 +7,7 @@ subtitles, no formulas in the TSV a spreadsheet opens. txt and json hold it exac
 from __future__ import annotations
 
 import json
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from voicechat import escaping
 from voicechat.engines.base import Segment

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Callable, Generator, Iterable, Iterator, Union
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -68,12 +69,18 @@ def windows(blocks: Iterable[np.ndarray], window_seconds: float = WINDOW_SECONDS
 
 
 def transcribe_windows(
-    stt: "SpeechToText", wins: Iterable[Window], *, no_speech_threshold: float, language: str | None = None,
-    word_timestamps: bool | None = None, prompt: str | None = None,
-) -> Iterator["Segment"]:
+    stt: SpeechToText,
+    wins: Iterable[Window],
+    *,
+    no_speech_threshold: float,
+    language: str | None = None,
+    word_timestamps: bool | None = None,
+    prompt: str | None = None,
+) -> Iterator[Segment]:
     """Segments of every window, with times from the start of the recording; silent windows are skipped.
     ``word_timestamps`` and ``prompt`` count where the engine honours them (``times_words``, ``takes_prompt``)."""
     from voicechat.engines import guard
+
     last = 0.0  # word times never go back across windows either (the last word of one may overlap the next)
     for win in wins:
         if guard.is_silence(win.audio):
@@ -93,7 +100,7 @@ def transcribe_windows(
             yield seg
 
 
-def shift(seg: "Segment", offset: float) -> "Segment":
+def shift(seg: Segment, offset: float) -> Segment:
     if not offset:
         return seg
     words = tuple(replace(w, start=w.start + offset, end=w.end + offset) for w in seg.words)
@@ -125,8 +132,8 @@ class Done:
 
 
 _WINDOW = "window"
-_Queued = Union[tuple[str, int, Window], Opened, Done, Failed]  # what the decoding thread hands over
-FileEvent = Union[Window, Opened, Done, Failed]  # what a file's events are
+_Queued = tuple[str, int, Window] | Opened | Done | Failed  # what the decoding thread hands over
+FileEvent = Window | Opened | Done | Failed  # what a file's events are
 
 
 class Prefetcher:
@@ -141,7 +148,7 @@ class Prefetcher:
     def __init__(
         self,
         sources: list[str],
-        open_audio: Callable[[str], "AudioStream"],
+        open_audio: Callable[[str], AudioStream],
         window_seconds: float | None = None,
         queue_windows: int | None = None,
     ) -> None:
@@ -153,7 +160,7 @@ class Prefetcher:
         self._skip = -1  # index of a file the consumer gave up on
         self._thread = threading.Thread(target=self._run, name="voicechat-decode", daemon=True)
 
-    def __enter__(self) -> "Prefetcher":
+    def __enter__(self) -> Prefetcher:
         self._thread.start()
         return self
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import re
 import textwrap
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
 
 from voicechat.engines.base import Segment, Word
 
@@ -168,8 +168,7 @@ def _text_cues(seg: Segment, opts: SubtitleOptions) -> list[Cue]:
     return out
 
 
-def timed_texts(segments: Sequence[Segment], opts: SubtitleOptions,
-                escape: Callable[[str], str] = str) -> list[tuple[float, float, str]]:
+def timed_texts(segments: Sequence[Segment], opts: SubtitleOptions, escape: Callable[[str], str] = str) -> list[tuple[float, float, str]]:
     """(start, end, text) for every cue; with highlight_words, one per word (and per gap between words).
 
     ``escape`` is applied to the spoken text (not to the <u> tags added here); a cue never holds an

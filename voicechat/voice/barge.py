@@ -57,8 +57,9 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 from voicechat.voice.self_echo import OWN, UNSURE, USER
 
@@ -107,8 +108,16 @@ class BargePort(Protocol):
 
 
 class BargeIn:
-    def __init__(self, timing: BargeTiming, port: BargePort, *, barge_in: bool, echo: bool, checks_words: bool,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(
+        self,
+        timing: BargeTiming,
+        port: BargePort,
+        *,
+        barge_in: bool,
+        echo: bool,
+        checks_words: bool,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.t, self.port, self.clock = timing, port, clock
         self.barge_in = barge_in  # speech over a reply may stop it
         self.echo = echo  # the sink is a real loudspeaker: its sound reaches the microphone
@@ -176,8 +185,12 @@ class BargeIn:
         self.started_at = now
         if answering and self.barge_in:
             self.barge = True  # once the voice has lasted long enough (speech_frame)
-        self.suspect = (self.checks_words and hears_speaker and (answering or now - self.last_answer < self.t.suspect_s)
-                        and not self._silent_since_stop(at))
+        self.suspect = (
+            self.checks_words
+            and hears_speaker
+            and (answering or now - self.last_answer < self.t.suspect_s)
+            and not self._silent_since_stop(at)
+        )
         self.check_at = max(self.t.check_ms, self.t.barge_in_ms)
         if self.suspect and answering:
             # heard while the reply was still paused, and after its echo died: the listener ran behind (a check was

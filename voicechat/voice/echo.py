@@ -18,8 +18,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -63,7 +64,9 @@ class WebRtcCanceller(Canceller):
         try:
             from livekit import rtc
         except ImportError:
-            raise VoicechatError('echo cancellation "webrtc" needs the package livekit; install it with `pip install "voicechat[aec]"`') from None
+            raise VoicechatError(
+                'echo cancellation "webrtc" needs the package livekit; install it with `pip install "voicechat[aec]"`'
+            ) from None
         self._rtc = rtc
         self._apm = rtc.AudioProcessingModule(echo_cancellation=True, noise_suppression=noise_suppression, high_pass_filter=True)
 
@@ -132,8 +135,13 @@ class NoCanceller(Canceller):
         return near
 
 
-CANCELLERS: dict[str, Callable[[], Canceller]] = {"dual": DualCanceller, "webrtc": WebRtcCanceller, "speex": SpeexCanceller,
-                                            "speex+webrtc": ChainCanceller, "none": NoCanceller}
+CANCELLERS: dict[str, Callable[[], Canceller]] = {
+    "dual": DualCanceller,
+    "webrtc": WebRtcCanceller,
+    "speex": SpeexCanceller,
+    "speex+webrtc": ChainCanceller,
+    "none": NoCanceller,
+}
 
 
 def make_canceller(name: str) -> Canceller:
@@ -361,7 +369,7 @@ class EchoCancelledSource:
     capture time); everything else passes through. Its frames say which hold a sound the speaker cannot explain
     (``Frame.near``)."""
 
-    def __init__(self, source: "Source", far_end: FarEnd, canceller: Canceller) -> None:
+    def __init__(self, source: Source, far_end: FarEnd, canceller: Canceller) -> None:
         self.source, self.far_end, self.canceller = source, far_end, canceller
         self.frame_ms = source.frame_ms
         self.realtime = source.realtime
@@ -413,7 +421,7 @@ class EchoCancelledSource:
         if full and playing and heard <= sum(f for _, f in self._window) * 10 ** (-SILENT_DB / 10):
             self._quiet_s += seconds
 
-    def __enter__(self) -> "EchoCancelledSource":
+    def __enter__(self) -> EchoCancelledSource:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -442,7 +450,9 @@ class EchoCancelledSource:
             self.stats.out += float(np.sum(out.astype(np.float64) ** 2))
             self.stats.seconds += len(near) / RATE
         detect = None  # (the speaker is quiet: voice detection judges the words themselves)
-        if self.hears_speaker and np.any(self.far_end.read(reference_at - TAIL_S, int(TAIL_S * RATE) + len(near))):  # playing, or its echo rings
+        if self.hears_speaker and np.any(
+            self.far_end.read(reference_at - TAIL_S, int(TAIL_S * RATE) + len(near))
+        ):  # playing, or its echo rings
             if not self.converged:
                 out = words = np.zeros_like(out)
             elif words is out:
@@ -453,13 +463,13 @@ class EchoCancelledSource:
         return Frame(words.astype("<i2").tobytes(), captured_at=captured, detect=detect, near=heard)
 
 
-def applies(source: "Source | None", sink: "Sink") -> bool:
+def applies(source: Source | None, sink: Sink) -> bool:
     """Echo cancellation can run: a live microphone (frames with capture times) and a loudspeaker that reports what
     it plays."""
     return source is not None and source.timed and sink.audible and sink.reports_far_end
 
 
-def attach(source: "Source", sink: "Sink", engine: str) -> EchoCancelledSource:
+def attach(source: Source, sink: Sink, engine: str) -> EchoCancelledSource:
     """The microphone, cleaned of what the sink plays."""
     far_end = FarEnd()
     cleaned = EchoCancelledSource(source, far_end, make_canceller(engine))

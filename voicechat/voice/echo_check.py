@@ -53,7 +53,7 @@ def lag_of(near: np.ndarray, far: np.ndarray, max_s: float = 1.0) -> int:
 def check_echo(input_device: Any, output_device: Any, engine: str, latency: str) -> EchoReport:
     from voicechat.audio import Speaker, find_device
     from voicechat.engines.base import AudioChunk
-    from voicechat.voice.echo import SPEAKER_LATENCY_S, LEAD_MS, EchoCancelledSource, FarEnd, make_canceller
+    from voicechat.voice.echo import LEAD_MS, SPEAKER_LATENCY_S, EchoCancelledSource, FarEnd, make_canceller
     from voicechat.voice.sources import MicSource
 
     canceller = make_canceller(engine)

@@ -16,13 +16,15 @@ if TYPE_CHECKING:
 
 # Words a finished English sentence almost never ends on: conjunctions, prepositions, articles,
 # possessives, fillers. A transcript ending on one of them is a thought in progress.
-TRAILING = frozenset("""
+TRAILING = frozenset(
+    """
 and but or nor because cause if then that which who whose whom where when while although though unless until
 since as than to of for from with without within in on at by about into onto upon over under between through
 during before after against toward towards like the a an my your his her its our their this these those some any
 every each um uh er erm hmm mm uhm ah eh well also just plus versus via i i'm i'd i'll i've we're you're
 let's what's how's where's there's it's
-""".split())
+""".split()
+)
 _WORD = re.compile(r"[a-z']+")
 
 
@@ -35,8 +37,7 @@ class Hypothesis:
     text_prob: float | None = None  # the local chat model's P(a sentence ends after these words), when it can tell
 
 
-def text_verdict(text: str | None, text_prob: float | None = None, *, complete_at: float = 0.04,
-                 incomplete_below: float = 0.02) -> str:
+def text_verdict(text: str | None, text_prob: float | None = None, *, complete_at: float = 0.04, incomplete_below: float = 0.02) -> str:
     """'complete', 'incomplete' or 'unclear', from the words alone.
 
     With the chat model's reading (``text_prob``: how likely a sentence end comes next, Whisper's own
@@ -96,7 +97,7 @@ class MeaningPolicy:
 
     uses_transcript = True
 
-    def __init__(self, cfg: "TurnConfig", audio_model: bool) -> None:
+    def __init__(self, cfg: TurnConfig, audio_model: bool) -> None:
         self.fast, self.normal, self.slow = cfg.fast_end_ms, cfg.end_ms, cfg.slow_end_ms
         self.threshold = cfg.model_threshold
         self.complete_at, self.incomplete_below = cfg.text_complete, cfg.text_incomplete

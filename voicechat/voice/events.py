@@ -51,8 +51,13 @@ class TurnStats(Event):
     estimated: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": "turn_stats", "latency": self.timing.to_dict(), "prompt_tokens": self.prompt_tokens,
-                "completion_tokens": self.completion_tokens, "estimated": self.estimated}
+        return {
+            "type": "turn_stats",
+            "latency": self.timing.to_dict(),
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "estimated": self.estimated,
+        }
 
 
 @dataclass
@@ -73,8 +78,7 @@ class ToolDone(Event):
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": "tool_result", "name": self.name, "result": self.result, "error": self.error,
-                "seconds": round(self.seconds, 3)}
+        return {"type": "tool_result", "name": self.name, "result": self.result, "error": self.error, "seconds": round(self.seconds, 3)}
 
 
 @dataclass
@@ -105,8 +109,18 @@ class Summary(Event):
 
 
 EVENT_NAMES = {
-    Status: "status", Partial: "partial", UserText: "user", ReplyDelta: "reply_delta", ReplyDone: "reply",
-    TurnStats: "turn_stats", ToolCalled: "tool_call", ToolDone: "tool_result", Notice: "notice", Error: "error", Dropped: "dropped", Summary: "summary",
+    Status: "status",
+    Partial: "partial",
+    UserText: "user",
+    ReplyDelta: "reply_delta",
+    ReplyDone: "reply",
+    TurnStats: "turn_stats",
+    ToolCalled: "tool_call",
+    ToolDone: "tool_result",
+    Notice: "notice",
+    Error: "error",
+    Dropped: "dropped",
+    Summary: "summary",
 }
 
 
@@ -120,8 +134,9 @@ def from_dict(d: dict[str, Any]) -> Event | None:
     if kind is None:
         return None
     if kind is TurnStats:
-        return TurnStats(TurnTiming.from_dict(d.get("latency") or {}), d.get("prompt_tokens"), d.get("completion_tokens"),
-                         bool(d.get("estimated")))
+        return TurnStats(
+            TurnTiming.from_dict(d.get("latency") or {}), d.get("prompt_tokens"), d.get("completion_tokens"), bool(d.get("estimated"))
+        )
     names = {f.name for f in fields(kind)}
     try:
         event: Event = kind(**{k: v for k, v in d.items() if k in names})

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from voicechat.engines.base import AudioChunk
     from voicechat.conversation.slash import Outcome
+    from voicechat.engines.base import AudioChunk
     from voicechat.voice.echo import FarEnd
     from voicechat.voice.events import Event, Summary
 
@@ -75,7 +75,7 @@ class Sink(Protocol):
     def begin(self) -> None:
         """A new reply starts: accept audio again and report afresh."""
 
-    def play(self, chunk: "AudioChunk") -> None:
+    def play(self, chunk: AudioChunk) -> None:
         """Queue a chunk (it may block while the device catches up)."""
 
     def drain(self) -> None:
@@ -91,7 +91,7 @@ class Sink(Protocol):
     def playback(self) -> Playback:
         """The report on the current reply."""
 
-    def feed(self, far_end: "FarEnd") -> None:
+    def feed(self, far_end: FarEnd) -> None:
         """Report every block played, with the time it sounds, to an echo canceller's far end (only when
         ``reports_far_end``; other sinks ignore it)."""
 
@@ -118,7 +118,7 @@ class LiveSession(Protocol):
     def lost(self) -> str | None:
         """Why the session was cut off (a server that went away mid-session), said once it is over; None otherwise."""
 
-    def subscribe(self, fn: "Callable[[Event], None]") -> None: ...
+    def subscribe(self, fn: Callable[[Event], None]) -> None: ...
 
     def warm_up(self) -> None: ...
 
@@ -126,7 +126,7 @@ class LiveSession(Protocol):
 
     def send_text(self, text: str) -> None: ...
 
-    def command(self, line: str) -> "Outcome": ...
+    def command(self, line: str) -> Outcome: ...
 
     def toggle_recording(self) -> None: ...
 
@@ -134,4 +134,4 @@ class LiveSession(Protocol):
 
     def close(self, timeout: float = ...) -> bool: ...
 
-    def summary(self) -> "Summary": ...
+    def summary(self) -> Summary: ...

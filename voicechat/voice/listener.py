@@ -17,21 +17,23 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from voicechat.voice.vad import UtteranceDropped, Pause, Segmenter, SpeechStarted, Utterance
 from voicechat.voice import events as ev
 from voicechat.voice.barge import BargeIn, BargeTiming
 from voicechat.voice.transcriber import UtteranceText
+from voicechat.voice.vad import Pause, Segmenter, SpeechStarted, Utterance, UtteranceDropped
 
 if TYPE_CHECKING:
     from voicechat.config import Config
     from voicechat.voice.endpoint import TurnPolicy
     from voicechat.voice.io import Source
     from voicechat.voice.transcriber import Transcriber
+
 
 @dataclass
 class UserTurn:
@@ -47,10 +49,23 @@ class UserTurn:
 
 
 class Listener:
-    def __init__(self, config: "Config", source: "Source", policy: "TurnPolicy", transcriber: "Transcriber", *,
-                 emit: Callable[[ev.Event], None], deliver: Callable[[UserTurn], None], set_state: Callable[[str], None],
-                 answering: Callable[[], bool], on_barge_in: Callable[[], None], echo: bool, wake: Any = None,
-                 said: Callable[[], str] | None = None, on_hold: Callable[[bool], bool] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        source: Source,
+        policy: TurnPolicy,
+        transcriber: Transcriber,
+        *,
+        emit: Callable[[ev.Event], None],
+        deliver: Callable[[UserTurn], None],
+        set_state: Callable[[str], None],
+        answering: Callable[[], bool],
+        on_barge_in: Callable[[], None],
+        echo: bool,
+        wake: Any = None,
+        said: Callable[[], str] | None = None,
+        on_hold: Callable[[bool], bool] | None = None,
+    ) -> None:
         self.cfg = config
         self.source, self.policy, self.transcriber = source, policy, transcriber
         self.emit, self.deliver, self.set_state = emit, deliver, set_state
@@ -59,8 +74,7 @@ class Listener:
         self.wake = wake  # a WakeGate: asleep until its word is heard (voicechat.voice.wake)
         self.said = said  # what the assistant said lately: speech over it is checked against it (voice.self_echo)
         self.on_hold = on_hold  # pause the reply (True) while speech over it is checked, or let it go on (False)
-        self.barge = BargeIn(barge_timing(config), _Port(self), barge_in=config.listen.barge_in, echo=echo,
-                             checks_words=said is not None)
+        self.barge = BargeIn(barge_timing(config), _Port(self), barge_in=config.listen.barge_in, echo=echo, checks_words=said is not None)
         self._seg: Segmenter | None = None
         self._utt: UtteranceText | None = None
         self.mode = config.listen.mode
@@ -159,8 +173,12 @@ class Listener:
                 continue  # the assistant's own voice: forgotten
             if seg.silence_run == 0:
                 since_partial += 1
-                if (self._utt is not None and self.policy.uses_transcript and since_partial >= self._partial_frames
-                        and not self.transcriber.busy):
+                if (
+                    self._utt is not None
+                    and self.policy.uses_transcript
+                    and since_partial >= self._partial_frames
+                    and not self.transcriber.busy
+                ):
                     since_partial = 0
                     self.transcriber.request(self._utt, seg.audio(), pause=False)
             elif seg.silence_run >= seg.pause_n and barge.may_end_turn:  # from the pause on: is the turn over?
@@ -202,8 +220,9 @@ class Listener:
         if hyp is None and not self.source.realtime and (self.policy.uses_transcript or self.policy.uses_audio_model):
             deadline = time.monotonic() + 30
             with utt.cond:
-                while not (end in utt.results or utt.closed or time.monotonic() > deadline
-                           or (self._stop is not None and self._stop.is_set())):
+                while not (
+                    end in utt.results or utt.closed or time.monotonic() > deadline or (self._stop is not None and self._stop.is_set())
+                ):
                     utt.cond.wait(0.1)
             hyp = utt.result(end)
         return hyp
@@ -227,8 +246,7 @@ class Listener:
 
     def _deliver(self, event: Utterance, utt: UtteranceText | None, now: float, index: int) -> None:
         speech_end = now - (index - event.last_voiced_frame) * self.frame_s  # frames arrive in (source) real time
-        self.deliver(UserTurn("voice", audio=event.audio, utt=utt, speech_end=speech_end, end_detected=now,
-                              cut_in=self.barge.cut_in()))
+        self.deliver(UserTurn("voice", audio=event.audio, utt=utt, speech_end=speech_end, end_detected=now, cut_in=self.barge.cut_in()))
 
     def _dropped(self, event: UtteranceDropped, utt: UtteranceText | None) -> None:
         self._close(utt)
@@ -237,11 +255,20 @@ class Listener:
             self.set_state("listening")
 
 
-def barge_timing(config: "Config") -> BargeTiming:
+def barge_timing(config: Config) -> BargeTiming:
     b = config.barge
-    return BargeTiming(echo_tail_s=b.echo_tail_s, check_ms=b.check_ms, suspect_s=b.suspect_s, echo_gone_s=b.echo_gone_s,
-                       after_ms=b.after_ms, resume_silence_ms=b.resume_silence_ms, after_stop_s=b.after_stop_s,
-                       barge_in_ms=config.listen.barge_in_ms, near_ms=b.near_ms, preroll_s=config.listen.preroll_ms / 1000)
+    return BargeTiming(
+        echo_tail_s=b.echo_tail_s,
+        check_ms=b.check_ms,
+        suspect_s=b.suspect_s,
+        echo_gone_s=b.echo_gone_s,
+        after_ms=b.after_ms,
+        resume_silence_ms=b.resume_silence_ms,
+        after_stop_s=b.after_stop_s,
+        barge_in_ms=config.listen.barge_in_ms,
+        near_ms=b.near_ms,
+        preroll_s=config.listen.preroll_ms / 1000,
+    )
 
 
 class _Port:

@@ -14,8 +14,9 @@ import collections
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from voicechat import sentences
 from voicechat.voice import events as ev
@@ -38,7 +39,7 @@ SAID_CHUNKS = 8  # Speech.said(): the last this many chunks (a reply's current s
 @dataclass
 class SpokenReply:
     cancel: threading.Event = field(default_factory=threading.Event)
-    chunks: "queue.Queue[str | None]" = field(default_factory=queue.Queue)
+    chunks: queue.Queue[str | None] = field(default_factory=queue.Queue)
     done: threading.Event = field(default_factory=threading.Event)  # speech finished (or gave up)
     sounding: threading.Event = field(default_factory=threading.Event)  # the first chunk reached the sink
     synthesized: list[str] = field(default_factory=list)
@@ -47,11 +48,11 @@ class SpokenReply:
 class Speech:
     """Synthesize and play each reply's chunks, in order."""
 
-    def __init__(self, tts: "TextToSpeech | None", sink: "Sink", set_state: Callable[[str], None]) -> None:
+    def __init__(self, tts: TextToSpeech | None, sink: Sink, set_state: Callable[[str], None]) -> None:
         """``tts`` None: a session without voice output (its sink does not speak)."""
         self.tts, self.sink, self.set_state = tts, sink, set_state
-        self.replies: "queue.Queue[SpokenReply | None]" = queue.Queue()
-        self._said: "collections.deque[str]" = collections.deque(maxlen=SAID_CHUNKS)
+        self.replies: queue.Queue[SpokenReply | None] = queue.Queue()
+        self._said: collections.deque[str] = collections.deque(maxlen=SAID_CHUNKS)
 
     def said(self) -> str:
         """The text of the last chunks spoken (or being spoken): what the room may still echo."""
@@ -117,14 +118,23 @@ class Speech:
 class Responder:
     """Answer one user turn: transcript, streamed reply, chunks for speech, the record of the turn."""
 
-    def __init__(self, config: "Config", conversation: "Conversation", transcriber: "Transcriber | None", speech: Speech,
-                 sink: "Sink", *, emit: Callable[[ev.Event], None], set_state: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        config: Config,
+        conversation: Conversation,
+        transcriber: Transcriber | None,
+        speech: Speech,
+        sink: Sink,
+        *,
+        emit: Callable[[ev.Event], None],
+        set_state: Callable[[str], None],
+    ) -> None:
         self.cfg = config
         self.conversation, self.transcriber, self.speech, self.sink = conversation, transcriber, speech, sink
         self.emit, self.set_state = emit, set_state
         self.current: SpokenReply | None = None
 
-    def transcript(self, item: "UserTurn") -> tuple[str, float]:
+    def transcript(self, item: UserTurn) -> tuple[str, float]:
         """The turn's text, and when it was ready (before the turn ended, when transcribed during the pause)."""
         assert self.transcriber is not None and item.audio is not None
         if item.utt is not None:
@@ -132,7 +142,7 @@ class Responder:
         text = self.transcriber.transcribe(item.audio)
         return text, time.perf_counter()
 
-    def answer(self, item: "UserTurn", stop: threading.Event) -> None:
+    def answer(self, item: UserTurn, stop: threading.Event) -> None:
         reply = SpokenReply()
         self.current = reply  # an interrupt from here on (even during transcription) cancels this turn
         try:
@@ -140,7 +150,7 @@ class Responder:
         finally:
             self.current = None
 
-    def _answer(self, item: "UserTurn", reply: SpokenReply, stop: threading.Event) -> None:
+    def _answer(self, item: UserTurn, reply: SpokenReply, stop: threading.Event) -> None:
         timing = TurnTiming()
         t0 = item.end_detected
         if item.speech_end is not None:
@@ -177,7 +187,7 @@ class Responder:
                 if first:
                     self._first_audio_first(reply, stop)
 
-        def on_tool(event: "ToolEvent") -> None:
+        def on_tool(event: ToolEvent) -> None:
             if event.phase == "call":
                 self.emit(ev.ToolCalled(event.name, event.arguments))
             elif event.phase == "slow" and not reply.cancel.is_set():
@@ -223,8 +233,11 @@ class Responder:
                 timing.voice_to_voice = first_sample - item.speech_end
         self.emit(ev.ReplyDone(heard, interrupted))
         usage = result.usage
-        self.emit(ev.TurnStats(timing, usage.prompt_tokens if usage else None, usage.completion_tokens if usage else None,
-                               bool(usage and usage.estimated)))
+        self.emit(
+            ev.TurnStats(
+                timing, usage.prompt_tokens if usage else None, usage.completion_tokens if usage else None, bool(usage and usage.estimated)
+            )
+        )
         latency = timing.voice_to_voice if timing.voice_to_voice is not None else timing.first_audio
         if latency is not None:
             self.conversation.totals.latencies.append(latency)

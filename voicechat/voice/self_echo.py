@@ -21,10 +21,12 @@ import re
 _WORD = re.compile(r"[a-z0-9']+")
 ECHO_SHARE = 0.6  # this share of the heard words found in what the assistant said: its own voice
 # words any two sentences share: they say nothing about who spoke ("what is it in ..." is in every reply)
-COMMON = frozenset("""a an the and or but so if then of in on at to for from by with as is are was were be been am
+COMMON = frozenset(
+    """a an the and or but so if then of in on at to for from by with as is are was were be been am
 it its it's this that these those there here i you he she we they me him her us them my your our their what which who
 whom whose when where why how not no do does did done have has had can could will would shall should may might must
-just very too also up down out over into about than all any some one""".split())
+just very too also up down out over into about than all any some one""".split()
+)
 
 
 def words(text: str) -> list[str]:
@@ -47,8 +49,10 @@ STOP_WORDS = frozenset("stop wait hold pause enough quiet cancel hang shush shut
 
 # what may come with a stop word in such an interjection ("Hold on.", "Okay, stop.", "Wait a second.", "Stop it.",
 # "Stop talking.", "Wait for me.", "Be quiet, please.")
-WITH_STOP = frozenset("""on please a second sec minute moment ok okay hey no now just up and oh yeah yes so um uh
-it that there right for me be talking sorry thanks thank you""".split())
+WITH_STOP = frozenset(
+    """on please a second sec minute moment ok okay hey no now just up and oh yeah yes so um uh
+it that there right for me be talking sorry thanks thank you""".split()
+)
 STOP_MAX_WORDS = 6  # the longest such interjection: "Okay, stop, wait a second."
 
 
@@ -58,8 +62,11 @@ def is_stop(heard: str, said: str) -> bool:
     burst ("Stop. Wait a moment." is one)."""
     got = words(heard)
     said_words = set(words(said))
-    return (0 < len(got) <= STOP_MAX_WORDS and any(w in STOP_WORDS and w not in said_words for w in got)
-            and all(w in STOP_WORDS or w in WITH_STOP for w in got))
+    return (
+        0 < len(got) <= STOP_MAX_WORDS
+        and any(w in STOP_WORDS and w not in said_words for w in got)
+        and all(w in STOP_WORDS or w in WITH_STOP for w in got)
+    )
 
 
 def verdict(heard: str, said: str) -> str:

@@ -19,7 +19,8 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from voicechat.conversation import slash
 from voicechat.errors import VoicechatError
@@ -39,12 +40,12 @@ if TYPE_CHECKING:
     from voicechat.voice.wake import WakeGate
 
 
-def incremental(config: "Config", stt: "SpeechToText | None") -> bool:
+def incremental(config: Config, stt: SpeechToText | None) -> bool:
     """Transcribe while the user speaks: the engine can (a class capability) and the config wants it."""
     return stt is not None and stt.incremental and config.turn.incremental and config.turn.detector != "silence"
 
 
-def turn_policy(config: "Config", stt: "SpeechToText | None", turn_model: "SmartTurn | None") -> TurnPolicy:
+def turn_policy(config: Config, stt: SpeechToText | None, turn_model: SmartTurn | None) -> TurnPolicy:
     """The configured way to judge the end of a turn, limited to what the engines can do."""
     if config.turn.detector == "silence" or (not incremental(config, stt) and turn_model is None):
         return SilencePolicy(config.listen.end_silence_ms)
@@ -54,37 +55,69 @@ def turn_policy(config: "Config", stt: "SpeechToText | None", turn_model: "Smart
 
 
 class VoiceSession:
-    def __init__(self, config: "Config", *, conversation: "Conversation", stt: "SpeechToText | None" = None,
-                 tts: "TextToSpeech | None" = None, source: "Source | None" = None, sink: "Sink | None" = None,
-                 turn_model: "SmartTurn | None" = None, ptt_key: bool = False, wake: "WakeGate | None" = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        conversation: Conversation,
+        stt: SpeechToText | None = None,
+        tts: TextToSpeech | None = None,
+        source: Source | None = None,
+        sink: Sink | None = None,
+        turn_model: SmartTurn | None = None,
+        ptt_key: bool = False,
+        wake: WakeGate | None = None,
+    ) -> None:
         self.cfg = config
         self.ptt_key = ptt_key  # the front end has a push-to-talk key
         self.conversation = conversation
         self.source = source
-        self.sink: "Sink" = sink if sink is not None and tts is not None else TextSink()
+        self.sink: Sink = sink if sink is not None and tts is not None else TextSink()
         self.state = ""
         self.errors: list[str] = []
         self._subscribers: list[Callable[[ev.Event], None]] = []
         self._stop = threading.Event()
         self._quit = threading.Event()
-        self._inputs: "queue.Queue[UserTurn]" = queue.Queue()
+        self._inputs: queue.Queue[UserTurn] = queue.Queue()
         self._pending = 0  # turns delivered and not yet answered
         self._pending_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self.policy = turn_policy(config, stt, turn_model)
-        self.transcriber = Transcriber(stt, config.turn, config.stt.language, incremental=incremental(config, stt),
-                                       turn_model=turn_model if config.turn.detector != "silence" else None, on_error=self._fail,
-                                       on_partial=lambda utt, text: self.emit(ev.Partial(text)),
-                                       read_text=self._read_text if config.turn.language_model else None) if stt is not None else None
+        self.transcriber = (
+            Transcriber(
+                stt,
+                config.turn,
+                config.stt.language,
+                incremental=incremental(config, stt),
+                turn_model=turn_model if config.turn.detector != "silence" else None,
+                on_error=self._fail,
+                on_partial=lambda utt, text: self.emit(ev.Partial(text)),
+                read_text=self._read_text if config.turn.language_model else None,
+            )
+            if stt is not None
+            else None
+        )
         self.speech = Speech(tts, self.sink, self._set_state)
-        self.responder = Responder(config, conversation, self.transcriber, self.speech, self.sink,
-                                   emit=self.emit, set_state=self._set_state)
+        self.responder = Responder(
+            config, conversation, self.transcriber, self.speech, self.sink, emit=self.emit, set_state=self._set_state
+        )
         self.listener: Listener | None = None
         if source is not None and self.transcriber is not None:
-            self.listener = Listener(config, source, self.policy, self.transcriber, emit=self.emit, deliver=self._deliver,
-                                     set_state=self._set_state, answering=self._answering, on_barge_in=self.interrupt,
-                                     on_hold=self.sink.hold, echo=self.sink.audible, wake=wake,
-                                     said=self.speech.said if config.listen.barge_in and self.sink.audible else None)
+            self.listener = Listener(
+                config,
+                source,
+                self.policy,
+                self.transcriber,
+                emit=self.emit,
+                deliver=self._deliver,
+                set_state=self._set_state,
+                answering=self._answering,
+                on_barge_in=self.interrupt,
+                on_hold=self.sink.hold,
+                echo=self.sink.audible,
+                wake=wake,
+                said=self.speech.said if config.listen.barge_in and self.sink.audible else None,
+            )
 
     # events ------------------------------------------------------------------------------
     def subscribe(self, fn: Callable[[ev.Event], None]) -> None:
@@ -253,8 +286,16 @@ class VoiceSession:
         from voicechat.conversation.chat import percentile
 
         t = self.conversation.totals
-        return ev.Summary(t.turns, percentile(t.latencies, 0.5), percentile(t.latencies, 0.95), t.prompt_tokens,
-                          t.completion_tokens, t.estimated, t.cost, self.conversation.session_id)
+        return ev.Summary(
+            t.turns,
+            percentile(t.latencies, 0.5),
+            percentile(t.latencies, 0.95),
+            t.prompt_tokens,
+            t.completion_tokens,
+            t.estimated,
+            t.cost,
+            self.conversation.session_id,
+        )
 
     # stages ------------------------------------------------------------------------------
     def _answering(self) -> bool:
@@ -297,5 +338,7 @@ class VoiceSession:
                 if rest == 0:
                     if self.source is not None:
                         self.source.hold(False)
-                    if not self._stop.is_set() and not (self.listener is not None and self.listener.mode == "vad" and not self.cfg.listen.barge_in):
+                    if not self._stop.is_set() and not (
+                        self.listener is not None and self.listener.mode == "vad" and not self.cfg.listen.barge_in
+                    ):
                         self._set_state(self._resting_state())  # (a VAD listener says "listening" once it listens again)

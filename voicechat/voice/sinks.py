@@ -19,13 +19,13 @@ class SpeakerSink:
     audible = True
     reports_far_end = True
 
-    def __init__(self, speaker: "Speaker") -> None:
+    def __init__(self, speaker: Speaker) -> None:
         self.speaker = speaker
 
     def begin(self) -> None:
         self.speaker.reset()
 
-    def play(self, chunk: "AudioChunk") -> None:
+    def play(self, chunk: AudioChunk) -> None:
         self.speaker.play(chunk)
 
     def drain(self) -> None:
@@ -38,8 +38,7 @@ class SpeakerSink:
         return self.speaker.hold(on)
 
     def playback(self) -> Playback:
-        return Playback(self.speaker.played.text(), self.speaker.first_audio_at,
-                        seconds=self.speaker.played.seconds(self.speaker.rate))
+        return Playback(self.speaker.played.text(), self.speaker.first_audio_at, seconds=self.speaker.played.seconds(self.speaker.rate))
 
     def feed(self, far_end: object) -> None:
         """Report every block written, with the time it sounds, to an echo canceller's far end."""
@@ -64,7 +63,7 @@ class FileSink:
         self._texts, self._first, self._stopped = [], None, False
         self.writer.reset()  # a WAV is published under its final name from the first reply on
 
-    def play(self, chunk: "AudioChunk") -> None:
+    def play(self, chunk: AudioChunk) -> None:
         if self._stopped:
             return
         self.writer.play(chunk)
@@ -99,7 +98,7 @@ class TextSink:
     def begin(self) -> None:
         pass
 
-    def play(self, chunk: "AudioChunk") -> None:
+    def play(self, chunk: AudioChunk) -> None:
         pass
 
     def drain(self) -> None:

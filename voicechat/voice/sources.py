@@ -23,7 +23,7 @@ class MicSource:
         self.hears_speaker = True
         self.mic = Microphone(device, frame_ms=frame_ms, latency=latency)
 
-    def __enter__(self) -> "MicSource":
+    def __enter__(self) -> MicSource:
         self.mic.__enter__()
         return self
 
@@ -53,7 +53,7 @@ class FileSource:
         self._init(audio, frame_ms, fast=fast, tail_s=tail_s)
 
     @classmethod
-    def from_array(cls, audio: np.ndarray, frame_ms: int, *, fast: bool = False, tail_s: float = 2.0) -> "FileSource":
+    def from_array(cls, audio: np.ndarray, frame_ms: int, *, fast: bool = False, tail_s: float = 2.0) -> FileSource:
         """Float32 16 kHz samples as a source (tests, benchmarks, a server's uploaded audio)."""
         self = cls.__new__(cls)
         self._init(audio, frame_ms, fast=fast, tail_s=tail_s)
@@ -73,7 +73,7 @@ class FileSource:
         self.started: float | None = None
         self._held = threading.Event()
 
-    def __enter__(self) -> "FileSource":
+    def __enter__(self) -> FileSource:
         return self
 
     def __exit__(self, *exc: object) -> None:

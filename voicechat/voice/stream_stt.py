@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from voicechat.voice.vad import Pause, Segmenter, SpeechStarted
 from voicechat.voice.io import RATE
 from voicechat.voice.transcriber import Transcriber, UtteranceText
+from voicechat.voice.vad import Pause, Segmenter, SpeechStarted
 
 if TYPE_CHECKING:
     from voicechat.config import Config
@@ -25,14 +26,26 @@ if TYPE_CHECKING:
 class StreamingTranscript:
     """``push(pcm)`` 16 kHz mono int16 as it comes; ``finish()`` -> the transcript of all of it."""
 
-    def __init__(self, stt: "SpeechToText", cfg: "Config", language: str | None, *,
-                 on_partial: Callable[[str, str], None] | None = None, max_seconds: float = 3600.0) -> None:
+    def __init__(
+        self,
+        stt: SpeechToText,
+        cfg: Config,
+        language: str | None,
+        *,
+        on_partial: Callable[[str, str], None] | None = None,
+        max_seconds: float = 3600.0,
+    ) -> None:
         """``on_partial(text so far, committed)``: committed is the settled start of it, which later passes never change."""
         listen = dataclasses.replace(cfg.listen, max_utterance_s=max_seconds + 1)  # one stream is one utterance
         self.seg = Segmenter(listen, pause_ms=cfg.turn.pause_ms)
         self.frame_bytes = self.seg.frame_bytes
-        self.transcriber = Transcriber(stt, cfg.turn, language or cfg.stt.language, incremental=bool(stt.incremental),
-                                       on_partial=(lambda utt, text: on_partial(text, utt.committed)) if on_partial else None)
+        self.transcriber = Transcriber(
+            stt,
+            cfg.turn,
+            language or cfg.stt.language,
+            incremental=bool(stt.incremental),
+            on_partial=(lambda utt, text: on_partial(text, utt.committed)) if on_partial else None,
+        )
         self.utt = UtteranceText()
         self.frames: list[bytes] = []
         self._rest = b""
@@ -48,7 +61,7 @@ class StreamingTranscript:
         buf = self._rest + pcm
         whole = len(buf) - len(buf) % self.frame_bytes
         for start in range(0, whole, self.frame_bytes):
-            self._frame(buf[start:start + self.frame_bytes])
+            self._frame(buf[start : start + self.frame_bytes])
         self._rest = buf[whole:]
 
     def _frame(self, frame: bytes) -> None:

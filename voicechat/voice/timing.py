@@ -20,6 +20,6 @@ class TurnTiming:
         return {f.name: round(v, 3) for f in fields(self) if (v := getattr(self, f.name)) is not None}
 
     @classmethod
-    def from_dict(cls, d: dict[str, float]) -> "TurnTiming":
+    def from_dict(cls, d: dict[str, float]) -> TurnTiming:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})

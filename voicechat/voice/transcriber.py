@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from voicechat.voice.endpoint import Hypothesis
 from voicechat.voice.io import RATE
@@ -46,18 +47,25 @@ class UtteranceText:
 @dataclass
 class _Request:
     utt: UtteranceText
-    audio: "np.ndarray"  # the whole utterance so far
+    audio: np.ndarray  # the whole utterance so far
     pause: bool  # at a pause (may commit, asks the audio turn model); else a partial during speech
 
 
 class Transcriber:
     """Runs the speech-to-text engine (and the audio turn model) off the listener's thread."""
 
-    def __init__(self, stt: "SpeechToText", cfg: "TurnConfig", language: str | None, *, incremental: bool,
-                 turn_model: "SmartTurn | None" = None,
-                 on_partial: Callable[[UtteranceText, str], None] | None = None,
-                 on_error: Callable[[BaseException], None] | None = None,
-                 read_text: Callable[[str], float | None] | None = None) -> None:
+    def __init__(
+        self,
+        stt: SpeechToText,
+        cfg: TurnConfig,
+        language: str | None,
+        *,
+        incremental: bool,
+        turn_model: SmartTurn | None = None,
+        on_partial: Callable[[UtteranceText, str], None] | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
+        read_text: Callable[[str], float | None] | None = None,
+    ) -> None:
         self.stt, self.cfg, self.language = stt, cfg, language
         self.turn_model = turn_model
         self.judge = turn_model is not None
@@ -100,13 +108,13 @@ class Transcriber:
             return self._slot is not None or self._engine.locked()
 
     # requests ----------------------------------------------------------------------------
-    def request(self, utt: UtteranceText, audio: "np.ndarray", *, pause: bool) -> None:
+    def request(self, utt: UtteranceText, audio: np.ndarray, *, pause: bool) -> None:
         """Transcribe the utterance so far (the newest request replaces one not yet started)."""
         with self._cv:
             self._slot = _Request(utt, audio, pause)
             self._cv.notify()
 
-    def final(self, utt: UtteranceText, audio: "np.ndarray", timeout: float = 30.0) -> tuple[str, float]:
+    def final(self, utt: UtteranceText, audio: np.ndarray, timeout: float = 30.0) -> tuple[str, float]:
         """The transcript of the whole utterance and when it was ready: ready already if the last pause's
         request covered it, else decoded now."""
         end = len(audio)
@@ -120,13 +128,14 @@ class Transcriber:
             return hyp.text, utt.ready_at.get(end, time.perf_counter())
         return self._decode(utt, audio, commit=False).text or "", time.perf_counter()
 
-    def transcribe(self, audio: "np.ndarray") -> str:
+    def transcribe(self, audio: np.ndarray) -> str:
         """A whole utterance at once (engines that cannot work incrementally, push-to-talk)."""
         with self._engine:
-            return self.stt.transcribe_turn(audio, prompt=None, beam_size=self.cfg.beam_size,
-                                            silero_filter=self.cfg.silero_filter, language=self.language)
+            return self.stt.transcribe_turn(
+                audio, prompt=None, beam_size=self.cfg.beam_size, silero_filter=self.cfg.silero_filter, language=self.language
+            )
 
-    def _judge(self, audio: "np.ndarray") -> Any:
+    def _judge(self, audio: np.ndarray) -> Any:
         """The audio turn model runs beside the transcription (it is small; two cores share the work)."""
         if self._judges is None:
             from concurrent.futures import ThreadPoolExecutor
@@ -159,7 +168,7 @@ class Transcriber:
                 self.on_error(e)
                 return
 
-    def _decode(self, utt: UtteranceText, audio: "np.ndarray", *, commit: bool, judge: bool = False) -> Hypothesis:
+    def _decode(self, utt: UtteranceText, audio: np.ndarray, *, commit: bool, judge: bool = False) -> Hypothesis:
         end = len(audio)
         with utt.cond:
             committed, start = utt.committed, utt.commit_sample
@@ -171,8 +180,13 @@ class Transcriber:
             with self._engine:
                 judging = self._judge(audio) if judge and self.turn_model is not None else None
                 if self.incremental or not commit:
-                    text = self.stt.transcribe_turn(audio[start:], prompt=committed or None, beam_size=self.cfg.beam_size,
-                                                    silero_filter=self.cfg.silero_filter, language=self.language)
+                    text = self.stt.transcribe_turn(
+                        audio[start:],
+                        prompt=committed or None,
+                        beam_size=self.cfg.beam_size,
+                        silero_filter=self.cfg.silero_filter,
+                        language=self.language,
+                    )
                 prob = judging.result() if judging is not None else None
                 self.decodes += 1
             full = None if text is None else f"{committed} {text}".strip() if committed else text

@@ -54,7 +54,7 @@ class UtteranceDropped:
 
 
 class Segmenter:
-    def __init__(self, cfg: "ListenConfig", pause_ms: int = 150) -> None:
+    def __init__(self, cfg: ListenConfig, pause_ms: int = 150) -> None:
         import webrtcvad
 
         if cfg.frame_ms not in (10, 20, 30):

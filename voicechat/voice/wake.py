@@ -26,7 +26,7 @@ class WakeWord:
         try:
             from pyopen_wakeword import Model, OpenWakeWord, OpenWakeWordFeatures
         except ImportError:
-            raise VoicechatError('--wake needs the package pyopen-wakeword; install it with `pip install pyopen-wakeword`') from None
+            raise VoicechatError("--wake needs the package pyopen-wakeword; install it with `pip install pyopen-wakeword`") from None
         self.word = word_name(word)
         self.threshold = threshold
         self._features = OpenWakeWordFeatures.from_builtin()
