@@ -222,11 +222,12 @@ def test_word_times_match_where_sentences_start(timed_speech, how, monkeypatch):
     assert all(0 <= w["start"] <= w["end"] <= doc["duration"] + 0.05 for w in words)
     for s in doc["segments"]:
         assert s["start"] <= s["words"][0]["start"] + 1e-3 and s["words"][-1]["end"] <= s["end"] + 1e-3
-    # the first word of every sentence is placed where that sentence's speech begins
-    firsts = [w for w in words if w["text"].strip().rstrip(",.").lower() in {t.split()[0].lower() for t in texts}]
+    # every sentence's first word is placed where its speech begins. The first word is found by time,
+    # not by its text: Piper's noise differs per run, and Whisper sometimes hears "Our" as "Are".
+    # Pauses are at least 0.8 s, so no word of the sentence before starts 0.6 s ahead of an onset.
     for onset in onsets:
-        nearest = min(abs(w["start"] - onset) for w in firsts)
-        assert nearest < 0.6, (how, onset, [round(w["start"], 2) for w in firsts])
+        first = min(w["start"] for w in words if w["start"] >= onset - 0.6)
+        assert first < onset + 0.6, (how, onset, [round(s, 2) for s in starts])
 
 
 def test_batching_is_chosen_by_length(monkeypatch):
