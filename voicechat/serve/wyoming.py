@@ -10,7 +10,9 @@ payload (audio). Served here:
   ``synthesize-start``, ``synthesize-chunk``..., ``synthesize-stop`` -> audio per sentence as text
   arrives, then ``synthesize-stopped``;
 - ``transcript`` (as Home Assistant sends it to a conversation agent) -> ``handled``: the chat model
-  with the conversation's memory.
+  with the conversation's memory;
+- ``detect``, then audio -> ``detection`` each time a wake word is heard, ``not-detected`` at ``audio-stop`` if
+  none was: the built-in wake words, for satellites (``voicechat.serve.wyoming_wake``).
 Malformed or oversized events get an ``error`` event and the connection is closed; memory per
 connection is bounded (serve.wyoming_max_audio_s of audio, serve.max_text_chars of streamed text);
 engine work goes through the server's bounded pool. Events out of order get an answer at once, never
@@ -145,6 +147,8 @@ def info_event(state: ServerState) -> Any:
         if state.cfg.stt.engine == "faster-whisper"
         else me
     )
+    from voicechat.serve.wyoming_wake import wake_program
+
     piper = Attribution(name="Piper (rhasspy)", url="https://github.com/rhasspy/piper") if state.cfg.tts.engine == "piper" else me
     speakers = [TtsVoiceSpeaker(name=name) for name in state.tts.speakers] or None
     return Info(
@@ -204,6 +208,7 @@ def info_event(state: ServerState) -> Any:
                 supports_handled_streaming=False,
             )
         ],
+        wake=[wake_program(__version__, me)],
     ).event()
 
 
@@ -231,6 +236,7 @@ class Connection:
         self.transcribing = False  # a transcribe event waits for its transcript
         self.stray_audio = False  # audio-chunk outside a stream, said once per run of them
         self._chunks: list[Any] = []  # transcript-chunk sends scheduled from the transcriber's thread
+        self.wake = self._wake_listener()
 
     async def drain(self, timeout: float) -> None:
         """Nothing to wind down: a stream in progress just finishes (WyomingServer.close bounds it)."""
@@ -274,6 +280,7 @@ class Connection:
             return
         finally:
             self._drop_stream()
+            self.wake.close()
 
     async def _linger(self, seconds: float = 1.0) -> None:
         """Before closing on an error: read and drop what the client is still sending (bounded), so the close is
@@ -298,6 +305,7 @@ class Connection:
         from wyoming.info import Describe
         from wyoming.ping import Ping, Pong
         from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop
+        from wyoming.wake import Detect
 
         kind = event.type
         try:
@@ -309,13 +317,28 @@ class Connection:
                 await self.error("not ready (loading the models or shutting down); try again shortly", "not-ready")
                 return False
             elif Transcribe.is_type(kind):
+                if self.wake.streaming:
+                    await self.error("transcribe inside a wake word stream: ignored; end the stream with audio-stop first", "protocol")
+                    return True
                 self.language = Transcribe.from_event(event).language
                 self.transcribing = True
+                self.wake.stop_requests()
+            elif Detect.is_type(kind):
+                if self.stream is not None:
+                    await self.error("detect inside a transcription stream: ignored; end the stream with audio-stop first", "protocol")
+                    return True
+                self.transcribing = False
+                await self.wake.detect(event)
             elif AudioStart.is_type(kind):
                 return await self._audio_start(AudioStart.from_event(event))
             elif AudioChunk.is_type(kind):
+                if self.wake.requested:
+                    return await self._wake_chunk(event)
                 return await self._audio_chunk(event)
             elif AudioStop.is_type(kind):
+                if self.wake.requested:
+                    await self.wake.stop()
+                    return True
                 return await self._audio_stop()
             elif Synthesize.is_type(kind):
                 if self.synth is None:  # inside a text stream it only repeats the stream, for older clients
@@ -368,23 +391,16 @@ class Connection:
     async def _audio_start(self, start: Any) -> bool:
         from voicechat.voice.stream_stt import StreamingTranscript
 
-        if self.stream is not None:
+        if self.stream is not None or self.wake.streaming:
             await self.error("audio-start inside an audio stream: the audio so far was dropped; end a stream with audio-stop", "protocol")
         self._drop_stream()
+        self.wake.close()
         self.stray_audio = False
-        if not (1 <= start.width <= 4 and 1 <= start.channels <= 8 and 4000 <= start.rate <= 192000):
-            await self.error(
-                f"audio-start with rate {start.rate}, width {start.width}, channels {start.channels}: "
-                "use 4000-192000 Hz, 1-4 bytes, 1-8 channels",
-                "audio-format",
-            )
+        if not await self._audio_format(start.rate, start.width, start.channels, "audio-start"):
             return False
-        self.session_slot = self.state.add_session(self)
-        if self.session_slot is None:
-            self.state.metrics.refused.labels("wyoming").inc()
-            await self.error(
-                f"too many streams at once (serve.max_sessions is {self.state.cfg.serve.max_sessions}); try again later", "busy"
-            )
+        if self.wake.requested:
+            return await self.wake.start(start.rate, start.width, start.channels)
+        if not await self._take_slot():
             return False
         self.converter = _Converter(start.rate, start.width, start.channels)
         self.sent_words, self.transcript_started, self._chunks = [], False, []
@@ -398,6 +414,50 @@ class Connection:
                 max_seconds=self.state.cfg.serve.wyoming_max_audio_s,
             ),
         )
+        return True
+
+    async def _audio_format(self, rate: int, width: int, channels: int, what: str) -> bool:
+        if 1 <= width <= 4 and 1 <= channels <= 8 and 4000 <= rate <= 192000:
+            return True
+        await self.error(
+            f"{what} with rate {rate}, width {width}, channels {channels}: use 4000-192000 Hz, 1-4 bytes, 1-8 channels", "audio-format"
+        )
+        return False
+
+    async def _take_slot(self) -> bool:
+        """A place among serve.max_sessions for a stream; False (and said) when there is none."""
+        self.session_slot = self.state.add_session(self)
+        if self.session_slot is None:
+            self.state.metrics.refused.labels("wyoming").inc()
+            await self.error(
+                f"too many streams at once (serve.max_sessions is {self.state.cfg.serve.max_sessions}); try again later", "busy"
+            )
+            return False
+        return True
+
+    def _wake_listener(self) -> Any:
+        from voicechat.serve.wyoming_wake import WakeListener
+
+        return WakeListener(
+            self.write,
+            self.error,
+            threshold=self.state.cfg.listen.wake_threshold,
+            take_slot=self._take_slot,
+            release_slot=self._release,
+            convert=_Converter,
+        )
+
+    async def _wake_chunk(self, event: Any) -> bool:
+        """Audio for the wake words; a satellite streams chunks without audio-start: its first chunk starts the stream."""
+        from wyoming.audio import AudioChunk
+
+        chunk = AudioChunk.from_event(event)
+        if not self.wake.streaming:
+            if not await self._audio_format(chunk.rate, chunk.width, chunk.channels, "audio-chunk"):
+                return False
+            if not await self.wake.start(chunk.rate, chunk.width, chunk.channels):
+                return False
+        await self.wake.chunk(chunk.audio)
         return True
 
     async def _audio_chunk(self, event: Any) -> bool:
