@@ -245,6 +245,119 @@ def test_any_width_and_channels_are_converted_and_a_refused_stream_says_so():
     assert refused is False and other.kinds() == ["error"] and other.taken == 0
 
 
+class Socket:
+    """What a Connection writes, read back as events."""
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def writelines(self, parts) -> None:
+        self.data += b"".join(parts)
+
+    def write(self, part: bytes) -> None:
+        self.data += part
+
+    async def drain(self) -> None:
+        pass
+
+    def events(self) -> list:
+        import io
+        import json
+
+        out, buf = [], io.BytesIO(self.data)
+        while line := buf.readline():
+            header = json.loads(line)
+            data = header.get("data") or {}
+            if header.get("data_length"):
+                data.update(json.loads(buf.read(header["data_length"])))
+            buf.read(header.get("payload_length") or 0)
+            out.append((header["type"], data))
+        return out
+
+
+def connection(slots: int = 8):
+    """A Wyoming Connection as the server makes one, on a state with only what the wake path uses, and the
+    scripted scorer in place of the models."""
+    from types import SimpleNamespace
+
+    from voicechat.config import Config
+    from voicechat.serve.wyoming import Connection
+
+    sessions: dict = {}
+
+    def add(conn):
+        if len(sessions) >= slots:
+            return None
+        sessions[len(sessions) + 1] = conn
+        return len(sessions)
+
+    refused = SimpleNamespace(labels=lambda *a: SimpleNamespace(inc=lambda: None))
+    state = SimpleNamespace(
+        cfg=Config(), ready=True, add_session=add, remove_session=lambda n: sessions.pop(n, None), metrics=SimpleNamespace(refused=refused)
+    )
+    sock = Socket()
+    conn = Connection(SimpleNamespace(state=state), None, sock)
+    conn.wake.make_scorer = Scripted
+    return conn, sock, sessions
+
+
+@pytest.mark.fast
+def test_wake_events_out_of_order_are_answered_at_once():
+    """Each step: the events sent, then what came back before the next step."""
+    from wyoming.asr import Transcribe
+    from wyoming.audio import AudioChunk, AudioStart, AudioStop
+    from wyoming.wake import Detect
+
+    fmt = {"rate": 16000, "width": 2, "channels": 1}
+    steps = [
+        ([Detect(names=["hey_jarvis"]), AudioStop()], ["not-detected"]),  # detect, then no audio at all
+        ([AudioChunk(audio=frames(0.0, 0.9), **fmt)], ["detection"]),  # a satellite: chunks without audio-start
+        ([Transcribe(language="en")], ["error"]),  # inside the wake stream: said, ignored
+        ([AudioStart(**fmt)], ["error"]),  # a second audio-start: said, and a new stream starts
+        ([AudioChunk(audio=frames(0.0), **fmt), AudioStop()], ["not-detected"]),
+        ([AudioStop()], ["not-detected"]),  # still a wake connection: audio-stop alone is answered the same
+        ([AudioStart(rate=16000, width=2, channels=9)], ["error"]),  # a bad format closes, as for speech to text
+    ]
+
+    async def go():
+        conn, sock, sessions = connection()
+        seen, answers = 0, []
+        for events, _ in steps:
+            for event in events:
+                more = await conn.handle(event.event())
+            got = sock.events()[seen:]
+            seen += len(got)
+            answers.append(([t for t, _ in got], got, more))
+        conn.wake.close()
+        return answers, sessions
+
+    answers, sessions = asyncio.run(go())
+    assert [a[0] for a in answers] == [want for _, want in steps]
+    assert answers[1][1][0][1]["name"] == "hey_jarvis" and answers[1][1][0][1]["timestamp"] == 160
+    assert "transcribe inside a wake word stream" in answers[2][1][0][1]["text"]
+    assert answers[-1][2] is False and not sessions  # closed; no stream left holding a slot
+
+
+@pytest.mark.fast
+def test_transcribe_makes_the_connection_a_speech_to_text_one_again_and_detect_waits_for_its_stream():
+    from wyoming.asr import Transcribe
+    from wyoming.audio import AudioStop
+    from wyoming.wake import Detect
+
+    async def go():
+        conn, sock, _ = connection()
+        await conn.handle(Detect().event())
+        await conn.handle(Transcribe(language="en").event())
+        await conn.handle(AudioStop().event())  # transcribe with no audio: the transcript of nothing
+        conn.stream = object()  # a transcription stream in progress
+        await conn.handle(Detect().event())
+        conn.stream = None
+        return sock.events()
+
+    got = asyncio.run(go())
+    assert [t for t, _ in got] == ["transcript", "error"] and "detect inside a transcription stream" in got[1][1]["text"]
+
+
 # --- real: the wyoming client against voicechat serve --wyoming -----------------------------------------------------
 
 
