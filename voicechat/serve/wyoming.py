@@ -138,6 +138,7 @@ def info_event(state: ServerState) -> Any:
     from wyoming.info import AsrModel, AsrProgram, Attribution, HandleModel, HandleProgram, Info, TtsProgram, TtsVoice, TtsVoiceSpeaker
 
     from voicechat import __version__
+    from voicechat.serve.wyoming_wake import wake_program
 
     ids, names = state.model_ids(), state.engine_names()
     me = Attribution(name="voicechat", url="https://pypi.org/project/voicechat/")
@@ -147,8 +148,6 @@ def info_event(state: ServerState) -> Any:
         if state.cfg.stt.engine == "faster-whisper"
         else me
     )
-    from voicechat.serve.wyoming_wake import wake_program
-
     piper = Attribution(name="Piper (rhasspy)", url="https://github.com/rhasspy/piper") if state.cfg.tts.engine == "piper" else me
     speakers = [TtsVoiceSpeaker(name=name) for name in state.tts.speakers] or None
     return Info(
