@@ -72,6 +72,7 @@ class TTSConfig:
     volume: float = 1.0
     pitch: int = 50  # espeak only, 0-99
     device: str = "auto"  # piper/coqui: auto | cpu | cuda
+    voices_dir: str | None = None  # piper: more voices (.onnx + .onnx.json) that serve speaks by name; None: <data dir>/voices
     first_chunk_words: int = 6  # the first chunk is cut short so the first sound comes early
     base_url: str | None = None
     api_key: str | None = None
@@ -181,6 +182,9 @@ class ServeConfig:
     body_timeout_s: float = 120.0  # a request's body must arrive within this (25 MB takes ~1.7 Mbit/s); else 408
     allowed_hosts: list = field(default_factory=list)  # Host names answered besides loopback, IP addresses and serve.host; "*": any
     allowed_origins: list = field(default_factory=list)  # web pages (scheme://host:port) that may use the server besides its own; "*": any
+    max_tokens: int = 4096  # the most one /v1/chat/completions request may ask for (max_tokens); without one: llm.max_tokens
+    voices_cached: int = 2  # /v1/audio/speech: voices besides tts.voice kept loaded (the least recently used goes); 0: tts.voice only
+    reconnect_s: float = 60.0  # `talk --server`: how long the client tries to get its session back after losing the server; 0: never
 
 
 @dataclass
@@ -196,6 +200,9 @@ class ToolsConfig:
     wikipedia_url: str = "https://en.wikipedia.org/w/api.php"  # the MediaWiki API endpoint
     wikipedia_chars: int = 1200  # the article introduction is cut to this many characters
     mcp: dict = field(default_factory=dict)  # MCP servers: name -> {command, args, env, cwd | url, enabled, allow, confirm, timeout}
+    server_concurrency: int = 2  # serve: tool calls in flight at once, across all sessions
+    server_wait_s: float = 5.0  # serve: a call past that bound waits this long for a slot, then is refused (the turn goes on)
+    server_allow: str = ""  # serve: comma list of tools that need a yes (confirm) and may run anyway (a server cannot ask)
 
 
 @dataclass
@@ -291,6 +298,9 @@ RANGES: dict[str, tuple] = {
     "serve.max_messages": (1, 100_000),
     "serve.header_timeout_s": (1.0, 3600.0),
     "serve.body_timeout_s": (1.0, 86_400.0),
+    "serve.reconnect_s": (0.0, 86_400.0),
+    "serve.max_tokens": (1, 10_000_000),
+    "serve.voices_cached": (0, 64),
     "memory.max_rounds": (0, 100_000),
     "memory.max_context_tokens": (16, 10_000_000),
     "tools.timeout": (0.1, 3600.0),
@@ -298,6 +308,8 @@ RANGES: dict[str, tuple] = {
     "tools.result_chars": (100, 1_000_000),
     "tools.filler_after_s": (0.0, 3600.0),
     "tools.wikipedia_chars": (100, 100_000),
+    "tools.server_concurrency": (1, 1024),
+    "tools.server_wait_s": (0.0, 3600.0),
 }
 CHOICES: dict[str, tuple[str, ...]] = {  # listen.mode is checked by talk, which names its --mode option
     "audio.latency": ("low", "high"),

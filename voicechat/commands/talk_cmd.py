@@ -339,6 +339,7 @@ class Talk:
                         resume=None if self.resume is None else str(self.resume),
                         barge_in=self.options.get("barge_in"),
                         mode=self.options.get("mode"),
+                        reconnect_s=cfg.serve.reconnect_s,
                     )
                 else:
                     stt, llm, tts, turn_model = self._load(renderer)

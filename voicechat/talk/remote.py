@@ -4,8 +4,11 @@
 :class:`voicechat.voice.session.VoiceSession` (subscribe, start, send_text, command, toggle_recording,
 done, idle, close, summary), so `talk` drives either one with the same code: same live view, same
 commands. The server keeps the history; this side reports how much of each reply it played.
-A server that goes away mid-session (killed, the network gone) is said in one line (``lost``) with
-the turns it had saved and the ``--resume`` id to go on; the session ends there.
+A server that goes away mid-session (a drain, killed, the network gone) is tried again for
+``serve.reconnect_s`` (:mod:`voicechat.talk.reconnect` decides when and whether): the session is
+resumed by its id, what was said and not yet saved is sent again, and the outage is said in one line
+and its end in another. Past that window, or when the server refuses the session for good, one line
+(``lost``) says what was saved and the ``--resume`` command to go on; the session ends there.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import numpy as np
 
 from voicechat.conversation import slash
 from voicechat.errors import VoicechatError
+from voicechat.talk.reconnect import GiveUp, Loss, Reconnect, Retry, TurnLedger
 from voicechat.voice import events as ev
 
 
@@ -51,8 +55,11 @@ class RemoteSession:
         barge_in: bool | None = None,
         mode: str | None = None,
         connect_timeout: float = 10.0,
+        reconnect_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.url = voice_url(server, {"session": resume, "barge_in": None if barge_in is None else str(barge_in).lower(), "mode": mode})
+        self._params = {"barge_in": None if barge_in is None else str(barge_in).lower(), "mode": mode}
+        self.url = voice_url(server, {"session": resume, **self._params})
         self.server = server
         self.api_key = api_key
         self.source, self.sink = source, sink
@@ -77,6 +84,11 @@ class RemoteSession:
         self._latencies: list[float] = []
         self._tokens = [0, 0]
         self._estimated = False
+        self.reconnect = Reconnect(reconnect_s, connect_timeout_s=connect_timeout, clock=clock)
+        self.ledger = TurnLedger()  # what was said and is not yet in the server's history
+        self._outage = False  # the server is gone and being tried again
+        self._draining = False  # the server said it is shutting down (texts wait for the next connection)
+        self._reconnected = 0
 
     # what the terminal uses ------------------------------------------------------------------
     def subscribe(self, fn: Callable[[ev.Event], None]) -> None:
@@ -90,52 +102,78 @@ class RemoteSession:
         self.connect()
 
     def connect(self) -> None:
+        try:
+            ws, hello = self._dial(self.connect_timeout)
+        except _Failed as f:
+            raise VoicechatError(f.message) from None
+        self._attach(ws, hello)
+        self.ledger.committed = int(hello.get("resumed_turns") or 0)
+        if hello.get("resumed_turns"):
+            self.emit(ev.Notice(f"resumed session {self.session_id} on the server ({hello['resumed_turns']} turns)"))
+
+    def _dial(self, timeout: float) -> tuple[Any, dict[str, Any]]:
+        """One attempt: the connection and the server's hello, or :class:`_Failed` (what happened, and the line to say)."""
         from websockets.exceptions import InvalidStatus, WebSocketException
         from websockets.sync.client import connect
         from websockets.typing import Subprotocol
 
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else None
+        self.url = voice_url(self.server, {"session": self.session_id, **self._params})
         try:
-            self._ws = connect(
+            ws = connect(
                 self.url,
                 subprotocols=[Subprotocol("voicechat")],
                 additional_headers=headers,
-                open_timeout=self.connect_timeout,
+                open_timeout=timeout,
                 max_size=1 << 22,
                 close_timeout=2,
             )
-            self._ws.__enter__()  # held like `with connect(...)`, closed in close()
+            ws.__enter__()  # held like `with connect(...)`, closed in close()
         except InvalidStatus as e:
-            raise VoicechatError(
-                f"the server at {self.server} refused the voice session (HTTP {e.response.status_code}); "
-                "is it `voicechat serve`, and is the address right?"
+            status = e.response.status_code
+            raise _Failed(
+                Loss("http", status),
+                f"the server at {self.server} refused the voice session (HTTP {status}); is it `voicechat serve`, and is the address right?",
             ) from None
         except (OSError, TimeoutError, WebSocketException) as e:
-            raise VoicechatError(f"cannot reach the voicechat server at {self.server} ({e}); start it with `voicechat serve`") from None
+            raise _Failed(
+                Loss("refused", None, str(e)), f"cannot reach the voicechat server at {self.server} ({e}); start it with `voicechat serve`"
+            ) from None
         try:
-            hello = json.loads(self._ws.recv(timeout=self.connect_timeout))
+            hello = json.loads(ws.recv(timeout=timeout))
         except Exception as e:
-            self._raise_closed(e)
+            _close_quietly(ws)
+            raise self._closed_failure(e) from None
+        if not isinstance(hello, dict):
+            hello = {}
         if hello.get("type") == "error":
-            self._ws.close()
-            raise VoicechatError(f"the server refused the session: {hello.get('message')}")
+            code = _close_code(ws, timeout)
+            _close_quietly(ws)
+            message = str(hello.get("message"))
+            raise _Failed(Loss("close", code, message), f"the server refused the session: {message}")
         if hello.get("type") != "session":
-            raise VoicechatError(f"{self.server} did not open a voice session (got {str(hello)[:80]}); is it `voicechat serve`?")
+            _close_quietly(ws)
+            raise _Failed(Loss("other"), f"{self.server} did not open a voice session (got {str(hello)[:80]}); is it `voicechat serve`?")
+        return ws, hello
+
+    def _attach(self, ws: Any, hello: dict[str, Any]) -> None:
+        with self._send_lock:
+            self._ws = ws
         self.mode = hello.get("mode") or self.mode
         self.session_id = hello.get("id") or self.session_id
-        if hello.get("resumed_turns"):
-            self.emit(ev.Notice(f"resumed session {self.session_id} on the server ({hello['resumed_turns']} turns)"))
+        self._reply, self._audio_header = -1, None  # reply numbers start again with each connection
 
-    def _raise_closed(self, e: BaseException) -> None:
+    def _closed_failure(self, e: BaseException) -> _Failed:
         rcvd = getattr(e, "rcvd", None)
         if rcvd is not None:
             code, reason = rcvd.code, rcvd.reason
             if code == 1008:
-                raise VoicechatError(
-                    f"the server at {self.server} wants an API key ({reason}); give --api-key or VOICECHAT_SERVE_API_KEY"
-                ) from None
-            raise VoicechatError(f"the server at {self.server} closed the session: {reason or code}") from None
-        raise VoicechatError(f"the server at {self.server} did not answer ({type(e).__name__}: {e})") from None
+                message = f"the server at {self.server} wants an API key ({reason}); give --api-key or VOICECHAT_SERVE_API_KEY"
+            else:
+                message = f"the server at {self.server} closed the session: {reason or code}"
+            return _Failed(Loss("close", code, reason), message)
+        message = f"the server at {self.server} did not answer ({type(e).__name__}: {e})"
+        return _Failed(Loss("refused" if isinstance(e, TimeoutError) else "dropped", None, str(e)), message)
 
     def start(self) -> None:
         for name, target in (("remote-up", self._uplink), ("remote-down", self._downlink)):
@@ -144,7 +182,9 @@ class RemoteSession:
             self._threads.append(t)
 
     def send_text(self, text: str) -> None:
-        self._send({"type": "text", "text": text})
+        self.ledger.typed(text)
+        if not self._draining:  # (a draining server refuses it; it goes to the next connection)
+            self._send({"type": "text", "text": text})
 
     def command(self, line: str) -> slash.Outcome:
         name = slash.name(line)
@@ -157,6 +197,8 @@ class RemoteSession:
             return slash.Outcome(
                 message=f"mode: {'push-to-talk (space to start/stop)' if self.mode == 'ptt' else 'voice activity detection'}"
             )
+        if self._outage:
+            return slash.Outcome(message=f"{name}: not connected to the server (reconnecting); try it again once reconnected")
         self._send({"type": "command", "line": line})
         return slash.Outcome()  # the server answers with a notice
 
@@ -169,7 +211,7 @@ class RemoteSession:
 
     @property
     def idle(self) -> bool:
-        return not self._answering
+        return not self._answering and not self._outage and not self._draining and not self.ledger.waiting
 
     @property
     def done(self) -> bool:
@@ -178,7 +220,7 @@ class RemoteSession:
     def close(self, timeout: float = 3.0) -> bool:
         if self._ws is None:
             return True
-        if not self._closed.is_set():
+        if not self._closed.is_set() and not self._outage:
             self._send({"type": "command", "line": "/quit"})  # the server ends the session and sends its summary
             self._closed.wait(timeout)
         self._stop.set()
@@ -191,8 +233,8 @@ class RemoteSession:
         return True
 
     def summary(self) -> ev.Summary:
-        """The server's summary; when it sent none (it went away), the same figures counted here."""
-        if self._summary is not None:
+        """The server's summary; when it sent none (it went away), or knows one connection only, the figures counted here."""
+        if self._summary is not None and not self._reconnected:
             return self._summary
         from voicechat.conversation.chat import percentile
 
@@ -208,24 +250,78 @@ class RemoteSession:
         )
 
     def _went_away(self) -> None:
+        self.lost = f"the server at {self.server} went away mid-session (the connection dropped without a close); {self._saved_so_far()}"
+
+    def _saved_so_far(self) -> str:
         done = f"{self._turns} turn{'s' if self._turns != 1 else ''} completed"
         if self.session_id:
-            go_on = f"; go on with `voicechat talk --server {self.server} --resume {self.session_id}` once it is back"
+            return f"{done}; go on with `voicechat talk --server {self.server} --resume {self.session_id}` once it is back"
+        return f"{done}; nothing of this session was saved"
+
+    def _come_back(self, loss: Loss) -> bool:
+        """The connection is lost: try again until the session is resumed (True) or it is time to give up (False, ``lost`` says why)."""
+        self._outage, self._answering = True, False
+        old, self._draining = self._ws, False
+        _close_quietly(old)
+        self.emit(ev.Notice(f"server connection lost ({loss.label}): reconnecting..."))
+        decision: Retry | GiveUp = self.reconnect.lost(loss)
+        message = loss.message
+        while isinstance(decision, Retry):
+            if self._stop.wait(decision.after_s) or self._quit:
+                return False
+            try:
+                ws, hello = self._dial(decision.timeout_s)
+            except _Failed as f:
+                decision, message = self.reconnect.failed(f.loss), f.message
+                continue
+            if self._stop.is_set() or self._quit:
+                _close_quietly(ws)
+                return False
+            self._resumed(ws, hello)
+            return True
+        gone = f"the server at {self.server} went away mid-session ({loss.label})"
+        if decision.deadline:
+            window = f"{self.reconnect.window_s:g} s (serve.reconnect_s)"
+            self.lost = f"{gone} and did not come back within {window}; {self._saved_so_far()}"
         else:
-            go_on = "; nothing of this session was saved"
-        self.lost = f"the server at {self.server} went away mid-session (the connection dropped without a close); {done}{go_on}"
+            self.lost = f"{gone} and would not take the session back ({message}); {self._saved_so_far()}"
+        return False
+
+    def _resumed(self, ws: Any, hello: dict[str, Any]) -> None:
+        """Back on the server: the session resumed; what it had not saved is said again."""
+        same = self.session_id is not None  # (the attempt asked for ?session=ID)
+        self._attach(ws, hello)
+        turns = int(hello.get("resumed_turns") or 0)
+        again = self.ledger.resumed(turns, same)
+        self.reconnect.connected()
+        self._reconnected += 1
+        self._outage = False
+        if same:
+            line = f"reconnected, session {self.session_id} resumed ({turns} turn{'s' if turns != 1 else ''})"
+        else:
+            line = "reconnected (a new session: nothing of the old one had been saved)"
+        if again:
+            line += f"; asking again what was not answered ({len(again)} message{'s' if len(again) != 1 else ''})"
+        self.emit(ev.Notice(line))
+        for text in again:
+            self._answering = True
+            self._send({"type": "text", "text": text})
 
     # the two directions --------------------------------------------------------------------------
-    def _send(self, message: dict[str, Any] | bytes) -> None:
-        if self._ws is None or self._closed.is_set():
-            return
+    def _send(self, message: dict[str, Any] | bytes) -> bool:
+        if self._ws is None or self._closed.is_set() or self._outage:
+            return False
         try:
             with self._send_lock:
                 self._ws.send(message if isinstance(message, bytes) else json.dumps(message))
+            return True
         except Exception as e:
+            if self.reconnect.window_s > 0:
+                return False  # the downlink sees the loss too, and reconnects
             if _dropped(e) and not self._stop.is_set() and not self._quit:
                 self._went_away()  # the connection broke under this send: the server did not close it
             self._closed.set()
+            return False
 
     def _uplink(self) -> None:
         """Microphone frames up, as they come; the end of an input file says "end"."""
@@ -235,8 +331,7 @@ class RemoteSession:
         while not self._stop.is_set() and not self._closed.is_set():
             if self.source.exhausted:
                 if not ended:
-                    self._send({"type": "end"})
-                    ended = True
+                    ended = self._send({"type": "end"})
                 time.sleep(0.05)
                 continue
             frame = self.source.read(0.1)
@@ -253,7 +348,14 @@ class RemoteSession:
                 continue
             except Exception as e:
                 rcvd = getattr(e, "rcvd", None)
-                if _dropped(e) and not self._stop.is_set() and not self._quit:
+                if self._stop.is_set() or self._quit:
+                    break
+                loss = self._closed_failure(e).loss
+                if self.reconnect.window_s > 0 and loss.retryable:
+                    if self._come_back(loss):
+                        continue
+                    break
+                if _dropped(e):
                     self._went_away()  # no close frame: the server (or the network) died
                 elif rcvd is not None and rcvd.code == 1012:
                     self.emit(
@@ -292,11 +394,15 @@ class RemoteSession:
         elif kind == "audio_stop":
             self.sink.stop()
             self._send({"type": "played", "reply": doc.get("reply"), "seconds": self._played_seconds(), "done": True})
-        elif kind == "session":
+        elif kind == "session":  # after each turn the server saved
             if doc.get("id"):
                 self.session_id = doc["id"]
+            self.ledger.saved()
         elif kind == "closing":
-            self.emit(ev.Notice(f"the server is shutting down; session {doc.get('session') or self.session_id} is saved there"))
+            if self.reconnect.window_s > 0:
+                self._draining = True  # said once the connection closes (a drain lets the turn in progress end)
+            else:
+                self.emit(ev.Notice(f"the server is shutting down; session {doc.get('session') or self.session_id} is saved there"))
         else:
             event = ev.from_dict(doc)
             if event is None:
@@ -305,10 +411,12 @@ class RemoteSession:
                 self._answering = event.state in ("thinking", "speaking")
             elif isinstance(event, ev.UserText):
                 self._answering = True
+                self.ledger.user(event.text, event.source)
             elif isinstance(event, (ev.ReplyDone, ev.Dropped)):
                 self._answering = False
                 if isinstance(event, ev.ReplyDone):
                     self._turns += 1
+                    self.ledger.answered()
             elif isinstance(event, ev.TurnStats):
                 if event.timing.voice_to_voice is not None:
                     self._latencies.append(event.timing.voice_to_voice)
@@ -319,6 +427,9 @@ class RemoteSession:
                 self._summary = event
                 return  # the terminal shows the summary once, at the end
             elif isinstance(event, ev.Error):
+                if self._draining:
+                    return  # a text refused while the server shuts down: it is sent again after reconnecting
+                self.ledger.refused()
                 self.errors.append(event.message)
             self.emit(event)
 
@@ -336,3 +447,30 @@ def _dropped(e: BaseException) -> bool:
     from websockets.exceptions import ConnectionClosed
 
     return isinstance(e, ConnectionClosed) and e.rcvd is None
+
+
+class _Failed(Exception):
+    """An attempt to open the session failed: how (for the decision to try again) and the line to say."""
+
+    def __init__(self, loss: Loss, message: str) -> None:
+        super().__init__(message)
+        self.loss, self.message = loss, message
+
+
+def _close_code(ws: Any, timeout: float) -> int | None:
+    """The close code that follows a refusal (the server sends an error, then closes)."""
+    try:
+        ws.recv(timeout=min(timeout, 2.0))
+    except Exception as e:
+        rcvd = getattr(e, "rcvd", None)
+        return None if rcvd is None else int(rcvd.code)
+    return None
+
+
+def _close_quietly(ws: Any) -> None:
+    if ws is None:
+        return
+    try:
+        ws.close()
+    except Exception:
+        pass

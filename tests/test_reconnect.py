@@ -1,0 +1,316 @@
+"""`talk --server` gets its session back after losing the server (voicechat/talk/reconnect.py, talk/remote.py).
+
+The decisions (when to try again, when to give up, which turns to send again) are walked event by
+event with a clock the test moves; one end-to-end test kills and restarts a real `voicechat serve`
+under a thin client fed typed lines, and one lets the client give up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import sqlite3
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from voicechat.talk.reconnect import FIRST_DELAY_S, MAX_DELAY_S, GiveUp, Loss, Reconnect, Retry, TurnLedger
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# --- when to try again ----------------------------------------------------------------------------
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize(
+    ("loss", "retried"),
+    [
+        (Loss("close", 1012), True),  # a drain or restart
+        (Loss("close", 1001), True),  # going away
+        (Loss("close", 1006), True),
+        (Loss("close", 1013), True),  # busy, or still loading its models
+        (Loss("dropped"), True),  # killed: no close at all
+        (Loss("refused"), True),  # nothing listening yet
+        (Loss("http", 502), True),  # a proxy with no server behind it
+        (Loss("http", 503), True),
+        (Loss("close", 1000), False),  # the server ended the session on purpose
+        (Loss("close", 1008), False),  # a policy: wrong key, session not resumable
+        (Loss("close", 4001), False),  # an application's client error
+        (Loss("http", 401), False),
+        (Loss("http", 403), False),
+        (Loss("http", 404), False),
+        (Loss("other"), False),  # not a voicechat server
+    ],
+)
+def test_which_losses_are_tried_again(loss, retried):
+    assert loss.retryable is retried
+    decision = Reconnect(30, clock=Clock(), rand=lambda: 0.0).lost(loss)
+    assert isinstance(decision, Retry if retried else GiveUp)
+
+
+@pytest.mark.fast
+def test_backoff_doubles_up_to_its_cap_with_jitter_and_gives_up_at_the_deadline():
+    clock = Clock()
+    r = Reconnect(60, connect_timeout_s=10, clock=clock, rand=lambda: 0.0)  # no jitter: the full delays
+    first = r.lost(Loss("close", 1012))
+    assert first == Retry(FIRST_DELAY_S, 10) and r.state == "waiting" and r.outages == 1
+    delays = [first.after_s]
+    while True:
+        clock.now += delays[-1] + 1.0  # the wait, then an attempt that took a second and failed
+        d = r.failed(Loss("refused"))
+        if isinstance(d, GiveUp):
+            break
+        assert d.timeout_s <= 10
+        delays.append(d.after_s)
+    assert delays[:5] == [0.5, 1.0, 2.0, 4.0, MAX_DELAY_S]  # doubling
+    assert max(delays) == MAX_DELAY_S  # capped
+    assert d == GiveUp(Loss("refused"), deadline=True) and r.state == "gave_up"
+    assert clock.now >= 100.0 + 60  # not before the window is over
+    assert clock.now - 100.0 <= 60 + MAX_DELAY_S + 1.0
+
+
+@pytest.mark.fast
+def test_jitter_shortens_each_delay_by_up_to_half_and_the_last_try_is_at_the_deadline():
+    clock = Clock()
+    r = Reconnect(5, clock=clock, rand=lambda: 1.0)  # the most jitter
+    assert r.lost(Loss("dropped")).after_s == FIRST_DELAY_S / 2
+    clock.now += 4.9
+    last = r.failed(Loss("refused"))
+    assert isinstance(last, Retry) and last.after_s == pytest.approx(0.1)  # clipped to what is left of the window
+    assert last.timeout_s >= 0.5  # the last attempt still gets time to connect
+    clock.now += 0.1
+    assert isinstance(r.failed(Loss("refused")), GiveUp)
+
+
+@pytest.mark.fast
+def test_a_refusal_for_good_ends_the_outage_at_once():
+    r = Reconnect(60, clock=Clock(), rand=lambda: 0.5)
+    assert isinstance(r.lost(Loss("dropped")), Retry)
+    assert isinstance(r.failed(Loss("close", 1013)), Retry)  # back, but still loading: wait
+    gone = r.failed(Loss("close", 1008, "this session cannot be resumed"))
+    assert gone == GiveUp(Loss("close", 1008, "this session cannot be resumed"), deadline=False)
+
+
+@pytest.mark.fast
+def test_each_outage_has_its_own_window_and_starts_from_the_first_delay():
+    clock = Clock()
+    r = Reconnect(10, clock=clock, rand=lambda: 0.0)
+    r.lost(Loss("dropped"))
+    for _ in range(3):
+        clock.now += 3
+        r.failed(Loss("refused"))
+    r.connected()
+    assert r.state == "connected"
+    clock.now += 1000
+    again = r.lost(Loss("close", 1012))
+    assert again == Retry(FIRST_DELAY_S, 9.5) and r.outages == 2
+
+
+@pytest.mark.fast
+def test_a_window_of_zero_never_tries_again():
+    assert Reconnect(0, clock=Clock()).lost(Loss("close", 1012)) == GiveUp(Loss("close", 1012), deadline=True)
+
+
+# --- which turns to send again --------------------------------------------------------------------
+
+
+@pytest.mark.fast
+def test_a_turn_in_flight_is_sent_again_when_the_server_had_not_saved_it():
+    ledger = TurnLedger()
+    ledger.typed("My name is Ada.")
+    ledger.user("My name is Ada.", "typed")
+    ledger.answered()
+    ledger.saved()
+    ledger.typed("What is my name?")
+    ledger.user("What is my name?", "typed")  # being answered when the server died
+    assert ledger.waiting
+    assert ledger.resumed(1, same_session=True) == ["What is my name?"]
+    assert ledger.committed == 1 and ledger.waiting
+
+
+@pytest.mark.fast
+def test_a_turn_the_server_saved_before_the_client_heard_so_is_not_sent_again():
+    ledger = TurnLedger()
+    ledger.typed("one")
+    ledger.user("one", "typed")
+    ledger.answered()  # the reply came; the "saved" did not (the connection dropped)
+    ledger.typed("two")  # sent after, never taken up
+    assert ledger.resumed(1, same_session=True) == ["two"]  # the server reports 1 saved turn: "one" is it
+    ledger.user("two", "typed")
+    ledger.answered()
+    ledger.saved()
+    assert not ledger.open and ledger.committed == 2 and not ledger.waiting
+
+
+@pytest.mark.fast
+def test_a_spoken_turn_goes_before_typed_ones_waiting_and_is_sent_again_as_text():
+    ledger = TurnLedger()
+    ledger.typed("typed while speaking")
+    ledger.user("spoken first", "voice")  # the server answers the utterance before the typed line
+    assert [u.text for u in ledger.open] == ["spoken first", "typed while speaking"]
+    assert ledger.resumed(0, same_session=True) == ["spoken first", "typed while speaking"]
+
+
+@pytest.mark.fast
+def test_in_a_new_session_what_was_answered_is_not_asked_again():
+    ledger = TurnLedger()
+    ledger.typed("hello")
+    ledger.user("hello", "typed")
+    ledger.answered()  # a server without history: never saved
+    ledger.typed("and then?")
+    assert ledger.resumed(0, same_session=False) == ["and then?"]
+
+
+@pytest.mark.fast
+def test_a_refused_message_is_not_waited_for():
+    ledger = TurnLedger()
+    ledger.typed("fine")
+    ledger.typed("x" * 10)
+    ledger.refused()  # "text too long"
+    assert [u.text for u in ledger.open] == ["fine"]
+
+
+# --- end to end: a real server killed and restarted under a thin client ---------------------------
+
+
+NO_SOUND = {"ALSA_CONFIG_PATH": "/usr/share/alsa/alsa.conf"}  # no devices: typed input, replies to a file
+
+
+class Client:
+    """`voicechat talk --server URL --json`, fed typed lines; its events read as they come."""
+
+    def __init__(self, url: str, out: Path, *args: str, reconnect_s: float) -> None:
+        from tests.helpers import VOICECHAT
+
+        env = {**os.environ, **NO_SOUND, "VOICECHAT_SERVE_RECONNECT_S": str(reconnect_s)}
+        self.proc = subprocess.Popen(
+            [VOICECHAT, "talk", "--server", url, "--output", str(out), "--json", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        self.events: list[dict] = []
+        self._lines: queue.Queue = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(json.loads(line))
+        self._lines.put(None)
+
+    def say(self, text: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(text.encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def wait_for(self, match, timeout: float = 240) -> dict:
+        while True:
+            event = self._lines.get(timeout=timeout)
+            if event is None:
+                raise AssertionError(f"talk ended first: {self.events}")
+            self.events.append(event)
+            if match(event):
+                return event
+
+    def finish(self, timeout: float = 240) -> tuple[int, str]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout)
+        assert self.proc.stderr is not None
+        err = self.proc.stderr.read()
+        self._reader.join(10)
+        while (event := self._lines.get_nowait()) is not None:
+            self.events.append(event)
+        return self.proc.returncode, err.decode()
+
+    def notices(self) -> list[str]:
+        return [e["message"] for e in self.events if e["type"] == "notice"]
+
+
+def wait_until_saved(path: Path, turns: int) -> None:
+    import time
+
+    for _ in range(600):
+        with sqlite3.connect(path) as db:
+            if db.execute("SELECT COUNT(*) FROM turns").fetchone()[0] >= turns:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"the history never had {turns} turns")
+
+
+def restart(server) -> None:
+    """The same server again: its port, its config, its history."""
+    server._log.close()
+    server.start()
+
+
+def test_the_thin_client_resumes_after_its_server_is_killed_and_gives_up_when_it_stays_away(tmp_path):
+    from tests.serveproc import ServeProcess
+
+    with ServeProcess(tmp_path / "s", config="llm:\n  max_tokens: 48\n") as server:
+        c = Client(server.url, tmp_path / "one.wav", reconnect_s=240)
+        c.say("My name is Ada.")
+        c.wait_for(lambda e: e["type"] == "turn_stats")
+        c.say("What is my name?")
+        c.wait_for(lambda e: e["type"] == "reply_delta" and any(x.get("text") == "What is my name?" for x in c.events))
+        server.proc.send_signal(signal.SIGKILL)  # mid-reply: nothing of this turn is saved
+        server.proc.wait(30)
+        c.wait_for(lambda e: e["type"] == "notice" and "reconnecting" in e["message"])
+        restart(server)
+        c.wait_for(lambda e: e["type"] == "notice" and e["message"].startswith("reconnected"))
+        again = c.wait_for(lambda e: e["type"] == "turn_stats")  # the question in flight, answered on the new server
+        server.terminate()  # a drain: the server says it closes, then closes with 1012
+        c.wait_for(lambda e: e["type"] == "notice" and "(drain)" in e["message"])
+        server.proc.wait(60)
+        restart(server)
+        c.wait_for(lambda e: e["type"] == "notice" and e["message"].startswith("reconnected"))
+        c.say("Thank you.")
+        code, err = c.finish()
+        assert code == 0, err
+        assert again
+        with sqlite3.connect(tmp_path / "s" / "history.sqlite3") as db:
+            public = db.execute("SELECT public_id FROM sessions").fetchall()
+            rows = [r[0] for r in db.execute("SELECT user_text FROM turns ORDER BY id")]
+        assert len(public) == 1, public  # one session, resumed twice
+        assert rows == ["My name is Ada.", "What is my name?", "Thank you."]  # every completed turn, once
+        notices = c.notices()
+        assert notices.count("server connection lost (dropped): reconnecting...") == 1, notices
+        assert notices.count("server connection lost (drain): reconnecting...") == 1, notices
+        assert f"reconnected, session {public[0][0]} resumed (1 turn); asking again what was not answered (1 message)" in notices
+        assert f"reconnected, session {public[0][0]} resumed (2 turns)" in notices
+        users = [e["text"] for e in c.events if e["type"] == "user"]
+        assert users == ["My name is Ada.", "What is my name?", "What is my name?", "Thank you."], users
+        assert [e for e in c.events if e["type"] == "summary"][-1]["turns"] == 3
+        assert "Traceback" not in err
+
+        # the same session again, and a server that does not come back: one line with the command to go on
+        c = Client(server.url, tmp_path / "two.wav", "--resume", public[0][0], reconnect_s=2)
+        c.say("Goodbye.")
+        c.wait_for(lambda e: e["type"] == "turn_stats")
+        wait_until_saved(tmp_path / "s" / "history.sqlite3", 4)  # (the server saves a turn just after its stats)
+        server.proc.send_signal(signal.SIGKILL)
+        server.proc.wait(30)
+        c.wait_for(lambda e: e["type"] == "notice" and "reconnecting" in e["message"])
+        code, err = c.finish()
+    assert code != 0
+    errors = [line for line in err.splitlines() if line.startswith("voicechat: error:")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    assert "did not come back within 2 s (serve.reconnect_s)" in errors[0], errors
+    assert f"`voicechat talk --server {server.url} --resume {public[0][0]}`" in errors[0], errors
+    with sqlite3.connect(tmp_path / "s" / "history.sqlite3") as db:
+        rows = [r[0] for r in db.execute("SELECT user_text FROM turns ORDER BY id")]
+    assert rows == ["My name is Ada.", "What is my name?", "Thank you.", "Goodbye."]
