@@ -8,11 +8,16 @@ clock) run in a worker process that the deadline kills: in a thread, a C call th
 interpreter's lock would stop the deadline itself. Tools that wait on the network keep to a thread.
 Results are cut to a size and cleared of terminal control characters before the model or the screen
 sees them.
+
+A server shares one box between its sessions: a :class:`~voicechat.tools.gate.Gate` bounds the calls in
+flight across all of them, and each call in flight has a worker process of its own (one session's
+deadline or interruption kills only its own call's worker).
 """
 
 from __future__ import annotations
 
 import json
+import queue
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +30,8 @@ from voicechat.tools.base import NAME, Tool, ToolError, ToolResult, check_argume
 if TYPE_CHECKING:
     from voicechat.config import Config
     from voicechat.engines.base import ToolCall, ToolSpec
+    from voicechat.tools.gate import Gate
+    from voicechat.tools.worker import Worker
 
 MAX_ARGUMENT_CHARS = 8192
 GRACE_S = 1.0
@@ -48,20 +55,32 @@ class ToolBox:
         result_chars: int = 2000,
         confirm: Callable[[Tool, dict[str, Any]], bool] | None = None,
         closers: Sequence[Callable[[], None]] = (),
+        gate: Gate | None = None,
     ) -> None:
         self.tools = {t.name: t for t in tools}
         self.timeout, self.result_chars = timeout, result_chars
         self.confirm = confirm  # set by the front end that can ask; None: calls that need a yes are refused
+        self.gate = gate  # a server's bound on the calls in flight across its sessions; None: one session's calls, in turn
         self._closers = list(closers)
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tool")
+        slots = gate.slots if gate is not None else 1
+        self._pool = ThreadPoolExecutor(max_workers=max(2, slots), thread_name_prefix="tool")
         from voicechat.tools.worker import Worker
 
-        self._worker = Worker()  # started on the first call of a pure-Python tool, then kept warm
+        # one worker process per call in flight, each started on its first pure-Python call, then kept warm
+        self._workers = [Worker() for _ in range(slots)]
+        self._idle: queue.Queue[Worker] = queue.Queue()
+        for worker in self._workers:
+            self._idle.put(worker)
 
     def warm(self) -> None:
-        """Start the worker process now if a tool needs it (it loads while the session does)."""
+        """Start a worker process now if a tool needs it (it loads while the session does)."""
         if any(t.worker for t in self.tools.values()):
-            self._worker.warm()
+            self._workers[0].warm()
+
+    @property
+    def _worker(self) -> Worker:
+        """The first worker process (the only one outside a server)."""
+        return self._workers[0]
 
     def specs(self) -> list[ToolSpec]:
         return [t.spec for t in self.tools.values()]
@@ -84,7 +103,9 @@ class ToolBox:
             args = self._arguments(call.arguments, tool)
             if tool.confirm and not self._confirmed(tool, args):
                 raise ToolError("the user did not allow this call")
-            text = self._call(tool, args, on_slow, slow_after, cancelled)
+            if self.gate is not None and not self.gate.enter(cancelled):
+                raise ToolError(self.gate.refusal())
+            text = self._call(tool, args, on_slow, slow_after, cancelled, self.gate.leave if self.gate is not None else None)
             result.text = self._fit(clean(text))
         except ToolError as e:
             result.text, result.error = self._fit(clean(str(e))), True
@@ -109,11 +130,33 @@ class ToolBox:
         return bool(self.confirm(tool, args))
 
     def _call(
-        self, tool: Tool, args: dict[str, Any], on_slow: Callable[[], None] | None, slow_after: float | None, cancelled: Callable[[], bool]
+        self,
+        tool: Tool,
+        args: dict[str, Any],
+        on_slow: Callable[[], None] | None,
+        slow_after: float | None,
+        cancelled: Callable[[], bool],
+        done: Callable[[], None] | None = None,
     ) -> str:
         """Run the tool in a worker and wait for it: until it ends, the deadline passes, or the turn is
-        interrupted (a barge-in does not wait for a slow lookup). ``on_slow`` is called once, after slow_after."""
-        future = self._pool.submit(self._in_worker, tool, args) if tool.worker else self._pool.submit(tool.run, args)
+        interrupted (a barge-in does not wait for a slow lookup). ``on_slow`` is called once, after slow_after;
+        ``done`` once the tool's work has ended (even after this call gave up on it)."""
+        worker: Worker | None = None
+        try:
+            if tool.worker:
+                worker = self._idle.get(timeout=self.timeout)  # (the gate keeps one free per call in flight)
+            future = self._pool.submit(self._in_worker, worker, tool, args) if worker is not None else self._pool.submit(tool.run, args)
+        except queue.Empty:
+            if done is not None:
+                done()
+            raise ToolError(f"'{tool.name}' did not start within {self.timeout:g} s (tools.timeout)") from None
+        except RuntimeError:  # the box was closed: the server is stopping
+            if worker is not None:
+                self._idle.put(worker)
+            if done is not None:
+                done()
+            raise ToolError(f"'{tool.name}' was not run: the tools are closing") from None
+        future.add_done_callback(lambda _: self._finished(worker, done))
         started = time.monotonic()
         deadline = started + self.timeout + GRACE_S
         slow_at = started + slow_after if on_slow is not None and slow_after is not None else None
@@ -124,10 +167,10 @@ class ToolBox:
                 except FutureTimeout:
                     now = time.monotonic()
                     if cancelled():
-                        self._abandon(tool, future)
+                        self._abandon(worker, future)
                         raise ToolError("not finished: the turn was interrupted") from None
                     if now > deadline:
-                        self._abandon(tool, future)
+                        self._abandon(worker, future)
                         raise ToolError(f"'{tool.name}' did not finish within {self.timeout:g} s (tools.timeout)") from None
                     if slow_at is not None and on_slow is not None and now >= slow_at:
                         slow_at = None
@@ -137,13 +180,19 @@ class ToolBox:
         except Exception as e:  # a tool is outside code (an MCP server, a library): its failure is a result
             raise ToolError(f"'{tool.name}' failed: {type(e).__name__}: {str(e)[:200]}") from None
 
-    def _in_worker(self, tool: Tool, args: dict[str, Any]) -> str:
-        """A pure-Python tool, run in the worker process (see voicechat.tools.worker)."""
+    def _finished(self, worker: Worker | None, done: Callable[[], None] | None) -> None:
+        if worker is not None:
+            self._idle.put(worker)
+        if done is not None:
+            done()
+
+    def _in_worker(self, worker: Worker, tool: Tool, args: dict[str, Any]) -> str:
+        """A pure-Python tool, run in a worker process (see voicechat.tools.worker)."""
         from voicechat.tools.worker import WorkerGone
 
         assert tool.worker is not None
         try:
-            answer = self._worker.call(tool.worker, args)
+            answer = worker.call(tool.worker, args)
         except WorkerGone:
             raise ToolError(f"'{tool.name}' was stopped") from None
         if "ok" in answer:
@@ -152,11 +201,11 @@ class ToolBox:
             raise ToolError(str(answer["refused"]))
         raise ToolError(f"'{tool.name}' failed: {str(answer.get('failed'))[:200]}")
 
-    def _abandon(self, tool: Tool, future: Any) -> None:
-        """Give up on a call: a tool in the worker process is stopped there and then (a thread cannot be)."""
+    def _abandon(self, worker: Worker | None, future: Any) -> None:
+        """Give up on a call: a tool in a worker process is stopped there and then (a thread cannot be)."""
         future.cancel()
-        if tool.worker:
-            self._worker.kill()
+        if worker is not None:
+            worker.kill()
 
     def _fit(self, text: str) -> str:
         if len(text) <= self.result_chars:
@@ -165,7 +214,8 @@ class ToolBox:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
-        self._worker.close()
+        for worker in self._workers:
+            worker.close()
         for close in self._closers:
             try:
                 close()
@@ -183,9 +233,10 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
 
 
-def build(config: Config, notice: Callable[[str], None]) -> ToolBox:
+def build(config: Config, notice: Callable[[str], None], *, gate: Gate | None = None) -> ToolBox:
     """The tools the config turns on: the built-ins listed in tools.builtin, then each enabled MCP server's
-    allowed tools. A server that cannot start costs its tools only: ``notice`` says why."""
+    allowed tools. A server that cannot start costs its tools only: ``notice`` says why. ``gate``: a server's
+    bound on the calls in flight across its sessions."""
     from voicechat.errors import ConfigError
 
     cfg = config.tools
@@ -238,9 +289,11 @@ def build(config: Config, notice: Callable[[str], None]) -> ToolBox:
             if missing:
                 notice(f"MCP server '{server.name}' has no tool named {', '.join(missing)} (tools.mcp.{server.name}.allow)")
     if cfg.force and cfg.force not in {t.name for t in tools}:
+        for close in closers:  # the servers started are stopped: nothing outlives the error
+            close()
         raise ConfigError(
             f"tools.force is '{cfg.force}', which is not among the tools turned on ({', '.join(t.name for t in tools) or 'none'})"
         )
-    box = ToolBox(tools, timeout=cfg.timeout, result_chars=cfg.result_chars, closers=closers)
+    box = ToolBox(tools, timeout=cfg.timeout, result_chars=cfg.result_chars, closers=closers, gate=gate)
     box.warm()
     return box

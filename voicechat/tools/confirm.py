@@ -65,3 +65,26 @@ class TypedConfirmation:
             self._answer.append(line)
             self._answered.set()
             return True
+
+
+class ServerConfirmation:
+    """A server session has no terminal to ask: a tool that needs a yes runs only when the server's config
+    names it (tools.server_allow); any other is refused with a result that says so."""
+
+    def __init__(self, allowed: set[str] | frozenset[str]) -> None:
+        self.allowed = frozenset(allowed)
+
+    def __call__(self, tool: Tool, args: dict[str, Any]) -> bool:
+        from voicechat.tools.base import ToolError
+
+        if tool.name in self.allowed:
+            return True
+        raise ToolError(
+            f"not run: '{tool.name}' ({tool.source}) needs a person's yes, and a server session cannot ask for one; "
+            "the server's operator can allow it by name in tools.server_allow"
+        )
+
+
+def names(text: str | None) -> set[str]:
+    """The tool names of a comma list (tools.server_allow)."""
+    return {n.strip() for n in (text or "").split(",") if n.strip()}
