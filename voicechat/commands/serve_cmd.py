@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -38,6 +39,10 @@ def serve(
         bool,
         typer.Option("--http/--no-http", help="Serve HTTP (OpenAI routes, WebSocket, page); --no-http with --wyoming serves Wyoming only."),
     ] = True,
+    tools: Annotated[
+        bool | None,
+        typer.Option("--tools/--no-tools", help="Let the model call tools in voice sessions (tools.enabled), as `talk --tools` does."),
+    ] = None,
 ) -> None:
     from voicechat.console import err_console, load_config
     from voicechat.errors import register_secret
@@ -48,6 +53,7 @@ def serve(
             "serve.host": host,
             "serve.port": port,
             "serve.api_key": api_key,
+            "tools.enabled": tools,
             **options.engine_overrides(stt, llm, tts, stt_model, llm_model, voice, system),
         }
     )
@@ -116,7 +122,16 @@ def run(cfg: Any, *, log: bool, announce: Any, http: bool = True, wyoming: tuple
             self.drain_task = asyncio.get_event_loop().create_task(drain(state, self))
 
         async def startup(self, sockets: Any = None) -> None:
-            await super().startup(sockets)
+            quiet = _BindError()  # uvicorn logs a failed bind and exits: it is said in one line instead
+            logging.getLogger("uvicorn.error").filters.insert(0, quiet)  # before the scrubbing filter turns it into text
+            try:
+                await super().startup(sockets)
+            except SystemExit:
+                if quiet.error is None:
+                    raise
+                raise VoicechatError(cannot_listen(quiet.error, cfg.serve.host, cfg.serve.port, "--port N", "--host and --port")) from None
+            finally:
+                logging.getLogger("uvicorn.error").removeFilter(quiet)
             if self.started:
                 bound = [s.getsockname() for srv in self.servers for s in srv.sockets]
                 port = bound[0][1] if bound else cfg.serve.port
@@ -132,7 +147,9 @@ def run(cfg: Any, *, log: bool, announce: Any, http: bool = True, wyoming: tuple
             try:
                 port = await wy.start()
             except OSError as e:
-                raise VoicechatError(f"cannot listen on tcp://{wyoming[0]}:{wyoming[1]} for Wyoming: {e.strerror or e}") from None
+                raise VoicechatError(
+                    cannot_listen(e, wyoming[0], wyoming[1], "--wyoming tcp://HOST:N", "--wyoming", "for Wyoming ")
+                ) from None
             state.wyoming = wy
             announce(f"Wyoming: tcp://{wyoming[0]}:{port}")
         ready = asyncio.get_running_loop().create_task(announce_ready(state, shown, http, announce))
@@ -173,6 +190,30 @@ def run(cfg: Any, *, log: bool, announce: Any, http: bool = True, wyoming: tuple
         raise VoicechatError(state.load_error)
 
 
+class _BindError(logging.Filter):
+    """Takes uvicorn's log line about a socket it could not bind (an OSError logged as is), to say it in voicechat's words."""
+
+    error: OSError | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, OSError):
+            self.error = record.msg
+            return False
+        return True
+
+
+def cannot_listen(error: OSError, host: str, port: int, option: str, check: str, what: str = "") -> str:
+    """One line for a port that cannot be listened on: in use (the usual case), or why not."""
+    import errno
+
+    if error.errno == errno.EADDRINUSE:
+        return f"port {port} is in use: stop what runs there or pass {option}"
+    import os
+
+    reason = os.strerror(error.errno) if error.errno else str(error).strip() or type(error).__name__
+    return f"cannot listen on {host}:{port} {what}({reason.lower()}); check {check}"
+
+
 def _http_protocol(header_timeout_s: float) -> type:
     """uvicorn's HTTP protocol (httptools when installed, else h11), with a deadline for each request's headers."""
     from uvicorn.protocols.http.auto import AutoHTTPProtocol
@@ -211,6 +252,8 @@ async def _until_signal(state: ServerState, announce: Any) -> None:
 async def announce_ready(state: ServerState, shown: str, http: bool, announce: Any) -> None:
     import asyncio
 
+    while http and state.port is None:  # the port is bound first: a port in use is the only line said
+        await asyncio.sleep(0.05)
     announce("loading the models…")
     while not state.loaded.is_set():
         await asyncio.sleep(0.05)

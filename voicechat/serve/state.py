@@ -1,4 +1,4 @@
-"""What one server process holds: the engines (loaded once, shared), limits, live sessions, metrics."""
+"""What one server process holds: the engines and tools (loaded once, shared), limits, live sessions, metrics."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from voicechat.engines.smart_turn import SmartTurn
     from voicechat.serve.shared import CountedChat, SharedSTT, SharedTTS
     from voicechat.serve.wyoming import WyomingServer
+    from voicechat.tools.box import ToolBox
 
 
 class LiveConnection(Protocol):
@@ -33,6 +34,7 @@ class ServerState:
         self._llm: CountedChat | None = None
         self._tts: SharedTTS | None = None
         self.turn_model: SmartTurn | None = None
+        self.tools: ToolBox | None = None  # the built-ins and MCP servers every voice session shares (tools.enabled)
         self.port: int | None = None  # the HTTP port bound, once it is
         self.wyoming: WyomingServer | None = None
         self.load_error: str | None = None
@@ -44,6 +46,7 @@ class ServerState:
         self.sessions: dict[int, LiveConnection] = {}  # connection number -> live voice connection
         self._next = 0
         self._lock = threading.Lock()
+        self._closed = False
         self.history: History | UnavailableHistory | None = None
         self.metrics = Metrics(
             lambda: self.admission.waiting, lambda: self.admission.active, lambda: len(self.sessions), lambda: 1.0 if self.ready else 0.0
@@ -65,6 +68,14 @@ class ServerState:
             self.turn_model = turn_model
             self._stt.warm_up()
             self._tts.warm_up()
+            from voicechat.serve.tools import open_server_tools
+
+            tools = open_server_tools(self.cfg, self._llm, self.notices.append)  # MCP servers start here, once
+            with self._lock:
+                closed = self._closed
+                self.tools = None if closed else tools
+            if closed and tools is not None:  # the server stopped while they started
+                tools.close()
             if self.log:
                 from voicechat.conversation.history import UnavailableHistory, history_target, open_history
 
@@ -135,6 +146,10 @@ class ServerState:
 
     def close(self) -> None:
         self.admission.close()
+        with self._lock:
+            self._closed, tools, self.tools = True, self.tools, None
+        if tools is not None:  # the MCP servers stop with the server
+            tools.close()
         for engine in (self._stt, self._llm, self._tts):
             if engine is not None:
                 try:

@@ -3,9 +3,9 @@
 Protocol (README "Voice sessions over a WebSocket" has an example client):
 - connect to ``/v1/voice`` (``?session=ID`` resumes a conversation; ``barge_in``, ``mode``);
 - the server says ``{"type": "session", ...}`` first, then the session's events exactly as
-  ``talk --json`` prints them (status, partial, user, reply_delta, reply, turn_stats, notice, error,
-  dropped, summary), and reply audio as ``{"type": "audio", ...}`` followed by one binary message of
-  16-bit PCM; ``audio_end`` / ``audio_stop`` close a reply's audio;
+  ``talk --json`` prints them (status, partial, user, reply_delta, reply, turn_stats, tool_call,
+  tool_result, notice, error, dropped, summary), and reply audio as ``{"type": "audio", ...}``
+  followed by one binary message of 16-bit PCM; ``audio_end`` / ``audio_stop`` close a reply's audio;
 - the client streams binary messages of 16 kHz mono 16-bit PCM up, and sends JSON messages:
   ``text``, ``command``, ``clear``, ``interrupt``, ``record`` (push-to-talk), ``played``, ``mode``, ``end``.
 
@@ -19,6 +19,10 @@ Every connection is bounded: what waits to be sent (:class:`Outbox`, :data:`MAX_
 refused), and refused messages (errors about the same input are coalesced; after :data:`MAX_REFUSED`
 the connection is closed with 1008). Live sessions are bounded by ``serve.max_sessions`` (1013 past
 it); their engine calls take turns on the engines' own locks, beside the ``serve.max_active`` pool.
+
+With tools on (tools.enabled, ``serve --tools``), every session uses the server's one set of tools
+(:mod:`voicechat.serve.tools`): the built-ins and MCP servers started once, calls bounded across sessions,
+and tools that need a person's yes refused unless tools.server_allow names them.
 """
 
 from __future__ import annotations
@@ -162,6 +166,7 @@ class VoiceConnection:
             resume=resume,
             history=state.history,
             engines=engines_info(cfg, state.stt, state.llm, state.tts),
+            tools=state.tools,
         )
         chat.on_recorded = lambda sid: self.send_json({"type": "session", "id": self._public(sid)})
         self.source = PushSource(cfg.listen.frame_ms)
@@ -204,6 +209,7 @@ class VoiceConnection:
                     "output": {"sample_rate": self.state.tts.sample_rate, "format": "s16le"},
                     "mode": self.session.mode,
                     "barge_in": self.session.cfg.listen.barge_in,
+                    "tools": [spec.name for spec in chat.tools.specs()] if chat.tools is not None else [],
                 }
             )
             self.session.start()
