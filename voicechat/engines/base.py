@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     import numpy as np
@@ -93,10 +93,34 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
     estimated: bool = False  # True when counted locally, not reported by the server
+    finish_reason: str | None = None  # "stop" | "length" | "tool_calls" where the engine knows why the reply ended
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """How one reply is written, for this call only (the engine's configured values stay as they are).
+
+    None (or no stop strings) leaves a setting at the engine's own value. Engines say which settings they
+    honour in ``ChatModel.options_honoured``; the others are ignored."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+    NAMES: ClassVar[tuple[str, ...]] = ("temperature", "top_p", "max_tokens", "stop", "seed")
+
+    def asked(self) -> frozenset[str]:
+        """The settings this call sets."""
+        return frozenset(n for n in self.NAMES if getattr(self, n) not in (None, ()))
+
+
+ALL_OPTIONS = frozenset(SamplingOptions.NAMES)
 
 
 # What a chat model streams; a generator, so that closing it cancels the reply.
@@ -178,15 +202,26 @@ class ChatModel(Engine):
     """Streams a reply to a list of messages: text deltas, then one usage record."""
 
     supports_tools: bool = False  # stream() honours tools= and tool_choice= and may yield ToolCall
+    # The SamplingOptions settings stream(options=) applies to one call; empty: the engine takes no options=
+    options_honoured: frozenset[str] = frozenset()
 
     @abstractmethod
-    def stream(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = (), tool_choice: str | None = None) -> ChatStream:
+    def stream(
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[ToolSpec] = (),
+        tool_choice: str | None = None,
+        options: SamplingOptions | None = None,
+    ) -> ChatStream:
         """Yield TextDelta as the reply is written, then a Usage. Closing the generator cancels.
 
         Engines with ``supports_tools`` honour ``tools`` (the tools the model may call) and ``tool_choice``
         (None: the model decides; a tool's name: the model must call it) and yield a ToolCall for each
         call the model makes (before the Usage); the caller runs the tools and asks again. Callers offer
-        tools only to engines with ``supports_tools``."""
+        tools only to engines with ``supports_tools``.
+
+        ``options`` sets temperature, top_p, max_tokens, stop and seed for this call alone, as far as
+        ``options_honoured`` says; callers pass it only to engines that honour some."""
 
     def prefill(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()) -> None:
         """Evaluate a prompt ahead of time where the engine keeps it (a local model's cache), so a request
@@ -222,6 +257,12 @@ class TextToSpeech(Engine):
     def voices(self) -> list[str]:
         """The voices this engine can speak with, as `say --list-voices` shows them."""
         return []
+
+    def installed_voices(self) -> dict[str, str]:
+        """Voices that can be loaded by name besides this one: name -> the tts.voice value that loads it
+        (a server loads them on demand for a request's ``voice``), this engine's own voice first. Empty: this
+        engine's voice only."""
+        return {}
 
     @property
     def speakers(self) -> list[str]:

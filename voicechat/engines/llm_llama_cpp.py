@@ -7,7 +7,7 @@ import threading
 from collections.abc import Generator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from voicechat.engines.base import ChatModel, ChatStream, Message, TextDelta, ToolCall, ToolSpec, Usage
+from voicechat.engines.base import ALL_OPTIONS, ChatModel, ChatStream, Message, SamplingOptions, TextDelta, ToolCall, ToolSpec, Usage
 from voicechat.errors import VoicechatError
 
 if TYPE_CHECKING:
@@ -54,6 +54,7 @@ def check_gguf(path: str) -> None:
 class LlamaCpp(ChatModel):
     name = "llama-cpp"
     supports_tools = True
+    options_honoured = ALL_OPTIONS
 
     def __init__(self, config: Config) -> None:
         import llama_cpp
@@ -98,14 +99,42 @@ class LlamaCpp(ChatModel):
     def count_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
-    def stream(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = (), tool_choice: str | None = None) -> ChatStream:
+    def stream(
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[ToolSpec] = (),
+        tool_choice: str | None = None,
+        options: SamplingOptions | None = None,
+    ) -> ChatStream:
+        sampling = self._sampling(options)
         with self._busy:  # one generation at a time; a prefill in progress is waited for (its work is reused)
-            if tools:
-                yield from self._stream_tools(messages, tools, tool_choice)
-            else:
-                yield from self._stream(messages)
+            drawn = self.llm._seed  # a call's seed is its own: the next unseeded reply draws as if it had not run
+            try:
+                if tools:
+                    yield from self._stream_tools(messages, tools, tool_choice, sampling)
+                else:
+                    yield from self._stream(messages, sampling)
+            finally:
+                if "seed" in sampling:
+                    self.llm.set_seed(drawn)
 
-    def _stream_tools(self, messages: Sequence[Message], tools: Sequence[ToolSpec], tool_choice: str | None) -> ChatStream:
+    def _sampling(self, options: SamplingOptions | None) -> dict[str, Any]:
+        """create_completion's arguments for one call: the configured values, with this call's options over them."""
+        o = options or SamplingOptions()
+        out: dict[str, Any] = {
+            "temperature": self.temperature if o.temperature is None else o.temperature,
+            "max_tokens": self.max_tokens if o.max_tokens is None else o.max_tokens,
+        }
+        if o.top_p is not None:
+            out["top_p"] = o.top_p
+        if o.seed is not None:
+            out["seed"] = o.seed % (1 << 32)  # llama.cpp's seed is 32 bits; -1 stays "random"
+        out["stop"] = list(o.stop)
+        return out
+
+    def _stream_tools(
+        self, messages: Sequence[Message], tools: Sequence[ToolSpec], tool_choice: str | None, sampling: dict[str, Any]
+    ) -> ChatStream:
         """Answer in voicechat's tool format (see llama_tools): a grammar picks the head, then either the
         arguments of one call (held to the tool's schema) or the reply, streamed."""
         import uuid
@@ -117,6 +146,7 @@ class LlamaCpp(ChatModel):
         text, stop, added_bos = llama_tools.render(self.llm, messages, tools)
         prompt = self.llm.tokenize(text.encode("utf-8"), add_bos=not added_bos, special=True)
         generated = 0
+        finish: str | None = None
         try:
             if tool_choice:
                 head = f"{llama_tools.CALL}{tool_choice}:"
@@ -134,20 +164,22 @@ class LlamaCpp(ChatModel):
                 done = self._complete(
                     prompt=prompt,
                     max_tokens=llama_tools.ARGUMENT_TOKENS,
-                    temperature=self.temperature,
+                    temperature=sampling["temperature"],
                     grammar=llama_tools.arguments_grammar(tool),
                 )
                 generated += done["usage"]["completion_tokens"]
                 yield ToolCall(f"call_{uuid.uuid4().hex[:12]}", name, done["choices"][0]["text"].strip() or "{}")
+                finish = "tool_calls"
             else:
                 chunks = self.llm.create_completion(
-                    prompt=prompt, max_tokens=self.max_tokens, temperature=self.temperature, stop=stop or None, stream=True
+                    prompt=prompt, stream=True, **{**sampling, "stop": (stop or []) + sampling["stop"] or None}
                 )
                 if not isinstance(chunks, Iterator):
                     raise VoicechatError("llama.cpp answered a streamed completion at once; reinstall llama-cpp-python")
                 try:
                     for chunk in chunks:
                         delta = chunk["choices"][0]["text"]
+                        finish = chunk["choices"][0]["finish_reason"] or finish
                         if delta:
                             generated += 1
                             yield TextDelta(delta)
@@ -156,22 +188,25 @@ class LlamaCpp(ChatModel):
                         chunks.close()  # cancelling: stop generating at once
         except ValueError as e:  # e.g. the prompt does not fit the context
             raise VoicechatError(f"the model refused the prompt: {e}; raise llm.context_size or lower memory.max_context_tokens") from e
-        yield Usage(prompt_tokens=len(prompt), completion_tokens=generated, estimated=True)
+        yield Usage(prompt_tokens=len(prompt), completion_tokens=generated, estimated=True, finish_reason=finish)
 
-    def _stream(self, messages: Sequence[Message]) -> ChatStream:
+    def _stream(self, messages: Sequence[Message], sampling: dict[str, Any] | None = None) -> ChatStream:
         from voicechat.engines.llama_tools import chat_message
 
         msgs = [chat_message(m.role, m.content) for m in messages]
+        sampling = sampling or self._sampling(None)
         try:
-            chunks = self.llm.create_chat_completion(messages=msgs, stream=True, temperature=self.temperature, max_tokens=self.max_tokens)
+            chunks = self.llm.create_chat_completion(messages=msgs, stream=True, **sampling)
         except ValueError as e:  # e.g. the prompt does not fit the context
             raise VoicechatError(f"the model refused the prompt: {e}; raise llm.context_size or lower memory.max_context_tokens") from e
         if not isinstance(chunks, Iterator):
             raise VoicechatError("llama.cpp answered a streamed chat at once; reinstall llama-cpp-python")
         text: list[str] = []
         generated = 0
+        finish: str | None = None
         try:
             for chunk in chunks:  # (a lazy generator: llama.cpp checks the prompt against the context only now)
+                finish = chunk["choices"][0]["finish_reason"] or finish
                 delta = chunk["choices"][0]["delta"].get("content")
                 if isinstance(delta, str) and delta:
                     generated += 1
@@ -183,7 +218,7 @@ class LlamaCpp(ChatModel):
             if isinstance(chunks, Generator):
                 chunks.close()  # cancelling: stop generating at once
         prompt = sum(self.count_tokens(m.content) + 4 for m in messages)  # content + ChatML role tokens
-        yield Usage(prompt_tokens=prompt, completion_tokens=generated, estimated=True)
+        yield Usage(prompt_tokens=prompt, completion_tokens=generated, estimated=True, finish_reason=finish)
 
     def _complete(self, **options: Any) -> CreateCompletionResponse:
         """One completion, not streamed."""

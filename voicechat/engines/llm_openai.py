@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from voicechat.engines.base import ChatModel, ChatStream, Message, TextDelta, ToolSpec, Usage
+from voicechat.engines.base import ALL_OPTIONS, ChatModel, ChatStream, Message, SamplingOptions, TextDelta, ToolSpec, Usage
 from voicechat.engines.openai_client import ToolCallAssembler, make_client, to_openai_messages, translate
 from voicechat.errors import StreamCut
 
@@ -19,6 +19,7 @@ DEFAULT_MODEL = "gpt-4o-mini"
 class OpenAIChat(ChatModel):
     name = "openai"
     supports_tools = True
+    options_honoured = ALL_OPTIONS  # passed on to the server, which applies them (or refuses them itself)
 
     def __init__(self, config: Config) -> None:
         cfg = config.llm
@@ -33,12 +34,29 @@ class OpenAIChat(ChatModel):
     def model_name(self) -> str:
         return self.model
 
-    def stream(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = (), tool_choice: str | None = None) -> ChatStream:
+    def stream(
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[ToolSpec] = (),
+        tool_choice: str | None = None,
+        options: SamplingOptions | None = None,
+    ) -> ChatStream:
         import openai
 
+        o = options or SamplingOptions()
         kwargs: dict[str, Any] = dict(
-            model=self.model, messages=to_openai_messages(messages), stream=True, temperature=self.temperature, max_tokens=self.max_tokens
+            model=self.model,
+            messages=to_openai_messages(messages),
+            stream=True,
+            temperature=self.temperature if o.temperature is None else o.temperature,
+            max_tokens=self.max_tokens if o.max_tokens is None else o.max_tokens,
         )
+        if o.top_p is not None:
+            kwargs["top_p"] = o.top_p
+        if o.stop:
+            kwargs["stop"] = list(o.stop)
+        if o.seed is not None:
+            kwargs["seed"] = o.seed
         if tools:
             kwargs["tools"] = [t.to_openai() for t in tools]
             kwargs["tool_choice"] = {"type": "function", "function": {"name": tool_choice}} if tool_choice else "auto"
@@ -57,12 +75,14 @@ class OpenAIChat(ChatModel):
             raise translate(e, what, self.base_url) from e
         text: list[str] = []
         usage = None
+        finish: str | None = None
         calls = ToolCallAssembler()
         try:
             for chunk in response:
                 if chunk.usage is not None:
                     usage = chunk.usage
                 for choice in chunk.choices or ():
+                    finish = choice.finish_reason or finish
                     delta = choice.delta.content if choice.delta else None
                     if delta:
                         text.append(delta)
@@ -86,7 +106,7 @@ class OpenAIChat(ChatModel):
         made = calls.finish()
         yield from made
         if usage is not None:
-            yield Usage(usage.prompt_tokens, usage.completion_tokens, estimated=False)
+            yield Usage(usage.prompt_tokens, usage.completion_tokens, estimated=False, finish_reason=finish)
         else:
             from voicechat import tokens
 
@@ -95,7 +115,7 @@ class OpenAIChat(ChatModel):
             prompt += sum(tokens.count(c.arguments, enc) for m in messages for c in m.tool_calls)
             prompt += tokens.count(json.dumps([t.to_openai() for t in tools]), enc) if tools else 0
             written = "".join(text) + "".join(c.name + c.arguments for c in made)
-            yield Usage(prompt, tokens.count(written, enc), estimated=True)
+            yield Usage(prompt, tokens.count(written, enc), estimated=True, finish_reason=finish)
 
 
 def create(config: Config) -> OpenAIChat:

@@ -69,6 +69,8 @@ class Piper(TextToSpeech):
         except Exception as e:
             raise VoicechatError(f"cannot load Piper voice '{path}': {e}") from e
         self._label = cfg.voice or "en_US-joe-medium (bundled)"
+        self.path = path
+        self.voices_dir = os.path.expanduser(cfg.voices_dir) if cfg.voices_dir else None
         speaker_id = None
         if cfg.speaker is not None:
             ids = self.voice.config.speaker_id_map
@@ -97,6 +99,27 @@ class Piper(TextToSpeech):
         bundled = models.piper_voice()
         if bundled and bundled not in found:
             found.append(bundled)
+        found += [path for path in self.installed_voices().values() if path not in (self.path, bundled)]
+        return found
+
+    def installed_voices(self) -> dict[str, str]:
+        """Piper voices on this machine by name (the file name without .onnx): this one, the bundled one,
+        and every voice in tts.voices_dir (default: voices/ in the data dir) whose .onnx.json is beside it."""
+        from voicechat import models, paths
+
+        found: dict[str, str] = {}
+        for path in (self.path, models.piper_voice()):
+            if path:
+                found.setdefault(voice_name(path), path)
+        folder = self.voices_dir or str(paths.data_dir() / "voices")
+        try:
+            names = sorted(os.listdir(folder))
+        except OSError:  # no such folder: no more voices
+            names = []
+        for name in names:
+            path = os.path.join(folder, name)
+            if name.endswith(".onnx") and os.path.isfile(path) and os.path.isfile(path + ".json"):
+                found.setdefault(voice_name(path), path)
         return found
 
     @property
@@ -121,6 +144,11 @@ class Piper(TextToSpeech):
             syn.length_scale = (self.syn.length_scale or 1.0) / speed
         for chunk in self.voice.synthesize(text, syn):
             yield AudioChunk(chunk.audio_float_array, chunk.sample_rate, text)
+
+
+def voice_name(path: str) -> str:
+    """A voice's name: its file name without .onnx (en_US-joe-medium)."""
+    return os.path.basename(path)[: -len(".onnx")] if path.endswith(".onnx") else os.path.basename(path)
 
 
 def create(config: Config) -> Piper:

@@ -251,7 +251,7 @@ def _cors(origin: str) -> list[tuple[bytes, bytes]]:
     return [
         (b"access-control-allow-origin", origin.encode("latin-1")),
         (b"vary", b"Origin"),
-        (b"access-control-expose-headers", b"Retry-After, X-Voicechat-Voice"),
+        (b"access-control-expose-headers", b"Retry-After, X-Voicechat-Voice, X-Voicechat-Voice-Notice, X-Voicechat-Options-Ignored"),
     ]
 
 
@@ -289,7 +289,7 @@ def create_app(state: Any, *, load: bool = True) -> FastAPI:
     from contextlib import asynccontextmanager
 
     from voicechat import __version__
-    from voicechat.serve import openai_routes, voice_ws
+    from voicechat.serve import openai_routes, voice_ws, voices
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
@@ -311,6 +311,7 @@ def create_app(state: Any, *, load: bool = True) -> FastAPI:
     )
     app.state.server = state
     app.state.uploads = None
+    app.state.voices = voices.for_server(state)  # /v1/audio/speech: voices besides tts.voice, loaded on demand
     app.add_middleware(Guard, state=state)
     app.include_router(openai_routes.router)
     app.add_api_websocket_route("/v1/voice", voice_ws.voice_endpoint)

@@ -24,6 +24,7 @@ from voicechat.serve.errors import ApiError
 if TYPE_CHECKING:
     from voicechat.engines.base import Message
     from voicechat.serve.state import ServerState
+    from voicechat.serve.voices import Choice, VoiceCache
 
 router = APIRouter()
 TRANSCRIPT_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
@@ -247,6 +248,7 @@ def _user_error(e: BaseException) -> dict[str, Any]:
 async def speech(request: Request) -> Response:
     from voicechat import sentences
     from voicechat.serve.encode import FORMATS, Encoder
+    from voicechat.serve.voices import printable
 
     state = _state(request)
     body = await _json(request)
@@ -267,14 +269,22 @@ async def speech(request: Request) -> Response:
         if not state.tts.changes_speed:
             raise ApiError(400, f"the {state.cfg.tts.engine} engine cannot change speed; leave speed at 1.0", param="speed")
         change = float(speed)
+    voice = body.get("voice")
+    if voice is not None and not isinstance(voice, str):
+        raise ApiError(400, f"voice {shown(voice)} is not a voice name", param="voice")
     first_words = state.cfg.tts.first_chunk_words
     encoder = Encoder(fmt)
+    voices: VoiceCache = request.app.state.voices
+    chosen: list[Choice] = []
 
     def audio(cancel: threading.Event) -> Iterator[bytes]:
+        choice = voices.choose(voice)  # (on the worker: a voice not yet loaded loads here, off the event loop)
+        chosen.append(choice)
+        yield b""  # the voice is known before any sound: the headers name it
         for piece in sentences.chunks(text, first_words):  # the first sentence is spoken before the rest is read
             if cancel.is_set():
                 return
-            for chunk in state.tts.synthesize(piece, speed=change):
+            for chunk in choice.engine.synthesize(piece, speed=change):
                 data = encoder.feed(chunk.samples, chunk.sample_rate)
                 if data:
                     yield data
@@ -286,12 +296,16 @@ async def speech(request: Request) -> Response:
 
     chunks = state.admission.stream(audio)
     try:
+        await chunks.__anext__()  # the voice chosen
         first = await chunks.__anext__()  # errors before the first byte get a proper status
     except StopAsyncIteration:
         first = b""
     except Exception:
         await chunks.aclose()
         raise
+    headers = {"X-Voicechat-Voice": printable(chosen[0].name if chosen else state.tts.model_name or state.cfg.tts.engine, 200)}
+    if chosen and chosen[0].notice:
+        headers["X-Voicechat-Voice-Notice"] = printable(chosen[0].notice, 1000)
 
     async def body_stream() -> Any:
         try:
@@ -302,9 +316,7 @@ async def speech(request: Request) -> Response:
         finally:
             await chunks.aclose()
 
-    return StreamingResponse(
-        body_stream(), media_type=encoder.media_type, headers={"X-Voicechat-Voice": state.tts.model_name or state.cfg.tts.engine}
-    )
+    return StreamingResponse(body_stream(), media_type=encoder.media_type, headers=headers)
 
 
 async def _json(request: Request) -> dict[str, Any]:
@@ -384,18 +396,22 @@ def _fits(state: ServerState, messages: list[Message]) -> None:
 @router.post("/v1/chat/completions")
 async def chat_completions(request: Request) -> Response:
     from voicechat.engines.base import TextDelta, Usage
+    from voicechat.serve.sampling import sampling_options
 
     state = _state(request)
     body = await _json(request)
     messages = _messages(body, state.cfg.serve.max_text_chars, state.cfg.serve.max_messages)
+    options = sampling_options(body, state.cfg.serve.max_tokens)
     _fits(state, messages)
     model = state.model_ids()["llm"]
     ident = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    ignored = sorted(options.asked() - state.llm.options_honoured)
+    headers = {"X-Voicechat-Options-Ignored": ", ".join(ignored)} if ignored else {}  # (what this engine cannot apply per call)
 
     def reply(cancel: threading.Event) -> Iterator[Any]:
-        yield from state.llm.stream(messages)
+        yield from state.llm.stream(messages, options=options)
 
     def chunk(delta: dict[str, Any], finish: str | None = None, usage: Any = None) -> bytes:
         doc: dict[str, Any] = {
@@ -414,14 +430,15 @@ async def chat_completions(request: Request) -> Response:
 
         async def events() -> Any:
             usage = None
+            finish = "stop"
             try:
                 yield chunk({"role": "assistant", "content": ""})
                 async for item in items:
                     if isinstance(item, TextDelta) and item.text:
                         yield chunk({"content": item.text})
                     elif isinstance(item, Usage):
-                        usage = _usage(item)
-                yield chunk({}, "stop")
+                        usage, finish = _usage(item), item.finish_reason or finish
+                yield chunk({}, finish)
                 if include_usage and usage is not None:
                     yield chunk({}, usage=usage)
                 yield _sse("[DONE]")
@@ -430,14 +447,15 @@ async def chat_completions(request: Request) -> Response:
             finally:
                 await items.aclose()
 
-        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", **headers})
     texts: list[str] = []
     usage = None
+    finish = "stop"
     async for item in state.admission.stream(reply):
         if isinstance(item, TextDelta):
             texts.append(item.text)
         elif isinstance(item, Usage):
-            usage = _usage(item)
+            usage, finish = _usage(item), item.finish_reason or finish
     return JSONResponse(
         {
             "id": ident,
@@ -445,10 +463,11 @@ async def chat_completions(request: Request) -> Response:
             "created": created,
             "model": model,
             "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": "".join(texts)}, "finish_reason": "stop", "logprobs": None}
+                {"index": 0, "message": {"role": "assistant", "content": "".join(texts)}, "finish_reason": finish, "logprobs": None}
             ],
             "usage": usage or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-        }
+        },
+        headers=headers,
     )
 
 

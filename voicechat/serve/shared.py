@@ -18,6 +18,7 @@ from voicechat.engines.base import (
     ChatModel,
     ChatStream,
     Message,
+    SamplingOptions,
     Segment,
     SpeechToText,
     TextDelta,
@@ -109,6 +110,9 @@ class SharedTTS(TextToSpeech):
     def voices(self) -> list[str]:
         return self.engine.voices()
 
+    def installed_voices(self) -> dict[str, str]:
+        return self.engine.installed_voices()
+
     def synthesize(self, text: str, *, speed: float | None = None) -> Iterator[AudioChunk]:
         if speed is None:  # (an engine without changes_speed may not take the argument at all)
             return _stepwise(lambda: self.engine.synthesize(text), self._lock)
@@ -156,13 +160,25 @@ class CountedChat(ChatModel):
         self._count = count
         self.name = engine.name
         self.supports_tools = engine.supports_tools
+        self.options_honoured = engine.options_honoured
 
     @property
     def model_name(self) -> str:
         return self.engine.model_name
 
-    def stream(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = (), tool_choice: str | None = None) -> ChatStream:
-        gen = self.engine.stream(messages, tools, tool_choice) if tools else self.engine.stream(messages)
+    def stream(
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[ToolSpec] = (),
+        tool_choice: str | None = None,
+        options: SamplingOptions | None = None,
+    ) -> ChatStream:
+        """Tools and options are passed only when given (and options only to an engine that honours some):
+        an engine that takes neither keeps the one-argument call."""
+        if options is not None and self.options_honoured and options.asked():
+            gen = self.engine.stream(messages, tools, tool_choice, options)
+        else:
+            gen = self.engine.stream(messages, tools, tool_choice) if tools else self.engine.stream(messages)
         try:
             for item in gen:
                 if isinstance(item, TextDelta):
