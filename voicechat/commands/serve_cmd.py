@@ -103,7 +103,8 @@ def run(cfg: Any, *, log: bool, announce: Any, http: bool = True, wyoming: tuple
 
     state = ServerState(cfg, log=log)
     _scrub_logs()
-    threading.Thread(target=state.load, name="serve-load", daemon=True).start()
+    loader = threading.Thread(target=state.load, name="serve-load", daemon=True)  # started once the ports are bound:
+    # a port in use is said at once, before any model takes the machine's time
     shown = cfg.serve.host if ":" not in cfg.serve.host else f"[{cfg.serve.host}]"
 
     class Server(uvicorn.Server):
@@ -137,6 +138,7 @@ def run(cfg: Any, *, log: bool, announce: Any, http: bool = True, wyoming: tuple
                 port = bound[0][1] if bound else cfg.serve.port
                 state.port = port
                 announce(f"http://{shown}:{port}/healthz answers now; /readyz once the models are loaded")
+                loader.start()
 
     async def main() -> None:
         wy = None
@@ -176,6 +178,7 @@ def run(cfg: Any, *, log: bool, announce: Any, http: bool = True, wyoming: tuple
                         f"cannot listen on {cfg.serve.host}:{cfg.serve.port}; is another server using the port? (--port picks another)"
                     )
             else:
+                loader.start()
                 await _until_signal(state, announce)
         finally:
             ready.cancel()
