@@ -455,7 +455,31 @@ def test_the_wake_word_in_a_longer_stream_is_detected_where_it_was_said_and_othe
     assert [e.type for e in got] == ["not-detected", "pong"]
 
 
-def test_an_unknown_wake_word_is_an_error_naming_it(wyo):
+def test_an_unknown_wake_word_is_an_error_naming_it_and_a_vanished_satellite_frees_its_stream(wyo):
+    import time
+
+    from wyoming.audio import AudioChunk
+    from wyoming.client import AsyncTcpClient
+    from wyoming.wake import Detect
+
     got = asyncio.run(listen(wyo, pcm16(silence(0.5)), names=["computer"]))
     assert [e.type for e in got] == ["error", "not-detected", "pong"]
     assert "'computer'" in got[0].data["text"] and "hey_jarvis" in got[0].data["text"]
+
+    def sessions_become(n: int) -> bool:
+        deadline = time.monotonic() + 60
+        while wyo.metric("voicechat_active_sessions") != n and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return wyo.metric("voicechat_active_sessions") == n
+
+    async def vanish():  # a satellite: detect, chunks without audio-start, then gone mid-stream
+        c = AsyncTcpClient("127.0.0.1", wyo.wyoming_port)
+        await c.connect()
+        await c.write_event(Detect(names=["okay_nabu"]).event())
+        for _ in range(20):
+            await c.write_event(AudioChunk(rate=16000, width=2, channels=1, audio=pcm16(silence(0.064))).event())
+        assert await asyncio.to_thread(sessions_become, 1)  # its stream holds a place among serve.max_sessions
+        c._writer.transport.abort()
+
+    asyncio.run(vanish())
+    assert sessions_become(0)  # and gives it back when the satellite is gone

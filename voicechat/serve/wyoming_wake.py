@@ -156,7 +156,10 @@ class WakeListener:
             finally:
                 self._lock.release()
         else:
-            asyncio.get_running_loop().run_in_executor(None, self._locked, detector.scorer.close)
+            try:
+                asyncio.get_running_loop().run_in_executor(None, self._locked, detector.scorer.close)
+            except RuntimeError:  # the loop is shutting down: the models close themselves when collected
+                pass
 
     def _locked(self, work: Callable[[], Any]) -> Any:
         with self._lock:
