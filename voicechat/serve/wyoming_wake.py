@@ -20,29 +20,29 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from voicechat.voice.wake_words import BUILTIN, OPENWAKEWORD, Scorer, WakeDetector, WordScorer, resolve
+from voicechat.voice.wake_words import BUILTIN, OPENWAKEWORD, PRETRAINED, Scorer, WakeDetector, WordScorer, resolve
 
 Send = Callable[[Any], Awaitable[None]]
 Fail = Callable[[str, str], Awaitable[None]]
 
 
 def wake_program(version: str, me: Any) -> Any:
-    """The ``wake`` entry of ``info``: the built-in words."""
+    """The ``wake`` entry of ``info``: the built-in words. Home Assistant shows a word's description as its name,
+    so that is the phrase; the model's licence goes with its attribution (Wyoming has no licence field)."""
     from wyoming.info import Attribution, WakeModel, WakeProgram
 
-    oww = Attribution(name=OPENWAKEWORD[0], url=OPENWAKEWORD[1])
     return WakeProgram(
         name="voicechat",
         attribution=me,
         installed=True,
-        description="voicechat wake words (openWakeWord, offline)",
+        description=f"voicechat wake words, offline (openWakeWord models: {PRETRAINED})",
         version=version,
         models=[
             WakeModel(
                 name=w.name,
-                attribution=oww,
+                attribution=Attribution(name=f"{OPENWAKEWORD[0]}; licence: {w.licence}", url=OPENWAKEWORD[1]),
                 installed=True,
-                description=f"{w.phrase} ({w.licence})",
+                description=w.phrase,
                 version=None,
                 languages=list(w.languages),
                 phrase=w.phrase,

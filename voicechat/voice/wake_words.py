@@ -22,7 +22,7 @@ FRAME_SAMPLES = 1280  # 80 ms: one step of openWakeWord's features
 FRAME_BYTES = FRAME_SAMPLES * 2
 REFRACTORY_S = 2.0  # after a detection, this much audio before the next one
 OPENWAKEWORD = ("openWakeWord (David Scripka), bundled in pyopen-wakeword", "https://github.com/dscripka/openWakeWord")
-PRETRAINED = "openWakeWord pre-trained model; its licence is CC BY-NC-SA 4.0 (non-commercial use only)"
+PRETRAINED = "CC BY-NC-SA 4.0, non-commercial use only"  # openWakeWord's pre-trained models
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class Word:
     name: str  # the model's name, as clients ask for it
     phrase: str  # what to say
     languages: tuple[str, ...]
-    licence: str
+    licence: str  # the model's, as far as its source says
 
 
 BUILTIN: dict[str, Word] = {
@@ -40,7 +40,7 @@ BUILTIN: dict[str, Word] = {
         Word("hey_jarvis", "Hey Jarvis", ("en",), PRETRAINED),
         Word("hey_mycroft", "Hey Mycroft", ("en",), PRETRAINED),
         Word("hey_rhasspy", "Hey Rhasspy", ("en",), PRETRAINED),
-        Word("okay_nabu", "Okay Nabu", ("en",), "pyopen-wakeword states no separate licence for it; treat it as openWakeWord's models"),
+        Word("okay_nabu", "Okay Nabu", ("en",), "not stated by pyopen-wakeword; assume openWakeWord's (CC BY-NC-SA 4.0)"),
     )
 }
 
