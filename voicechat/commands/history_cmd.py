@@ -1,4 +1,4 @@
-"""`voicechat history list | show | export | delete`."""
+"""`voicechat history list | show | export | delete | import`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import typer
 
 from voicechat.console import handle_errors
 
-app = typer.Typer(help="Browse, export and delete logged conversations.", no_args_is_help=True)
+app = typer.Typer(help="Browse, export, delete and import logged conversations.", no_args_is_help=True)
 
 
 def _open():
@@ -177,3 +177,52 @@ def delete(
             typer.confirm(f"delete session {session_id}?", abort=True)
         h.delete(session_id)
     typer.echo(f"deleted session {session_id}", err=True)
+
+
+@app.command("import")
+@handle_errors
+def import_(
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Recovery files (.jsonl); none: every file in the recovery folders.", show_default=False),
+    ] = None,
+    history: Annotated[
+        str | None,
+        typer.Option("--history", help="Import into this SQLite file or postgresql:// URL instead of the configured history."),
+    ] = None,
+    remove: Annotated[bool, typer.Option("--remove", help="Delete each file once every line of it is in the history.")] = False,
+) -> None:
+    """Bring recovery files (turns kept while the history was unavailable) back into the history.
+
+    Importing a file twice adds nothing, and a session that was in the history before is continued.
+    Each file goes in one transaction; a line that is not a turn is named (file:line) and skipped,
+    and the exit code is then 1. Files are kept unless --remove."""
+    from voicechat.conversation import recovery
+    from voicechat.conversation.history import History
+    from voicechat.errors import VoicechatError
+
+    paths = list(files or [])
+    if not paths:
+        paths = recovery.recovery_files()
+        if not paths:
+            typer.echo("no recovery files to import", err=True)
+            return
+    failed = False
+    with History(history) if history else _open() as h:
+        for path in paths:
+            try:
+                line, bad = recovery.import_file(h, path, remove=remove)
+            except VoicechatError as e:
+                from voicechat.console import fail
+
+                fail(f"{path}: {e.message}" if str(path) not in e.message else e.message)
+                failed = True
+                continue
+            for number, why in bad:
+                from voicechat.errors import scrub
+
+                typer.echo(f"voicechat: {scrub(f'{path}:{number}: not a recovered turn ({why}); skipped')}", err=True)
+            failed = failed or bool(bad)
+            typer.echo(line)
+    if failed:
+        raise typer.Exit(1)

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import secrets
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ from voicechat.errors import VoicechatError
 from voicechat.storage import open_store, schema
 from voicechat.storage.base import Query, now
 from voicechat.storage.sqlite import SQLiteStore
+from voicechat.storage.urls import is_postgres
 
 MIGRATIONS = schema.render("sqlite")  # as SQLite runs them (tests build old files from these)
 PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]{16,128}")  # what a session's public id can look like (new_key and the migration's)
@@ -58,9 +60,24 @@ class History:
     A SQLite file that cannot be written opens read-only (``read_only``)."""
 
     def __init__(self, target: Path | str) -> None:
+        self._target = target  # kept to open the store again (a URL keeps its password here only)
         self.store = open_store(target)
         self.label = self.store.label
         self.read_only = self.store.read_only
+
+    def available(self) -> History:
+        """This history, ready to be written again: a SQLite file that was opened read-only (a full disk,
+        a read-only mount) is opened again once it can be written. Raises VoicechatError while it cannot.
+
+        The old store is left to be collected, not closed: another session may be reading through it."""
+        if self.store.read_only:
+            store = open_store(self._target)
+            if store.read_only:
+                why = store.why_read_only or f"{self.label}: history is still read-only"
+                store.close()
+                raise VoicechatError(why)
+            self.store, self.read_only = store, False
+        return self
 
     @property
     def path(self) -> Path | str:
@@ -82,62 +99,20 @@ class History:
         self.close()
 
     # writing --------------------------------------------------------------------------
-    def new_session(self, kind: str, *, system_prompt: str | None = None, engines: dict[str, str | None] | None = None) -> int:
-        e = engines or {}
-        values = (
-            now(),
-            kind,
-            system_prompt,
-            e.get("stt_engine"),
-            e.get("stt_model"),
-            e.get("llm_engine"),
-            e.get("llm_model"),
-            e.get("tts_engine"),
-            e.get("tts_model"),
-            new_key(),
-        )
-        return self.store.write(
-            lambda q: int(
-                q(
-                    "INSERT INTO sessions (started_at, kind, system_prompt, stt_engine, stt_model, llm_engine, llm_model, tts_engine, tts_model,"
-                    " public_id) VALUES (?,?,?,?,?,?,?,?,?,?) RETURNING id",
-                    values,
-                )[0]["id"]
-            )
-        )
+    def new_session(
+        self,
+        kind: str,
+        *,
+        system_prompt: str | None = None,
+        engines: dict[str, str | None] | None = None,
+        public_id: str | None = None,
+    ) -> int:
+        """A new session; ``public_id`` is the key its turn log already gave it (see :mod:`turnlog`), else a new one."""
+        return self.store.write(lambda q: insert_session(q, kind, system_prompt, engines, public_id or new_key()))
 
     def add_turn(self, session_id: int, turn: Turn) -> int:
         """Commit one completed turn: it is stored when this returns."""
-        values = (
-            session_id,
-            turn.created_at,
-            turn.user_text,
-            turn.assistant_text,
-            int(turn.interrupted),
-            turn.llm_model,
-            turn.prompt_tokens,
-            turn.completion_tokens,
-            int(turn.tokens_estimated),
-            json.dumps(turn.latency),
-            turn.user_audio,
-            turn.reply_audio,
-            int(turn.cleared_before),
-            json.dumps(turn.tools, ensure_ascii=False) if turn.tools else None,
-        )
-
-        def tx(q: Query) -> int:
-            turn_id = int(
-                q(
-                    "INSERT INTO turns (session_id, created_at, user_text, assistant_text, interrupted, llm_model, prompt_tokens,"
-                    " completion_tokens, tokens_estimated, latency, user_audio, reply_audio, cleared_before, tools)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
-                    values,
-                )[0]["id"]
-            )
-            q("UPDATE sessions SET ended_at=? WHERE id=?", (turn.created_at, session_id))
-            return turn_id
-
-        return self.store.write(tx)
+        return self.store.write(lambda q: insert_turn(q, session_id, turn))
 
     def delete(self, session_id: int) -> None:
         self.session(session_id)
@@ -211,6 +186,62 @@ class History:
         ]
 
 
+def insert_session(
+    q: Query, kind: str, system_prompt: str | None, engines: dict[str, str | None] | None, public_id: str, started_at: str | None = None
+) -> int:
+    """Insert a session row (inside the caller's transaction); its id."""
+    e = engines or {}
+    values = (
+        started_at or now(),
+        kind,
+        system_prompt,
+        e.get("stt_engine"),
+        e.get("stt_model"),
+        e.get("llm_engine"),
+        e.get("llm_model"),
+        e.get("tts_engine"),
+        e.get("tts_model"),
+        public_id,
+    )
+    sql = (
+        "INSERT INTO sessions (started_at, kind, system_prompt, stt_engine, stt_model, llm_engine, llm_model, tts_engine, tts_model,"
+        " public_id) VALUES (?,?,?,?,?,?,?,?,?,?) RETURNING id"
+    )
+    return int(q(sql, values)[0]["id"])
+
+
+def insert_turn(q: Query, session_id: int, turn: Turn, recovered_key: str | None = None) -> int:
+    """Insert a turn row and mark its session's end (inside the caller's transaction); its id.
+    ``recovered_key``: the identity of a turn brought back from a recovery file."""
+    values = (
+        session_id,
+        turn.created_at,
+        turn.user_text,
+        turn.assistant_text,
+        int(turn.interrupted),
+        turn.llm_model,
+        turn.prompt_tokens,
+        turn.completion_tokens,
+        int(turn.tokens_estimated),
+        json.dumps(turn.latency),
+        turn.user_audio,
+        turn.reply_audio,
+        int(turn.cleared_before),
+        json.dumps(turn.tools, ensure_ascii=False) if turn.tools else None,
+        recovered_key,
+    )
+    turn_id = int(
+        q(
+            "INSERT INTO turns (session_id, created_at, user_text, assistant_text, interrupted, llm_model, prompt_tokens,"
+            " completion_tokens, tokens_estimated, latency, user_audio, reply_audio, cleared_before, tools, recovered_key)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
+            values,
+        )[0]["id"]
+    )
+    q("UPDATE sessions SET ended_at=? WHERE id=?", (turn.created_at, session_id))
+    return turn_id
+
+
 def _json_or_empty(text: str | None) -> dict:
     try:
         value = json.loads(text or "{}")
@@ -233,9 +264,27 @@ class UnavailableHistory:
 
     read_only = True
 
-    def __init__(self, path: Path | str, reason: str) -> None:
+    def __init__(self, path: Path | str, reason: str, *, target: Path | str | None = None) -> None:
         self.path = path  # the file, or the URL without its password
         self.reason = reason
+        # where to try again (available()): the URL with its password; a file path is its own target
+        self.target = target if target is not None else (None if is_postgres(path) else path)
+        self._opened: History | None = None
+        self._lock = threading.Lock()
+
+    def available(self) -> History:
+        """The history, opened now that it can be (once, shared by every session that asks); raises
+        VoicechatError while it still cannot be opened for writing."""
+        with self._lock:
+            if self._opened is None:
+                if self.target is None:
+                    raise VoicechatError(self.reason)
+                history = History(self.target)
+                if history.read_only:
+                    history.close()
+                    raise VoicechatError(self.reason)
+                self._opened = history
+            return self._opened
 
     def new_session(self, *args: Any, **kwargs: Any) -> int:
         raise VoicechatError(self.reason)
@@ -244,7 +293,8 @@ class UnavailableHistory:
         raise VoicechatError(self.reason)
 
     def close(self) -> None:
-        pass
+        if self._opened is not None:
+            self._opened.close()
 
     def __enter__(self) -> UnavailableHistory:
         return self
@@ -267,7 +317,7 @@ def open_for_session(config: Any, *, no_log: bool, resume: int | None, cont: boo
             try:
                 history = open_history(config)
             except VoicechatError as e:
-                history = UnavailableHistory(history_target(config, redact=True), e.message)
+                history = UnavailableHistory(history_target(config, redact=True), e.message, target=history_target(config))
         return history, None, log
     history = open_history(config)
     if cont and resume is None:

@@ -20,6 +20,7 @@ class Store(ABC):
     dialect: str
     label: str  # names the store in messages: a file path, or a URL without its password
     read_only: bool = False
+    why_read_only: str | None = None  # why a store that could be written was opened read-only (a full disk)
 
     @abstractmethod
     def read(self, fn: Callable[[Query], T]) -> T:

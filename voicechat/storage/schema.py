@@ -52,6 +52,12 @@ MIGRATIONS = [
     UPDATE sessions SET public_id = {random_key} WHERE public_id IS NULL;
     CREATE UNIQUE INDEX sessions_public_id ON sessions(public_id);
     """,
+    # 5: the identity of a turn brought back from a recovery file (voicechat.conversation.recovery), so that
+    # importing the same file twice adds nothing; NULL for the turns written to the history directly
+    """
+    ALTER TABLE turns ADD COLUMN recovered_key TEXT;
+    CREATE UNIQUE INDEX turns_recovered_key ON turns(recovered_key);
+    """,
 ]
 
 VERSION_TABLE = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
