@@ -18,7 +18,9 @@ connection is bounded (serve.wyoming_max_audio_s of audio, serve.max_text_chars 
 engine work goes through the server's bounded pool. Events out of order get an answer at once, never
 silence: ``audio-stop`` after ``transcribe`` with no audio -> an empty ``transcript``; ``audio-chunk``
 or ``audio-stop`` outside ``audio-start`` ... ``audio-stop``, a second ``audio-start`` or
-``synthesize-start`` inside a stream, ``synthesize-stop`` without a start -> an ``error`` event. A
+``synthesize-start`` inside a stream, ``synthesize-stop`` without a start, ``detect`` inside a transcription
+stream, ``transcribe`` inside a wake word stream -> an ``error`` event; ``audio-stop`` after ``detect`` with no
+audio -> ``not-detected``. A
 client that stops reading for serve.idle_timeout_s is closed (its engine slot freed).
 """
 
