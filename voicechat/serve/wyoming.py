@@ -20,8 +20,8 @@ silence: ``audio-stop`` after ``transcribe`` with no audio -> an empty ``transcr
 or ``audio-stop`` outside ``audio-start`` ... ``audio-stop``, a second ``audio-start`` or
 ``synthesize-start`` inside a stream, ``synthesize-stop`` without a start, ``detect`` inside a transcription
 stream, ``transcribe`` inside a wake word stream -> an ``error`` event; ``audio-stop`` after ``detect`` with no
-audio -> ``not-detected``. A
-client that stops reading for serve.idle_timeout_s is closed (its engine slot freed).
+audio -> ``not-detected``. A client that stops reading for serve.idle_timeout_s is closed (its engine slot
+freed).
 """
 
 from __future__ import annotations
