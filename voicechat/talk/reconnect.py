@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 FIRST_DELAY_S = 0.5  # the first retry comes this soon after a loss
-MAX_DELAY_S = 8.0  # and later ones at most this far apart
+MAX_DELAY_S = 5.0  # and later ones at most this far apart (a restarted server is found within this)
 JITTER = 0.5  # each delay is shortened by up to this part of it, at random
 MAX_TRACKED = 16  # utterances followed at once (the server lets 4 wait; answered ones wait for their commit)
 
