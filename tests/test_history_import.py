@@ -195,3 +195,34 @@ def test_a_live_session_returns_to_postgresql_after_a_restart(postgres):
         assert texts(h, session) == ["1", "2", "3"]
     again = runner.invoke(app, ["history", "import", "--history", url, str(log.recovery)])
     assert again.exit_code == 0 and again.stdout.strip() == f"{log.recovery}: 0 turns imported, 1 already there"
+
+
+def test_a_history_opened_on_a_full_disk_takes_the_turns_back_once_space_is_freed(tmp_path):
+    """A real full disk (a tmpfs): the history opens read-only and the turns go to a recovery file; once space is
+    freed, the next due turn reopens the file for writing and brings them back, in order."""
+    from tests import fullfs
+
+    said: list[str] = []
+    clock = Clock()
+    with fullfs.tmpfs(tmp_path / "disk", "2m") as disk:
+        db = disk / "history.sqlite3"
+        with History(db) as h:
+            first = h.new_session("chat")
+            h.add_turn(first, turn("0"))
+        filler = fullfs.fill(disk)
+        h = History(db)
+        try:
+            assert h.read_only
+            log = TurnLog(h, "chat", system_prompt=None, engines=ENGINES, warn=said.append, clock=clock)
+            assert log.add(None, turn("1")) is None
+            assert len(said) == 1 and "no space left" in said[0] and log.recovery is not None
+            filler.unlink()
+            session = log.add(None, turn("2"))  # the first retry is the next turn
+            assert session is not None and len(said) == 2 and "history log is back" in said[1], said
+            assert log.add(session, turn("3")) == session
+        finally:
+            h.close()
+            log.history.close()
+        with History(db) as again:
+            assert texts(again, first) == ["0"]
+            assert texts(again, session) == ["1", "2", "3"]

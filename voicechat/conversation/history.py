@@ -61,6 +61,7 @@ class History:
 
     def __init__(self, target: Path | str) -> None:
         self._target = target  # kept to open the store again (a URL keeps its password here only)
+        self._reopening = threading.Lock()  # sessions of a server share one History
         self.store = open_store(target)
         self.label = self.store.label
         self.read_only = self.store.read_only
@@ -70,13 +71,14 @@ class History:
         a read-only mount) is opened again once it can be written. Raises VoicechatError while it cannot.
 
         The old store is left to be collected, not closed: another session may be reading through it."""
-        if self.store.read_only:
-            store = open_store(self._target)
-            if store.read_only:
-                why = store.why_read_only or f"{self.label}: history is still read-only"
-                store.close()
-                raise VoicechatError(why)
-            self.store, self.read_only = store, False
+        with self._reopening:
+            if self.store.read_only:
+                store = open_store(self._target)
+                if store.read_only:
+                    why = store.why_read_only or f"{self.label}: history is still read-only"
+                    store.close()
+                    raise VoicechatError(why)
+                self.store, self.read_only = store, False
         return self
 
     @property

@@ -4,7 +4,7 @@ Turns go to the history (the SQLite file or PostgreSQL). If a write fails (a dam
 read-only file, a full disk, a database that cannot be reached even on a new connection), the
 user is told once why and where the turns go instead: a JSON Lines
 file in the data dir (or the temp dir if that cannot be written either: a full disk), one turn
-a line, that `history` can be rebuilt from by hand. If no file takes them, they stay in memory
+a line, that `voicechat history import` brings back. If no file takes them, they stay in memory
 and are printed on stderr when the conversation ends: a turn is never silently lost.
 
 Each line carries ``turn_key`` (the turn's identity) and ``session_key`` (the session's public id),
@@ -92,6 +92,7 @@ def append_line(path: Path, line: str) -> None:
 
 RETRY_FIRST_S = 5.0  # after a failed retry, the next waits this long, then twice as long each time...
 RETRY_MAX_S = 300.0  # ...up to this
+MAX_PENDING = 10_000  # turns carried to bring back; past this the conversation stays on its file (`history import` takes it)
 
 
 class Backoff:
@@ -146,7 +147,7 @@ class TurnLog:
         self.session_key: str | None = None  # the session's public id, written in each line
         self.backoff = backoff or Backoff()
         self.clock = clock
-        self.permanent = False  # a damaged database: not tried again
+        self.permanent = False  # a damaged database (or too long an outage): not tried again
         self._tried: set[Path] = set()
         self._closed = False
         self._registered = False
@@ -186,7 +187,10 @@ class TurnLog:
             "engines": self.engines,  # the session's (its llm_model may differ from the turn's)
             **{k: v for k, v in dataclasses.asdict(turn).items() if k not in ("id", "session_id")},
         }
-        self.pending.append(record)
+        if not self.permanent:
+            self.pending.append(record)
+            if len(self.pending) > MAX_PENDING:
+                self.permanent, self.pending = True, []
         self.unsaved.append(json.dumps(record, ensure_ascii=False) + "\n")
         before, problems = self.recovery, self._flush()
         if self.unsaved and not self._registered:
@@ -216,7 +220,7 @@ class TurnLog:
         try:
             history = self.history.available()
             outcome = recovery.import_records(history, [recovery.parse(r) for r in self.pending], into=session_id)
-        except (VoicechatError, sqlite3.Error, OSError):
+        except (VoicechatError, sqlite3.Error, OSError, ValueError):
             self.backoff.failed(self.clock())  # still unavailable: said once already, tried again later
             return session_id
         self.history = history
