@@ -181,6 +181,134 @@ def test_a_refused_message_is_not_waited_for():
     assert [u.text for u in ledger.open] == ["fine"]
 
 
+# --- the thin client through an outage, with the connections played by the test -----------------
+
+
+class ScriptedConnection:
+    """A voice WebSocket that gives the client the messages of a script (a callable is run in between)."""
+
+    def __init__(self, *script) -> None:
+        self.script = list(script)
+        self.sent: list = []
+
+    def recv(self, timeout=None):
+        item = self.script.pop(0)
+        if callable(item):
+            item()
+            return self.recv(timeout)
+        if isinstance(item, BaseException):
+            raise item
+        return json.dumps(item)
+
+    def send(self, message) -> None:
+        self.sent.append(json.loads(message))
+
+    def close(self) -> None:
+        pass
+
+
+def closed(code: int, reason: str = ""):
+    from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
+    from websockets.frames import Close
+
+    kind = ConnectionClosedOK if code == 1000 else ConnectionClosedError
+    return kind(Close(code, reason), None)
+
+
+class NoWait(threading.Event):
+    def wait(self, timeout=None) -> bool:
+        return self.is_set()
+
+
+def scripted_session(attempts, clock=None):
+    """A RemoteSession on session "abc" (1 turn saved), whose attempts to come back are ``attempts`` in turn."""
+    from voicechat.talk import remote
+
+    session = remote.RemoteSession("http://127.0.0.1:9", api_key=None, source=None, sink=None, reconnect_s=30)
+    session.reconnect = Reconnect(30, clock=clock or Clock(), rand=lambda: 1.0)
+    session._stop = NoWait()  # the waits between attempts pass at once
+    notices: list[str] = []
+    session.subscribe(lambda e: notices.append(e.message) if type(e).__name__ == "Notice" else None)
+
+    def dial(timeout):
+        outcome = attempts.pop(0)
+        outcome = outcome() if callable(outcome) else outcome
+        if isinstance(outcome, remote._Failed):
+            raise outcome
+        return outcome
+
+    session._dial = dial
+    return session, notices
+
+
+@pytest.mark.fast
+def test_a_drain_holds_what_is_typed_and_the_resumed_session_gets_it():
+    from voicechat.talk import remote
+
+    after = ScriptedConnection(
+        {"type": "user", "text": "Are you there?", "source": "typed"},
+        {"type": "reply", "text": "Yes.", "interrupted": False},
+        {"type": "session", "id": "abc"},
+        closed(1000),
+    )
+    session, notices = scripted_session(
+        [
+            remote._Failed(Loss("refused"), "cannot reach"),  # not listening yet
+            remote._Failed(Loss("close", 1013, "not ready"), "loading"),  # loading its models
+            (after, {"type": "session", "id": "abc", "resumed_turns": 1}),
+        ]
+    )
+    before = ScriptedConnection(
+        {"type": "closing", "session": "abc"},
+        lambda: session.send_text("Are you there?"),  # typed while the server drains
+        {"type": "error", "message": "the server is shutting down; send it again after reconnecting"},
+        closed(1012, "restart"),
+    )
+    session._attach(before, {"type": "session", "id": "abc", "resumed_turns": 1})
+    session.ledger.committed = 1
+    session._downlink()
+    assert before.sent == []  # held: a draining server refuses it
+    assert after.sent == [{"type": "text", "text": "Are you there?"}]
+    assert notices == [
+        "server connection lost (drain): reconnecting...",
+        "reconnected, session abc resumed (1 turn); asking again what was not answered (1 message)",
+    ]
+    assert session.errors == [] and session.lost is None and session.idle
+    assert session.summary().turns == 1 and session.summary().session_id == "abc"
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("refused", [False, True])
+def test_giving_up_says_what_to_run_in_one_line(refused):
+    from voicechat.talk import remote
+
+    clock = Clock()
+
+    def later(failure):
+        def attempt():
+            clock.now += 31  # this attempt took the rest of the window
+            return failure
+
+        return attempt
+
+    last = remote._Failed(Loss("close", 1008, "cannot be resumed"), "the server refused the session: cannot be resumed")
+    session, notices = scripted_session([later(last if refused else remote._Failed(Loss("refused"), "cannot reach"))], clock)
+    session._attach(ScriptedConnection(closed(1006)), {"type": "session", "id": "abc", "resumed_turns": 2})
+    session._downlink()
+    assert notices == ["server connection lost (closed 1006): reconnecting..."]
+    go_on = "0 turns completed; go on with `voicechat talk --server http://127.0.0.1:9 --resume abc` once it is back"
+    if refused:
+        assert session.lost == (
+            "the server at http://127.0.0.1:9 went away mid-session (closed 1006) and would not take the session back "
+            f"(the server refused the session: cannot be resumed); {go_on}"
+        )
+    else:
+        assert session.lost == (
+            f"the server at http://127.0.0.1:9 went away mid-session (closed 1006) and did not come back within 30 s (serve.reconnect_s); {go_on}"
+        )
+    assert session.done
+
+
 # --- end to end: a real server killed and restarted under a thin client ---------------------------
 
 
