@@ -7,28 +7,18 @@ whose process reaches for a bundled model, fails and says so."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import speak, write_wav
+from tests.helpers import isolate, speak, write_wav
 
 SENTENCE = "The quick brown fox jumps over the lazy dog near the river bank."
 
 
 @pytest.fixture(autouse=True)
 def isolated_dirs(tmp_path_factory, monkeypatch):
-    base = tmp_path_factory.mktemp("home")
-    for name in ("CONFIG", "DATA", "CACHE"):
-        monkeypatch.setenv(f"VOICECHAT_{name}_DIR", str(base / name.lower()))
-    for var in list(os.environ):
-        if var.startswith("VOICECHAT_") and var not in {f"VOICECHAT_{n}_DIR" for n in ("CONFIG", "DATA", "CACHE")}:
-            monkeypatch.delenv(var)
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return base
+    return isolate(monkeypatch, tmp_path_factory.mktemp("home"))
 
 
 # fixtures that bring a model, a sound card, a server or a database: not for the fast tier

@@ -15,6 +15,22 @@ ROOT = Path(__file__).resolve().parent.parent
 VOICECHAT = str(Path(sys.executable).parent / "voicechat")
 
 
+def isolate(mp, base: Path) -> Path:
+    """Point voicechat's config, data and cache dirs under ``base`` and clear every other VOICECHAT_ variable,
+    the OpenAI ones and network access to the model hub, through the pytest MonkeyPatch ``mp``: what every test
+    runs with (conftest's isolated_dirs), and what a module-scoped fixture can use in a ``MonkeyPatch.context()``."""
+    dirs = {f"VOICECHAT_{name}_DIR" for name in ("CONFIG", "DATA", "CACHE")}
+    for name in ("CONFIG", "DATA", "CACHE"):
+        mp.setenv(f"VOICECHAT_{name}_DIR", str(base / name.lower()))
+    for var in list(os.environ):
+        if var.startswith("VOICECHAT_") and var not in dirs:
+            mp.delenv(var)
+    mp.delenv("OPENAI_API_KEY", raising=False)
+    mp.delenv("OPENAI_BASE_URL", raising=False)
+    mp.setenv("HF_HUB_OFFLINE", "1")
+    return base
+
+
 def normalize_words(text: str) -> list[str]:
     return re.sub(r"[^a-z0-9' ]+", " ", text.lower().replace("-", " ")).split()
 
@@ -64,6 +80,20 @@ def run_cli(*args: str, input: bytes | None = None, env: dict | None = None, tim
     full_env = dict(os.environ)
     full_env.update(env or {})
     return subprocess.run([VOICECHAT, *args], input=input, capture_output=True, env=full_env, timeout=timeout)
+
+
+def run_clis(*calls: dict, workers: int = 3) -> list[subprocess.CompletedProcess]:
+    """run_cli for each call (its keyword arguments, ``args`` the command line), several processes at a time;
+    the results in the order of the calls. For independent commands that are not timed (most of a short
+    run is the interpreter and the models starting, which a second core does alongside)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(call: dict) -> subprocess.CompletedProcess:
+        kwargs = dict(call)
+        return run_cli(*kwargs.pop("args"), **kwargs)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(one, calls))
 
 
 def assert_one_line_error(stderr: str, *needles: str) -> None:

@@ -16,6 +16,14 @@ from tests.test_talk import TalkProcess, history_turns, no_stray_processes, sile
 LONG = "Answer every question with a detailed explanation of at least four sentences."
 
 
+# Each reply is capped at REPLY_TOKENS: about 15 s of speech, several sentences with gaps between words and
+# sentences (where a late echo once made the microphone look deaf and the echo cut the reply). Two replies
+# play alone: the first from a cold canceller and a fresh stream, the second after a user's turn (warm);
+# 120 tokens (55 s of echo) gave the same two starts for twice the time. bench/echo_rig.py measures over
+# many replies.
+REPLY_TOKENS = "72"
+
+
 def test_its_own_echo_never_interrupts_it_the_user_does_and_is_answered(tmp_path):
     """In a room with echo: two replies play to their end with nobody speaking (the echo may pause a reply,
     never stop it). Then the user speaks over a long reply: playback stops, the reply is kept as far as it
@@ -24,7 +32,7 @@ def test_its_own_echo_never_interrupts_it_the_user_does_and_is_answered(tmp_path
         pytest.fail("PulseAudio is required (scripts/setup.sh test installs it)")
     stop_q = "Stop. What is the capital of Italy?"
     with PulseCard(tmp_path / "pulse", room_ms=80, room_volume=0.8) as card:
-        talk = TalkProcess("--barge-in", "--system", LONG, env={"VOICECHAT_LLM_MAX_TOKENS": "120"})
+        talk = TalkProcess("--barge-in", "--system", LONG, env={"VOICECHAT_LLM_MAX_TOKENS": REPLY_TOKENS})
         talk.wait_for(lambda e: e["type"] == "notice" and "echo cancellation on" in e["message"])
         mark = talk.wait_for(lambda e: e == {"type": "status", "state": "listening"})
         alone = []

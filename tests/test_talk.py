@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 
 from tests.events import Events
-from tests.helpers import VOICECHAT, assert_one_line_error, normalize_words, run_cli, speak, wer, write_wav
+from tests.helpers import VOICECHAT, assert_one_line_error, isolate, normalize_words, run_cli, run_clis, speak, wer, write_wav
 from tests.soundcard import PulseCard
 from voicechat import paths
 from voicechat.conversation.history import History
@@ -217,22 +217,50 @@ def test_file_input_fast_with_output_file(tmp_path, questions, hear):
     assert len(history_turns()) == 2
 
 
-@pytest.mark.parametrize("kind", ["silence", "noise", "cough"])
-def test_no_speech_gives_zero_turns(tmp_path, kind):
+NO_SPEECH = ("silence", "noise", "cough")
+
+
+@pytest.fixture(scope="module")
+def no_speech_runs(tmp_path_factory) -> dict:
+    """`talk --input` on each recording with no speech in it, the three processes side by side, each with
+    its own data dir: kind -> (result, the turns its history holds)."""
     rng = np.random.default_rng(0)
-    if kind == "silence":
-        audio = silence(6)
-    elif kind == "noise":
-        audio = (rng.standard_normal(16000 * 6) * 0.02).astype(np.float32)
-    else:  # a short loud burst
-        audio = np.concatenate([silence(2), (rng.standard_normal(1600) * 0.5).astype(np.float32), silence(3)])
-    path = write_wav(tmp_path / f"{kind}.wav", audio)
-    result = run_cli("talk", "--input", str(path), "--fast", "--output", str(tmp_path / "o.wav"), "--json")
+    calls, homes = [], {}
+    for kind in NO_SPEECH:
+        home = tmp_path_factory.mktemp(f"no-speech-{kind}")
+        if kind == "silence":
+            audio = silence(6)
+        elif kind == "noise":
+            audio = (rng.standard_normal(16000 * 6) * 0.02).astype(np.float32)
+        else:  # a short loud burst
+            audio = np.concatenate([silence(2), (rng.standard_normal(1600) * 0.5).astype(np.float32), silence(3)])
+        path = write_wav(home / f"{kind}.wav", audio)
+        env = {f"VOICECHAT_{name}_DIR": str(home / name.lower()) for name in ("CONFIG", "DATA", "CACHE")}
+        calls.append({"args": ("talk", "--input", str(path), "--fast", "--output", str(home / "o.wav"), "--json"), "env": env})
+        homes[kind] = home / "data"
+    with pytest.MonkeyPatch.context() as mp:  # (module fixtures run before the per-test isolation)
+        isolate(mp, tmp_path_factory.mktemp("no-speech-home"))
+        results = run_clis(*calls)
+    runs = {}
+    for kind, result in zip(NO_SPEECH, results, strict=True):
+        db = homes[kind] / paths.history_db().name
+        turns = []
+        if db.exists():
+            with History(db) as h:
+                sid = h.last_session_id()
+                turns = h.turns(sid) if sid else []
+        runs[kind] = (result, turns)
+    return runs
+
+
+@pytest.mark.parametrize("kind", NO_SPEECH)
+def test_no_speech_gives_zero_turns(no_speech_runs, kind):
+    result, turns = no_speech_runs[kind]
     assert result.returncode == 0, result.stderr.decode()
     events = [json.loads(line) for line in result.stdout.decode().splitlines()]
     assert not [e for e in events if e["type"] in ("user", "reply")]
     assert events[-1]["type"] == "summary" and events[-1]["turns"] == 0
-    assert history_turns() == []
+    assert turns == []
 
 
 def test_typed_input_without_microphone(tmp_path):
@@ -253,21 +281,23 @@ def test_typed_input_without_microphone(tmp_path):
 def test_bad_input_file_and_options(tmp_path):
     bad = tmp_path / "bad.wav"
     bad.write_text("nope")
-    r = run_cli("talk", "--input", str(bad))
-    assert r.returncode == 1
-    assert_one_line_error(r.stderr.decode(), "bad.wav", "not an audio file")
-    r = run_cli("talk", "--mode", "ptt")
-    assert_one_line_error(r.stderr.decode(), "push-to-talk needs a terminal")
-    r = run_cli("talk", "--mode", "loud", input=b"")
-    assert_one_line_error(r.stderr.decode(), "--mode is 'loud'")
-    r = run_cli("talk", "--output", str(tmp_path / "x.mp3"))
-    assert_one_line_error(r.stderr.decode(), "unsupported audio extension")
-    r = run_cli("talk", input=b"", env={"VOICECHAT_TURN_MODEL": str(tmp_path / "none.onnx")})
-    assert r.returncode == 1
-    assert_one_line_error(r.stderr.decode(), "turn.model", "does not exist")
-    r = run_cli("talk", input=b"", env={"VOICECHAT_TURN_DETECTOR": "vibes"})
-    assert r.returncode == 2  # a configuration error, like every bad config value
-    assert_one_line_error(r.stderr.decode(), "turn.detector")
+    r = run_clis(
+        {"args": ("talk", "--input", str(bad))},
+        {"args": ("talk", "--mode", "ptt")},
+        {"args": ("talk", "--mode", "loud"), "input": b""},
+        {"args": ("talk", "--output", str(tmp_path / "x.mp3"))},
+        {"args": ("talk",), "input": b"", "env": {"VOICECHAT_TURN_MODEL": str(tmp_path / "none.onnx")}},
+        {"args": ("talk",), "input": b"", "env": {"VOICECHAT_TURN_DETECTOR": "vibes"}},
+    )
+    assert r[0].returncode == 1
+    assert_one_line_error(r[0].stderr.decode(), "bad.wav", "not an audio file")
+    assert_one_line_error(r[1].stderr.decode(), "push-to-talk needs a terminal")
+    assert_one_line_error(r[2].stderr.decode(), "--mode is 'loud'")
+    assert_one_line_error(r[3].stderr.decode(), "unsupported audio extension")
+    assert r[4].returncode == 1
+    assert_one_line_error(r[4].stderr.decode(), "turn.model", "does not exist")
+    assert r[5].returncode == 2  # a configuration error, like every bad config value
+    assert_one_line_error(r[5].stderr.decode(), "turn.detector")
 
 
 @pytest.mark.parametrize("stage", ["listening", "thinking", "speaking"])

@@ -372,16 +372,20 @@ def test_barge_in_stops_the_reply_and_the_new_speech_becomes_the_next_turn():
 def test_stop_said_over_a_reply_stops_it_and_is_not_answered():
     """ "Stop." alone, over a reply: the reply stops and the session listens; the interjection is not a question
     for the model (before, the model answered "Stop." and the user's next words barged into that answer)."""
-    for said in ("Stop.", "Wait a moment."):
-        run = barge_in_run(said, 1 if said == "Stop." else 3)
-        run.wait(lambda run=run: any(isinstance(e, ev.Notice) and e.message.startswith("stopped") for e in run.events), timeout=30)
-        assert run.session.wait_done(timeout=30), run.events
-        (first,) = run.of(ev.ReplyDone)
-        assert first.interrupted
-        assert [u.text for u in run.of(ev.UserText)] == ["Tell me a long story."]
-        said = [m.content for m in run.chat.memory.messages_for("next") if m.role == "user"]
-        assert said == ["Tell me a long story.", "next"]  # the model never saw the interjection
-        run.session.close()
+    # the two sessions run side by side (each paced in real time by its own source, with scripted engines)
+    runs = [barge_in_run("Stop.", 1), barge_in_run("Wait a moment.", 3)]
+    try:
+        for run in runs:
+            run.wait(lambda run=run: any(isinstance(e, ev.Notice) and e.message.startswith("stopped") for e in run.events), timeout=30)
+            assert run.session.wait_done(timeout=30), run.events
+            (first,) = run.of(ev.ReplyDone)
+            assert first.interrupted
+            assert [u.text for u in run.of(ev.UserText)] == ["Tell me a long story."]
+            said = [m.content for m in run.chat.memory.messages_for("next") if m.role == "user"]
+            assert said == ["Tell me a long story.", "next"]  # the model never saw the interjection
+    finally:
+        for run in runs:
+            run.session.close()
 
 
 @pytest.mark.fast
