@@ -86,6 +86,7 @@ class RemoteSession:
         self._estimated = False
         self.reconnect = Reconnect(reconnect_s, connect_timeout_s=connect_timeout, clock=clock)
         self.ledger = TurnLedger()  # what was said and is not yet in the server's history
+        self._ledger_lock = threading.RLock()  # the ledger, and the moment a resumed connection takes over
         self._outage = False  # the server is gone and being tried again
         self._draining = False  # the server said it is shutting down (texts wait for the next connection)
         self._reconnected = 0
@@ -182,9 +183,10 @@ class RemoteSession:
             self._threads.append(t)
 
     def send_text(self, text: str) -> None:
-        self.ledger.typed(text)
-        if not self._draining:  # (a draining server refuses it; it goes to the next connection)
-            self._send({"type": "text", "text": text})
+        with self._ledger_lock:  # (in the order the ledger has it, after what a resumed session is asked again)
+            self.ledger.typed(text)
+            if not self._draining:  # (a draining server refuses it; it goes to the next connection, as in an outage)
+                self._send({"type": "text", "text": text})
 
     def command(self, line: str) -> slash.Outcome:
         name = slash.name(line)
@@ -292,10 +294,14 @@ class RemoteSession:
         same = self.session_id is not None  # (the attempt asked for ?session=ID)
         self._attach(ws, hello)
         turns = int(hello.get("resumed_turns") or 0)
-        again = self.ledger.resumed(turns, same)
         self.reconnect.connected()
         self._reconnected += 1
-        self._outage = False
+        with self._ledger_lock:
+            again = self.ledger.resumed(turns, same)
+            self._outage = False
+            for text in again:
+                self._answering = True
+                self._send({"type": "text", "text": text})
         if same:
             line = f"reconnected, session {self.session_id} resumed ({turns} turn{'s' if turns != 1 else ''})"
         else:
@@ -303,9 +309,6 @@ class RemoteSession:
         if again:
             line += f"; asking again what was not answered ({len(again)} message{'s' if len(again) != 1 else ''})"
         self.emit(ev.Notice(line))
-        for text in again:
-            self._answering = True
-            self._send({"type": "text", "text": text})
 
     # the two directions --------------------------------------------------------------------------
     def _send(self, message: dict[str, Any] | bytes) -> bool:
@@ -397,7 +400,8 @@ class RemoteSession:
         elif kind == "session":  # after each turn the server saved
             if doc.get("id"):
                 self.session_id = doc["id"]
-            self.ledger.saved()
+            with self._ledger_lock:
+                self.ledger.saved()
         elif kind == "closing":
             if self.reconnect.window_s > 0:
                 self._draining = True  # said once the connection closes (a drain lets the turn in progress end)
@@ -411,12 +415,14 @@ class RemoteSession:
                 self._answering = event.state in ("thinking", "speaking")
             elif isinstance(event, ev.UserText):
                 self._answering = True
-                self.ledger.user(event.text, event.source)
+                with self._ledger_lock:
+                    self.ledger.user(event.text, event.source)
             elif isinstance(event, (ev.ReplyDone, ev.Dropped)):
                 self._answering = False
                 if isinstance(event, ev.ReplyDone):
                     self._turns += 1
-                    self.ledger.answered()
+                    with self._ledger_lock:
+                        self.ledger.answered()
             elif isinstance(event, ev.TurnStats):
                 if event.timing.voice_to_voice is not None:
                     self._latencies.append(event.timing.voice_to_voice)
@@ -429,7 +435,8 @@ class RemoteSession:
             elif isinstance(event, ev.Error):
                 if self._draining:
                     return  # a text refused while the server shuts down: it is sent again after reconnecting
-                self.ledger.refused()
+                with self._ledger_lock:
+                    self.ledger.refused()
                 self.errors.append(event.message)
             self.emit(event)
 
