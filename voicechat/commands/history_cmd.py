@@ -208,7 +208,9 @@ def import_(
             typer.echo("no recovery files to import", err=True)
             return
     failed = False
-    with History(history) if history else _open() as h:
+    import os
+
+    with History(os.path.expanduser(history)) if history else _open() as h:
         for path in paths:
             try:
                 line, bad = recovery.import_file(h, path, remove=remove)
