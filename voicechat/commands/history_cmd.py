@@ -194,9 +194,11 @@ def import_(
 ) -> None:
     """Bring recovery files (turns kept while the history was unavailable) back into the history.
 
-    Importing a file twice adds nothing, and a session that was in the history before is continued.
-    Each file goes in one transaction; a line that is not a turn is named (file:line) and skipped,
-    and the exit code is then 1. Files are kept unless --remove."""
+    Importing a file twice adds nothing; a session that was in the history before is continued.
+
+    Each file goes in one transaction. A line that is not a turn is named (file:line) and skipped (exit code 1).
+
+    Files are kept unless --remove."""
     from voicechat.conversation import recovery
     from voicechat.conversation.history import History
     from voicechat.errors import VoicechatError
