@@ -93,7 +93,8 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
     estimated: bool = False  # True when counted locally, not reported by the server
-    finish_reason: str | None = None  # "stop" | "length" | "tool_calls" where the engine knows why the reply ended
+    # why the reply ended where the engine knows: "stop" | "length" | "tool_calls" (not part of the count's equality)
+    finish_reason: str | None = field(default=None, compare=False)
 
     @property
     def total_tokens(self) -> int:
