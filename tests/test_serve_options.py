@@ -184,7 +184,12 @@ def test_one_load_per_voice_while_several_requests_ask_for_it():
     cache, loaded = _cache(size=2, gate=gate)
     chosen: list = []
     threads = [threading.Thread(target=lambda: chosen.append(cache.choose("amy"))) for _ in range(4)]
-    for t in threads:
+    threads[0].start()
+    for _ in range(3000):  # the first request is loading the voice (held at the gate) ...
+        if "amy" in cache._loading:
+            break
+        threads[0].join(0.01)
+    for t in threads[1:]:  # ... when the others ask for it
         t.start()
     gate.set()
     for t in threads:

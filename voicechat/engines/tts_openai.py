@@ -35,6 +35,10 @@ class OpenAITTS(TextToSpeech):
     def voices(self) -> list[str]:
         return VOICES
 
+    def installed_voices(self) -> dict[str, str]:
+        """The server's voices by name (this one first); another is the same engine with tts.voice set to it."""
+        return {self.voice: self.voice, **{v: v for v in VOICES}}
+
     def synthesize(self, text: str, *, speed: float | None = None) -> Iterator[AudioChunk]:  # (changes_speed is False)
         import openai
 
