@@ -60,9 +60,11 @@ CASES = [pytest.param(*p, True, id=f"{p[0]}-debug") for p in PATHS] + [
 ]
 
 
-@pytest.mark.parametrize("name,command,mode,extra,debug", CASES)
-def test_canary_key_never_shows(tmp_path, isolated_dirs, name, command, mode, extra, debug):
-    write_wav(tmp_path / "tone.wav", (0.2 * np.sin(np.arange(16000) * 0.3)).astype(np.float32))
+def run_case(home: Path, command: list[str], mode: str, extra: dict, debug: bool) -> dict:
+    """One path: a server in ``mode``, the command against it with the canary key, in a home of its own."""
+    tmp = home / "tmp"
+    tmp.mkdir(parents=True)
+    write_wav(tmp / "tone.wav", (0.2 * np.sin(np.arange(16000) * 0.3)).astype(np.float32))
     with EchoingServer() as server:
         server.mode = mode
         base = server.base_url
@@ -74,20 +76,45 @@ def test_canary_key_never_shows(tmp_path, isolated_dirs, name, command, mode, ex
                 base = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
         env = {
             **os.environ,
+            **{f"VOICECHAT_{name}_DIR": str(home / name.lower()) for name in ("CONFIG", "DATA", "CACHE")},
             "OPENAI_API_KEY": CANARY,
             "OPENAI_BASE_URL": base,
             "VOICECHAT_LLM_RETRIES": "0",
             "VOICECHAT_LLM_ENGINE": "openai",
             **extra,
         }
-        args = [VOICECHAT, *(["--debug"] if debug else []), *[a.format(tmp=tmp_path) for a in command]]
+        args = [VOICECHAT, *(["--debug"] if debug else []), *[a.format(tmp=tmp) for a in command]]
         proc = subprocess.run(args, input=b"hello there\n", capture_output=True, env=env, timeout=120)
-        if mode.startswith("echo"):  # the server did echo the key: the test is worth something
-            assert any(r["headers"].get("authorization", "").endswith(CANARY) for r in server.requests)
+        echoed = any(r["headers"].get("authorization", "").endswith(CANARY) for r in server.requests)
+    return {"proc": proc, "echoed": echoed, "home": home, "tmp": tmp}
+
+
+@pytest.fixture(scope="module")
+def canary_runs(tmp_path_factory) -> dict:
+    """Every case's run, three processes at a time (each has its own server and home; most of a run is the
+    interpreter starting, which a second core does alongside): case id -> what run_case saw."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.helpers import isolate
+
+    with pytest.MonkeyPatch.context() as mp, ThreadPoolExecutor(max_workers=3) as pool:
+        isolate(mp, tmp_path_factory.mktemp("canary-home"))  # (module fixtures run before the per-test isolation)
+        futures = {
+            case.id: pool.submit(run_case, tmp_path_factory.mktemp(case.id), *case.values[1:]) for case in CASES if case.id is not None
+        }
+        return {name: future.result() for name, future in futures.items()}
+
+
+@pytest.mark.parametrize("name,command,mode,extra,debug", CASES)
+def test_canary_key_never_shows(canary_runs, request, name, command, mode, extra, debug):
+    run = canary_runs[request.node.callspec.id]
+    proc = run["proc"]
+    if mode.startswith("echo"):  # the server did echo the key: the test is worth something
+        assert run["echoed"]
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out.decode(errors="replace")
     assert CANARY.encode() not in out, out.decode(errors="replace")
     if debug:
         assert b"Traceback" in proc.stderr, "--debug shows the traceback (scrubbed)"
-    assert files_holding(isolated_dirs, CANARY.encode()) == []
-    assert files_holding(tmp_path, CANARY.encode()) == []
+    assert files_holding(run["home"], CANARY.encode()) == []
+    assert files_holding(run["tmp"], CANARY.encode()) == []
