@@ -47,9 +47,9 @@ def test_output_device_by_name_and_index(card, hear):
     "spec,needle", [("vc_", "ambiguous"), ("no-such-card", "no output device matches"), ("99", "no output device with index 99")]
 )
 def test_bad_device_lists_choices(card, spec, needle):
-    result = run_cli("say", "hi", "--output-device", spec, env=card.env)
-    assert result.returncode == 1
-    assert_one_line_error(result.stderr.decode(), needle, "vc_speaker")
+    result = runner.invoke(app, ["say", "hi", "--output-device", spec])  # in this process: the card is its sound card
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr, needle, "vc_speaker")
 
 
 def test_devices_table(card):
@@ -112,9 +112,9 @@ def test_say_reads_stdin(tmp_path, hear):
     ],
 )
 def test_say_bad_input(tmp_path, args, stdin, needle):
-    result = run_cli("say", *args, input=stdin or b"")
-    assert result.returncode != 0
-    assert_one_line_error(result.stderr.decode(), needle)
+    result = runner.invoke(app, ["say", *args], input=stdin or b"")  # (the console script's own wrapper: test_no_sound_device_is_one_line)
+    assert result.exit_code != 0
+    assert_one_line_error(result.stderr, needle)
     assert not list(tmp_path.iterdir())
 
 
