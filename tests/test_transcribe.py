@@ -126,16 +126,16 @@ def bad_files(tmp_path, sentence_wav):
     ],
 )
 def test_bad_input_one_line_error(bad_files, name, needle):
-    result = run_cli("transcribe", str(bad_files / name))
-    assert result.returncode == 1
-    assert_one_line_error(result.stderr.decode(), name, needle)
-    assert result.stdout == b""
+    result = invoke("transcribe", str(bad_files / name))  # (a real process: test_real_subprocess_and_stdin)
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr, name, needle)
+    assert result.stdout == ""
 
 
 def test_unknown_format_and_unwritable_dir(sentence_wav, tmp_path):
-    result = run_cli("transcribe", str(sentence_wav), "--format", "docx")
-    assert result.returncode != 0
-    assert_one_line_error(result.stderr.decode(), "unknown format 'docx'")
+    result = invoke("transcribe", str(sentence_wav), "--format", "docx")
+    assert result.exit_code != 0
+    assert_one_line_error(result.stderr, "unknown format 'docx'")
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(stat.S_IRUSR | stat.S_IXUSR)
@@ -144,9 +144,9 @@ def test_unknown_format_and_unwritable_dir(sentence_wav, tmp_path):
         needle = "does not exist"
     else:
         target, needle = locked, "not writable"
-    result = run_cli("transcribe", str(sentence_wav), "-o", str(target))
-    assert result.returncode != 0
-    assert_one_line_error(result.stderr.decode(), needle)
+    result = invoke("transcribe", str(sentence_wav), "-o", str(target))
+    assert result.exit_code != 0
+    assert_one_line_error(result.stderr, needle)
 
 
 def test_one_bad_file_does_not_stop_the_others(bad_files, sentence_wav, tmp_path):
@@ -161,15 +161,15 @@ def test_one_bad_file_does_not_stop_the_others(bad_files, sentence_wav, tmp_path
 
 
 def test_english_only_model_rejects_other_language(sentence_wav):
-    result = run_cli("transcribe", str(sentence_wav), "--language", "fr")
-    assert result.returncode == 1
-    assert_one_line_error(result.stderr.decode(), "English only")
+    result = invoke("transcribe", str(sentence_wav), "--language", "fr")
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr, "English only")
 
 
 def test_unknown_model_name_is_clear_offline(sentence_wav):
-    result = run_cli("transcribe", str(sentence_wav), "--model", "small.en")
-    assert result.returncode == 1
-    assert_one_line_error(result.stderr.decode(), "small.en", "cannot be fetched")
+    result = invoke("transcribe", str(sentence_wav), "--model", "small.en")
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr, "small.en", "cannot be fetched")
 
 
 def test_debug_shows_traceback(bad_files):
