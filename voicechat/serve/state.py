@@ -82,7 +82,7 @@ class ServerState:
                 try:
                     self.history = open_history(self.cfg)
                 except VoicechatError as e:
-                    self.history = UnavailableHistory(history_target(self.cfg, redact=True), e.message)
+                    self.history = UnavailableHistory(history_target(self.cfg, redact=True), e.message, target=history_target(self.cfg))
                     self.notices.append(f"history unavailable ({e.message}); turns go to a recovery file")
         except VoicechatError as e:
             self.load_error = e.message

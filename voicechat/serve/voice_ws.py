@@ -43,6 +43,7 @@ from voicechat.conversation.history import History
 from voicechat.serve.wsio import ClientSink, Outbox, PushSource
 
 if TYPE_CHECKING:
+    from voicechat.conversation.turnlog import TurnLog
     from voicechat.serve.state import ServerState
     from voicechat.voice.session import VoiceSession
 
@@ -68,6 +69,7 @@ class VoiceConnection:
         self.refused = 0  # messages refused so far
         self.public_id: str | None = None  # the session's id as the client knows it
         self._public_of: dict[int, str] = {}
+        self._turnlog: TurnLog | None = None
         self.closed = threading.Event()
         self.session: VoiceSession | None = None
         self.sink: ClientSink | None = None
@@ -97,7 +99,8 @@ class VoiceConnection:
         if session_id is None or isinstance(session_id, str):
             return session_id
         if session_id not in self._public_of:
-            history = self.state.history
+            # the session's own log: a history that came back after an outage is there, not in the server's state
+            history = self._turnlog.history if self._turnlog is not None else self.state.history
             if not isinstance(history, History):  # an unavailable history: the turns are in a recovery file,
                 return None  # and there is nothing to resume by
             try:
@@ -151,7 +154,11 @@ class VoiceConnection:
         if public_id is not None:
             history = state.history
             if isinstance(history, UnavailableHistory):
-                raise VoicechatError(f"sessions cannot be resumed: {history.reason}")
+                reason = history.reason
+                try:  # back since the server started?
+                    history = history.available()
+                except VoicechatError:
+                    raise VoicechatError(f"sessions cannot be resumed: {reason}") from None
             if history is None:
                 raise VoicechatError("this server keeps no history (history.enabled is false): sessions cannot be resumed")
             resume = history.find_public(public_id)
@@ -168,6 +175,7 @@ class VoiceConnection:
             engines=engines_info(cfg, state.stt, state.llm, state.tts),
             tools=state.tools,
         )
+        self._turnlog = chat.turnlog
         chat.on_recorded = lambda sid: self.send_json({"type": "session", "id": self._public(sid)})
         self.source = PushSource(cfg.listen.frame_ms)
         self.sink = ClientSink(self._send_audio, self.closed)
