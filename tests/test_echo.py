@@ -131,6 +131,21 @@ def test_speech_over_the_reply_is_told_from_the_reply_by_its_words(hear):
     assert verdict("Stop.", "") == USER
 
 
+class MicFrames:
+    """A live microphone's 30 ms frames of ``pcm`` (16 kHz int16), each stamped with its capture time from ``t0``."""
+
+    frame_ms, realtime, timed, hears_speaker, exhausted = 30, True, True, True, False
+
+    def __init__(self, pcm: np.ndarray, t0: float) -> None:
+        self.pcm, self.t0, self.at = pcm, t0, 0
+
+    def read(self, timeout):
+        if self.at + 480 > len(self.pcm):
+            return None
+        frame, self.at = self.pcm[self.at : self.at + 480], self.at + 480
+        return Frame(frame.astype("<i2").tobytes(), captured_at=self.t0 + (self.at - 480) / 16000)
+
+
 def _through_source(reply: np.ndarray, mic: np.ndarray, start_delay_s: float = 0.5):
     """Run a reply and what the microphone heard of it through EchoCancelledSource, frame by frame with capture
     times (as a live microphone gives them); the moment it decided the microphone does not hear the speaker."""
@@ -141,16 +156,7 @@ def _through_source(reply: np.ndarray, mic: np.ndarray, start_delay_s: float = 0
         far.add(reply[i : i + 320], 16000, t0 + start_delay_s + i / 16000)
     pcm = to_pcm(np.concatenate([np.zeros(int(16000 * start_delay_s), np.float32), mic]))
 
-    class Frames:
-        frame_ms, realtime, timed, hears_speaker, exhausted, at = 30, True, True, True, False, 0
-
-        def read(self, timeout):
-            if self.at + 480 > len(pcm):
-                return None
-            frame, self.at = pcm[self.at : self.at + 480], self.at + 480
-            return Frame(frame.astype("<i2").tobytes(), captured_at=t0 + (self.at - 480) / 16000)
-
-    source = EchoCancelledSource(Frames(), far, make_canceller("dual"))
+    source = EchoCancelledSource(MicFrames(pcm, t0), far, make_canceller("dual"))
     deaf_at = None
     while (got := source.read(0)) is not None:
         if not source.hears_speaker and deaf_at is None:
@@ -223,16 +229,7 @@ def test_the_cancelled_frames_say_which_hold_a_voice(voices):
     mic[16000 * 5 : 16000 * 5 + len(user)] += user[: len(mic) - 16000 * 5]
     pcm = to_pcm(mic)
 
-    class Frames:
-        frame_ms, realtime, timed, hears_speaker, exhausted, at = 30, True, True, True, False, 0
-
-        def read(self, timeout):
-            if self.at + 480 > len(pcm):
-                return None
-            frame, self.at = pcm[self.at : self.at + 480], self.at + 480
-            return Frame(frame.astype("<i2").tobytes(), captured_at=t0 + (self.at - 480) / 16000)
-
-    source = EchoCancelledSource(Frames(), far, make_canceller("dual"))
+    source = EchoCancelledSource(MicFrames(pcm, t0), far, make_canceller("dual"))
     frames = []
     while (got := source.read(0)) is not None:
         assert got.near is not None

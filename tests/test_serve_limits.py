@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.helpers import VOICECHAT, assert_one_line_error, run_cli, speak, wer, write_wav
+from tests.helpers import VOICECHAT, assert_one_line_error, run_clis, speak, wer, write_wav
 from tests.serveproc import ServeProcess, free_port
 from tests.voiceclient import VoiceClient
 
@@ -226,13 +226,15 @@ def test_talk_server_through_the_sound_card(tmp_path, hear):
 
 def test_talk_server_errors_are_one_line(keyed):
     port = free_port()
-    r = run_cli("talk", "--server", f"http://127.0.0.1:{port}", "--json", timeout=60)
-    assert r.returncode == 1
-    assert_one_line_error(r.stderr.decode(), "cannot reach", "voicechat serve")
-    r = run_cli("talk", "--server", "ftp://x", timeout=60)
-    assert_one_line_error(r.stderr.decode(), "not a server address")
-    r = run_cli("talk", "--server", "http://127.0.0.1:1", "--llm-model", "x.gguf", timeout=60)
-    assert_one_line_error(r.stderr.decode(), "--llm-model", "does not apply with --server")
-    r = run_cli("talk", "--server", keyed.url, "--json", timeout=60)
-    assert_one_line_error(r.stderr.decode(), "API key")
-    assert KEY not in r.stderr.decode()
+    unreachable, ftp, model, unkeyed = run_clis(
+        {"args": ("talk", "--server", f"http://127.0.0.1:{port}", "--json"), "timeout": 60},
+        {"args": ("talk", "--server", "ftp://x"), "timeout": 60},
+        {"args": ("talk", "--server", "http://127.0.0.1:1", "--llm-model", "x.gguf"), "timeout": 60},
+        {"args": ("talk", "--server", keyed.url, "--json"), "timeout": 60},
+    )
+    assert unreachable.returncode == 1
+    assert_one_line_error(unreachable.stderr.decode(), "cannot reach", "voicechat serve")
+    assert_one_line_error(ftp.stderr.decode(), "not a server address")
+    assert_one_line_error(model.stderr.decode(), "--llm-model", "does not apply with --server")
+    assert_one_line_error(unkeyed.stderr.decode(), "API key")
+    assert KEY not in unkeyed.stderr.decode()
