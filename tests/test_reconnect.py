@@ -125,14 +125,20 @@ def test_a_window_of_zero_never_tries_again():
 # --- which turns to send again --------------------------------------------------------------------
 
 
+def sent(ledger: TurnLedger, text: str) -> None:
+    """A typed line, sent at once (the server has room)."""
+    ledger.typed(text)
+    assert ledger.release() == [text]
+
+
 @pytest.mark.fast
 def test_a_turn_in_flight_is_sent_again_when_the_server_had_not_saved_it():
     ledger = TurnLedger()
-    ledger.typed("My name is Ada.")
+    sent(ledger, "My name is Ada.")
     ledger.user("My name is Ada.", "typed")
     ledger.answered()
     ledger.saved()
-    ledger.typed("What is my name?")
+    sent(ledger, "What is my name?")
     ledger.user("What is my name?", "typed")  # being answered when the server died
     assert ledger.waiting
     assert ledger.resumed(1, same_session=True) == ["What is my name?"]
@@ -142,11 +148,12 @@ def test_a_turn_in_flight_is_sent_again_when_the_server_had_not_saved_it():
 @pytest.mark.fast
 def test_a_turn_the_server_saved_before_the_client_heard_so_is_not_sent_again():
     ledger = TurnLedger()
-    ledger.typed("one")
+    sent(ledger, "one")
     ledger.user("one", "typed")
     ledger.answered()  # the reply came; the "saved" did not (the connection dropped)
-    ledger.typed("two")  # sent after, never taken up
+    sent(ledger, "two")  # sent after, never taken up
     assert ledger.resumed(1, same_session=True) == ["two"]  # the server reports 1 saved turn: "one" is it
+    assert ledger.release() == ["two"]
     ledger.user("two", "typed")
     ledger.answered()
     ledger.saved()
@@ -156,7 +163,7 @@ def test_a_turn_the_server_saved_before_the_client_heard_so_is_not_sent_again():
 @pytest.mark.fast
 def test_a_spoken_turn_goes_before_typed_ones_waiting_and_is_sent_again_as_text():
     ledger = TurnLedger()
-    ledger.typed("typed while speaking")
+    sent(ledger, "typed while speaking")
     ledger.user("spoken first", "voice")  # the server answers the utterance before the typed line
     assert [u.text for u in ledger.open] == ["spoken first", "typed while speaking"]
     assert ledger.resumed(0, same_session=True) == ["spoken first", "typed while speaking"]
@@ -165,20 +172,50 @@ def test_a_spoken_turn_goes_before_typed_ones_waiting_and_is_sent_again_as_text(
 @pytest.mark.fast
 def test_in_a_new_session_what_was_answered_is_not_asked_again():
     ledger = TurnLedger()
-    ledger.typed("hello")
+    sent(ledger, "hello")
     ledger.user("hello", "typed")
     ledger.answered()  # a server without history: never saved
-    ledger.typed("and then?")
+    sent(ledger, "and then?")
     assert ledger.resumed(0, same_session=False) == ["and then?"]
 
 
 @pytest.mark.fast
-def test_a_refused_message_is_not_waited_for():
+def test_a_refused_line_is_not_waited_for_even_when_the_server_says_so_once_for_several():
     ledger = TurnLedger()
-    ledger.typed("fine")
-    ledger.typed("x" * 10)
-    ledger.refused()  # "text too long"
-    assert [u.text for u in ledger.open] == ["fine"]
+    for text in ("fine", "x" * 10, "y" * 10):
+        sent(ledger, text)
+    ledger.refused(2)  # "text too long" with "repeats": 1 (which lines, the client cannot tell)
+    assert ledger.waiting and ledger.in_flight == 1
+    ledger.user("fine", "typed")
+    ledger.answered()
+    assert not ledger.waiting  # the two left were refused: talk's typed input can end
+
+
+@pytest.mark.fast
+def test_a_line_taken_up_after_one_never_taken_up_settles_which_was_refused():
+    ledger = TurnLedger()
+    for text in ("one", "two", "three"):
+        sent(ledger, text)
+    ledger.refused()  # about "two"; the client learns it when "three" starts
+    ledger.user("one", "typed")
+    ledger.answered()
+    ledger.saved()
+    ledger.user("three", "typed")
+    assert [(u.text, u.state) for u in ledger.open] == [("three", "started")] and ledger.refused_lines == 0
+    assert ledger.resumed(1, same_session=True) == ["three"]  # "two" is not asked again after an outage
+
+
+@pytest.mark.fast
+def test_a_turn_that_fails_with_an_error_is_not_waited_for_nor_asked_again():
+    ledger = TurnLedger()
+    sent(ledger, "one")
+    sent(ledger, "two")
+    ledger.user("one", "typed")
+    ledger.failed()  # the chat model failed: an error and no reply
+    assert ledger.waiting  # "two" still is
+    ledger.user("two", "typed")
+    ledger.answered()
+    assert not ledger.waiting and [u.text for u in ledger.open] == ["two"]
 
 
 # --- the thin client through an outage, with the connections played by the test -----------------
@@ -307,6 +344,125 @@ def test_giving_up_says_what_to_run_in_one_line(refused):
             f"the server at http://127.0.0.1:9 went away mid-session (closed 1006) and did not come back within 30 s (serve.reconnect_s); {go_on}"
         )
     assert session.done
+
+
+class QueueingServer:
+    """A voice WebSocket that answers typed lines in order and, as `voicechat serve` does, lets at most
+    ``bound`` wait (refusing more, the same error said once with ``repeats`` while it waits). A turn stops
+    counting as waiting only after its last event was read: the client hears the reply first."""
+
+    REFUSAL = "{} messages are already waiting for an answer; this one was dropped: send it after a reply"
+
+    def __init__(self, bound: int) -> None:
+        self.bound = bound
+        self.pending = 0  # turns delivered and not yet over
+        self.most = 0  # the most that ever waited
+        self.refused = 0
+        self.queue: list[str] = []
+        self.out: list = []
+        self.on_empty = lambda: None  # run once nothing is left: the test looks at the client then
+
+    def send(self, message) -> None:
+        doc = json.loads(message)
+        if doc["type"] != "text":
+            return
+        if self.pending >= self.bound:
+            self.refused += 1
+            unsent = next((m for m in self.out if isinstance(m, dict) and m["type"] == "error"), None)
+            if unsent is not None:
+                unsent["repeats"] = unsent.get("repeats", 0) + 1  # the same error still waiting to be sent: coalesced
+            else:
+                self.out.append({"type": "error", "message": self.REFUSAL.format(self.bound)})
+            return
+        self.pending += 1
+        self.most = max(self.most, self.pending)
+        self.queue.append(doc["text"])
+
+    def recv(self, timeout=None):
+        while True:
+            if self.out:
+                item = self.out.pop(0)
+                if callable(item):
+                    item()
+                    continue
+                return json.dumps(item)
+            if self.queue:
+                text = self.queue.pop(0)
+                self.out += [
+                    {"type": "user", "text": text, "source": "typed"},
+                    {"type": "status", "state": "thinking"},
+                    {"type": "reply", "text": f"re: {text}", "interrupted": False},
+                    {"type": "session", "id": "abc"},
+                    self._over,
+                ]
+                continue
+            self.on_empty()
+            raise closed(1000)  # the test is over
+
+    def _over(self) -> None:
+        self.pending -= 1
+        if self.pending == 0:
+            self.out.append({"type": "status", "state": "idle"})  # the session rests
+
+    def close(self) -> None:
+        pass
+
+
+def piped(lines, server: QueueingServer, hello: dict):
+    """A thin client fed ``lines`` at once (a pipe), on ``server``; what the user saw when nothing was left."""
+    from voicechat.talk import remote
+
+    session = remote.RemoteSession("http://127.0.0.1:9", api_key=None, source=None, sink=None)
+    seen: list = []
+    session.subscribe(seen.append)
+    at_end: dict = {}
+
+    def look() -> None:
+        at_end.update(idle=session.idle, waiting=session.ledger.waiting)
+
+    server.on_empty = look
+    session._attach(server, {"type": "session", "id": "abc", **hello})
+    for line in lines:
+        session.send_text(line)
+    session._downlink()
+    return session, seen, at_end
+
+
+EIGHT = ["one", "two", "three", "four", "five", "six", "seven", "eight"]
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("announced", [False, True])
+def test_eight_piped_lines_go_a_few_at_a_time_and_are_all_answered_in_order(announced):
+    server = QueueingServer(4)
+    session, seen, at_end = piped(EIGHT, server, {"max_waiting": 4} if announced else {})
+    assert server.refused == 0 and server.most <= 4
+    assert [e.text for e in seen if type(e).__name__ == "UserText"] == EIGHT
+    assert [e.text for e in seen if type(e).__name__ == "ReplyDone"] == [f"re: {t}" for t in EIGHT]
+    assert session.errors == [] and at_end == {"idle": True, "waiting": False}
+    assert session.summary().turns == 8
+
+
+@pytest.mark.fast
+def test_a_server_that_lets_fewer_wait_says_so_in_its_hello_and_nothing_is_refused():
+    server = QueueingServer(2)
+    session, seen, at_end = piped(EIGHT, server, {"max_waiting": 2})
+    assert server.refused == 0 and server.most <= 2
+    assert [e.text for e in seen if type(e).__name__ == "UserText"] == EIGHT
+    assert session.errors == [] and at_end == {"idle": True, "waiting": False}
+
+
+@pytest.mark.fast
+def test_refused_lines_said_once_with_repeats_do_not_keep_the_client_waiting():
+    server = QueueingServer(1)  # lets fewer wait than the client assumes, and does not say so
+    session, seen, at_end = piped(EIGHT, server, {})
+    errors = [e for e in seen if type(e).__name__ == "Error"]
+    assert server.refused >= 2 and len(errors) < server.refused  # some said once for several
+    answered = [e.text for e in seen if type(e).__name__ == "UserText"]
+    assert answered == [t for t in EIGHT if t in answered]  # in order
+    assert len(answered) + server.refused == 8  # each line answered or refused
+    assert at_end == {"idle": True, "waiting": False}  # typed input can end
+    assert session.ledger.max_waiting == 1  # the refusal named the bound; the lines after it went one at a time
 
 
 # --- end to end: a real server killed and restarted under a thin client ---------------------------

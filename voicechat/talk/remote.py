@@ -4,7 +4,9 @@
 :class:`voicechat.voice.session.VoiceSession` (subscribe, start, send_text, command, toggle_recording,
 done, idle, close, summary), so `talk` drives either one with the same code: same live view, same
 commands. The server keeps the history; this side reports how much of each reply it played.
-A server that goes away mid-session (a drain, killed, the network gone) is tried again for
+Typed lines go up a few at a time (:class:`voicechat.talk.reconnect.TurnLedger` holds the rest, in
+order), never more than the server lets wait for an answer, so a pasted or piped batch is answered
+line by line as it is locally, not refused past the server's bound. A server that goes away mid-session (a drain, killed, the network gone) is tried again for
 ``serve.reconnect_s`` (:mod:`voicechat.talk.reconnect` decides when and whether): the session is
 resumed by its id, what was said and not yet saved is sent again, and the outage is said in one line
 and its end in another. Past that window, or when the server refuses the session for good, one line
@@ -24,8 +26,10 @@ import numpy as np
 
 from voicechat.conversation import slash
 from voicechat.errors import VoicechatError
-from voicechat.talk.reconnect import GiveUp, Loss, Reconnect, Retry, TurnLedger
+from voicechat.talk.reconnect import MAX_WAITING, RESTING, GiveUp, Loss, Reconnect, Retry, TurnLedger, text_refusal
 from voicechat.voice import events as ev
+
+MAX_HELD = 1000  # typed lines held here before the keyboard reader waits for room
 
 
 def voice_url(server: str, params: dict[str, Any]) -> str:
@@ -87,6 +91,7 @@ class RemoteSession:
         self.reconnect = Reconnect(reconnect_s, connect_timeout_s=connect_timeout, clock=clock)
         self.ledger = TurnLedger()  # what was said and is not yet in the server's history
         self._ledger_lock = threading.RLock()  # the ledger, and the moment a resumed connection takes over
+        self._room = threading.Condition(self._ledger_lock)  # a held line was sent: room for one more typed
         self._outage = False  # the server is gone and being tried again
         self._draining = False  # the server said it is shutting down (texts wait for the next connection)
         self._reconnected = 0
@@ -162,6 +167,9 @@ class RemoteSession:
             self._ws = ws
         self.mode = hello.get("mode") or self.mode
         self.session_id = hello.get("id") or self.session_id
+        bound = hello.get("max_waiting")  # typed turns the server lets wait (a server that does not say: its usual bound)
+        with self._ledger_lock:
+            self.ledger.max_waiting = bound if isinstance(bound, int) and not isinstance(bound, bool) and bound > 0 else MAX_WAITING
         self._reply, self._audio_header = -1, None  # reply numbers start again with each connection
 
     def _closed_failure(self, e: BaseException) -> _Failed:
@@ -183,10 +191,25 @@ class RemoteSession:
             self._threads.append(t)
 
     def send_text(self, text: str) -> None:
-        with self._ledger_lock:  # (in the order the ledger has it, after what a resumed session is asked again)
+        """A typed line: sent when the server has room for it, after those before it (held meanwhile, also through an outage)."""
+        with self._room:  # (in the order the ledger has it, after what a resumed session is asked again)
+            while self.ledger.held >= MAX_HELD and not (self.done or self._stop.is_set()):
+                self._room.wait(0.2)  # many lines ahead: the reader waits (a pipe fills) rather than lose any
+            if self.done or self._stop.is_set():
+                return
             self.ledger.typed(text)
-            if not self._draining:  # (a draining server refuses it; it goes to the next connection, as in an outage)
+            self._release()
+
+    def _release(self) -> None:
+        """Send the held lines the server has room for (not while it is away or shutting down: they wait for the next connection)."""
+        with self._room:
+            if self._outage or self._draining or self._ws is None:
+                return
+            sent = self.ledger.release()
+            for text in sent:
                 self._send({"type": "text", "text": text})
+            if sent:
+                self._room.notify_all()
 
     def command(self, line: str) -> slash.Outcome:
         name = slash.name(line)
@@ -299,9 +322,8 @@ class RemoteSession:
         with self._ledger_lock:
             again = self.ledger.resumed(turns, same)
             self._outage = False
-            for text in again:
-                self._answering = True
-                self._send({"type": "text", "text": text})
+            self._answering = bool(again)
+            self._release()  # the first of them now, the others as turns end; then what was typed meanwhile
         if same:
             line = f"reconnected, session {self.session_id} resumed ({turns} turn{'s' if turns != 1 else ''})"
         else:
@@ -402,6 +424,7 @@ class RemoteSession:
                 self.session_id = doc["id"]
             with self._ledger_lock:
                 self.ledger.saved()
+                self._release()
         elif kind == "closing":
             if self.reconnect.window_s > 0:
                 self._draining = True  # said once the connection closes (a drain lets the turn in progress end)
@@ -413,16 +436,22 @@ class RemoteSession:
                 return
             if isinstance(event, ev.Status):
                 self._answering = event.state in ("thinking", "speaking")
+                if event.state in RESTING:
+                    with self._ledger_lock:
+                        self.ledger.over()  # nothing waits there now: room for the next held lines
+                        self._release()
             elif isinstance(event, ev.UserText):
                 self._answering = True
                 with self._ledger_lock:
                     self.ledger.user(event.text, event.source)
+                    self._release()
             elif isinstance(event, (ev.ReplyDone, ev.Dropped)):
                 self._answering = False
                 if isinstance(event, ev.ReplyDone):
                     self._turns += 1
                     with self._ledger_lock:
                         self.ledger.answered()
+                        self._release()
             elif isinstance(event, ev.TurnStats):
                 if event.timing.voice_to_voice is not None:
                     self._latencies.append(event.timing.voice_to_voice)
@@ -436,7 +465,13 @@ class RemoteSession:
                 if self._draining:
                     return  # a text refused while the server shuts down: it is sent again after reconnecting
                 with self._ledger_lock:
-                    self.ledger.refused()
+                    refusal, bound = text_refusal(event.message)
+                    if refusal:  # lines refused (the server says how many more with "repeats")
+                        repeats = doc.get("repeats")
+                        self.ledger.refused(1 + (repeats if isinstance(repeats, int) and repeats > 0 else 0), bound)
+                    else:  # an error in the turn being answered (none, or a reply, may follow)
+                        self.ledger.failed()
+                    self._release()
                 self.errors.append(event.message)
             self.emit(event)
 
