@@ -180,6 +180,25 @@ def test_in_a_new_session_what_was_answered_is_not_asked_again():
 
 
 @pytest.mark.fast
+def test_after_a_resume_the_lines_asked_again_go_first_then_those_typed_meanwhile_a_few_at_a_time():
+    ledger = TurnLedger(max_waiting=4)
+    sent(ledger, "asked")
+    sent(ledger, "not yet taken up")
+    for text in ("a", "b", "c", "d"):
+        ledger.typed(text)  # during the outage
+    assert ledger.resumed(0, same_session=True) == ["asked", "not yet taken up", "a", "b", "c", "d"]
+    assert ledger.release() == ["asked", "not yet taken up", "a", "b"]  # what the server lets wait
+    ledger.user("asked", "typed")
+    ledger.answered()
+    assert ledger.release() == []  # heard, but the server still counts it until it takes up the next
+    ledger.user("not yet taken up", "typed")
+    assert ledger.release() == ["c"]
+    ledger.answered()
+    ledger.over()  # the server rests (it says idle)
+    assert ledger.release() == ["d"]
+
+
+@pytest.mark.fast
 def test_a_refused_line_is_not_waited_for_even_when_the_server_says_so_once_for_several():
     ledger = TurnLedger()
     for text in ("fine", "x" * 10, "y" * 10):

@@ -5,8 +5,9 @@
 done, idle, close, summary), so `talk` drives either one with the same code: same live view, same
 commands. The server keeps the history; this side reports how much of each reply it played.
 Typed lines go up a few at a time (:class:`voicechat.talk.reconnect.TurnLedger` holds the rest, in
-order), never more than the server lets wait for an answer, so a pasted or piped batch is answered
-line by line as it is locally, not refused past the server's bound. A server that goes away mid-session (a drain, killed, the network gone) is tried again for
+order), never more than the server lets wait for an answer (its hello's ``max_waiting``, else 4), so
+a pasted or piped batch is answered line by line as it is locally, not refused past that bound.
+A server that goes away mid-session (a drain, killed, the network gone) is tried again for
 ``serve.reconnect_s`` (:mod:`voicechat.talk.reconnect` decides when and whether): the session is
 resumed by its id, what was said and not yet saved is sent again, and the outage is said in one line
 and its end in another. Past that window, or when the server refuses the session for good, one line
