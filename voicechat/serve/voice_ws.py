@@ -218,6 +218,7 @@ class VoiceConnection:
                     "mode": self.session.mode,
                     "barge_in": self.session.cfg.listen.barge_in,
                     "tools": [spec.name for spec in chat.tools.specs()] if chat.tools is not None else [],
+                    "max_waiting": MAX_WAITING_TURNS,  # typed turns that may wait; a client sends no more at once
                 }
             )
             self.session.start()
