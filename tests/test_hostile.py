@@ -597,18 +597,33 @@ def test_read_only_history_still_reads_and_chat_goes_on(tmp_path, monkeypatch):
 MEMORY_BOUND_MB = 260  # tiktoken's two encodings and Python: ~110 MB; was 555 MB (text) and 1.4 GB (binary)
 
 
-@pytest.mark.parametrize("what", ["text-file", "text-stdin", "binary-file", "binary-stdin"])
-def test_tokens_memory_is_bounded(tmp_path_factory, what):
-    base = tmp_path_factory.getbasetemp() / "hostile-big"
-    base.mkdir(exist_ok=True)
-    text, binary = base / "50mb.txt", base / "50mb.bin"
-    if not text.exists():
-        write_text_file(text, 50)
-    if not binary.exists():
-        write_binary_file(binary, 50)
-    source = text if what.startswith("text") else binary
-    args = [VOICECHAT, "tokens"] + ([str(source)] if what.endswith("file") else ["-"])
-    out = run_measured(args, stdin=source if what.endswith("stdin") else None)
+TOKENS_CASES = ("text-file", "text-stdin", "binary-file", "binary-stdin")
+
+
+@pytest.fixture(scope="module")
+def tokens_runs(tmp_path_factory) -> dict:
+    """`voicechat tokens` on 50 MB of text and of binary, named and piped: the four runs two at a time (each
+    is one process on one core, and its peak is its own: RUSAGE_CHILDREN of its wrapper). what -> run_measured."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.helpers import isolate
+
+    base = tmp_path_factory.mktemp("hostile-big")
+    text, binary = write_text_file(base / "50mb.txt", 50), write_binary_file(base / "50mb.bin", 50)
+
+    def run(what: str) -> dict:
+        source = text if what.startswith("text") else binary
+        args = [VOICECHAT, "tokens"] + ([str(source)] if what.endswith("file") else ["-"])
+        return run_measured(args, stdin=source if what.endswith("stdin") else None)
+
+    with pytest.MonkeyPatch.context() as mp, ThreadPoolExecutor(max_workers=2) as pool:
+        isolate(mp, tmp_path_factory.mktemp("tokens-home"))  # (module fixtures run before the per-test isolation)
+        return dict(zip(TOKENS_CASES, pool.map(run, TOKENS_CASES), strict=True))
+
+
+@pytest.mark.parametrize("what", TOKENS_CASES)
+def test_tokens_memory_is_bounded(tokens_runs, what):
+    out = tokens_runs[what]
     assert out["peak_mb"] < MEMORY_BOUND_MB, out
     assert "Traceback" not in out["stderr"] and "unexpected" not in out["stderr"]
     if what.startswith("text"):
