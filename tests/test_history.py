@@ -161,16 +161,17 @@ def test_resume_sends_the_earlier_turns(history_url, tmp_path):
 
 def test_no_log_keeps_session_out(history_url):
     with OpenAILikeServer() as server:
-        assert run_cli("chat", "--no-log", input=b"secret stuff\n", env=chat_env(server)).returncode == 0
+        # (in this process, as in test_resume_sends_the_earlier_turns: the program's start-up has its own test)
+        assert runner.invoke(app, ["chat", "--no-log"], input=b"secret stuff\n", env=chat_env(server)).exit_code == 0
     assert json.loads(runner.invoke(app, ["history", "list", "--json"]).stdout) == []
 
 
 def test_chat_reports_server_error_without_traceback():
     with OpenAILikeServer() as server:
         server.mode = "401"
-        result = run_cli("chat", input=b"hello\n", env={**chat_env(server), "VOICECHAT_LLM_RETRIES": "0"})
-    assert result.returncode == 1
-    assert b"rejected the API key" in result.stderr and b"Traceback" not in result.stderr
+        result = runner.invoke(app, ["chat"], input=b"hello\n", env={**chat_env(server), "VOICECHAT_LLM_RETRIES": "0"})
+    assert result.exit_code == 1
+    assert "rejected the API key" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_kill_9_mid_session_keeps_completed_turns(history_url):
