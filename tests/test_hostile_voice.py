@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import signal
 import socket
@@ -434,6 +435,7 @@ def test_talk_server_says_when_its_server_is_killed(tmp_path):
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
+            env={**os.environ, "VOICECHAT_SERVE_RECONNECT_S": "1"},  # the server stays dead: give up after 1 s of retries
         )
         events = []
         assert proc.stdout is not None

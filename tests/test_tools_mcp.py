@@ -24,7 +24,8 @@ SERVER = str(ROOT / "tests" / "mcp_server.py")
 
 
 def stdio(notes, **extra):
-    return {"command": sys.executable, "args": [SERVER], "env": {"NOTES_DIR": str(notes)}, **extra}
+    # a generous start-up deadline: a loaded machine took 10 s to start this Python server (the default)
+    return {"command": sys.executable, "args": [SERVER], "env": {"NOTES_DIR": str(notes)}, "timeout": 60, **extra}
 
 
 def config(mcp: dict, **over):
