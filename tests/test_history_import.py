@@ -174,6 +174,29 @@ def test_a_file_that_cannot_be_read_is_one_line_and_the_others_still_go(tmp_path
     assert done.stdout.strip() == f"{offline.recovery}: 1 turn imported into session 1, 0 already there"
 
 
+@pytest.mark.fast
+def test_an_endless_or_overlong_input_is_refused_in_bounded_memory(tmp_path, monkeypatch):
+    """A device that never ends is refused before it is read; a line too long to be a turn is skipped while
+    being read (never held whole), and the turns after it still go in."""
+    from voicechat.conversation import recovery
+
+    target = tmp_path / "h.sqlite3"
+    endless = runner.invoke(app, ["history", "import", "--history", str(target), "/dev/zero"])
+    assert endless.exit_code == 1 and "Traceback" not in endless.stderr
+    assert "/dev/zero: is not a regular file" in endless.stderr
+    offline = TurnLog(
+        UnavailableHistory(blocked_target(tmp_path)[0], "never there"), "chat", system_prompt=None, engines=ENGINES, warn=lambda _: None
+    )
+    offline.add(None, turn("a"))
+    good = offline.recovery.read_text()
+    offline.recovery.write_text("x" * 5000 + "\n" + good)  # a first line past the (lowered) bound, then the turn
+    monkeypatch.setattr(recovery, "MAX_LINE_CHARS", 1000)
+    done = runner.invoke(app, ["history", "import", "--history", str(target), str(offline.recovery)])
+    assert done.exit_code == 1 and "Traceback" not in done.stderr
+    assert f"{offline.recovery}:1: not a recovered turn (a line of over 1000 characters); skipped" in done.stderr
+    assert done.stdout.strip() == f"{offline.recovery}: 1 turn imported into session 1, 0 already there, 1 bad line skipped"
+
+
 def test_a_live_session_returns_to_postgresql_after_a_restart(postgres):
     """PostgreSQL stops mid-conversation (for real) and starts again: the turn made while it was down is in the
     recovery file; the next turn after the restart puts it in the database first, then itself, in order."""

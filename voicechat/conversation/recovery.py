@@ -124,11 +124,15 @@ def read_file(path: Path) -> tuple[list[Recovered], list[tuple[int, str]]]:
     records: list[Recovered] = []
     bad: list[tuple[int, str]] = []
     with open(path, encoding="utf-8", errors="replace", newline="\n") as f:
-        for number, text in enumerate(f, start=1):
-            if not text.strip():
+        number = 0
+        while text := f.readline(MAX_LINE_CHARS + 1):  # bounded: a file without newlines is not read whole
+            number += 1
+            if len(text) > MAX_LINE_CHARS and not text.endswith("\n"):
+                while (rest := f.readline(1 << 20)) and not rest.endswith("\n"):
+                    pass  # the rest of a line too long to be a turn
+                bad.append((number, f"a line of over {MAX_LINE_CHARS} characters"))
                 continue
-            if len(text) > MAX_LINE_CHARS:
-                bad.append((number, f"a line of {len(text)} characters"))
+            if not text.strip():
                 continue
             try:
                 records.append(parse(json.loads(text), number))
@@ -228,6 +232,8 @@ def import_file(history: History, path: Path, *, remove: bool = False) -> tuple[
 
     if path.is_dir():
         raise VoicechatError(f"{path}: is a directory; name the .jsonl recovery files in it")
+    if path.exists() and not path.is_file():  # a device or a pipe: it may never end (/dev/zero)
+        raise VoicechatError(f"{path}: is not a regular file; name the .jsonl recovery files voicechat wrote")
     try:
         records, bad = read_file(path)
     except OSError as e:
