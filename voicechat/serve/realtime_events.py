@@ -1,0 +1,417 @@
+"""OpenAI Realtime (GA) events from a :class:`VoiceSession`'s typed events, and the session's configuration.
+
+No engine, socket or thread here: :class:`Translator` turns each session event (and each chunk of reply
+audio) into the realtime server events a client expects, in order, with ids that refer to each other;
+:func:`apply_update` checks a client's ``session.update`` against what this server can do. The connection
+(:mod:`voicechat.serve.realtime`) feeds one and sends what it returns.
+
+Mapping (docs/realtime.md has the table):
+- ``Status("hearing")`` -> ``input_audio_buffer.speech_started``;
+- ``Status("thinking")`` after it (the listener ended the turn) -> ``speech_stopped``, ``committed``,
+  ``conversation.item.added`` (the user's audio item);
+- ``UserText`` -> ``conversation.item.input_audio_transcription.completed`` and ``conversation.item.done``
+  for a spoken turn, then the response: ``response.created``, ``response.output_item.added``,
+  ``conversation.item.added``, ``response.content_part.added``;
+- ``ReplyDelta`` -> ``response.output_audio_transcript.delta`` (audio) or ``response.output_text.delta`` (text);
+- reply audio -> ``response.output_audio.delta`` (base64 PCM16, 24 kHz);
+- ``ReplyDone`` -> the ``.done`` events of the part, the item and the conversation item;
+- ``TurnStats`` -> ``response.done`` with usage; ``Error`` -> ``error`` and a failed ``response.done``;
+  ``Dropped`` -> the open speech item ends without a turn, an open response is ``cancelled``.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from voicechat.voice import events as ev
+
+RATE = 24000  # audio/pcm as the API defines it
+MODALITIES = ("audio", "text")
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(10)}"
+
+
+class UpdateRefused(ValueError):
+    """A session.update this server cannot honour: the message says which field and what it takes."""
+
+    def __init__(self, message: str, param: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+@dataclass
+class Settings:
+    """The session's effective configuration (what session.created/updated report)."""
+
+    model: str
+    voice: str
+    instructions: str
+    silence_ms: int
+    output_modalities: list[str] = field(default_factory=lambda: ["audio"])
+    turn_detection: bool = True  # server_vad; False: the client commits
+    create_response: bool = True
+    interrupt_response: bool = True
+    speed: float = 1.0
+    transcription: bool = True
+    language: str | None = None
+
+    def to_dict(self, session_id: str) -> dict[str, Any]:
+        pcm = {"type": "audio/pcm", "rate": RATE}
+        turn = (
+            {
+                "type": "server_vad",
+                "threshold": 0.5,
+                "prefix_padding_ms": 300,
+                "silence_duration_ms": self.silence_ms,
+                "create_response": self.create_response,
+                "interrupt_response": self.interrupt_response,
+                "idle_timeout_ms": None,
+            }
+            if self.turn_detection
+            else None
+        )
+        return {
+            "type": "realtime",
+            "object": "realtime.session",
+            "id": session_id,
+            "model": self.model,
+            "output_modalities": list(self.output_modalities),
+            "instructions": self.instructions,
+            "tools": [],
+            "tool_choice": "auto",
+            "max_output_tokens": "inf",
+            "audio": {
+                "input": {
+                    "format": pcm,
+                    "transcription": {"model": "whisper", "language": self.language} if self.transcription else None,
+                    "turn_detection": turn,
+                    "noise_reduction": None,
+                },
+                "output": {"format": pcm, "voice": self.voice, "speed": self.speed},
+            },
+        }
+
+
+def _format(value: Any, param: str) -> None:
+    if value is None:
+        return
+    if not isinstance(value, dict) or value.get("type", "audio/pcm") != "audio/pcm" or value.get("rate", RATE) != RATE:
+        raise UpdateRefused("this server takes audio formats of type audio/pcm at rate 24000 only", param)
+
+
+def apply_update(settings: Settings, session: Any) -> list[str]:
+    """Apply a session.update's ``session`` to ``settings`` (all or nothing); notices for what was mapped."""
+    if not isinstance(session, dict):
+        raise UpdateRefused("session.update needs a 'session' object", "session")
+    if session.get("type", "realtime") != "realtime":
+        raise UpdateRefused("only realtime sessions are served here (transcription sessions are not yet)", "session.type")
+    new = Settings(**{k: getattr(settings, k) for k in settings.__dataclass_fields__})
+    new.output_modalities = list(settings.output_modalities)
+    notices: list[str] = []
+    if "instructions" in session:
+        if not isinstance(session["instructions"], str):
+            raise UpdateRefused("instructions must be a string", "session.instructions")
+        new.instructions = session["instructions"]
+    if "output_modalities" in session:
+        modes = session["output_modalities"]
+        if not isinstance(modes, list) or len(modes) != 1 or modes[0] not in MODALITIES:
+            raise UpdateRefused('output_modalities must be ["audio"] or ["text"]', "session.output_modalities")
+        new.output_modalities = list(modes)
+    audio = session.get("audio")
+    if audio is not None and not isinstance(audio, dict):
+        raise UpdateRefused("audio must be an object", "session.audio")
+    audio = audio or {}
+    inp, out = audio.get("input") or {}, audio.get("output") or {}
+    if not isinstance(inp, dict) or not isinstance(out, dict):
+        raise UpdateRefused("audio.input and audio.output must be objects", "session.audio")
+    _format(inp.get("format"), "session.audio.input.format")
+    _format(out.get("format"), "session.audio.output.format")
+    if "turn_detection" in inp:
+        turn = inp["turn_detection"]
+        if turn is None:
+            new.turn_detection = False
+        elif isinstance(turn, dict) and turn.get("type") == "server_vad":
+            new.turn_detection = True
+            silence = turn.get("silence_duration_ms")
+            if silence is not None:
+                if not isinstance(silence, int) or isinstance(silence, bool) or not 10 <= silence <= 60_000:
+                    raise UpdateRefused("silence_duration_ms must be an integer from 10 to 60000", "session.audio.input.turn_detection")
+                if silence != settings.silence_ms:  # the session's turn policy is set when it opens
+                    notices.append(f"silence_duration_ms stays {settings.silence_ms}: voicechat ends turns by meaning and silence")
+            for name in ("create_response", "interrupt_response"):
+                if name in turn and turn[name] is not None:
+                    if not isinstance(turn[name], bool):
+                        raise UpdateRefused(f"{name} must be true or false", "session.audio.input.turn_detection")
+                    setattr(new, name, turn[name])
+        else:
+            raise UpdateRefused('turn_detection must be {"type": "server_vad"} or null here', "session.audio.input.turn_detection")
+    if "transcription" in inp:
+        tr = inp["transcription"]
+        new.transcription = tr is not None
+        if isinstance(tr, dict) and isinstance(tr.get("language"), str):
+            new.language = tr["language"]
+    if "voice" in out and out["voice"] is not None:
+        asked = out["voice"]["id"] if isinstance(out["voice"], dict) else out["voice"]
+        if not isinstance(asked, str):
+            raise UpdateRefused("voice must be a name", "session.audio.output.voice")
+        if asked != settings.voice:
+            notices.append(f"voice '{asked[:40]}' is not loaded here; speaking with {settings.voice}")
+    if "speed" in out and out["speed"] is not None:
+        speed = out["speed"]
+        if not isinstance(speed, (int, float)) or isinstance(speed, bool) or not 0.25 <= speed <= 1.5:
+            raise UpdateRefused("speed must be a number from 0.25 to 1.5", "session.audio.output.speed")
+        if speed != settings.speed:
+            notices.append(f"speed stays {settings.speed}: changing it in a session is not served yet")
+    for k in settings.__dataclass_fields__:
+        setattr(settings, k, getattr(new, k))
+    return notices
+
+
+def error_event(
+    message: str, *, kind: str = "invalid_request_error", code: str | None = None, param: str | None = None, event_id: str | None = None
+) -> dict[str, Any]:
+    return {
+        "type": "error",
+        "event_id": new_id("event"),
+        "error": {"type": kind, "code": code, "message": message, "param": param, "event_id": event_id},
+    }
+
+
+@dataclass
+class _Response:
+    id: str
+    item_id: str
+    modality: str
+    text: str = ""
+    audio_ms: float = 0.0
+    finished_item: bool = False
+    interrupted: bool = False
+
+
+class Translator:
+    """VoiceSession events -> realtime server events (dicts without ``event_id``; :meth:`stamp` adds it)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.last_item: str | None = None  # the conversation's last item (previous_item_id of the next)
+        self.speech_item: str | None = None  # the user's item while they speak
+        self.speech_ms = (0.0, 0.0)  # where the last spoken item began and ended in the input audio
+        self.audio_ms = 0.0  # input audio received, in ms (audio_start_ms / audio_end_ms)
+        self.announced: list[str] = []  # typed items already announced, waiting for response.create
+        self.response: _Response | None = None
+
+    # items --------------------------------------------------------------------------------------
+    def _item_added(self, item: dict[str, Any]) -> list[dict[str, Any]]:
+        out = [{"type": "conversation.item.added", "previous_item_id": self.last_item, "item": item}]
+        self.last_item = item["id"]
+        return out
+
+    def user_text_item(self, item_id: str, text: str) -> list[dict[str, Any]]:
+        """A conversation.item.create with text: added and done at once."""
+        item = {
+            "id": item_id,
+            "object": "realtime.item",
+            "type": "message",
+            "role": "user",
+            "status": "completed",
+            "content": [{"type": "input_text", "text": text}],
+        }
+        prev = self.last_item
+        out = self._item_added(item)
+        out.append({"type": "conversation.item.done", "previous_item_id": prev, "item": item})
+        return out
+
+    # session events -----------------------------------------------------------------------------
+    def translate(self, event: ev.Event) -> list[dict[str, Any]]:
+        if isinstance(event, ev.Status):
+            return self.status(event.state)
+        if isinstance(event, ev.UserText):
+            return self._user(event)
+        if isinstance(event, ev.ReplyDelta):
+            return self._delta(event.text)
+        if isinstance(event, ev.ReplyDone):
+            return self._reply_done(event)
+        if isinstance(event, ev.TurnStats):
+            status = "cancelled" if self.response is not None and self.response.interrupted else "completed"
+            return self._response_done(status, event.prompt_tokens, event.completion_tokens)
+        if isinstance(event, ev.Error):
+            out = [error_event(event.message, kind="server_error")]
+            return out + self._response_done("failed", None, None)
+        if isinstance(event, ev.Dropped):
+            out = self._speech_stopped() if self.speech_item is not None else []
+            return out + self._response_done("cancelled", None, None)
+        return []  # partials, notices, tool events: not in this slice
+
+    def status(self, state: str) -> list[dict[str, Any]]:
+        if state == "hearing" and self.speech_item is None:
+            self.speech_item = new_id("item")
+            self.speech_ms = (self.audio_ms, self.audio_ms)
+            return [{"type": "input_audio_buffer.speech_started", "audio_start_ms": int(self.audio_ms), "item_id": self.speech_item}]
+        if state == "thinking" and self.speech_item is not None:
+            item_id = self.speech_item
+            out = self._speech_stopped()
+            out.append({"type": "input_audio_buffer.committed", "previous_item_id": self.last_item, "item_id": item_id})
+            item = {
+                "id": item_id,
+                "object": "realtime.item",
+                "type": "message",
+                "role": "user",
+                "status": "completed",
+                "content": [{"type": "input_audio", "transcript": None}],
+            }
+            out += self._item_added(item)
+            self.committed = item_id
+            return out
+        return []
+
+    def _speech_stopped(self) -> list[dict[str, Any]]:
+        item_id, self.speech_item = self.speech_item, None
+        self.speech_ms = (self.speech_ms[0], self.audio_ms)
+        return [{"type": "input_audio_buffer.speech_stopped", "audio_end_ms": int(self.audio_ms), "item_id": item_id}]
+
+    committed: str | None = None  # the spoken item whose transcript is awaited
+
+    def _user(self, event: ev.UserText) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        if event.source == "voice" and self.committed is not None:
+            item_id, self.committed = self.committed, None
+            out.append(
+                {
+                    "type": "conversation.item.input_audio_transcription.completed",
+                    "item_id": item_id,
+                    "content_index": 0,
+                    "transcript": event.text,
+                    "usage": {"type": "duration", "seconds": round((self.speech_ms[1] - self.speech_ms[0]) / 1000, 3)},
+                }
+            )
+            item = {
+                "id": item_id,
+                "object": "realtime.item",
+                "type": "message",
+                "role": "user",
+                "status": "completed",
+                "content": [{"type": "input_audio", "transcript": event.text}],
+            }
+            out.append({"type": "conversation.item.done", "item": item})
+        elif event.source == "typed" and not self.announced:
+            out += self.user_text_item(new_id("item"), event.text)  # (a typed turn the client did not create as an item)
+        self.announced.clear()
+        return out + self._response_created()
+
+    def _response_created(self) -> list[dict[str, Any]]:
+        modality = self.settings.output_modalities[0]
+        r = self.response = _Response(new_id("resp"), new_id("item"), modality)
+        item = {"id": r.item_id, "object": "realtime.item", "type": "message", "role": "assistant", "status": "in_progress", "content": []}
+        part_type = "audio" if modality == "audio" else "text"
+        part = {"type": part_type, "transcript": ""} if part_type == "audio" else {"type": "text", "text": ""}
+        ids = {"response_id": r.id, "item_id": r.item_id, "output_index": 0, "content_index": 0}
+        return [
+            {"type": "response.created", "response": self._resource(r, "in_progress", [], None)},
+            {"type": "response.output_item.added", "response_id": r.id, "output_index": 0, "item": item},
+            *self._item_added(item),
+            {"type": "response.content_part.added", **ids, "part": part},
+        ]
+
+    def _ids(self, r: _Response) -> dict[str, Any]:
+        return {"response_id": r.id, "item_id": r.item_id, "output_index": 0, "content_index": 0}
+
+    def _delta(self, text: str) -> list[dict[str, Any]]:
+        r = self.response
+        if r is None or not text:
+            return []
+        r.text += text
+        kind = "response.output_audio_transcript.delta" if r.modality == "audio" else "response.output_text.delta"
+        return [{"type": kind, **self._ids(r), "delta": text}]
+
+    def audio(self, pcm24: bytes) -> list[dict[str, Any]]:
+        """A piece of reply audio (PCM16 at 24 kHz) -> an output_audio.delta of the open response."""
+        r = self.response
+        if r is None or r.modality != "audio" or not pcm24:
+            return []
+        r.audio_ms += len(pcm24) / 2 / RATE * 1000
+        return [{"type": "response.output_audio.delta", **self._ids(r), "delta": base64.b64encode(pcm24).decode("ascii")}]
+
+    def _content(self, r: _Response, text: str) -> dict[str, Any]:
+        return {"type": "output_audio", "transcript": text} if r.modality == "audio" else {"type": "output_text", "text": text}
+
+    def _reply_done(self, event: ev.ReplyDone) -> list[dict[str, Any]]:
+        r = self.response
+        if r is None:
+            return []
+        text = event.text if event.interrupted else (r.text or event.text)
+        ids = self._ids(r)
+        out: list[dict[str, Any]] = []
+        if r.modality == "audio":
+            out += [
+                {"type": "response.output_audio.done", **ids},
+                {"type": "response.output_audio_transcript.done", **ids, "transcript": text},
+            ]
+        else:
+            out.append({"type": "response.output_text.done", **ids, "text": text})
+        part = {"type": "audio", "transcript": text} if r.modality == "audio" else {"type": "text", "text": text}
+        out.append({"type": "response.content_part.done", **ids, "part": part})
+        item = self._assistant_item(r, text, "incomplete" if event.interrupted else "completed")
+        out.append({"type": "response.output_item.done", "response_id": r.id, "output_index": 0, "item": item})
+        out.append({"type": "conversation.item.done", "item": item})
+        r.text, r.finished_item, r.interrupted = text, True, event.interrupted
+        return out
+
+    def _assistant_item(self, r: _Response, text: str, status: str) -> dict[str, Any]:
+        return {
+            "id": r.item_id,
+            "object": "realtime.item",
+            "type": "message",
+            "role": "assistant",
+            "status": status,
+            "content": [self._content(r, text)],
+        }
+
+    def _resource(self, r: _Response, status: str, output: list[dict[str, Any]], usage: dict[str, Any] | None) -> dict[str, Any]:
+        return {
+            "object": "realtime.response",
+            "id": r.id,
+            "status": status,
+            "status_details": None if status in ("in_progress", "completed") else {"type": status, "reason": None, "error": None},
+            "output": output,
+            "conversation_id": "conv_voicechat",
+            "output_modalities": [r.modality],
+            "max_output_tokens": "inf",
+            "audio": {"output": {"format": {"type": "audio/pcm", "rate": RATE}, "voice": self.settings.voice}},
+            "usage": usage,
+            "metadata": None,
+        }
+
+    def _response_done(self, status: str, prompt: int | None, completion: int | None) -> list[dict[str, Any]]:
+        r, self.response = self.response, None
+        if r is None:
+            return []
+        output = (
+            [self._assistant_item(r, r.text, "completed" if status == "completed" else "incomplete")] if r.finished_item or r.text else []
+        )
+        usage = None
+        if prompt is not None or completion is not None:
+            p, c = prompt or 0, completion or 0
+            usage = {
+                "total_tokens": p + c,
+                "input_tokens": p,
+                "output_tokens": c,
+                "input_token_details": {"text_tokens": p, "audio_tokens": 0, "cached_tokens": 0},
+                "output_token_details": {"text_tokens": c, "audio_tokens": 0},
+            }
+        return [{"type": "response.done", "response": self._resource(r, status, output, usage)}]
+
+    def cancel(self) -> list[dict[str, Any]]:
+        """response.cancel with no response in progress: nothing to say (the session's interrupt ends a live one)."""
+        return []
+
+
+def stamp(doc: dict[str, Any]) -> dict[str, Any]:
+    """The event as sent: an event_id first, as the API's events have."""
+    if "event_id" in doc:
+        return doc
+    return {"event_id": new_id("event"), **doc}
