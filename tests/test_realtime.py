@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import base64
 
+import numpy as np
 import pytest
 
+from tests.helpers import speak, wer
+from tests.serveproc import ServeProcess
 from voicechat.serve import realtime_events as rt
 from voicechat.voice import events as ev
+
+KEY = "realtime-test-key"
+QUESTION = "What is the capital of France?"
 
 
 def settings() -> rt.Settings:
@@ -136,3 +142,94 @@ def test_a_session_update_applies_what_it_names_and_reports_the_effective_config
     assert d["instructions"] == "Answer in one word." and d["audio"]["input"]["turn_detection"] is None
     assert d["audio"]["output"]["voice"] == "joe" and any("marin" in n for n in notices)
     assert d["audio"]["output"]["format"] == {"type": "audio/pcm", "rate": 24000}
+
+
+# --- the official SDK against a real server -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    with ServeProcess(tmp_path_factory.mktemp("realtime"), config=f"llm:\n  max_tokens: 32\nserve:\n  api_key: {KEY}\n") as server:
+        yield server
+    assert "Traceback" not in server.log_text(), server.log_text()
+
+
+def sdk(server: ServeProcess):
+    from openai import OpenAI
+
+    return OpenAI(base_url=server.url + "/v1", api_key=KEY, max_retries=0)
+
+
+def collect(conn, until: str, limit: int = 4000) -> list:
+    events = []
+    for event in conn:
+        events.append(event)
+        assert event.type != "error", event
+        if event.type == until or len(events) >= limit:
+            return events
+    raise AssertionError(f"closed before {until}: {[e.type for e in events]}")
+
+
+def audio_of(events: list) -> np.ndarray:
+    pcm = b"".join(base64.b64decode(e.delta) for e in events if e.type == "response.output_audio.delta")
+    return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+
+
+def test_official_sdk_typed_item_then_response_create_gives_audio_and_its_transcript(served, hear):
+    with sdk(served).realtime.connect(model="gpt-realtime") as conn:
+        created = conn.recv()
+        assert created.type == "session.created" and created.session.model == "gpt-realtime"
+        conn.session.update(session={"type": "realtime", "instructions": "You are a helpful assistant. Answer in one short sentence."})
+        updated = conn.recv()
+        assert updated.type == "session.updated" and updated.session.instructions.startswith("You are a helpful")
+        conn.conversation.item.create(item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Say hello."}]})
+        conn.response.create()
+        events = collect(conn, "response.done")
+    types = [e.type for e in events]
+    assert types[:2] == ["conversation.item.added", "conversation.item.done"]
+    assert "response.created" in types and types.index("response.created") < types.index("response.output_audio.delta")
+    transcript = next(e for e in events if e.type == "response.output_audio_transcript.done").transcript
+    deltas = "".join(e.delta for e in events if e.type == "response.output_audio_transcript.delta")
+    assert transcript.strip() and deltas.strip() == transcript.strip()
+    done = events[-1].response
+    assert done.status == "completed" and done.usage.output_tokens > 0
+    assert wer(transcript, hear(audio_of(events), rt.RATE)) <= 0.35  # the audio at 24 kHz says the transcript
+
+
+def test_official_sdk_spoken_question_with_server_vad(served, hear):
+    question = speak(QUESTION, sample_rate=rt.RATE)
+    pcm = (np.concatenate([np.zeros(rt.RATE // 2), question, np.zeros(rt.RATE * 2)]) * 32767).astype("<i2").tobytes()
+    block = rt.RATE * 2 * 30 // 1000  # 30 ms
+    with sdk(served).realtime.connect(model="anything") as conn:
+        assert conn.recv().type == "session.created"
+        conn.session.update(session={"type": "realtime", "audio": {"input": {"turn_detection": {"type": "server_vad"}}}})
+        assert conn.recv().type == "session.updated"
+        for start in range(0, len(pcm), block):
+            conn.input_audio_buffer.append(audio=base64.b64encode(pcm[start : start + block]).decode())
+        events = collect(conn, "response.done")
+    types = [e.type for e in events]
+    order = [
+        "input_audio_buffer.speech_started",
+        "input_audio_buffer.speech_stopped",
+        "input_audio_buffer.committed",
+        "conversation.item.input_audio_transcription.completed",
+        "response.created",
+        "response.output_audio.delta",
+        "response.done",
+    ]
+    assert [types.index(t) for t in order] == sorted(types.index(t) for t in order), types
+    started = next(e for e in events if e.type == "input_audio_buffer.speech_started")
+    stopped = next(e for e in events if e.type == "input_audio_buffer.speech_stopped")
+    assert started.item_id == stopped.item_id and started.audio_start_ms < stopped.audio_end_ms
+    heard = next(e for e in events if e.type == "conversation.item.input_audio_transcription.completed")
+    assert heard.item_id == started.item_id and wer(QUESTION, heard.transcript) <= 0.2
+    transcript = next(e for e in events if e.type == "response.output_audio_transcript.done").transcript
+    assert wer(transcript, hear(audio_of(events), rt.RATE)) <= 0.35
+
+
+def test_a_wrong_key_is_refused_with_a_realtime_error(served):
+    from openai import OpenAI
+
+    with OpenAI(base_url=served.url + "/v1", api_key="wrong", max_retries=0).realtime.connect(model="x") as conn:
+        event = conn.recv()
+    assert event.type == "error" and "API key" in event.error.message

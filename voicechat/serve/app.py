@@ -31,6 +31,7 @@ ROUTES = {
     "/metrics",
     "/",
     "/v1/voice",
+    "/v1/realtime",
 }
 STATIC = {"app.js": "text/javascript", "mic-worklet.js": "text/javascript", "style.css": "text/css"}
 log = logging.getLogger("voicechat.serve")
@@ -289,7 +290,7 @@ def create_app(state: Any, *, load: bool = True) -> FastAPI:
     from contextlib import asynccontextmanager
 
     from voicechat import __version__
-    from voicechat.serve import openai_routes, voice_ws, voices
+    from voicechat.serve import openai_routes, realtime, voice_ws, voices
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
@@ -315,6 +316,7 @@ def create_app(state: Any, *, load: bool = True) -> FastAPI:
     app.add_middleware(Guard, state=state)
     app.include_router(openai_routes.router)
     app.add_api_websocket_route("/v1/voice", voice_ws.voice_endpoint)
+    app.add_api_websocket_route("/v1/realtime", realtime.realtime_endpoint)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, e: ApiError) -> Response:

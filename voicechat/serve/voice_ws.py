@@ -138,6 +138,9 @@ class VoiceConnection:
                 await self.ws.send_text(item)
 
     # the session -------------------------------------------------------------------------------
+    def _new_sink(self) -> ClientSink:
+        return ClientSink(self._send_audio, self.closed)
+
     def _open(self, public_id: str | None, barge_in: bool | None, mode: str | None) -> VoiceSession:
         from voicechat.conversation.chat import Conversation, engines_info
         from voicechat.conversation.history import UnavailableHistory
@@ -178,7 +181,7 @@ class VoiceConnection:
         self._turnlog = chat.turnlog
         chat.on_recorded = lambda sid: self.send_json({"type": "session", "id": self._public(sid)})
         self.source = PushSource(cfg.listen.frame_ms)
-        self.sink = ClientSink(self._send_audio, self.closed)
+        self.sink = self._new_sink()
         session = VoiceSession(
             cfg,
             conversation=chat,
