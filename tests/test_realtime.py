@@ -4,6 +4,7 @@ real `voicechat serve` on loopback with the bundled models; and the event mappin
 from __future__ import annotations
 
 import base64
+import json
 
 import numpy as np
 import pytest
@@ -98,6 +99,20 @@ def test_text_modality_an_interrupted_reply_and_a_failure():
     failed = t.translate(ev.Error("the model failed"))
     assert [d["type"] for d in failed] == ["error", "response.done"] and failed[1]["response"]["status"] == "failed"
     assert failed[0]["error"]["message"] == "the model failed"
+
+
+@pytest.mark.fast
+def test_a_committed_item_with_no_speech_gets_an_empty_transcript():
+    t = rt.Translator(settings())
+    t.speech_item = "item_u"
+    out = t.commit() + t.translate(ev.Dropped("no speech in the utterance"))
+    assert [d["type"] for d in out] == [
+        "input_audio_buffer.committed",
+        "conversation.item.added",
+        "conversation.item.input_audio_transcription.completed",
+        "conversation.item.done",
+    ]
+    assert out[2]["item_id"] == "item_u" and out[2]["transcript"] == "" and t.committed is None
 
 
 @pytest.mark.fast
@@ -233,3 +248,56 @@ def test_a_wrong_key_is_refused_with_a_realtime_error(served):
     with OpenAI(base_url=served.url + "/v1", api_key="wrong", max_retries=0).realtime.connect(model="x") as conn:
         event = conn.recv()
     assert event.type == "error" and "API key" in event.error.message
+
+
+def test_official_sdk_client_commits_with_turn_detection_off(served):
+    question = speak(QUESTION, sample_rate=rt.RATE)
+    pcm = (np.concatenate([np.zeros(rt.RATE // 4), question, np.zeros(rt.RATE // 4)]) * 32767).astype("<i2").tobytes()
+    block = rt.RATE * 2 * 20 // 1000  # 20 ms
+    with sdk(served).realtime.connect(model="anything") as conn:
+        assert conn.recv().type == "session.created"
+        conn.session.update(session={"type": "realtime", "audio": {"input": {"turn_detection": None}}})
+        assert conn.recv().session.audio.input.turn_detection is None
+        for start in range(0, len(pcm), block):
+            conn.input_audio_buffer.append(audio=base64.b64encode(pcm[start : start + block]).decode())
+        conn.input_audio_buffer.commit()
+        events = collect(conn, "response.done")
+    types = [e.type for e in events]
+    assert types[0] == "input_audio_buffer.committed" and "input_audio_buffer.speech_started" not in types
+    heard = next(e for e in events if e.type == "conversation.item.input_audio_transcription.completed")
+    assert heard.item_id == events[0].item_id and wer(QUESTION, heard.transcript) <= 0.2
+    assert events[-1].response.status == "completed" and any(e.type == "response.output_audio.delta" for e in events)
+
+
+def test_bad_events_get_error_events_naming_them_and_the_session_goes_on_in_text(served):
+    with sdk(served).realtime.connect(model="anything") as conn:
+        assert conn.recv().type == "session.created"
+        conn.send({"type": "no.such.event", "event_id": "evt_1"})
+        conn.send({"type": "input_audio_buffer.append", "audio": "not base64!", "event_id": "evt_2"})
+        conn.send({"type": "response.create", "event_id": "evt_3"})  # no new item to answer
+        conn.send({"type": "session.update", "session": {"type": "realtime", "output_modalities": ["audio", "text"]}, "event_id": "evt_4"})
+        errors = [conn.recv() for _ in range(4)]
+        assert [e.type for e in errors] == ["error"] * 4
+        assert [e.error.event_id for e in errors] == ["evt_1", "evt_2", "evt_3", "evt_4"]
+        assert errors[3].error.param == "session.output_modalities"
+        conn.session.update(session={"type": "realtime", "output_modalities": ["text"]})
+        assert conn.recv().session.output_modalities == ["text"]
+        conn.conversation.item.create(
+            item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Name a colour."}]}
+        )
+        conn.response.create()
+        events = collect(conn, "response.done")
+    types = [e.type for e in events]
+    assert "response.output_audio.delta" not in types and "response.output_text.delta" in types
+    text = next(e for e in events if e.type == "response.output_text.done").text
+    assert text.strip() and text == "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert events[-1].response.output_modalities == ["text"]
+
+
+def test_a_browser_authenticates_with_openais_subprotocols(served):
+    from websockets.sync.client import connect
+
+    url = served.url.replace("http", "ws") + "/v1/realtime?model=gpt-realtime"
+    with connect(url, subprotocols=["realtime", f"openai-insecure-api-key.{KEY}"]) as ws:
+        assert ws.subprotocol == "realtime"
+        assert json.loads(ws.recv())["type"] == "session.created"

@@ -34,6 +34,7 @@ log = logging.getLogger("voicechat.serve")
 MAX_TEXT_ITEMS = 16  # typed items waiting for response.create
 AUDIO_PIECE_S = 0.2  # reply audio per response.output_audio.delta
 PIECE_BYTES = int(rt.RATE * AUDIO_PIECE_S) * 2
+MAX_BUFFER_S = 120  # turn_detection none: audio waiting for a commit
 
 
 class RealtimeSink(ClientSink):
@@ -59,7 +60,8 @@ class RealtimeConnection(VoiceConnection):
         self.session_id = rt.new_id("sess")
         self._lock = threading.Lock()  # events from the session's threads and from the receive loop, in order
         self._in: Any = None  # 24 kHz -> 16 kHz resampler of the input audio
-        self._recording = False  # turn_detection none: audio appended since the last commit
+        self._buffer: list[bytes] = []  # turn_detection none: 16 kHz audio appended since the last commit
+        self._buffered = 0  # its bytes
 
     # outgoing ------------------------------------------------------------------------------------
     def send_json(self, doc: dict[str, Any]) -> None:
@@ -194,14 +196,23 @@ class RealtimeConnection(VoiceConnection):
             self._in = soxr.ResampleStream(rt.RATE, 16000, 1, dtype="int16")
         with self._lock:
             self.translator.audio_ms += len(pcm) / 2 / rt.RATE * 1000
-        if not self.settings.turn_detection and not self._recording:
-            assert self.session is not None
-            self._recording = True
-            self.session.toggle_recording()  # push-to-talk: recording until the client commits
+        out = np.asarray(self._in.resample_chunk(np.frombuffer(pcm, dtype="<i2")), dtype="<i2").tobytes()
+        if self.settings.turn_detection:
+            self.source.push(out)  # the listener's VAD and turn policy decide where the turn ends
+            return
+        if self._buffered + len(out) > MAX_BUFFER_S * 16000 * 2:
+            self.refuse(
+                f"the input audio buffer holds at most {MAX_BUFFER_S} s; commit or clear it",
+                event_id=event_id,
+                code="input_audio_buffer_full",
+            )
+            return
+        if not self._buffer:
             with self._lock:
                 self.translator.speech_item = rt.new_id("item")
-        out = self._in.resample_chunk(np.frombuffer(pcm, dtype="<i2"))
-        self.source.push(np.asarray(out, dtype="<i2").tobytes())
+                self.translator.speech_ms = (self.translator.audio_ms, self.translator.audio_ms)
+        self._buffer.append(out)
+        self._buffered += len(out)
 
     def _commit(self, msg: dict[str, Any], event_id: str | None) -> None:
         session = self.session
@@ -211,15 +222,24 @@ class RealtimeConnection(VoiceConnection):
                 "with server_vad the server commits at the end of speech; set turn_detection to null to commit yourself", event_id=event_id
             )
             return
-        if not self._recording:
+        if not self._buffer:
             self.refuse("the input audio buffer is empty", event_id=event_id, code="input_audio_buffer_commit_empty")
             return
-        self._recording = False
+        if session.pending >= MAX_WAITING_TURNS:
+            self.refuse(
+                f"{MAX_WAITING_TURNS} turns are already waiting for an answer",
+                event_id=event_id,
+                code="conversation_already_has_active_response",
+            )
+            return
+        audio = np.frombuffer(b"".join(self._buffer), dtype="<i2").astype(np.float32) / 32768.0
+        self._buffer, self._buffered = [], 0
         with self._lock:
-            self._emit(self.translator.status("thinking"))
-        session.toggle_recording()
+            self._emit(self.translator.commit())
+        session.send_audio(audio)
 
     def _clear(self, msg: dict[str, Any], event_id: str | None) -> None:
+        self._buffer, self._buffered = [], 0
         with self._lock:
             self.translator.speech_item = None
         self._emit([{"type": "input_audio_buffer.cleared"}])

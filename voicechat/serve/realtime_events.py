@@ -201,6 +201,7 @@ class Translator:
         self.last_item: str | None = None  # the conversation's last item (previous_item_id of the next)
         self.speech_item: str | None = None  # the user's item while they speak
         self.speech_ms = (0.0, 0.0)  # where the last spoken item began and ended in the input audio
+        self.last_speech: str | None = None  # the item speech_stopped named
         self.audio_ms = 0.0  # input audio received, in ms (audio_start_ms / audio_end_ms)
         self.announced: list[str] = []  # typed items already announced, waiting for response.create
         self.response: _Response | None = None
@@ -244,6 +245,9 @@ class Translator:
             return out + self._response_done("failed", None, None)
         if isinstance(event, ev.Dropped):
             out = self._speech_stopped() if self.speech_item is not None else []
+            self.speech_item = None
+            if self.committed is not None:  # a committed item with no speech in it: its transcript is empty
+                out += self._transcribed("")
             return out + self._response_done("cancelled", None, None)
         return []  # partials, notices, tool events: not in this slice
 
@@ -253,24 +257,27 @@ class Translator:
             self.speech_ms = (self.audio_ms, self.audio_ms)
             return [{"type": "input_audio_buffer.speech_started", "audio_start_ms": int(self.audio_ms), "item_id": self.speech_item}]
         if state == "thinking" and self.speech_item is not None:
-            item_id = self.speech_item
-            out = self._speech_stopped()
-            out.append({"type": "input_audio_buffer.committed", "previous_item_id": self.last_item, "item_id": item_id})
-            item = {
-                "id": item_id,
-                "object": "realtime.item",
-                "type": "message",
-                "role": "user",
-                "status": "completed",
-                "content": [{"type": "input_audio", "transcript": None}],
-            }
-            out += self._item_added(item)
-            self.committed = item_id
-            return out
+            return self._speech_stopped() + self.commit()
         return []
 
+    def commit(self) -> list[dict[str, Any]]:
+        """The user's audio item is complete (the listener ended the turn, or the client committed)."""
+        item_id = self.committed = self.speech_item or self.last_speech or new_id("item")
+        self.speech_item = None
+        out: list[dict[str, Any]] = [{"type": "input_audio_buffer.committed", "previous_item_id": self.last_item, "item_id": item_id}]
+        item = {
+            "id": item_id,
+            "object": "realtime.item",
+            "type": "message",
+            "role": "user",
+            "status": "completed",
+            "content": [{"type": "input_audio", "transcript": None}],
+        }
+        self.speech_ms = (self.speech_ms[0], self.audio_ms)
+        return out + self._item_added(item)
+
     def _speech_stopped(self) -> list[dict[str, Any]]:
-        item_id, self.speech_item = self.speech_item, None
+        item_id = self.last_speech = self.speech_item
         self.speech_ms = (self.speech_ms[0], self.audio_ms)
         return [{"type": "input_audio_buffer.speech_stopped", "audio_end_ms": int(self.audio_ms), "item_id": item_id}]
 
@@ -279,29 +286,32 @@ class Translator:
     def _user(self, event: ev.UserText) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         if event.source == "voice" and self.committed is not None:
-            item_id, self.committed = self.committed, None
-            out.append(
-                {
-                    "type": "conversation.item.input_audio_transcription.completed",
-                    "item_id": item_id,
-                    "content_index": 0,
-                    "transcript": event.text,
-                    "usage": {"type": "duration", "seconds": round((self.speech_ms[1] - self.speech_ms[0]) / 1000, 3)},
-                }
-            )
-            item = {
-                "id": item_id,
-                "object": "realtime.item",
-                "type": "message",
-                "role": "user",
-                "status": "completed",
-                "content": [{"type": "input_audio", "transcript": event.text}],
-            }
-            out.append({"type": "conversation.item.done", "item": item})
+            out += self._transcribed(event.text)
         elif event.source == "typed" and not self.announced:
             out += self.user_text_item(new_id("item"), event.text)  # (a typed turn the client did not create as an item)
         self.announced.clear()
         return out + self._response_created()
+
+    def _transcribed(self, text: str) -> list[dict[str, Any]]:
+        item_id, self.committed = self.committed, None
+        item = {
+            "id": item_id,
+            "object": "realtime.item",
+            "type": "message",
+            "role": "user",
+            "status": "completed",
+            "content": [{"type": "input_audio", "transcript": text}],
+        }
+        return [
+            {
+                "type": "conversation.item.input_audio_transcription.completed",
+                "item_id": item_id,
+                "content_index": 0,
+                "transcript": text,
+                "usage": {"type": "duration", "seconds": round((self.speech_ms[1] - self.speech_ms[0]) / 1000, 3)},
+            },
+            {"type": "conversation.item.done", "item": item},
+        ]
 
     def _response_created(self) -> list[dict[str, Any]]:
         modality = self.settings.output_modalities[0]

@@ -32,6 +32,8 @@ from voicechat.voice.sinks import TextSink
 from voicechat.voice.transcriber import Transcriber
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from voicechat.config import Config
     from voicechat.conversation.chat import Conversation
     from voicechat.engines.base import SpeechToText, TextToSpeech
@@ -232,6 +234,14 @@ class VoiceSession:
         if self.cfg.listen.barge_in:
             self.interrupt()
         self._deliver(UserTurn("typed", text=text))
+
+    def send_audio(self, audio: np.ndarray) -> None:
+        """A finished spoken turn (16 kHz float32 mono) whose end the front end decided (a realtime client's
+        commit): transcribed and answered as a turn the listener ended would be."""
+        if self.cfg.listen.barge_in:
+            self.interrupt()
+        now = time.perf_counter()
+        self._deliver(UserTurn("voice", audio=audio, speech_end=now, end_detected=now))
 
     def command(self, line: str) -> slash.Outcome:
         outcome = slash.run(line, self)
