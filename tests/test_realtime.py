@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sqlite3
 
 import numpy as np
 import pytest
@@ -301,3 +302,26 @@ def test_a_browser_authenticates_with_openais_subprotocols(served):
     with connect(url, subprotocols=["realtime", f"openai-insecure-api-key.{KEY}"]) as ws:
         assert ws.subprotocol == "realtime"
         assert json.loads(ws.recv())["type"] == "session.created"
+
+
+def test_truncate_after_barge_in_keeps_only_what_was_heard_in_the_history(served):
+    story = "Tell me a long story about a brave dragon and a small village."
+    with sdk(served).realtime.connect(model="anything") as conn:
+        assert conn.recv().type == "session.created"
+        conn.conversation.item.create(item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": story}]})
+        conn.response.create()
+        first = collect(conn, "response.output_audio.delta")[-1]
+        conn.response.cancel()  # the user spoke over it, say: the client stops playing and says how far it got
+        conn.conversation.item.truncate(item_id=first.item_id, content_index=0, audio_end_ms=1500)
+        events = collect(conn, "response.done")
+    types = [e.type for e in events]
+    assert "conversation.item.truncated" in types
+    done = events[-1].response
+    assert done.status == "cancelled" and done.output[0].status == "incomplete"
+    heard = next(e for e in events if e.type == "response.output_audio_transcript.done").transcript
+    with sqlite3.connect(served.workdir / "history.sqlite3") as db:
+        user, assistant, interrupted = db.execute(
+            "SELECT user_text, assistant_text, interrupted FROM turns ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+    assert user == story and interrupted
+    assert assistant == heard and 0 < len(assistant.split()) < 12  # about 1.5 s of speech, not the whole story

@@ -48,6 +48,13 @@ class RealtimeSink(ClientSink):
     def drain(self) -> None:
         pass  # the reply is over once it is sent; the client says what it played
 
+    def heard(self, reply: int, seconds: float) -> str | None:
+        """The text of the first ``seconds`` of reply ``reply`` if it is the latest one (else None)."""
+        from voicechat.serve.wsio import _heard
+
+        with self._lock:
+            return _heard(list(self._sent), seconds) if reply == self.reply else None
+
 
 class RealtimeConnection(VoiceConnection):
     def __init__(self, state: Any, ws: WebSocket, model: str) -> None:
@@ -62,6 +69,7 @@ class RealtimeConnection(VoiceConnection):
         self._in: Any = None  # 24 kHz -> 16 kHz resampler of the input audio
         self._buffer: list[bytes] = []  # turn_detection none: 16 kHz audio appended since the last commit
         self._buffered = 0  # its bytes
+        self._reply_of: dict[str, int] = {}  # assistant item id -> the sink's reply number (items with audio)
 
     # outgoing ------------------------------------------------------------------------------------
     def send_json(self, doc: dict[str, Any]) -> None:
@@ -101,7 +109,13 @@ class RealtimeConnection(VoiceConnection):
 
             samples = soxr.resample(samples, rate, rt.RATE)
         data = samples.astype("<i2").tobytes()
-        with self._lock:  # in pieces of AUDIO_PIECE_S, as the API streams them (a client starts playing sooner)
+        with self._lock:
+            if self.translator.response is not None:
+                self._reply_of[self.translator.response.item_id] = int(header["reply"])
+                while len(self._reply_of) > MAX_TEXT_ITEMS:  # only recent replies can be truncated
+                    self._reply_of.pop(
+                        next(iter(self._reply_of))
+                    )  # in pieces of AUDIO_PIECE_S, as the API streams them (a client starts playing sooner)
             for start in range(0, len(data), PIECE_BYTES):
                 self._emit(self.translator.audio(data[start : start + PIECE_BYTES]))
 
@@ -284,6 +298,38 @@ class RealtimeConnection(VoiceConnection):
             return
         self.session.interrupt()
 
+    def _truncate(self, msg: dict[str, Any], event_id: str | None) -> None:
+        """The client played only ``audio_end_ms`` of an assistant item: the conversation keeps only what was heard."""
+        session, sink = self.session, self.sink
+        assert session is not None and isinstance(sink, RealtimeSink)
+        item_id, index, end_ms = msg.get("item_id"), msg.get("content_index", 0), msg.get("audio_end_ms")
+        if not isinstance(end_ms, int) or isinstance(end_ms, bool) or end_ms < 0:
+            self.refuse("conversation.item.truncate needs 'audio_end_ms': an integer >= 0", param="audio_end_ms", event_id=event_id)
+            return
+        if index != 0:
+            self.refuse("assistant items here have one content part: content_index 0", param="content_index", event_id=event_id)
+            return
+        reply = self._reply_of.get(item_id) if isinstance(item_id, str) else None
+        if reply is None:
+            self.refuse("no assistant item with audio has this id (only recent ones can be truncated)", param="item_id", event_id=event_id)
+            return
+        assert isinstance(item_id, str)
+        seconds = end_ms / 1000
+        live = self.translator.response is not None and self.translator.response.item_id == item_id
+        sink.confirm(reply, seconds, True)  # a reply still being answered: the session records what was heard
+        if live:
+            session.interrupt()
+        else:  # already recorded: the model's memory of it keeps only what was heard
+            heard = sink.heard(reply, seconds)
+            rounds = session.conversation.memory.rounds
+            if heard is not None and rounds:
+                question, said = rounds[-1]
+                rounds[-1] = (question, heard)
+                if not heard.strip():
+                    rounds.pop()
+                log.debug("realtime session: truncated the last reply from %d to %d characters", len(said), len(heard))
+        self._emit([{"type": "conversation.item.truncated", "item_id": item_id, "content_index": 0, "audio_end_ms": end_ms}])
+
 
 def _user_text(item: Any) -> str | None:
     if not isinstance(item, dict) or item.get("type") != "message" or item.get("role", "user") != "user":
@@ -306,6 +352,7 @@ HANDLERS = {
     "conversation.item.create": RealtimeConnection._item_create,
     "response.create": RealtimeConnection._response_create,
     "response.cancel": RealtimeConnection._response_cancel,
+    "conversation.item.truncate": RealtimeConnection._truncate,
 }
 
 
