@@ -121,7 +121,7 @@ def test_a_committed_item_with_no_speech_gets_an_empty_transcript():
     ("session", "param"),
     [
         ({"audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}}}, "session.audio.input.format"),
-        ({"audio": {"output": {"format": {"type": "audio/pcmu"}}}}, "session.audio.output.format"),
+        ({"audio": {"output": {"format": {"type": "audio/opus"}}}}, "session.audio.output.format"),
         ({"output_modalities": ["audio", "text"]}, "session.output_modalities"),
         ({"audio": {"input": {"turn_detection": {"type": "semantic_vad"}}}}, "session.audio.input.turn_detection"),
         ({"instructions": 3}, "session.instructions"),
@@ -158,6 +158,24 @@ def test_a_session_update_applies_what_it_names_and_reports_the_effective_config
     assert d["instructions"] == "Answer in one word." and d["audio"]["input"]["turn_detection"] is None
     assert d["audio"]["output"]["voice"] == "joe" and any("marin" in n for n in notices)
     assert d["audio"]["output"]["format"] == {"type": "audio/pcm", "rate": 24000}
+
+
+@pytest.mark.fast
+def test_g711_codecs_match_the_reference_on_every_sample_and_code():
+    import warnings
+
+    from voicechat.serve import g711
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        audioop = pytest.importorskip("audioop")  # the standard library's codec, up to Python 3.12
+    codes = bytes(range(256))
+    samples = np.arange(-32768, 32768, dtype=np.int16)
+    pcm = samples.astype("<i2").tobytes()
+    assert g711.ulaw_decode(codes).tobytes() == audioop.ulaw2lin(codes, 2)
+    assert g711.alaw_decode(codes).tobytes() == audioop.alaw2lin(codes, 2)
+    assert g711.ulaw_encode(samples) == audioop.lin2ulaw(pcm, 2)
+    assert g711.alaw_encode(samples) == audioop.lin2alaw(pcm, 2)
 
 
 # --- the official SDK against a real server -------------------------------------------------------------
@@ -251,23 +269,32 @@ def test_a_wrong_key_is_refused_with_a_realtime_error(served):
     assert event.type == "error" and "API key" in event.error.message
 
 
-def test_official_sdk_client_commits_with_turn_detection_off(served):
-    question = speak(QUESTION, sample_rate=rt.RATE)
-    pcm = (np.concatenate([np.zeros(rt.RATE // 4), question, np.zeros(rt.RATE // 4)]) * 32767).astype("<i2").tobytes()
-    block = rt.RATE * 2 * 20 // 1000  # 20 ms
+def test_official_sdk_client_commits_with_turn_detection_off_in_g711_a_law(served, hear):
+    from voicechat.serve import g711
+
+    question = speak(QUESTION, sample_rate=g711.RATE)
+    law = g711.alaw_encode((np.concatenate([np.zeros(g711.RATE // 4), question, np.zeros(g711.RATE // 4)]) * 32767).astype(np.int16))
+    block = g711.RATE * 20 // 1000  # 20 ms, as a telephone bridge sends it
     with sdk(served).realtime.connect(model="anything") as conn:
         assert conn.recv().type == "session.created"
-        conn.session.update(session={"type": "realtime", "audio": {"input": {"turn_detection": None}}})
-        assert conn.recv().session.audio.input.turn_detection is None
-        for start in range(0, len(pcm), block):
-            conn.input_audio_buffer.append(audio=base64.b64encode(pcm[start : start + block]).decode())
+        pcma = {"type": "audio/pcma"}
+        conn.session.update(
+            session={"type": "realtime", "audio": {"input": {"format": pcma, "turn_detection": None}, "output": {"format": pcma}}}
+        )
+        updated = conn.recv().session.audio
+        assert updated.input.turn_detection is None and updated.input.format.type == updated.output.format.type == "audio/pcma"
+        for start in range(0, len(law), block):
+            conn.input_audio_buffer.append(audio=base64.b64encode(law[start : start + block]).decode())
         conn.input_audio_buffer.commit()
         events = collect(conn, "response.done")
     types = [e.type for e in events]
     assert types[0] == "input_audio_buffer.committed" and "input_audio_buffer.speech_started" not in types
     heard = next(e for e in events if e.type == "conversation.item.input_audio_transcription.completed")
     assert heard.item_id == events[0].item_id and wer(QUESTION, heard.transcript) <= 0.2
-    assert events[-1].response.status == "completed" and any(e.type == "response.output_audio.delta" for e in events)
+    assert events[-1].response.status == "completed"
+    reply = g711.alaw_decode(b"".join(base64.b64decode(e.delta) for e in events if e.type == "response.output_audio.delta"))
+    transcript = next(e for e in events if e.type == "response.output_audio_transcript.done").transcript
+    assert wer(transcript, hear(reply.astype(np.float32) / 32768, g711.RATE)) <= 0.35  # 8 kHz telephone audio
 
 
 def test_bad_events_get_error_events_naming_them_and_the_session_goes_on_in_text(served):

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from fastapi import WebSocket, WebSocketDisconnect
 
+from voicechat.serve import g711
 from voicechat.serve import realtime_events as rt
 from voicechat.serve.voice_ws import CLOSE_BUSY, CLOSE_POLICY, MAX_MESSAGE, MAX_WAITING_TURNS, VoiceConnection, _no_constant
 from voicechat.serve.wsio import ClientSink
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("voicechat.serve")
 MAX_TEXT_ITEMS = 16  # typed items waiting for response.create
 AUDIO_PIECE_S = 0.2  # reply audio per response.output_audio.delta
-PIECE_BYTES = int(rt.RATE * AUDIO_PIECE_S) * 2
 MAX_BUFFER_S = 120  # turn_detection none: audio waiting for a commit
 
 
@@ -66,7 +66,8 @@ class RealtimeConnection(VoiceConnection):
         self.translator = rt.Translator(self.settings)
         self.session_id = rt.new_id("sess")
         self._lock = threading.Lock()  # events from the session's threads and from the receive loop, in order
-        self._in: Any = None  # 24 kHz -> 16 kHz resampler of the input audio
+        self._in: Any = None  # the input audio's resampler to 16 kHz (and the rate it takes)
+        self._in_rate = 0
         self._buffer: list[bytes] = []  # turn_detection none: 16 kHz audio appended since the last commit
         self._buffered = 0  # its bytes
         self._reply_of: dict[str, int] = {}  # assistant item id -> the sink's reply number (items with audio)
@@ -102,22 +103,23 @@ class RealtimeConnection(VoiceConnection):
     def _send_audio(self, header: dict[str, Any], pcm: bytes | None) -> None:
         if pcm is None or header.get("type") != "audio":
             return
+        kind = self.settings.output_format
+        rate, target = int(header["sample_rate"]), rt.RATE if kind == "audio/pcm" else g711.RATE
         samples = np.frombuffer(pcm, dtype="<i2")
-        rate = int(header["sample_rate"])
-        if rate != rt.RATE:
+        if rate != target:
             import soxr
 
-            samples = soxr.resample(samples, rate, rt.RATE)
-        data = samples.astype("<i2").tobytes()
+            samples = soxr.resample(samples, rate, target)
+        piece = int(target * AUDIO_PIECE_S)  # samples per delta, as the API streams them (a client starts playing sooner)
         with self._lock:
             if self.translator.response is not None:
                 self._reply_of[self.translator.response.item_id] = int(header["reply"])
                 while len(self._reply_of) > MAX_TEXT_ITEMS:  # only recent replies can be truncated
-                    self._reply_of.pop(
-                        next(iter(self._reply_of))
-                    )  # in pieces of AUDIO_PIECE_S, as the API streams them (a client starts playing sooner)
-            for start in range(0, len(data), PIECE_BYTES):
-                self._emit(self.translator.audio(data[start : start + PIECE_BYTES]))
+                    self._reply_of.pop(next(iter(self._reply_of)))
+            for start in range(0, len(samples), piece):
+                part = samples[start : start + piece]
+                data = g711.ENCODERS[kind](part) if kind in g711.ENCODERS else part.astype("<i2").tobytes()
+                self._emit(self.translator.audio(data, len(part) / target * 1000))
 
     # the session ---------------------------------------------------------------------------------
     def _new_sink(self) -> ClientSink:
@@ -199,18 +201,21 @@ class RealtimeConnection(VoiceConnection):
         except (binascii.Error, ValueError):
             self.refuse("'audio' is not valid base64", param="audio", event_id=event_id)
             return
-        if len(pcm) % 2:
+        kind = self.settings.input_format
+        if kind == "audio/pcm" and len(pcm) % 2:
             self.refuse("'audio' must be 16-bit PCM (an even number of bytes)", param="audio", event_id=event_id)
             return
         if self.draining or self.source is None:
             return
-        if self._in is None:
+        samples = g711.DECODERS[kind](pcm) if kind in g711.DECODERS else np.frombuffer(pcm, dtype="<i2")
+        rate = g711.RATE if kind in g711.DECODERS else rt.RATE
+        if self._in is None or self._in_rate != rate:
             import soxr
 
-            self._in = soxr.ResampleStream(rt.RATE, 16000, 1, dtype="int16")
+            self._in, self._in_rate = soxr.ResampleStream(rate, 16000, 1, dtype="int16"), rate
         with self._lock:
-            self.translator.audio_ms += len(pcm) / 2 / rt.RATE * 1000
-        out = np.asarray(self._in.resample_chunk(np.frombuffer(pcm, dtype="<i2")), dtype="<i2").tobytes()
+            self.translator.audio_ms += len(samples) / rate * 1000
+        out = np.asarray(self._in.resample_chunk(samples), dtype="<i2").tobytes()
         if self.settings.turn_detection:
             self.source.push(out)  # the listener's VAD and turn policy decide where the turn ends
             return

@@ -59,9 +59,14 @@ class Settings:
     speed: float = 1.0
     transcription: bool = True
     language: str | None = None
+    input_format: str = "audio/pcm"  # or audio/pcmu, audio/pcma (G.711, 8 kHz)
+    output_format: str = "audio/pcm"
 
     def to_dict(self, session_id: str) -> dict[str, Any]:
-        pcm = {"type": "audio/pcm", "rate": RATE}
+
+        def fmt(kind: str) -> dict[str, Any]:
+            return {"type": kind, "rate": RATE} if kind == "audio/pcm" else {"type": kind}
+
         turn = (
             {
                 "type": "server_vad",
@@ -87,21 +92,26 @@ class Settings:
             "max_output_tokens": "inf",
             "audio": {
                 "input": {
-                    "format": pcm,
+                    "format": fmt(self.input_format),
                     "transcription": {"model": "whisper", "language": self.language} if self.transcription else None,
                     "turn_detection": turn,
                     "noise_reduction": None,
                 },
-                "output": {"format": pcm, "voice": self.voice, "speed": self.speed},
+                "output": {"format": fmt(self.output_format), "voice": self.voice, "speed": self.speed},
             },
         }
 
 
-def _format(value: Any, param: str) -> None:
+FORMATS = ("audio/pcm", "audio/pcmu", "audio/pcma")
+
+
+def _format(value: Any, param: str, current: str) -> str:
     if value is None:
-        return
-    if not isinstance(value, dict) or value.get("type", "audio/pcm") != "audio/pcm" or value.get("rate", RATE) != RATE:
-        raise UpdateRefused("this server takes audio formats of type audio/pcm at rate 24000 only", param)
+        return current
+    kind = value.get("type", "audio/pcm") if isinstance(value, dict) else None
+    if kind not in FORMATS or (kind == "audio/pcm" and value.get("rate", RATE) != RATE):
+        raise UpdateRefused("audio formats: audio/pcm at rate 24000, audio/pcmu or audio/pcma", param)
+    return str(kind)
 
 
 def apply_update(settings: Settings, session: Any) -> list[str]:
@@ -129,8 +139,8 @@ def apply_update(settings: Settings, session: Any) -> list[str]:
     inp, out = audio.get("input") or {}, audio.get("output") or {}
     if not isinstance(inp, dict) or not isinstance(out, dict):
         raise UpdateRefused("audio.input and audio.output must be objects", "session.audio")
-    _format(inp.get("format"), "session.audio.input.format")
-    _format(out.get("format"), "session.audio.output.format")
+    new.input_format = _format(inp.get("format"), "session.audio.input.format", settings.input_format)
+    new.output_format = _format(out.get("format"), "session.audio.output.format", settings.output_format)
     if "turn_detection" in inp:
         turn = inp["turn_detection"]
         if turn is None:
@@ -338,13 +348,14 @@ class Translator:
         kind = "response.output_audio_transcript.delta" if r.modality == "audio" else "response.output_text.delta"
         return [{"type": kind, **self._ids(r), "delta": text}]
 
-    def audio(self, pcm24: bytes) -> list[dict[str, Any]]:
-        """A piece of reply audio (PCM16 at 24 kHz) -> an output_audio.delta of the open response."""
+    def audio(self, data: bytes, ms: float | None = None) -> list[dict[str, Any]]:
+        """A piece of reply audio in the output format (``ms`` long; by default PCM16 at 24 kHz) -> an
+        output_audio.delta of the open response."""
         r = self.response
-        if r is None or r.modality != "audio" or not pcm24:
+        if r is None or r.modality != "audio" or not data:
             return []
-        r.audio_ms += len(pcm24) / 2 / RATE * 1000
-        return [{"type": "response.output_audio.delta", **self._ids(r), "delta": base64.b64encode(pcm24).decode("ascii")}]
+        r.audio_ms += ms if ms is not None else len(data) / 2 / RATE * 1000
+        return [{"type": "response.output_audio.delta", **self._ids(r), "delta": base64.b64encode(data).decode("ascii")}]
 
     def _content(self, r: _Response, text: str) -> dict[str, Any]:
         return {"type": "output_audio", "transcript": text} if r.modality == "audio" else {"type": "output_text", "text": text}
