@@ -352,3 +352,37 @@ def test_truncate_after_barge_in_keeps_only_what_was_heard_in_the_history(served
         ).fetchone()
     assert user == story and interrupted
     assert assistant == heard and 0 < len(assistant.split()) < 12  # about 1.5 s of speech, not the whole story
+
+
+def test_official_async_sdk_holds_two_typed_turns_in_one_conversation(served):
+    import asyncio
+
+    from openai import AsyncOpenAI
+
+    async def talk() -> list[list]:
+        client = AsyncOpenAI(base_url=served.url + "/v1", api_key=KEY, max_retries=0)
+        turns = []
+        async with client.realtime.connect(model="gpt-realtime") as conn:
+            assert (await conn.recv()).type == "session.created"
+            await conn.session.update(session={"type": "realtime", "output_modalities": ["text"], "instructions": "Answer in a few words."})
+            assert (await conn.recv()).type == "session.updated"
+            for text in ("My name is Ada.", "What is my name?"):
+                await conn.conversation.item.create(
+                    item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+                )
+                await conn.response.create()
+                events = []
+                async for event in conn:
+                    assert event.type != "error", event
+                    events.append(event)
+                    if event.type == "response.done":
+                        break
+                turns.append(events)
+        return turns
+
+    first, second = asyncio.run(asyncio.wait_for(talk(), 300))
+    assert first[-1].response.status == second[-1].response.status == "completed"
+    assert first[-1].response.id != second[-1].response.id
+    with sqlite3.connect(served.workdir / "history.sqlite3") as db:
+        rows = db.execute("SELECT session_id, user_text FROM turns ORDER BY id DESC LIMIT 2").fetchall()
+    assert [r[1] for r in rows] == ["What is my name?", "My name is Ada."] and rows[0][0] == rows[1][0]  # one conversation
