@@ -85,7 +85,7 @@ def test_text_modality_an_interrupted_reply_and_a_failure():
     rt.apply_update(s, {"type": "realtime", "output_modalities": ["text"]})
     t = rt.Translator(s)
     out = t.user_text_item("item_1", "Hi")
-    t.announced.append("Hi")
+    t.requested.append(rt.ResponseOptions())
     out += t.translate(ev.UserText("Hi", "typed"))
     out += t.translate(ev.ReplyDelta("Hello"))
     assert t.audio(b"\x00\x00" * 10) == []  # no audio in a text response
@@ -95,11 +95,29 @@ def test_text_modality_an_interrupted_reply_and_a_failure():
     assert types.count("conversation.item.added") == 2  # the typed item once (announced), and the reply
     assert "response.output_text.delta" in types and "response.output_text.done" in types
     assert out[-1]["response"]["status"] == "cancelled" and out[-1]["response"]["output"][0]["status"] == "incomplete"
-    t.announced.append("again")
-    t.translate(ev.UserText("again", "typed"))
+    t.requested.append(rt.response_options({"output_modalities": ["audio"], "instructions": "Shout."}))
+    created = t.translate(ev.UserText("again", "typed"))
+    assert [d["type"] for d in created][0] == "response.created"  # (the item was announced when created)
+    assert created[0]["response"]["output_modalities"] == ["audio"] and t.response is not None and t.response.instructions == "Shout."
     failed = t.translate(ev.Error("the model failed"))
     assert [d["type"] for d in failed] == ["error", "response.done"] and failed[1]["response"]["status"] == "failed"
     assert failed[0]["error"]["message"] == "the model failed"
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize(
+    ("params", "param"),
+    [
+        ({"conversation": "none"}, "response.conversation"),
+        ({"output_modalities": ["video"]}, "response.output_modalities"),
+        ({"instructions": ["x"]}, "response.instructions"),
+        ("x", "response"),
+    ],
+)
+def test_response_options_this_server_cannot_honour_are_named(params, param):
+    with pytest.raises(rt.UpdateRefused) as e:
+        rt.response_options(params)
+    assert e.value.param == param
 
 
 @pytest.mark.fast
@@ -354,7 +372,7 @@ def test_truncate_after_barge_in_keeps_only_what_was_heard_in_the_history(served
     assert assistant == heard and 0 < len(assistant.split()) < 12  # about 1.5 s of speech, not the whole story
 
 
-def test_official_async_sdk_holds_two_typed_turns_in_one_conversation(served):
+def test_official_async_sdk_two_typed_turns_in_one_conversation_the_second_spoken_by_its_own_request(served):
     import asyncio
 
     from openai import AsyncOpenAI
@@ -383,6 +401,8 @@ def test_official_async_sdk_holds_two_typed_turns_in_one_conversation(served):
     first, second = asyncio.run(asyncio.wait_for(talk(), 300))
     assert first[-1].response.status == second[-1].response.status == "completed"
     assert first[-1].response.id != second[-1].response.id
+    assert "response.output_text.delta" in [e.type for e in first] and "response.output_audio.delta" not in [e.type for e in first]
+    assert "response.output_audio.delta" in [e.type for e in second] and second[-1].response.output_modalities == ["audio"]
     with sqlite3.connect(served.workdir / "history.sqlite3") as db:
         rows = db.execute("SELECT session_id, user_text FROM turns ORDER BY id DESC LIMIT 2").fetchall()
     assert [r[1] for r in rows] == ["What is my name?", "My name is Ada."] and rows[0][0] == rows[1][0]  # one conversation

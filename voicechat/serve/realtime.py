@@ -97,6 +97,14 @@ class RealtimeConnection(VoiceConnection):
 
         with self._lock:
             self._emit(self.translator.translate(event))
+            response = self.translator.response
+        assert self.session is not None and isinstance(self.sink, RealtimeSink)
+        memory = self.session.conversation.memory
+        if isinstance(event, ev.UserText) and response is not None:  # (on the responder's thread, before the reply)
+            self.sink.speaks = response.modality == "audio"
+            memory.system_prompt = response.instructions if response.instructions is not None else self.settings.instructions
+        elif isinstance(event, (ev.TurnStats, ev.Error, ev.Dropped)):
+            memory.system_prompt = self.settings.instructions  # a response's own instructions were for it alone
         if isinstance(event, ev.TurnStats) and event.timing.voice_to_voice is not None:
             self.state.metrics.turns.observe(event.timing.voice_to_voice)
 
@@ -183,9 +191,8 @@ class RealtimeConnection(VoiceConnection):
             return
         for notice in notices:
             log.info("realtime session: %s", notice)
-        chat.memory.system_prompt = self.settings.instructions
-        assert isinstance(self.sink, RealtimeSink)
-        self.sink.speaks = self.settings.output_modalities != ["text"]
+        if self.translator.response is None:  # (a response in progress keeps its own until it ends)
+            chat.memory.system_prompt = self.settings.instructions
         mode = "vad" if self.settings.turn_detection else "ptt"
         if session.mode != mode:
             session.set_mode(mode)
@@ -294,7 +301,16 @@ class RealtimeConnection(VoiceConnection):
                 f"{MAX_WAITING_TURNS} responses are already waiting", event_id=event_id, code="conversation_already_has_active_response"
             )
         else:
-            session.send_text("\n".join(self.translator.announced))
+            try:
+                opts = rt.response_options(msg.get("response"))
+            except rt.UpdateRefused as e:
+                self.refuse(str(e), param=e.param, event_id=event_id)
+                return
+            with self._lock:
+                text = "\n".join(self.translator.announced)
+                self.translator.announced.clear()
+                self.translator.requested.append(opts)
+            session.send_text(text)
 
     def _response_cancel(self, msg: dict[str, Any], event_id: str | None) -> None:
         assert self.session is not None

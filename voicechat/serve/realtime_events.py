@@ -22,6 +22,7 @@ Mapping (docs/realtime.md has the table):
 from __future__ import annotations
 
 import base64
+import collections
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -193,6 +194,37 @@ def error_event(
 
 
 @dataclass
+class ResponseOptions:
+    """What a response.create asks of its one response (None: the session's setting)."""
+
+    modality: str | None = None
+    instructions: str | None = None
+
+
+def response_options(params: Any) -> ResponseOptions:
+    """response.create's ``response`` object, checked (UpdateRefused names the field it cannot honour)."""
+    if params is None:
+        return ResponseOptions()
+    if not isinstance(params, dict):
+        raise UpdateRefused("'response' must be an object", "response")
+    if params.get("conversation", "auto") != "auto":
+        raise UpdateRefused("out-of-band responses (conversation: none) are not served yet", "response.conversation")
+    if params.get("input") is not None:
+        raise UpdateRefused("responses with their own input are not served yet", "response.input")
+    opts = ResponseOptions()
+    modes = params.get("output_modalities")
+    if modes is not None:
+        if not isinstance(modes, list) or len(modes) != 1 or modes[0] not in MODALITIES:
+            raise UpdateRefused('output_modalities must be ["audio"] or ["text"]', "response.output_modalities")
+        opts.modality = modes[0]
+    if params.get("instructions") is not None:
+        if not isinstance(params["instructions"], str):
+            raise UpdateRefused("instructions must be a string", "response.instructions")
+        opts.instructions = params["instructions"]
+    return opts
+
+
+@dataclass
 class _Response:
     id: str
     item_id: str
@@ -201,6 +233,7 @@ class _Response:
     audio_ms: float = 0.0
     finished_item: bool = False
     interrupted: bool = False
+    instructions: str | None = None
 
 
 class Translator:
@@ -214,6 +247,7 @@ class Translator:
         self.last_speech: str | None = None  # the item speech_stopped named
         self.audio_ms = 0.0  # input audio received, in ms (audio_start_ms / audio_end_ms)
         self.announced: list[str] = []  # typed items already announced, waiting for response.create
+        self.requested: collections.deque[ResponseOptions] = collections.deque()  # response.create sent on, not yet begun
         self.response: _Response | None = None
 
     # items --------------------------------------------------------------------------------------
@@ -297,10 +331,13 @@ class Translator:
         out: list[dict[str, Any]] = []
         if event.source == "voice" and self.committed is not None:
             out += self._transcribed(event.text)
-        elif event.source == "typed" and not self.announced:
-            out += self.user_text_item(new_id("item"), event.text)  # (a typed turn the client did not create as an item)
-        self.announced.clear()
-        return out + self._response_created()
+        opts = ResponseOptions()
+        if event.source == "typed":
+            if self.requested:
+                opts = self.requested.popleft()  # the items a response.create sent on (announced when created)
+            else:
+                out += self.user_text_item(new_id("item"), event.text)  # (a typed turn the client did not create as an item)
+        return out + self._response_created(opts)
 
     def _transcribed(self, text: str) -> list[dict[str, Any]]:
         item_id, self.committed = self.committed, None
@@ -323,9 +360,9 @@ class Translator:
             {"type": "conversation.item.done", "item": item},
         ]
 
-    def _response_created(self) -> list[dict[str, Any]]:
-        modality = self.settings.output_modalities[0]
-        r = self.response = _Response(new_id("resp"), new_id("item"), modality)
+    def _response_created(self, opts: ResponseOptions) -> list[dict[str, Any]]:
+        modality = opts.modality or self.settings.output_modalities[0]
+        r = self.response = _Response(new_id("resp"), new_id("item"), modality, instructions=opts.instructions)
         item = {"id": r.item_id, "object": "realtime.item", "type": "message", "role": "assistant", "status": "in_progress", "content": []}
         part_type = "audio" if modality == "audio" else "text"
         part = {"type": part_type, "transcript": ""} if part_type == "audio" else {"type": "text", "text": ""}
