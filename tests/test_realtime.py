@@ -384,11 +384,14 @@ def test_official_async_sdk_two_typed_turns_in_one_conversation_the_second_spoke
             assert (await conn.recv()).type == "session.created"
             await conn.session.update(session={"type": "realtime", "output_modalities": ["text"], "instructions": "Answer in a few words."})
             assert (await conn.recv()).type == "session.updated"
-            for text in ("My name is Ada.", "What is my name?"):
+            for text, modalities in (("My name is Ada.", None), ("What is my name?", ["audio"])):
                 await conn.conversation.item.create(
                     item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
                 )
-                await conn.response.create()
+                if modalities is None:
+                    await conn.response.create()
+                else:  # this response only: spoken, in a session that answers in text
+                    await conn.response.create(response={"output_modalities": modalities})
                 events = []
                 async for event in conn:
                     assert event.type != "error", event
