@@ -141,7 +141,8 @@ def test_a_committed_item_with_no_speech_gets_an_empty_transcript():
         ({"audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}}}, "session.audio.input.format"),
         ({"audio": {"output": {"format": {"type": "audio/opus"}}}}, "session.audio.output.format"),
         ({"output_modalities": ["audio", "text"]}, "session.output_modalities"),
-        ({"audio": {"input": {"turn_detection": {"type": "semantic_vad"}}}}, "session.audio.input.turn_detection"),
+        ({"audio": {"input": {"turn_detection": {"type": "semantic_vad", "eagerness": "eager"}}}}, "session.audio.input.turn_detection"),
+        ({"audio": {"input": {"turn_detection": {"type": "server_vad", "create_response": False}}}}, "session.audio.input.turn_detection"),
         ({"instructions": 3}, "session.instructions"),
         ({"type": "transcription"}, "session.type"),
         ("nope", "session"),
@@ -176,6 +177,26 @@ def test_a_session_update_applies_what_it_names_and_reports_the_effective_config
     assert d["instructions"] == "Answer in one word." and d["audio"]["input"]["turn_detection"] is None
     assert d["audio"]["output"]["voice"] == "joe" and any("marin" in n for n in notices)
     assert d["audio"]["output"]["format"] == {"type": "audio/pcm", "rate": 24000}
+
+
+@pytest.mark.fast
+def test_turn_detection_tunes_the_meaning_policy_it_does_not_replace_it():
+    from voicechat.config import Config
+    from voicechat.voice.endpoint import MeaningPolicy, SilencePolicy
+
+    turn = Config().turn
+    s = rt.Settings(model="m", voice="v", instructions="", silence_ms=turn.end_ms)
+    meaning = MeaningPolicy(turn, audio_model=False)
+    rt.apply_update(s, {"audio": {"input": {"turn_detection": {"type": "semantic_vad", "eagerness": "low"}}}})
+    rt.tune_policy(meaning, turn, 600, s)
+    assert (meaning.fast, meaning.normal, meaning.slow) == (2 * turn.fast_end_ms, 2 * turn.end_ms, 2 * turn.slow_end_ms)
+    assert s.to_dict("x")["audio"]["input"]["turn_detection"]["eagerness"] == "low"
+    rt.apply_update(s, {"audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": turn.end_ms // 2}}}})
+    rt.tune_policy(meaning, turn, 600, s)
+    assert meaning.normal == turn.end_ms // 2 and meaning.fast < meaning.normal < meaning.slow  # by meaning still
+    silence = SilencePolicy(600)
+    rt.tune_policy(silence, turn, 600, s)
+    assert silence.max_silence_ms == turn.end_ms // 2
 
 
 @pytest.mark.fast

@@ -149,6 +149,10 @@ class RealtimeConnection(VoiceConnection):
                 self._emit([rt.error_event(str(e), kind="server_error")])
                 await self._finish(sender, CLOSE_POLICY, str(e))
                 return
+            from voicechat.voice.endpoint import MeaningPolicy
+
+            if isinstance(self.session.policy, MeaningPolicy):  # the normal silence a turn ends after, as server_vad says it
+                self.settings.silence_ms = self.session.cfg.turn.end_ms
             self._emit([{"type": "session.created", "session": self.settings.to_dict(self.session_id)}])
             self.session.start()
             await self._receive()
@@ -193,6 +197,8 @@ class RealtimeConnection(VoiceConnection):
             log.info("realtime session: %s", notice)
         if self.translator.response is None:  # (a response in progress keeps its own until it ends)
             chat.memory.system_prompt = self.settings.instructions
+        cfg = session.cfg
+        rt.tune_policy(session.policy, cfg.turn, cfg.listen.end_silence_ms, self.settings)
         mode = "vad" if self.settings.turn_detection else "ptt"
         if session.mode != mode:
             session.set_mode(mode)

@@ -54,7 +54,9 @@ class Settings:
     instructions: str
     silence_ms: int
     output_modalities: list[str] = field(default_factory=lambda: ["audio"])
-    turn_detection: bool = True  # server_vad; False: the client commits
+    turn_detection: bool = True  # server_vad or semantic_vad; False: the client commits
+    turn_type: str = "server_vad"
+    eagerness: str = "auto"  # semantic_vad: how soon a turn ends (EAGERNESS)
     create_response: bool = True
     interrupt_response: bool = True
     speed: float = 1.0
@@ -68,19 +70,14 @@ class Settings:
         def fmt(kind: str) -> dict[str, Any]:
             return {"type": kind, "rate": RATE} if kind == "audio/pcm" else {"type": kind}
 
-        turn = (
-            {
-                "type": "server_vad",
-                "threshold": 0.5,
-                "prefix_padding_ms": 300,
-                "silence_duration_ms": self.silence_ms,
-                "create_response": self.create_response,
-                "interrupt_response": self.interrupt_response,
-                "idle_timeout_ms": None,
-            }
-            if self.turn_detection
-            else None
-        )
+        turn: dict[str, Any] | None = None
+        if self.turn_detection and self.turn_type == "semantic_vad":
+            turn = {"type": "semantic_vad", "eagerness": self.eagerness}
+        elif self.turn_detection:
+            turn = {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300, "silence_duration_ms": self.silence_ms}
+            turn["idle_timeout_ms"] = None
+        if turn is not None:
+            turn.update(create_response=self.create_response, interrupt_response=self.interrupt_response)
         return {
             "type": "realtime",
             "object": "realtime.session",
@@ -115,6 +112,28 @@ def _format(value: Any, param: str, current: str) -> str:
     return str(kind)
 
 
+EAGERNESS = {"low": 2.0, "medium": 1.0, "auto": 1.0, "high": 0.5}  # semantic_vad: how the turn policy's silences scale
+
+
+def tune_policy(policy: Any, turn: Any, end_silence_ms: int, settings: Settings) -> None:
+    """Set the session's turn policy from the realtime turn detection, keeping voicechat's way of ending a turn.
+
+    Ending by meaning (:class:`MeaningPolicy`): a finished sentence ends after a short silence, a thought in
+    progress after a long one. server_vad's ``silence_duration_ms`` becomes the normal silence and the other
+    two scale with it; semantic_vad's eagerness scales all three (low waits twice as long, high half).
+    A fixed silence (:class:`SilencePolicy`, turn.detector silence) is silence_duration_ms, or scaled likewise."""
+    from voicechat.voice.endpoint import MeaningPolicy
+
+    meaning = isinstance(policy, MeaningPolicy)
+    base = turn.end_ms if meaning else end_silence_ms
+    scale = EAGERNESS[settings.eagerness] if settings.turn_type == "semantic_vad" else settings.silence_ms / base
+    if meaning:
+        policy.fast, policy.normal, policy.slow = (max(10, round(ms * scale)) for ms in (turn.fast_end_ms, turn.end_ms, turn.slow_end_ms))
+        policy.max_silence_ms = max(policy.fast, policy.normal, policy.slow)
+    else:
+        policy.max_silence_ms = max(10, round(base * scale))
+
+
 def apply_update(settings: Settings, session: Any) -> list[str]:
     """Apply a session.update's ``session`` to ``settings`` (all or nothing); notices for what was mapped."""
     if not isinstance(session, dict):
@@ -146,21 +165,31 @@ def apply_update(settings: Settings, session: Any) -> list[str]:
         turn = inp["turn_detection"]
         if turn is None:
             new.turn_detection = False
-        elif isinstance(turn, dict) and turn.get("type") == "server_vad":
-            new.turn_detection = True
+        elif isinstance(turn, dict) and turn.get("type") in ("server_vad", "semantic_vad"):
+            new.turn_detection, new.turn_type = True, turn["type"]
             silence = turn.get("silence_duration_ms")
-            if silence is not None:
+            if silence is not None and turn["type"] == "server_vad":
                 if not isinstance(silence, int) or isinstance(silence, bool) or not 10 <= silence <= 60_000:
                     raise UpdateRefused("silence_duration_ms must be an integer from 10 to 60000", "session.audio.input.turn_detection")
-                if silence != settings.silence_ms:  # the session's turn policy is set when it opens
-                    notices.append(f"silence_duration_ms stays {settings.silence_ms}: voicechat ends turns by meaning and silence")
+                new.silence_ms = silence
+            eagerness = turn.get("eagerness")
+            if eagerness is not None and turn["type"] == "semantic_vad":
+                if eagerness not in EAGERNESS:
+                    raise UpdateRefused("eagerness must be low, medium, high or auto", "session.audio.input.turn_detection")
+                new.eagerness = eagerness
             for name in ("create_response", "interrupt_response"):
                 if name in turn and turn[name] is not None:
                     if not isinstance(turn[name], bool):
                         raise UpdateRefused(f"{name} must be true or false", "session.audio.input.turn_detection")
                     setattr(new, name, turn[name])
+            if not new.create_response:
+                raise UpdateRefused(
+                    "create_response false is not served yet: a turn the server ends is answered", "session.audio.input.turn_detection"
+                )
         else:
-            raise UpdateRefused('turn_detection must be {"type": "server_vad"} or null here', "session.audio.input.turn_detection")
+            raise UpdateRefused(
+                'turn_detection must be {"type": "server_vad"}, {"type": "semantic_vad"} or null', "session.audio.input.turn_detection"
+            )
     if "transcription" in inp:
         tr = inp["transcription"]
         new.transcription = tr is not None
