@@ -30,9 +30,9 @@ def settings() -> rt.Settings:
 def test_a_spoken_turn_maps_to_the_ga_events_in_order_with_ids_that_refer_to_each_other():
     t = rt.Translator(settings())
     t.audio_ms = 500
-    out = t.translate(ev.Status("hearing"))
+    out = t.translate(ev.Speech("started"))
     t.audio_ms = 2500
-    out += t.translate(ev.Status("thinking"))
+    out += t.translate(ev.Speech("ended"))
     out += t.translate(ev.UserText("What is the capital of France?", "voice"))
     out += t.translate(ev.ReplyDelta("Paris."))
     out += t.audio(b"\x01\x00" * 2400)
@@ -121,6 +121,26 @@ def test_response_options_this_server_cannot_honour_are_named(params, param):
 
 
 @pytest.mark.fast
+def test_a_transcription_session_streams_the_words_and_answers_nothing():
+    s = settings()
+    s.kind = "transcription"
+    t = rt.Translator(s)
+    out = t.translate(ev.Speech("started"))
+    out += t.translate(ev.Partial("What is"))
+    out += t.translate(ev.Partial("What is the capital"))
+    out += t.translate(ev.Partial("What was"))  # a partial that rewrites sent words: nothing to append
+    out += t.translate(ev.Speech("ended"))
+    out += t.translate(ev.UserText("What is the capital of France?", "voice"))
+    deltas = [d["delta"] for d in out if d["type"] == "conversation.item.input_audio_transcription.delta"]
+    assert deltas == ["What is", " the capital"]
+    assert out[-2]["type"] == "conversation.item.input_audio_transcription.completed" and out[-1]["type"] == "conversation.item.done"
+    assert not [d for d in out if d["type"].startswith("response.")] and t.response is None
+    assert s.to_dict("sess_1")["type"] == "transcription" and "output_modalities" not in s.to_dict("sess_1")
+    with pytest.raises(rt.UpdateRefused):
+        rt.apply_update(s, {"type": "realtime"})
+
+
+@pytest.mark.fast
 def test_a_committed_item_with_no_speech_gets_an_empty_transcript():
     t = rt.Translator(settings())
     t.speech_item = "item_u"
@@ -131,7 +151,7 @@ def test_a_committed_item_with_no_speech_gets_an_empty_transcript():
         "conversation.item.input_audio_transcription.completed",
         "conversation.item.done",
     ]
-    assert out[2]["item_id"] == "item_u" and out[2]["transcript"] == "" and t.committed is None
+    assert out[2]["item_id"] == "item_u" and out[2]["transcript"] == "" and not t.committed
 
 
 @pytest.mark.fast
@@ -222,7 +242,9 @@ def test_g711_codecs_match_the_reference_on_every_sample_and_code():
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    with ServeProcess(tmp_path_factory.mktemp("realtime"), config=f"llm:\n  max_tokens: 32\nserve:\n  api_key: {KEY}\n") as server:
+    with ServeProcess(
+        tmp_path_factory.mktemp("realtime"), config=f"llm:\n  max_tokens: 32\nserve:\n  api_key: {KEY}\n  idle_timeout_s: 60\n"
+    ) as server:
         yield server
     assert "Traceback" not in server.log_text(), server.log_text()
 
@@ -430,3 +452,28 @@ def test_official_async_sdk_two_typed_turns_in_one_conversation_the_second_spoke
     with sqlite3.connect(served.workdir / "history.sqlite3") as db:
         rows = db.execute("SELECT session_id, user_text FROM turns ORDER BY id DESC LIMIT 2").fetchall()
     assert [r[1] for r in rows] == ["What is my name?", "My name is Ada."] and rows[0][0] == rows[1][0]  # one conversation
+
+
+def test_official_sdk_transcription_session_transcribes_each_turn_and_answers_none(served):
+    first, second = "The weather is nice today.", "What is the capital of France?"
+    pcm = b"".join(
+        (np.concatenate([np.zeros(rt.RATE // 2), speak(text, sample_rate=rt.RATE), np.zeros(rt.RATE * 2)]) * 32767).astype("<i2").tobytes()
+        for text in (first, second)
+    )
+    block = rt.RATE * 2 * 40 // 1000  # 40 ms
+    with sdk(served).realtime.connect(model="gpt-4o-transcribe", extra_query={"intent": "transcription"}) as conn:
+        created = conn.recv()
+        assert created.type == "session.created" and created.session.type == "transcription"
+        conn.session.update(session={"type": "transcription", "audio": {"input": {"transcription": {"language": "en"}}}})
+        assert conn.recv().type == "session.updated"
+        for start in range(0, len(pcm), block):
+            conn.input_audio_buffer.append(audio=base64.b64encode(pcm[start : start + block]).decode())
+        events = collect(conn, "conversation.item.input_audio_transcription.completed")
+        events += collect(conn, "conversation.item.input_audio_transcription.completed")
+        conn.send({"type": "response.create", "event_id": "evt_r"})
+        refused = next(e for e in conn if e.type == "error")
+    heard = [e.transcript for e in events if e.type == "conversation.item.input_audio_transcription.completed"]
+    assert wer(first, heard[0]) <= 0.2 and wer(second, heard[1]) <= 0.2
+    assert [e.type for e in events].count("input_audio_buffer.speech_started") == 2
+    assert not [e for e in events if e.type.startswith("response.")]  # transcribed, never answered
+    assert refused.type == "error" and refused.error.event_id == "evt_r"

@@ -57,12 +57,13 @@ class RealtimeSink(ClientSink):
 
 
 class RealtimeConnection(VoiceConnection):
-    def __init__(self, state: Any, ws: WebSocket, model: str) -> None:
+    def __init__(self, state: Any, ws: WebSocket, model: str, kind: str = "realtime") -> None:
         super().__init__(state, ws)
         voice = state.tts.model_name if state.tts is not None else "none"
         self.settings = rt.Settings(
             model=model, voice=voice, instructions=state.cfg.llm.system_prompt, silence_ms=state.cfg.listen.end_silence_ms
         )
+        self.settings.kind = kind
         self.translator = rt.Translator(self.settings)
         self.session_id = rt.new_id("sess")
         self._lock = threading.Lock()  # events from the session's threads and from the receive loop, in order
@@ -151,6 +152,7 @@ class RealtimeConnection(VoiceConnection):
                 return
             from voicechat.voice.endpoint import MeaningPolicy
 
+            self.session.responder.answers = self.settings.kind == "realtime"
             if isinstance(self.session.policy, MeaningPolicy):  # the normal silence a turn ends after, as server_vad says it
                 self.settings.silence_ms = self.session.cfg.turn.end_ms
             self._emit([{"type": "session.created", "session": self.settings.to_dict(self.session_id)}])
@@ -277,6 +279,9 @@ class RealtimeConnection(VoiceConnection):
         self._emit([{"type": "input_audio_buffer.cleared"}])
 
     def _item_create(self, msg: dict[str, Any], event_id: str | None) -> None:
+        if self.settings.kind == "transcription":
+            self.refuse("a transcription session takes audio only; connect without ?intent=transcription to converse", event_id=event_id)
+            return
         item = msg.get("item")
         text = _user_text(item)
         limit = self.state.cfg.serve.max_text_chars
@@ -296,6 +301,9 @@ class RealtimeConnection(VoiceConnection):
                 self.translator.announced.append(text)
 
     def _response_create(self, msg: dict[str, Any], event_id: str | None) -> None:
+        if self.settings.kind == "transcription":
+            self.refuse("a transcription session takes audio only; connect without ?intent=transcription to converse", event_id=event_id)
+            return
         session = self.session
         assert session is not None
         if self.draining:
@@ -419,7 +427,11 @@ async def realtime_endpoint(ws: WebSocket) -> None:
         await refuse(CLOSE_BUSY, "not ready (loading the models or shutting down); try again shortly", "server_error")
         return
     model = ws.query_params.get("model") or "voicechat"
-    conn = RealtimeConnection(state, ws, model[:100])
+    intent = ws.query_params.get("intent") or "realtime"
+    if intent not in ("realtime", "transcription"):
+        await refuse(CLOSE_POLICY, "bad query: intent is transcription (or absent)")
+        return
+    conn = RealtimeConnection(state, ws, model[:100], intent)
     number = state.add_session(conn)
     if number is None:
         state.metrics.refused.labels("session").inc()

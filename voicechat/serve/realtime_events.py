@@ -6,8 +6,8 @@ audio) into the realtime server events a client expects, in order, with ids that
 (:mod:`voicechat.serve.realtime`) feeds one and sends what it returns.
 
 Mapping (docs/realtime.md has the table):
-- ``Status("hearing")`` -> ``input_audio_buffer.speech_started``;
-- ``Status("thinking")`` after it (the listener ended the turn) -> ``speech_stopped``, ``committed``,
+- ``Speech("started")`` -> ``input_audio_buffer.speech_started``;
+- ``Speech("ended")`` (the listener ended the turn) -> ``speech_stopped``, ``committed``,
   ``conversation.item.added`` (the user's audio item);
 - ``UserText`` -> ``conversation.item.input_audio_transcription.completed`` and ``conversation.item.done``
   for a spoken turn, then the response: ``response.created``, ``response.output_item.added``,
@@ -63,6 +63,8 @@ class Settings:
     transcription: bool = True
     language: str | None = None
     input_format: str = "audio/pcm"  # or audio/pcmu, audio/pcma (G.711, 8 kHz)
+    kind: str = "realtime"  # or transcription: turns are transcribed, not answered
+    prompt: str = ""  # transcription's prompt (reported; Whisper here takes no prompt yet)
     output_format: str = "audio/pcm"
 
     def to_dict(self, session_id: str) -> dict[str, Any]:
@@ -76,8 +78,24 @@ class Settings:
         elif self.turn_detection:
             turn = {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300, "silence_duration_ms": self.silence_ms}
             turn["idle_timeout_ms"] = None
-        if turn is not None:
+        if turn is not None and self.kind == "realtime":
             turn.update(create_response=self.create_response, interrupt_response=self.interrupt_response)
+        transcription = {"model": "whisper", "language": self.language, "prompt": self.prompt} if self.transcription else None
+        if self.kind == "transcription":
+            return {
+                "type": "transcription",
+                "object": "realtime.transcription_session",
+                "id": session_id,
+                "include": None,
+                "audio": {
+                    "input": {
+                        "format": fmt(self.input_format),
+                        "transcription": transcription,
+                        "turn_detection": turn,
+                        "noise_reduction": None,
+                    }
+                },
+            }
         return {
             "type": "realtime",
             "object": "realtime.session",
@@ -91,7 +109,7 @@ class Settings:
             "audio": {
                 "input": {
                     "format": fmt(self.input_format),
-                    "transcription": {"model": "whisper", "language": self.language} if self.transcription else None,
+                    "transcription": transcription,
                     "turn_detection": turn,
                     "noise_reduction": None,
                 },
@@ -138,8 +156,11 @@ def apply_update(settings: Settings, session: Any) -> list[str]:
     """Apply a session.update's ``session`` to ``settings`` (all or nothing); notices for what was mapped."""
     if not isinstance(session, dict):
         raise UpdateRefused("session.update needs a 'session' object", "session")
-    if session.get("type", "realtime") != "realtime":
-        raise UpdateRefused("only realtime sessions are served here (transcription sessions are not yet)", "session.type")
+    if session.get("type", settings.kind) != settings.kind:
+        raise UpdateRefused(
+            f"this is a {settings.kind} session; a session's type is set when it opens (?intent=transcription for transcription)",
+            "session.type",
+        )
     new = Settings(**{k: getattr(settings, k) for k in settings.__dataclass_fields__})
     new.output_modalities = list(settings.output_modalities)
     notices: list[str] = []
@@ -195,6 +216,8 @@ def apply_update(settings: Settings, session: Any) -> list[str]:
         new.transcription = tr is not None
         if isinstance(tr, dict) and isinstance(tr.get("language"), str):
             new.language = tr["language"]
+        if isinstance(tr, dict) and isinstance(tr.get("prompt"), str):
+            new.prompt = tr["prompt"][:1000]
     if "voice" in out and out["voice"] is not None:
         asked = out["voice"]["id"] if isinstance(out["voice"], dict) else out["voice"]
         if not isinstance(asked, str):
@@ -274,6 +297,8 @@ class Translator:
         self.speech_item: str | None = None  # the user's item while they speak
         self.speech_ms = (0.0, 0.0)  # where the last spoken item began and ended in the input audio
         self.last_speech: str | None = None  # the item speech_stopped named
+        self.partial_sent = ""  # transcription deltas sent for the turn being spoken
+        self.committed: collections.deque[str] = collections.deque()  # spoken items whose transcripts are awaited, in order
         self.audio_ms = 0.0  # input audio received, in ms (audio_start_ms / audio_end_ms)
         self.announced: list[str] = []  # typed items already announced, waiting for response.create
         self.requested: collections.deque[ResponseOptions] = collections.deque()  # response.create sent on, not yet begun
@@ -302,10 +327,12 @@ class Translator:
 
     # session events -----------------------------------------------------------------------------
     def translate(self, event: ev.Event) -> list[dict[str, Any]]:
-        if isinstance(event, ev.Status):
-            return self.status(event.state)
+        if isinstance(event, ev.Speech):
+            return self.speech(event.phase)
         if isinstance(event, ev.UserText):
             return self._user(event)
+        if isinstance(event, ev.Partial):
+            return self._partial(event.text)
         if isinstance(event, ev.ReplyDelta):
             return self._delta(event.text)
         if isinstance(event, ev.ReplyDone):
@@ -319,23 +346,27 @@ class Translator:
         if isinstance(event, ev.Dropped):
             out = self._speech_stopped() if self.speech_item is not None else []
             self.speech_item = None
-            if self.committed is not None:  # a committed item with no speech in it: its transcript is empty
+            if self.committed:  # a committed item with no speech in it (or cut off before it was read): an empty transcript
                 out += self._transcribed("")
             return out + self._response_done("cancelled", None, None)
-        return []  # partials, notices, tool events: not in this slice
+        return []  # notices, tool events: not in this slice
 
-    def status(self, state: str) -> list[dict[str, Any]]:
-        if state == "hearing" and self.speech_item is None:
-            self.speech_item = new_id("item")
+    def speech(self, phase: str) -> list[dict[str, Any]]:
+        if phase == "started" and self.speech_item is None:
+            self.speech_item, self.partial_sent = new_id("item"), ""
             self.speech_ms = (self.audio_ms, self.audio_ms)
             return [{"type": "input_audio_buffer.speech_started", "audio_start_ms": int(self.audio_ms), "item_id": self.speech_item}]
-        if state == "thinking" and self.speech_item is not None:
+        if phase == "ended":
+            if self.speech_item is None:  # (speech the listener did not announce: it is one item all the same)
+                self.speech_item = new_id("item")
+                self.speech_ms = (self.audio_ms, self.audio_ms)
             return self._speech_stopped() + self.commit()
         return []
 
     def commit(self) -> list[dict[str, Any]]:
         """The user's audio item is complete (the listener ended the turn, or the client committed)."""
-        item_id = self.committed = self.speech_item or self.last_speech or new_id("item")
+        item_id = self.speech_item or self.last_speech or new_id("item")
+        self.committed.append(item_id)
         self.speech_item = None
         out: list[dict[str, Any]] = [{"type": "input_audio_buffer.committed", "previous_item_id": self.last_item, "item_id": item_id}]
         item = {
@@ -354,12 +385,12 @@ class Translator:
         self.speech_ms = (self.speech_ms[0], self.audio_ms)
         return [{"type": "input_audio_buffer.speech_stopped", "audio_end_ms": int(self.audio_ms), "item_id": item_id}]
 
-    committed: str | None = None  # the spoken item whose transcript is awaited
-
     def _user(self, event: ev.UserText) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        if event.source == "voice" and self.committed is not None:
+        if event.source == "voice" and self.committed:
             out += self._transcribed(event.text)
+        if self.settings.kind == "transcription":
+            return out  # transcribed, not answered
         opts = ResponseOptions()
         if event.source == "typed":
             if self.requested:
@@ -368,8 +399,22 @@ class Translator:
                 out += self.user_text_item(new_id("item"), event.text)  # (a typed turn the client did not create as an item)
         return out + self._response_created(opts)
 
+    def _partial(self, text: str) -> list[dict[str, Any]]:
+        """The words so far of the turn being spoken, as transcription deltas (only what extends what was sent)."""
+        item_id = self.speech_item or (self.committed[0] if self.committed else None)
+        if (
+            item_id is None
+            or not self.settings.transcription
+            or not text.startswith(self.partial_sent)
+            or len(text) == len(self.partial_sent)
+        ):
+            return []
+        delta, self.partial_sent = text[len(self.partial_sent) :], text
+        return [{"type": "conversation.item.input_audio_transcription.delta", "item_id": item_id, "content_index": 0, "delta": delta}]
+
     def _transcribed(self, text: str) -> list[dict[str, Any]]:
-        item_id, self.committed = self.committed, None
+        item_id = self.committed.popleft()
+        self.partial_sent = ""
         item = {
             "id": item_id,
             "object": "realtime.item",
@@ -378,6 +423,9 @@ class Translator:
             "status": "completed",
             "content": [{"type": "input_audio", "transcript": text}],
         }
+        done = {"type": "conversation.item.done", "item": item}
+        if not self.settings.transcription:  # input transcription off: the item only
+            return [done]
         return [
             {
                 "type": "conversation.item.input_audio_transcription.completed",
@@ -386,7 +434,7 @@ class Translator:
                 "transcript": text,
                 "usage": {"type": "duration", "seconds": round((self.speech_ms[1] - self.speech_ms[0]) / 1000, 3)},
             },
-            {"type": "conversation.item.done", "item": item},
+            done,
         ]
 
     def _response_created(self, opts: ResponseOptions) -> list[dict[str, Any]]:

@@ -20,6 +20,15 @@ class Status(Event):
 
 
 @dataclass
+class Speech(Event):
+    """The user's speech: ``started`` (voice while listening, or speech over a reply that stops it) or
+    ``ended`` (the turn is complete and goes to be answered). Front ends that play the reply themselves
+    stop playing at ``started``."""
+
+    phase: str  # started | ended
+
+
+@dataclass
 class Partial(Event):
     """The transcript so far while the user is still speaking (it may still change)."""
 
@@ -110,6 +119,7 @@ class Summary(Event):
 
 EVENT_NAMES = {
     Status: "status",
+    Speech: "speech",
     Partial: "partial",
     UserText: "user",
     ReplyDelta: "reply_delta",

@@ -155,6 +155,7 @@ class Listener:
                     since_partial = 0
                     barge.speech_started(now, at, answering, self.source.hears_speaker)
                     if not self.answering():
+                        self.emit(ev.Speech("started"))
                         self.set_state("hearing")
                 elif isinstance(event, Pause) and seg.active:
                     so_far = seg.audio()

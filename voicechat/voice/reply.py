@@ -133,6 +133,7 @@ class Responder:
         self.conversation, self.transcriber, self.speech, self.sink = conversation, transcriber, speech, sink
         self.emit, self.set_state = emit, set_state
         self.current: SpokenReply | None = None
+        self.answers = True  # False: turns are transcribed and shown, not answered (a transcription session)
 
     def transcript(self, item: UserTurn) -> tuple[str, float]:
         """The turn's text, and when it was ready (before the turn ended, when transcribed during the pause)."""
@@ -173,6 +174,8 @@ class Responder:
             self.emit(ev.Dropped("interrupted before the reply began"))
             return  # nothing was answered: nothing to remember
         self.emit(ev.UserText(text, item.source))
+        if not self.answers:
+            return
         self.set_state("thinking")
         self.speech.replies.put(reply)
         chunker = sentences.Chunker(self.cfg.tts.first_chunk_words)

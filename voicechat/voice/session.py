@@ -114,7 +114,7 @@ class VoiceSession:
                 deliver=self._deliver,
                 set_state=self._set_state,
                 answering=self._answering,
-                on_barge_in=self.interrupt,
+                on_barge_in=self._barged_in,
                 on_hold=self.sink.hold,
                 echo=self.sink.audible,
                 wake=wake,
@@ -309,7 +309,7 @@ class VoiceSession:
 
     # stages ------------------------------------------------------------------------------
     def _answering(self) -> bool:
-        return not self.idle
+        return self.responder.answers and not self.idle  # (turns only transcribed are never spoken over)
 
     def _read_text(self, text: str) -> float | None:
         """At a pause: the chat model's reading of the words so far (None while it answers, or cannot)."""
@@ -321,7 +321,14 @@ class VoiceSession:
             self.emit(ev.Notice(f"the chat model could not judge the end of the turn: {e}"))
             return None
 
+    def _barged_in(self) -> None:
+        """Speech over a reply (or over a turn still being answered) that counts: it stops the reply."""
+        self.emit(ev.Speech("started"))
+        self.interrupt()
+
     def _deliver(self, item: UserTurn) -> None:
+        if item.source == "voice":
+            self.emit(ev.Speech("ended"))
         if self.source is not None:
             self.source.hold(True)
         with self._pending_lock:
