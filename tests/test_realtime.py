@@ -477,3 +477,26 @@ def test_official_sdk_transcription_session_transcribes_each_turn_and_answers_no
     assert [e.type for e in events].count("input_audio_buffer.speech_started") == 2
     assert not [e for e in events if e.type.startswith("response.")]  # transcribed, never answered
     assert refused.type == "error" and refused.error.event_id == "evt_r"
+
+
+def test_speech_over_a_response_cancels_it_and_is_answered(served):
+    question = speak(QUESTION, sample_rate=rt.RATE)
+    pcm = (np.concatenate([np.zeros(rt.RATE // 2), question, np.zeros(rt.RATE * 2)]) * 32767).astype("<i2").tobytes()
+    block = rt.RATE * 2 * 40 // 1000
+    with sdk(served).realtime.connect(model="anything") as conn:
+        assert conn.recv().type == "session.created"
+        conn.conversation.item.create(
+            item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Tell me a long story."}]}
+        )
+        conn.response.create()
+        first = collect(conn, "response.output_audio.delta")[-1]
+        for start in range(0, len(pcm), block):
+            conn.input_audio_buffer.append(audio=base64.b64encode(pcm[start : start + block]).decode())
+        events = collect(conn, "response.done")
+        events += collect(conn, "response.done")
+    done = [e for e in events if e.type == "response.done"]
+    types = [e.type for e in events]
+    assert done[0].response.id == first.response_id and done[0].response.status == "cancelled"
+    assert types.index("input_audio_buffer.speech_started") < types.index("response.done")  # the client is told to stop playing first
+    heard = next(e for e in events if e.type == "conversation.item.input_audio_transcription.completed")
+    assert wer(QUESTION, heard.transcript) <= 0.2 and done[1].response.status == "completed"
