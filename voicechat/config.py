@@ -109,6 +109,7 @@ class ListenConfig:
     wake: str | None = None  # a wake word (talk --wake): alexa, hey_jarvis, hey_mycroft, hey_rhasspy, okay_nabu
     wake_stay_s: float = 0.0  # awake this long after the last turn; 0: one request per wake word
     wake_threshold: float = 0.5  # the wake word model's probability that counts as heard
+    languages: list = field(default_factory=list)  # list[str]: the languages you speak (en, de): each turn's is detected among them
 
 
 @dataclass

@@ -15,6 +15,14 @@ SttModel = Annotated[str | None, typer.Option("--stt-model", help="Whisper model
 LlmModel = Annotated[str | None, typer.Option("--llm-model", help="GGUF path, server model, or provider:model.", rich_help_panel=ENGINES)]
 Voice = Annotated[str | None, typer.Option("--voice", help="TTS voice.", rich_help_panel=ENGINES)]
 System = Annotated[str | None, typer.Option("--system", help="System prompt.", rich_help_panel=ENGINES)]
+Languages = Annotated[
+    str | None,
+    typer.Option(
+        "--languages",
+        help="The languages you speak, e.g. en,de,fr: each turn's language is detected among them (listen.languages).",
+        rich_help_panel=ENGINES,
+    ),
+]
 
 
 def engine_overrides(

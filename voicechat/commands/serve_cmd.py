@@ -30,6 +30,7 @@ def serve(
     llm_model: options.LlmModel = None,
     voice: options.Voice = None,
     system: options.System = None,
+    languages: options.Languages = None,
     no_log: Annotated[bool, typer.Option("--no-log", help="Keep voice sessions out of the history.")] = False,
     wyoming: Annotated[
         str | None,
@@ -54,6 +55,7 @@ def serve(
             "serve.port": port,
             "serve.api_key": api_key,
             "tools.enabled": tools,
+            "listen.languages": languages,
             **options.engine_overrides(stt, llm, tts, stt_model, llm_model, voice, system),
         }
     )

@@ -34,6 +34,7 @@ def talk(
     llm_model: options.LlmModel = None,
     voice: options.Voice = None,
     system: options.System = None,
+    languages: options.Languages = None,
     mode: Annotated[
         str | None, typer.Option("--mode", help="vad (voice activity) or ptt (push-to-talk, space bar).", rich_help_panel=AUDIO)
     ] = None,
@@ -102,6 +103,7 @@ def talk(
         {
             **options.engine_overrides(stt, llm, tts, stt_model, llm_model, voice, system),
             "listen.mode": mode,
+            "listen.languages": languages,
             "listen.barge_in": barge_in,
             "audio.input_device": input_device,
             "audio.output_device": output_device,
@@ -120,6 +122,7 @@ def talk(
             "--llm-model": llm_model,
             "--voice": voice,
             "--system": system,
+            "--languages": languages,
             "--tools": tools,
         }
         given = [name for name, value in engine_options.items() if value is not None]

@@ -50,6 +50,7 @@ class Turn:
     reply_audio: str | None = None
     cleared_before: bool = False
     tools: list[dict[str, Any]] = field(default_factory=list)  # {name, arguments, result, error, seconds, source}
+    language: str | None = None  # the user's language in this turn (ISO 639-1), detected or declared; None: not known
     id: int | None = None
     session_id: int | None = None
 
@@ -183,6 +184,7 @@ class History:
                 reply_audio=r["reply_audio"],
                 cleared_before=bool(r["cleared_before"]),
                 tools=_json_list(r["tools"]),
+                language=r["language"],
             )
             for r in rows
         ]
@@ -231,12 +233,13 @@ def insert_turn(q: Query, session_id: int, turn: Turn, recovered_key: str | None
         int(turn.cleared_before),
         json.dumps(turn.tools, ensure_ascii=False) if turn.tools else None,
         recovered_key,
+        turn.language,
     )
     turn_id = int(
         q(
             "INSERT INTO turns (session_id, created_at, user_text, assistant_text, interrupted, llm_model, prompt_tokens,"
-            " completion_tokens, tokens_estimated, latency, user_audio, reply_audio, cleared_before, tools, recovered_key)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
+            " completion_tokens, tokens_estimated, latency, user_audio, reply_audio, cleared_before, tools, recovered_key,"
+            " language) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
             values,
         )[0]["id"]
     )

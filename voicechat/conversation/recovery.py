@@ -96,6 +96,7 @@ def parse(doc: Any, line: int = 0) -> Recovered:
         reply_audio=_field(doc, "reply_audio", (str,)),
         cleared_before=_field(doc, "cleared_before", (bool,), False),
         tools=_field(doc, "tools", (list,), []),
+        language=_field(doc, "language", (str,)),
     )
     if turn_key is None:  # an older line: known by what it says
         content = json.dumps([kind, session_id, turn.created_at, turn.user_text, turn.assistant_text], ensure_ascii=False)

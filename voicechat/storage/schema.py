@@ -58,6 +58,10 @@ MIGRATIONS = [
     ALTER TABLE turns ADD COLUMN recovered_key TEXT;
     CREATE UNIQUE INDEX turns_recovered_key ON turns(recovered_key);
     """,
+    # 6: the user's language in each turn (ISO 639-1: en, de, ...), detected or declared; NULL: not known (older turns)
+    """
+    ALTER TABLE turns ADD COLUMN language TEXT;
+    """,
 ]
 
 VERSION_TABLE = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"

@@ -39,6 +39,7 @@ class Partial(Event):
 class UserText(Event):
     text: str
     source: str  # voice | typed
+    language: str | None = None  # the turn's language (ISO 639-1, e.g. "de"), detected or declared; None: not known
 
 
 @dataclass

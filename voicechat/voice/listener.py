@@ -46,6 +46,7 @@ class UserTurn:
     speech_end: float | None = None  # perf_counter() of the end of speech
     cut_in: bool = False  # it stopped a reply, or began just after one was stopped: "Stop." alone is not a question
     end_detected: float = field(default_factory=time.perf_counter)  # when the turn was judged complete
+    language: str | None = None  # the turn's language when known before the reply (ISO 639-1); None: from its transcript
 
 
 class Listener:
