@@ -15,6 +15,7 @@ from voicechat.commands import (
     chat_cmd,
     config_cmd,
     devices_cmd,
+    doctor_cmd,
     engines_cmd,
     history_cmd,
     say_cmd,
@@ -60,6 +61,7 @@ app.command("tokens", help=tokens_cmd.HELP)(tokens_cmd.tokens)
 app.command("serve", help=serve_cmd.HELP)(serve_cmd.serve)
 app.command("devices", help=devices_cmd.HELP)(devices_cmd.devices)
 app.command("engines", help=engines_cmd.HELP)(engines_cmd.engines)
+app.command("doctor", help=doctor_cmd.HELP)(doctor_cmd.doctor)
 app.add_typer(history_cmd.app, name="history")
 app.add_typer(config_cmd.app, name="config")
 
