@@ -1,0 +1,153 @@
+"""Realtime clients nobody here wrote, unchanged but for the URL, against `voicechat serve` (issue 23).
+
+The OpenAI Agents SDK (`RealtimeAgent` + `RealtimeRunner`) holds a spoken conversation of two turns with a real
+server on loopback (bundled Whisper, Piper, SmolLM2): speech in at real-time pace, as a microphone sends it.
+The SDK validates every server event against the API's schema (pydantic) and reports a mismatch as an error
+event, so the fast test checks the same schema on each event the mapping makes, without a server."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from typing import Annotated, Any
+
+import numpy as np
+import pytest
+
+from tests.helpers import speak, wer
+from tests.serveproc import ServeProcess
+from voicechat.serve import realtime_events as rt
+from voicechat.voice import events as ev
+
+KEY = "realtime-clients-key"
+TURNS = ("My name is Ada.", "What is my name?")
+BLOCK_S = 0.04  # a microphone's block
+
+
+def api_schema() -> Any:
+    """The GA server events as the openai types define them: what the Agents SDK (and LiveKit) validate against."""
+    from openai.types.realtime import RealtimeServerEvent
+    from pydantic import Field, TypeAdapter
+
+    return TypeAdapter(Annotated[RealtimeServerEvent, Field(discriminator="type")])
+
+
+@pytest.mark.fast
+def test_every_event_of_a_conversation_validates_against_the_api_schema():
+    settings = rt.Settings(model="gpt-realtime", voice="joe", instructions="Be brief.", silence_ms=600)
+    t = rt.Translator(settings)
+    out = [{"type": "session.created", "session": settings.to_dict("sess_1")}]
+    t.audio_ms = 500
+    out += t.translate(ev.Speech("started"))
+    out += t.translate(ev.Partial("My name"))
+    t.audio_ms = 2500
+    out += t.translate(ev.Speech("ended"))
+    out += t.translate(ev.UserText("My name is Ada.", "voice"))
+    out += t.translate(ev.ReplyDelta("Hello Ada."))
+    out += t.audio(b"\x01\x00" * 2400)
+    out += t.translate(ev.ReplyDone("Hello Ada."))
+    out += t.translate(ev.TurnStats(prompt_tokens=30, completion_tokens=3))
+    rt.apply_update(settings, {"type": "realtime", "output_modalities": ["text"]})
+    out.append({"type": "session.updated", "session": settings.to_dict("sess_1")})
+    out += t.user_text_item("item_1", "Tell me a story.")
+    t.requested.append(rt.ResponseOptions())
+    out += t.translate(ev.UserText("Tell me a story.", "typed"))
+    out += t.translate(ev.ReplyDelta("Once"))
+    out += t.translate(ev.ReplyDone("Once", interrupted=True))
+    out += t.translate(ev.TurnStats())
+    out += t.translate(ev.UserText("again", "typed"))
+    out += t.translate(ev.Error("the model failed"))
+    out.append(rt.error_event("bad event", param="type", event_id="evt_1", code="unknown_event"))
+    schema = api_schema()
+    assert len({d["type"] for d in out}) >= 20
+    for doc in out:
+        parsed = schema.validate_python(rt.stamp(doc))
+        assert parsed.type == doc["type"]
+
+
+# --- the Agents SDK against a real server -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    with ServeProcess(tmp_path_factory.mktemp("rtclients"), config=f"llm:\n  max_tokens: 32\nserve:\n  api_key: {KEY}\n") as server:
+        yield server
+    assert "Traceback" not in server.log_text(), server.log_text()
+
+
+def pcm24(text: str) -> bytes:
+    audio = np.concatenate([np.zeros(rt.RATE // 4), speak(text, sample_rate=rt.RATE)])
+    return (audio * 32767).astype("<i2").tobytes()
+
+
+async def microphone(send: Any, utterances: asyncio.Queue) -> None:
+    """Audio at real-time pace, as a microphone sends it: silence, and each utterance when it is queued."""
+    block = int(rt.RATE * BLOCK_S) * 2
+    silence = bytes(block)
+    loop = asyncio.get_running_loop()
+    next_at = loop.time()
+    pending = b""
+    while True:
+        if not pending and not utterances.empty():
+            pending = utterances.get_nowait()
+        chunk, pending = (pending[:block], pending[block:]) if pending else (silence, b"")
+        await send(chunk.ljust(block, b"\x00"))
+        next_at += BLOCK_S
+        await asyncio.sleep(max(0.0, next_at - loop.time()))
+
+
+def test_agents_sdk_holds_a_spoken_conversation_of_two_turns(served, hear):
+    from agents.realtime import RealtimeAgent, RealtimePlaybackTracker, RealtimeRunner
+
+    async def converse() -> tuple[list, list, list[bytes]]:
+        agent = RealtimeAgent(name="Assistant", instructions="You are a helpful assistant. Answer in one short sentence.")
+        playback = RealtimePlaybackTracker()  # this client "plays" each piece as it arrives (a recorder, say)
+        url = served.url.replace("http", "ws") + "/v1/realtime?model=gpt-realtime"
+        session = await RealtimeRunner(agent).run(model_config={"url": url, "api_key": KEY, "playback_tracker": playback})
+        events: list = []
+        history: list = []
+        replies: list[bytes] = [b""]
+        utterances: asyncio.Queue = asyncio.Queue()
+        async with session:
+            mic = asyncio.create_task(microphone(session.send_audio, utterances))
+            utterances.put_nowait(pcm24(TURNS[0]))
+            try:
+                async for event in session:
+                    events.append(event)
+                    if event.type == "audio":
+                        playback.on_play_bytes(event.audio.item_id, event.audio.content_index, event.audio.data)
+                        replies[-1] += event.audio.data
+                    elif event.type == "history_updated":
+                        history = list(event.history)
+                    elif event.type == "agent_end":
+                        if len(replies) == len(TURNS):
+                            break
+                        replies.append(b"")
+                        utterances.put_nowait(pcm24(TURNS[1]))  # the user answers once the reply is heard
+            finally:
+                mic.cancel()
+        return events, history, replies
+
+    events, history, replies = asyncio.run(asyncio.wait_for(converse(), 300))
+    types = [e.type for e in events]
+    errors = [e.error for e in events if e.type == "error"]
+    assert types.count("agent_start") == types.count("agent_end") == 2 and types.count("audio_end") == 2
+    messages = [(item.role, item) for item in history if item.type == "message"]
+    assert [role for role, _ in messages] == ["user", "assistant", "user", "assistant"]
+    heard = [item.content[0].transcript for role, item in messages if role == "user"]
+    assert wer(TURNS[0], heard[0]) <= 0.2 and wer(TURNS[1], heard[1]) <= 0.2
+    said = [item.content[0].transcript for role, item in messages if role == "assistant"]
+    assert all(s and s.strip() for s in said) and all(item.status == "completed" for role, item in messages if role == "assistant")
+    assert all(replies)
+    last = np.frombuffer(replies[-1], dtype="<i2").astype(np.float32) / 32768
+    assert wer(said[-1], hear(last, rt.RATE)) <= 0.35  # the second reply's 24 kHz audio says its transcript
+    with sqlite3.connect(served.workdir / "history.sqlite3") as db:
+        rows = db.execute("SELECT session_id, user_text, assistant_text FROM turns ORDER BY id").fetchall()
+    assert len(rows) == 2 and rows[0][0] == rows[1][0]  # one conversation, both turns
+    assert [r[2] for r in rows] == said
+    # the SDK reports any event it cannot validate, and any error event the server sends; after each transcript it
+    # asks for the last assistant item (conversation.item.retrieve), which this server does not serve yet
+    unserved = [e for e in errors if "conversation.item.retrieve" in e.message]
+    assert len(unserved) == len(errors), errors
+    if unserved:
+        pytest.xfail("conversation.item.retrieve is not served yet (issue 23): the Agents SDK asks for it after each transcript")
