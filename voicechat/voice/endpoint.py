@@ -7,25 +7,18 @@ complete. ``None`` means "wait for the transcript"; the listener caps every wait
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
+
+from voicechat import languages
 
 if TYPE_CHECKING:
     from voicechat.config import TurnConfig
 
 # Words a finished English sentence almost never ends on: conjunctions, prepositions, articles,
-# possessives, fillers. A transcript ending on one of them is a thought in progress.
-TRAILING = frozenset(
-    """
-and but or nor because cause if then that which who whose whom where when while although though unless until
-since as than to of for from with without within in on at by about into onto upon over under between through
-during before after against toward towards like the a an my your his her its our their this these those some any
-every each um uh er erm hmm mm uhm ah eh well also just plus versus via i i'm i'd i'll i've we're you're
-let's what's how's where's there's it's
-""".split()
-)
-_WORD = re.compile(r"[a-z']+")
+# possessives, fillers. A transcript ending on one of them is a thought in progress. The lists for the
+# other languages are in voicechat.languages.TRAILING.
+TRAILING = languages.TRAILING["en"]
 
 
 @dataclass(frozen=True)
@@ -35,9 +28,17 @@ class Hypothesis:
     text: str | None  # the transcript up to the pause (None: the engine does not transcribe while you speak)
     complete_prob: float | None = None  # the audio turn model's P(turn complete), when one is loaded
     text_prob: float | None = None  # the local chat model's P(a sentence ends after these words), when it can tell
+    language: str | None = None  # the utterance's language (ISO 639-1) when known; None: the policy's guess, else English
 
 
-def text_verdict(text: str | None, text_prob: float | None = None, *, complete_at: float = 0.04, incomplete_below: float = 0.02) -> str:
+def text_verdict(
+    text: str | None,
+    text_prob: float | None = None,
+    *,
+    complete_at: float = 0.04,
+    incomplete_below: float = 0.02,
+    language: str | None = None,
+) -> str:
     """'complete', 'incomplete' or 'unclear', from the words alone.
 
     With the chat model's reading (``text_prob``: how likely a sentence end comes next, Whisper's own
@@ -45,7 +46,8 @@ def text_verdict(text: str | None, text_prob: float | None = None, *, complete_a
 
     A question mark ends a thought; a full stop or "!" does too unless it follows a word no sentence
     ends on (Whisper punctuates a cut phrase: "a table for."), which makes it unclear. Without final
-    punctuation, a trailing conjunction, preposition, article or filler means more is coming."""
+    punctuation, a trailing conjunction, preposition, article or filler means more is coming. The words
+    are those of ``language`` (None: English); a language without word rules goes by punctuation only."""
     t = (text or "").strip()
     if not t:
         return "unclear"
@@ -53,11 +55,12 @@ def text_verdict(text: str | None, text_prob: float | None = None, *, complete_a
         return "incomplete"
     if text_prob is not None:
         return "complete" if text_prob >= complete_at else "incomplete" if text_prob < incomplete_below else "unclear"
-    words = _WORD.findall(t.lower())
-    trailing = bool(words) and words[-1] in TRAILING
-    if t[-1] == "?":
+    rules = languages.trailing_words(language or "en")
+    words = languages.words(t)
+    trailing = rules is not None and bool(words) and words[-1] in rules
+    if t[-1] in "?\uff1f\u061f":  # (also the full-width and Arabic question marks)
         return "complete"
-    if t[-1] in ".!":
+    if t[-1] in ".!\u3002\uff01\u0964":
         return "unclear" if trailing else "complete"
     return "incomplete" if trailing else "unclear"
 
@@ -97,7 +100,10 @@ class MeaningPolicy:
 
     uses_transcript = True
 
-    def __init__(self, cfg: TurnConfig, audio_model: bool) -> None:
+    def __init__(self, cfg: TurnConfig, audio_model: bool, languages: list[str] | None = None) -> None:
+        """``languages``: the declared ones; an utterance of unknown language is read by the words of the only
+        one, or of the one its words look like (voicechat.languages.detect)."""
+        self.languages = list(languages or [])
         self.fast, self.normal, self.slow = cfg.fast_end_ms, cfg.end_ms, cfg.slow_end_ms
         self.threshold = cfg.model_threshold
         self.complete_at, self.incomplete_below = cfg.text_complete, cfg.text_incomplete
@@ -107,10 +113,19 @@ class MeaningPolicy:
     def silence_to_end(self, hyp: Hypothesis | None) -> int | None:
         if hyp is None:
             return None
-        words = text_verdict(hyp.text, hyp.text_prob, complete_at=self.complete_at, incomplete_below=self.incomplete_below)
+        words = text_verdict(
+            hyp.text, hyp.text_prob, complete_at=self.complete_at, incomplete_below=self.incomplete_below, language=self.language_of(hyp)
+        )
         audio = None if hyp.complete_prob is None else hyp.complete_prob >= self.threshold
         if words == "incomplete":
             return self.slow
         if words == "complete":
             return self.normal if audio is False else self.fast
         return self.slow if audio is False else self.normal
+
+    def language_of(self, hyp: Hypothesis) -> str | None:
+        """The language whose words judge this utterance: its own, the only one declared, or a guess among those
+        declared (None: English)."""
+        if hyp.language or len(self.languages) < 2:
+            return hyp.language or (self.languages[0] if self.languages else None)
+        return languages.detect(hyp.text or "", self.languages)
