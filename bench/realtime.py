@@ -1,0 +1,228 @@
+"""`/v1/realtime` (OpenAI's Realtime API over a WebSocket) against `/v1/voice`: the same spoken turn, same
+server, same engines, same run (issue 23's bar: at most 1.05x).
+
+    python bench/realtime.py [--rounds 6] [--sessions 1,2,4,8]
+
+Each session connects, streams 0.5 s of silence, a spoken question (piper) and 3 s of silence at real-time pace
+in 40 ms blocks (the API counts audio_start_ms/audio_end_ms from the audio received, as a microphone sends it),
+waits for the whole reply, and closes. The same question goes to both routes: 24 kHz PCM16 in base64
+``input_audio_buffer.append`` events to /v1/realtime, 16 kHz PCM16 binary messages to /v1/voice. Measured on the
+client's clock:
+
+- end of turn -> reply: first ``response.output_audio.delta`` after ``input_audio_buffer.speech_stopped``
+  (/v1/voice: first reply audio after ``{"type": "speech", "phase": "ended"}``);
+- voice to voice: the last speech block sent -> the first reply audio received (includes the silence the
+  turn policy waits for, the same on both routes).
+
+1, 2, 4 and 8 sessions at once (serve.max_sessions 8), each doing ``--rounds`` turns, a new connection per
+turn; the routes alternate round by round so machine noise hits both alike. p50/p95 per route and the
+ratio realtime / voice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import med, p95, speech
+from tests.serveproc import ServeProcess
+
+QUESTION = "What is the capital of France?"
+BLOCK_S = 0.04
+RATE_RT = 24000  # audio/pcm as the Realtime API defines it
+RATE_VOICE = 16000  # /v1/voice's input
+
+
+@dataclass
+class Turn:
+    stopped_to_audio: float | None  # end of turn (the server's) -> first reply audio
+    voice_to_voice: float | None  # last speech block sent -> first reply audio
+    error: str | None = None
+
+
+def pcm(audio: np.ndarray) -> bytes:
+    return (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+class Take:
+    """One spoken turn at one rate: silence, speech, silence, as 16-bit PCM blocks; which block ends the speech."""
+
+    def __init__(self, question: np.ndarray, rate: int) -> None:
+        lead, tail = np.zeros(rate // 2, dtype=np.float32), np.zeros(rate * 3, dtype=np.float32)
+        data = pcm(np.concatenate([lead, question, tail]))
+        step = int(rate * BLOCK_S) * 2
+        self.blocks = [data[i : i + step] for i in range(0, len(data), step)]
+        self.last_speech = (len(lead) + len(question)) * 2 // step  # the block holding the last speech sample
+
+
+async def stream(take: Take, send, marks: dict[str, float]) -> None:
+    """Send the blocks at real-time pace; note when the last speech block went."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for n, block in enumerate(take.blocks):
+        await send(block)
+        if n == take.last_speech:
+            marks["speech_sent"] = time.perf_counter()
+        await asyncio.sleep(max(0.0, start + (n + 1) * BLOCK_S - loop.time()))
+
+
+def result(marks: dict[str, float], error: str | None = None) -> Turn:
+    audio, stopped, sent = marks.get("audio"), marks.get("stopped"), marks.get("speech_sent")
+    return Turn(
+        audio - stopped if audio is not None and stopped is not None else None,
+        audio - sent if audio is not None and sent is not None else None,
+        error if error is not None else (None if audio is not None else "no reply audio"),
+    )
+
+
+async def realtime_turn(url: str, take: Take, timeout: float) -> Turn:
+    from websockets.asyncio.client import connect
+
+    marks: dict[str, float] = {}
+    async with connect(url.replace("http", "ws") + "/v1/realtime?model=gpt-realtime", max_size=1 << 24) as ws:
+        first = json.loads(await ws.recv())
+        if first.get("type") != "session.created":
+            return Turn(None, None, f"refused: {first}")
+
+        async def send(block: bytes) -> None:
+            await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(block).decode()}))
+
+        sender = asyncio.create_task(stream(take, send, marks))
+        error = None
+        try:
+            async with asyncio.timeout(timeout):
+                async for message in ws:
+                    doc = json.loads(message)
+                    kind = doc.get("type")
+                    if kind == "input_audio_buffer.speech_stopped":
+                        marks.setdefault("stopped", time.perf_counter())
+                    elif kind == "response.output_audio.delta" and "stopped" in marks:
+                        marks.setdefault("audio", time.perf_counter())
+                    elif kind == "error":
+                        error = doc["error"]["message"]
+                    elif kind == "response.done":
+                        break
+        except TimeoutError:
+            error = "timed out"
+        sender.cancel()
+    return result(marks, error)
+
+
+async def voice_turn(url: str, take: Take, timeout: float) -> Turn:
+    from websockets.asyncio.client import connect
+
+    marks: dict[str, float] = {}
+    async with connect(url.replace("http", "ws") + "/v1/voice", subprotocols=["voicechat"], max_size=1 << 24) as ws:
+        first = json.loads(await ws.recv())
+        if first.get("type") != "session":
+            return Turn(None, None, f"refused: {first}")
+        sender = asyncio.create_task(stream(take, ws.send, marks))
+        error = None
+        samples: dict[int, int] = {}
+        rate = 22050
+        try:
+            async with asyncio.timeout(timeout):
+                async for message in ws:
+                    if isinstance(message, bytes):
+                        if "stopped" in marks:
+                            marks.setdefault("audio", time.perf_counter())
+                        continue
+                    doc = json.loads(message)
+                    kind = doc.get("type")
+                    if kind == "speech" and doc.get("phase") == "ended":
+                        marks.setdefault("stopped", time.perf_counter())
+                    elif kind == "audio":
+                        rate = int(doc["sample_rate"])
+                        samples[doc["reply"]] = samples.get(doc["reply"], 0) + int(doc.get("samples", 0))
+                    elif kind == "audio_end":  # a player that plays at once, as the realtime client is treated
+                        played = {"type": "played", "reply": doc["reply"], "seconds": samples.get(doc["reply"], 0) / rate, "done": True}
+                        await ws.send(json.dumps(played))
+                    elif kind == "error":
+                        error = doc.get("message")
+                    elif kind == "turn_stats":
+                        break
+        except TimeoutError:
+            error = "timed out"
+        sender.cancel()
+    return result(marks, error)
+
+
+async def round_of(route: str, url: str, take: Take, sessions: int, timeout: float) -> list[Turn]:
+    turn = realtime_turn if route == "realtime" else voice_turn
+    done = await asyncio.gather(*(turn(url, take, timeout) for _ in range(sessions)), return_exceptions=True)
+    return [t if isinstance(t, Turn) else Turn(None, None, f"{type(t).__name__}: {t}") for t in done]
+
+
+def stats(values: list[float]) -> str:
+    return f"{med(values) * 1000:6.0f} {p95(values) * 1000:6.0f}" if values else f"{'-':>6s} {'-':>6s}"
+
+
+def ratio(a: list[float], b: list[float], pick) -> str:
+    return f"{pick(a) / pick(b):5.2f}x" if a and b else "    -"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=6, help="turns per session at each concurrency")
+    ap.add_argument("--sessions", default="1,2,4,8", help="concurrent sessions, comma-separated")
+    ap.add_argument("--timeout", type=float, default=180, help="seconds one turn may take")
+    args = ap.parse_args()
+    import soxr
+
+    work = Path(tempfile.mkdtemp(prefix="bench-realtime-"))
+    env = {
+        "VOICECHAT_CONFIG_DIR": str(work / "cfg"),
+        "VOICECHAT_DATA_DIR": str(work / "data"),
+        "VOICECHAT_LLM_TEMPERATURE": "0",
+        "HF_HUB_OFFLINE": "1",
+    }
+    question = speech(QUESTION, RATE_RT)  # one take, resampled for /v1/voice: the same speech on both routes
+    takes = {"realtime": Take(question, RATE_RT), "voice": Take(soxr.resample(question, RATE_RT, RATE_VOICE), RATE_VOICE)}
+    levels = [int(x) for x in args.sessions.split(",")]
+    print(f"load before: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}  ({os.cpu_count()} CPUs)")
+    config = "serve:\n  max_sessions: 8\nllm:\n  max_tokens: 32\n"
+    with ServeProcess(work / "serve", config=config, env=env) as server:
+        asyncio.run(round_of("voice", server.url, takes["voice"], 1, args.timeout))  # warm both routes once
+        asyncio.run(round_of("realtime", server.url, takes["realtime"], 1, args.timeout))
+        print("\nms, client clock; realtime = /v1/realtime (WebSocket), voice = /v1/voice; ratio = realtime / voice")
+        print(
+            f"{'sessions':>8s} {'route':9s} {'n':>3s}  {'stop->audio p50':>15s} {'p95':>6s}  {'voice-to-voice p50':>18s} {'p95':>6s}  errors"
+        )
+        for n in levels:
+            turns: dict[str, list[Turn]] = {"realtime": [], "voice": []}
+            for r in range(args.rounds):
+                order = ("voice", "realtime") if r % 2 == 0 else ("realtime", "voice")
+                for route in order:
+                    time.sleep(0.5)
+                    turns[route] += asyncio.run(round_of(route, server.url, takes[route], n, args.timeout))
+            got = {}
+            for route in ("realtime", "voice"):
+                ts = turns[route]
+                stop = [t.stopped_to_audio for t in ts if t.stopped_to_audio is not None]
+                v2v = [t.voice_to_voice for t in ts if t.voice_to_voice is not None]
+                errors = sorted({t.error for t in ts if t.error})
+                got[route] = (stop, v2v)
+                print(f"{n:8d} {route:9s} {len(stop):3d}  {stats(stop):>22s}  {stats(v2v):>25s}  {len(errors) and errors}")
+            (rs, rv), (vs, vv) = got["realtime"], got["voice"]
+            print(
+                f"{n:8d} {'ratio':9s} {'':3s}  {ratio(rs, vs, med):>15s} {ratio(rs, vs, p95):>6s}  {ratio(rv, vv, med):>18s} {ratio(rv, vv, p95):>6s}"
+            )
+    print(f"\nload after: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
+
+
+if __name__ == "__main__":
+    main()
