@@ -14,17 +14,35 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 
-_CLAUSE = re.compile(r"[,;:\u2014\u2013](?=\s)|\s[-\u2013\u2014]\s")
-_segmenter = None
+_CLAUSE = re.compile(r"[,;:\u2014\u2013\u3001\uff0c](?=\s)|[\u3001\uff0c]|\s[-\u2013\u2014]\s")
+_END = re.compile(r"[.!?\u2026]['\")\]\u00bb\u201c\u201d]*\s|[\u3002\uff01\uff1f]|\n")  # (CJK ends need no space)
+_segmenters: dict[str, object] = {}
 
 
-def _split(text: str) -> list[str]:
-    global _segmenter
-    if _segmenter is None:
+# Languages pysbd has no rules for, read by a close one's (abbreviations such as "Sr." and "Dr." alike).
+_CLOSE = {"pt": "es", "ca": "es", "gl": "es", "uk": "ru", "be": "ru", "cs": "sk", "sv": "da", "no": "da", "nb": "da"}
+
+
+def _split(text: str, language: str = "en") -> list[str]:
+    seg = _segmenters.get(language)
+    if seg is None:
         import pysbd
 
-        _segmenter = pysbd.Segmenter(language="en", clean=False, char_span=False)
-    return [s for s in _segmenter.segment(text) if s.strip()]
+        try:
+            seg = pysbd.Segmenter(language=language, clean=False, char_span=False)
+        except ValueError:  # a language pysbd has no rules for
+            seg = _segmenters.get("en") or pysbd.Segmenter(language="en", clean=False, char_span=False)
+        _segmenters[language] = seg
+    return [s for s in seg.segment(text) if s.strip()]  # type: ignore[attr-defined]
+
+
+def splitter_language(language: str | None) -> str:
+    """The sentence rules used for a language: its own where pysbd has them (de, fr, es, it, nl, ...), a close
+    language's (pt: es), else English's."""
+    from voicechat.languages import base
+
+    b = base(language) or "en"
+    return _CLOSE.get(b, b)
 
 
 def warm_up() -> None:
@@ -41,9 +59,15 @@ def clean(text: str) -> str:
 
 
 class Chunker:
-    def __init__(self, first_chunk_words: int = 6, max_chars: int = 400) -> None:
+    def __init__(self, first_chunk_words: int = 6, max_chars: int = 400, language: str | None = None) -> None:
+        """``language``: the text's (ISO 639-1; None: English): its sentence rules, and the words a short first
+        chunk must not end on ("the", "für", "pour")."""
+        from voicechat.languages import trailing_words
+
         self.first_words = max(0, first_chunk_words)
         self.max_chars = max_chars
+        self.language = splitter_language(language)
+        self.trailing = trailing_words(language or "en") or frozenset()
         self.buffer = ""
         self.emitted = 0
 
@@ -53,8 +77,8 @@ class Chunker:
             first = self._first_clause()
             if first:
                 yield from self._emit(first)
-        if re.search(r"[.!?\u2026]['\")\]]*\s|\n", self.buffer):
-            sentences = _split(self.buffer)
+        if _END.search(self.buffer):
+            sentences = _split(self.buffer, self.language)
             if len(sentences) > 1:
                 done = "".join(sentences[:-1])
                 consumed = self._consumed(done)
@@ -70,7 +94,7 @@ class Chunker:
     def flush(self) -> Iterator[str]:
         rest, self.buffer = self.buffer, ""
         if rest.strip():
-            for s in _split(rest) or [rest]:
+            for s in _split(rest, self.language) or [rest]:
                 yield from self._emit(s)
 
     def _consumed(self, done: str) -> int:
@@ -95,10 +119,19 @@ class Chunker:
             m = _CLAUSE.search(self.buffer, m.end())
         if len(words) > 2 * self.first_words and not re.search(r"[.!?]\s", self.buffer):
             parts = self.buffer.split(" ")
-            head = " ".join(parts[: self.first_words + 1])
+            n = self.first_words + 1
+            while n < 2 * self.first_words and self._ends_open(parts[:n]):  # not "I booked a table for" + "two"
+                n += 1
+            head = " ".join(parts[:n])
             self.buffer = self.buffer[len(head) :]
             return head
         return None
+
+    def _ends_open(self, parts: list[str]) -> bool:
+        from voicechat.languages import words
+
+        last = words(parts[-1]) if parts else []
+        return bool(last) and last[-1] in self.trailing
 
     def _emit(self, text: str) -> Iterator[str]:
         text = text.strip()
@@ -107,9 +140,9 @@ class Chunker:
             yield text
 
 
-def chunks(text: str | Iterable[str], first_chunk_words: int = 6) -> Iterator[str]:
-    """Speakable chunks of a whole text, or of an iterable of text deltas."""
-    c = Chunker(first_chunk_words)
+def chunks(text: str | Iterable[str], first_chunk_words: int = 6, language: str | None = None) -> Iterator[str]:
+    """Speakable chunks of a whole text, or of an iterable of text deltas (in ``language``; None: English)."""
+    c = Chunker(first_chunk_words, language=language)
     for delta in [text] if isinstance(text, str) else text:
         yield from c.feed(clean(delta))
     yield from c.flush()
