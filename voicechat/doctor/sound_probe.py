@@ -8,7 +8,8 @@ import sys
 import time
 from typing import Any
 
-MIC_S = 0.6  # how long the microphone is listened to
+FIRST_S = 3.0  # the most the first frame may take to come
+MIC_S = 0.6  # how long the microphone is then listened to
 VOICE_RATE = 22050  # what the bundled Piper voice plays at
 
 
@@ -58,7 +59,8 @@ def probe(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def _listen(settings: dict[str, Any]) -> dict[str, Any]:
-    """Open the microphone as talk does and count the frames that arrive in MIC_S, and their peak level."""
+    """Open the microphone as talk does, wait up to FIRST_S for its first frame (a loaded machine starts a
+    stream late), then count the frames of the next MIC_S and their peak level."""
     import numpy as np
 
     from voicechat.audio import Microphone
@@ -66,15 +68,21 @@ def _listen(settings: dict[str, Any]) -> dict[str, Any]:
 
     frames = 0
     peak = 0
-    started = time.monotonic()
     try:
         with Microphone(settings.get("input_device"), frame_ms=30, latency=settings.get("latency", "low")) as mic:
-            while time.monotonic() - started < MIC_S:
-                frame = mic.read(0.2)
-                if frame is None:
-                    continue
-                frames += 1
-                peak = max(peak, int(np.abs(np.frombuffer(frame, dtype="<i2").astype(np.int32)).max(initial=0)))
+            first = mic.read(FIRST_S)
+            if first is None:
+                return {"frames": 0, "seconds": FIRST_S, "peak": 0}
+            until = time.monotonic() + MIC_S
+            frame: bytes | None = first
+            while True:
+                if frame is not None:
+                    frames += 1
+                    peak = max(peak, int(np.abs(np.frombuffer(frame, dtype="<i2").astype(np.int32)).max(initial=0)))
+                left = until - time.monotonic()
+                if left <= 0:
+                    break
+                frame = mic.read(min(0.2, left))
     except VoicechatError as e:
         return {"error": str(e)}
     return {"frames": frames, "seconds": MIC_S, "peak": peak}
