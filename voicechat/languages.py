@@ -144,7 +144,7 @@ auch noch nur schon sehr kann kannst können will wird werden wurde dass wenn we
 le la les l un une des du de d et ou mais est sont était suis es sommes êtes ont ai as avons avez a
 je j tu il elle nous vous ils elles on me m te t se s moi toi lui leur mon ma mes ton ta tes son sa ses notre
 ce cet cette ces qui que qu quoi où comment pourquoi quand quel quelle avec pour dans sur par pas ne n plus
-très bien aussi oui non merci bonjour peux peut veux fait faire c y en au aux est-ce
+très bien aussi oui non merci bonjour peux peut veux fait faire c y en à au aux est-ce
 """.split()
     ),
     "es": frozenset(
@@ -273,7 +273,7 @@ def detect(text: str, candidates: Iterable[str] | None = None) -> str | None:
             if hits:
                 return hits[0]
     scores = dict.fromkeys(pool, 0.0)
-    for w in words(text):
+    for w in [p for word in words(text) for p in ([word, *word.split("-")] if "-" in word else [word])]:  # ("fait-il": "fait", "il")
         holders = [lang for lang in pool if w in STOP_WORDS.get(lang, ())]
         for lang in holders:
             scores[lang] += 1.0 / len(holders)  # a word many languages share says little

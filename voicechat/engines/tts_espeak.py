@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -48,13 +49,21 @@ class Espeak(TextToSpeech):
         return names
 
     def voices_table(self) -> list[tuple[str, str]]:
-        out = subprocess.run([self.program, "--voices"], capture_output=True, text=True, timeout=10).stdout
-        rows = []
-        for line in out.splitlines()[1:]:
-            parts = line.split()
-            if len(parts) >= 4:
-                rows.append((parts[1], parts[3]))  # language code, voice name
-        return rows
+        return voices_table(self.program)
+
+    @property
+    def languages(self) -> list[str]:
+        """The language of the voice (its code in espeak-ng's table: "de", "fr-fr", "en-us")."""
+        for code, name in self.voices_table():
+            if self.voice in (code, name):
+                return [code]
+        return [self.voice]
+
+    def voice_for(self, language: str) -> str | None:
+        """espeak-ng's voice for a language (ISO 639-1), None when it has none."""
+        from voicechat.languages import espeak_voice
+
+        return espeak_voice(language, self.voices_table())
 
     def voices(self) -> list[str]:
         return [f"{code} ({name})" for code, name in self.voices_table()]
@@ -71,6 +80,18 @@ class Espeak(TextToSpeech):
         pcm = np.frombuffer(data[44 : 44 + (len(data) - 44) // 2 * 2], dtype="<i2").astype(np.float32) / 32768.0
         if pcm.size:
             yield AudioChunk(pcm, rate, text)
+
+
+@functools.lru_cache(maxsize=4)
+def voices_table(program: str) -> list[tuple[str, str]]:
+    """espeak-ng's voices as (language code, voice name) rows (read once per program)."""
+    out = subprocess.run([program, "--voices"], capture_output=True, text=True, timeout=10).stdout
+    rows = []
+    for line in out.splitlines()[1:]:
+        parts = line.split()
+        if len(parts) >= 4:
+            rows.append((parts[1], parts[3]))  # language code, voice name
+    return rows
 
 
 def create(config: Config) -> Espeak:

@@ -18,8 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from voicechat import sentences
+from voicechat import languages, sentences
 from voicechat.voice import events as ev
+from voicechat.voice.language_voices import LanguageVoices
 from voicechat.voice.self_echo import is_stop
 from voicechat.voice.timing import TurnTiming
 
@@ -43,6 +44,7 @@ class SpokenReply:
     done: threading.Event = field(default_factory=threading.Event)  # speech finished (or gave up)
     sounding: threading.Event = field(default_factory=threading.Event)  # the first chunk reached the sink
     synthesized: list[str] = field(default_factory=list)
+    voice: TextToSpeech | None = None  # the voice of the reply's language (None: the session's own)
 
 
 class Speech:
@@ -53,6 +55,8 @@ class Speech:
         self.tts, self.sink, self.set_state = tts, sink, set_state
         self.replies: queue.Queue[SpokenReply | None] = queue.Queue()
         self._said: collections.deque[str] = collections.deque(maxlen=SAID_CHUNKS)
+        self.voices: LanguageVoices | None = None  # a voice per language (set by the responder); loaded ones closed at the end
+        self.warm_languages: list[str] = []  # the declared languages, whose voices load at warm-up
 
     def said(self) -> str:
         """The text of the last chunks spoken (or being spoken): what the room may still echo."""
@@ -61,6 +65,8 @@ class Speech:
     def warm_up(self) -> None:
         if self.tts is not None:
             self.tts.warm_up()
+        if self.voices is not None and len(self.warm_languages) > 1:
+            self.voices.warm_up(self.warm_languages)
 
     def close(self) -> None:
         self.replies.put(None)
@@ -86,6 +92,8 @@ class Speech:
                     break
                 if left is not None:
                     left.done.set()
+            if self.voices is not None:
+                self.voices.close()  # (this thread is the one that speaks with them)
 
     def _speak(self, reply: SpokenReply, stop: threading.Event) -> None:
         self.sink.begin()
@@ -99,10 +107,11 @@ class Speech:
                 continue
             if chunk is None:
                 break
-            if reply.cancel.is_set() or not self.sink.speaks or self.tts is None:
+            tts = reply.voice or self.tts
+            if reply.cancel.is_set() or not self.sink.speaks or tts is None:
                 continue
             self._said.append(chunk)
-            for audio in self.tts.synthesize(chunk):
+            for audio in tts.synthesize(chunk):
                 if reply.cancel.is_set():
                     break
                 if not spoke:
@@ -134,6 +143,13 @@ class Responder:
         self.emit, self.set_state = emit, set_state
         self.current: SpokenReply | None = None
         self.answers = True  # False: turns are transcribed and shown, not answered (a transcription session)
+        self.declared = [c for c in dict.fromkeys(languages.base(x) for x in config.listen.languages) if c]
+        self.last_language: str | None = None  # the language of the last turn answered (a typed text's guess falls back to it)
+        self.system_prompt = conversation.memory.system_prompt  # the language line of each turn goes after it
+        self._noticed: set[str] = set()
+        if speech.tts is not None and speech.voices is None:
+            speech.voices = LanguageVoices(config, speech.tts)
+            speech.warm_languages = list(self.declared)
 
     def transcript(self, item: UserTurn) -> tuple[str, float]:
         """The turn's text, and when it was ready (before the turn ended, when transcribed during the pause)."""
@@ -173,12 +189,15 @@ class Responder:
         if reply.cancel.is_set() or stop.is_set():
             self.emit(ev.Dropped("interrupted before the reply began"))
             return  # nothing was answered: nothing to remember
-        self.emit(ev.UserText(text, item.source))
+        language = self.language_of(item, text)
+        self.emit(ev.UserText(text, item.source, language))
         if not self.answers:
             return
         self.set_state("thinking")
+        self._ask_in(language)
+        reply.voice = self._voice(language)
         self.speech.replies.put(reply)
-        chunker = sentences.Chunker(self.cfg.tts.first_chunk_words)
+        chunker = sentences.Chunker(self.cfg.tts.first_chunk_words, language=language)
 
         def on_delta(delta: str) -> None:
             self.emit(ev.ReplyDelta(delta))
@@ -245,6 +264,39 @@ class Responder:
         if latency is not None:
             self.conversation.totals.latencies.append(latency)
         self.conversation.record(text, heard, usage, interrupted=interrupted, latency=timing.to_dict(), tools=result.tools)
+
+    def language_of(self, item: UserTurn, text: str) -> str | None:
+        """The turn's language: the one its speech was identified in, else the only one declared, else a guess
+        from its words among those declared, else the last turn's (None: not known)."""
+        found = languages.base(item.language)
+        if found is None and len(self.declared) == 1:
+            found = self.declared[0]
+        elif found is None and self.declared:
+            found = languages.detect(text, self.declared) or self.last_language
+        self.last_language = found or self.last_language
+        return found
+
+    def _ask_in(self, language: str | None) -> None:
+        """Ask for the reply in the turn's language: a line after the system prompt (after it, so a local
+        model's cache of the prompt stays valid). An English-only session's prompt is left as it is."""
+        line = None
+        if language is not None and (languages.base(language) != "en" or self.declared not in ([], ["en"])):
+            line = languages.prompt_line(language, self.cfg.llm.language_prompts)
+        memory = self.conversation.memory
+        memory.system_prompt = f"{self.system_prompt}\n\n{line}".strip() if line else self.system_prompt
+
+    def _voice(self, language: str | None) -> TextToSpeech | None:
+        """The voice of the turn's language; a language without its own voice is said once, as a notice."""
+        voices = self.speech.voices
+        if voices is None or language is None or not self.sink.speaks:
+            return None
+        choice = voices.choose(language)
+        if choice is None:
+            return None
+        if choice.notice and choice.notice not in self._noticed:
+            self._noticed.add(choice.notice)
+            self.emit(ev.Notice(choice.notice))
+        return choice.engine
 
     def _first_audio_first(self, reply: SpokenReply, stop: threading.Event) -> None:
         """Hold the model (a local one shares the CPU with synthesis) until the first chunk sounds.
