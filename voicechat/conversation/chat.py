@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING
 
 from voicechat.conversation.history import History, Turn, UnavailableHistory
 from voicechat.conversation.memory import Memory
+from voicechat.conversation.tool_attempts import Attempts, poor_tools_notice
 from voicechat.engines.base import Message, TextDelta, ToolCall, Usage
 from voicechat.errors import StreamCut, VoicechatError
 
 if TYPE_CHECKING:
     from voicechat.config import Config
-    from voicechat.engines.base import ChatModel, ChatStream, SpeechToText, TextToSpeech
+    from voicechat.engines.base import ChatModel, ChatStream, SpeechToText, TextToSpeech, ToolSpec
     from voicechat.tools.base import ToolEvent, ToolResult
     from voicechat.tools.box import ToolBox
 
@@ -79,6 +80,8 @@ class Conversation:
         self.log = log and history is not None
         self.session_id: int | None = None
         self.on_recorded: Callable[[int | None], None] | None = None  # after each turn is committed (a server tells its client the id)
+        self.on_notice: Callable[[str], None] | None = None  # what the front end shows as a notice (once-per-session advice)
+        self._told_poor_tools = False
         self.totals = Totals()
         self._clear_pending = False
         from voicechat.conversation.turnlog import TurnLog  # a failing history never costs the conversation
@@ -134,15 +137,17 @@ class Conversation:
         messages = self.memory.messages_for(user_text)
         force = self.config.tools.force if self.tools is not None else None
         refused_rounds = 0  # rounds in which the model called tools it was not offered
+        attempts = Attempts()  # the calls that failed this turn (see tool_attempts)
         while True:
             calls: list[ToolCall] = []
             round_start = len(parts)
-            offer = self.tools is not None and len(reply.tools) < self.config.tools.max_calls
-            stream = (
-                self.llm.stream(messages, tools=self.tools.specs(), tool_choice=force)
-                if offer and self.tools is not None
-                else self.llm.stream(messages)
-            )
+            offer = self.tools is not None and len(reply.tools) < self.config.tools.max_calls and not attempts.give_up
+            specs = self.tools.specs() if offer and self.tools is not None else []
+            if attempts.give_up:  # answered without tools, and without the calls that failed (they confuse a small model)
+                messages = _without_failed_calls(messages)
+            sent, specs = self._fit(messages, specs)
+            offer = bool(specs)
+            stream = self.llm.stream(sent, tools=specs, tool_choice=force) if offer else self.llm.stream(sent)
             try:
                 for event in stream:
                     if cancelled():
@@ -184,7 +189,14 @@ class Conversation:
                         reply.failed = not reply.tools
                     break
             messages = messages + [Message("assistant", "".join(parts[round_start:]).strip(), tool_calls=tuple(calls))]
-            messages += self._run_tools(calls, reply, on_tool, cancelled) if offer else self._refuse(calls, on_tool)
+            ran = len(reply.tools)
+            messages += self._run_tools(calls, reply, on_tool, cancelled, attempts) if offer else self._refuse(calls, on_tool)
+            if offer:
+                attempts.round_done(calls, reply.tools[ran:])
+                if attempts.give_up and attempts.model_fault and not self._told_poor_tools:
+                    self._told_poor_tools = True  # once per session
+                    if self.on_notice is not None:
+                        self.on_notice(poor_tools_notice(self.llm.model_name or self.config.llm.engine))
             force = None
             if cancelled():
                 reply.interrupted = True
@@ -195,11 +207,36 @@ class Conversation:
         reply.text = "".join(parts).strip()
         return reply
 
+    def _fit(self, messages: list[Message], specs: list[ToolSpec]) -> tuple[list[Message], list[ToolSpec]]:
+        """The round's messages and tools cut to the model's context where voicechat knows its size (a local
+        model's llm.context_size), with room for the answer or a call (see tool_budget)."""
+        if self.llm.name != "llama-cpp" or (not specs and not any(m.role == "tool" for m in messages)):
+            return messages, specs
+        from voicechat.conversation import tool_budget
+        from voicechat.engines.llama_tools import ARGUMENT_TOKENS
+
+        answer = max(self.config.llm.max_tokens, ARGUMENT_TOKENS + 32) if specs else self.config.llm.max_tokens
+        fitted = tool_budget.fit(
+            messages,
+            specs,
+            count=self.llm.count_tokens,
+            describe=tool_budget.describe_for(self.llm.name),
+            window=self.config.llm.context_size,
+            answer=answer,
+        )
+        return fitted.messages, fitted.tools
+
     def _run_tools(
-        self, calls: list[ToolCall], reply: Reply, on_tool: Callable[[ToolEvent], None] | None, cancelled: Callable[[], bool]
+        self,
+        calls: list[ToolCall],
+        reply: Reply,
+        on_tool: Callable[[ToolEvent], None] | None,
+        cancelled: Callable[[], bool],
+        attempts: Attempts | None = None,
     ) -> list[Message]:
-        """Run the model's calls in order; every call gets a result message (an error one when refused)."""
-        from voicechat.tools.base import ToolEvent
+        """Run the model's calls in order; every call gets a result message (an error one when refused).
+        A call that already failed this turn with the same arguments is not run again: it gets that error."""
+        from voicechat.tools.base import ToolEvent, ToolResult
         from voicechat.tools.box import clean
 
         if self.tools is None:  # never offered: see _refuse
@@ -211,12 +248,17 @@ class Conversation:
                 out.append(Message("tool", "not run: the turn ended or too many tool calls", tool_call_id=call.id, name=call.name))
                 continue
             tell(ToolEvent("call", clean(call.name)[:64], clean(call.arguments[:500])))
-            result = self.tools.run(
-                call,
-                on_slow=functools.partial(tell, ToolEvent("slow", clean(call.name)[:64])),
-                slow_after=self.config.tools.filler_after_s,
-                cancelled=cancelled,
-            )
+            earlier = attempts.earlier_error(call) if attempts is not None else None
+            if earlier is not None:
+                text = f"not run again: this call failed already ({earlier}); call it differently, or answer in words"
+                result = ToolResult(clean(call.name)[:64] or "?", clean(call.arguments[:500]), text, error=True, refused=True)
+            else:
+                result = self.tools.run(
+                    call,
+                    on_slow=functools.partial(tell, ToolEvent("slow", clean(call.name)[:64])),
+                    slow_after=self.config.tools.filler_after_s,
+                    cancelled=cancelled,
+                )
             reply.tools.append(result)
             tell(ToolEvent("result", result.name, result.arguments[:500], result))
             text = f"error: {result.text}" if result.error else result.text
@@ -316,6 +358,21 @@ class Conversation:
         """Forget the conversation (the history keeps it, marked, so a resume starts after it)."""
         self.memory.clear()
         self._clear_pending = True
+
+
+def _without_failed_calls(messages: list[Message]) -> list[Message]:
+    """The messages without the tool calls whose results were all errors (and without those results)."""
+    failed = {m.tool_call_id for m in messages if m.role == "tool" and m.content.startswith("error: ")}
+    out = []
+    for m in messages:
+        if m.role == "tool" and m.tool_call_id in failed:
+            continue
+        if m.role == "assistant" and m.tool_calls and all(c.id in failed for c in m.tool_calls):
+            if m.content:
+                out.append(Message("assistant", m.content))
+            continue
+        out.append(m)
+    return out
 
 
 def _add_usage(total: Usage | None, more: Usage) -> Usage:

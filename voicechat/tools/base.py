@@ -39,6 +39,7 @@ class ToolResult:
     error: bool = False
     seconds: float = 0.0
     source: str = ""
+    refused: bool = False  # (with error) the call itself was wrong: no such tool, arguments that do not fit, input refused
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -73,6 +73,7 @@ class VoiceSession:
         self.cfg = config
         self.ptt_key = ptt_key  # the front end has a push-to-talk key
         self.conversation = conversation
+        conversation.on_notice = lambda message: self.emit(ev.Notice(message))  # (advice the conversation gives once)
         self.source = source
         self.sink: Sink = sink if sink is not None and tts is not None else TextSink()
         self.state = ""
