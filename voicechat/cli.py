@@ -18,6 +18,7 @@ from voicechat.commands import (
     doctor_cmd,
     engines_cmd,
     history_cmd,
+    models_cmd,
     say_cmd,
     serve_cmd,
     talk_cmd,
@@ -64,6 +65,7 @@ app.command("engines", help=engines_cmd.HELP)(engines_cmd.engines)
 app.command("doctor", help=doctor_cmd.HELP)(doctor_cmd.doctor)
 app.add_typer(history_cmd.app, name="history")
 app.add_typer(config_cmd.app, name="config")
+app.add_typer(models_cmd.app, name="models")
 
 
 def main() -> None:

@@ -209,6 +209,12 @@ class ToolsConfig:
 
 
 @dataclass
+class ModelsConfig:
+    dir: str | None = None  # where `voicechat models pull/import` installs models; None: <platform data dir>/voicechat/models
+    auto_pull: bool = False  # a catalogue name that is not installed is downloaded when first used (else: an error naming the pull command)
+
+
+@dataclass
 class Config:
     stt: STTConfig = field(default_factory=STTConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
@@ -222,6 +228,7 @@ class Config:
     history: HistoryConfig = field(default_factory=HistoryConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     tools: ToolsConfig = field(default_factory=ToolsConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
     # USD per million tokens, added to / overriding the built-in table:
     # prices: {my-model: {input: 0.5, output: 1.5}}
     prices: dict = field(default_factory=dict)

@@ -210,6 +210,9 @@ def create(kind: str, config: Config, name: str | None = None, *, concurrent: bo
 
     section = getattr(config, kind)  # (the config section named kind)
     spec = get(kind, name or section.engine)
+    from voicechat.catalogue.resolve import resolve_engine
+
+    config = resolve_engine(kind, spec.name, config)  # catalogue names (--llm-model qwen2.5-1.5b-instruct) become installed paths
     engine = spec.create(config, concurrent=concurrent)
     base = {"stt": SpeechToText, "llm": ChatModel, "tts": TextToSpeech}[kind]
     if not isinstance(engine, base):
