@@ -54,6 +54,10 @@ def _engine(cfg: Config, kind: str) -> Line:
         return Line("engines", label, FAIL, f"{spec.name}: not installed", spec.install or "install the engine's package", needed=True)
     if spec.name in REMOTE:
         return Line("engines", label, OK, f"{spec.name}: a server's model ({_remote_model(cfg, kind)}); see the remote lines")
+    try:
+        cfg = _catalogue_paths(cfg, kind, spec.name)
+    except VoicechatError as e:  # a catalogue name that is not installed: the message names the pull command
+        return Line("engines", label, FAIL, f"{spec.name}: {e}", "", needed=True)
     finder = {("stt", "faster-whisper"): _whisper, ("llm", "llama-cpp"): _gguf, ("tts", "piper"): _piper, ("tts", "espeak"): _espeak}.get(
         (kind, spec.name)
     )
@@ -63,6 +67,21 @@ def _engine(cfg: Config, kind: str) -> Line:
         return finder(cfg, label)
     except VoicechatError as e:
         return Line("engines", label, FAIL, f"{spec.name}: {e}", "", needed=True)
+
+
+def _catalogue_paths(cfg: Config, kind: str, engine: str) -> Config:
+    """cfg with a catalogue model name (llm.model: qwen2.5-1.5b-instruct) turned into its installed path, as
+    the engine would see it; never downloading, whatever models.auto_pull says."""
+    import dataclasses
+
+    try:
+        from voicechat.catalogue.resolve import resolve_engine
+    except ImportError:  # (a build without the catalogue: paths only)
+        return cfg
+    models = getattr(cfg, "models", None)
+    if models is not None and getattr(models, "auto_pull", False):
+        cfg = dataclasses.replace(cfg, models=dataclasses.replace(models, auto_pull=False))
+    return resolve_engine(kind, engine, cfg)
 
 
 def _remote_model(cfg: Config, kind: str) -> str:
