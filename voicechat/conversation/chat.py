@@ -198,6 +198,8 @@ class Conversation:
                     if self.on_notice is not None:
                         self.on_notice(poor_tools_notice(self.llm.model_name or self.config.llm.engine))
             force = None
+            if any(r.handed_off for r in reply.tools):  # a call the client runs (a realtime session): its result is a later turn
+                break
             if cancelled():
                 reply.interrupted = True
                 break

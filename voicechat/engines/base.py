@@ -124,6 +124,8 @@ class SamplingOptions:
 ALL_OPTIONS = frozenset(SamplingOptions.NAMES)
 
 
+REQUIRED = "required"  # tool_choice: the model must call one of the tools offered (which one is its choice)
+
 # What a chat model streams; a generator, so that closing it cancels the reply.
 ChatStream = Generator[TextDelta | ToolCall | Usage, None, None]
 
@@ -217,7 +219,7 @@ class ChatModel(Engine):
         """Yield TextDelta as the reply is written, then a Usage. Closing the generator cancels.
 
         Engines with ``supports_tools`` honour ``tools`` (the tools the model may call) and ``tool_choice``
-        (None: the model decides; a tool's name: the model must call it) and yield a ToolCall for each
+        (None: the model decides; a tool's name: the model must call it; REQUIRED: it must call one of them) and yield a ToolCall for each
         call the model makes (before the Usage); the caller runs the tools and asks again. Callers offer
         tools only to engines with ``supports_tools``.
 

@@ -71,6 +71,22 @@ def template_messages(messages: Sequence[Message], tools: Sequence[ToolSpec], to
     return [chat_message(role, content) for role, content in _plain(messages, tools, tool_role)]
 
 
+def without_tools(messages: Sequence[Message]) -> list[ChatCompletionRequestMessage]:
+    """A conversation for a reply offered no tools (tool_choice none, or tools.max_calls reached): each earlier
+    result as the user's message "NAME returned: ..." (a small model answers from it there; as a tool message it
+    ignores it, and after a call written in the tool format it repeats the format), the calls themselves left out."""
+    out = []
+    for m in messages:
+        if m.role == "assistant" and m.tool_calls:
+            if m.content:
+                out.append(chat_message("assistant", m.content))
+        elif m.role == "tool":
+            out.append(chat_message("user", f"{m.name} returned: {m.content}"))
+        else:
+            out.append(chat_message(m.role, m.content))
+    return out
+
+
 def _plain(messages: Sequence[Message], tools: Sequence[ToolSpec], tool_role: str) -> list[tuple[str, str]]:
     out: list[dict[str, str]] = []
     described = False
@@ -112,9 +128,10 @@ CHATML = (
 )
 
 
-def head_grammar(tools: Sequence[ToolSpec]) -> str:
-    """GBNF: the first line of an answer, one of the heads (tool names are [A-Za-z0-9_-] only)."""
-    heads = [json.dumps(ANSWER)] + [json.dumps(f"{CALL}{t.name}:") for t in tools]
+def head_grammar(tools: Sequence[ToolSpec], answer: bool = True) -> str:
+    """GBNF: the first line of an answer, one of the heads (tool names are [A-Za-z0-9_-] only); ``answer``
+    False: a call only (tool_choice "required")."""
+    heads = ([json.dumps(ANSWER)] if answer else []) + [json.dumps(f"{CALL}{t.name}:") for t in tools]
     return "root ::= " + " | ".join(heads) + "\n"
 
 

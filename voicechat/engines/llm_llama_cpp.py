@@ -7,7 +7,18 @@ import threading
 from collections.abc import Generator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from voicechat.engines.base import ALL_OPTIONS, ChatModel, ChatStream, Message, SamplingOptions, TextDelta, ToolCall, ToolSpec, Usage
+from voicechat.engines.base import (
+    ALL_OPTIONS,
+    REQUIRED,
+    ChatModel,
+    ChatStream,
+    Message,
+    SamplingOptions,
+    TextDelta,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
 from voicechat.errors import VoicechatError
 
 if TYPE_CHECKING:
@@ -148,10 +159,11 @@ class LlamaCpp(ChatModel):
         generated = 0
         finish: str | None = None
         try:
-            if tool_choice:
+            if tool_choice and tool_choice != REQUIRED:
                 head = f"{llama_tools.CALL}{tool_choice}:"
             else:
-                grammar = llama_grammar.LlamaGrammar.from_string(llama_tools.head_grammar(tools), verbose=False)
+                heads = llama_tools.head_grammar(tools, answer=tool_choice != REQUIRED)
+                grammar = llama_grammar.LlamaGrammar.from_string(heads, verbose=False)
                 first = self._complete(prompt=prompt, max_tokens=32, temperature=0.0, grammar=grammar)
                 head = first["choices"][0]["text"].strip()
                 generated += first["usage"]["completion_tokens"]
@@ -191,9 +203,9 @@ class LlamaCpp(ChatModel):
         yield Usage(prompt_tokens=len(prompt), completion_tokens=generated, estimated=True, finish_reason=finish)
 
     def _stream(self, messages: Sequence[Message], sampling: dict[str, Any] | None = None) -> ChatStream:
-        from voicechat.engines.llama_tools import chat_message
+        from voicechat.engines.llama_tools import without_tools
 
-        msgs = [chat_message(m.role, m.content) for m in messages]
+        msgs = without_tools(messages)
         sampling = sampling or self._sampling(None)
         try:
             chunks = self.llm.create_chat_completion(messages=msgs, stream=True, **sampling)

@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from voicechat.engines.base import ALL_OPTIONS, ChatModel, ChatStream, Message, SamplingOptions, TextDelta, ToolSpec, Usage
+from voicechat.engines.base import ALL_OPTIONS, REQUIRED, ChatModel, ChatStream, Message, SamplingOptions, TextDelta, ToolSpec, Usage
 from voicechat.engines.openai_client import ToolCallAssembler, make_client, to_openai_messages, translate
 from voicechat.errors import StreamCut
 
@@ -59,7 +59,8 @@ class OpenAIChat(ChatModel):
             kwargs["seed"] = o.seed
         if tools:
             kwargs["tools"] = [t.to_openai() for t in tools]
-            kwargs["tool_choice"] = {"type": "function", "function": {"name": tool_choice}} if tool_choice else "auto"
+            named = {"type": "function", "function": {"name": tool_choice}}
+            kwargs["tool_choice"] = "auto" if not tool_choice else "required" if tool_choice == REQUIRED else named
         what = f"chat with '{self.model}'"
         try:
             try:

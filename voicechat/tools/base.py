@@ -40,6 +40,7 @@ class ToolResult:
     seconds: float = 0.0
     source: str = ""
     refused: bool = False  # (with error) the call itself was wrong: no such tool, arguments that do not fit, input refused
+    handed_off: bool = False  # run by the caller's client, not here: the turn ends at this call; its result comes later
 
     def to_dict(self) -> dict[str, Any]:
         return {
