@@ -103,6 +103,23 @@ def test_prompt_lines_default_per_language_and_the_config_overrides_them():
 
 
 @pytest.mark.fast
+def test_the_language_line_goes_after_the_system_prompt_and_english_only_sessions_keep_theirs():
+    assert languages.with_prompt_line("Be brief.", "de", ["en", "de"]) == "Be brief.\n\nAntworte immer auf Deutsch."
+    assert languages.with_prompt_line("Be brief.", "en", ["en", "de"]) == "Be brief.\n\nAlways answer in English."
+    assert languages.with_prompt_line("Be brief.", "en", []) == "Be brief."
+    assert languages.with_prompt_line("Be brief.", None, ["en", "de"]) == "Be brief."
+    assert languages.with_prompt_line("Be brief.", "fr", [], {"fr": "Parle français."}) == "Be brief.\n\nParle français."
+
+
+@pytest.mark.fast
+def test_a_typed_turns_language():
+    assert languages.turn_language("Wie geht es dir?", ["en", "de"]) == "de"
+    assert languages.turn_language("Okay!", ["en", "de"], last="de") == "de"  # no evidence: the last turn's
+    assert languages.turn_language("Whatever it says", ["fr"]) == "fr"  # one declared: that one
+    assert languages.turn_language("Wie geht es dir?", []) is None  # none declared: nothing to choose among
+
+
+@pytest.mark.fast
 @pytest.mark.parametrize(
     "text, expected",
     [

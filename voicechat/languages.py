@@ -244,6 +244,28 @@ def prompt_line(code: str | None, overrides: Mapping[str, str] | None = None) ->
     return f"Always answer in {NAMES[b]}." if b in NAMES else f"Always answer in the language whose ISO 639-1 code is '{b}'."
 
 
+def with_prompt_line(system_prompt: str, language: str | None, declared: list[str], overrides: Mapping[str, str] | None = None) -> str:
+    """The system prompt for a turn in ``language``: its line after the prompt (after it, so a local model's
+    cache of the prompt stays valid). An English turn of a session that declared no other language keeps
+    the prompt as it is."""
+    code = base(language)
+    if code is None or (code == "en" and all(base(d) == "en" for d in declared)):
+        return system_prompt
+    line = prompt_line(code, overrides)
+    return f"{system_prompt}\n\n{line}".strip() if line else system_prompt
+
+
+def turn_language(text: str, declared: list[str], last: str | None = None) -> str | None:
+    """A typed turn's language: the only one declared, else a guess from its words among those declared, else
+    the last turn's; None when no language is declared (nothing to choose among)."""
+    codes = [c for c in dict.fromkeys(base(d) for d in declared) if c]
+    if len(codes) == 1:
+        return codes[0]
+    if not codes:
+        return None
+    return detect(text, codes) or last
+
+
 def words(text: str) -> list[str]:
     """The words of a text, lower case (elisions such as "qu'il" split at the apostrophe; "prends-le" stays whole)."""
     out = []

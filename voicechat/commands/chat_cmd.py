@@ -64,7 +64,15 @@ def chat(
             help="One JSON event per line on stdout, as `talk --json` (user, reply_delta, tool_call, tool_result, reply, turn_stats, error).",
         ),
     ] = False,
+    languages: Annotated[
+        str | None,
+        typer.Option(
+            "--languages",
+            help="The languages you write in, e.g. en,de,fr (listen.languages): each message is answered in the one its words are in.",
+        ),
+    ] = None,
 ) -> None:
+    from voicechat import languages as langs
     from voicechat.console import debug_traceback, err_console, fail, load_config, out_console
     from voicechat.conversation import slash
     from voicechat.conversation.chat import Conversation, engines_info, open_tools, summary_line
@@ -73,7 +81,9 @@ def chat(
     from voicechat.tools.base import call_line, result_line
     from voicechat.voice import events as ev
 
-    cfg = load_config({"llm.engine": llm, "llm.model": model, "llm.system_prompt": system, "tools.enabled": tools})
+    cfg = load_config(
+        {"llm.engine": llm, "llm.model": model, "llm.system_prompt": system, "tools.enabled": tools, "listen.languages": languages}
+    )
     history, resume, log = open_for_session(cfg, no_log=no_log, resume=resume, cont=cont, kind="chat")
     engine = registry.create("llm", cfg)
     interactive = sys.stdin.isatty() and not json_out
@@ -97,6 +107,8 @@ def chat(
     )
     session.on_notice = (lambda message: emit(ev.Notice(message))) if emit is not None else _note
     target = _Commands(session)
+    declared = list(cfg.listen.languages)
+    system_prompt, language = session.memory.system_prompt, None  # each message's language line goes after the prompt
     if interactive:
         note = f" · resumed session {resume} ({session.resumed_turns} turns)" if resume else ""
         err.print(f"[dim]{engine.model_name} · {' '.join(slash.names(target))} · Ctrl-D to end{note}[/]")
@@ -126,10 +138,12 @@ def chat(
                 err.print(outcome.message, markup=False)
                 continue
             started = time.perf_counter()
+            language = langs.turn_language(text, declared, language)
+            session.memory.system_prompt = langs.with_prompt_line(system_prompt, language, declared, cfg.llm.language_prompts)
             if interactive:
                 out.print("[bold magenta]assistant ›[/] ", end="")
             if emit is not None:
-                emit(ev.UserText(text, "typed"))
+                emit(ev.UserText(text, "typed", language))
             pieces = 0
             prefix_open = interactive  # "assistant ›" is on the line, waiting for the reply
 

@@ -266,24 +266,16 @@ class Responder:
         self.conversation.record(text, heard, usage, interrupted=interrupted, latency=timing.to_dict(), tools=result.tools)
 
     def language_of(self, item: UserTurn, text: str) -> str | None:
-        """The turn's language: the one its speech was identified in, else the only one declared, else a guess
-        from its words among those declared, else the last turn's (None: not known)."""
-        found = languages.base(item.language)
-        if found is None and len(self.declared) == 1:
-            found = self.declared[0]
-        elif found is None and self.declared:
-            found = languages.detect(text, self.declared) or self.last_language
+        """The turn's language: the one its speech was identified in, else (typed, or not identified) the only
+        one declared or a guess from its words among those declared, else the last turn's (None: not known)."""
+        found = languages.base(item.language) or languages.turn_language(text, self.declared, self.last_language)
         self.last_language = found or self.last_language
         return found
 
     def _ask_in(self, language: str | None) -> None:
-        """Ask for the reply in the turn's language: a line after the system prompt (after it, so a local
-        model's cache of the prompt stays valid). An English-only session's prompt is left as it is."""
-        line = None
-        if language is not None and (languages.base(language) != "en" or self.declared not in ([], ["en"])):
-            line = languages.prompt_line(language, self.cfg.llm.language_prompts)
+        """Ask for the reply in the turn's language (a line after the system prompt)."""
         memory = self.conversation.memory
-        memory.system_prompt = f"{self.system_prompt}\n\n{line}".strip() if line else self.system_prompt
+        memory.system_prompt = languages.with_prompt_line(self.system_prompt, language, self.declared, self.cfg.llm.language_prompts)
 
     def _voice(self, language: str | None) -> TextToSpeech | None:
         """The voice of the turn's language; a language without its own voice is said once, as a notice."""
