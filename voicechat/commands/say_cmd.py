@@ -17,6 +17,8 @@ from voicechat.console import handle_errors
 if TYPE_CHECKING:
     from voicechat.audio import Speaker
     from voicechat.audiofile import AudioFileWriter
+    from voicechat.config import Config
+    from voicechat.engines.base import TextToSpeech
 
 HELP = "Speak text aloud (argument, - or piped stdin); playback starts with the first sentence. -o writes a file."
 
@@ -60,6 +62,14 @@ def say(
     output_device: Annotated[
         str | None, typer.Option("--output-device", "-d", help="Index or name part (see `voicechat devices`).")
     ] = None,
+    language: Annotated[
+        str | None,
+        typer.Option(
+            "--language",
+            "-l",
+            help="The text's language (de, fr, ...): its voice (tts.voices, else espeak-ng's) and its sentence rules.",
+        ),
+    ] = None,
     list_voices: Annotated[bool, typer.Option("--list-voices", help="List the engine's voices and exit.")] = False,
     stats: Annotated[bool, typer.Option("--stats", help="Print time to first audio and real-time factor on stderr.")] = False,
 ) -> None:
@@ -69,6 +79,8 @@ def say(
     from voicechat.errors import VoicechatError
 
     catch_sigterm()  # -o: a SIGTERM removes the partial file and says so, as Ctrl-C does
+    if language is not None:
+        language = _language_code(language)
     cfg = load_config({"tts.engine": engine, "tts.voice": voice, "tts.speed": speed, "audio.output_device": output_device})
     registry.get("tts", cfg.tts.engine)  # unknown engine: fail before reading anything
     if list_voices:
@@ -110,10 +122,12 @@ def say(
     warm.start()
     try:
         tts = registry.create("tts", cfg)
+        if language is not None and voice is None:  # (a voice given by name is the one wanted, whatever the language)
+            tts = _voice_for(cfg, tts, language)
     finally:
         warm.join()  # PortAudio's start-up mutes stderr for a moment: print nothing before it ends
     loaded = time.perf_counter()
-    pieces = sentences.chunks(itertools.chain(head, source), cfg.tts.first_chunk_words)
+    pieces = sentences.chunks(itertools.chain(head, source), cfg.tts.first_chunk_words, language=language)
     first = next(pieces, None)
     if first is None:
         raise VoicechatError("nothing speakable in the text (no words or numbers); give some words")
@@ -158,6 +172,33 @@ def say(
             f"engine load {loaded - started:.2f} s, first audio {first_audio:.3f} s after load, {spoken:.1f} s of speech, total {total:.2f} s",
             err=True,
         )
+
+
+def _language_code(value: str) -> str:
+    """--language as a base ISO 639 code ("de", "pt-BR" -> "pt"), or a one-line error."""
+    import re
+
+    from voicechat.errors import VoicechatError
+    from voicechat.languages import base
+
+    if not re.fullmatch(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})?", value.strip()):
+        raise VoicechatError(f"--language {value[:20]!r} is not a language code; give one such as de, fr or pt-BR")
+    return base(value) or "en"
+
+
+def _voice_for(cfg: Config, tts: TextToSpeech, language: str) -> TextToSpeech:
+    """The voice for ``language`` (tts.voices, the configured voice when it speaks it, else espeak-ng's); a
+    language without one is spoken by the configured voice, with a warning."""
+    from voicechat.voice.language_voices import LanguageVoices
+
+    choice = LanguageVoices(cfg, tts).choose(language)
+    if choice is None:
+        return tts
+    if choice.notice:
+        sys.stderr.write(f"voicechat: warning: {choice.notice}\n")
+    if choice.engine is not tts:
+        tts.close()  # (the configured voice is not used)
+    return choice.engine
 
 
 def _write_error(output: Path, e: Exception) -> Exception:
