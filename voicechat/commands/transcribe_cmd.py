@@ -23,8 +23,20 @@ def transcribe(
         Path | None, typer.Option("--output-dir", "-o", help="Write one file per input and format here (atomically).")
     ] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="txt, srt, vtt, json, tsv, all, or a comma list.")] = "txt",
-    language: Annotated[str | None, typer.Option("--language", "-l", help="Language code; default: detect.")] = None,
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Model name or local directory; default: bundled tiny.en.")] = None,
+    language: Annotated[
+        str | None,
+        typer.Option(
+            "--language",
+            "-l",
+            help="Language code (de), or auto: each file's language is detected (multilingual model); default: the model's.",
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", "-m", help="Model name or local directory; default: bundled tiny.en (multilingual base for other languages)."
+        ),
+    ] = None,
     engine: Annotated[str | None, typer.Option("--engine", "-e", help="Speech-to-text engine (see `voicechat engines`).")] = None,
     word_timestamps: Annotated[bool, typer.Option("--word-timestamps", help="Word-level times in json output.")] = False,
     vad: Annotated[bool | None, typer.Option("--vad/--no-vad", help="Skip silence with Silero VAD (default on).")] = None,
@@ -58,6 +70,11 @@ def transcribe(
     from voicechat.transcription.subtitles import SubtitleOptions
 
     fmts = formats.parse_formats(fmt)
+    if language is not None and language.strip().lower() != "auto":
+        from voicechat.stt_languages import normalize
+
+        codes = normalize([language], source="--language")
+        language = codes[0] if codes else None
     subs = SubtitleOptions(max_line_width, max_line_count, max_words_per_line, highlight_words)
     if max_line_count is not None and not (max_line_width or max_words_per_line):
         raise VoicechatError("--max-line-count needs --max-line-width or --max-words-per-line")
@@ -170,8 +187,12 @@ def _one(
     duration = done.get("duration", 0.0)
     elapsed = time.perf_counter() - started
     meta = {"source": name, "language": stt.info.language, "duration": duration, "model": stt.model_name, "subtitles": subs}
+    detected = (cfg.stt.language or "").strip().lower() == "auto" and segments and stt.info.language
     if output_dir is None:
         from voicechat.outputs import emit
+
+        if detected:
+            err.print(f"{name}: language {stt.info.language}", markup=False)
 
         emit((f"==> {name} <==\n" if count > 1 else "") + "".join(formats.WRITERS[f](segments, **meta) for f in fmts))
         if not segments:
@@ -183,5 +204,5 @@ def _one(
         target = output_dir / f"{stem}.{f}"
         write_text_atomic(target, formats.WRITERS[f](segments, **meta))
         written.append(str(target))
-    note = "" if segments else " (no speech found)"
+    note = (f" (language {stt.info.language})" if detected else "") if segments else " (no speech found)"
     err.print(f"{name}: {duration:.1f} s of audio in {elapsed:.1f} s → {', '.join(written)}{note}", markup=False)

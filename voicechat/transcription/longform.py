@@ -78,8 +78,13 @@ def transcribe_windows(
     prompt: str | None = None,
 ) -> Iterator[Segment]:
     """Segments of every window, with times from the start of the recording; silent windows are skipped.
-    ``word_timestamps`` and ``prompt`` count where the engine honours them (``times_words``, ``takes_prompt``)."""
+    ``word_timestamps`` and ``prompt`` count where the engine honours them (``times_words``, ``takes_prompt``).
+    With no ``language`` (or "auto"), the first window with speech finds it and the others are decoded in it,
+    so a recording has one language (``stt.info.language`` after the last window)."""
     from voicechat.engines import guard
+    from voicechat.stt_languages import fixed
+
+    language = fixed(language)
 
     last = 0.0  # word times never go back across windows either (the last word of one may overlap the next)
     for win in wins:
@@ -97,6 +102,7 @@ def transcribe_windows(
                 seg = replace(seg, words=tuple(words), end=max(seg.end, words[-1].end))
             elif seg.words:
                 last = seg.words[-1].start
+            language = language or stt.info.language  # (set once the window's first segment is decoded)
             yield seg
 
 

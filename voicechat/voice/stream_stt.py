@@ -54,6 +54,12 @@ class StreamingTranscript:
         self.transcriber.start()
 
     @property
+    def language(self) -> str | None:
+        """The stream's language: the one given, or the one identified among listen.languages (once enough
+        speech was heard; settled after finish()). None: not known (no speech, or an engine that does not say)."""
+        return self.utt.language or self.utt.guess
+
+    @property
     def seconds(self) -> float:
         return len(self.frames) * self.frame_bytes / 2 / RATE
 

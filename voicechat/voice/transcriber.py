@@ -6,6 +6,10 @@ request and drops older ones. When the turn ends at a pause whose transcript is 
 is nothing left to decode. Long utterances are committed at pauses once they pass
 ``turn.commit_after_s``: later requests decode only the audio after the commit point, with the
 committed text as the prompt, so the cost of each request stays bounded.
+
+The utterance's language: fixed (stt.language, or one declared language), or, with several declared
+(listen.languages), picked among them by the first pass with ``MIN_ID_SECONDS`` of audio and kept for
+every later pass and the final transcript; passes before that decode in their own best guess.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from voicechat import stt_languages
+from voicechat.stt_languages import MIN_ID_SECONDS, TurnText
 from voicechat.voice.endpoint import Hypothesis
 from voicechat.voice.io import RATE
 
@@ -38,6 +44,8 @@ class UtteranceText:
         self.ready_at: dict[int, float] = {}  # end sample -> perf_counter() when its transcript was ready
         self.in_flight: int | None = None  # end sample of the request being decoded
         self.closed = False  # the turn ended: no more partial transcripts
+        self.language: str | None = None  # decided: every pass from here on, and the final one, decodes in it
+        self.guess: str | None = None  # the newest pass's language while none is decided
 
     def result(self, end: int) -> Hypothesis | None:
         with self.cond:
@@ -65,8 +73,16 @@ class Transcriber:
         on_partial: Callable[[UtteranceText, str], None] | None = None,
         on_error: Callable[[BaseException], None] | None = None,
         read_text: Callable[[str], float | None] | None = None,
+        languages: list[str] | None = None,
     ) -> None:
-        self.stt, self.cfg, self.language = stt, cfg, language
+        """``languages``: those each utterance's language is picked among when ``language`` is not set
+        (None: the engine's declared ones, ``stt.declared``; [] any)."""
+        self.stt, self.cfg = stt, cfg
+        if languages is None:
+            languages = list(getattr(stt, "declared", None) or [])
+        self.language = stt_languages.fixed(language) or (languages[0] if len(languages) == 1 else None)
+        self.languages = languages
+        self.identifies = self.language is None  # each utterance's language is found from its audio
         self.turn_model = turn_model
         self.judge = turn_model is not None
         self.incremental = incremental  # transcribe at pauses (the engine can, and the config wants it)
@@ -124,16 +140,31 @@ class Transcriber:
             while utt.in_flight == end and end not in utt.results and time.monotonic() < deadline:
                 utt.cond.wait(0.05)
             hyp = utt.results.get(end)
-        if hyp is not None and hyp.text is not None:
-            return hyp.text, utt.ready_at.get(end, time.perf_counter())
-        return self._decode(utt, audio, commit=False).text or "", time.perf_counter()
+            if hyp is not None and hyp.text is not None:
+                utt.language = utt.language or utt.guess or self.language
+                return hyp.text, utt.ready_at.get(end, time.perf_counter())
+        text = self._decode(utt, audio, commit=False, final=True).text or ""
+        return text, time.perf_counter()
 
     def transcribe(self, audio: np.ndarray) -> str:
         """A whole utterance at once (engines that cannot work incrementally, push-to-talk)."""
+        return self.transcribe_turn(audio).text
+
+    def transcribe_turn(self, audio: np.ndarray) -> TurnText:
+        """A whole utterance at once, with its language (fixed, or picked among the declared ones from it)."""
         with self._engine:
-            return self.stt.transcribe_turn(
-                audio, prompt=None, beam_size=self.cfg.beam_size, silero_filter=self.cfg.silero_filter, language=self.language
+            return self._turn(audio, None, self.language)
+
+    def _turn(self, audio: np.ndarray, prompt: str | None, language: str | None) -> TurnText:
+        """One pass: in ``language`` when it is known, else in the most probable of the declared languages."""
+        if language is not None or not self.identifies:
+            text = self.stt.transcribe_turn(
+                audio, prompt=prompt, beam_size=self.cfg.beam_size, silero_filter=self.cfg.silero_filter, language=language
             )
+            return TurnText(text, language)
+        return stt_languages.transcribe_turn_in(
+            self.stt, audio, languages=self.languages, prompt=prompt, beam_size=self.cfg.beam_size, silero_filter=self.cfg.silero_filter
+        )
 
     def _judge(self, audio: np.ndarray) -> Any:
         """The audio turn model runs beside the transcription (it is small; two cores share the work)."""
@@ -168,25 +199,23 @@ class Transcriber:
                 self.on_error(e)
                 return
 
-    def _decode(self, utt: UtteranceText, audio: np.ndarray, *, commit: bool, judge: bool = False) -> Hypothesis:
+    def _decode(self, utt: UtteranceText, audio: np.ndarray, *, commit: bool, judge: bool = False, final: bool = False) -> Hypothesis:
+        """``final``: the turn's last pass, which decides its language whatever the length."""
         end = len(audio)
         with utt.cond:
             committed, start = utt.committed, utt.commit_sample
             if start > end:  # a commit from a later request: decode from the start
                 committed, start = "", 0
             utt.in_flight = end
+            language = self.language or utt.language
         text, prob, text_prob = None, None, None
+        found: str | None = None
         try:
             with self._engine:
                 judging = self._judge(audio) if judge and self.turn_model is not None else None
                 if self.incremental or not commit:
-                    text = self.stt.transcribe_turn(
-                        audio[start:],
-                        prompt=committed or None,
-                        beam_size=self.cfg.beam_size,
-                        silero_filter=self.cfg.silero_filter,
-                        language=self.language,
-                    )
+                    turn = self._turn(audio[start:], committed or None, language)
+                    text, found = turn.text, turn.language
                 prob = judging.result() if judging is not None else None
                 self.decodes += 1
             full = None if text is None else f"{committed} {text}".strip() if committed else text
@@ -196,6 +225,12 @@ class Transcriber:
             full = None if text is None else f"{committed} {text}".strip() if committed else text
             hyp = Hypothesis(full, prob, text_prob)
             with utt.cond:  # the result is there before anyone waiting on this decode wakes
+                if found is not None and utt.language is None and (final or end - start >= MIN_ID_SECONDS * RATE):
+                    utt.language = found  # enough speech: the utterance's language is decided
+                elif found is not None and utt.language is None:
+                    utt.guess = found
+                if final and utt.language is None:
+                    utt.language = utt.guess or self.language
                 if text is not None or prob is not None:
                     utt.results[end] = hyp
                     utt.ready_at[end] = time.perf_counter()
