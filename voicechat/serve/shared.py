@@ -30,6 +30,8 @@ from voicechat.engines.base import (
 if TYPE_CHECKING:
     import numpy as np
 
+    from voicechat.stt_languages import TurnText
+
 T = TypeVar("T")
 
 
@@ -44,6 +46,7 @@ class SharedSTT(SpeechToText):
         self.times_words = engine.times_words
         self.takes_prompt = engine.takes_prompt
         self.sample_rate = engine.sample_rate
+        self.declared: list[str] = list(getattr(engine, "declared", None) or [])  # listen.languages as the engine resolved them
 
     @property
     def info(self) -> Transcription:
@@ -76,6 +79,16 @@ class SharedSTT(SpeechToText):
     ) -> str:
         with self._lock:
             return self.engine.transcribe_turn(audio, prompt=prompt, beam_size=beam_size, silero_filter=silero_filter, language=language)
+
+    def transcribe_turn_in(
+        self, audio: np.ndarray, *, languages: Sequence[str], prompt: str | None = None, beam_size: int = 1, silero_filter: bool = False
+    ) -> TurnText:
+        from voicechat.stt_languages import transcribe_turn_in
+
+        with self._lock:
+            return transcribe_turn_in(
+                self.engine, audio, languages=languages, prompt=prompt, beam_size=beam_size, silero_filter=silero_filter
+            )
 
     def warm_up(self) -> None:
         with self._lock:
