@@ -32,6 +32,8 @@ ROUTES = {
     "/",
     "/v1/voice",
     "/v1/realtime",
+    "/v1/realtime/calls",
+    "/v1/realtime/client_secrets",
 }
 STATIC = {"app.js": "text/javascript", "mic-worklet.js": "text/javascript", "style.css": "text/css"}
 log = logging.getLogger("voicechat.serve")
@@ -79,7 +81,8 @@ def authorized(state: Any, headers: Mapping[str, str], extra: str | None = None)
 
 # --- middleware (pure ASGI: streamed bodies pass through untouched) -----------------------------
 
-JSON_ROUTES = {"/v1/chat/completions", "/v1/audio/speech"}
+JSON_ROUTES = {"/v1/chat/completions", "/v1/audio/speech", "/v1/realtime/client_secrets"}
+KEYED_ROUTES = "/v1/realtime/calls"  # these check the key themselves: the server's, or an ephemeral one (realtime_webrtc)
 FORM_ROUTES = {"/v1/audio/transcriptions"}
 JSON_BASE = 64 * 1024  # a JSON body's room besides its text: model, options, a client's tool list
 
@@ -151,7 +154,8 @@ class Guard:
             if method == "OPTIONS" and cors and "access-control-request-method" in headers:
                 await _preflight(send_timed, headers)  # a listed page asking first; it carries no key
                 return
-            if path not in OPEN_PATHS and not path.startswith("/static/") and not authorized(self.state, headers):
+            keyed = path.startswith(KEYED_ROUTES)
+            if path not in OPEN_PATHS and not path.startswith("/static/") and not keyed and not authorized(self.state, headers):
                 await _reply(send_timed, 401, "missing or wrong API key; send it as 'Authorization: Bearer KEY'")
                 return
             if method == "POST" and (path in JSON_ROUTES or path in FORM_ROUTES):
@@ -290,7 +294,8 @@ def create_app(state: Any, *, load: bool = True) -> FastAPI:
     from contextlib import asynccontextmanager
 
     from voicechat import __version__
-    from voicechat.serve import openai_routes, realtime, voice_ws, voices
+    from voicechat.serve import openai_routes, realtime, realtime_webrtc, voice_ws, voices
+    from voicechat.serve.client_secrets import ClientSecrets
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
@@ -315,6 +320,9 @@ def create_app(state: Any, *, load: bool = True) -> FastAPI:
     app.state.voices = voices.for_server(state)  # /v1/audio/speech: voices besides tts.voice, loaded on demand
     app.add_middleware(Guard, state=state)
     app.include_router(openai_routes.router)
+    app.include_router(realtime_webrtc.router)  # /v1/realtime/calls (WebRTC) and /v1/realtime/client_secrets
+    app.state.client_secrets = ClientSecrets()
+    app.state.calls = {}  # call id -> its live connection (hangup)
     app.add_api_websocket_route("/v1/voice", voice_ws.voice_endpoint)
     app.add_api_websocket_route("/v1/realtime", realtime.realtime_endpoint)
 
