@@ -480,6 +480,10 @@ def _apply(cfg: Config, section: str, key: str, value: Any, source: str, *, from
     _check_range(f"{section}.{key}", coerced, source)
     if key == "api_key" and isinstance(coerced, str):
         _check_key_text(f"{section}.{key}", coerced, source)
+    if f"{section}.{key}" == "listen.languages":
+        from voicechat.stt_languages import normalize
+
+        coerced = normalize(coerced, source=source)
     if f"{section}.{key}" == "tools.mcp":
         from voicechat.tools.mcp_config import servers
 
