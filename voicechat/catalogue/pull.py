@@ -146,9 +146,14 @@ def pull(entry: Entry, store: Store, *, force: bool = False, progress: Callable[
         raise _hub_error(entry, e) from None
     files = plan(entry, info)
     staged = store.staging(entry.kind, entry.name)
-    _check_room(entry, files, staged)
-    for item in files:
-        _fetch(entry, info.sha or entry.revision, item, staged, token, progress)
+    with _only_one(entry, staged):
+        _check_room(entry, files, staged)
+        for item in files:
+            _fetch(entry, info.sha or entry.revision, item, staged, token, progress)
+        return _install(entry, store, info, files, staged)
+
+
+def _install(entry: Entry, store: Store, info: Any, files: list[dict[str, Any]], staged: Path) -> Installed:
     manifest = {
         "source": "pull",
         "repo": entry.repo,
@@ -168,6 +173,23 @@ def pull(entry: Entry, store: Store, *, force: bool = False, progress: Callable[
     return store.install(staged, entry.kind, entry.name, manifest)
 
 
+@contextlib.contextmanager
+def _only_one(entry: Entry, staged: Path) -> Iterator[None]:
+    """One pull of a model at a time: a second one would append to the same partial files."""
+    import hashlib
+
+    import filelock
+
+    locks = staged.parent / ".locks"
+    locks.mkdir(exist_ok=True)
+    lock = filelock.FileLock(str(locks / hashlib.sha1(staged.name.encode()).hexdigest()[:16]), timeout=0)
+    try:
+        with lock:
+            yield
+    except filelock.Timeout:
+        raise VoicechatError(f"{entry.name}: another `voicechat models pull` is downloading it now; wait for it to finish") from None
+
+
 def _check_room(entry: Entry, files: list[dict[str, Any]], staged: Path) -> None:
     from voicechat.catalogue.store import free_bytes
 
@@ -180,6 +202,8 @@ def _check_room(entry: Entry, files: list[dict[str, Any]], staged: Path) -> None
         need += item["size"] - (part.stat().st_size if part.is_file() else 0)
     free = free_bytes(staged)
     if need + MARGIN > free:
+        with contextlib.suppress(OSError):
+            staged.rmdir()  # only when empty: a partial download stays to be resumed
         raise VoicechatError(
             f"{entry.name} needs {human(need)} more on the disk holding {staged.parent.parent} and only {human(free)} is free; "
             "free some space, or set models.dir to a folder on a larger disk"

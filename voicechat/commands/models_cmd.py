@@ -204,6 +204,11 @@ def pull(
     store = _store()
     done = []
     for entry in chosen:
+        if entry.bundled:  # nothing to download: say so, and go on with the others
+            done.append({"name": entry.name, "kind": entry.kind, "path": None, "size": entry.size_mb * 10**6, "status": "bundled"})
+            if not json_out:
+                typer.echo(f"{entry.name}: bundled with voicechat (package {entry.bundled}); nothing to pull")
+            continue
         before = store.get(entry.name, entry.kind)
         with progress.bar() as report:
             item = do_pull(entry, store, force=force, progress=report)
@@ -261,10 +266,11 @@ def export(
 def rm(name: str = typer.Argument(..., help="An installed model."), json_out: bool = JSON) -> None:
     """Delete an installed model."""
     from voicechat.catalogue import entries
+    from voicechat.errors import VoicechatError
 
     entry = entries.find(name) if not name.startswith("hf:") else None
     if entry is not None and entry.bundled:
-        raise typer.BadParameter(f"{name} is bundled with the package {entry.bundled}; remove it with pip, not here")
+        raise VoicechatError(f"{name} is bundled with the package {entry.bundled}; remove it with pip, not here")
     gone = _store().remove(name)
     if json_out:
         typer.echo(json.dumps({"removed": gone.name, "bytes": gone.size}))
