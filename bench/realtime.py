@@ -122,11 +122,13 @@ async def realtime_turn(url: str, take: Take, timeout: float) -> Turn:
     return result(marks, error)
 
 
-async def voice_turn(url: str, take: Take, timeout: float) -> Turn:
+async def voice_turn(url: str, take: Take, timeout: float, query: str = "") -> Turn:
     from websockets.asyncio.client import connect
 
     marks: dict[str, float] = {}
-    async with connect(url.replace("http", "ws") + "/v1/voice", subprotocols=["voicechat"], max_size=1 << 24) as ws:
+    async with connect(
+        url.replace("http", "ws") + "/v1/voice" + (f"?{query}" if query else ""), subprotocols=["voicechat"], max_size=1 << 24
+    ) as ws:
         first = json.loads(await ws.recv())
         if first.get("type") != "session":
             return Turn(None, None, f"refused: {first}")
@@ -161,9 +163,12 @@ async def voice_turn(url: str, take: Take, timeout: float) -> Turn:
     return result(marks, error)
 
 
-async def round_of(route: str, url: str, take: Take, sessions: int, timeout: float) -> list[Turn]:
-    turn = realtime_turn if route == "realtime" else voice_turn
-    done = await asyncio.gather(*(turn(url, take, timeout) for _ in range(sessions)), return_exceptions=True)
+async def round_of(route: str, url: str, take: Take, sessions: int, timeout: float, query: str = "") -> list[Turn]:
+    if route == "realtime":
+        turns = [realtime_turn(url, take, timeout) for _ in range(sessions)]
+    else:
+        turns = [voice_turn(url, take, timeout, query) for _ in range(sessions)]
+    done = await asyncio.gather(*turns, return_exceptions=True)
     return [t if isinstance(t, Turn) else Turn(None, None, f"{type(t).__name__}: {t}") for t in done]
 
 
@@ -180,6 +185,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=6, help="turns per session at each concurrency")
     ap.add_argument("--sessions", default="1,2,4,8", help="concurrent sessions, comma-separated")
     ap.add_argument("--timeout", type=float, default=180, help="seconds one turn may take")
+    ap.add_argument(
+        "--voice-query",
+        default="",
+        help="query for /v1/voice, e.g. barge_in=true (a realtime session always has barge-in on; /v1/voice's default is off)",
+    )
     args = ap.parse_args()
     import soxr
 
@@ -196,9 +206,10 @@ def main() -> None:
     print(f"load before: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}  ({os.cpu_count()} CPUs)")
     config = "serve:\n  max_sessions: 8\nllm:\n  max_tokens: 32\n"
     with ServeProcess(work / "serve", config=config, env=env) as server:
-        asyncio.run(round_of("voice", server.url, takes["voice"], 1, args.timeout))  # warm both routes once
+        asyncio.run(round_of("voice", server.url, takes["voice"], 1, args.timeout, args.voice_query))  # warm both routes once
         asyncio.run(round_of("realtime", server.url, takes["realtime"], 1, args.timeout))
-        print("\nms, client clock; realtime = /v1/realtime (WebSocket), voice = /v1/voice; ratio = realtime / voice")
+        voice = "/v1/voice" + (f"?{args.voice_query}" if args.voice_query else "")
+        print(f"\nms, client clock; realtime = /v1/realtime (WebSocket), voice = {voice}; ratio = realtime / voice")
         print(
             f"{'sessions':>8s} {'route':9s} {'n':>3s}  {'stop->audio p50':>15s} {'p95':>6s}  {'voice-to-voice p50':>18s} {'p95':>6s}  errors"
         )
@@ -208,7 +219,7 @@ def main() -> None:
                 order = ("voice", "realtime") if r % 2 == 0 else ("realtime", "voice")
                 for route in order:
                     time.sleep(0.5)
-                    turns[route] += asyncio.run(round_of(route, server.url, takes[route], n, args.timeout))
+                    turns[route] += asyncio.run(round_of(route, server.url, takes[route], n, args.timeout, args.voice_query))
             got = {}
             for route in ("realtime", "voice"):
                 ts = turns[route]
