@@ -316,3 +316,13 @@ def test_export_import_round_trip(pulled, tmp_path):
     assert done.returncode == 1
     assert_one_line_error(done.stderr.decode(), "sha256", "nothing was installed")
     assert "qwen2.5-0.5b-instruct" not in _installed(fourth)
+
+
+def test_auto_pull_fetches_a_name_on_first_use(hub, tmp_path):
+    """models.auto_pull on: `say --voice NAME` downloads the voice it does not have, then speaks with it."""
+    out = tmp_path / "auto.wav"
+    env = _env(tmp_path, hub, VOICECHAT_MODELS_AUTO_PULL="true")
+    done = run_cli("say", "--voice", "en_US-lessac-medium", "-o", str(out), "Hello.", env=env, timeout=900)
+    assert done.returncode == 0, done.stderr.decode()
+    assert out.stat().st_size > 1000 and "en_US-lessac-medium" in _installed(tmp_path)
+    assert TOKEN not in (done.stdout + done.stderr).decode()
