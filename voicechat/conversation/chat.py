@@ -188,12 +188,14 @@ class Conversation:
                         )
                         reply.failed = not reply.tools
                     break
+            if offer and attempts.repeats(calls):  # asked again for results it has: it answers now, without tools
+                continue
             messages = messages + [Message("assistant", "".join(parts[round_start:]).strip(), tool_calls=tuple(calls))]
             ran = len(reply.tools)
             messages += self._run_tools(calls, reply, on_tool, cancelled, attempts) if offer else self._refuse(calls, on_tool)
             if offer:
                 attempts.round_done(calls, reply.tools[ran:])
-                if attempts.give_up and attempts.model_fault and not self._told_poor_tools:
+                if attempts.exhausted and attempts.model_fault and not self._told_poor_tools:
                     self._told_poor_tools = True  # once per session
                     if self.on_notice is not None:
                         self.on_notice(poor_tools_notice(self.llm.model_name or self.config.llm.engine))

@@ -7,6 +7,9 @@ answered without tools. When the failures were the model's (a call the tools ref
 arguments that do not fit, input the tool cannot take) rather than the tool's (a timeout, a server
 down), the user is told, once per session, that this model handles tools poorly.
 
+A model that asks again for a call that already worked (the same arguments) has what it needs and is
+looping: the turn is answered at once, without tools, from the results it has.
+
 A pure state machine: fed the calls and their results, it decides; chat.py runs the rounds."""
 
 from __future__ import annotations
@@ -38,14 +41,24 @@ class Attempts:
     failed: dict[tuple[str, str], str] = field(default_factory=dict)  # call -> its error
     failed_rounds: int = 0  # rounds in a row in which every call failed
     model_fault: bool = False  # some failure was a call the tools refused (not a tool that broke)
+    worked: set[tuple[str, str]] = field(default_factory=set)  # calls that gave a result
+    answer_now: bool = False  # the model asked again for results it has
 
     def earlier_error(self, call: ToolCall) -> str | None:
         """The error this very call gave earlier in the turn, or None: a call seen failing is not run again."""
         return self.failed.get(key(call.name, call.arguments))
 
+    def repeats(self, calls: Sequence[ToolCall]) -> bool:
+        """Every call of a round is one that already worked this turn: nothing to run, the model is to answer."""
+        if calls and all(key(c.name, c.arguments) in self.worked for c in calls):
+            self.answer_now = True
+        return self.answer_now
+
     def round_done(self, calls: Sequence[ToolCall], results: Sequence[ToolResult]) -> None:
         for call, result in zip(calls, results, strict=False):
-            if result.error:
+            if not result.error:
+                self.worked.add(key(call.name, call.arguments))
+            else:
                 self.failed.setdefault(key(call.name, call.arguments), result.text)
                 self.model_fault = self.model_fault or result.refused
         if results and all(r.error for r in results):
@@ -54,9 +67,14 @@ class Attempts:
             self.failed_rounds = 0
 
     @property
-    def give_up(self) -> bool:
-        """No usable call after the retries: answer this turn without tools."""
+    def exhausted(self) -> bool:
+        """No usable call after the retries."""
         return self.failed_rounds > self.retries
+
+    @property
+    def give_up(self) -> bool:
+        """Answer this turn without tools: no usable call after the retries, or the model repeats what worked."""
+        return self.exhausted or self.answer_now
 
 
 def poor_tools_notice(model: str) -> str:
