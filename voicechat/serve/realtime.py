@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from fastapi import WebSocket, WebSocketDisconnect
 
-from voicechat.serve import g711
+from voicechat.serve import g711, realtime_tools
 from voicechat.serve import realtime_events as rt
 from voicechat.serve.voice_ws import CLOSE_BUSY, CLOSE_POLICY, MAX_MESSAGE, MAX_WAITING_TURNS, VoiceConnection, _no_constant
 from voicechat.serve.wsio import ClientSink
@@ -57,8 +57,6 @@ class RealtimeSink(ClientSink):
 
 
 class RealtimeConnection(VoiceConnection):
-    initial: dict[str, Any] | None = None  # a session configuration to start with (client_secrets)
-
     def __init__(self, state: Any, ws: WebSocket, model: str, kind: str = "realtime") -> None:
         super().__init__(state, ws)
         voice = state.tts.model_name if state.tts is not None else "none"
@@ -88,6 +86,7 @@ class RealtimeConnection(VoiceConnection):
     def _emit(self, docs: list[dict[str, Any]]) -> None:
         if self.closed.is_set():
             return
+        docs = realtime_tools.outgoing(self, docs)  # function calls, the items kept, the beta dialect (realtime_tools.py)
         for doc in docs:
             self._put(json.dumps(rt.stamp(doc), ensure_ascii=False))
 
@@ -155,11 +154,10 @@ class RealtimeConnection(VoiceConnection):
             from voicechat.voice.endpoint import MeaningPolicy
 
             self.session.responder.answers = self.settings.kind == "realtime"
+            realtime_tools.attach(self)  # function calling, item retrieve/delete, the beta dialect (realtime_tools.py)
             if isinstance(self.session.policy, MeaningPolicy):  # the normal silence a turn ends after, as server_vad says it
                 self.settings.silence_ms = self.session.cfg.turn.end_ms
             self._emit([{"type": "session.created", "session": self.settings.to_dict(self.session_id)}])
-            if self.initial is not None:  # the config a WebRTC call or an ephemeral key came with (realtime_webrtc)
-                self._session_update({"session": self.initial}, None)
             self.session.start()
             await self._receive()
         finally:
@@ -227,12 +225,7 @@ class RealtimeConnection(VoiceConnection):
         if self.draining or self.source is None:
             return
         samples = g711.DECODERS[kind](pcm) if kind in g711.DECODERS else np.frombuffer(pcm, dtype="<i2")
-        self._feed(samples, g711.RATE if kind in g711.DECODERS else rt.RATE, event_id)
-
-    def _feed(self, samples: np.ndarray, rate: int, event_id: str | None = None) -> None:
-        """Input audio, int16 mono at ``rate``: appended events and a WebRTC call's track (realtime_webrtc) alike."""
-        if self.source is None:
-            return
+        rate = g711.RATE if kind in g711.DECODERS else rt.RATE
         if self._in is None or self._in_rate != rate:
             import soxr
 
@@ -398,6 +391,7 @@ HANDLERS = {
     "response.cancel": RealtimeConnection._response_cancel,
     "conversation.item.truncate": RealtimeConnection._truncate,
 }
+HANDLERS.update(realtime_tools.handlers(HANDLERS))  # tools, item retrieve/delete, beta shapes (realtime_tools.py)
 
 
 def realtime_key(header: str | None) -> tuple[bool, str | None]:
@@ -416,7 +410,7 @@ async def realtime_endpoint(ws: WebSocket) -> None:
     """Accept, then check, as /v1/voice does: a refused client gets an ``error`` event and a close code.
 
     (``WebSocket`` is imported at run time: FastAPI reads the annotation to inject the socket.)"""
-    from voicechat.serve.realtime_webrtc import access
+    from voicechat.serve.app import authorized
 
     state = ws.app.state.server
     offered, key = realtime_key(ws.headers.get("sec-websocket-protocol"))
@@ -426,8 +420,7 @@ async def realtime_endpoint(ws: WebSocket) -> None:
         await ws.send_text(json.dumps(rt.error_event(message, kind=kind)))
         await ws.close(code, reason=message[:120])
 
-    allowed, grant = access(state, ws.app, ws.headers, key)  # the server's key, or a live ephemeral key (client_secrets)
-    if not allowed:
+    if not authorized(state, ws.headers, key):
         await refuse(
             CLOSE_POLICY, "missing or wrong API key: send 'Authorization: Bearer KEY' or the subprotocol openai-insecure-api-key.KEY"
         )
@@ -442,7 +435,6 @@ async def realtime_endpoint(ws: WebSocket) -> None:
         await refuse(CLOSE_POLICY, "bad query: intent is transcription (or absent)")
         return
     conn = RealtimeConnection(state, ws, model[:100], intent)
-    conn.initial = grant.start if grant is not None else None
     number = state.add_session(conn)
     if number is None:
         state.metrics.refused.labels("session").inc()
