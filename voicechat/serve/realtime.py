@@ -57,6 +57,8 @@ class RealtimeSink(ClientSink):
 
 
 class RealtimeConnection(VoiceConnection):
+    initial: dict[str, Any] | None = None  # a session configuration to start with (client_secrets)
+
     def __init__(self, state: Any, ws: WebSocket, model: str, kind: str = "realtime") -> None:
         super().__init__(state, ws)
         voice = state.tts.model_name if state.tts is not None else "none"
@@ -158,6 +160,8 @@ class RealtimeConnection(VoiceConnection):
             if isinstance(self.session.policy, MeaningPolicy):  # the normal silence a turn ends after, as server_vad says it
                 self.settings.silence_ms = self.session.cfg.turn.end_ms
             self._emit([{"type": "session.created", "session": self.settings.to_dict(self.session_id)}])
+            if self.initial is not None:  # the config a WebRTC call or an ephemeral key came with (realtime_webrtc)
+                self._session_update({"session": self.initial}, None)
             self.session.start()
             await self._receive()
         finally:
@@ -225,7 +229,12 @@ class RealtimeConnection(VoiceConnection):
         if self.draining or self.source is None:
             return
         samples = g711.DECODERS[kind](pcm) if kind in g711.DECODERS else np.frombuffer(pcm, dtype="<i2")
-        rate = g711.RATE if kind in g711.DECODERS else rt.RATE
+        self._feed(samples, g711.RATE if kind in g711.DECODERS else rt.RATE, event_id)
+
+    def _feed(self, samples: np.ndarray, rate: int, event_id: str | None = None) -> None:
+        """Input audio, int16 mono at ``rate``: appended events and a WebRTC call's track (realtime_webrtc) alike."""
+        if self.source is None:
+            return
         if self._in is None or self._in_rate != rate:
             import soxr
 
@@ -410,7 +419,7 @@ async def realtime_endpoint(ws: WebSocket) -> None:
     """Accept, then check, as /v1/voice does: a refused client gets an ``error`` event and a close code.
 
     (``WebSocket`` is imported at run time: FastAPI reads the annotation to inject the socket.)"""
-    from voicechat.serve.app import authorized
+    from voicechat.serve.realtime_webrtc import access
 
     state = ws.app.state.server
     offered, key = realtime_key(ws.headers.get("sec-websocket-protocol"))
@@ -420,7 +429,8 @@ async def realtime_endpoint(ws: WebSocket) -> None:
         await ws.send_text(json.dumps(rt.error_event(message, kind=kind)))
         await ws.close(code, reason=message[:120])
 
-    if not authorized(state, ws.headers, key):
+    allowed, grant = access(state, ws.app, ws.headers, key)  # the server's key, or a live ephemeral key (client_secrets)
+    if not allowed:
         await refuse(
             CLOSE_POLICY, "missing or wrong API key: send 'Authorization: Bearer KEY' or the subprotocol openai-insecure-api-key.KEY"
         )
@@ -435,6 +445,7 @@ async def realtime_endpoint(ws: WebSocket) -> None:
         await refuse(CLOSE_POLICY, "bad query: intent is transcription (or absent)")
         return
     conn = RealtimeConnection(state, ws, model[:100], intent)
+    conn.initial = grant.start if grant is not None else None
     number = state.add_session(conn)
     if number is None:
         state.metrics.refused.labels("session").inc()
