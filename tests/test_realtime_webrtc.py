@@ -167,8 +167,9 @@ def trimmed(audio: np.ndarray, rate: int) -> np.ndarray:
     return audio[max(0, loud[0] - rate // 10) : loud[-1] + rate // 10]
 
 
-async def call(url: str, key: str, question: np.ndarray, speech_end: int) -> dict:
-    """One spoken turn over WebRTC as a page makes it: offer (microphone track + oai-events), answer, speak, listen."""
+async def call(url: str, key: str, question: np.ndarray, speech_end: int, typed: str | None = None) -> dict:
+    """A spoken turn over WebRTC as a page makes it: offer (microphone track + oai-events), answer, speak, listen.
+    With ``typed``: that message is answered first, and the question is spoken over its reply (a barge-in)."""
     from fractions import Fraction
 
     from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -176,7 +177,7 @@ async def call(url: str, key: str, question: np.ndarray, speech_end: int) -> dic
     from openai import AsyncOpenAI
 
     events: list[dict] = []
-    seen: set[str] = set()
+    seen: dict[str, int] = {}
     heard: list[np.ndarray] = []
     spoken = asyncio.Event()
     done = asyncio.Event()
@@ -214,11 +215,18 @@ async def call(url: str, key: str, question: np.ndarray, speech_end: int) -> dic
     def on_message(data: str) -> None:
         event = json.loads(data)
         events.append(event)
-        if event["type"] == "session.created" and not spoken.is_set():
+        kind = event["type"]
+        if kind == "session.created" and typed is not None:
+            item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": typed}]}
+            channel.send(json.dumps({"type": "conversation.item.create", "item": item}))
+            channel.send(json.dumps({"type": "response.create"}))
+        elif kind == ("session.created" if typed is None else "output_audio_buffer.started") and not spoken.is_set():
             mic.start = mic.at
             spoken.set()
-        seen.add(event["type"])
-        if {"response.done", "output_audio_buffer.stopped"} <= seen:  # (played to the end, and the response over)
+        seen[kind] = seen.get(kind, 0) + 1
+        turns = 1 if typed is None else 2
+        over = seen.get("output_audio_buffer.stopped", 0) + seen.get("output_audio_buffer.cleared", 0)
+        if seen.get("response.done", 0) >= turns and over >= turns:  # (played to the end, and the response over)
             done.set()
 
     async def listen(track) -> None:
@@ -248,11 +256,13 @@ async def call(url: str, key: str, question: np.ndarray, speech_end: int) -> dic
     answered = time.perf_counter()
     location = answer.headers.get("location")
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer.content.decode(), type="answer"))
+    closed = asyncio.Event()
+    channel.on("close", closed.set)
     try:
         await asyncio.wait_for(done.wait(), 240)
-        await asyncio.sleep(0.3)
+        await client.realtime.calls.hangup(location.rsplit("/", 1)[-1])  # the session ends: the server closes the call
+        await asyncio.wait_for(closed.wait(), 60)
     finally:
-        state = {"channel": channel.readyState}
         await pc.close()
     return {
         "status": answer.status_code,
@@ -261,7 +271,6 @@ async def call(url: str, key: str, question: np.ndarray, speech_end: int) -> dic
         "audio": np.concatenate(heard) if heard else np.zeros(0, np.float32),
         "offer_to_answer": answered - offered,
         "voice_to_voice": sent_at.get("first_audio", 0) - sent_at.get("question_end", 0),
-        "state": state,
     }
 
 
@@ -295,6 +304,10 @@ def test_a_python_webrtc_client_speaks_a_question_and_hears_the_reply_on_the_tra
     reply = trimmed(out["audio"], RATE)
     assert transcript.strip() and len(reply) > RATE // 2
     assert wer(transcript, hear(reply, RATE)) <= 0.35  # what came over Opus says what the transcript says
+    deadline = time.monotonic() + 60
+    while served.metric("voicechat_active_sessions", {"Authorization": f"Bearer {KEY}"}) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert served.metric("voicechat_active_sessions", {"Authorization": f"Bearer {KEY}"}) == 0  # and its session with it
 
 
 def test_calls_refuse_bad_keys_bodies_and_an_expired_or_unknown_ephemeral_key(served):
@@ -309,6 +322,8 @@ def test_calls_refuse_bad_keys_bodies_and_an_expired_or_unknown_ephemeral_key(se
     for key in ("wrong", "ek_" + "a" * 32):
         r = post(key)
         assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
+    r = httpx.post(url, content=offer, headers={"Authorization": f"Bearer {KEY}", "Origin": "https://evil.example"}, timeout=30)
+    assert r.status_code == 403  # a page from another origin (serve.allowed_origins), as on every route
     r = post(KEY, "hello", "text/plain")
     assert r.status_code == 415 and "application/sdp" in r.json()["error"]["message"]
     r = post(KEY, "not sdp")
@@ -338,6 +353,31 @@ def test_calls_refuse_bad_keys_bodies_and_an_expired_or_unknown_ephemeral_key(se
         assert json.loads(ws.recv())["type"] == "session.created"
     with connect(ws_url, subprotocols=["realtime", "openai-insecure-api-key.ek_unknown"]) as ws:
         assert "key" in json.loads(ws.recv())["error"]["message"]
+
+
+def test_speech_over_a_reply_cuts_it_and_the_history_keeps_what_the_track_played(served):
+    """Over WebRTC the server plays the reply, so it knows what was heard: no conversation.item.truncate needed."""
+    import sqlite3
+
+    story = "Tell me a long story about a brave dragon and a small village."
+    question = question_audio(RATE, lead_s=0.3, tail_s=3)
+    out = asyncio.run(asyncio.wait_for(call(served.url, KEY, question, len(question) - 3 * RATE, typed=story), 300))
+    events = out["events"]
+    types = [e["type"] for e in events]
+    first, second = [e["response"] for e in events if e["type"] == "response.done"][:2]
+    assert first["status"] == "cancelled" and second["status"] == "completed"
+    cleared = next(e for e in events if e["type"] == "output_audio_buffer.cleared")
+    assert cleared["response_id"] == first["id"] and types.index("input_audio_buffer.speech_started") < types.index(
+        "output_audio_buffer.cleared"
+    )
+    heard = first["output"][0]["content"][0]["transcript"]
+    asked = next(e for e in events if e["type"] == "conversation.item.input_audio_transcription.completed")["transcript"]
+    assert wer(QUESTION, asked) <= 0.2
+    with sqlite3.connect(served.workdir / "history.sqlite3") as db:
+        rows = db.execute("SELECT user_text, assistant_text, interrupted FROM turns ORDER BY id DESC LIMIT 2").fetchall()
+    (user, said, interrupted) = rows[1]
+    assert user == story and interrupted and said == heard  # only what went out on the track before the cut
+    assert len(said.split()) < 20
 
 
 # --- Debian's chromium, with a fake microphone ------------------------------------------------------------

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
 import logging
 import secrets
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,7 +38,7 @@ from voicechat.serve import realtime_events as rt
 from voicechat.serve.errors import ApiError
 from voicechat.serve.realtime import RealtimeConnection, RealtimeSink
 from voicechat.serve.webrtc_audio import RATE, Note, ReplyAudio
-from voicechat.serve.wsio import ClientSink
+from voicechat.serve.wsio import DRAIN_SLACK_S, ClientSink
 
 if TYPE_CHECKING:
     from voicechat.serve.state import ServerState
@@ -128,8 +130,8 @@ async def create_call(request: Request) -> Response:
         settings = cs.settings_for(start, _defaults(state, str(model)[:100]))
     except cs.Refused as e:
         raise ApiError(400, str(e), param=e.param) from None
-    try:
-        from voicechat.serve import webrtc_track
+    try:  # (aiortc takes a second to import: not on the event loop, where every session's audio runs)
+        webrtc_track = await asyncio.get_running_loop().run_in_executor(None, importlib.import_module, "voicechat.serve.webrtc_track")
     except ImportError:
         raise ApiError(501, "WebRTC needs aiortc: pip install 'voicechat[webrtc]'") from None
     pc = webrtc_track.peer()
@@ -304,10 +306,28 @@ class ChannelSocket:
 
 class CallSink(RealtimeSink):
     """Reply audio to the call's track. The server plays it, so the reply is over when it has been played
-    (``drain`` waits for it, as for /v1/voice), and a cut reply reports what was played."""
+    (``drain`` waits for the track to say so), and a cut reply reports what was played."""
+
+    def __init__(self, send: Any, closed: threading.Event, queued: Callable[[], float]) -> None:
+        super().__init__(send, closed)
+        self.queued = queued  # seconds of reply audio still waiting to go out
 
     def drain(self) -> None:
-        ClientSink.drain(self)
+        """Wait until the track has played the reply: as long as it makes progress (a loaded machine plays late,
+        not short), and no longer than the audio waiting plus :data:`DRAIN_SLACK_S` once it makes none."""
+        import time
+
+        self.send({"type": "audio_end", "reply": self.reply}, None)
+        left = self.queued()
+        deadline = time.monotonic() + left + DRAIN_SLACK_S
+        while not self._done.wait(0.05):
+            if self._stopped or self.closed.is_set():
+                return
+            now = self.queued()
+            if now < left:
+                left, deadline = now, max(deadline, time.monotonic() + now + DRAIN_SLACK_S)
+            if time.monotonic() > deadline:
+                return
 
 
 class CallConnection(RealtimeConnection):
@@ -377,7 +397,7 @@ class CallConnection(RealtimeConnection):
 
     # audio out: the reply on the track, paced; no output_audio.delta events ----------------------------
     def _new_sink(self) -> ClientSink:
-        return CallSink(self._send_audio, self.closed)
+        return CallSink(self._send_audio, self.closed, self.audio.queued_s)
 
     def _send_audio(self, header: dict[str, Any], pcm: bytes | None) -> None:
         kind, reply = header.get("type"), int(header.get("reply", 0))

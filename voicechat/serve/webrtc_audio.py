@@ -106,6 +106,11 @@ class ReplyAudio:
                 self._room.notify_all()
         return out, notes
 
+    def queued_s(self) -> float:
+        """Seconds of audio waiting to go out."""
+        with self._lock:
+            return self._queued / RATE
+
     def close(self) -> None:
         with self._room:
             self.closed = True
