@@ -108,7 +108,7 @@ def test_text_modality_an_interrupted_reply_and_a_failure():
 @pytest.mark.parametrize(
     ("params", "param"),
     [
-        ({"conversation": "none"}, "response.conversation"),
+        ({"conversation": "conv_other"}, "response.conversation"),
         ({"output_modalities": ["video"]}, "response.output_modalities"),
         ({"instructions": ["x"]}, "response.instructions"),
         ("x", "response"),
@@ -162,7 +162,7 @@ def test_a_committed_item_with_no_speech_gets_an_empty_transcript():
         ({"audio": {"output": {"format": {"type": "audio/opus"}}}}, "session.audio.output.format"),
         ({"output_modalities": ["audio", "text"]}, "session.output_modalities"),
         ({"audio": {"input": {"turn_detection": {"type": "semantic_vad", "eagerness": "eager"}}}}, "session.audio.input.turn_detection"),
-        ({"audio": {"input": {"turn_detection": {"type": "server_vad", "create_response": False}}}}, "session.audio.input.turn_detection"),
+        ({"audio": {"input": {"turn_detection": {"type": "server_vad", "create_response": "no"}}}}, "session.audio.input.turn_detection"),
         ({"instructions": 3}, "session.instructions"),
         ({"type": "transcription"}, "session.type"),
         ("nope", "session"),

@@ -117,6 +117,12 @@ class History:
         """Commit one completed turn: it is stored when this returns."""
         return self.store.write(lambda q: insert_turn(q, session_id, turn))
 
+    def amend_last_reply(self, session_id: int, text: str) -> None:
+        """The session's last reply was heard only in part after it was recorded (a realtime client's truncate):
+        its row keeps what was heard, marked interrupted."""
+        sql = "UPDATE turns SET assistant_text=?, interrupted=1 WHERE id=(SELECT MAX(id) FROM turns WHERE session_id=?)"
+        self.store.write(lambda q: q(sql, (text, session_id)))
+
     def delete(self, session_id: int) -> None:
         self.session(session_id)
         self.store.write(lambda q: q("DELETE FROM sessions WHERE id=?", (session_id,)))

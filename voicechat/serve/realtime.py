@@ -18,12 +18,14 @@ import binascii
 import json
 import logging
 import threading
+import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from fastapi import WebSocket, WebSocketDisconnect
 
-from voicechat.serve import g711, realtime_tools
+from voicechat.serve import g711
 from voicechat.serve import realtime_events as rt
 from voicechat.serve.voice_ws import CLOSE_BUSY, CLOSE_POLICY, MAX_MESSAGE, MAX_WAITING_TURNS, VoiceConnection, _no_constant
 from voicechat.serve.wsio import ClientSink
@@ -35,6 +37,7 @@ log = logging.getLogger("voicechat.serve")
 MAX_TEXT_ITEMS = 16  # typed items waiting for response.create
 AUDIO_PIECE_S = 0.2  # reply audio per response.output_audio.delta
 MAX_BUFFER_S = 120  # turn_detection none: audio waiting for a commit
+MAX_QUEUED_S = 8  # server_vad: audio received and not yet heard by the listener (its source keeps 10 s)
 
 
 class RealtimeSink(ClientSink):
@@ -56,6 +59,53 @@ class RealtimeSink(ClientSink):
             return _heard(list(self._sent), seconds) if reply == self.reply else None
 
 
+class Voiced:
+    """A voice engine speaking at a response's speed where it can (``changes_speed``); the rest is the engine's."""
+
+    def __init__(self, engine: Any, speed: float) -> None:
+        self.engine, self.speed = engine, speed
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.engine, name)
+
+    def synthesize(self, text: str, *, speed: float | None = None) -> Any:
+        if self.speed != 1.0 and self.engine.changes_speed:
+            return self.engine.synthesize(text, speed=self.speed)
+        return self.engine.synthesize(text)
+
+
+class Limited:
+    """The conversation's chat model with the response's max_output_tokens: past ``limit`` pieces the model's stream
+    is closed (it stops writing) and ``cut`` says so. The rest is the model's."""
+
+    def __init__(self, llm: Any) -> None:
+        self.llm = llm
+        self.limit: int | None = None
+        self.cut = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.llm, name)
+
+    def stream(self, messages: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        from voicechat.engines.base import TextDelta, Usage
+
+        gen = self.llm.stream(messages, *args, **kwargs)
+        written = 0
+        try:
+            for item in gen:
+                if isinstance(item, TextDelta):
+                    if self.limit is not None and written >= self.limit:
+                        self.cut = True
+                        break
+                    written += 1
+                yield item
+        finally:
+            gen.close()  # (first: a local model holds its lock until its stream is closed)
+        if self.cut:
+            prompt = sum(self.llm.count_tokens(m.content) for m in messages)
+            yield Usage(prompt_tokens=prompt, completion_tokens=written, estimated=True)
+
+
 class RealtimeConnection(VoiceConnection):
     initial: dict[str, Any] | None = None  # a session configuration to start with (client_secrets)
 
@@ -66,6 +116,10 @@ class RealtimeConnection(VoiceConnection):
             model=model, voice=voice, instructions=state.cfg.llm.system_prompt, silence_ms=state.cfg.listen.end_silence_ms
         )
         self.settings.kind = kind
+        if state.tts is not None:  # the voices a session may ask for, and whether speed can change
+            self.settings.own_voice = voice
+            self.settings.voices = tuple(state.tts.installed_voices())
+            self.settings.changes_speed = bool(state.tts.changes_speed)
         self.translator = rt.Translator(self.settings)
         self.session_id = rt.new_id("sess")
         self._lock = threading.Lock()  # events from the session's threads and from the receive loop, in order
@@ -74,6 +128,13 @@ class RealtimeConnection(VoiceConnection):
         self._buffer: list[bytes] = []  # turn_detection none: 16 kHz audio appended since the last commit
         self._buffered = 0  # its bytes
         self._reply_of: dict[str, int] = {}  # assistant item id -> the sink's reply number (items with audio)
+        self._deferred: rt.ResponseOptions | None = None  # a response.create waiting for the transcript it answers
+        self._idle = rt.IdleTimer()
+        self._saved_rounds: list[tuple[str, str]] | None = None  # the conversation, while a response with its own input runs
+        self._skip_record = False  # the response being answered is out of band: not recorded
+        self._recorded: str | None = None  # the assistant item the history's last turn holds
+        self._limited: Limited | None = None
+        self._barge: Any = None  # the session's own barge-in (speech over a reply stops it)
 
     # outgoing ------------------------------------------------------------------------------------
     def send_json(self, doc: dict[str, Any]) -> None:
@@ -88,7 +149,6 @@ class RealtimeConnection(VoiceConnection):
     def _emit(self, docs: list[dict[str, Any]]) -> None:
         if self.closed.is_set():
             return
-        docs = realtime_tools.outgoing(self, docs)  # function calls, the items kept, the beta dialect (realtime_tools.py)
         for doc in docs:
             self._put(json.dumps(rt.stamp(doc), ensure_ascii=False))
 
@@ -99,18 +159,118 @@ class RealtimeConnection(VoiceConnection):
     def _on_event(self, event: Any) -> None:
         from voicechat.voice import events as ev
 
+        session = self.session
+        assert session is not None and isinstance(self.sink, RealtimeSink)
+        ending = self.translator.response
+        if isinstance(event, ev.TurnStats) and ending is not None and self._limited is not None and self._limited.cut:
+            ending.cut = "max_output_tokens"
         with self._lock:
             self._emit(self.translator.translate(event))
             response = self.translator.response
-        assert self.session is not None and isinstance(self.sink, RealtimeSink)
-        memory = self.session.conversation.memory
-        if isinstance(event, ev.UserText) and response is not None:  # (on the responder's thread, before the reply)
-            self.sink.speaks = response.modality == "audio"
-            memory.system_prompt = response.instructions if response.instructions is not None else self.settings.instructions
+        memory = session.conversation.memory
+        if isinstance(event, (ev.Speech, ev.UserText)):
+            self._idle.disarm()
+        if isinstance(event, ev.UserText):  # (on the responder's thread, before it answers or not)
+            session.responder.answers = response is not None
+            if response is not None:
+                self._begin(response)
+            elif self.settings.kind == "realtime" and event.source == "voice":  # create_response false: held for response.create
+                with self._lock:
+                    self.translator.announced.append(event.text)
+                self._start_deferred()
         elif isinstance(event, (ev.TurnStats, ev.Error, ev.Dropped)):
             memory.system_prompt = self.settings.instructions  # a response's own instructions were for it alone
-        if isinstance(event, ev.TurnStats) and event.timing.voice_to_voice is not None:
-            self.state.metrics.turns.observe(event.timing.voice_to_voice)
+            if self._saved_rounds is not None:  # and its own input too
+                memory.rounds, self._saved_rounds = self._saved_rounds, None
+            if isinstance(event, ev.Dropped):
+                self._start_deferred()
+        if isinstance(event, ev.TurnStats):
+            if self.settings.idle_timeout_ms and self.settings.turn_detection and ending is not None:
+                self._idle.arm(time.monotonic(), ending.audio_ms / 1000, self.settings.idle_timeout_ms, self.translator.audio_ms)
+            if not self._skip_record and ending is not None:
+                self._recorded = ending.item_id
+            if event.timing.voice_to_voice is not None:
+                self.state.metrics.turns.observe(event.timing.voice_to_voice)
+
+    def _begin(self, response: rt._Response) -> None:
+        """A response starts (on the responder's thread): its modality, instructions, voice, speed, context and limit."""
+        session = self.session
+        assert session is not None and isinstance(self.sink, RealtimeSink)
+        opts, settings = response.options, self.settings
+        memory = session.conversation.memory
+        self.sink.speaks = response.modality == "audio"
+        memory.system_prompt = response.instructions if response.instructions is not None else settings.instructions
+        if opts.context is not None:
+            self._saved_rounds, memory.rounds = memory.rounds, list(opts.context)
+        self._skip_record = opts.out_of_band
+        if self._limited is not None:
+            self._limited.limit = opts.max_output_tokens if opts.has_max_tokens else settings.max_output_tokens
+            self._limited.cut = False
+        if response.modality == "audio" and self.state.tts is not None:
+            session.speech.tts = self._voice(opts.voice or settings.voice, opts.speed if opts.speed is not None else settings.speed)  # type: ignore[assignment]
+
+    def _voice(self, name: str, speed: float) -> Voiced:
+        """The engine for a voice name (loaded on first use, as /v1/audio/speech does), at ``speed``."""
+        voices = getattr(self.ws.app.state, "voices", None)
+        engine = self.state.tts
+        if voices is not None:
+            choice = voices.choose(name)
+            if choice.notice:
+                log.warning("realtime session: %s", choice.notice)
+            engine = choice.engine
+        return Voiced(engine, speed)
+
+    def _start_deferred(self) -> None:
+        opts, self._deferred = self._deferred, None
+        if opts is not None:
+            self._start(opts, None)
+
+    def _start(self, opts: rt.ResponseOptions, question: str | None) -> None:
+        """A response to the held items (or to ``question``, a response's own input), answered by the session."""
+        session = self.session
+        assert session is not None
+        with self._lock:
+            if question is None:
+                question = "\n".join(self.translator.announced)
+                self.translator.announced.clear()
+            self.translator.requested.append(opts)
+        self._idle.disarm()
+        session.send_text(question)
+
+    def _record(self, record: Any) -> Any:
+        """The conversation's record(), skipping out-of-band responses (answered, not kept)."""
+
+        def wrapped(*args: Any, **kwargs: Any) -> None:
+            if self._skip_record:
+                self._skip_record = False
+                return
+            record(*args, **kwargs)
+
+        return wrapped
+
+    async def _idle_loop(self) -> None:
+        """idle_timeout_ms: no speech that long after a reply's audio ended -> timeout_triggered and a response."""
+        import asyncio
+
+        while not self.closed.is_set():
+            await asyncio.sleep(0.1)
+            session = self.session
+            if not self._idle.due(time.monotonic()) or session is None or self.draining:
+                continue
+            if not session.idle or self.translator.response is not None or self.translator.speech_item is not None:
+                continue
+            with self._lock:
+                self._emit(self.translator.timeout_triggered(self._idle.start_ms))
+            self._start(rt.ResponseOptions(), "")
+
+    def _barged_in(self) -> None:
+        """Speech over a reply: announced always; it stops the reply unless interrupt_response is false."""
+        from voicechat.voice import events as ev
+
+        if self.settings.interrupt_response:
+            self._barge()
+        elif self.session is not None:
+            self.session.emit(ev.Speech("started"))
 
     def _send_audio(self, header: dict[str, Any], pcm: bytes | None) -> None:
         if pcm is None or header.get("type") != "audio":
@@ -132,6 +292,11 @@ class RealtimeConnection(VoiceConnection):
                 part = samples[start : start + piece]
                 data = g711.ENCODERS[kind](part) if kind in g711.ENCODERS else part.astype("<i2").tobytes()
                 self._emit(self.translator.audio(data, len(part) / target * 1000))
+
+    async def drain(self, timeout: float) -> None:
+        """SIGTERM: the response in progress may finish (bounded), then the close (1012) says why."""
+        self.closed_reason = "the server is shutting down; reconnect to go on"
+        await super().drain(timeout)
 
     # the session ---------------------------------------------------------------------------------
     def _new_sink(self) -> ClientSink:
@@ -156,14 +321,24 @@ class RealtimeConnection(VoiceConnection):
             from voicechat.voice.endpoint import MeaningPolicy
 
             self.session.responder.answers = self.settings.kind == "realtime"
-            realtime_tools.attach(self)  # function calling, item retrieve/delete, the beta dialect (realtime_tools.py)
+            chat = self.session.conversation
+            self._limited = Limited(chat.llm)
+            chat.llm = self._limited  # type: ignore[assignment]
+            chat.record = self._record(chat.record)  # type: ignore[method-assign]
+            listener = self.session.listener
+            if listener is not None:
+                self._barge, listener.on_barge_in = listener.on_barge_in, self._barged_in
             if isinstance(self.session.policy, MeaningPolicy):  # the normal silence a turn ends after, as server_vad says it
                 self.settings.silence_ms = self.session.cfg.turn.end_ms
             self._emit([{"type": "session.created", "session": self.settings.to_dict(self.session_id)}])
             if self.initial is not None:  # the config a WebRTC call or an ephemeral key came with (realtime_webrtc)
                 self._session_update({"session": self.initial}, None)
             self.session.start()
-            await self._receive()
+            idle = asyncio.create_task(self._idle_loop())
+            try:
+                await self._receive()
+            finally:
+                idle.cancel()
         finally:
             await self._close_session()
             await self._finish(sender, None)
@@ -202,7 +377,10 @@ class RealtimeConnection(VoiceConnection):
             self.refuse(str(e), param=e.param, event_id=event_id)
             return
         for notice in notices:
-            log.info("realtime session: %s", notice)
+            log.warning("realtime session: %s", notice)
+        if session.transcriber is not None:  # input transcription's language and prompt (any model name: the loaded STT)
+            session.transcriber.language = self.settings.language or cfg_language(session)
+            session.transcriber.stt = Prompted(self.state.stt, self.settings.prompt)  # type: ignore[assignment]
         if self.translator.response is None:  # (a response in progress keeps its own until it ends)
             chat.memory.system_prompt = self.settings.instructions
         cfg = session.cfg
@@ -239,10 +417,18 @@ class RealtimeConnection(VoiceConnection):
             import soxr
 
             self._in, self._in_rate = soxr.ResampleStream(rate, 16000, 1, dtype="int16"), rate
+        if self.settings.turn_detection and _queued_s(self.source) + len(samples) / rate > MAX_QUEUED_S:
+            self.refuse(  # (nothing of it is kept: the client may send it again, in real time)
+                f"more than {MAX_QUEUED_S} s of audio is waiting to be heard; send audio in real time",
+                event_id=event_id,
+                code="input_audio_buffer_full",
+            )
+            return
         with self._lock:
             self.translator.audio_ms += len(samples) / rate * 1000
         out = np.asarray(self._in.resample_chunk(samples), dtype="<i2").tobytes()
         if self.settings.turn_detection:
+            assert self.source is not None
             self.source.push(out)  # the listener's VAD and turn policy decide where the turn ends
             return
         if self._buffered + len(out) > MAX_BUFFER_S * 16000 * 2:
@@ -319,23 +505,34 @@ class RealtimeConnection(VoiceConnection):
         assert session is not None
         if self.draining:
             self.refuse("the server is shutting down", event_id=event_id)
-        elif not self.translator.announced:
-            self.refuse("response.create needs a new user item first (conversation.item.create)", event_id=event_id, code="no_new_item")
-        elif session.pending >= MAX_WAITING_TURNS:
+            return
+        if session.pending >= MAX_WAITING_TURNS or self._deferred is not None:
             self.refuse(
                 f"{MAX_WAITING_TURNS} responses are already waiting", event_id=event_id, code="conversation_already_has_active_response"
             )
-        else:
-            try:
-                opts = rt.response_options(msg.get("response"))
-            except rt.UpdateRefused as e:
-                self.refuse(str(e), param=e.param, event_id=event_id)
-                return
+            return
+        try:
+            opts = rt.response_options(msg.get("response"))
+        except rt.UpdateRefused as e:
+            self.refuse(str(e), param=e.param, event_id=event_id)
+            return
+        if opts.input is not None:  # this response's own context, not the conversation's
             with self._lock:
-                text = "\n".join(self.translator.announced)
-                self.translator.announced.clear()
-                self.translator.requested.append(opts)
-            session.send_text(text)
+                items = self.translator.resolve(opts.input)
+            if items is None:
+                self.refuse(
+                    "an item_reference in input names no item of this session (only recent ones are kept)", "response.input", event_id
+                )
+                return
+            opts.context, question = rt.context_of(items)
+            self._start(opts, question)
+            return
+        with self._lock:  # a turn server_vad ended, still being transcribed: the response answers it once it is read
+            waiting = not self.translator.announced and bool(self.translator.committed) and not self.translator.answers_voice()
+            if waiting:
+                self._deferred = opts
+        if not waiting:
+            self._start(opts, None)  # the new items, or none (a greeting from the instructions, the conversation so far)
 
     def _response_cancel(self, msg: dict[str, Any], event_id: str | None) -> None:
         assert self.session is not None
@@ -343,6 +540,19 @@ class RealtimeConnection(VoiceConnection):
             self.refuse("no response is in progress", event_id=event_id, code="response_cancel_not_active")
             return
         self.session.interrupt()
+
+    def _amend(self, heard: str) -> None:
+        """The history's row of the last turn keeps the part of the reply that was heard (off the event loop)."""
+        from voicechat.conversation.history import History
+
+        chat = self.session.conversation if self.session is not None else None
+        history = chat.turnlog.history if chat is not None else None
+        if chat is None or chat.session_id is None or not isinstance(history, History):
+            return  # no history, or turns going to a recovery file: the memory alone is cut
+        try:
+            history.amend_last_reply(chat.session_id, heard)
+        except Exception as e:  # the turn stays as it was recorded; the conversation goes on
+            log.warning("realtime session: could not amend the last reply in the history: %s", e)
 
     def _truncate(self, msg: dict[str, Any], event_id: str | None) -> None:
         """The client played only ``audio_end_ms`` of an assistant item: the conversation keeps only what was heard."""
@@ -365,7 +575,7 @@ class RealtimeConnection(VoiceConnection):
         sink.confirm(reply, seconds, True)  # a reply still being answered: the session records what was heard
         if live:
             session.interrupt()
-        else:  # already recorded: the model's memory of it keeps only what was heard
+        elif item_id == self._recorded:  # already recorded: the memory and the history keep only what was heard
             heard = sink.heard(reply, seconds)
             rounds = session.conversation.memory.rounds
             if heard is not None and rounds:
@@ -374,7 +584,32 @@ class RealtimeConnection(VoiceConnection):
                 if not heard.strip():
                     rounds.pop()
                 log.debug("realtime session: truncated the last reply from %d to %d characters", len(said), len(heard))
+                self.loop.run_in_executor(None, self._amend, heard)
         self._emit([{"type": "conversation.item.truncated", "item_id": item_id, "content_index": 0, "audio_end_ms": end_ms}])
+
+
+def _queued_s(source: Any) -> float:
+    """Seconds of audio a PushSource holds that the listener has not read yet."""
+    frames = getattr(source, "_frames", None)
+    return frames.qsize() * source.frame_ms / 1000 if frames is not None else 0.0
+
+
+def cfg_language(session: VoiceSession) -> str | None:
+    return session.cfg.stt.language
+
+
+class Prompted:
+    """The STT with the session's transcription prompt before the words of the turn so far."""
+
+    def __init__(self, stt: Any, prompt: str) -> None:
+        self.stt, self.prompt = stt, prompt
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stt, name)
+
+    def transcribe_turn(self, audio: Any, *, prompt: str | None = None, **kwargs: Any) -> str:
+        joined = f"{self.prompt} {prompt or ''}".strip() if self.prompt else prompt
+        return str(self.stt.transcribe_turn(audio, prompt=joined or None, **kwargs))
 
 
 def _user_text(item: Any) -> str | None:
@@ -400,7 +635,6 @@ HANDLERS = {
     "response.cancel": RealtimeConnection._response_cancel,
     "conversation.item.truncate": RealtimeConnection._truncate,
 }
-HANDLERS.update(realtime_tools.handlers(HANDLERS))  # tools, item retrieve/delete, beta shapes (realtime_tools.py)
 
 
 def realtime_key(header: str | None) -> tuple[bool, str | None]:

@@ -64,23 +64,28 @@ class Settings:
     language: str | None = None
     input_format: str = "audio/pcm"  # or audio/pcmu, audio/pcma (G.711, 8 kHz)
     kind: str = "realtime"  # or transcription: turns are transcribed, not answered
-    prompt: str = ""  # transcription's prompt (reported; Whisper here takes no prompt yet)
+    prompt: str = ""  # transcription's prompt: the words Whisper is told came before
     output_format: str = "audio/pcm"
+    transcription_model: str = "whisper"  # any name is accepted: the loaded STT transcribes
+    idle_timeout_ms: int | None = None  # server_vad: no speech this long after a reply's audio ends -> a response
+    max_output_tokens: int | None = None  # None: "inf" (the engine's llm.max_tokens still applies)
+    voices: tuple[str, ...] = ()  # the voices installed besides ``voice`` (an unknown name falls back to ``own_voice``)
+    own_voice: str = ""  # the server's own voice ("" : ``voice`` as the session opened)
+    changes_speed: bool = True  # the voice engine can change speed
 
     def to_dict(self, session_id: str) -> dict[str, Any]:
-
-        def fmt(kind: str) -> dict[str, Any]:
-            return {"type": kind, "rate": RATE} if kind == "audio/pcm" else {"type": kind}
 
         turn: dict[str, Any] | None = None
         if self.turn_detection and self.turn_type == "semantic_vad":
             turn = {"type": "semantic_vad", "eagerness": self.eagerness}
         elif self.turn_detection:
             turn = {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300, "silence_duration_ms": self.silence_ms}
-            turn["idle_timeout_ms"] = None
+            turn["idle_timeout_ms"] = self.idle_timeout_ms
         if turn is not None and self.kind == "realtime":
             turn.update(create_response=self.create_response, interrupt_response=self.interrupt_response)
-        transcription = {"model": "whisper", "language": self.language, "prompt": self.prompt} if self.transcription else None
+        transcription = (
+            {"model": self.transcription_model, "language": self.language, "prompt": self.prompt} if self.transcription else None
+        )
         if self.kind == "transcription":
             return {
                 "type": "transcription",
@@ -105,7 +110,7 @@ class Settings:
             "instructions": self.instructions,
             "tools": [],
             "tool_choice": "auto",
-            "max_output_tokens": "inf",
+            "max_output_tokens": "inf" if self.max_output_tokens is None else self.max_output_tokens,
             "audio": {
                 "input": {
                     "format": fmt(self.input_format),
@@ -119,6 +124,10 @@ class Settings:
 
 
 FORMATS = ("audio/pcm", "audio/pcmu", "audio/pcma")
+
+
+def fmt(kind: str) -> dict[str, Any]:
+    return {"type": kind, "rate": RATE} if kind == "audio/pcm" else {"type": kind}
 
 
 def _format(value: Any, param: str, current: str) -> str:
@@ -150,6 +159,33 @@ def tune_policy(policy: Any, turn: Any, end_silence_ms: int, settings: Settings)
         policy.max_silence_ms = max(policy.fast, policy.normal, policy.slow)
     else:
         policy.max_silence_ms = max(10, round(base * scale))
+
+
+MIN_IDLE_MS, MAX_IDLE_MS = 500, 600_000  # idle_timeout_ms accepted
+MAX_OUTPUT_TOKENS = 4096
+
+
+def voice_name(value: Any, param: str) -> str:
+    """A voice as the API names it: a string, or an object with an ``id`` (a custom voice)."""
+    asked = value.get("id") if isinstance(value, dict) else value
+    if not isinstance(asked, str) or not asked.strip():
+        raise UpdateRefused("voice must be a name", param)
+    return asked.strip()[:64]
+
+
+def speed_value(value: Any, param: str) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.25 <= value <= 1.5:
+        raise UpdateRefused("speed must be a number from 0.25 to 1.5", param)
+    return float(value)
+
+
+def max_tokens(value: Any, param: str) -> int | None:
+    """max_output_tokens: an integer from 1 to 4096, or "inf" (None: no limit of the session's own)."""
+    if value is None or value == "inf":
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_OUTPUT_TOKENS:
+        raise UpdateRefused(f'max_output_tokens must be an integer from 1 to {MAX_OUTPUT_TOKENS} or "inf"', param)
+    return value
 
 
 def apply_update(settings: Settings, session: Any) -> list[str]:
@@ -203,33 +239,47 @@ def apply_update(settings: Settings, session: Any) -> list[str]:
                     if not isinstance(turn[name], bool):
                         raise UpdateRefused(f"{name} must be true or false", "session.audio.input.turn_detection")
                     setattr(new, name, turn[name])
-            if not new.create_response:
-                raise UpdateRefused(
-                    "create_response false is not served yet: a turn the server ends is answered", "session.audio.input.turn_detection"
-                )
+            idle = turn.get("idle_timeout_ms")
+            if idle is not None and turn["type"] == "server_vad":
+                if not isinstance(idle, int) or isinstance(idle, bool) or not MIN_IDLE_MS <= idle <= MAX_IDLE_MS:
+                    raise UpdateRefused(
+                        f"idle_timeout_ms must be an integer from {MIN_IDLE_MS} to {MAX_IDLE_MS}", "session.audio.input.turn_detection"
+                    )
+            new.idle_timeout_ms = idle if turn["type"] == "server_vad" else None
         else:
             raise UpdateRefused(
                 'turn_detection must be {"type": "server_vad"}, {"type": "semantic_vad"} or null', "session.audio.input.turn_detection"
             )
     if "transcription" in inp:
         tr = inp["transcription"]
+        if tr is not None and not isinstance(tr, dict):
+            raise UpdateRefused("transcription must be an object or null", "session.audio.input.transcription")
         new.transcription = tr is not None
-        if isinstance(tr, dict) and isinstance(tr.get("language"), str):
-            new.language = tr["language"]
-        if isinstance(tr, dict) and isinstance(tr.get("prompt"), str):
-            new.prompt = tr["prompt"][:1000]
+        for name, limit in (("language", 16), ("prompt", 1000), ("model", 100)):
+            value = tr.get(name) if isinstance(tr, dict) else None
+            if value is not None and not isinstance(value, str):
+                raise UpdateRefused(f"transcription {name} must be a string", "session.audio.input.transcription")
+            if isinstance(tr, dict) and name in tr:
+                if name == "language":
+                    new.language = value.strip().lower() or None if value else None
+                elif name == "prompt":
+                    new.prompt = (value or "")[:limit]
+                else:
+                    new.transcription_model = (value or "whisper")[:limit]
     if "voice" in out and out["voice"] is not None:
-        asked = out["voice"]["id"] if isinstance(out["voice"], dict) else out["voice"]
-        if not isinstance(asked, str):
-            raise UpdateRefused("voice must be a name", "session.audio.output.voice")
-        if asked != settings.voice:
-            notices.append(f"voice '{asked[:40]}' is not loaded here; speaking with {settings.voice}")
+        asked = voice_name(out["voice"], "session.audio.output.voice")
+        own = settings.own_voice or settings.voice
+        new.voice = asked if asked == own or asked in settings.voices else own
+        if new.voice != asked:
+            others = ", ".join(settings.voices) or "none besides this one"
+            notices.append(f"voice '{asked[:40]}' is not installed here; speaking with {own} (installed: {others})")
     if "speed" in out and out["speed"] is not None:
-        speed = out["speed"]
-        if not isinstance(speed, (int, float)) or isinstance(speed, bool) or not 0.25 <= speed <= 1.5:
-            raise UpdateRefused("speed must be a number from 0.25 to 1.5", "session.audio.output.speed")
-        if speed != settings.speed:
-            notices.append(f"speed stays {settings.speed}: changing it in a session is not served yet")
+        new.speed = speed_value(out["speed"], "session.audio.output.speed")
+        if new.speed != 1.0 and not settings.changes_speed:
+            notices.append(f"this voice engine cannot change speed; speaking at 1.0 (asked {new.speed:g})")
+            new.speed = 1.0
+    if "max_output_tokens" in session:
+        new.max_output_tokens = max_tokens(session["max_output_tokens"], "session.max_output_tokens")
     for k in settings.__dataclass_fields__:
         setattr(settings, k, getattr(new, k))
     return notices
@@ -251,6 +301,16 @@ class ResponseOptions:
 
     modality: str | None = None
     instructions: str | None = None
+    out_of_band: bool = False  # conversation "none": answered, not kept in the conversation or the history
+    input: list[Any] | None = None  # this response's own context: items or {"type": "item_reference", "id": ...}
+    max_output_tokens: int | None = None
+    voice: str | None = None
+    speed: float | None = None
+    has_max_tokens: bool = False  # max_output_tokens was given (None then means "inf")
+    context: list[tuple[str, str]] | None = None  # ``input`` as (question, answer) rounds, resolved by the connection
+
+
+MAX_INPUT_ITEMS = 64
 
 
 def response_options(params: Any) -> ResponseOptions:
@@ -259,11 +319,27 @@ def response_options(params: Any) -> ResponseOptions:
         return ResponseOptions()
     if not isinstance(params, dict):
         raise UpdateRefused("'response' must be an object", "response")
-    if params.get("conversation", "auto") != "auto":
-        raise UpdateRefused("out-of-band responses (conversation: none) are not served yet", "response.conversation")
-    if params.get("input") is not None:
-        raise UpdateRefused("responses with their own input are not served yet", "response.input")
     opts = ResponseOptions()
+    conversation = params.get("conversation")
+    if conversation not in (None, "auto", "none"):
+        raise UpdateRefused('conversation must be "auto" or "none" (one conversation per session here)', "response.conversation")
+    opts.out_of_band = conversation == "none"
+    items = params.get("input")
+    if items is not None:
+        if not isinstance(items, list) or len(items) > MAX_INPUT_ITEMS or not all(_input_item(i) for i in items):
+            raise UpdateRefused(f"input must be a list of at most {MAX_INPUT_ITEMS} message items or item references", "response.input")
+        opts.input = list(items)
+    if "max_output_tokens" in params:
+        opts.max_output_tokens, opts.has_max_tokens = max_tokens(params["max_output_tokens"], "response.max_output_tokens"), True
+    audio = params.get("audio")
+    if audio is not None and (not isinstance(audio, dict) or not isinstance(audio.get("output"), (dict, type(None)))):
+        raise UpdateRefused("audio must be an object with an 'output' object", "response.audio")
+    out = audio.get("output") if isinstance(audio, dict) else None
+    if isinstance(out, dict):
+        if out.get("voice") is not None:
+            opts.voice = voice_name(out["voice"], "response.audio.output.voice")
+        if out.get("speed") is not None:
+            opts.speed = speed_value(out["speed"], "response.audio.output.speed")
     modes = params.get("output_modalities")
     if modes is not None:
         if not isinstance(modes, list) or len(modes) != 1 or modes[0] not in MODALITIES:
@@ -276,6 +352,46 @@ def response_options(params: Any) -> ResponseOptions:
     return opts
 
 
+def _input_item(item: Any) -> bool:
+    if not isinstance(item, dict):
+        return False
+    if item.get("type") == "item_reference":
+        return isinstance(item.get("id"), str)
+    return item_text(item) is not None
+
+
+def item_text(item: Any) -> tuple[str, str] | None:
+    """(role, text) of a message item (user, assistant or system; text or transcribed audio), else None."""
+    if not isinstance(item, dict) or item.get("type", "message") != "message" or item.get("role") not in ("user", "assistant", "system"):
+        return None
+    content = item.get("content")
+    if not isinstance(content, list):
+        return None
+    texts = []
+    for part in content:
+        if not isinstance(part, dict):
+            return None
+        text = part.get("text") if part.get("type") in ("input_text", "output_text", "text") else part.get("transcript")
+        if not isinstance(text, (str, type(None))):
+            return None
+        texts.append(text or "")
+    return str(item["role"]), "\n".join(t for t in texts if t).strip()
+
+
+def context_of(items: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], str]:
+    """A response's own input as the memory holds a conversation: (question, answer) rounds, and the question
+    it answers (the user's words after the last answer; system items are read as the user's)."""
+    rounds: list[tuple[str, str]] = []
+    question: list[str] = []
+    for role, text in items:
+        if role == "assistant":
+            rounds.append(("\n".join(question), text))
+            question = []
+        elif text:
+            question.append(text)
+    return rounds, "\n".join(question)
+
+
 @dataclass
 class _Response:
     id: str
@@ -286,6 +402,9 @@ class _Response:
     finished_item: bool = False
     interrupted: bool = False
     instructions: str | None = None
+    out_of_band: bool = False
+    cut: str | None = None  # why it is incomplete (max_output_tokens)
+    options: ResponseOptions = field(default_factory=ResponseOptions)
 
 
 class Translator:
@@ -303,6 +422,40 @@ class Translator:
         self.announced: list[str] = []  # typed items already announced, waiting for response.create
         self.requested: collections.deque[ResponseOptions] = collections.deque()  # response.create sent on, not yet begun
         self.response: _Response | None = None
+        self.items: collections.OrderedDict[str, tuple[str, str]] = collections.OrderedDict()  # recent items: (role, text)
+
+    def remember(self, item_id: str, role: str, text: str) -> None:
+        """An item's words, for a later response's ``input`` to refer to (the last MAX_INPUT_ITEMS)."""
+        self.items[item_id] = (role, text)
+        self.items.move_to_end(item_id)
+        while len(self.items) > MAX_INPUT_ITEMS:
+            self.items.popitem(last=False)
+
+    def resolve(self, items: list[Any]) -> list[tuple[str, str]] | None:
+        """A response's input as (role, text), references looked up; None if one names no item known here."""
+        out = []
+        for item in items:
+            if item.get("type") == "item_reference":
+                found = self.items.get(item["id"])
+                if found is None:
+                    return None
+                out.append(found)
+            else:
+                got = item_text(item)
+                assert got is not None  # (checked by response_options)
+                out.append(got)
+        return out
+
+    def answers(self, event: ev.UserText) -> bool:
+        """Whether this turn gets a response now: typed turns (a response.create sent them) and turns the client
+        committed do; a turn server_vad ended waits for response.create when create_response is false."""
+        if self.settings.kind != "realtime":
+            return False
+        return event.source != "voice" or self.answers_voice()
+
+    def answers_voice(self) -> bool:
+        """Spoken turns are answered as soon as they are read (else they wait for response.create)."""
+        return self.settings.kind == "realtime" and (not self.settings.turn_detection or self.settings.create_response)
 
     # items --------------------------------------------------------------------------------------
     def _item_added(self, item: dict[str, Any]) -> list[dict[str, Any]]:
@@ -323,6 +476,7 @@ class Translator:
         prev = self.last_item
         out = self._item_added(item)
         out.append({"type": "conversation.item.done", "previous_item_id": prev, "item": item})
+        self.remember(item_id, "user", text)
         return out
 
     # session events -----------------------------------------------------------------------------
@@ -346,7 +500,9 @@ class Translator:
         if isinstance(event, ev.Dropped):
             out = self._speech_stopped() if self.speech_item is not None else []
             self.speech_item = None
-            if self.committed:  # a committed item with no speech in it (or cut off before it was read): an empty transcript
+            if self.committed and event.reason.startswith("interrupted"):  # cut before it was read: the conversation lacks it
+                out.append({"type": "conversation.item.deleted", "item_id": self.committed.popleft()})
+            elif self.committed:  # a committed item with no speech in it: an empty transcript
                 out += self._transcribed("")
             return out + self._response_done("cancelled", None, None)
         return []  # notices, tool events: not in this slice
@@ -389,8 +545,8 @@ class Translator:
         out: list[dict[str, Any]] = []
         if event.source == "voice" and self.committed:
             out += self._transcribed(event.text)
-        if self.settings.kind == "transcription":
-            return out  # transcribed, not answered
+        if not self.answers(event):
+            return out  # transcribed, not answered (yet: a response.create may answer it)
         opts = ResponseOptions()
         if event.source == "typed":
             if self.requested:
@@ -415,6 +571,7 @@ class Translator:
     def _transcribed(self, text: str) -> list[dict[str, Any]]:
         item_id = self.committed.popleft()
         self.partial_sent = ""
+        self.remember(item_id, "user", text)
         item = {
             "id": item_id,
             "object": "realtime.item",
@@ -439,7 +596,9 @@ class Translator:
 
     def _response_created(self, opts: ResponseOptions) -> list[dict[str, Any]]:
         modality = opts.modality or self.settings.output_modalities[0]
-        r = self.response = _Response(new_id("resp"), new_id("item"), modality, instructions=opts.instructions)
+        r = self.response = _Response(
+            new_id("resp"), new_id("item"), modality, instructions=opts.instructions, out_of_band=opts.out_of_band, options=opts
+        )
         item = {"id": r.item_id, "object": "realtime.item", "type": "message", "role": "assistant", "status": "in_progress", "content": []}
         part_type = "audio" if modality == "audio" else "text"
         part = {"type": part_type, "transcript": ""} if part_type == "audio" else {"type": "text", "text": ""}
@@ -447,7 +606,7 @@ class Translator:
         return [
             {"type": "response.created", "response": self._resource(r, "in_progress", [], None)},
             {"type": "response.output_item.added", "response_id": r.id, "output_index": 0, "item": item},
-            *self._item_added(item),
+            *([] if r.out_of_band else self._item_added(item)),  # out of band: not in the conversation
             {"type": "response.content_part.added", **ids, "part": part},
         ]
 
@@ -492,7 +651,9 @@ class Translator:
         out.append({"type": "response.content_part.done", **ids, "part": part})
         item = self._assistant_item(r, text, "incomplete" if event.interrupted else "completed")
         out.append({"type": "response.output_item.done", "response_id": r.id, "output_index": 0, "item": item})
-        out.append({"type": "conversation.item.done", "item": item})
+        if not r.out_of_band:
+            out.append({"type": "conversation.item.done", "item": item})
+            self.remember(r.item_id, "assistant", text)
         r.text, r.finished_item, r.interrupted = text, True, event.interrupted
         return out
 
@@ -507,16 +668,17 @@ class Translator:
         }
 
     def _resource(self, r: _Response, status: str, output: list[dict[str, Any]], usage: dict[str, Any] | None) -> dict[str, Any]:
+        limit = r.options.max_output_tokens if r.options.has_max_tokens else self.settings.max_output_tokens
         return {
             "object": "realtime.response",
             "id": r.id,
             "status": status,
-            "status_details": None if status in ("in_progress", "completed") else {"type": status, "reason": None, "error": None},
+            "status_details": None if status in ("in_progress", "completed") else {"type": status, "reason": r.cut, "error": None},
             "output": output,
-            "conversation_id": "conv_voicechat",
+            "conversation_id": None if r.out_of_band else "conv_voicechat",
             "output_modalities": [r.modality],
-            "max_output_tokens": "inf",
-            "audio": {"output": {"format": {"type": "audio/pcm", "rate": RATE}, "voice": self.settings.voice}},
+            "max_output_tokens": "inf" if limit is None else limit,
+            "audio": {"output": {"format": fmt(self.settings.output_format), "voice": r.options.voice or self.settings.voice}},
             "usage": usage,
             "metadata": None,
         }
@@ -525,6 +687,8 @@ class Translator:
         r, self.response = self.response, None
         if r is None:
             return []
+        if r.cut is not None and status != "failed":
+            status = "incomplete"
         output = (
             [self._assistant_item(r, r.text, "completed" if status == "completed" else "incomplete")] if r.finished_item or r.text else []
         )
@@ -540,9 +704,53 @@ class Translator:
             }
         return [{"type": "response.done", "response": self._resource(r, status, output, usage)}]
 
+    def timeout_triggered(self, start_ms: float) -> list[dict[str, Any]]:
+        """idle_timeout_ms ran out: the silent audio since ``start_ms`` is committed as an empty user item
+        (the response that follows answers the conversation so far)."""
+        item_id = new_id("item")
+        end = max(start_ms, self.audio_ms)
+        item = {
+            "id": item_id,
+            "object": "realtime.item",
+            "type": "message",
+            "role": "user",
+            "status": "completed",
+            "content": [{"type": "input_audio", "transcript": ""}],
+        }
+        out: list[dict[str, Any]] = [
+            {"type": "input_audio_buffer.timeout_triggered", "audio_start_ms": int(start_ms), "audio_end_ms": int(end), "item_id": item_id},
+            {"type": "input_audio_buffer.committed", "previous_item_id": self.last_item, "item_id": item_id},
+        ]
+        out += self._item_added(item)
+        out.append({"type": "conversation.item.done", "item": item})
+        return out
+
     def cancel(self) -> list[dict[str, Any]]:
         """response.cancel with no response in progress: nothing to say (the session's interrupt ends a live one)."""
         return []
+
+
+class IdleTimer:
+    """server_vad's idle_timeout_ms, a state machine fed the clock: armed when a response is done, for its audio to
+    play (the client plays it after it is sent) and then the timeout; speech or another response disarms it;
+    :meth:`due` says once that the time has come."""
+
+    def __init__(self) -> None:
+        self.at: float | None = None
+        self.start_ms = 0.0  # where the silence began in the input audio (when the reply's audio ended)
+
+    def arm(self, now: float, playback_s: float, timeout_ms: int, audio_ms: float) -> None:
+        self.at = now + playback_s + timeout_ms / 1000
+        self.start_ms = audio_ms + playback_s * 1000
+
+    def disarm(self) -> None:
+        self.at = None
+
+    def due(self, now: float) -> bool:
+        if self.at is None or now < self.at:
+            return False
+        self.at = None
+        return True
 
 
 def stamp(doc: dict[str, Any]) -> dict[str, Any]:
