@@ -125,6 +125,31 @@ def test_the_oldest_secrets_go_past_the_bound():
     assert store.grant(keys[0]) is None and store.grant(keys[1]) and store.grant(keys[2])
 
 
+@pytest.mark.fast
+@pytest.mark.parametrize("server_key", [KEY, ""])
+def test_realtime_routes_take_the_server_key_or_a_live_ephemeral_key_and_judge_an_ek_as_one(server_key):
+    from types import SimpleNamespace
+
+    from voicechat.serve.realtime_webrtc import access
+
+    now = [0.0]
+    store = cs.ClientSecrets(clock=lambda: now[0])
+    state = SimpleNamespace(cfg=SimpleNamespace(serve=SimpleNamespace(api_key=server_key)))
+    app = SimpleNamespace(state=SimpleNamespace(client_secrets=store))
+    ek = store.mint({"expires_after": {"seconds": 10}, "session": {"instructions": "Hi."}}, defaults())["value"]
+
+    def bearer(key: str) -> dict:
+        return {"authorization": f"Bearer {key}"}
+
+    assert access(state, app, bearer(KEY)) == (True, None)
+    allowed, grant = access(state, app, {}, ek)  # (the WebSocket subprotocol's key)
+    assert allowed and grant is not None and grant.start == {"instructions": "Hi."}
+    assert access(state, app, bearer("wrong"))[0] == (not server_key)  # no server key: every route is open
+    now[0] = 10
+    assert access(state, app, bearer(ek)) == (False, None)  # expired: refused, server key or not
+    assert access(state, app, bearer("ek_unknown")) == (False, None)
+
+
 # --- a real server ---------------------------------------------------------------------------------------
 
 
