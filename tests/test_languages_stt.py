@@ -222,3 +222,54 @@ def test_talk_input_records_each_turns_language_in_the_history(shared_data, tmp_
         session = history.last_session_id()
         assert session is not None
         assert [t.language for t in history.turns(session)] == ["es"]
+
+
+def test_server_routes_honour_and_report_the_language(data_dir, tmp_path):
+    """serve --languages en,es: /v1/audio/transcriptions (a given language, a detected one in verbose_json, a bad
+    one refused) and Wyoming (info lists the model's languages, a transcribe event's language is used, else found)."""
+    import asyncio
+
+    import openai
+    from wyoming.asr import Transcribe, Transcript
+    from wyoming.audio import AudioChunk, AudioStart, AudioStop
+    from wyoming.client import AsyncTcpClient
+    from wyoming.info import Describe, Info
+
+    from tests.serveproc import ServeProcess, free_port
+
+    spanish = turn("es", "+m7")
+    wav = write_wav(tmp_path / "es.wav", spanish)
+    port = free_port()
+    env = {"VOICECHAT_DATA_DIR": str(data_dir)}
+    with ServeProcess(tmp_path / "srv", "--languages", "en,es", "--wyoming", f"tcp://127.0.0.1:{port}", env=env) as server:
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+        with open(wav, "rb") as f:
+            verbose = client.audio.transcriptions.create(model="whisper-1", file=f, response_format="verbose_json")
+        assert verbose.language == "spanish", verbose
+        with open(wav, "rb") as f, pytest.raises(openai.BadRequestError, match="'xx' is not a language"):
+            client.audio.transcriptions.create(model="whisper-1", file=f, language="xx")
+
+        async def wyoming(language: str | None) -> tuple[Info, Transcript]:
+            c = AsyncTcpClient("127.0.0.1", port)
+            await c.connect()
+            try:
+                await c.write_event(Describe().event())
+                info = Info.from_event(await c.read_event())
+                await c.write_event(Transcribe(language=language).event())
+                await c.write_event(AudioStart(rate=RATE, width=2, channels=1).event())
+                pcm = (np.clip(spanish, -1, 1) * 32767).astype("<i2").tobytes()
+                for i in range(0, len(pcm), 4096):
+                    await c.write_event(AudioChunk(rate=RATE, width=2, channels=1, audio=pcm[i : i + 4096]).event())
+                await c.write_event(AudioStop().event())
+                while True:
+                    event = await c.read_event()
+                    assert event is not None
+                    if Transcript.is_type(event.type):
+                        return info, Transcript.from_event(event)
+            finally:
+                await c.disconnect()
+
+        info, found = asyncio.run(asyncio.wait_for(wyoming(None), 180))
+        assert {"en", "es", "de", "nl"} <= set(info.asr[0].models[0].languages) and found.language == "es", found
+        _, given = asyncio.run(asyncio.wait_for(wyoming("es-ES"), 180))
+        assert given.language == "es" and ls.wer(" ".join(ls.SENTENCES["es"][4:6]), given.text) <= 0.5, given
