@@ -347,6 +347,7 @@ def test_official_sdk_client_commits_with_turn_detection_off_in_g711_a_law(serve
         for start in range(0, len(law), block):
             conn.input_audio_buffer.append(audio=base64.b64encode(law[start : start + block]).decode())
         conn.input_audio_buffer.commit()
+        conn.response.create()  # (with turn_detection null the client asks for the response, as with OpenAI)
         events = collect(conn, "response.done")
     types = [e.type for e in events]
     assert types[0] == "input_audio_buffer.committed" and "input_audio_buffer.speech_started" not in types

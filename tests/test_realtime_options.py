@@ -41,6 +41,7 @@ def test_create_response_false_holds_a_spoken_turn_until_response_create_which_m
     out += t.translate(heard)
     assert [d["type"] for d in out][-2:] == ["conversation.item.input_audio_transcription.completed", "conversation.item.done"]
     assert t.response is None and not [d for d in out if d["type"].startswith("response.")]
+    assert t.announced == [QUESTION]  # held, before the client hears it was read
     t.requested.append(rt.response_options(None))  # response.create: the held transcript goes as the turn's words
     created = t.translate(ev.UserText(QUESTION, "typed"))
     assert created[0]["type"] == "response.created" and "conversation.item.done" not in [d["type"] for d in created]
@@ -356,7 +357,7 @@ def test_truncating_a_finished_reply_amends_its_history_row(served):
         conn.conversation.item.truncate(item_id=item, content_index=0, audio_end_ms=1000)
         assert collect(conn, "conversation.item.truncated")[-1].item_id == item
     deadline = time.monotonic() + 30  # (the row is amended off the event loop)
-    while last_turns(served, 1)[0][2] == 0 and time.monotonic() < deadline:
+    while (not last_turns(served, 1) or last_turns(served, 1)[0][2] == 0) and time.monotonic() < deadline:
         time.sleep(0.1)
     user, assistant, interrupted = last_turns(served, 1)[0]
     assert user == story and interrupted == 1

@@ -133,6 +133,8 @@ class RealtimeConnection(VoiceConnection):
         self._saved_rounds: list[tuple[str, str]] | None = None  # the conversation, while a response with its own input runs
         self._skip_record = False  # the response being answered is out of band: not recorded
         self._recorded: str | None = None  # the assistant item the history's last turn holds
+        self._answering: str | None = None  # the assistant item of the response being answered (recorded next)
+        self._cuts: dict[str, str] = {}  # truncated between response.done and its record: the words heard
         self._limited: Limited | None = None
         self._barge: Any = None  # the session's own barge-in (speech over a reply stops it)
 
@@ -174,9 +176,7 @@ class RealtimeConnection(VoiceConnection):
             session.responder.answers = response is not None
             if response is not None:
                 self._begin(response)
-            elif self.settings.kind == "realtime" and event.source == "voice":  # create_response false: held for response.create
-                with self._lock:
-                    self.translator.announced.append(event.text)
+            elif self.settings.kind == "realtime" and event.source == "voice":  # held (by the translator) for response.create
                 self._start_deferred()
         elif isinstance(event, (ev.TurnStats, ev.Error, ev.Dropped)):
             memory.system_prompt = self.settings.instructions  # a response's own instructions were for it alone
@@ -187,8 +187,6 @@ class RealtimeConnection(VoiceConnection):
         if isinstance(event, ev.TurnStats):
             if self.settings.idle_timeout_ms and self.settings.turn_detection and ending is not None:
                 self._idle.arm(time.monotonic(), ending.audio_ms / 1000, self.settings.idle_timeout_ms, self.translator.audio_ms)
-            if not self._skip_record and ending is not None:
-                self._recorded = ending.item_id
             if event.timing.voice_to_voice is not None:
                 self.state.metrics.turns.observe(event.timing.voice_to_voice)
 
@@ -203,6 +201,7 @@ class RealtimeConnection(VoiceConnection):
         if opts.context is not None:
             self._saved_rounds, memory.rounds = memory.rounds, list(opts.context)
         self._skip_record = opts.out_of_band
+        self._answering = response.item_id
         if self._limited is not None:
             self._limited.limit = opts.max_output_tokens if opts.has_max_tokens else settings.max_output_tokens
             self._limited.cut = False
@@ -213,7 +212,7 @@ class RealtimeConnection(VoiceConnection):
         """The engine for a voice name (loaded on first use, as /v1/audio/speech does), at ``speed``."""
         voices = getattr(self.ws.app.state, "voices", None)
         engine = self.state.tts
-        if voices is not None:
+        if voices is not None and name != self.settings.own_voice:
             choice = voices.choose(name)
             if choice.notice:
                 log.warning("realtime session: %s", choice.notice)
@@ -240,11 +239,16 @@ class RealtimeConnection(VoiceConnection):
     def _record(self, record: Any) -> Any:
         """The conversation's record(), skipping out-of-band responses (answered, not kept)."""
 
-        def wrapped(*args: Any, **kwargs: Any) -> None:
+        def wrapped(user_text: str, reply: str, *args: Any, **kwargs: Any) -> None:
             if self._skip_record:
                 self._skip_record = False
                 return
-            record(*args, **kwargs)
+            heard = self._cuts.pop(self._answering or "", None)  # truncated before it was recorded
+            if heard is not None:
+                reply, kwargs["interrupted"] = heard, True
+            record(user_text, reply, *args, **kwargs)
+            self._recorded, self._answering = self._answering, None
+            self._cuts.clear()
 
         return wrapped
 
@@ -575,6 +579,10 @@ class RealtimeConnection(VoiceConnection):
         sink.confirm(reply, seconds, True)  # a reply still being answered: the session records what was heard
         if live:
             session.interrupt()
+        elif item_id == self._answering:  # done, not yet recorded: recorded as heard
+            heard = sink.heard(reply, seconds)
+            if heard is not None:
+                self._cuts[item_id] = heard
         elif item_id == self._recorded:  # already recorded: the memory and the history keep only what was heard
             heard = sink.heard(reply, seconds)
             rounds = session.conversation.memory.rounds

@@ -447,15 +447,16 @@ class Translator:
         return out
 
     def answers(self, event: ev.UserText) -> bool:
-        """Whether this turn gets a response now: typed turns (a response.create sent them) and turns the client
-        committed do; a turn server_vad ended waits for response.create when create_response is false."""
+        """Whether this turn gets a response now: typed turns do (a response.create sent them); a spoken turn does
+        when turn detection ended it and create_response is true, else it waits for response.create (as the API
+        does when the client commits with turn_detection null)."""
         if self.settings.kind != "realtime":
             return False
         return event.source != "voice" or self.answers_voice()
 
     def answers_voice(self) -> bool:
         """Spoken turns are answered as soon as they are read (else they wait for response.create)."""
-        return self.settings.kind == "realtime" and (not self.settings.turn_detection or self.settings.create_response)
+        return self.settings.kind == "realtime" and self.settings.turn_detection and self.settings.create_response
 
     # items --------------------------------------------------------------------------------------
     def _item_added(self, item: dict[str, Any]) -> list[dict[str, Any]]:
@@ -546,6 +547,8 @@ class Translator:
         if event.source == "voice" and self.committed:
             out += self._transcribed(event.text)
         if not self.answers(event):
+            if self.settings.kind == "realtime" and event.source == "voice":
+                self.announced.append(event.text)  # held for response.create (before the client hears it was read)
             return out  # transcribed, not answered (yet: a response.create may answer it)
         opts = ResponseOptions()
         if event.source == "typed":
