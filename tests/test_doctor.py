@@ -141,7 +141,7 @@ def test_doctor_end_to_end(tmp_path):
     closed = _closed_port()
     broken = tmp_path / "broken.yaml"
     broken.write_text("llm:\n  engine: [llama-cpp\n")
-    remote = tmp_path / "remote.yaml"
+    remote = tmp_path / "remote.yaml"  # (made readable by others: doctor says to chmod it)
     nowhere = {"PULSE_SERVER": f"unix:{tmp_path}/no-such-socket", "ALSA_CONFIG_PATH": "/usr/share/alsa/alsa.conf"}
     with PulseCard(tmp_path / "pulse"), LoopbackServer(_RefusesKey, "refuses-key") as refusing:
         remote.write_text(
@@ -149,6 +149,7 @@ def test_doctor_end_to_end(tmp_path):
             f"stt:\n  engine: openai\n  base_url: http://127.0.0.1:{refusing.port}/v1\n  api_key: {KEY}\n"
             f"history:\n  url: postgresql://voicechat:{PASSWORD}@127.0.0.1:{closed}/voicechat\n"
         )
+        remote.chmod(0o644)
         card, missing, bad, servers = run_clis(
             {"args": ("doctor", "--json")},
             {"args": ("doctor", "--json"), "env": {**nowhere, "VOICECHAT_LLM_MODEL": str(tmp_path / "missing.gguf")}},
@@ -180,4 +181,5 @@ def test_doctor_end_to_end(tmp_path):
     assert line["remote llm"].startswith("fail") and f"cannot reach http://127.0.0.1:{closed}/v1" in line["remote llm"]
     assert line["remote stt"].startswith("fail") and "refused the API key (401)" in line["remote stt"]
     assert line["history store"].startswith("warn") and "cannot reach PostgreSQL" in line["history store"]
+    assert line["config secrets"].startswith("warn") and f"chmod 600 {remote}" in line["config secrets"]
     assert KEY not in text and PASSWORD not in text and KEY[:20] not in text

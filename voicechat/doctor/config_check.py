@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from voicechat.doctor.report import FAIL, OK, WARN, Line
+
+# a key with a value (not null or empty), or a database URL with a password in it
+SECRET = re.compile(r"""(?m)^\s*api_key:\s*(?!null\b|~|''|""|$|#)\S|postgres(?:ql)?://[^:/@\s]+:[^@\s]+@""")
 
 if TYPE_CHECKING:
     from voicechat.config import Config
@@ -52,4 +56,4 @@ def _has_secret(path: Path) -> bool:
         text = path.read_text(encoding="utf-8", errors="replace")[: 1 << 20]
     except OSError:
         return False
-    return "api_key:" in text or "postgresql://" in text or "postgres://" in text
+    return bool(SECRET.search(text))

@@ -14,7 +14,7 @@ def diagnose(config_file: str | None, *, load: bool = False, echo: bool = False)
         Group("system", system.check, 10.0),
         Group(
             "sound",
-            lambda: sound.check(cfg, echo) + ([] if echo else sound.echo_setup(cfg)),
+            lambda: sound.check(cfg, echo),
             sound.SECONDS + sound.ECHO_SECONDS + 5.0,
             needed=True,
         ),

@@ -104,7 +104,26 @@ def lines_from(result: dict[str, Any], echo: bool = False) -> list[Line]:
         lines.append(_listening(mic))
     if echo:
         lines.append(_echo(result.get("echo")))
+    elif "canceller" in result:
+        lines.append(_canceller(result["canceller"]))
     return lines
+
+
+def _canceller(found: dict[str, Any]) -> Line:
+    if "error" in found:
+        return Line(
+            "sound",
+            "echo",
+            WARN,
+            f"echo cancellation cannot start ({found['error']})",
+            "set audio.aec_engine to another, or use headphones",
+        )
+    return Line(
+        "sound",
+        "echo",
+        OK,
+        f"echo cancellation available ({found.get('name')}); measure it with `voicechat doctor --echo` (plays a 3 s sound)",
+    )
 
 
 def _listening(mic: dict[str, Any]) -> Line:
@@ -145,25 +164,3 @@ def _echo(echo: dict[str, Any] | None) -> Line:
     if erle is not None and erle < 10:
         return Line("sound", "echo", WARN, detail, "little echo removed: use headphones, or try another audio.aec_engine", data=echo)
     return Line("sound", "echo", OK, detail, data=echo)
-
-
-def echo_setup(cfg: Config) -> list[Line]:
-    """The echo canceller talk would use can be made (its library is there); measured only with --echo."""
-    from voicechat.errors import VoicechatError
-    from voicechat.voice.echo import make_canceller
-
-    try:
-        name = make_canceller(cfg.audio.aec_engine).name
-    except (VoicechatError, ImportError, OSError) as e:
-        return [
-            Line(
-                "sound",
-                "echo",
-                WARN,
-                f"echo cancellation '{cfg.audio.aec_engine}' cannot start ({e})",
-                "set audio.aec_engine to another, or use headphones",
-            )
-        ]
-    return [
-        Line("sound", "echo", OK, f"echo cancellation available ({name}); measure it with `voicechat doctor --echo` (plays a 3 s sound)")
-    ]

@@ -4,6 +4,7 @@ that a sound system that hangs in C can be killed at the doctor's deadline. Prin
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -47,6 +48,7 @@ def probe(settings: dict[str, Any]) -> dict[str, Any]:
             entry["rate_error"] = f"{rate} Hz: {str(e)[:160]}"
     if "device" in out["input"]:
         out["microphone"] = _listen(settings)
+    out["canceller"] = _canceller(settings.get("aec_engine", "dual"))
     if settings.get("echo") and "device" in out["input"] and "device" in out["output"]:
         try:
             from voicechat.voice.echo_check import check_echo
@@ -88,6 +90,17 @@ def _listen(settings: dict[str, Any]) -> dict[str, Any]:
     return {"frames": frames, "seconds": MIC_S, "peak": peak}
 
 
+def _canceller(name: str) -> dict[str, Any]:
+    """Whether the echo canceller talk would use can be made (its library loads)."""
+    from voicechat.errors import VoicechatError
+    from voicechat.voice.echo import make_canceller
+
+    try:
+        return {"name": make_canceller(name).name}
+    except (VoicechatError, ImportError, OSError) as e:
+        return {"error": str(e)[:200]}
+
+
 def main() -> None:
     settings = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
     try:
@@ -96,6 +109,9 @@ def main() -> None:
         result = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
     sys.stdout.write(json.dumps(result, default=str) + "\n")
     sys.stdout.flush()
+    # Done: no interpreter teardown. livekit's runtime (the webrtc canceller) can abort the process while it
+    # winds down, which would only add noise; the devices were closed by their context managers.
+    os._exit(0)
 
 
 if __name__ == "__main__":
