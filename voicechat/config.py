@@ -51,7 +51,8 @@ class LLMConfig:
     engine: str = "llama-cpp"
     model: str | None = None  # None: the bundled SmolLM2-135M-Instruct GGUF
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    language_prompts: dict = field(default_factory=dict)  # the line that asks for a reply in a language, {de: "Antworte auf Deutsch."}; defaults: voicechat.languages.PROMPTS
+    # the line that asks for a reply in a language, {de: "Antworte auf Deutsch."}; defaults: voicechat.languages.PROMPTS
+    language_prompts: dict = field(default_factory=dict)
     temperature: float = 0.7
     max_tokens: int = 256
     threads: int = 0  # 0: min(4, CPU cores)
@@ -75,7 +76,8 @@ class TTSConfig:
     device: str = "auto"  # piper/coqui: auto | cpu | cuda
     voices_dir: str | None = None  # piper: more voices (.onnx + .onnx.json) that serve speaks by name; None: <data dir>/voices
     first_chunk_words: int = 6  # the first chunk is cut short so the first sound comes early
-    voices: dict = field(default_factory=dict)  # a voice per language, {de: PATH.onnx | NAME | espeak:VOICE}; others: tts.voice if it speaks it, else espeak-ng's
+    # a voice per language, {de: PATH.onnx | NAME | espeak:VOICE}; others: tts.voice if it speaks it, else espeak-ng's
+    voices: dict = field(default_factory=dict)
     base_url: str | None = None
     api_key: str | None = None
 
