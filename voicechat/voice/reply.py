@@ -189,12 +189,13 @@ class Responder:
         if reply.cancel.is_set() or stop.is_set():
             self.emit(ev.Dropped("interrupted before the reply began"))
             return  # nothing was answered: nothing to remember
+        previous = self.last_language
         language = self.language_of(item, text)
         self.emit(ev.UserText(text, item.source, language))
         if not self.answers:
             return
         self.set_state("thinking")
-        self._ask_in(language)
+        asked = self._ask_in(text, language, switched=previous is not None and language not in (None, previous))
         reply.voice = self._voice(language)
         self.speech.replies.put(reply)
         chunker = sentences.Chunker(self.cfg.tts.first_chunk_words, language=language)
@@ -222,7 +223,7 @@ class Responder:
                 r = event.result
                 self.emit(ev.ToolDone(r.name, r.text, r.error, r.seconds))  # a failure is shown as one line
 
-        result = self.conversation.stream_reply(text, on_delta, lambda: reply.cancel.is_set() or stop.is_set(), on_tool)
+        result = self.conversation.stream_reply(asked, on_delta, lambda: reply.cancel.is_set() or stop.is_set(), on_tool)
         timing.first_token = result.first_token
         if result.error:
             self.emit(ev.Error(result.error))
@@ -272,10 +273,19 @@ class Responder:
         self.last_language = found or self.last_language
         return found
 
-    def _ask_in(self, language: str | None) -> None:
-        """Ask for the reply in the turn's language (a line after the system prompt)."""
+    def _ask_in(self, text: str, language: str | None, *, switched: bool) -> str:
+        """Ask for the reply in the turn's language, and return the user's text as the model is to read it.
+
+        The language's line follows the system prompt. At a switch of language the line goes with the user's
+        words instead (as the model reads them; memory and history keep the words alone): a history in the
+        other language pulls a small model back to it, and an instruction next to the new message is heeded."""
         memory = self.conversation.memory
+        line = languages.with_prompt_line("", language, self.declared, self.cfg.llm.language_prompts)
+        if switched and line:
+            memory.system_prompt = self.system_prompt
+            return f"{text}\n\n{line}"
         memory.system_prompt = languages.with_prompt_line(self.system_prompt, language, self.declared, self.cfg.llm.language_prompts)
+        return text
 
     def _voice(self, language: str | None) -> TextToSpeech | None:
         """The voice of the turn's language; a language without its own voice is said once, as a notice."""
@@ -285,9 +295,12 @@ class Responder:
         choice = voices.choose(language)
         if choice is None:
             return None
-        if choice.notice and choice.notice not in self._noticed:
-            self._noticed.add(choice.notice)
-            self.emit(ev.Notice(choice.notice))
+        said = choice.notice or (
+            None if choice.engine is self.speech.tts else f"{languages.name(language)} replies: {choice.engine.name} voice {choice.label}"
+        )
+        if said and said not in self._noticed:  # once each: which voice speaks a language, or why none of its own does
+            self._noticed.add(said)
+            self.emit(ev.Notice(said))
         return choice.engine
 
     def _first_audio_first(self, reply: SpokenReply, stop: threading.Event) -> None:

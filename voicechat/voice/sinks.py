@@ -45,9 +45,13 @@ class SpeakerSink:
         self.speaker.tap = far_end
 
 
+REPLY_GAP_S = 1.0  # a file of replies: this much silence between one reply and the next, as between turns
+
+
 class FileSink:
-    """Replies written to an audio file (:class:`voicechat.audiofile.AudioFileWriter`); all of a chunk counts as
-    played once written, and a stopped reply writes nothing more."""
+    """Replies written to an audio file (:class:`voicechat.audiofile.AudioFileWriter`), each after a second of
+    silence (the first excepted); all of a chunk counts as played once written, and a stopped reply writes
+    nothing more."""
 
     speaks = True
     audible = False
@@ -58,6 +62,7 @@ class FileSink:
         self._texts: list[str] = []
         self._first: float | None = None
         self._stopped = False
+        self._wrote = False  # a reply before this one wrote audio
 
     def begin(self) -> None:
         self._texts, self._first, self._stopped = [], None, False
@@ -66,6 +71,13 @@ class FileSink:
     def play(self, chunk: AudioChunk) -> None:
         if self._stopped:
             return
+        if self._wrote and self._first is None:  # the first audio of a reply after another: a pause between them
+            import numpy as np
+
+            from voicechat.engines.base import AudioChunk
+
+            self.writer.play(AudioChunk(np.zeros(int(chunk.sample_rate * REPLY_GAP_S), dtype=np.float32), chunk.sample_rate, ""))
+        self._wrote = True
         self.writer.play(chunk)
         if self._first is None:
             self._first = time.perf_counter()
