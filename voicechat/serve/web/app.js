@@ -152,7 +152,9 @@
     });
   }
 
-  function onUser(text, source) {
+  let language = null; // the last user turn's language (ISO 639-1): the reply is in it too
+
+  function onUser(text, source, lang) {
     keepScrolled(() => {
       let li;
       if (source !== "typed" && partial) {
@@ -165,9 +167,12 @@
         el.log.insertBefore(li, partial); // a typed line goes before words still being spoken
       }
       li.querySelector(".text").textContent = text;
+      language = lang || null;
+      if (language) li.querySelector(".text").lang = language; // (a screen reader reads it in its language)
       stale = false;
-      const turn = record("user", text, li, { source });
-      li.querySelector(".meta").textContent = clock(new Date(turn.time)) + (source === "typed" ? " · typed" : "");
+      const turn = record("user", text, li, { source, language });
+      li.querySelector(".meta").textContent =
+        clock(new Date(turn.time)) + (source === "typed" ? " · typed" : "") + (language ? " · " + language : "");
     });
     updateButtons();
   }
@@ -185,6 +190,7 @@
     keepScrolled(() => {
       if (!reply) {
         const li = bubble("assistant", "streaming");
+        if (language) li.querySelector(".text").lang = language;
         el.log.append(li);
         reply = { li, text: "" };
       }
@@ -657,7 +663,7 @@
         break;
       case "status": setStatus(msg.state); break;
       case "partial": onPartial(msg.text); break;
-      case "user": onUser(msg.text, msg.source); break;
+      case "user": onUser(msg.text, msg.source, msg.language); break;
       case "dropped": onDropped(); break;
       case "reply_delta": onDelta(msg.text); break;
       case "reply": onReply(msg.text, msg.interrupted); break;
