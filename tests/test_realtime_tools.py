@@ -130,6 +130,63 @@ def test_a_deleted_item_leaves_what_the_model_reads():
 
 
 @pytest.mark.fast
+def test_a_response_that_only_calls_a_client_function_is_that_call_alone_and_a_server_tool_keeps_the_message():
+    import threading
+    from types import SimpleNamespace
+
+    from voicechat.voice import events as ev
+
+    settings = rt.Settings(model="m", voice="joe", instructions="", silence_ms=600)
+    conn = SimpleNamespace(translator=rt.Translator(settings), _lock=threading.Lock(), sent=[])
+    conn.session = SimpleNamespace(conversation=SimpleNamespace(config=SimpleNamespace(tools=SimpleNamespace(force=None))))
+    state = tools.RealtimeState(conn, memory(), True)
+    conn._emit = lambda docs: conn.sent.extend(out for d in docs for out in state.seen(d))
+    state.box = tools.SessionTools(None, state)
+    state.offer = tools.parse_offer({"tools": [WEATHER], "tool_choice": "required"}, tools.Offer(), "session", set(), True)
+    t = conn.translator
+    conn._emit(t.user_text_item("item_q", "Weather in Paris?"))
+    t.requested.append(rt.ResponseOptions())
+    conn._emit(t.translate(ev.UserText("Weather in Paris?", "typed")))
+    assert conn.session.conversation.config.tools.force == "required"
+    result = state.box.run(ToolCall("call_1", "get_weather", '{"city": "Paris"}'))
+    assert result.handed_off and state.memory.handed[0][1].id == "call_1"
+    conn._emit(t.translate(ev.ReplyDone("")))
+    conn._emit(t.translate(ev.TurnStats(prompt_tokens=9, completion_tokens=3)))
+    types = [d["type"] for d in conn.sent]
+    assert types[2:] == [
+        "response.created",
+        "response.output_item.added",
+        "conversation.item.added",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "conversation.item.done",
+        "response.done",
+    ]
+    call = conn.sent[-2]["item"]
+    assert conn.sent[3]["output_index"] == 0 and conn.sent[4]["previous_item_id"] == "item_q"  # no message before it
+    assert conn.sent[-1]["response"]["output"] == [call] and conn.sent[-1]["response"]["status"] == "completed"
+    assert state.items.get(call["id"]) == call and state.items.get(t.last_item) == call
+
+    conn.sent.clear()  # a server tool's answer follows its call in the message, which opens first
+    state.box.server = None
+    conn._emit(t.user_text_item("item_q2", "And 2 + 2?"))
+    t.requested.append(rt.ResponseOptions())
+    conn._emit(t.translate(ev.UserText("And 2 + 2?", "typed")))
+    state.box.offer = tools.Offer()  # (not the client's: run here)
+    state.box.run(ToolCall("call_2", "calculator", '{"expression": "2 + 2"}'))
+    conn._emit(t.translate(ev.ReplyDelta("Four.")))
+    conn._emit(t.translate(ev.ReplyDone("Four.")))
+    conn._emit(t.translate(ev.TurnStats()))
+    by_type = [d["type"] for d in conn.sent]
+    assert by_type.index("response.output_item.added") < by_type.index("response.function_call_arguments.done")
+    output = conn.sent[-1]["response"]["output"]
+    assert [i["type"] for i in output] == ["message", "function_call"] and output[1]["call_id"] == "call_2"
+    outputs = [d["item"] for d in conn.sent if d["type"] == "conversation.item.done" and d["item"]["type"] == "function_call_output"]
+    assert outputs[0]["call_id"] == "call_2" and outputs[0]["output"].startswith("error: there is no tool")
+
+
+@pytest.mark.fast
 def test_the_item_store_keeps_the_latest_form_of_each_item_within_a_bound():
     store = ItemStore(limit=2)
     for n in range(3):
@@ -221,7 +278,7 @@ def test_official_sdk_function_call_round_trip_the_client_runs_the_function_and_
         assert isinstance(json.loads(done.arguments)["city"], str) and item.arguments == done.arguments
         assert any(e.type == "conversation.item.done" and e.item.id == item.id for e in called)
         response = called[-1].response
-        assert response.status == "completed" and response.output[-1].type == "function_call"
+        assert response.status == "completed" and [i.type for i in response.output] == ["function_call"] and done.output_index == 0
         assert response.output[-1].call_id == done.call_id and "response.output_audio.delta" not in types  # nothing to say yet
 
         conn.conversation.item.create(item={"type": "function_call_output", "call_id": done.call_id, "output": json.dumps(FORECAST)})
@@ -317,3 +374,36 @@ def test_official_sdk_beta_client_gets_the_beta_event_names_and_shapes(served):
     done = events[-1].response
     assert done.status == "completed" and done.modalities == ["audio", "text"] and done.output[0].content[0].type == "audio"
     assert done.output[0].content[0].transcript == transcript and transcript.strip()
+
+
+def test_official_sdk_function_call_round_trip_with_the_openai_compatible_engine(llama_server, tmp_path):
+    """The same round trip when the chat model is another server's (llama.cpp's OpenAI-compatible one, on loopback):
+    the client's function goes to it as an OpenAI tool, its call comes back as the item, the output as a tool message."""
+    from openai import OpenAI
+
+    config = f"llm:\n  engine: openai\n  base_url: {llama_server}\n  model: smollm2\n  max_tokens: 160\nserve:\n  api_key: {KEY}\n"
+    with ServeProcess(tmp_path, config=config, env={"OPENAI_API_KEY": "unused"}) as server:
+        client = OpenAI(base_url=server.url + "/v1", api_key=KEY, max_retries=0)
+        with client.realtime.connect(model="gpt-realtime") as conn:
+            assert conn.recv().type == "session.created"
+            conn.session.update(
+                session={
+                    "type": "realtime",
+                    "output_modalities": ["text"],
+                    "tools": [WEATHER],
+                    "tool_choice": {"type": "function", "name": "get_weather"},
+                }
+            )
+            assert conn.recv().type == "session.updated"
+            conn.conversation.item.create(item=ask("What is the weather in Paris?"))
+            conn.response.create()
+            called = collect(conn, "response.done")
+            done = next(e for e in called if e.type == "response.function_call_arguments.done")
+            assert done.name == "get_weather" and isinstance(json.loads(done.arguments), dict)
+            assert called[-1].response.output[-1].call_id == done.call_id
+            conn.conversation.item.create(item={"type": "function_call_output", "call_id": done.call_id, "output": json.dumps(FORECAST)})
+            conn.response.create(response={"tool_choice": "none"})
+            answer = collect(conn, "response.done")
+        assert "Traceback" not in server.log_text(), server.log_text()
+    text = next(e for e in answer if e.type == "response.output_text.done").text
+    assert answer[-1].response.status == "completed" and text.strip()

@@ -33,6 +33,8 @@ log = logging.getLogger("voicechat.serve")
 MAX_TOOLS = 64  # functions one session may declare
 MAX_SPEC_CHARS = 32_000  # one tool's description and schema, as JSON
 CHOICES = ("auto", "none", "required")
+OPENING = ("response.output_item.added", "conversation.item.added", "response.content_part.added")
+DELTAS = ("response.output_audio_transcript.delta", "response.output_text.delta", "response.output_audio.delta")
 Handler = Callable[[Any, dict[str, Any], "str | None"], None]
 
 
@@ -156,7 +158,7 @@ class SessionTools(ToolBox):
         cancelled: Callable[[], bool] = lambda: False,
     ) -> ToolResult:
         call = ToolCall(call.id or rt.new_id("call"), call.name[:64], call.arguments)
-        item_id = self.state.announce_call(call)
+        item_id = self.state.announce_call(call, call.name in self.offer.client)
         if call.name in self.offer.client:
             self.state.memory.handed.append((item_id, call))
             return ToolResult(call.name, call.arguments, "sent to the client, which runs it", source="client", handed_off=True)
@@ -184,20 +186,33 @@ class RealtimeState:
         self.next_user: list[str] = []  # user items not yet answered
         self.box: SessionTools | None = None
         self.force: str | None = None  # the server's tools.force (tool_choice auto keeps it)
+        self.message: str | None = None  # the response's message item
+        self.held: list[dict[str, Any]] | None = None  # its opening events, until it has words (None: sent)
+        self.before_message: str | None = None  # the item before it (a call that replaces it follows this one)
 
     def server_names(self) -> set[str]:
         box = self.box.server if self.box is not None else None
         return set(box.tools) if box is not None else set()
 
-    def announce_call(self, call: ToolCall) -> str:
+    def announce_call(self, call: ToolCall, client: bool) -> str:
+        """A call's items. A server tool's answer follows it in the response's message, which opens first; a call
+        made before any words (the message still held) stands for the whole response: output_index 0."""
         conn, item_id = self.conn, rt.new_id("item")
         with conn._lock:
+            docs = self.release() if self.held is not None and not client else []
             r = conn.translator.response
-            docs = call_events(r.id if r else None, 1 + len(self.calls), item_id, call, conn.translator.last_item)
+            previous = self.before_message if self.held is not None else conn.translator.last_item
+            index = len(self.calls) + (0 if self.held is not None else 1)
+            docs += call_events(r.id if r else None, index, item_id, call, previous)
             conn.translator.last_item = item_id
             self.calls.append(docs[-1]["item"])
             conn._emit(docs)
         return item_id
+
+    def release(self) -> list[dict[str, Any]]:
+        """The held opening events of the response's message (it has words, or a server tool's answer follows)."""
+        docs, self.held = self.held or [], None
+        return docs
 
     def announce_output(self, call_id: str, output: str, item_id: str | None = None) -> None:
         conn = self.conn
@@ -219,24 +234,49 @@ class RealtimeState:
                 self.force if choice in ("auto", "none") else REQUIRED if choice == "required" else choice
             )
 
-    def seen(self, doc: dict[str, Any]) -> dict[str, Any] | None:
-        """An outgoing event: kept track of, completed with what this module adds, in the client's dialect."""
+    def seen(self, doc: dict[str, Any]) -> list[dict[str, Any]]:
+        """An outgoing event: kept track of, completed with what this module adds, in the client's dialect.
+
+        While tools are offered, the response's message item is held until it has words: a response that only
+        calls a client's function is that call alone, as the API sends it (no empty message before it)."""
         kind = doc.get("type")
-        self.items.seen(doc)
+        item: dict[str, Any] = doc["item"] if isinstance(doc.get("item"), dict) else {}
         if kind == "conversation.item.added":
-            item = doc.get("item") or {}
             if item.get("role") == "user":
                 self.next_user = (self.next_user + [item["id"]])[-16:]
             elif item.get("role") == "assistant":
                 self.memory.assistant_id = item["id"]
         elif kind == "response.created":
             self.begin_response()
-        elif kind == "response.done" and self.calls:
-            doc["response"]["output"] = list(doc["response"].get("output") or []) + self.calls
-            self.calls = []
+            r = self.conn.translator.response
+            self.message = r.item_id if r is not None else None
+            self.held = [] if self.box is not None and self.box.specs() and self.message is not None else None
         elif kind in ("session.created", "session.updated") and doc.get("session", {}).get("type") == "realtime":
             doc["session"].update((self.staged or self.offer).to_session())
-        return beta.to_beta(doc) if self.beta else doc
+        out: list[dict[str, Any]] = []
+        if self.held is not None and self.message in (item.get("id"), doc.get("item_id")):
+            if kind in OPENING:
+                if kind == "conversation.item.added":
+                    self.before_message = doc.get("previous_item_id")
+                self.held.append(doc)
+                return []
+            if kind not in DELTAS and self.calls:
+                return []  # the message never had words: the calls were the response
+            out = self.release()
+        if kind == "response.done":
+            output = list(doc["response"].get("output") or [])
+            if self.held is not None and self.calls:  # (the message was never sent)
+                output = [i for i in output if i.get("id") != self.message]
+            doc["response"]["output"] = output + self.calls
+            self.calls, self.held, self.message = [], None, None
+        out.append(doc)
+        final = []
+        for d in out:
+            self.items.seen(d)
+            converted = beta.to_beta(d) if self.beta else d
+            if converted is not None:
+                final.append(converted)
+        return final
 
 
 def attach(conn: Any) -> None:
@@ -262,7 +302,7 @@ def outgoing(conn: Any, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     state: RealtimeState | None = getattr(conn, "rtools", None)
     if state is None:
         return [beta.to_beta(d) or d for d in docs] if beta.wanted(conn.ws.headers) else docs
-    return [out for doc in docs if (out := state.seen(doc)) is not None]
+    return [out for doc in docs for out in state.seen(doc)]
 
 
 # client events ------------------------------------------------------------------------------------
