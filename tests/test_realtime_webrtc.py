@@ -192,9 +192,10 @@ def trimmed(audio: np.ndarray, rate: int) -> np.ndarray:
     return audio[max(0, loud[0] - rate // 10) : loud[-1] + rate // 10]
 
 
-async def call(url: str, key: str, question: np.ndarray, speech_end: int, typed: str | None = None) -> dict:
+async def call(url: str, key: str, question: np.ndarray, speech_end: int, typed: str | None = None, join: str | None = None) -> dict:
     """A spoken turn over WebRTC as a page makes it: offer (microphone track + oai-events), answer, speak, listen.
-    With ``typed``: that message is answered first, and the question is spoken over its reply (a barge-in)."""
+    With ``typed``: that message is answered first, and the question is spoken over its reply (a barge-in).
+    With ``join`` (the server's key): a server joins the call with the SDK's realtime.connect(call_id=...)."""
     from fractions import Fraction
 
     from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -283,8 +284,21 @@ async def call(url: str, key: str, question: np.ndarray, speech_end: int, typed:
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer.content.decode(), type="answer"))
     closed = asyncio.Event()
     channel.on("close", closed.set)
+    joined: list = []
+
+    async def sideband() -> None:
+        server = AsyncOpenAI(base_url=url + "/v1", api_key=join, max_retries=0)
+        async with server.realtime.connect(call_id=location.rsplit("/", 1)[-1]) as conn:
+            async for event in conn:
+                joined.append(event)
+                if event.type == "response.done":
+                    return
+
+    watcher = asyncio.ensure_future(sideband()) if join else None
     try:
         await asyncio.wait_for(done.wait(), 240)
+        if watcher is not None:
+            await asyncio.wait_for(watcher, 30)
         await client.realtime.calls.hangup(location.rsplit("/", 1)[-1])  # the session ends: the server closes the call
         await asyncio.wait_for(closed.wait(), 60)
     finally:
@@ -295,6 +309,7 @@ async def call(url: str, key: str, question: np.ndarray, speech_end: int, typed:
         "events": events,
         "audio": np.concatenate(heard) if heard else np.zeros(0, np.float32),
         "offer_to_answer": answered - offered,
+        "sideband": joined,
         "voice_to_voice": sent_at.get("first_audio", 0) - sent_at.get("question_end", 0),
     }
 
@@ -302,7 +317,7 @@ async def call(url: str, key: str, question: np.ndarray, speech_end: int, typed:
 def test_a_python_webrtc_client_speaks_a_question_and_hears_the_reply_on_the_track(served, hear):
     ek = mint(served, instructions="You are a helpful assistant. Answer in one short sentence.")
     question = question_audio(RATE, tail_s=3)
-    out = asyncio.run(asyncio.wait_for(call(served.url, ek, question, len(question) - 3 * RATE), 300))
+    out = asyncio.run(asyncio.wait_for(call(served.url, ek, question, len(question) - 3 * RATE, join=KEY), 300))
     print(f"\noffer to answer {out['offer_to_answer'] * 1000:.0f} ms; voice to voice {out['voice_to_voice'] * 1000:.0f} ms")
     assert out["status"] == 201 and out["location"].startswith("/v1/realtime/calls/rtc_")
     events = out["events"]
@@ -329,6 +344,8 @@ def test_a_python_webrtc_client_speaks_a_question_and_hears_the_reply_on_the_tra
     reply = trimmed(out["audio"], RATE)
     assert transcript.strip() and len(reply) > RATE // 2
     assert wer(transcript, hear(reply, RATE)) <= 0.35  # what came over Opus says what the transcript says
+    joined = out["sideband"]  # a server beside the call saw the same response
+    assert joined and joined[-1].type == "response.done" and joined[-1].response.id == response
     deadline = time.monotonic() + 60
     while served.metric("voicechat_active_sessions", {"Authorization": f"Bearer {KEY}"}) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -378,6 +395,10 @@ def test_calls_refuse_bad_keys_bodies_and_an_expired_or_unknown_ephemeral_key(se
         assert json.loads(ws.recv())["type"] == "session.created"
     with connect(ws_url, subprotocols=["realtime", "openai-insecure-api-key.ek_unknown"]) as ws:
         assert "key" in json.loads(ws.recv())["error"]["message"]
+    with connect(ws_url + "&call_id=rtc_unknown", additional_headers={"Authorization": f"Bearer {KEY}"}) as ws:
+        assert "no live call" in json.loads(ws.recv())["error"]["message"]  # joining a call: only a live one
+    with connect(ws_url + "&call_id=rtc_unknown", subprotocols=["realtime", f"openai-insecure-api-key.{ek}"]) as ws:
+        assert "server's key" in json.loads(ws.recv())["error"]["message"]  # and never with the page's key
 
 
 def test_speech_over_a_reply_cuts_it_and_the_history_keeps_what_the_track_played(served):
@@ -431,13 +452,14 @@ function show(s) { document.getElementById("status").textContent = s; }
   dc.onmessage = m => {
     const e = JSON.parse(m.data); window.result.events.push(e);
     const li = document.createElement("li"); li.textContent = e.type + (e.transcript ? ": " + e.transcript : ""); document.getElementById("events").appendChild(li);
-    if (e.type === "output_audio_buffer.stopped") {
-      const n = heard.reduce((a, b) => a + b.length, 0), all = new Int16Array(n);
-      let at = 0; for (const b of heard) { for (let i = 0; i < b.length; i++) all[at + i] = Math.max(-1, Math.min(1, b[i])) * 32767; at += b.length; }
-      let s = ""; const bytes = new Uint8Array(all.buffer); for (let i = 0; i < bytes.length; i += 8192) s += String.fromCharCode(...bytes.subarray(i, i + 8192));
-      window.result.audio = btoa(s); window.result.done = true; show("reply heard");
-    }
+    if (e.type === "output_audio_buffer.stopped") setTimeout(keep, 1500);  // (the tail is still in the jitter buffer)
   };
+  function keep() {  // what the page played, as base64 16-bit PCM at 48 kHz
+    const n = heard.reduce((a, b) => a + b.length, 0), all = new Int16Array(n);
+    let at = 0; for (const b of heard) { for (let i = 0; i < b.length; i++) all[at + i] = Math.max(-1, Math.min(1, b[i])) * 32767; at += b.length; }
+    let s = ""; const bytes = new Uint8Array(all.buffer); for (let i = 0; i < bytes.length; i += 8192) s += String.fromCharCode(...bytes.subarray(i, i + 8192));
+    window.result.audio = btoa(s); window.result.done = true; show("reply heard");
+  }
   await pc.setLocalDescription(await pc.createOffer());
   const r = await fetch("/v1/realtime/calls", {method: "POST", body: pc.localDescription.sdp,
     headers: {"Authorization": "Bearer " + EK, "Content-Type": "application/sdp"}});

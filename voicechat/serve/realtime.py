@@ -677,6 +677,11 @@ async def realtime_endpoint(ws: WebSocket) -> None:
             CLOSE_POLICY, "missing or wrong API key: send 'Authorization: Bearer KEY' or the subprotocol openai-insecure-api-key.KEY"
         )
         return
+    if ws.query_params.get("call_id") is not None:  # joining a WebRTC call (realtime_webrtc)
+        from voicechat.serve.realtime_webrtc import sideband
+
+        await sideband(ws, ws.query_params["call_id"], grant)
+        return
     if not state.ready:
         state.metrics.refused.labels("session").inc()
         await refuse(CLOSE_BUSY, "not ready (loading the models or shutting down); try again shortly", "server_error")

@@ -215,6 +215,52 @@ async def _live(state: ServerState, conn: CallConnection, number: int, calls: di
         await conn.sock.close()
 
 
+async def sideband(ws: Any, call_id: str, grant: cs.Grant | None) -> None:
+    """``/v1/realtime?call_id=...`` (the SDK's ``realtime.connect(call_id=...)``): a server's WebSocket beside a
+    browser's call. It gets the call's events as the page does, and its events act on the call (tools, instructions);
+    the server's key only, never the page's ephemeral one. It ends with the call, or when it leaves."""
+    from voicechat.serve.voice_ws import CLOSE_POLICY, MAX_OUT_BYTES, MAX_OUT_MESSAGES
+    from voicechat.serve.wsio import Outbox
+
+    async def refuse(message: str) -> None:
+        await ws.send_text(json.dumps(rt.error_event(message)))
+        await ws.close(CLOSE_POLICY, reason=message[:120])
+
+    conn = ws.app.state.calls.get(call_id)
+    if grant is not None:
+        await refuse("joining a call takes the server's key, not an ephemeral one")
+        return
+    if conn is None:
+        await refuse("no live call has this call_id")
+        return
+    out = Outbox(asyncio.get_running_loop(), MAX_OUT_MESSAGES, MAX_OUT_BYTES)
+    conn.sidebands.add(out)
+
+    async def sender() -> None:
+        while (item := await out.take()) is not None:
+            await ws.send_text(item if isinstance(item, str) else item.decode())
+
+    task = asyncio.create_task(sender())
+    try:
+        while not conn.closed.is_set() and not out.overflowed and not task.done():
+            try:
+                message = await asyncio.wait_for(ws.receive(), 0.5)
+            except asyncio.TimeoutError:
+                continue
+            if message["type"] == "websocket.disconnect":
+                return
+            if message.get("text") is not None:
+                conn._command(message["text"])
+    finally:
+        conn.sidebands.discard(out)
+        out.end()
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(task, 5)
+        task.cancel()
+        with contextlib.suppress(Exception):
+            await ws.close(1000)
+
+
 # --- the data channel as the connection's socket --------------------------------------------------
 
 
@@ -343,6 +389,7 @@ class CallConnection(RealtimeConnection):
         self._listener: asyncio.Task[None] | None = None
         self._response_of: dict[int, str] = {}  # the sink's reply number -> the response id (for output_audio_buffer events)
         self._gone = threading.Event()  # the call is over (for the speaker thread waiting for room)
+        self.sidebands: set[Any] = set()  # outboxes of servers' WebSockets joined with ?call_id= (sideband)
 
     async def negotiate(self, offer: str) -> str:
         from aiortc import RTCSessionDescription
@@ -382,6 +429,11 @@ class CallConnection(RealtimeConnection):
             self.audio.close()
             if self._listener is not None:
                 self._listener.cancel()
+
+    def _put(self, item: str | bytes) -> None:
+        super()._put(item)
+        for out in list(self.sidebands):  # (each bounded: one that does not read is closed, not waited for)
+            out.put(item)
 
     # audio in: the caller's track, on the same path as input_audio_buffer.append --------------------------
     def _heard(self, samples: np.ndarray) -> None:
