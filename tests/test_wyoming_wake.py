@@ -294,7 +294,14 @@ def connection(slots: int = 8):
 
     refused = SimpleNamespace(labels=lambda *a: SimpleNamespace(inc=lambda: None))
     state = SimpleNamespace(
-        cfg=Config(), ready=True, add_session=add, remove_session=lambda n: sessions.pop(n, None), metrics=SimpleNamespace(refused=refused)
+        cfg=Config(),
+        ready=True,
+        stt=SimpleNamespace(
+            name="faster-whisper", languages=["en"], model_name="tiny.en"
+        ),  # what a transcribe event's language is checked against
+        add_session=add,
+        remove_session=lambda n: sessions.pop(n, None),
+        metrics=SimpleNamespace(refused=refused),
     )
     sock = Socket()
     conn = Connection(SimpleNamespace(state=state), None, sock)
