@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from fastapi import WebSocket, WebSocketDisconnect
 
-from voicechat.serve import g711
+from voicechat.serve import g711, realtime_tools
 from voicechat.serve import realtime_events as rt
 from voicechat.serve.voice_ws import CLOSE_BUSY, CLOSE_POLICY, MAX_MESSAGE, MAX_WAITING_TURNS, VoiceConnection, _no_constant
 from voicechat.serve.wsio import ClientSink
@@ -151,6 +151,7 @@ class RealtimeConnection(VoiceConnection):
     def _emit(self, docs: list[dict[str, Any]]) -> None:
         if self.closed.is_set():
             return
+        docs = realtime_tools.outgoing(self, docs)  # function calls, the items kept, the beta dialect (realtime_tools.py)
         for doc in docs:
             self._put(json.dumps(rt.stamp(doc), ensure_ascii=False))
 
@@ -325,6 +326,7 @@ class RealtimeConnection(VoiceConnection):
             from voicechat.voice.endpoint import MeaningPolicy
 
             self.session.responder.answers = self.settings.kind == "realtime"
+            realtime_tools.attach(self)  # function calling, item retrieve/delete, the beta dialect (realtime_tools.py)
             chat = self.session.conversation
             self._limited = Limited(chat.llm)
             chat.llm = self._limited  # type: ignore[assignment]
@@ -643,6 +645,7 @@ HANDLERS = {
     "response.cancel": RealtimeConnection._response_cancel,
     "conversation.item.truncate": RealtimeConnection._truncate,
 }
+HANDLERS.update(realtime_tools.handlers(HANDLERS))  # tools, item retrieve/delete, beta shapes (realtime_tools.py)
 
 
 def realtime_key(header: str | None) -> tuple[bool, str | None]:
