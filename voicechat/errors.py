@@ -85,7 +85,7 @@ def file_error(path: object, e: OSError, doing: str = "write") -> VoicechatError
 
 
 _secrets: set[str] = set()
-_KEY_PATTERN = re.compile(r"\b(sk-[A-Za-z0-9_\-]{6})[A-Za-z0-9_\-]+")
+_KEY_PATTERN = re.compile(r"\b((?:sk-|ek_)[A-Za-z0-9_\-]{6})[A-Za-z0-9_\-]+")  # OpenAI keys, and the ephemeral ek_ keys serve mints
 
 
 def register_secret(value: str | None) -> None:
@@ -95,7 +95,7 @@ def register_secret(value: str | None) -> None:
 
 
 def scrub(text: str) -> str:
-    """Replace every registered secret (and anything shaped like an OpenAI key) with ***."""
+    """Replace every registered secret (and anything shaped like an OpenAI or ephemeral realtime key) with ***."""
     for secret in sorted(_secrets, key=len, reverse=True):
         text = text.replace(secret, "***")
     return _KEY_PATTERN.sub(r"\1***", text)
