@@ -161,7 +161,10 @@ def test_one_bad_file_does_not_stop_the_others(bad_files, sentence_wav, tmp_path
 
 
 def test_english_only_model_rejects_other_language(sentence_wav):
-    result = invoke("transcribe", str(sentence_wav), "--language", "fr")
+    from voicechat import models
+
+    # (without --model, another language picks the bundled multilingual Whisper)
+    result = invoke("transcribe", str(sentence_wav), "--language", "fr", "--model", models.whisper_model())
     assert result.exit_code == 1
     assert_one_line_error(result.stderr, "English only")
 
@@ -169,7 +172,7 @@ def test_english_only_model_rejects_other_language(sentence_wav):
 def test_unknown_model_name_is_clear_offline(sentence_wav):
     result = invoke("transcribe", str(sentence_wav), "--model", "small.en")
     assert result.exit_code == 1
-    assert_one_line_error(result.stderr, "small.en", "cannot be fetched")
+    assert_one_line_error(result.stderr, "small.en", "voicechat models pull small.en")
 
 
 def test_debug_shows_traceback(bad_files):
