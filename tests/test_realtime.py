@@ -364,7 +364,7 @@ def test_bad_events_get_error_events_naming_them_and_the_session_goes_on_in_text
         assert conn.recv().type == "session.created"
         conn.send({"type": "no.such.event", "event_id": "evt_1"})
         conn.send({"type": "input_audio_buffer.append", "audio": "not base64!", "event_id": "evt_2"})
-        conn.send({"type": "response.create", "event_id": "evt_3"})  # no new item to answer
+        conn.send({"type": "response.create", "response": {"conversation": "conv_2"}, "event_id": "evt_3"})  # one conversation here
         conn.send({"type": "session.update", "session": {"type": "realtime", "output_modalities": ["audio", "text"]}, "event_id": "evt_4"})
         errors = [conn.recv() for _ in range(4)]
         assert [e.type for e in errors] == ["error"] * 4
