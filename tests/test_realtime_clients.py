@@ -148,12 +148,9 @@ def test_agents_sdk_holds_a_spoken_conversation_of_two_turns(served, hear):
         rows = db.execute("SELECT session_id, user_text, assistant_text FROM turns ORDER BY id").fetchall()
     assert len(rows) == 2 and rows[0][0] == rows[1][0]  # one conversation, both turns
     assert [r[2] for r in rows] == said
-    # the SDK reports any event it cannot validate, and any error event the server sends; after each transcript it
-    # asks for the last assistant item (conversation.item.retrieve), which this server does not serve yet
-    unserved = [e for e in errors if "conversation.item.retrieve" in e.message]
-    assert len(unserved) == len(errors), errors
-    if unserved:
-        pytest.xfail("conversation.item.retrieve is not served yet (issue 23): the Agents SDK asks for it after each transcript")
+    # the SDK reports any event it cannot validate and any error event; it asks for the last assistant item
+    # (conversation.item.retrieve) after each transcript, which the server must answer
+    assert not errors, errors
 
 
 def test_pipecat_realtime_service_holds_a_spoken_conversation_of_two_turns(served, hear):
