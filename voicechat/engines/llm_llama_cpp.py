@@ -300,7 +300,14 @@ class LlamaCpp(ChatModel):
             self._busy.release()
 
     def close(self) -> None:
-        self.llm.close()
+        """Free the model once no thread is inside it (a server stopping while a session is still answering
+        would otherwise free it under that thread); if one stays inside, the process exit frees it."""
+        if not self._busy.acquire(timeout=5.0):
+            return
+        try:
+            self.llm.close()
+        finally:
+            self._busy.release()
 
 
 def create(config: Config) -> LlamaCpp:

@@ -95,7 +95,7 @@ class SharedSTT(SpeechToText):
             self.engine.warm_up()
 
     def close(self) -> None:
-        self.engine.close()
+        _close_when_free(self.engine, self._lock)
 
 
 class SharedTTS(TextToSpeech):
@@ -136,7 +136,17 @@ class SharedTTS(TextToSpeech):
             self.engine.warm_up()
 
     def close(self) -> None:
-        self.engine.close()
+        _close_when_free(self.engine, self._lock)
+
+
+def _close_when_free(engine: SpeechToText | TextToSpeech, lock: threading.Lock) -> None:
+    """Close an engine once no request is inside it (bounded: a call stuck inside is left to the process exit)."""
+    if not lock.acquire(timeout=5.0):
+        return
+    try:
+        engine.close()
+    finally:
+        lock.release()
 
 
 def _stepwise(start: Callable[[], Iterator[T]], lock: threading.Lock) -> Iterator[T]:
