@@ -114,6 +114,13 @@ def test_the_language_line_goes_after_the_system_prompt_and_english_only_session
 
 
 @pytest.mark.fast
+def test_the_default_tool_filler_is_said_in_the_replys_language():
+    assert languages.filler("Let me look that up.", "de") == "Einen Moment, ich schaue nach."
+    assert languages.filler("Let me look that up.", "ja") == "Let me look that up."
+    assert languages.filler("One moment.", "de") == "One moment."  # a configured line is the user's choice
+
+
+@pytest.mark.fast
 def test_a_typed_turns_language():
     assert languages.turn_language("Wie geht es dir?", ["en", "de"]) == "de"
     assert languages.turn_language("Okay!", ["en", "de"], last="de") == "de"  # no evidence: the last turn's
@@ -354,6 +361,8 @@ def test_a_conversation_that_changes_language_each_turn_is_answered_in_each(tmp_
     env = {
         "VOICECHAT_LLM_MAX_TOKENS": "32",
         "VOICECHAT_LLM_TEMPERATURE": "0",
+        # each question alone: SmolLM2-135M repeats the last reply's language whatever it is asked
+        "VOICECHAT_MEMORY_MAX_CONTEXT_TOKENS": "64",
         "VOICECHAT_STT_MODEL": path,
         "VOICECHAT_LISTEN_LANGUAGES": "en,de,fr",
     }

@@ -66,6 +66,17 @@ PROMPTS = {
     "ko": "항상 한국어로 대답하세요.",
 }
 
+# The default tools.filler ("Let me look that up.", said over a slow tool call) in each language.
+FILLERS = {
+    "de": "Einen Moment, ich schaue nach.",
+    "fr": "Un instant, je regarde.",
+    "es": "Un momento, lo busco.",
+    "it": "Un momento, controllo.",
+    "pt": "Um momento, vou verificar.",
+    "nl": "Een moment, ik zoek het op.",
+}
+DEFAULT_FILLER = "Let me look that up."
+
 # Words a finished sentence almost never ends on: conjunctions, prepositions, articles, fillers. A transcript
 # ending on one is a thought in progress. Words that also end sentences are left out on purpose: German and
 # Dutch separable prefixes ("Mach das Licht an", "Ik bel je op"), pronouns ("Ich weiß das", "Ik weet het"),
@@ -264,6 +275,14 @@ def turn_language(text: str, declared: list[str], last: str | None = None) -> st
     if not codes:
         return None
     return detect(text, codes) or last
+
+
+def filler(configured: str, language: str | None) -> str:
+    """The line said over a slow tool call in a reply in ``language``: the configured one, translated when it is
+    the default and a translation is known."""
+    if configured.strip() == DEFAULT_FILLER:
+        return FILLERS.get(base(language) or "", configured)
+    return configured
 
 
 def words(text: str) -> list[str]:

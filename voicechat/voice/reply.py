@@ -214,7 +214,7 @@ class Responder:
             if event.phase == "call":
                 self.emit(ev.ToolCalled(event.name, event.arguments))
             elif event.phase == "slow" and not reply.cancel.is_set():
-                filler = self.cfg.tools.filler.strip()
+                filler = languages.filler(self.cfg.tools.filler, language).strip()
                 if filler:  # a slow call is covered by a short spoken line
                     for chunk in chunker.flush():
                         reply.chunks.put(chunk)
