@@ -17,11 +17,35 @@ from typing import Any
 
 from voicechat.atomic import atomic_path
 from voicechat.catalogue import entries
-from voicechat.catalogue.store import MANIFEST, Installed, Store, safe_name, sha256_file
+from voicechat.catalogue.store import MANIFEST, Installed, Store, free_bytes, human, safe_name, sha256_file
 from voicechat.errors import VoicechatError, file_error
 
 INDEX = "voicechat-models.json"
 FORMAT = 1
+MARGIN = 16 << 20  # room kept free beyond an archive's unpacked bytes
+
+
+def plain_name(name: object) -> bool:
+    """A file name a manifest may list: a name alone, never a path (nothing outside the model's folder)."""
+    return (
+        isinstance(name, str)
+        and name not in ("", ".", "..", MANIFEST)
+        and "/" not in name
+        and "\\" not in name
+        and "\0" not in name
+        and len(name) <= 255
+    )
+
+
+def _listed(where: Path, folder: Path, meta: dict[str, Any]) -> list[Path]:
+    """The files a manifest lists, in its folder; a name that is a path is refused (a hostile manifest)."""
+    files = meta.get("files", {})
+    if not isinstance(files, dict):
+        raise VoicechatError(f"{where}: its model manifest has no file list; export the model again")
+    for f in files:
+        if not plain_name(f):
+            raise VoicechatError(f"{where}: its manifest lists '{str(f)[:80]}', a path outside the model's folder; refusing to import it")
+    return [folder / f for f in files]
 
 
 def export(store: Store, names: list[str], target: Path) -> list[Installed]:
@@ -91,7 +115,7 @@ def _import_folder(store: Store, folder: Path, name: str | None) -> Installed:
             kind, stored = str(meta["kind"]), str(meta["name"])
         except (OSError, ValueError, KeyError, TypeError):
             raise VoicechatError(f"{manifest}: not a voicechat model manifest; remove it or import the files alone") from None
-        return _import_files(store, kind, name or stored, [folder / f for f in meta.get("files", {})], meta)
+        return _import_files(store, kind, name or stored, _listed(folder, folder, meta), meta)
     files = sorted(p for p in folder.iterdir() if p.is_file())
     names = {p.name for p in files}
     if {"model.bin", "config.json"} <= names:
@@ -127,7 +151,8 @@ def _import_files(store: Store, kind: str, name: str, files: list[Path], meta: d
             shutil.rmtree(staged, ignore_errors=True)
             raise file_error(target, e) from None
         digest = sha256_file(target)
-        want = expected.get(path.name, {}).get("sha256")
+        listed = expected.get(path.name) if isinstance(expected, dict) else None
+        want = listed.get("sha256") if isinstance(listed, dict) else None
         if want and want != digest:
             shutil.rmtree(staged, ignore_errors=True)
             raise VoicechatError(f"{path}: does not match the sha256 in its manifest (corrupted copy); nothing was installed")
@@ -145,8 +170,15 @@ def _import_archive(store: Store, archive: Path) -> list[Installed]:
             members = tar.getmembers()
             for member in members:
                 parts = Path(member.name).parts
-                if not (member.isfile() and len(parts) in (1, 3) and ".." not in parts and not Path(member.name).is_absolute()):
+                plain = member.type in (tarfile.REGTYPE, tarfile.AREGTYPE) and not member.issparse()  # no links, devices, sparse
+                if not (plain and len(parts) in (1, 3) and ".." not in parts and not Path(member.name).is_absolute()):
                     raise VoicechatError(f"{archive}: holds '{member.name[:80]}', which an export never does; refusing to import it")
+            need, free = sum(m.size for m in members), free_bytes(work)
+            if need + MARGIN > free:
+                raise VoicechatError(
+                    f"{archive}: unpacks to {human(need)} and only {human(free)} is free on the disk holding {store.root}; "
+                    "free some space, or set models.dir to a folder on a larger disk"
+                )
             tar.extractall(work, filter="data")
         index_path = work / INDEX
         if not index_path.is_file():
@@ -159,10 +191,17 @@ def _import_archive(store: Store, archive: Path) -> list[Installed]:
         done = []
         for name, kind, folder in listed:
             src = work / folder
-            meta = json.loads((src / MANIFEST).read_text(encoding="utf-8")) if (src / MANIFEST).is_file() else None
-            if meta is None:
-                raise VoicechatError(f"{archive}: model '{name}' has no manifest; export it again")
-            done.append(_import_files(store, kind, name, [src / f for f in meta.get("files", {})], meta))
+            if Path(folder).parts != (kind, Path(folder).name) or not plain_name(Path(folder).name):
+                raise VoicechatError(
+                    f"{archive}: model '{name[:80]}' is listed in '{folder[:80]}', outside the archive; refusing to import it"
+                )
+            try:
+                meta = json.loads((src / MANIFEST).read_text(encoding="utf-8")) if (src / MANIFEST).is_file() else None
+            except ValueError:
+                meta = None
+            if not isinstance(meta, dict):
+                raise VoicechatError(f"{archive}: model '{name[:80]}' has no readable manifest; export it again")
+            done.append(_import_files(store, kind, name, _listed(archive, src, meta), meta))
         return done
     except OSError as e:
         raise file_error(work, e, "unpack the archive into") from None

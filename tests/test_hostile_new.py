@@ -1,0 +1,259 @@
+"""The surfaces added for issues 23-25 under hostile use: `voicechat models` archives and pulls from a
+hostile Hub, realtime client secrets, and the joined multilingual Whisper. Each row is one case; the
+fast rows need no model or server, the pull rows run a small misbehaving Hub on loopback in this process."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from voicechat.catalogue import archive, entries, pull
+from voicechat.catalogue.store import Store
+from voicechat.errors import VoicechatError
+
+# --- models import: archives that try to reach outside the models folder ------------------------------------------
+
+
+def _tar(path: Path, members: list[tuple[str, bytes]]) -> Path:
+    with tarfile.open(path, "w") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _index(name: str, kind: str, folder: str) -> tuple[str, bytes]:
+    return archive.INDEX, json.dumps({"format": 1, "models": [{"name": name, "kind": kind, "folder": folder}]}).encode()
+
+
+def _manifest(folder: str, files: dict) -> tuple[str, bytes]:
+    return f"{folder}/voicechat-model.json", json.dumps({"name": "x", "kind": "llm", "files": files}).encode()
+
+
+def _refused(store: Store, source: Path, *needles: str) -> None:
+    with pytest.raises(VoicechatError) as e:
+        archive.import_path(store, source)
+    assert "\n" not in str(e.value)
+    for needle in needles:
+        assert needle in str(e.value), str(e.value)
+    assert store.all() == []
+
+
+@pytest.mark.fast
+def test_import_archive_manifest_naming_a_file_outside_is_refused(tmp_path):
+    """A manifest listing /abs/secret or ../secret would copy that local file into the models folder."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("private")
+    store = Store(tmp_path / "models")
+    for listed in (str(secret), "../../../secret.txt", "sub/m.gguf"):
+        arc = _tar(
+            tmp_path / "evil.tar",
+            [_index("x", "llm", "llm/x"), _manifest("llm/x", {listed: {}, "m.gguf": {}}), ("llm/x/m.gguf", b"GGUF")],
+        )
+        _refused(store, arc, "outside the model's folder")
+    assert not any(p.name == "secret.txt" for p in (tmp_path / "models").rglob("*"))
+
+
+@pytest.mark.fast
+def test_import_archive_index_folder_outside_is_refused(tmp_path):
+    """The index's folder must be KIND/NAME inside the archive, not an absolute or ../ path to a local folder."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "voicechat-model.json").write_text(json.dumps({"files": {"a.gguf": {}}}))
+    (outside / "a.gguf").write_text("a local file")
+    store = Store(tmp_path / "models")
+    for folder in (str(outside), "../../outside", "llm/../../outside", "tts/x"):
+        _refused(store, _tar(tmp_path / "evil.tar", [_index("y", "llm", folder)]), "refusing")
+
+
+@pytest.mark.fast
+def test_import_folder_manifest_naming_a_file_outside_is_refused(tmp_path):
+    secret = tmp_path / "secret.gguf"
+    secret.write_text("private")
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "voicechat-model.json").write_text(json.dumps({"name": "x", "kind": "llm", "files": {str(secret): {}}}))
+    _refused(Store(tmp_path / "models"), folder, "outside the model's folder")
+
+
+@pytest.mark.fast
+def test_import_archive_links_devices_and_paths_are_refused(tmp_path):
+    store = Store(tmp_path / "models")
+    for kind, name, link in (
+        (tarfile.SYMTYPE, "llm/x/m.gguf", "/etc/passwd"),
+        (tarfile.LNKTYPE, "llm/x/m.gguf", "../../../etc/passwd"),
+        (tarfile.CHRTYPE, "llm/x/m.gguf", ""),
+        (tarfile.FIFOTYPE, "llm/x/m.gguf", ""),
+        (tarfile.REGTYPE, "../../x.gguf", ""),
+        (tarfile.REGTYPE, "/tmp/x.gguf", ""),
+        (tarfile.REGTYPE, "llm/x/deeper/m.gguf", ""),
+    ):
+        path = tmp_path / "evil.tar"
+        with tarfile.open(path, "w") as tar:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = kind, link
+            tar.addfile(info, io.BytesIO(b"") if kind == tarfile.REGTYPE else None)
+        _refused(store, path, "which an export never does")
+
+
+@pytest.mark.fast
+def test_import_archive_sparse_member_of_50_gb_is_refused_before_unpacking(tmp_path):
+    """A 10 KB archive can declare a 50 GB sparse member; unpacked and copied it would fill the disk."""
+    name, data = _index("z", "llm", "llm/z")
+    index = tarfile.TarInfo(name)
+    index.size = len(data)
+    # an old-GNU sparse header (type S): no data stored, a real size of 50 GB
+    header = bytearray(tarfile.TarInfo("llm/z/big.gguf").tobuf(format=tarfile.GNU_FORMAT))
+    header[156:157] = tarfile.GNUTYPE_SPARSE
+    header[483:495] = b"%011o\0" % (50 << 30)
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    path = tmp_path / "sparse.tar"
+    path.write_bytes(index.tobuf(format=tarfile.GNU_FORMAT) + data.ljust(512, b"\0") + bytes(header) + b"\0" * 1024)
+    with tarfile.open(path) as tar:
+        assert [m.name for m in tar.getmembers() if m.issparse()] == ["llm/z/big.gguf"]
+    _refused(Store(tmp_path / "models"), path, "which an export never does")
+
+
+@pytest.mark.fast
+def test_import_archive_larger_than_the_free_space_is_refused_before_unpacking(tmp_path, monkeypatch):
+    store = Store(tmp_path / "models")
+    arc = _tar(tmp_path / "a.tar", [_index("x", "llm", "llm/x"), ("llm/x/m.gguf", b"G" * 4096)])
+    monkeypatch.setattr(archive, "free_bytes", lambda path: 1024)
+    _refused(store, arc, "only 1 KB is free")
+    assert not (store.root / ".staging" / "archive-a.tar").exists()
+
+
+@pytest.mark.fast
+def test_import_archive_with_a_broken_manifest_is_one_line(tmp_path):
+    store = Store(tmp_path / "models")
+    for manifest in (b"{not json", b"[1, 2]", json.dumps({"files": ["m.gguf"]}).encode()):
+        arc = _tar(tmp_path / "b.tar", [_index("x", "llm", "llm/x"), ("llm/x/voicechat-model.json", manifest), ("llm/x/m.gguf", b"G")])
+        _refused(store, arc, "export")
+
+
+@pytest.mark.fast
+def test_models_rm_and_info_names_with_slashes_dots_and_nul_touch_nothing(tmp_path):
+    store = Store(tmp_path / "models")
+    outside = tmp_path / "keep"
+    outside.mkdir()
+    for name in ("../..", "..", "/", "llm/../../keep", "../keep", "a\0b", "", "."):
+        assert store.get(name) is None
+        with pytest.raises(VoicechatError):
+            store.remove(name)
+        assert store.folder("llm", name).resolve().parent == (store.root / "llm").resolve()
+    assert outside.is_dir()
+
+
+# --- models pull: a hostile Hub -------------------------------------------------------------------------------------
+
+
+@pytest.mark.fast
+def test_pull_plan_refuses_hub_file_names_that_are_paths():
+    """Sibling names a repository cannot hold ('..' parts, absolute, empty parts, our manifest's name) are refused
+    before anything is downloaded; '*.gguf' and 'vocabulary.*' patterns would otherwise match them."""
+    whisper = entries.lookup("base.en")
+    chat = entries.lookup("hf:test/repo:m.gguf")
+
+    def info(*names: str) -> SimpleNamespace:
+        return SimpleNamespace(siblings=[SimpleNamespace(rfilename=n, size=10, lfs=None, blob_id="0" * 40) for n in names])
+
+    for bad in ("vocabulary.a/..", "vocabulary.x/.", "vocabulary.txt/voicechat-model.json", "/vocabulary.txt", "a//vocabulary.txt"):
+        with pytest.raises(VoicechatError, match="no repository holds"):
+            pull.plan(whisper, info("model.bin", "config.json", bad))
+    with pytest.raises(VoicechatError, match="no repository holds"):
+        pull.plan(chat, info("../../m.gguf"))
+    assert [i["file"] for i in pull.plan(whisper, info("model.bin", "config.json", "vocabulary.txt"))] == [
+        "model.bin",
+        "config.json",
+        "vocabulary.txt",
+    ]
+
+
+class _HostileHub:
+    """A Hub on loopback whose metadata says one size and whose file body is longer (no Content-Length: it ends
+    when the connection closes), the way a lying or endless server sends it."""
+
+    def __init__(self, repo: str, name: str, size: int, sent: int) -> None:
+        self.repo, self.name, self.size, self.sent = repo, name, size, sent
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def log_message(self, format, *args):
+                pass
+
+            def do_GET(self):
+                if self.path.startswith("/api/models/"):
+                    body = json.dumps(
+                        {
+                            "id": hub.repo,
+                            "sha": "a" * 40,
+                            "modelId": hub.repo,
+                            "private": False,
+                            "siblings": [
+                                {
+                                    "rfilename": hub.name,
+                                    "size": hub.size,
+                                    "blobId": "b" * 40,
+                                    "lfs": {"sha256": "0" * 64, "size": hub.size, "pointerSize": 134},
+                                }
+                            ],
+                        }
+                    ).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                self.send_response(200)
+                self.send_header("X-Repo-Commit", "a" * 40)
+                self.end_headers()
+                left = hub.sent
+                try:
+                    while left > 0:
+                        block = b"\0" * min(left, 1 << 16)
+                        self.wfile.write(block)
+                        left -= len(block)
+                except OSError:
+                    pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> _HostileHub:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_pull_body_longer_than_the_hub_size_is_cut_at_the_size(tmp_path, monkeypatch):
+    """A server that sends more than the metadata's size (a lie, or an endless body) is stopped at the size: the disk
+    never gets more, the partial file is deleted and the message says what happened."""
+    entry = entries.lookup("hf:test/liar:m.gguf")
+    with _HostileHub("test/liar", "m.gguf", 4096, 8 << 20) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+        monkeypatch.delenv("HF_TOKEN", raising=False)
+        store = Store(tmp_path / "models")
+        seen: list[int] = []
+        with pytest.raises(VoicechatError, match="sent more of m.gguf") as e:
+            pull.pull(entry, store, progress=lambda name, done, total: seen.append(done))
+        assert "\n" not in str(e.value)
+    assert [p for p in (tmp_path / "models").rglob("*") if p.is_file() and p.stat().st_size > 4096] == []
+    assert store.all() == []
