@@ -23,10 +23,10 @@ import os
 import posixpath
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from voicechat.catalogue.entries import Entry
-from voicechat.catalogue.store import Installed, Store, git_blob_sha1, human, sha256_file
+from voicechat.catalogue.store import MANIFEST, Installed, Store, git_blob_sha1, human, sha256_file
 from voicechat.errors import VoicechatError, disk_full, file_error, register_secret
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -90,6 +90,11 @@ def plan(entry: Entry, info: Any) -> list[dict[str, Any]]:
     chosen: list[dict[str, Any]] = []
     for sibling in info.siblings or []:
         name = sibling.rfilename
+        if not _repo_path(name):
+            raise VoicechatError(
+                f"{entry.name}: the Hub at {endpoint()} lists a file named '{str(name)[:80]}', which no repository holds; "
+                "check HF_ENDPOINT (nothing was downloaded)"
+            )
         if any(fnmatch.fnmatchcase(name, pattern) for pattern in entry.files):
             item: dict[str, Any] = {"file": name, "size": sibling.size}
             if sibling.lfs is not None:
@@ -113,6 +118,33 @@ def plan(entry: Entry, info: Any) -> list[dict[str, Any]]:
         if item["size"] is None:
             raise VoicechatError(f"{entry.name}: the Hub gave no size for {item['file']}; cannot check the download")
     return chosen
+
+
+def _repo_path(name: object) -> bool:
+    """A file name a repository can hold: relative, no empty, '.' or '..' part, not our manifest's name."""
+    if not isinstance(name, str) or not name or "\0" in name or "\\" in name or len(name) > 1000:
+        return False
+    parts = name.split("/")
+    return all(p not in ("", ".", "..") for p in parts) and parts[-1] != MANIFEST
+
+
+class _Overrun(Exception):
+    """The server sent more bytes than the Hub's metadata gives for the file."""
+
+
+class _Capped:
+    """The .part file as http_get writes it, refusing to grow past the file's size (an endless or lying body)."""
+
+    def __init__(self, f: Any, size: int) -> None:
+        self.f, self.size = f, size
+
+    def write(self, data: bytes) -> int:
+        if self.f.tell() + len(data) > self.size:
+            raise _Overrun
+        return int(self.f.write(data))
+
+    def __getattr__(self, name: str) -> Any:  # seek, tell, truncate, flush
+        return getattr(self.f, name)
 
 
 def verify(path: Path, item: dict[str, Any]) -> bool:
@@ -231,7 +263,15 @@ def _fetch(
         with open(part, "ab") as f:
             start = f.tell()
             with _bar(progress, base, size, start) as bar:
-                http_get(url, f, resume_size=start, headers=headers, expected_size=size, displayed_filename=base, tqdm_class=bar)
+                http_get(
+                    url,
+                    cast(BinaryIO, _Capped(f, size)),
+                    resume_size=start,
+                    headers=headers,
+                    expected_size=size,
+                    displayed_filename=base,
+                    tqdm_class=bar,
+                )
             f.flush()
             os.fsync(f.fileno())
     except OSError as e:
@@ -239,6 +279,12 @@ def _fetch(
             raise file_error(part, e) from None
         raise VoicechatError(
             f"{entry.name}: the download of {base} stopped ({_short(e)}); run the same command again to resume it"
+        ) from None
+    except _Overrun:
+        part.unlink()
+        raise VoicechatError(
+            f"{entry.name}: the server sent more of {base} than the Hub's {human(size)}; it was deleted and nothing was installed; "
+            "check HF_ENDPOINT, then run the command again"
         ) from None
     except VoicechatError:
         raise
