@@ -1,22 +1,26 @@
-"""`/v1/realtime` (OpenAI's Realtime API over a WebSocket) against `/v1/voice`: the same spoken turn, same
-server, same engines, same run (issue 23's bar: at most 1.05x).
+"""`/v1/realtime` (OpenAI's Realtime API over a WebSocket and over WebRTC) against `/v1/voice`: the same spoken
+turn, same server, same engines, same run (issue 23's bar: at most 1.05x over the WebSocket, 1.15x over WebRTC).
 
-    python bench/realtime.py [--rounds 6] [--sessions 1,2,4,8]
+    python bench/realtime.py [--rounds 6] [--sessions 1,2,4,8] [--routes voice,realtime,webrtc]
 
 Each session connects, streams 0.5 s of silence, a spoken question (piper) and 3 s of silence at real-time pace
 in 40 ms blocks (the API counts audio_start_ms/audio_end_ms from the audio received, as a microphone sends it),
 waits for the whole reply, and closes. The same question goes to both routes: 24 kHz PCM16 in base64
-``input_audio_buffer.append`` events to /v1/realtime, 16 kHz PCM16 binary messages to /v1/voice. Measured on the
-client's clock:
+``input_audio_buffer.append`` events to /v1/realtime, 16 kHz PCM16 binary messages to /v1/voice, and 48 kHz
+20 ms frames on the microphone track of a WebRTC call (aiortc, as a page would: the offer posted to
+/v1/realtime/calls, events on the ``oai-events`` data channel, the reply heard on the incoming track, Opus both
+ways). Measured on the client's clock:
 
 - end of turn -> reply: first ``response.output_audio.delta`` after ``input_audio_buffer.speech_stopped``
-  (/v1/voice: first reply audio after ``{"type": "speech", "phase": "ended"}``);
-- voice to voice: the last speech block sent -> the first reply audio received (includes the silence the
-  turn policy waits for, the same on both routes).
+  (/v1/voice: first reply audio after ``{"type": "speech", "phase": "ended"}``; WebRTC: the first non-silent
+  reply sample decoded from the track after ``speech_stopped`` on the data channel);
+- voice to voice: the last speech block (frame) sent -> the first reply audio received (includes the silence
+  the turn policy waits for, the same on every route).
 
-1, 2, 4 and 8 sessions at once (serve.max_sessions 8), each doing ``--rounds`` turns, a new connection per
-turn; the routes alternate round by round so machine noise hits both alike. p50/p95 per route and the
-ratio realtime / voice.
+1, 2, 4 and 8 sessions at once (serve.max_sessions 8), each doing ``--rounds`` turns, a new connection (call) per
+turn; the order of the routes rotates round by round so machine noise hits them alike. p50/p95 per route and
+the ratio of each realtime route to /v1/voice. /v1/voice runs with barge_in=true by default, as a realtime
+session always does (speech over a reply stops it).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,6 +50,10 @@ QUESTION = "What is the capital of France?"
 BLOCK_S = 0.04
 RATE_RT = 24000  # audio/pcm as the Realtime API defines it
 RATE_VOICE = 16000  # /v1/voice's input
+RATE_RTC = 48000  # Opus on a WebRTC track
+FRAME_RTC = RATE_RTC // 50  # 20 ms frames, as a browser sends them
+LOUD = 0.01  # a decoded reply sample above this is audio (Opus makes near-zero noise of silence)
+RATIO_NAME = {"realtime": "ws/voice", "webrtc": "rtc/voice"}
 
 
 @dataclass
@@ -67,6 +76,7 @@ class Take:
         step = int(rate * BLOCK_S) * 2
         self.blocks = [data[i : i + step] for i in range(0, len(data), step)]
         self.last_speech = (len(lead) + len(question)) * 2 // step  # the block holding the last speech sample
+        self.last_speech_sample = len(lead) + len(question)
 
 
 async def stream(take: Take, send, marks: dict[str, float]) -> None:
@@ -163,9 +173,100 @@ async def voice_turn(url: str, take: Take, timeout: float, query: str = "") -> T
     return result(marks, error)
 
 
+async def webrtc_turn(url: str, take: Take, timeout: float) -> Turn:
+    """The turn over a WebRTC call: the take's PCM on the microphone track from session.created on, in real time."""
+    from fractions import Fraction
+
+    import httpx
+    from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+    from av import AudioFrame, AudioResampler
+
+    marks: dict[str, float] = {}
+    pcm16 = np.frombuffer(b"".join(take.blocks), dtype="<i2")
+    speech_end = take.last_speech_sample
+    speaking = asyncio.Event()
+    over = asyncio.Event()
+    error: list[str] = []
+
+    class Microphone(MediaStreamTrack):
+        kind = "audio"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.at, self.start, self.t0 = 0, 0, time.monotonic()
+
+        async def recv(self) -> AudioFrame:
+            wait = self.t0 + self.at / RATE_RTC - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            pos = self.at - self.start
+            piece = pcm16[pos : pos + FRAME_RTC] if speaking.is_set() else pcm16[:0]
+            if speaking.is_set() and pos + FRAME_RTC >= speech_end:
+                marks.setdefault("speech_sent", time.perf_counter())
+            frame = AudioFrame.from_ndarray(np.pad(piece, (0, FRAME_RTC - len(piece))).reshape(1, -1), format="s16", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = RATE_RTC, self.at, Fraction(1, RATE_RTC)
+            self.at += FRAME_RTC
+            return frame
+
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    mic = Microphone()
+    pc.addTrack(mic)
+    channel = pc.createDataChannel("oai-events")
+
+    @channel.on("message")
+    def on_message(data: str) -> None:
+        doc = json.loads(data)
+        kind = doc.get("type")
+        if kind == "session.created" and not speaking.is_set():
+            mic.start = mic.at
+            speaking.set()
+        elif kind == "input_audio_buffer.speech_stopped":
+            marks.setdefault("stopped", time.perf_counter())
+        elif kind == "error":
+            error.append(doc["error"]["message"])
+        elif kind == "response.done":
+            over.set()
+
+    async def listen(track: Any) -> None:
+        resampler = AudioResampler(format="s16", layout="mono", rate=RATE_RTC)
+        while True:
+            try:
+                frame = await track.recv()
+            except Exception:
+                return
+            for out in resampler.resample(frame):
+                if "stopped" in marks and "audio" not in marks and np.abs(out.to_ndarray()).max() > LOUD * 32768:
+                    marks["audio"] = time.perf_counter()
+
+    listeners: list[asyncio.Task[None]] = []
+    pc.on("track", lambda track: listeners.append(asyncio.ensure_future(listen(track))))
+    try:
+        await pc.setLocalDescription(await pc.createOffer())
+        async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+            r = await http.post("/v1/realtime/calls", content=pc.localDescription.sdp, headers={"Content-Type": "application/sdp"})
+            if r.status_code != 201:
+                return Turn(None, None, f"refused: {r.status_code} {r.text[:200]}")
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=r.text, type="answer"))
+            try:
+                async with asyncio.timeout(timeout):
+                    await over.wait()
+                    while "audio" not in marks and "stopped" in marks:  # (the track lags the events a little)
+                        await asyncio.sleep(0.01)
+            except TimeoutError:
+                error.append("timed out")
+            await http.post(r.headers["location"] + "/hangup")
+    finally:
+        for task in listeners:
+            task.cancel()
+        await pc.close()
+    return result(marks, error[0] if error else None)
+
+
 async def round_of(route: str, url: str, take: Take, sessions: int, timeout: float, query: str = "") -> list[Turn]:
     if route == "realtime":
         turns = [realtime_turn(url, take, timeout) for _ in range(sessions)]
+    elif route == "webrtc":
+        turns = [webrtc_turn(url, take, timeout) for _ in range(sessions)]
     else:
         turns = [voice_turn(url, take, timeout, query) for _ in range(sessions)]
     done = await asyncio.gather(*turns, return_exceptions=True)
@@ -185,10 +286,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=6, help="turns per session at each concurrency")
     ap.add_argument("--sessions", default="1,2,4,8", help="concurrent sessions, comma-separated")
     ap.add_argument("--timeout", type=float, default=180, help="seconds one turn may take")
+    ap.add_argument("--routes", default="voice,realtime,webrtc", help="routes to compare, comma-separated: voice is the reference")
     ap.add_argument(
         "--voice-query",
-        default="",
-        help="query for /v1/voice, e.g. barge_in=true (a realtime session always has barge-in on; /v1/voice's default is off)",
+        default="barge_in=true",
+        help="query for /v1/voice (default barge_in=true: a realtime session always has barge-in on; /v1/voice's own default is off)",
     )
     args = ap.parse_args()
     import soxr
@@ -201,37 +303,51 @@ def main() -> None:
         "HF_HUB_OFFLINE": "1",
     }
     question = speech(QUESTION, RATE_RT)  # one take, resampled for /v1/voice: the same speech on both routes
-    takes = {"realtime": Take(question, RATE_RT), "voice": Take(soxr.resample(question, RATE_RT, RATE_VOICE), RATE_VOICE)}
+    takes = {
+        "realtime": Take(question, RATE_RT),
+        "voice": Take(soxr.resample(question, RATE_RT, RATE_VOICE), RATE_VOICE),
+        "webrtc": Take(soxr.resample(question, RATE_RT, RATE_RTC), RATE_RTC),
+    }
+    routes = [r for r in args.routes.split(",") if r]
+    if "voice" not in routes or not set(routes) <= set(takes):
+        ap.error("--routes names voice and any of realtime, webrtc")
     levels = [int(x) for x in args.sessions.split(",")]
     print(f"load before: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}  ({os.cpu_count()} CPUs)")
     config = "serve:\n  max_sessions: 8\nllm:\n  max_tokens: 32\n"
     with ServeProcess(work / "serve", config=config, env=env) as server:
-        asyncio.run(round_of("voice", server.url, takes["voice"], 1, args.timeout, args.voice_query))  # warm both routes once
-        asyncio.run(round_of("realtime", server.url, takes["realtime"], 1, args.timeout))
+        for route in routes:  # warm every route once
+            asyncio.run(round_of(route, server.url, takes[route], 1, args.timeout, args.voice_query))
         voice = "/v1/voice" + (f"?{args.voice_query}" if args.voice_query else "")
-        print(f"\nms, client clock; realtime = /v1/realtime (WebSocket), voice = {voice}; ratio = realtime / voice")
+        print(
+            f"\nms, client clock; realtime = /v1/realtime (WebSocket), webrtc = /v1/realtime/calls, voice = {voice}; ratio = route / voice"
+        )
         print(
             f"{'sessions':>8s} {'route':9s} {'n':>3s}  {'stop->audio p50':>15s} {'p95':>6s}  {'voice-to-voice p50':>18s} {'p95':>6s}  errors"
         )
         for n in levels:
-            turns: dict[str, list[Turn]] = {"realtime": [], "voice": []}
+            turns: dict[str, list[Turn]] = {route: [] for route in routes}
             for r in range(args.rounds):
-                order = ("voice", "realtime") if r % 2 == 0 else ("realtime", "voice")
+                order = routes[r % len(routes) :] + routes[: r % len(routes)]
                 for route in order:
                     time.sleep(0.5)
                     turns[route] += asyncio.run(round_of(route, server.url, takes[route], n, args.timeout, args.voice_query))
             got = {}
-            for route in ("realtime", "voice"):
+            for route in routes:
                 ts = turns[route]
                 stop = [t.stopped_to_audio for t in ts if t.stopped_to_audio is not None]
                 v2v = [t.voice_to_voice for t in ts if t.voice_to_voice is not None]
                 errors = sorted({t.error for t in ts if t.error})
                 got[route] = (stop, v2v)
                 print(f"{n:8d} {route:9s} {len(stop):3d}  {stats(stop):>22s}  {stats(v2v):>25s}  {len(errors) and errors}")
-            (rs, rv), (vs, vv) = got["realtime"], got["voice"]
-            print(
-                f"{n:8d} {'ratio':9s} {'':3s}  {ratio(rs, vs, med):>15s} {ratio(rs, vs, p95):>6s}  {ratio(rv, vv, med):>18s} {ratio(rv, vv, p95):>6s}"
-            )
+            vs, vv = got["voice"]
+            for route in routes:
+                if route != "voice":
+                    rs, rv = got[route]
+                    print(
+                        f"{n:8d} {RATIO_NAME[route]:9s} {'':3s}  {ratio(rs, vs, med):>15s} {ratio(rs, vs, p95):>6s}  "
+                        f"{ratio(rv, vv, med):>18s} {ratio(rv, vv, p95):>6s}"
+                    )
+            sys.stdout.flush()
     print(f"\nload after: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
 
 
