@@ -269,18 +269,10 @@ def test_each_typed_turn_is_answered_in_its_language_with_its_voice():
         run.session.close()
     assert [u.language for u in run.of(ev.UserText)] == ["en", "de", "fr", "fr"]
     systems = [p[0].content for p in run.llm.prompts]
-    asked = [p[-1].content for p in run.llm.prompts]
-    assert systems[0].endswith(languages.PROMPTS["en"]) and asked[0] == "What time is it?"
-    # a switch: the line goes with the words the model reads (a history in another language pulls it back)
-    assert systems[1] == systems[2] == run.cfg.llm.system_prompt
-    assert asked[1] == "Wie spät ist es jetzt?\n\nAntworte immer auf Deutsch."
-    assert asked[2] == "Quelle heure est-il ?\n\nRéponds toujours en français."
-    assert systems[3].endswith("Réponds toujours en français.") and asked[3] == "Okay!"  # the same language: the system line
-    assert [u for p in run.llm.prompts[3:] for u in (m.content for m in p if m.role == "user")][:3] == [
-        "What time is it?",
-        "Wie spät ist es jetzt?",
-        "Quelle heure est-il ?",
-    ]  # the memory keeps the user's words alone
+    assert systems[0].endswith(languages.PROMPTS["en"])
+    assert systems[1].endswith("Antworte immer auf Deutsch.") and "Antworte" not in systems[2]
+    assert systems[2].endswith("Réponds toujours en français.") and systems[3].endswith("Réponds toujours en français.")
+    assert [p[-1].content for p in run.llm.prompts] == ["What time is it?", "Wie spät ist es jetzt?", "Quelle heure est-il ?", "Okay!"]
     assert run.joe.said == ["Hello there."]
     assert run.loaded["de"].said == ["Guten Tag."] and run.loaded["fr-fr"].said == ["Bonjour.", "Encore."]
 

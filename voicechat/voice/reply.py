@@ -189,13 +189,12 @@ class Responder:
         if reply.cancel.is_set() or stop.is_set():
             self.emit(ev.Dropped("interrupted before the reply began"))
             return  # nothing was answered: nothing to remember
-        previous = self.last_language
         language = self.language_of(item, text)
         self.emit(ev.UserText(text, item.source, language))
         if not self.answers:
             return
         self.set_state("thinking")
-        asked = self._ask_in(text, language, switched=previous is not None and language not in (None, previous))
+        asked = self._ask_in(text, language)
         reply.voice = self._voice(language)
         self.speech.replies.put(reply)
         chunker = sentences.Chunker(self.cfg.tts.first_chunk_words, language=language)
@@ -273,17 +272,10 @@ class Responder:
         self.last_language = found or self.last_language
         return found
 
-    def _ask_in(self, text: str, language: str | None, *, switched: bool) -> str:
-        """Ask for the reply in the turn's language, and return the user's text as the model is to read it.
-
-        The language's line follows the system prompt. At a switch of language the line goes with the user's
-        words instead (as the model reads them; memory and history keep the words alone): a history in the
-        other language pulls a small model back to it, and an instruction next to the new message is heeded."""
+    def _ask_in(self, text: str, language: str | None) -> str:
+        """Ask for the reply in the turn's language (its line after the system prompt); the user's text as the
+        model is to read it."""
         memory = self.conversation.memory
-        line = languages.with_prompt_line("", language, self.declared, self.cfg.llm.language_prompts)
-        if switched and line:
-            memory.system_prompt = self.system_prompt
-            return f"{text}\n\n{line}"
         memory.system_prompt = languages.with_prompt_line(self.system_prompt, language, self.declared, self.cfg.llm.language_prompts)
         return text
 
