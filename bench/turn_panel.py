@@ -10,7 +10,7 @@ took no time (real time adds the transcription's own latency where the transcrip
 
 Per file: the turns whose end of speech falls in it. A paused sentence is kept whole when exactly one turn went
 to it and that turn's speech ended after the pause; a finished sentence or a short answer is ended when exactly one
-turn went to it. The end-of-turn delay is from the end of the synthesized speech (the manifest) to the frame at
+turn went to it, and began in it (a turn the file before did not end takes this one's speech in). The end-of-turn delay is from the end of the synthesized speech (the manifest) to the frame at
 which the turn was delivered, in audio time. Reported per split (tune / heldout), per voice family, per variant
 and per pause place. `VOICECHAT_*` settings apply (VOICECHAT_TURN_DETECTOR=silence: the previous design).
 
@@ -61,6 +61,7 @@ class PanelSession(VoiceSession):
             {
                 "end_t": end_t,
                 "speech_end_t": end_t - silence,
+                "audio_s": len(item.audio) / RATE if item.audio is not None else 0.0,  # (pre-roll, speech, a short tail)
                 "text": last.text if last is not None else None,
                 "complete_prob": last.complete_prob if last is not None else None,
                 "text_prob": last.text_prob if last is not None else None,
@@ -116,7 +117,12 @@ def run_stream(cfg: Any, engines: tuple[Any, Any, Any], entries: list[dict], pan
     results = []
     for e, start, end in zip(entries, starts, bounds, strict=True):
         mine = [
-            {**turn, "end_t": round(turn["end_t"] - start, 3), "speech_end_t": round(turn["speech_end_t"] - start, 3)}
+            {
+                **turn,
+                "end_t": round(turn["end_t"] - start, 3),
+                "speech_end_t": round(turn["speech_end_t"] - start, 3),
+                "began_t": round(turn["speech_end_t"] - turn["audio_s"] - start, 3),  # its audio's start: pre-roll included
+            }
             for turn in session.turns
             if start <= turn["speech_end_t"] < end
         ]
@@ -128,6 +134,8 @@ def judge(r: dict) -> dict:
     """Kept whole / ended, and the delay, of one file's result."""
     turns = r["turns"]
     out: dict[str, Any] = {"ok": False, "delay_ms": None}
+    if any(t["began_t"] < -1.0 for t in turns):
+        return out  # a turn that began in the file before (its end was not found there): this file's speech is in it
     if r["kind"] == "paused":
         out["ok"] = len(turns) == 1 and turns[0]["speech_end_t"] > r["pause_end_s"]
     else:
@@ -165,6 +173,14 @@ def table(results: list[dict], key: Any, title: str) -> None:
         )
 
 
+def pick(entries: list[dict], split: str | None, limit: int | None) -> list[dict]:
+    """The files of a run: a split, and a fixed spread of N files over voices, variants and utterances."""
+    entries = [e for e in entries if split is None or e["split"] == split]
+    if limit is not None:
+        entries = sorted(entries, key=lambda e: zlib.crc32(e["file"].encode()))[:limit]
+    return entries
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--panel", type=Path, default=None, help="the panel's folder (default: voice_panel's; built if missing)")
@@ -173,13 +189,11 @@ def main() -> None:
     ap.add_argument("--save", type=Path, default=None, help="write every file's turns and verdict here (JSON)")
     args = ap.parse_args()
     panel = args.panel or voice_panel.default_out()
-    if not (panel / "manifest.json").is_file():
-        print(f"no panel in {panel}: building the default one")
-        voice_panel.build(panel, voice_panel.plan(), 22)
+    if not (panel / "manifest.json").is_file():  # build the panel, or only the files this run takes
+        print(f"no panel in {panel}: building it")
+        voice_panel.build(panel, pick(voice_panel.plan(), args.split, args.limit), 22, log=None)
     manifest = json.loads((panel / "manifest.json").read_text())
-    entries = [e for e in manifest["entries"] if args.split is None or e["split"] == args.split]
-    if args.limit is not None:
-        entries = sorted(entries, key=lambda e: zlib.crc32(e["file"].encode()))[: args.limit]
+    entries = pick(manifest["entries"], args.split, args.limit)
     from voicechat.config import resolve
 
     cfg = resolve()
