@@ -2,8 +2,9 @@
 
 For each language, a conversation of questions spoken by espeak-ng, each with 0.3-1.0 s of silence put in
 after a conjunction or a preposition ("a table for | four people", "einen Tisch für | vier Personen",
-"une table pour | quatre personnes"), is played in real time into the real `voicechat talk --input`
-process with the multilingual Whisper and ``listen.languages en,de,fr``. A paused question is kept whole
+"une table pour | quatre personnes"), is played into the real `voicechat talk --input`
+process (``--fast``: at each pause talk waits for the transcript, so the decisions do not depend on the
+machine's load) with the multilingual Whisper and ``listen.languages en,de,fr``. A paused question is kept whole
 when exactly one user turn went to it and that turn holds words from both sides of the pause (the panel
 method of bench/latency.py). The cut is placed where espeak-ng ends the words before the pause when it
 speaks them alone, moved to the quietest 20 ms nearby.
@@ -137,6 +138,7 @@ def run_talk(audio: np.ndarray, declared: str, detector: str, workdir: Path) -> 
             "talk",
             "--input",
             str(conv),
+            "--fast",
             "--output",
             str(workdir / "out.wav"),
             "--no-log",
