@@ -257,3 +257,69 @@ def test_pull_body_longer_than_the_hub_size_is_cut_at_the_size(tmp_path, monkeyp
         assert "\n" not in str(e.value)
     assert [p for p in (tmp_path / "models").rglob("*") if p.is_file() and p.stat().st_size > 4096] == []
     assert store.all() == []
+
+
+# --- the realtime routes on one real server ----------------------------------------------------------------------------
+
+KEY = "hostile-new-key"
+DEEP = "[" * 100_000 + "]" * 100_000  # deeper than Python's recursion limit: json.loads raises RecursionError
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    from tests.serveproc import ServeProcess
+
+    home = tmp_path_factory.mktemp("hostile-new-home")
+    env = {f"VOICECHAT_{n}_DIR": str(home / n.lower()) for n in ("CONFIG", "DATA", "CACHE")} | {"HF_HUB_OFFLINE": "1"}
+    config = f"llm:\n  max_tokens: 16\nserve:\n  api_key: {KEY}\n  max_sessions: 2\n"
+    with ServeProcess(tmp_path_factory.mktemp("hostile-new"), config=config, env=env) as server:
+        yield server
+    assert "Traceback" not in server.log_text(), server.log_text()
+    assert KEY not in server.log_text()
+
+
+def _post(server, path: str, body: bytes, content_type: str) -> tuple[int, dict]:
+    import urllib.error
+    import urllib.request
+
+    headers = {"Content-Type": content_type, "Authorization": f"Bearer {KEY}"}
+    request = urllib.request.Request(server.url + path, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=120) as r:
+            return r.status, {"text": r.read().decode()}
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_deeply_nested_json_is_refused_as_bad_json_on_every_realtime_surface(served):
+    """client_secrets answered 500 with a traceback in the log, and a /v1/realtime session was dropped, on JSON nested
+    deeper than Python's recursion limit; now each is an ordinary refusal and the session goes on."""
+    from websockets.sync.client import connect
+
+    status, doc = _post(served, "/v1/realtime/client_secrets", DEEP.encode(), "application/json")
+    assert status == 400 and "must be JSON" in doc["error"]["message"], doc
+    boundary = "hostilenew"
+    form = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="sdp"\r\n\r\nv=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="session"\r\n\r\n{"[" * 20_000 + "]" * 20_000}\r\n--{boundary}--\r\n'
+    )
+    status, doc = _post(served, "/v1/realtime/calls", form.encode(), f"multipart/form-data; boundary={boundary}")
+    assert status == 400 and doc["error"]["param"] == "session", doc
+    url = served.url.replace("http", "ws") + "/v1/realtime?model=x"
+    with connect(url, additional_headers={"Authorization": f"Bearer {KEY}"}, max_size=None) as ws:
+        assert json.loads(ws.recv(timeout=60))["type"] == "session.created"
+        ws.send(DEEP)
+        error = json.loads(ws.recv(timeout=60))
+        assert error["type"] == "error" and "JSON" in error["error"]["message"], error
+        ws.send(json.dumps({"type": "session.update", "session": {"type": "realtime", "instructions": "Be brief."}}))
+        assert json.loads(ws.recv(timeout=60))["type"] == "session.updated"
+
+
+def test_a_malformed_sdp_offer_is_refused_in_words(served):
+    """aiortc's parser asserts on a malformed m-line; the refusal said only 'AssertionError: '."""
+    status, doc = _post(served, "/v1/realtime/calls", b"v=0\r\nm=audio garbage\r\n", "application/sdp")
+    assert status == 400 and doc["error"]["param"] == "sdp", doc
+    assert "not a well-formed offer" in doc["error"]["message"] and "AssertionError" not in doc["error"]["message"], doc
+    for body in (b"\x00\xffgarbage", b"v=0\r\ns=-\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"):
+        status, doc = _post(served, "/v1/realtime/calls", body, "application/sdp")
+        assert status == 400 and "audio track" in doc["error"]["message"], doc

@@ -359,7 +359,7 @@ class RealtimeConnection(VoiceConnection):
             return
         try:
             msg = json.loads(text, parse_constant=_no_constant)
-        except ValueError:
+        except (ValueError, RecursionError):  # (nesting deeper than Python's recursion limit)
             self.refuse("events must be JSON objects with a 'type'")
             return
         if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):

@@ -82,7 +82,7 @@ async def client_secrets(request: Request) -> Response:
     raw = await request.body()
     try:
         body = json.loads(raw) if raw.strip() else {}
-    except ValueError:
+    except (ValueError, RecursionError):  # (nesting deeper than Python's recursion limit)
         raise ApiError(400, "the body must be JSON: {expires_after, session}") from None
     try:
         doc = request.app.state.client_secrets.mint(body, _defaults(state))
@@ -153,7 +153,8 @@ async def create_call(request: Request) -> Response:
         await pc.close()
         if isinstance(e, asyncio.TimeoutError):
             raise ApiError(503, f"could not set up the call within {NEGOTIATE_S:g} s; try again") from None
-        raise ApiError(400, f"the SDP offer was refused: {type(e).__name__}: {str(e)[:200]}", param="sdp") from None
+        why = f"{type(e).__name__}: {str(e)[:200]}" if str(e).strip() else "it is not a well-formed offer"  # (aiortc's parser asserts)
+        raise ApiError(400, f"the SDP offer was refused: {why}; make one with RTCPeerConnection.createOffer", param="sdp") from None
     calls: dict[str, CallConnection] = request.app.state.calls
     calls[conn.call_id] = conn
     task = asyncio.create_task(_live(state, conn, number, calls))
@@ -197,7 +198,7 @@ async def _form(request: Request) -> tuple[str, Any]:
     if parts["session"]:
         try:
             session = json.loads(parts["session"])
-        except ValueError:
+        except (ValueError, RecursionError):
             raise ApiError(400, "the session field must be JSON (a session configuration)", param="session") from None
     return str(parts["sdp"]), session
 
@@ -491,7 +492,7 @@ class CallConnection(RealtimeConnection):
         if len(text) < 4096 and "output_audio_buffer.clear" in text:
             try:
                 msg = json.loads(text)
-            except ValueError:
+            except (ValueError, RecursionError):
                 msg = None
             if isinstance(msg, dict) and msg.get("type") == "output_audio_buffer.clear":
                 if self.sink is not None:
