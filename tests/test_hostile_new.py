@@ -316,10 +316,31 @@ def test_deeply_nested_json_is_refused_as_bad_json_on_every_realtime_surface(ser
 
 
 def test_a_malformed_sdp_offer_is_refused_in_words(served):
-    """aiortc's parser asserts on a malformed m-line; the refusal said only 'AssertionError: '."""
-    status, doc = _post(served, "/v1/realtime/calls", b"v=0\r\nm=audio garbage\r\n", "application/sdp")
+    """aiortc's parser asserts on a malformed m-line (the refusal said only 'AssertionError: '), and an offer without a
+    DTLS fingerprint was answered 201, then failed in the background with a traceback, holding a session slot."""
+    status, doc = _post(served, "/v1/realtime/calls", b"v=0\r\nm=audio garbage\r\na=fingerprint:sha-256 00\r\n", "application/sdp")
     assert status == 400 and doc["error"]["param"] == "sdp", doc
     assert "not a well-formed offer" in doc["error"]["message"] and "AssertionError" not in doc["error"]["message"], doc
     for body in (b"\x00\xffgarbage", b"v=0\r\ns=-\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"):
         status, doc = _post(served, "/v1/realtime/calls", body, "application/sdp")
         assert status == 400 and "audio track" in doc["error"]["message"], doc
+    offer = _offer().replace("a=fingerprint:", "a=x-fingerprint:")  # a real offer but for its DTLS fingerprint
+    status, doc = _post(served, "/v1/realtime/calls", offer.encode(), "application/sdp")
+    assert status == 400 and "fingerprint" in doc["error"]["message"], doc
+
+
+def _offer() -> str:
+    import asyncio
+
+    from aiortc import RTCPeerConnection
+
+    async def make() -> str:
+        pc = RTCPeerConnection()
+        pc.addTransceiver("audio", direction="sendrecv")
+        pc.createDataChannel("oai-events")
+        await pc.setLocalDescription(await pc.createOffer())
+        sdp = pc.localDescription.sdp
+        await pc.close()
+        return sdp
+
+    return asyncio.run(make())

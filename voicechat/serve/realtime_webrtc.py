@@ -121,6 +121,10 @@ async def create_call(request: Request) -> Response:
         )
     if "m=audio" not in sdp or "v=0" not in sdp:
         raise ApiError(400, "the body is not an SDP offer with an audio track (make one with RTCPeerConnection.createOffer)", param="sdp")
+    if "a=fingerprint:" not in sdp:  # (aiortc would answer it, then fail the call in the background, holding its slot)
+        raise ApiError(
+            400, "the SDP offer has no DTLS fingerprint (a=fingerprint); make one with RTCPeerConnection.createOffer", param="sdp"
+        )
     if not state.ready:
         state.metrics.refused.labels("session").inc()
         raise ApiError(503, "not ready (loading the models or shutting down); try again shortly", headers={"Retry-After": "2"})
