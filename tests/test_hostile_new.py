@@ -400,3 +400,28 @@ def test_a_link_or_a_file_where_the_joined_bundle_goes_is_replaced_by_the_model(
     wb.shutil.rmtree(target)
     target.write_text("not a folder")
     assert wb.model_dir() == str(target) and (target / "model.bin").stat().st_size == stamp["size"]
+
+
+# --- realtime client secrets ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.fast
+def test_live_client_secrets_hold_a_bounded_total_of_session_configuration():
+    """Each live secret kept its whole session configuration: 4096 mints of ~280 kB instructions (the body limit)
+    held over a gigabyte. Now their total is bounded (the oldest go first), and one larger than all is refused."""
+    from voicechat.serve import client_secrets as cs
+    from voicechat.serve import realtime_events as rt
+
+    defaults = rt.Settings(model="m", voice="v", instructions="", silence_ms=500)
+    store = cs.ClientSecrets(clock=lambda: 1000.0, max_live_bytes=1_000_000)
+    minted = [store.mint({"session": {"type": "realtime", "instructions": "x" * 100_000}}, defaults)["value"] for _ in range(30)]
+    assert store.live_bytes <= 1_000_000
+    assert store.grant(minted[0]) is None and store.grant(minted[-1]) is not None  # the oldest went first
+    assert store.grant(minted[-1]).session["instructions"] == "x" * 100_000
+    with pytest.raises(cs.Refused) as e:
+        store.mint({"session": {"type": "realtime", "instructions": "x" * 2_000_000}}, defaults)
+    assert e.value.param == "session"
+    later = cs.ClientSecrets(clock=iter([0.0, 10_000.0, 10_000.0]).__next__, max_live_bytes=1_000_000)
+    old = later.mint({"session": {"type": "realtime", "instructions": "y" * 1000}}, defaults)["value"]
+    later.mint({}, defaults)  # minting sweeps the expired one, and its bytes with it
+    assert later.live_bytes == 0 and later.grant(old) is None

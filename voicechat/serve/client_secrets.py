@@ -7,7 +7,8 @@ WebSocket) and ``/v1/realtime/calls`` (WebRTC), and nowhere else. A secret lasts
 configuration it was minted with: sessions opened with it start with that configuration.
 
 Only a hash of each secret is kept (never the secret itself, never in a log), in memory: a restarted
-server forgets them. At most :data:`MAX_LIVE` secrets are live at once; past that the oldest goes.
+server forgets them. At most :data:`MAX_LIVE` secrets are live at once, and their session configurations
+take at most :data:`MAX_LIVE_BYTES` (as JSON); past either the oldest go.
 Time comes from an injected clock, so expiry is tested without waiting.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import json
 import secrets
 import threading
 import time
@@ -28,6 +30,7 @@ PREFIX = "ek_"
 DEFAULT_S = 600
 MIN_S, MAX_S = 10, 7200
 MAX_LIVE = 4096  # secrets alive at once (minting more forgets the oldest)
+MAX_LIVE_BYTES = 64 << 20  # their session configurations, as JSON (each may carry long instructions and tools)
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class Grant:
 
     expires_at: int
     session: dict[str, Any] | None
+    weight: int = 0  # the session configuration's size as JSON
 
     @property
     def start(self) -> dict[str, Any] | None:
@@ -52,9 +56,10 @@ class Refused(ValueError):
 
 
 class ClientSecrets:
-    def __init__(self, clock: Callable[[], float] = time.time, max_live: int = MAX_LIVE) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time, max_live: int = MAX_LIVE, max_live_bytes: int = MAX_LIVE_BYTES) -> None:
         self.clock = clock
-        self.max_live = max_live
+        self.max_live, self.max_live_bytes = max_live, max_live_bytes
+        self.live_bytes = 0
         self._live: collections.OrderedDict[str, Grant] = collections.OrderedDict()  # sha256 of the secret -> grant
         self._lock = threading.Lock()
 
@@ -69,13 +74,17 @@ class ClientSecrets:
         settings = settings_for(session, defaults)
         value = PREFIX + secrets.token_urlsafe(24)
         now = self.clock()
-        grant = Grant(int(now + seconds), dict(session) if isinstance(session, dict) else None)
+        kept = dict(session) if isinstance(session, dict) else None
+        grant = Grant(int(now + seconds), kept, len(json.dumps(kept)) if kept else 0)
+        if grant.weight > self.max_live_bytes:
+            raise Refused(f"the session configuration is {grant.weight} bytes as JSON; at most {self.max_live_bytes}", "session")
         with self._lock:
             for key in [k for k, g in self._live.items() if g.expires_at <= now]:
-                del self._live[key]
-            while len(self._live) >= self.max_live:
-                self._live.popitem(last=False)
+                self.live_bytes -= self._live.pop(key).weight
+            while self._live and (len(self._live) >= self.max_live or self.live_bytes + grant.weight > self.max_live_bytes):
+                self.live_bytes -= self._live.popitem(last=False)[1].weight
             self._live[_digest(value)] = grant
+            self.live_bytes += grant.weight
         return {"value": value, "expires_at": grant.expires_at, "session": settings.to_dict(rt.new_id("sess"))}
 
     def grant(self, value: str | None) -> Grant | None:
@@ -88,7 +97,7 @@ class ClientSecrets:
             if grant is None:
                 return None
             if grant.expires_at <= self.clock():
-                del self._live[digest]
+                self.live_bytes -= self._live.pop(digest).weight
                 return None
             return grant
 
