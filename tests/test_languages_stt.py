@@ -82,24 +82,39 @@ class ScriptedSTT:
 
 
 @pytest.mark.fast
-def test_a_turn_is_identified_once_it_has_enough_speech_and_then_decoded_in_that_language():
+def test_every_pass_guesses_the_language_and_the_whole_turn_decides_it():
     from voicechat.config import TurnConfig
     from voicechat.voice.transcriber import Transcriber, UtteranceText
 
-    stt = ScriptedSTT(["en", "de"])
+    stt = ScriptedSTT(["en", "de", "en", "de"])
     t = Transcriber(stt, TurnConfig(), None, incremental=True)  # type: ignore[arg-type]
     utt = UtteranceText()
     second = np.zeros(RATE, np.float32)
-    t._decode(utt, second[: RATE // 2], commit=True)  # half a second: a guess, nothing decided
+    t._decode(utt, second[: RATE // 2], commit=True)  # each pass: a guess on the speech so far, nothing decided
     assert utt.language is None and utt.guess == "en"
-    t._decode(utt, np.concatenate([second, second[: RATE // 2]]), commit=True)  # 1.5 s: decided
-    assert utt.language == "de"
-    t._decode(utt, np.concatenate([second, second]), commit=True)  # later passes: in it, not identified again
-    text, _ = t.final(utt, np.concatenate([second, second, second]))
+    t._decode(utt, np.concatenate([second, second[: RATE // 2]]), commit=True)
+    assert utt.language is None and utt.guess == "de"
+    t._decode(utt, np.concatenate([second, second]), commit=True)  # a later pass may change its mind
+    assert utt.language is None and utt.guess == "en"
+    text, _ = t.final(utt, np.concatenate([second, second, second]))  # the pass on the whole turn decides
     assert text == "words" and utt.language == "de"
-    assert stt.calls == [("identify", 0.5, ("en", "de")), ("identify", 1.5, ("en", "de")), ("decode", 2.0, "de"), ("decode", 3.0, "de")]
+    assert [c[:2] for c in stt.calls] == [("identify", 0.5), ("identify", 1.5), ("identify", 2.0), ("identify", 3.0)]
     one = Transcriber(stt, TurnConfig(), None, incremental=True, languages=["fr"])  # type: ignore[arg-type]
     assert one.transcribe_turn(second) == TurnText("words", "fr") and stt.calls[-1] == ("decode", 1.0, "fr")
+
+
+@pytest.mark.fast
+def test_a_commit_decides_the_language_and_later_passes_decode_in_it():
+    from voicechat.config import TurnConfig
+    from voicechat.voice.transcriber import Transcriber, UtteranceText
+
+    stt = ScriptedSTT(["de", "en"])
+    t = Transcriber(stt, TurnConfig(commit_after_s=1.0), None, incremental=True)  # type: ignore[arg-type]
+    utt = UtteranceText()
+    t._decode(utt, np.zeros(2 * RATE, np.float32), commit=True)  # long enough to commit: its text keeps its language
+    assert utt.language == "de" and utt.commit_sample == 2 * RATE
+    text, _ = t.final(utt, np.zeros(3 * RATE, np.float32))
+    assert text == "words words" and utt.language == "de" and stt.calls[-1] == ("decode", 1.0, "de")
 
 
 @pytest.mark.fast

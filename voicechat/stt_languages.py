@@ -1,10 +1,9 @@
 """The languages a user speaks to voicechat (``listen.languages``) and how a turn's language is picked
 among them from Whisper's language probabilities.
 
-With more than one declared language, each turn's language is identified from the first pass of its
-speech that has ``MIN_ID_SECONDS`` of audio, among the declared languages only (a German speaker who
-also speaks English is never heard as Dutch); that pass and every later one, the final transcript
-included, are decoded in it. One declared language is simply used. None declared: for an
+With more than one declared language, each pass of a turn picks among the declared languages only (a
+German speaker who also speaks English is never heard as Dutch) and decodes in its pick; the pass on the
+whole turn decides the turn's language (voicechat.voice.transcriber). One declared language is simply used. None declared: for an
 English-only (``.en``) model, English; for a multilingual model, the user's locale's language plus
 English (no locale: any language the model knows).
 """
@@ -22,8 +21,6 @@ if TYPE_CHECKING:
     import numpy as np
 
     from voicechat.engines.base import SpeechToText
-
-MIN_ID_SECONDS = 1.0  # a pass with at least this much speech decides the turn's language; shorter ones only guess
 
 # The languages Whisper knows (faster-whisper's list; a fast test checks they agree).
 WHISPER = frozenset(

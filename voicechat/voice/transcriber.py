@@ -8,8 +8,11 @@ is nothing left to decode. Long utterances are committed at pauses once they pas
 committed text as the prompt, so the cost of each request stays bounded.
 
 The utterance's language: fixed (stt.language, or one declared language), or, with several declared
-(listen.languages), picked among them by the first pass with ``MIN_ID_SECONDS`` of audio and kept for
-every later pass and the final transcript; passes before that decode in their own best guess.
+(listen.languages), picked among them by every pass (one decoder step on the encoder output the pass
+decodes from) and decided by the turn's last pass, the one on the whole utterance, or at its first commit
+(long speech: the committed text stays in that language). Partial transcripts decode in the newest
+pass's guess. Deciding at one second, as before, was right far less often on espeak-ng speech (see
+bench/languages.py, "first pass of 1 s" against "whole turn").
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from voicechat import stt_languages
-from voicechat.stt_languages import MIN_ID_SECONDS, TurnText
+from voicechat.stt_languages import TurnText
 from voicechat.voice.endpoint import Hypothesis
 from voicechat.voice.io import RATE
 
@@ -225,12 +228,11 @@ class Transcriber:
             full = None if text is None else f"{committed} {text}".strip() if committed else text
             hyp = Hypothesis(full, prob, text_prob)
             with utt.cond:  # the result is there before anyone waiting on this decode wakes
-                if found is not None and utt.language is None and (final or end - start >= MIN_ID_SECONDS * RATE):
-                    utt.language = found  # enough speech: the utterance's language is decided
-                elif found is not None and utt.language is None:
-                    utt.guess = found
-                if final and utt.language is None:
-                    utt.language = utt.guess or self.language
+                commits = bool(commit and full and end - start > self.cfg.commit_after_s * RATE and end > utt.commit_sample)
+                if found is not None and utt.language is None:
+                    utt.guess = found  # this pass's pick, on all the speech so far
+                if utt.language is None and (final or commits):
+                    utt.language = utt.guess or self.language  # the whole turn (or the committed part) decides
                 if text is not None or prob is not None:
                     utt.results[end] = hyp
                     utt.ready_at[end] = time.perf_counter()
@@ -239,7 +241,7 @@ class Transcriber:
                         utt.ready_at.pop(k, None)
                 if utt.in_flight == end:
                     utt.in_flight = None
-                if commit and full and end - start > self.cfg.commit_after_s * RATE and end > utt.commit_sample:
+                if commits and full:
                     utt.committed, utt.commit_sample = full, end
                 if not utt.closed and full:  # under the lock: a partial never follows the turn's final text
                     self.on_partial(utt, full)
