@@ -1,18 +1,22 @@
 """Language identification and transcription across languages, on espeak-ng speech (issue 25).
 
-    .venv/bin/python bench/languages.py [--voices held-out|tune] [--lengths 1.5,2.5,4]
+    .venv/bin/python bench/languages.py [--voices held-out|tune] [--lengths 1.5,2.5,4] [--espeak pt=pt-br]
 
 1. Identification on turns of 1.5-4 s (sentences of one language and voice joined and cut to the
    length), restricted to the declared set: all seven languages declared, a bilingual user ({en, X}),
-   and no set declared (any of Whisper's 99); per language and per turn length. One pass per turn,
-   as in `talk`: the encoder on the window cut to the turn, then Whisper's language step on its output.
+   and no set declared (any of Whisper's 99); per language and per turn length. As `talk` decides: the
+   pass on the whole turn (the encoder on the window cut to it, then Whisper's language step on its
+   output); and, for comparison, the first second alone (how `talk` decided before: far worse).
 2. The cost of identification per turn: that language step alone (what a turn adds, the encoder output
    being the one its transcription decodes from), and the encoder pass it needs when it runs alone.
 3. tiny.en against the multilingual base on the same English turns, in the same run: latency and WER.
 4. WER per language with the multilingual base (turns decoded in their own language, as after identification).
 
 The figures that count are on the held-out voices (tests/lang_speech.HELD_OUT_VOICES), which were not
-used to choose voicechat.stt_languages.MIN_ID_SECONDS or the encoder window.
+used to choose how a turn's language is decided or the encoder window. ``--espeak pt=pt-br`` speaks a
+language with another espeak-ng voice (reported in the first line): espeak-ng's European Portuguese
+and Dutch are barely intelligible to Whisper base (section 4: WER when decoded in the right language),
+so their identification rates say as much about the test speech as about voicechat.
 """
 
 from __future__ import annotations
@@ -54,7 +58,13 @@ def main() -> None:
     parser.add_argument("--voices", choices=("held-out", "tune"), default="held-out")
     parser.add_argument("--lengths", default="1.5,2.5,4")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--espeak", default="", help="LANG=VOICE,...: speak a language with another espeak-ng voice (pt=pt-br)")
     args = parser.parse_args()
+    for item in filter(None, args.espeak.split(",")):
+        lang, _, voice = item.partition("=")
+        if lang not in ls.ESPEAK_VOICE or not voice:
+            sys.exit(f"--espeak: {item!r} is not LANG=VOICE with LANG one of {', '.join(ls.LANGUAGES)}")
+        ls.ESPEAK_VOICE[lang] = voice
     held_out = args.voices == "held-out"
     voices = ls.HELD_OUT_VOICES if held_out else ls.TUNE_VOICES
     lengths = [float(x) for x in args.lengths.split(",")]
@@ -74,8 +84,10 @@ def main() -> None:
     whisper_turn.encode(base, np.zeros(RATE, np.float32))  # first-use set-up out of the timings
 
     print(f"voices: {args.voices} {voices}, speeds {ls.SPEEDS}; sentences {'held out' if held_out else 'for tuning'}")
+    print("espeak-ng voices: " + ", ".join(f"{lang}={voice}" for lang, voice in ls.ESPEAK_VOICE.items()))
     print("\n1. Identification, right / turns (per language; one pass per turn on the cut window)")
     sets = {"all 7 declared": list(ls.LANGUAGES), "{en, X} declared": None, "none declared (99)": []}
+    first = {name: [0, 0] for name in sets}  # the first second alone decides (talk before): right / turns
     step_ms: list[float] = []
     step_cpu_ms: list[float] = []  # CPU time of the process (all its threads): what the step costs on a machine not shared
     encode_ms: list[float] = []
@@ -91,9 +103,13 @@ def main() -> None:
             step_cpu_ms.append(1000 * (c2 - c1))
             encode_ms.append(1000 * (t1 - t0))
             step_ms.append(1000 * (t2 - t1))
+            early = whisper_turn.probabilities(base, whisper_turn.encode(base, audio[:RATE])) if length == lengths[0] else None
             for name, declared in sets.items():
                 cands = declared if declared is not None else (["en", lang] if lang != "en" else ["en", "de"])
                 right = pick(probs, cands)[0] == lang
+                if early is not None:
+                    first[name][0] += pick(early, cands)[0] == lang
+                    first[name][1] += 1
                 for table in (rows, totals):
                     table[name][lang][0] += right
                     table[name][lang][1] += 1
@@ -107,8 +123,11 @@ def main() -> None:
     for name in sets:
         cells = "  ".join(f"{lang} {100 * r / n:.0f}%" for lang, (r, n) in totals[name].items())
         print(f"    {name:<20} {cells}")
+    print("  the first second alone deciding (talk before; all languages; the same second for every length)")
+    for name, (r, n) in first.items():
+        print(f"    {name:<20} {100 * r / n:5.1f} %")
 
-    print("\n2. Cost of identification per turn (median / p95 over the turns above)")
+    print("\n2. Cost of identification per pass (median / p95 over the turns above); talk identifies on every pass of a turn")
     q = statistics.quantiles
     print(f"    language step on the turn's encoder output: {statistics.median(step_ms):.1f} / {q(step_ms, n=20)[18]:.1f} ms")
     print(f"    the same step in CPU time (all threads): {statistics.median(step_cpu_ms):.1f} / {q(step_cpu_ms, n=20)[18]:.1f} ms")
