@@ -171,6 +171,11 @@ def test_pull_plan_refuses_hub_file_names_that_are_paths():
             pull.plan(whisper, info("model.bin", "config.json", bad))
     with pytest.raises(VoicechatError, match="no repository holds"):
         pull.plan(chat, info("../../m.gguf"))
+    for size in (None, -1, "12", 1.5, True):  # a size that is not a byte count is refused, not a traceback later
+        odd = info("model.bin", "config.json")
+        odd.siblings[0].size = size
+        with pytest.raises(VoicechatError, match="no usable size"):
+            pull.plan(whisper, odd)
     assert [i["file"] for i in pull.plan(whisper, info("model.bin", "config.json", "vocabulary.txt"))] == [
         "model.bin",
         "config.json",

@@ -115,8 +115,9 @@ def plan(entry: Entry, info: Any) -> list[dict[str, Any]]:
         shown = ", ".join(n for n in names if n.endswith(".gguf"))[:200]
         raise VoicechatError(f"{entry.name}: {entry.repo} holds several GGUF files ({shown}); name one with hf:{entry.repo}:FILE")
     for item in chosen:
-        if item["size"] is None:
-            raise VoicechatError(f"{entry.name}: the Hub gave no size for {item['file']}; cannot check the download")
+        size = item["size"]
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise VoicechatError(f"{entry.name}: the Hub gave no usable size for {item['file']}; cannot check the download")
     return chosen
 
 
