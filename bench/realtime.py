@@ -273,6 +273,23 @@ async def round_of(route: str, url: str, take: Take, sessions: int, timeout: flo
     return [t if isinstance(t, Turn) else Turn(None, None, f"{type(t).__name__}: {t}") for t in done]
 
 
+def server_figures(db: Path, rounds: list[tuple[str, int]]) -> dict[str, list[dict[str, float]]] | None:
+    """The server's own timing of each turn (the history's latency column), by route: turns are recorded in the
+    order the rounds ran (one round at a time). None when the counts do not match (a turn failed)."""
+    import sqlite3
+
+    with sqlite3.connect(db) as con:
+        rows = [json.loads(r[0] or "{}") for r in con.execute("SELECT latency FROM turns ORDER BY id")]
+    if len(rows) != sum(n for _, n in rounds):
+        return None
+    out: dict[str, list[dict[str, float]]] = {}
+    at = 0
+    for route, n in rounds:
+        out.setdefault(route, []).extend(rows[at : at + n])
+        at += n
+    return out
+
+
 def stats(values: list[float]) -> str:
     return f"{med(values) * 1000:6.0f} {p95(values) * 1000:6.0f}" if values else f"{'-':>6s} {'-':>6s}"
 
@@ -315,8 +332,10 @@ def main() -> None:
     print(f"load before: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}  ({os.cpu_count()} CPUs)")
     config = "serve:\n  max_sessions: 8\nllm:\n  max_tokens: 32\n"
     with ServeProcess(work / "serve", config=config, env=env) as server:
+        ran: list[tuple[str, int]] = []  # every round, in order: (route, turns)
         for route in routes:  # warm every route once
             asyncio.run(round_of(route, server.url, takes[route], 1, args.timeout, args.voice_query))
+            ran.append(("warm", 1))
         voice = "/v1/voice" + (f"?{args.voice_query}" if args.voice_query else "")
         print(
             f"\nms, client clock; realtime = /v1/realtime (WebSocket), webrtc = /v1/realtime/calls, voice = {voice}; ratio = route / voice"
@@ -331,6 +350,7 @@ def main() -> None:
                 for route in order:
                     time.sleep(0.5)
                     turns[route] += asyncio.run(round_of(route, server.url, takes[route], n, args.timeout, args.voice_query))
+                    ran.append((f"{n}:{route}", n))
             got = {}
             for route in routes:
                 ts = turns[route]
@@ -348,6 +368,22 @@ def main() -> None:
                         f"{ratio(rv, vv, med):>18s} {ratio(rv, vv, p95):>6s}"
                     )
             sys.stdout.flush()
+        time.sleep(1)  # (the last turn's record)
+        figures = server_figures(server.workdir / "history.sqlite3", ran)
+    print(
+        "\nthe server's own timing (history), p50/p95 ms: endpoint = end of speech -> turn judged complete, "
+        "stt = turn complete -> final transcript,\nfirst_audio = turn complete -> first reply sample at the sink, "
+        "v2v = end of speech -> first sample at the sink (the part every route shares)"
+    )
+    if figures is None:
+        print("  (not shown: some turn was not recorded, so turns cannot be matched to routes)")
+    else:
+        print(f"{'sessions':>8s} {'route':9s}  {'endpoint':>13s}  {'stt':>13s}  {'first_audio':>13s}  {'v2v':>13s}")
+        for n in levels:
+            for route in routes:
+                rows = figures.get(f"{n}:{route}", [])
+                cols = [stats([r[k] for r in rows if k in r]) for k in ("endpoint", "stt", "first_audio", "voice_to_voice")]
+                print(f"{n:8d} {route:9s}  " + "  ".join(f"{c:>13s}" for c in cols))
     print(f"\nload after: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
 
 
