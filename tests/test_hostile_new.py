@@ -430,3 +430,20 @@ def test_live_client_secrets_hold_a_bounded_total_of_session_configuration():
     old = later.mint({"session": {"type": "realtime", "instructions": "y" * 1000}}, defaults)["value"]
     later.mint({}, defaults)  # minting sweeps the expired one, and its bytes with it
     assert later.live_bytes == 0 and later.grant(old) is None
+
+
+@pytest.mark.fast
+def test_an_import_waits_for_no_pull_and_leaves_a_running_pulls_partial_files_alone(tmp_path):
+    """An import of a model shares its staging folder with a pull of it, and deleted the pull's partial files
+    mid-download; now it takes the pull's lock and says another is running."""
+    store = Store(tmp_path / "models")
+    staged = store.staging("llm", "x")
+    part = staged / "m.gguf.part"
+    part.write_bytes(b"G" * 1000)
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    with pull.only_one("x", staged):
+        with pytest.raises(VoicechatError, match="another"):
+            archive.import_path(store, model, "x")
+    assert part.read_bytes() == b"G" * 1000 and store.all() == []
+    assert [m.name for m in archive.import_path(store, model, "x")] == ["x"]  # once the pull is done

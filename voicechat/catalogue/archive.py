@@ -135,8 +135,15 @@ def _import_folder(store: Store, folder: Path, name: str | None) -> Installed:
 def _import_files(store: Store, kind: str, name: str, files: list[Path], meta: dict[str, Any] | None = None) -> Installed:
     if kind not in entries.KINDS:
         raise VoicechatError(f"model '{name}' has an unknown kind '{kind}'; the archive was not made by this voicechat")
-    expected = (meta or {}).get("files", {})
     staged = store.staging(kind, name)
+    from voicechat.catalogue.pull import only_one
+
+    with only_one(name, staged):
+        return _stage(store, kind, name, files, meta, staged)
+
+
+def _stage(store: Store, kind: str, name: str, files: list[Path], meta: dict[str, Any] | None, staged: Path) -> Installed:
+    expected = (meta or {}).get("files", {})
     for old in staged.iterdir():
         if old.is_file():
             old.unlink()

@@ -179,7 +179,7 @@ def pull(entry: Entry, store: Store, *, force: bool = False, progress: Callable[
         raise _hub_error(entry, e) from None
     files = plan(entry, info)
     staged = store.staging(entry.kind, entry.name)
-    with _only_one(entry, staged):
+    with only_one(entry.name, staged):
         _check_room(entry, files, staged)
         for item in files:
             _fetch(entry, info.sha or entry.revision, item, staged, token, progress)
@@ -207,8 +207,9 @@ def _install(entry: Entry, store: Store, info: Any, files: list[dict[str, Any]],
 
 
 @contextlib.contextmanager
-def _only_one(entry: Entry, staged: Path) -> Iterator[None]:
-    """One pull of a model at a time: a second one would append to the same partial files."""
+def only_one(name: str, staged: Path) -> Iterator[None]:
+    """One pull or import of a model at a time: a second pull would append to the same partial files, an import
+    delete them."""
     import hashlib
 
     import filelock
@@ -220,7 +221,7 @@ def _only_one(entry: Entry, staged: Path) -> Iterator[None]:
         with lock:
             yield
     except filelock.Timeout:
-        raise VoicechatError(f"{entry.name}: another `voicechat models pull` is downloading it now; wait for it to finish") from None
+        raise VoicechatError(f"{name}: another `voicechat models pull` or `import` of it is running now; wait for it to finish") from None
 
 
 def _check_room(entry: Entry, files: list[dict[str, Any]], staged: Path) -> None:
