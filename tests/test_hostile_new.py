@@ -447,3 +447,24 @@ def test_an_import_waits_for_no_pull_and_leaves_a_running_pulls_partial_files_al
             archive.import_path(store, model, "x")
     assert part.read_bytes() == b"G" * 1000 and store.all() == []
     assert [m.name for m in archive.import_path(store, model, "x")] == ["x"]  # once the pull is done
+
+
+# --- per-turn languages -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.fast
+def test_a_realtime_transcription_language_whisper_does_not_know_is_refused_at_session_update():
+    """session.update took any string as the transcription language ('zz', 1000 characters, a NUL); the first spoken
+    turn then failed with a server error and the session closed. Now it is refused by name; en-US is en, auto stays."""
+    from voicechat.serve import realtime_events as rt
+
+    def update(language: object) -> rt.Settings:
+        settings = rt.Settings(model="m", voice="v", instructions="", silence_ms=500)
+        rt.apply_update(settings, {"audio": {"input": {"transcription": {"model": "whisper-1", "language": language}}}})
+        return settings
+
+    for junk in ("zz", "x" * 1000, "de\0", "../en"):
+        with pytest.raises(rt.UpdateRefused) as e:
+            update(junk)
+        assert e.value.param == "session.audio.input.transcription.language" and "Whisper" in str(e.value)
+    assert [update(v).language for v in ("en-US", "DE_at", "auto", "", None)] == ["en", "de", "auto", None, None]

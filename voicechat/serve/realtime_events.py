@@ -27,6 +27,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from voicechat import stt_languages
+from voicechat.errors import VoicechatError
 from voicechat.voice import events as ev
 
 RATE = 24000  # audio/pcm as the API defines it
@@ -260,8 +262,12 @@ def apply_update(settings: Settings, session: Any) -> list[str]:
             if value is not None and not isinstance(value, str):
                 raise UpdateRefused(f"transcription {name} must be a string", "session.audio.input.transcription")
             if isinstance(tr, dict) and name in tr:
-                if name == "language":
-                    new.language = value.strip().lower() or None if value else None
+                if name == "language":  # a code Whisper knows (en-US is en), else refused now, not at the first turn
+                    try:
+                        codes = stt_languages.normalize([value or ""], "transcription language")
+                    except VoicechatError as e:
+                        raise UpdateRefused(str(e), "session.audio.input.transcription.language") from None
+                    new.language = codes[0] if codes else ("auto" if (value or "").strip().lower() == "auto" else None)
                 elif name == "prompt":
                     new.prompt = (value or "")[:limit]
                 else:
