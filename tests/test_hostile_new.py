@@ -320,6 +320,26 @@ def test_deeply_nested_json_is_refused_as_bad_json_on_every_realtime_surface(ser
         assert json.loads(ws.recv(timeout=60))["type"] == "session.updated"
 
 
+def test_a_transcription_language_the_english_only_model_cannot_hear_is_refused_and_the_session_goes_on(served):
+    """With the bundled English-only Whisper, transcription language 'de' was taken; the first spoken turn then ended
+    the session with a server error. Now session.update is refused by name and the session keeps English."""
+    from websockets.sync.client import connect
+
+    url = served.url.replace("http", "ws") + "/v1/realtime?model=x"
+    with connect(url, additional_headers={"Authorization": f"Bearer {KEY}"}, max_size=None) as ws:
+        assert json.loads(ws.recv(timeout=60))["type"] == "session.created"
+        for language, kind in (("de", "error"), ("en-US", "session.updated")):
+            transcription = {"model": "whisper-1", "language": language}
+            ws.send(
+                json.dumps(
+                    {"type": "session.update", "session": {"type": "realtime", "audio": {"input": {"transcription": transcription}}}}
+                )
+            )
+            doc = json.loads(ws.recv(timeout=60))
+            assert doc["type"] == kind, doc
+        assert doc["session"]["audio"]["input"]["transcription"]["language"] == "en"
+
+
 def test_a_malformed_sdp_offer_is_refused_in_words(served):
     """aiortc's parser asserts on a malformed m-line (the refusal said only 'AssertionError: '), and an offer without a
     DTLS fingerprint was answered 201, then failed in the background with a traceback, holding a session slot."""

@@ -377,6 +377,10 @@ class RealtimeConnection(VoiceConnection):
     def _session_update(self, msg: dict[str, Any], event_id: str | None) -> None:
         session, chat = self.session, self.session.conversation if self.session else None
         assert session is not None and chat is not None
+        refusal = _language_refusal(msg.get("session"), getattr(self.state.stt, "languages", None))
+        if refusal is not None:  # (else the first spoken turn fails and the session closes)
+            self.refuse(refusal, param="session.audio.input.transcription.language", event_id=event_id)
+            return
         try:
             notices = rt.apply_update(self.settings, msg.get("session"))
         except rt.UpdateRefused as e:
@@ -710,3 +714,18 @@ async def realtime_endpoint(ws: WebSocket) -> None:
         pass
     finally:
         state.remove_session(number)
+
+
+def _language_refusal(session: Any, known: Any) -> str | None:
+    """Why a session.update's transcription language cannot be heard by the loaded model (an English-only one), if so."""
+    try:
+        asked = session["audio"]["input"]["transcription"]["language"]
+    except (KeyError, TypeError):
+        return None
+    if not isinstance(asked, str) or not isinstance(known, list) or not known:
+        return None
+    code = asked.strip().replace("_", "-").split("-")[0].lower()
+    if code in ("", "auto") or code in known:
+        return None
+    shown = ", ".join(known) if len(known) <= 5 else f"{len(known)} languages"
+    return f"the transcription model here understands {shown}; not '{asked[:20]}'"
