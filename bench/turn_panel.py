@@ -208,6 +208,8 @@ def main() -> None:
         for k in range(0, len(entries), CHUNK):
             results += run_stream(cfg, engines, entries[k : k + CHUNK], panel)
             print(f"  {len(results)}/{len(entries)} files, {time.perf_counter() - started:.0f} s", flush=True)
+            if args.save is not None:  # (what is done so far survives a run cut short)
+                args.save.write_text(json.dumps(results))
     finally:
         engines[0].close()
         engines[1].llm.close()
