@@ -216,7 +216,9 @@ def chat(
             latency = {"first_token": round(reply.first_token, 3)} if reply.first_token is not None else {}
             if reply.first_token is not None:
                 session.totals.latencies.append(reply.first_token)
-            session.record(text, reply.text, reply.usage, interrupted=reply.interrupted, latency=latency, tools=reply.tools)
+            session.record(
+                text, reply.text, reply.usage, interrupted=reply.interrupted, latency=latency, tools=reply.tools, language=language
+            )
             usage = reply.usage
             if emit is not None:
                 from voicechat.voice.timing import TurnTiming

@@ -326,8 +326,9 @@ class Conversation:
         user_audio: str | None = None,
         reply_audio: str | None = None,
         tools: list[ToolResult] | None = None,
+        language: str | None = None,
     ) -> None:
-        """Remember and log one completed turn (committed to the history at once)."""
+        """Remember and log one completed turn (committed to the history at once); ``language``: the turn's."""
         self.memory.add(user_text, reply)
         cost = None
         if usage is not None:
@@ -352,6 +353,7 @@ class Conversation:
                 reply_audio=reply_audio,
                 cleared_before=self._clear_pending,
                 tools=[t.to_dict() for t in tools or ()],
+                language=language,
             ),
         )
         self._clear_pending = False

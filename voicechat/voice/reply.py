@@ -155,9 +155,12 @@ class Responder:
         """The turn's text, and when it was ready (before the turn ended, when transcribed during the pause)."""
         assert self.transcriber is not None and item.audio is not None
         if item.utt is not None:
-            return self.transcriber.final(item.utt, item.audio)
-        text = self.transcriber.transcribe(item.audio)
-        return text, time.perf_counter()
+            text, ready = self.transcriber.final(item.utt, item.audio)
+            item.language = item.language or item.utt.language  # the language the turn was identified in
+            return text, ready
+        turn = self.transcriber.transcribe_turn(item.audio)
+        item.language = item.language or turn.language
+        return turn.text, time.perf_counter()
 
     def answer(self, item: UserTurn, stop: threading.Event) -> None:
         reply = SpokenReply()
@@ -263,7 +266,9 @@ class Responder:
         latency = timing.voice_to_voice if timing.voice_to_voice is not None else timing.first_audio
         if latency is not None:
             self.conversation.totals.latencies.append(latency)
-        self.conversation.record(text, heard, usage, interrupted=interrupted, latency=timing.to_dict(), tools=result.tools)
+        self.conversation.record(
+            text, heard, usage, interrupted=interrupted, latency=timing.to_dict(), tools=result.tools, language=language
+        )
 
     def language_of(self, item: UserTurn, text: str) -> str | None:
         """The turn's language: the one its speech was identified in, else (typed, or not identified) the only

@@ -51,7 +51,7 @@ def turn_policy(config: Config, stt: SpeechToText | None, turn_model: SmartTurn 
     """The configured way to judge the end of a turn, limited to what the engines can do."""
     if config.turn.detector == "silence" or (not incremental(config, stt) and turn_model is None):
         return SilencePolicy(config.listen.end_silence_ms)
-    policy = MeaningPolicy(config.turn, audio_model=turn_model is not None)
+    policy = MeaningPolicy(config.turn, audio_model=turn_model is not None, languages=list(config.listen.languages))
     policy.uses_transcript = incremental(config, stt)
     return policy
 
