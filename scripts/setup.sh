@@ -41,6 +41,8 @@ PY="$VENV/bin/python"
 
 EXTRAS="langchain,tools"
 [ "$MODE" = test ] && EXTRAS="test,langchain,tools"
+# more extras on request, e.g. VOICECHAT_EXTRAS=multilingual,webrtc scripts/setup.sh talk --languages en,de
+[ -n "${VOICECHAT_EXTRAS:-}" ] && EXTRAS="$EXTRAS,$VOICECHAT_EXTRAS"
 STAMP="$VENV/.voicechat-setup-$(echo "$EXTRAS" | tr ',' '-')"
 WANT="$(cat pyproject.toml scripts/*.sh | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
