@@ -320,6 +320,26 @@ def test_deeply_nested_json_is_refused_as_bad_json_on_every_realtime_surface(ser
         assert json.loads(ws.recv(timeout=60))["type"] == "session.updated"
 
 
+def test_deeply_nested_json_on_the_voice_websocket_is_refused_and_the_session_goes_on(served):
+    """/v1/voice dropped the session with a traceback in the log on JSON nested deeper than the recursion limit."""
+    from websockets.sync.client import connect
+
+    url = served.url.replace("http", "ws") + "/v1/voice"
+    with connect(url, additional_headers={"Authorization": f"Bearer {KEY}"}, subprotocols=["voicechat"], max_size=None) as ws:
+        assert json.loads(ws.recv(timeout=60))["type"] == "session"
+        ws.send("[" * 50_000 + "]" * 50_000)
+        while (error := json.loads(ws.recv(timeout=60)))["type"] == "status":
+            pass
+        assert error["type"] == "error" and "JSON" in error["message"], error
+        ws.send(json.dumps({"type": "text", "text": "Hello."}))
+        seen = []
+        while "user" not in seen:
+            message = ws.recv(timeout=120)
+            if isinstance(message, str):
+                seen.append(json.loads(message)["type"])
+        assert "error" not in seen, seen
+
+
 def test_a_transcription_language_the_english_only_model_cannot_hear_is_refused_and_the_session_goes_on(served):
     """With the bundled English-only Whisper, transcription language 'de' was taken; the first spoken turn then ended
     the session with a server error. Now session.update is refused by name and the session keeps English."""

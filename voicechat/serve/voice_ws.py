@@ -298,7 +298,7 @@ class VoiceConnection:
             return
         try:
             msg = json.loads(text, parse_constant=_no_constant)
-        except ValueError:
+        except (ValueError, RecursionError):  # (JSON nested deeper than Python's recursion limit)
             self.refuse('messages must be JSON objects, e.g. {"type": "text", "text": "hello"}')
             return
         if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):

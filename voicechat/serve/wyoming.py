@@ -73,7 +73,7 @@ async def read_event(reader: asyncio.StreamReader) -> Any:
         raise ProtocolError(f"an event header longer than {MAX_HEADER} bytes") from None
     try:
         header = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # (nested deeper than Python's recursion limit)
         raise ProtocolError("an event header that is not JSON") from None
     if not isinstance(header, dict) or not isinstance(header.get("type"), str):
         raise ProtocolError('an event header without a "type"')
@@ -101,7 +101,7 @@ async def read_event(reader: asyncio.StreamReader) -> Any:
         payload = await reader.readexactly(payload_length) if payload_length else None
     except asyncio.IncompleteReadError:
         raise ProtocolError("the connection ended inside an event") from None
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ProtocolError("event data that is not JSON") from None
     return Event(type=header["type"], data=data, payload=payload)
 
