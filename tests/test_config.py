@@ -30,6 +30,13 @@ def test_defaults_are_the_offline_engines():
     assert cfg.stt.model is None and cfg.llm.model is None and cfg.tts.voice is None
 
 
+def test_norwegian_is_a_language_code_not_false(tmp_path):
+    """YAML 1.1 reads `no` as false; in the language keys it is Norwegian's code."""
+    given = write(tmp_path / "no.yaml", "listen:\n  languages: [en, no]\nstt:\n  language: no\ntts:\n  voices: {no: espeak:nb}\n")
+    cfg = resolve(given, environ={})
+    assert cfg.listen.languages == ["en", "no"] and cfg.stt.language == "no" and cfg.tts.voices == {"no": "espeak:nb"}
+
+
 def test_precedence_cli_env_file_user_defaults(tmp_path):
     write(paths.user_config_file(), "stt:\n  beam_size: 2\n  language: de\nllm:\n  temperature: 0.1\ntts:\n  speed: 1.5\n")
     given = write(tmp_path / "given.yaml", "stt:\n  beam_size: 3\nllm:\n  temperature: 0.2\n")

@@ -475,6 +475,8 @@ def _apply(cfg: Config, section: str, key: str, value: Any, source: str, *, from
     ftypes = _field_types(type(target))
     if key not in ftypes:
         raise ConfigError(f"{source}: unknown key '{section}.{_cut(key)}'; expected one of: {', '.join(ftypes)}")
+    if f"{section}.{key}" in LANGUAGE_KEYS:
+        value = _norwegian(value)
     try:
         coerced = _coerce(value, ftypes[key], from_text=from_text)
     except ValueError:
@@ -491,6 +493,21 @@ def _apply(cfg: Config, section: str, key: str, value: Any, source: str, *, from
 
         servers(coerced, source=f"{source}: tools.mcp")
     setattr(target, key, coerced)
+
+
+# keys that hold language codes (or are keyed by them): YAML 1.1 reads Norwegian's code `no` as false
+LANGUAGE_KEYS = {"listen.languages", "stt.language", "tts.voices", "llm.language_prompts"}
+
+
+def _norwegian(value: Any) -> Any:
+    """``no`` as YAML read it (False) back to the language code, in a value, a list or a mapping's keys."""
+    if value is False:
+        return "no"
+    if isinstance(value, list):
+        return ["no" if v is False else v for v in value]
+    if isinstance(value, dict):
+        return {("no" if k is False else k): v for k, v in value.items()}
+    return value
 
 
 def _cut(name: str) -> str:
