@@ -1,7 +1,7 @@
 """Speech in seven languages made on the spot with espeak-ng, for the language tests and bench/languages.py.
 
 Voices are split in two: ``TUNE_VOICES`` were used to choose the identification settings
-(voicechat.stt_languages.MIN_ID_SECONDS, the encoder window); ``HELD_OUT_VOICES`` never were, and the
+(how a turn's language is decided, the encoder window); ``HELD_OUT_VOICES`` never were, and the
 figures that count are measured on them. The sentences are split the same way.
 """
 
