@@ -1,6 +1,6 @@
 """Benchmark: voicechat's end-of-turn decision on the voice panel (bench/voice_panel.py), offline, faster than real time.
 
-The panel's files are played one after another (each has its own lead-in and 2 s tail of silence or room tone)
+Each panel file (its own lead-in and 2 s tail of silence or room tone) is played alone
 into the listening half of a real :class:`voicechat.voice.session.VoiceSession` built as `talk --input FILE
 --fast` builds it: the configured Whisper, the audio turn model, the chat model's reading of the words, the turn
 policy and the listener, with a file source that does not pace itself. Only the answering half is left out: a
@@ -10,7 +10,7 @@ took no time (real time adds the transcription's own latency where the transcrip
 
 Per file: the turns whose end of speech falls in it. A paused sentence is kept whole when exactly one turn went
 to it and that turn's speech ended after the pause; a finished sentence or a short answer is ended when exactly one
-turn went to it, and began in it (a turn the file before did not end takes this one's speech in). The end-of-turn delay is from the end of the synthesized speech (the manifest) to the frame at
+turn went to it, and ended within the file (a turn that runs on through the room tone is not ended). The end-of-turn delay is from the end of the synthesized speech (the manifest) to the frame at
 which the turn was delivered, in audio time. Reported per split (tune / heldout), per voice family, per variant
 and per pause place. `VOICECHAT_*` settings apply (VOICECHAT_TURN_DETECTOR=silence: the previous design).
 
@@ -39,7 +39,7 @@ import voice_panel
 from voicechat.voice.session import VoiceSession
 
 RATE = 16000
-CHUNK = 60  # files per stream (one session each; the engines are shared)
+CHUNK = 1  # files per stream (one session each; the engines are shared): 1 keeps a noisy file's open turn out of the next
 
 
 class PanelSession(VoiceSession):
@@ -134,7 +134,7 @@ def judge(r: dict) -> dict:
     """Kept whole / ended, and the delay, of one file's result."""
     turns = r["turns"]
     out: dict[str, Any] = {"ok": False, "delay_ms": None}
-    if any(t["began_t"] < -1.0 for t in turns):
+    if any(t["began_t"] < -1.0 or t["end_t"] > r["duration_s"] for t in turns):  # (or it ended only in the silence after the file)
         return out  # a turn that began in the file before (its end was not found there): this file's speech is in it
     if r["kind"] == "paused":
         out["ok"] = len(turns) == 1 and turns[0]["speech_end_t"] > r["pause_end_s"]
@@ -207,7 +207,8 @@ def main() -> None:
     try:
         for k in range(0, len(entries), CHUNK):
             results += run_stream(cfg, engines, entries[k : k + CHUNK], panel)
-            print(f"  {len(results)}/{len(entries)} files, {time.perf_counter() - started:.0f} s", flush=True)
+            if len(results) % 20 == 0 or len(results) == len(entries):
+                print(f"  {len(results)}/{len(entries)} files, {time.perf_counter() - started:.0f} s", flush=True)
             if args.save is not None:  # (what is done so far survives a run cut short)
                 args.save.write_text(json.dumps(results))
     finally:
