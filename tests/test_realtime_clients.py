@@ -163,6 +163,7 @@ def test_pipecat_realtime_service_holds_a_spoken_conversation_of_two_turns(serve
         LLMFullResponseStartFrame,
         TranscriptionFrame,
         TTSAudioRawFrame,
+        TTSStoppedFrame,
         TTSTextFrame,
     )
     from pipecat.pipeline.pipeline import Pipeline
@@ -180,6 +181,8 @@ def test_pipecat_realtime_service_holds_a_spoken_conversation_of_two_turns(serve
     async def converse() -> None:
         utterances: asyncio.Queue = asyncio.Queue()
         ended = asyncio.Event()
+        started: list[float] = []  # when each reply's audio began to come
+        later: list[asyncio.Task] = []
 
         class Tap(FrameProcessor):
             """What the service pushes either way: transcripts upstream, the reply (text and audio) downstream."""
@@ -195,14 +198,23 @@ def test_pipecat_realtime_service_holds_a_spoken_conversation_of_two_turns(serve
                     said[-1] += frame.text
                 elif isinstance(frame, TTSAudioRawFrame) and replies:
                     replies[-1] += frame.audio
+                    if len(replies[-1]) == len(frame.audio):
+                        started.append(asyncio.get_running_loop().time())
                 elif isinstance(frame, ErrorFrame):
                     errors.append(frame.error)
-                elif isinstance(frame, LLMFullResponseEndFrame):
-                    if len(said) < len(TURNS):
-                        utterances.put_nowait(pcm24(TURNS[len(said)]))  # the user answers once the reply is heard
-                    else:
-                        ended.set()
+                elif isinstance(frame, TTSStoppedFrame) and said and len(said) < len(TURNS):  # (at response.done)
+                    later.append(asyncio.create_task(answer_once_heard(len(said))))
+                elif isinstance(frame, LLMFullResponseEndFrame) and len(said) == len(TURNS):
+                    ended.set()
                 await self.push_frame(frame, direction)
+
+        async def answer_once_heard(turn: int) -> None:
+            """The user answers once the reply has played: the service counts what was heard from when its audio
+            began (and says so with a truncate if the user speaks sooner), as a listener's ears would."""
+            size = len(replies[-1])  # all of it: the response is done
+            played_until = (started[-1] if started else 0.0) + size / 2 / rt.RATE
+            await asyncio.sleep(max(0.0, played_until - asyncio.get_running_loop().time()) + 0.3)
+            utterances.put_nowait(pcm24(TURNS[turn]))
 
         llm = OpenAIRealtimeLLMService(
             api_key=KEY,
