@@ -226,13 +226,14 @@ class Transcriber:
                 text_prob = self.read_text(full)
         finally:
             full = None if text is None else f"{committed} {text}".strip() if committed else text
-            hyp = Hypothesis(full, prob, text_prob)
             with utt.cond:  # the result is there before anyone waiting on this decode wakes
                 commits = bool(commit and full and end - start > self.cfg.commit_after_s * RATE and end > utt.commit_sample)
                 if found is not None and utt.language is None:
                     utt.guess = found  # this pass's pick, on all the speech so far
                 if utt.language is None and (final or commits):
                     utt.language = utt.guess or self.language  # the whole turn (or the committed part) decides
+                # the end-of-turn word rules read the words in the language they are in
+                hyp = Hypothesis(full, prob, text_prob, language=utt.language or utt.guess or self.language)
                 if text is not None or prob is not None:
                     utt.results[end] = hyp
                     utt.ready_at[end] = time.perf_counter()
