@@ -10,7 +10,9 @@ import sqlite3
 import numpy as np
 import pytest
 
+from tests import rtsdk
 from tests.helpers import speak, wer
+from tests.rtsdk import collect
 from tests.serveproc import ServeProcess
 from voicechat.serve import realtime_events as rt
 from voicechat.voice import events as ev
@@ -249,22 +251,6 @@ def served(tmp_path_factory):
     assert "Traceback" not in server.log_text(), server.log_text()
 
 
-def sdk(server: ServeProcess):
-    from openai import OpenAI
-
-    return OpenAI(base_url=server.url + "/v1", api_key=KEY, max_retries=0)
-
-
-def collect(conn, until: str, limit: int = 4000) -> list:
-    events = []
-    for event in conn:
-        events.append(event)
-        assert event.type != "error", event
-        if event.type == until or len(events) >= limit:
-            return events
-    raise AssertionError(f"closed before {until}: {[e.type for e in events]}")
-
-
 def audio_of(events: list) -> np.ndarray:
     pcm = b"".join(base64.b64decode(e.delta) for e in events if e.type == "response.output_audio.delta")
     return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
@@ -501,3 +487,7 @@ def test_speech_over_a_response_cancels_it_and_is_answered(served):
     assert types.index("input_audio_buffer.speech_started") < types.index("response.done")  # the client is told to stop playing first
     heard = next(e for e in events if e.type == "conversation.item.input_audio_transcription.completed")
     assert wer(QUESTION, heard.transcript) <= 0.2 and done[1].response.status == "completed"
+
+
+def sdk(server: ServeProcess):
+    return rtsdk.sdk(server, KEY)

@@ -13,7 +13,9 @@ import time
 import numpy as np
 import pytest
 
+from tests import rtsdk
 from tests.helpers import speak, wer
+from tests.rtsdk import collect
 from tests.serveproc import ServeProcess
 from voicechat.serve import realtime_events as rt
 from voicechat.voice import events as ev
@@ -205,22 +207,6 @@ def served(tmp_path_factory):
     assert "Traceback" not in server.log_text(), server.log_text()
 
 
-def sdk(server: ServeProcess):
-    from openai import OpenAI
-
-    return OpenAI(base_url=server.url + "/v1", api_key=KEY, max_retries=0)
-
-
-def collect(conn, until: str, limit: int = 4000) -> list:
-    events = []
-    for event in conn:
-        events.append(event)
-        assert event.type != "error", event
-        if event.type == until or len(events) >= limit:
-            return events
-    raise AssertionError(f"closed before {until}: {[e.type for e in events]}")
-
-
 def say(conn, text: str) -> None:
     """The user says ``text`` (24 kHz PCM in 40 ms appends, then silence)."""
     pcm = (
@@ -384,3 +370,7 @@ def test_interrupt_response_false_speech_over_a_reply_is_announced_and_answered_
     assert "input_audio_buffer.speech_started" in types
     heard = next(e for e in events if e.type == "conversation.item.input_audio_transcription.completed")
     assert wer(QUESTION, heard.transcript) <= 0.2 and done[1].response.status == "completed"
+
+
+def sdk(server: ServeProcess):
+    return rtsdk.sdk(server, KEY)

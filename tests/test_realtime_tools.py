@@ -12,6 +12,7 @@ import sqlite3
 
 import pytest
 
+from tests.rtsdk import collect
 from tests.serveproc import ServeProcess
 from voicechat.engines.base import Message, ToolCall
 from voicechat.serve import realtime_beta as beta
@@ -240,16 +241,6 @@ def served(tmp_path_factory):
     with ServeProcess(tmp_path_factory.mktemp("realtime_tools"), config=config) as server:
         yield server
     assert "Traceback" not in server.log_text(), server.log_text()
-
-
-def collect(conn, until: str, limit: int = 4000) -> list:
-    events = []
-    for event in conn:
-        events.append(event)
-        assert event.type != "error", event
-        if event.type == until or len(events) >= limit:
-            return events
-    raise AssertionError(f"closed before {until}: {[e.type for e in events]}")
 
 
 def ask(text: str) -> dict:
