@@ -88,20 +88,14 @@ class Settings:
         transcription = (
             {"model": self.transcription_model, "language": self.language, "prompt": self.prompt} if self.transcription else None
         )
+        audio_in = {"format": fmt(self.input_format), "transcription": transcription, "turn_detection": turn, "noise_reduction": None}
         if self.kind == "transcription":
             return {
                 "type": "transcription",
                 "object": "realtime.transcription_session",
                 "id": session_id,
                 "include": None,
-                "audio": {
-                    "input": {
-                        "format": fmt(self.input_format),
-                        "transcription": transcription,
-                        "turn_detection": turn,
-                        "noise_reduction": None,
-                    }
-                },
+                "audio": {"input": audio_in},
             }
         return {
             "type": "realtime",
@@ -113,15 +107,7 @@ class Settings:
             "tools": [],
             "tool_choice": "auto",
             "max_output_tokens": "inf" if self.max_output_tokens is None else self.max_output_tokens,
-            "audio": {
-                "input": {
-                    "format": fmt(self.input_format),
-                    "transcription": transcription,
-                    "turn_detection": turn,
-                    "noise_reduction": None,
-                },
-                "output": {"format": fmt(self.output_format), "voice": self.voice, "speed": self.speed},
-            },
+            "audio": {"input": audio_in, "output": {"format": fmt(self.output_format), "voice": self.voice, "speed": self.speed}},
         }
 
 
