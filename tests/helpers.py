@@ -37,7 +37,11 @@ def normalize_words(text: str) -> list[str]:
 
 def wer(reference: str, hypothesis: str) -> float:
     """Word error rate: word-level edit distance over the reference length."""
-    ref, hyp = normalize_words(reference), normalize_words(hypothesis)
+    return word_edit_rate(normalize_words(reference), normalize_words(hypothesis))
+
+
+def word_edit_rate(ref: list[str], hyp: list[str]) -> float:
+    """Word-level edit distance between two word lists, over the reference's length."""
     d = list(range(len(hyp) + 1))
     for i, r in enumerate(ref, 1):
         prev, d[0] = d[0], i
