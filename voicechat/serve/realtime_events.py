@@ -458,14 +458,7 @@ class Translator:
 
     def user_text_item(self, item_id: str, text: str) -> list[dict[str, Any]]:
         """A conversation.item.create with text: added and done at once."""
-        item = {
-            "id": item_id,
-            "object": "realtime.item",
-            "type": "message",
-            "role": "user",
-            "status": "completed",
-            "content": [{"type": "input_text", "text": text}],
-        }
+        item = _user_item(item_id, {"type": "input_text", "text": text})
         prev = self.last_item
         out = self._item_added(item)
         out.append({"type": "conversation.item.done", "previous_item_id": prev, "item": item})
@@ -518,14 +511,7 @@ class Translator:
         self.committed.append(item_id)
         self.speech_item = None
         out: list[dict[str, Any]] = [{"type": "input_audio_buffer.committed", "previous_item_id": self.last_item, "item_id": item_id}]
-        item = {
-            "id": item_id,
-            "object": "realtime.item",
-            "type": "message",
-            "role": "user",
-            "status": "completed",
-            "content": [{"type": "input_audio", "transcript": None}],
-        }
+        item = _user_item(item_id, {"type": "input_audio", "transcript": None})
         self.speech_ms = (self.speech_ms[0], self.audio_ms)
         return out + self._item_added(item)
 
@@ -753,3 +739,8 @@ def stamp(doc: dict[str, Any]) -> dict[str, Any]:
     if "event_id" in doc:
         return doc
     return {"event_id": new_id("event"), **doc}
+
+
+def _user_item(item_id: str, part: dict[str, Any]) -> dict[str, Any]:
+    """A completed user message item with one content part (typed text or committed audio)."""
+    return {"id": item_id, "object": "realtime.item", "type": "message", "role": "user", "status": "completed", "content": [part]}
