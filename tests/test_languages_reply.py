@@ -225,6 +225,35 @@ def test_voices_load_once_per_language_and_a_failed_one_falls_back_with_a_reason
     assert de.engine.closed and not joe.closed  # the configured voice is its owner's to close
 
 
+ESPEAK_TABLE = [("de", "German"), ("en-us", "English_(America)"), ("fr-fr", "French_(France)"), ("fr-be", "French_(Belgium)")]
+
+
+@pytest.mark.fast
+def test_a_client_asks_for_a_voice_by_name_or_by_language_and_the_voices_are_listed_with_theirs():
+    """What Wyoming's synthesize takes (a voice name from info, else a language) and what info lists."""
+    cfg = resolve(environ={})
+    cfg.tts.voices = {"nl": "voices/nl_NL-mls-medium.onnx"}
+    joe = LangTTS("en-us", "joe")
+    voices = LanguageVoices(cfg, joe, create=lambda c: LangTTS(c.tts.voice, c.tts.voice), espeak_table=ESPEAK_TABLE)
+    offers = {o.name: o for o in voices.offered(["de", "it"])}
+    assert list(offers) == ["joe", "espeak:de", "espeak:fr-fr", "nl_NL-mls-medium"]  # the path's name, never the path
+    assert offers["joe"].languages == ("en-us",) and offers["espeak:fr-fr"].languages == ("fr",)
+    assert offers["nl_NL-mls-medium"].plan == Plan("piper", "voices/nl_NL-mls-medium.onnx")
+    de, language = voices.requested(None, "de-DE")
+    assert de is not None and de.engine.model_name == "de" and language == "de"
+    named, language = voices.requested("espeak:fr-fr", None)
+    assert named is not None and named.engine.model_name == "fr-fr" and language == "fr"
+    own, language = voices.requested("joe", "de")  # a name wins over a language (as Wyoming defines it)
+    assert own is not None and own.engine is joe and language == "en"
+    unknown, language = voices.requested("espeak:xx", "fr")  # an unknown name with a language: the language's voice
+    assert unknown is not None and unknown.engine.model_name == "fr-fr" and language == "fr"
+    lost, _ = voices.requested("nobody", None)
+    assert lost is not None and lost.engine is joe and "no voice named 'nobody'" in (lost.notice or "")
+    assert voices.requested(None, None) == (None, None)  # nothing asked: the caller's own voice
+    korean, _ = voices.requested(None, "ko")
+    assert korean is not None and korean.engine is joe and "tts.voices.ko" in (korean.notice or "")
+
+
 class Typed:
     """A typed-only voice session with scripted engines and a voice per language."""
 

@@ -8,7 +8,8 @@ payload (audio). Served here:
   carry the words settled at pauses (they add up to the final transcript); any rate, width and channels;
 - ``synthesize`` -> ``audio-start``, ``audio-chunk``..., ``audio-stop``, from the first sentence on;
   ``synthesize-start``, ``synthesize-chunk``..., ``synthesize-stop`` -> audio per sentence as text
-  arrives, then ``synthesize-stopped``;
+  arrives, then ``synthesize-stopped``; the ``voice`` is a name ``info`` lists, else a language, spoken
+  with that language's voice (tts.voices, the configured voice, espeak-ng's: ``voicechat.voice.language_voices``);
 - ``transcript`` (as Home Assistant sends it to a conversation agent) -> ``handled``: the chat model
   with the conversation's memory;
 - ``detect``, then audio -> ``detection`` each time a wake word is heard, ``not-detected`` at ``audio-stop`` if
@@ -39,7 +40,9 @@ import numpy as np
 from voicechat.errors import VoicechatError
 
 if TYPE_CHECKING:
+    from voicechat.engines.base import TextToSpeech
     from voicechat.serve.state import ServerState
+    from voicechat.voice.language_voices import LanguageVoices
 
 log = logging.getLogger("voicechat.serve")
 MAX_HEADER = 64 * 1024
@@ -136,7 +139,9 @@ class Conversations:
             return chat
 
 
-def info_event(state: ServerState) -> Any:
+def info_event(state: ServerState, voices: LanguageVoices | None = None) -> Any:
+    """``voices``: the server's voices by language, listed after the configured one (reads espeak-ng's table: call
+    off the event loop)."""
     from wyoming.info import AsrModel, AsrProgram, Attribution, HandleModel, HandleProgram, Info, TtsProgram, TtsVoice, TtsVoiceSpeaker
 
     from voicechat import __version__
@@ -152,6 +157,18 @@ def info_event(state: ServerState) -> Any:
     )
     piper = Attribution(name="Piper (rhasspy)", url="https://github.com/rhasspy/piper") if state.cfg.tts.engine == "piper" else me
     speakers = [TtsVoiceSpeaker(name=name) for name in state.tts.speakers] or None
+    espeak = Attribution(name="eSpeak NG", url="https://github.com/espeak-ng/espeak-ng")
+    others = [
+        TtsVoice(
+            name=offer.name,
+            attribution=espeak if offer.plan.engine == "espeak" else piper if offer.plan.engine == "piper" else me,
+            installed=True,
+            description=f"{offer.plan.voice} ({', '.join(_language_names(offer.languages))})",
+            version=None,
+            languages=list(offer.languages),
+        )
+        for offer in (voices.offered(state.stt.declared) if voices is not None else [])[1:]  # (the first is the configured voice)
+    ]
     return Info(
         asr=[
             AsrProgram(
@@ -189,7 +206,8 @@ def info_event(state: ServerState) -> Any:
                         version=None,
                         languages=state.tts.languages,
                         speakers=speakers,
-                    )
+                    ),
+                    *others,
                 ],
                 supports_synthesize_streaming=True,
             )
@@ -211,6 +229,13 @@ def info_event(state: ServerState) -> Any:
         ],
         wake=[wake_program(__version__, me)],
     ).event()
+
+
+def _language_names(codes: tuple[str, ...], limit: int = 4) -> list[str]:
+    from voicechat import languages
+
+    names = [languages.name(code) for code in codes[:limit]]
+    return names + [f"{len(codes) - limit} more"] if len(codes) > limit else names
 
 
 def _stt_languages(state: ServerState) -> list[str]:
@@ -256,6 +281,7 @@ class Connection:
         self.transcript_started = False
         self.synth: Any = None  # the text stream of synthesize-start ... synthesize-stop
         self.synth_chars = 0  # text received in that stream
+        self.synth_voice: dict[str, Any] = {}  # that stream's voice (name, language)
         self.transcribing = False  # a transcribe event waits for its transcript
         self.stray_audio = False  # audio-chunk outside a stream, said once per run of them
         self._chunks: list[Any] = []  # transcript-chunk sends scheduled from the transcriber's thread
@@ -333,7 +359,7 @@ class Connection:
         kind = event.type
         try:
             if Describe.is_type(kind):
-                await self.write(info_event(self.state))
+                await self.write(await self.loop.run_in_executor(None, info_event, self.state, self.server.voices()))
             elif Ping.is_type(kind):
                 await self.write(Pong(text=event.data.get("text")).event())
             elif not self.state.ready:
@@ -371,7 +397,7 @@ class Connection:
                 return await self._audio_stop()
             elif Synthesize.is_type(kind):
                 if self.synth is None:  # inside a text stream it only repeats the stream, for older clients
-                    await self._synthesize(Synthesize.from_event(event).text, whole=True)
+                    await self._synthesize(Synthesize.from_event(event).text, whole=True, voice=_voice(event))
             elif SynthesizeStart.is_type(kind):
                 from voicechat import sentences
 
@@ -380,7 +406,9 @@ class Connection:
                         "synthesize-start inside a text stream: the text not yet spoken was dropped; end a stream with synthesize-stop",
                         "protocol",
                     )
-                self.synth = sentences.Chunker(self.state.cfg.tts.first_chunk_words)
+                self.synth_voice = _voice(event)
+                language = await self.loop.run_in_executor(None, lambda: self._pick_voice(self.synth_voice)[1])
+                self.synth = sentences.Chunker(self.state.cfg.tts.first_chunk_words, language=language)
                 self.synth_chars = 0
             elif SynthesizeChunk.is_type(kind):
                 if self.synth is None:
@@ -394,7 +422,7 @@ class Connection:
                     await self.error(f"a text stream longer than {limit} characters (serve.max_text_chars); closing", "too-long")
                     return False
                 for piece in self.synth.feed(text):
-                    await self._synthesize(piece, whole=False)
+                    await self._synthesize(piece, whole=False, voice=self.synth_voice)
             elif SynthesizeStop.is_type(kind):
                 from wyoming.tts import SynthesizeStopped
 
@@ -404,7 +432,7 @@ class Connection:
                 rest = " ".join(self.synth.flush()).strip()
                 self.synth = None
                 if rest:
-                    await self._synthesize(rest, whole=False)
+                    await self._synthesize(rest, whole=False, voice=self.synth_voice)
                 await self.write(SynthesizeStopped().event())
             elif Transcript.is_type(kind):
                 return await self._handle_text(Transcript.from_event(event))
@@ -563,7 +591,17 @@ class Connection:
             self.session_slot = None
 
     # speech ---------------------------------------------------------------------------------------
-    async def _synthesize(self, text: str, *, whole: bool) -> None:
+    def _pick_voice(self, voice: dict[str, Any]) -> tuple[TextToSpeech, str | None]:
+        """The engine a synthesize event's voice names (a voice ``info`` lists, else its language's voice), and the
+        language its text is split by (runs on a worker: the first use of a voice loads it)."""
+        choice, language = self.server.voices().requested(voice.get("name"), voice.get("language"))
+        if choice is None:
+            return self.state.tts, None
+        if choice.notice:
+            log.info("wyoming synthesize: %s", choice.notice)
+        return choice.engine, language
+
+    async def _synthesize(self, text: str, *, whole: bool, voice: dict[str, Any] | None = None) -> None:
         from wyoming.audio import AudioChunk, AudioStart, AudioStop
 
         from voicechat import sentences
@@ -571,12 +609,12 @@ class Connection:
         limit = self.state.cfg.serve.max_text_chars
         if len(text) > limit:
             raise VoicechatError(f"text of {len(text)} characters; this server takes up to {limit} (serve.max_text_chars)")
-        pieces = list(sentences.chunks(text, self.state.cfg.tts.first_chunk_words)) if whole else [text]
-        tts = self.state.tts
         started = False
-        rate = tts.sample_rate
+        rate = self.state.tts.sample_rate
 
         def audio(cancel: threading.Event) -> Any:
+            tts, language = self._pick_voice(voice or {})
+            pieces = list(sentences.chunks(text, self.state.cfg.tts.first_chunk_words, language=language)) if whole else [text]
             for piece in pieces:
                 for chunk in tts.synthesize(piece):
                     yield chunk
@@ -656,12 +694,33 @@ class _Converter:
         return (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
 
 
+def _voice(event: Any) -> dict[str, Any]:
+    """A synthesize event's voice as sent: name and language both kept (the wyoming package drops the language when a
+    name is given), anything else ignored."""
+    voice = event.data.get("voice")
+    if not isinstance(voice, dict):
+        return {}
+    return {k: v for k in ("name", "language") if isinstance(v := voice.get(k), str) and v.strip()}
+
+
 class WyomingServer:
     def __init__(self, state: ServerState, host: str, port: int) -> None:
         self.state, self.host, self.port = state, host, port
         self.conversations = Conversations(state)
+        self._voices: LanguageVoices | None = None  # a voice per language, shared by every connection (made on first use)
+        self._voices_lock = threading.Lock()
         self.connections: set[asyncio.Task] = set()
         self._server: asyncio.base_events.Server | None = None
+
+    def voices(self) -> LanguageVoices:
+        """The server's voices by language: the configured one, tts.voices', espeak-ng's; each loaded once, for all
+        connections, each behind its own lock (serve.shared.SharedTTS)."""
+        from voicechat.voice.language_voices import LanguageVoices
+
+        with self._voices_lock:
+            if self._voices is None:
+                self._voices = LanguageVoices(self.state.cfg, self.state.tts, create=_shared_tts)
+            return self._voices
 
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._client, self.host, self.port, limit=MAX_HEADER)
@@ -698,3 +757,12 @@ class WyomingServer:
             await asyncio.sleep(0.05)
         for task in list(self.connections):
             task.cancel()
+        if self._voices is not None:
+            self._voices.close()
+
+
+def _shared_tts(cfg: Any) -> TextToSpeech:
+    from voicechat.engines import registry
+    from voicechat.serve.shared import SharedTTS
+
+    return SharedTTS(registry.create("tts", cfg))

@@ -6,13 +6,15 @@ reloaded.
 
     voices = LanguageVoices(config, tts)
     choice = voices.choose("de")   # -> Choice(engine, label, notice)
+    voices.offered()               # -> [Offer(name, plan, languages)]: each voice and the languages it speaks
+    voices.choose_named("espeak:de")
 """
 
 from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -45,6 +47,15 @@ class Choice:
     engine: TextToSpeech
     label: str  # the voice's name, as a live view or a log shows it
     notice: str | None = None
+
+
+@dataclass(frozen=True)
+class Offer:
+    """A voice a server offers by name (an id a client sends back), and the languages it is chosen for."""
+
+    name: str
+    plan: Plan
+    languages: tuple[str, ...]
 
 
 def configured_voices(config: Config) -> dict[str, str]:
@@ -96,13 +107,23 @@ def plan(
 class LanguageVoices:
     """The voices of one session, by language (thread-safe; loads happen on the caller's thread)."""
 
-    def __init__(self, config: Config, default: TextToSpeech | None, *, create: Callable[[Config], TextToSpeech] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        default: TextToSpeech | None,
+        *,
+        create: Callable[[Config], TextToSpeech] | None = None,
+        espeak_table: list[tuple[str, str]] | None = None,
+    ) -> None:
+        """``espeak_table``: espeak-ng's voices as (language code, voice name) rows (None: read from espeak-ng when first
+        needed; empty: no espeak-ng)."""
         self.cfg, self.default = config, default
         self._create = create or _create
         self._lock = threading.Lock()
         self._kept: dict[tuple[str, str], TextToSpeech] = {}  # (engine, voice) -> loaded engine
         self._failed: dict[tuple[str, str], str] = {}  # (engine, voice) -> why it could not be loaded
-        self._espeak_table: list[tuple[str, str]] | None = None  # espeak-ng's voices, read when first needed
+        self._espeak_table = espeak_table
+        self._offers: dict[tuple[str, ...], list[Offer]] = {}  # offered(codes), worked out once per codes
 
     def plan(self, language: str | None) -> Plan:
         return plan(self.cfg, self.default, language, self._espeak_voice)
@@ -111,7 +132,76 @@ class LanguageVoices:
         """The voice for a reply in ``language`` (None: no voice at all, a session without speech)."""
         if self.default is None:
             return None
-        p = self.plan(language)
+        return self._take(self.plan(language), languages.base(language))
+
+    def choose_named(self, name: str) -> tuple[Choice, str | None] | None:
+        """The voice :meth:`offered` names ``name``, and its (first) language; None: no voice by that name."""
+        if self.default is None:
+            return None
+        offer = next((o for o in self.offered() if o.name == name), None)
+        if offer is None:
+            return None
+        code = languages.base(offer.languages[0]) if offer.languages else None
+        return self._take(offer.plan, code), code
+
+    def offered(self, codes: Iterable[str] = ()) -> list[Offer]:
+        """Each voice this session would speak some language with, by name: the configured one first (with its
+        own languages), then each tts.voices voice and each espeak-ng voice with the languages it is chosen for
+        (those espeak-ng speaks, tts.voices' and ``codes``). Reads espeak-ng's table once: call off the event loop."""
+        if self.default is None:
+            return []
+        key = tuple(sorted(set(codes)))
+        with self._lock:
+            found = self._offers.get(key)
+        if found is None:
+            found = self._offer(key)
+            with self._lock:
+                self._offers[key] = found
+        return found
+
+    def _offer(self, codes: tuple[str, ...]) -> list[Offer]:
+        assert self.default is not None
+        own = self.default.model_name or self.default.name
+        try:
+            own_languages = tuple(self.default.languages)
+        except Exception:  # an engine that cannot tell (as :func:`speaks` takes it)
+            own_languages = ("en",)
+        self._espeak_voice("en")  # (reads the table)
+        wanted = {languages.base(c) for c, _ in self._espeak_table or []} | set(configured_voices(self.cfg)) | set(codes)
+        by_voice: dict[tuple[str, str], list[str]] = {}
+        for code in sorted(c for c in wanted if c):
+            p = self.plan(code)
+            if not p.own and p.engine is not None and p.voice is not None:
+                by_voice.setdefault((p.engine, p.voice), []).append(code)
+        offers = [Offer(own, Plan(), own_languages)]
+        for (engine, voice), codes_of in by_voice.items():
+            name = f"espeak:{voice}" if engine == "espeak" else _voice_name(voice)
+            if name != own and all(o.name != name for o in offers):
+                offers.append(Offer(name, Plan(engine, voice), tuple(codes_of)))
+        return offers
+
+    def requested(self, name: str | None, language: str | None) -> tuple[Choice | None, str | None]:
+        """The voice a client asks for by name (one :meth:`offered` lists) or, failing that, by language, and the
+        language its text is in (None: not known); ``(None, None)`` when it names neither (the caller's own voice).
+        An unknown name or a language without a voice gets the configured voice with a notice saying so."""
+        if self.default is None:
+            return None, None
+        if name:
+            named = self.choose_named(name)
+            if named is not None:
+                return named
+            if not language:
+                label = self.default.model_name or self.default.name
+                shown = "".join(ch for ch in name if ch.isprintable())[:64]
+                return Choice(self.default, label, f"no voice named {shown!r} here; spoke with {label}"), None
+        code = languages.base(language)
+        if code is None:
+            return None, None
+        return self.choose(code), code
+
+    def _take(self, p: Plan, code: str | None) -> Choice:
+        """The engine for a plan, loaded (and kept) the first time; the configured voice with a notice when it fails."""
+        assert self.default is not None
         own = Choice(self.default, self.default.model_name or self.default.name, p.notice)
         if p.own or p.engine is None or p.voice is None:
             return own
@@ -125,7 +215,6 @@ class LanguageVoices:
                 except VoicechatError as e:
                     why = self._failed[key] = e.message
         if engine is None:
-            code = languages.base(language)
             return Choice(
                 self.default, own.label, f"the voice for {languages.name(code)} could not be loaded ({why}); spoke with {own.label}"
             )
@@ -166,6 +255,14 @@ class LanguageVoices:
 
                 self._espeak_table = voices_table(program)
         return languages.espeak_voice(code, self._espeak_table)
+
+
+def _voice_name(value: str) -> str:
+    """A tts.voices value as a voice name a client sees: a Piper path's file name without .onnx (never the path)."""
+    import os
+
+    tail = os.path.basename(value.replace("\\", "/"))
+    return tail[: -len(".onnx")] if tail.lower().endswith(".onnx") else tail
 
 
 def _create(config: Config) -> TextToSpeech:
