@@ -9,7 +9,8 @@ Mapping (docs/realtime.md has the table):
 - ``Speech("started")`` -> ``input_audio_buffer.speech_started``;
 - ``Speech("ended")`` (the listener ended the turn) -> ``speech_stopped``, ``committed``,
   ``conversation.item.added`` (the user's audio item);
-- ``UserText`` -> ``conversation.item.input_audio_transcription.completed`` and ``conversation.item.done``
+- ``UserText`` -> ``conversation.item.input_audio_transcription.completed`` (with the turn's language in
+  ``languages``, as the API reports a detected one) and ``conversation.item.done``
   for a spoken turn, then the response: ``response.created``, ``response.output_item.added``,
   ``conversation.item.added``, ``response.content_part.added``;
 - ``ReplyDelta`` -> ``response.output_audio_transcript.delta`` (audio) or ``response.output_text.delta`` (text);
@@ -523,7 +524,7 @@ class Translator:
     def _user(self, event: ev.UserText) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         if event.source == "voice" and self.committed:
-            out += self._transcribed(event.text)
+            out += self._transcribed(event.text, event.language)
         if not self.answers(event):
             if self.settings.kind == "realtime" and event.source == "voice":
                 self.announced.append(event.text)  # held for response.create (before the client hears it was read)
@@ -549,7 +550,9 @@ class Translator:
         delta, self.partial_sent = text[len(self.partial_sent) :], text
         return [{"type": "conversation.item.input_audio_transcription.delta", "item_id": item_id, "content_index": 0, "delta": delta}]
 
-    def _transcribed(self, text: str) -> list[dict[str, Any]]:
+    def _transcribed(self, text: str, language: str | None = None) -> list[dict[str, Any]]:
+        """The user's spoken item, transcribed; ``language``: the turn's (detected among listen.languages, or the one
+        set), sent as the API's ``languages`` list of the completed event."""
         item_id = self.committed.popleft()
         self.partial_sent = ""
         self.remember(item_id, "user", text)
@@ -564,16 +567,16 @@ class Translator:
         done = {"type": "conversation.item.done", "item": item}
         if not self.settings.transcription:  # input transcription off: the item only
             return [done]
-        return [
-            {
-                "type": "conversation.item.input_audio_transcription.completed",
-                "item_id": item_id,
-                "content_index": 0,
-                "transcript": text,
-                "usage": {"type": "duration", "seconds": round((self.speech_ms[1] - self.speech_ms[0]) / 1000, 3)},
-            },
-            done,
-        ]
+        completed: dict[str, Any] = {
+            "type": "conversation.item.input_audio_transcription.completed",
+            "item_id": item_id,
+            "content_index": 0,
+            "transcript": text,
+            "usage": {"type": "duration", "seconds": round((self.speech_ms[1] - self.speech_ms[0]) / 1000, 3)},
+        }
+        if language:
+            completed["languages"] = [{"code": language}]
+        return [completed, done]
 
     def _response_created(self, opts: ResponseOptions) -> list[dict[str, Any]]:
         modality = opts.modality or self.settings.output_modalities[0]
