@@ -239,16 +239,19 @@ def test_talk_input_records_each_turns_language_in_the_history(shared_data, tmp_
         assert [t.language for t in history.turns(session)] == ["es"]
 
 
-def test_server_routes_honour_and_report_the_language(data_dir, tmp_path):
+def test_server_routes_honour_and_report_the_language(data_dir, tmp_path, multilingual):
     """serve --languages en,es: /v1/audio/transcriptions (a given language, a detected one in verbose_json, a bad
-    one refused) and Wyoming (info lists the model's languages, a transcribe event's language is used, else found)."""
+    one refused) and Wyoming (info lists the model's languages and each voice's, a transcribe event's language is
+    used, else found; a synthesize voice's language, or a voice named in info, speaks that language)."""
     import asyncio
 
     import openai
+    import soxr
     from wyoming.asr import Transcribe, Transcript
     from wyoming.audio import AudioChunk, AudioStart, AudioStop
     from wyoming.client import AsyncTcpClient
     from wyoming.info import Describe, Info
+    from wyoming.tts import Synthesize, SynthesizeVoice
 
     from tests.serveproc import ServeProcess, free_port
 
@@ -284,7 +287,31 @@ def test_server_routes_honour_and_report_the_language(data_dir, tmp_path):
             finally:
                 await c.disconnect()
 
+        async def speech(text: str, voice: SynthesizeVoice) -> np.ndarray:
+            c = AsyncTcpClient("127.0.0.1", port)
+            await c.connect()
+            try:
+                await c.write_event(Synthesize(text=text, voice=voice).event())
+                parts, rate = [], RATE
+                while True:
+                    event = await c.read_event()
+                    assert event is not None and event.type != "error", event
+                    if event.type == "audio-start":
+                        rate = event.data["rate"]
+                    elif event.type == "audio-chunk":
+                        parts.append(np.frombuffer(event.payload, dtype="<i2").astype(np.float32) / 32768.0)
+                    elif event.type == "audio-stop":
+                        return soxr.resample(np.concatenate(parts), rate, RATE).astype(np.float32)
+            finally:
+                await c.disconnect()
+
         info, found = asyncio.run(asyncio.wait_for(wyoming(None), 180))
         assert {"en", "es", "de", "nl"} <= set(info.asr[0].models[0].languages) and found.language == "es", found
         _, given = asyncio.run(asyncio.wait_for(wyoming("es-ES"), 180))
         assert given.language == "es" and ls.wer(" ".join(ls.SENTENCES["es"][4:6]), given.text) <= 0.5, given
+        voices = {v.name: v.languages for v in info.tts[0].voices}
+        assert voices["en_us-joe-medium"] == ["en-us"] and voices["espeak:de"] == ["de"] and voices["espeak:fr-fr"] == ["fr"], voices
+        german = asyncio.run(asyncio.wait_for(speech(ls.SENTENCES["de"][7], SynthesizeVoice(language="de-DE")), 180))
+        french = asyncio.run(asyncio.wait_for(speech(ls.SENTENCES["fr"][7], SynthesizeVoice(name="espeak:fr-fr")), 180))
+    assert multilingual.transcribe_turn_in(german, languages=["en", "de"], beam_size=5).language == "de"
+    assert multilingual.transcribe_turn_in(french, languages=["en", "fr"], beam_size=5).language == "fr"
