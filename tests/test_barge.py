@@ -1,6 +1,8 @@
 """Barge-in's state machine (voice.barge), driven event by event with an injected clock: no threads, no real time.
 
-Each test is a case the room rig or CI once found; the commit that fixed it is named in the docstring.
+Each test is a case the room rig or CI once found; the commit that fixed it is named in the docstring. Each runs
+with backchannels (the default: speech over a reply may be "uh-huh", test_backchannel.py) and with
+barge.backchannels_interrupt (any speech of the user's stops the reply), unless it names its design.
 """
 
 from __future__ import annotations
@@ -10,10 +12,18 @@ from dataclasses import dataclass, field
 import pytest
 
 from voicechat.config import resolve
+from voicechat.voice.backchannel import ENGLISH, Backchannels
 from voicechat.voice.barge import BargeIn, BargeTiming
 from voicechat.voice.listener import barge_timing
 
 pytestmark = pytest.mark.fast
+DESIGN = {"backchannels": True}  # (set by the design fixture for each test)
+
+
+@pytest.fixture(autouse=True, params=["backchannels", "interrupt"])
+def design(request, monkeypatch):
+    monkeypatch.setitem(DESIGN, "backchannels", request.param == "backchannels")
+
 
 FRAME_MS = 30
 STORY = "The sky is blue because sunlight scatters off the air, and blue light scatters most of all."
@@ -68,8 +78,20 @@ class Port:
         self.log.append(f"notice: {message}")
 
 
-def machine(port: Port, *, barge_in: bool = True, echo: bool = True, checks_words: bool = True, **timing) -> BargeIn:
-    return BargeIn(BargeTiming(**timing), port, barge_in=barge_in, echo=echo, checks_words=checks_words, clock=port.clock)
+def machine(
+    port: Port, *, barge_in: bool = True, echo: bool = True, checks_words: bool = True, backchannels: bool | None = None, **timing
+) -> BargeIn:
+    """``backchannels`` None: as the design fixture says."""
+    on = DESIGN["backchannels"] if backchannels is None else backchannels
+    return BargeIn(
+        BargeTiming(**timing),
+        port,
+        barge_in=barge_in,
+        echo=echo,
+        checks_words=checks_words,
+        backchannels=Backchannels(ENGLISH) if on else None,
+        clock=port.clock,
+    )
 
 
 @dataclass
@@ -158,9 +180,10 @@ def test_a_voice_that_goes_on_once_the_reply_paused_stops_it_and_is_a_turn():
 
 
 def test_the_user_is_heard_only_after_the_echo_died():
-    """The voice that counts is what goes on echo_gone_s after the pause, for after_ms."""
+    """The voice that counts is what goes on echo_gone_s after the pause, for after_ms (with backchannels interrupting,
+    it then stops the reply at once; else it waits for backchannel_ms: test_backchannel.py)."""
     port = Port(Clock())
-    m = machine(port, echo_gone_s=0.25, after_ms=150)
+    m = machine(port, echo_gone_s=0.25, after_ms=150, backchannels=False)
     mic = Mic(m, port)
     mic.say(voiced(240))  # 0.24 s after the pause: the echo may still be ringing
     assert m.state == "paused" and "stop" not in port.log and not any(line.startswith("hear") for line in port.log)
@@ -371,7 +394,7 @@ def test_an_idle_speaker_holds_nothing_and_the_speech_is_checked_as_it_goes():
     """c2de94c/5a230fb: hold() when no sound is playing pauses nothing; the speech is then checked after check_ms of
     voice, without waiting for an echo to die."""
     port = Port(Clock(), texts=["Wait, what time is it?"], playing=False)
-    m = machine(port, check_ms=300)
+    m = machine(port, check_ms=300, backchannels=False)  # (it stops at once once told apart)
     mic = Mic(m, port)
     mic.say(voiced(270))
     assert m.state == "suspect" and not any(line.startswith("hear") for line in port.log)
@@ -382,7 +405,7 @@ def test_an_idle_speaker_holds_nothing_and_the_speech_is_checked_as_it_goes():
 def test_a_microphone_that_does_not_hear_the_speaker_skips_the_check():
     """Headphones: speech over the reply is simply the user's; it stops the reply after barge_in_ms of voice."""
     port = Port(Clock())
-    m = machine(port, barge_in_ms=300)
+    m = machine(port, barge_in_ms=300, backchannels=False)  # (with backchannels: paused at once, test_backchannel.py)
     mic = Mic(m, port, hears_speaker=False)
     mic.say(voiced(270))
     assert m.state == "barging" and port.log == []

@@ -138,6 +138,12 @@ class TurnConfig:
     silero_filter: bool = False  # Silero VAD on turn audio (already cut by the listener)
 
 
+def _backchannels() -> list[str]:
+    from voicechat.voice.backchannel import ENGLISH
+
+    return list(ENGLISH)
+
+
 @dataclass
 class BargeConfig:
     """Barge-in timing on a loudspeaker (voice.barge has the decision table these feed)."""
@@ -150,6 +156,9 @@ class BargeConfig:
     resume_silence_ms: int = 300  # a paused reply goes on once the speech over it stopped with it for this long
     after_stop_s: float = 2.0  # speech that starts this soon after a stop is still cutting the reply short ("Stop." alone)
     near_ms: int = 60  # with echo cancellation: speech over a reply is yours only with this much sound the speaker did not make; 0: off
+    backchannels: list = field(default_factory=_backchannels)  # list[str]: said over a reply, these let it go on
+    backchannels_interrupt: bool = False  # true: a backchannel ("uh-huh") over a reply stops it, as any speech does
+    backchannel_ms: int = 900  # voiced speech over a reply longer than a backchannel ("yeah, yeah" is 0.8 s): it stops it
 
 
 @dataclass
@@ -284,6 +293,7 @@ RANGES: dict[str, tuple] = {
     "barge.resume_silence_ms": (30, 5_000),
     "barge.after_stop_s": (0.0, 60.0),
     "barge.near_ms": (0, 5_000),
+    "barge.backchannel_ms": (30, 10_000),
     "turn.model_threshold": (0.0, 1.0),
     "turn.pause_ms": (30, 10_000),
     "turn.fast_end_ms": (30, 60_000),

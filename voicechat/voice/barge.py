@@ -15,8 +15,11 @@ States (:attr:`BargeIn.state`):
 - ``suspect``: speech over the reply (or just after it) that may be its own voice coming back; the reply
   plays on until ``check_ms`` of voice are checked against what it said;
 - ``paused``: speech over the reply paused it (``hold``); the reply's echo dies ``echo_gone_s`` after;
-- ``barging``: the user's speech over the reply: it stops the reply once ``listen.barge_in_ms`` of it is
-  voiced (at once when paused);
+- ``barging``: the user's speech over the reply. With backchannels (the default), the reply is paused at once and
+  the speech is watched: it stops the reply once longer than a backchannel (``backchannel_ms`` of voice, and
+  ``listen.barge_in_ms``) or when it pauses with words that are not one; it goes on when it pauses as a backchannel
+  ("uh-huh", "yeah": voice.backchannel) or with no words at all (a cough, a door), and is forgotten (no turn). With
+  ``barge.backchannels_interrupt``, it stops the reply once ``listen.barge_in_ms`` of it is voiced (at once when paused);
 - ``user``: the user's turn in progress over a reply that was told apart (a stop is pending or done).
 
 Decision table (speech that starts over a reply, barge-in on):
@@ -24,17 +27,25 @@ Decision table (speech that starts over a reply, barge-in on):
 | state | event | condition | effects | next |
 |---|---|---|---|---|
 | listening | speech starts | reply playing, its voice may come back (``said``, a microphone that hears the speaker, not silent since a stop) | hold | paused (suspect) |
-| listening | speech starts | reply playing, no echo possible | (none) | barging |
+| listening | speech starts | reply playing, no echo possible, backchannels | hold | barging (paused) |
+| listening | speech starts | reply playing, no echo possible, backchannels interrupt | (none) | barging |
 | listening | speech starts | reply ended less than ``suspect_s`` ago | (none) | suspect |
 | paused | voiced frames after the echo died, not explained by the speaker (or not known) | ``after_ms`` of them | hear: own words -> forget, go on; else | barging |
 | paused | silence after the echo died | ``resume_silence_ms`` of it: less than ``near_ms`` of sound the speaker cannot explain | forget, go on ("nothing but its own echo"), unheard | listening |
 | paused | silence after the echo died | ``resume_silence_ms`` of it: a stop word said alone | (keep) | barging |
+| paused | silence after the echo died | ``resume_silence_ms`` of it, a backchannel | forget, go on ("backchannel 'Yeah.'") | listening |
 | paused | silence after the echo died | ``resume_silence_ms`` of it, otherwise | forget, go on ("no voice once it paused") | listening |
 | suspect (not paused) | voiced | ``check_ms`` of voice: own words | forget, go on | listening |
 | suspect (not paused) | voiced | ``check_ms`` of voice: other words, but less than ``near_ms`` of sound the speaker cannot explain | check again ``check_ms`` later | suspect |
 | suspect (not paused) | voiced | ``check_ms`` of voice: the user's | | barging |
 | suspect (not paused) | voiced | unclear | check again ``check_ms`` later | suspect |
-| barging | voiced | ``barge_in_ms`` of voice, or paused | stop the reply | user |
+| barging (backchannels interrupt) | voiced | ``barge_in_ms`` of voice, or paused | stop the reply | user |
+| barging | voiced | a stop word said alone, or ``backchannel_ms`` (and ``barge_in_ms``) of voice | stop the reply | user |
+| barging | voiced | not paused, sound now playing | hold | barging |
+| barging | silence | ``resume_silence_ms`` of it: the reply's own words (still suspect) | forget, go on | listening |
+| barging | silence | ``resume_silence_ms`` of it: a backchannel, or no words | forget, go on ("backchannel 'Uh-huh.'", "no words") | listening |
+| barging | silence | ``resume_silence_ms`` of it: still suspect, not told apart | forget, go on | listening |
+| barging | silence | ``resume_silence_ms`` of it: other words (a stop word said alone among them) | stop the reply | user |
 | any with speech | turn over (policy) | still suspect: words not the user's | forget, go on | listening |
 | any with speech | turn over (policy) | otherwise | (paused: stop the reply) deliver | listening |
 | any | speech gone (dropped) | | go on | listening |
@@ -46,8 +57,9 @@ was detected. Words are only as good as what Whisper makes of a fragment (the re
 "No, wait."); speech of which the speaker explains all is its echo, whatever its words. Without a canceller this
 is not known, and the words decide.
 
-While the reply is paused for speech not yet told apart, the pause decides, not the turn policy
-(:attr:`BargeIn.may_end_turn`). Speech heard while the reply was still paused, after its echo had died,
+While the reply is paused for speech not yet told apart, or speech over it may still be a backchannel, the pause
+decides, not the turn policy (:attr:`BargeIn.may_end_turn`). A sink that cannot pause (``hold`` False: a file, a
+WebSocket client) plays on until the speech is decided, then stops or goes on. Speech heard while the reply was still paused, after its echo had died,
 counts from that pause even if a slow check let the reply go on meanwhile. Once the user has stopped a
 reply and its echo has died, speech is the user's until the assistant says something new. A turn that
 stopped a reply, or began within ``after_stop_s`` of a stop, is a cut-in: "Stop." alone is not a question.
@@ -61,6 +73,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from voicechat.voice.backchannel import Backchannels
 from voicechat.voice.self_echo import OWN, UNSURE, USER
 
 NEAR_FRAMES = 1000  # frames whose evidence is kept (30 s of 30 ms frames: longer than a pause waits)
@@ -80,6 +93,7 @@ class BargeTiming:
     barge_in_ms: int = 0  # voiced speech over a reply before it stops; 0: at once (listen.barge_in_ms)
     near_ms: int = 60  # speech over a reply is the user's only with this much sound the speaker cannot explain
     preroll_s: float = 0.3  # speech began this long before it was detected (listen.preroll_ms): its sound counts too
+    backchannel_ms: int = 900  # voiced speech over a reply longer than a backchannel ("yeah, yeah" is 0.8 s): it stops it
 
 
 class BargePort(Protocol):
@@ -116,9 +130,13 @@ class BargeIn:
         barge_in: bool,
         echo: bool,
         checks_words: bool,
+        backchannels: Backchannels | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
+        """``backchannels``: speech over a reply made of these words ("uh-huh", "yeah"), or of no words at all, lets
+        it go on (voice.backchannel); None: any speech over a reply that is the user's stops it."""
         self.t, self.port, self.clock = timing, port, clock
+        self.backchannels = backchannels
         self.barge_in = barge_in  # speech over a reply may stop it
         self.echo = echo  # the sink is a real loudspeaker: its sound reaches the microphone
         self.checks_words = checks_words  # speech over a reply is checked against what was said (voice.self_echo)
@@ -153,8 +171,15 @@ class BargeIn:
 
     @property
     def may_end_turn(self) -> bool:
-        """Whether the turn policy may end the turn now: not while a paused reply waits for its verdict."""
-        return not (self.suspect and self.held)
+        """Whether the turn policy may end the turn now: not while a paused reply waits for its verdict, nor while
+        speech over a reply may still be a backchannel."""
+        return not (self.suspect and self.held) and not self._watching
+
+    @property
+    def _watching(self) -> bool:
+        """Speech over a reply that may yet be a backchannel: it is decided when it pauses, or stops the reply once
+        longer than one."""
+        return self.barge and self.backchannels is not None
 
     def detect_view(self, at: float) -> bool:
         """Whether voice detection should use the echo canceller's view of this frame: not once the paused
@@ -200,6 +225,9 @@ class BargeIn:
             if not in_quiet:
                 self.held_at = self.clock()  # (from when the pause was asked for)
             self.after = 0
+        elif self._watching:  # the user's voice (no echo possible): silent at once, until it is known not a backchannel
+            self._hold(True)
+            self.held_at = self.clock()
 
     def speech_gone(self) -> None:
         """No speech in progress any more (ended, dropped, forgotten)."""
@@ -225,8 +253,8 @@ class BargeIn:
                     return False
                 if self._is_stop():  # "Stop." said alone, over the reply: the user's
                     self.suspect = False
-                else:  # it stopped when the reply paused: its echo
-                    self._forget("no voice once it paused")
+                else:  # it stopped when the reply paused: its echo (or a backchannel, said as short)
+                    self._forget(self._backchannel_why() or "no voice once it paused")
                     return False
         if not self.suspect and not self.barge:
             self.heard, self.alone = "", False
@@ -237,10 +265,65 @@ class BargeIn:
                 return False
             self.suspect = whose != USER
             self.check_at = voiced_ms + self.t.check_ms
-        if self.barge and not self.suspect and (voiced_ms >= self.t.barge_in_ms or self.held):  # (paused: at once)
-            self.barge = False
+        if self.barge and not self.suspect and self.backchannels is None and (voiced_ms >= self.t.barge_in_ms or self.held):
+            self.barge = False  # (paused: at once)
             self._stop_reply()
+        elif self._watching and not (self.suspect and self.held):
+            if not self.suspect and (self.alone or voiced_ms >= max(self.t.barge_in_ms, self.t.backchannel_ms)):
+                self.barge = False  # a stop word said alone, or longer than a backchannel
+                self._stop_reply()
+            elif silence_ms >= self.t.resume_silence_ms:  # it paused: its words decide
+                return self._decide()
+            elif not self.suspect and not self.held and self._hold(True):  # (the reply may have begun to sound since)
+                self.held_at = self.clock()
         return True
+
+    def _decide(self) -> bool:
+        """Speech over the reply paused (``resume_silence_ms``): a backchannel, or no words at all (a cough, a door),
+        let the reply go on where it paused; other words stop it, and the turn goes on. False: forgotten."""
+        assert self.backchannels is not None  # (only while watching)
+        try:
+            heard = self.port.hear()
+        except Exception:  # a failed check must not make the user inaudible
+            heard = None
+        said = self.port.said() if self.checks_words else ""
+        if heard is not None:
+            from voicechat.voice.self_echo import is_stop, verdict
+
+            self.heard = heard.strip()
+            whose = verdict(heard, said) if self.suspect else USER
+            if whose == OWN:
+                self.port.notice(f"ignored the assistant's own voice ({self.heard[:60]!r})")
+                self._forget()
+                return False
+            self.alone = is_stop(heard, said)
+            if not self.alone:
+                why = self._backchannel_why()
+                if why:
+                    self._went_on(why)
+                    return False
+                if self.suspect and (whose != USER or self._echo_only()):  # not told apart: as at a turn's end
+                    self._forget()
+                    return False
+        self.barge = self.suspect = False
+        self._stop_reply()
+        return True
+
+    def _backchannel_why(self) -> str:
+        """Why the speech last heard lets the reply go on ("backchannel 'Uh-huh.'", "no words"); "" when it does not
+        (or backchannels interrupt)."""
+        if self.backchannels is None:
+            return ""
+        if self.backchannels.no_words(self.heard):
+            return "no words"
+        return f"backchannel {self.heard[:40]!r}" if self.backchannels.match(self.heard) else ""
+
+    def _went_on(self, why: str) -> None:
+        """Forget the speech and let the reply go on, saying why (also when it could not be paused)."""
+        held = self.held
+        self._forget(why)
+        if not held:
+            self.port.notice(f"went on with the reply ({why})")
 
     def turn_over(self) -> bool:
         """The turn policy says the turn is over. True: deliver it; False: it was the assistant's voice (forgotten)."""
@@ -260,18 +343,19 @@ class BargeIn:
         self._hold(False)
 
     # -- effects ----------------------------------------------------------------------------------
-    def _hold(self, on: bool, why: str = "") -> None:
-        """Pause the reply (held only if sound was playing), or let it go on."""
+    def _hold(self, on: bool, why: str = "") -> bool:
+        """Pause the reply (held only if sound was playing), or let it go on. True: it is now as asked."""
         if on == self.held:
-            return
+            return True
         if on:
             self.held = bool(self.port.hold(True))
-            return
+            return self.held
         self.held = False
         self.resumed_at = self.clock()
         self.port.hold(False)
         if why:
             self.port.notice(f"went on with the reply ({why})")
+        return True
 
     def _forget(self, why: str = "") -> None:
         self.port.forget()

@@ -11,6 +11,8 @@ someone starts to talk). The assistant's own voice coming back through the room 
 user's voice goes on in the quiet, and then stops the reply, unless its words are the reply's own
 (voice.self_echo). Speech that stopped with the pause lets the reply go on where it paused.
 A turn that cut a reply short is marked so: "Stop." alone ends the reply, it is not a question.
+A backchannel ("uh-huh", "yeah") or a cough over the reply pauses it only until it is heard for what it is: the
+reply goes on where it paused, and nothing is sent to the model (voice.backchannel).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from voicechat.voice import events as ev
+from voicechat.voice.backchannel import Backchannels
 from voicechat.voice.barge import BargeIn, BargeTiming
 from voicechat.voice.transcriber import UtteranceText
 from voicechat.voice.vad import Pause, Segmenter, SpeechStarted, Utterance, UtteranceDropped
@@ -75,7 +78,14 @@ class Listener:
         self.wake = wake  # a WakeGate: asleep until its word is heard (voicechat.voice.wake)
         self.said = said  # what the assistant said lately: speech over it is checked against it (voice.self_echo)
         self.on_hold = on_hold  # pause the reply (True) while speech over it is checked, or let it go on (False)
-        self.barge = BargeIn(barge_timing(config), _Port(self), barge_in=config.listen.barge_in, echo=echo, checks_words=said is not None)
+        self.barge = BargeIn(
+            barge_timing(config),
+            _Port(self),
+            barge_in=config.listen.barge_in,
+            echo=echo,
+            checks_words=said is not None,
+            backchannels=backchannels(config),
+        )
         self._seg: Segmenter | None = None
         self._utt: UtteranceText | None = None
         self.mode = config.listen.mode
@@ -270,7 +280,16 @@ def barge_timing(config: Config) -> BargeTiming:
         barge_in_ms=config.listen.barge_in_ms,
         near_ms=b.near_ms,
         preroll_s=config.listen.preroll_ms / 1000,
+        backchannel_ms=b.backchannel_ms,
     )
+
+
+def backchannels(config: Config) -> Backchannels | None:
+    """What said over a reply lets it go on (barge.backchannels, plus those of each language in listen.languages);
+    None: barge.backchannels_interrupt, any speech over a reply stops it."""
+    if config.barge.backchannels_interrupt:
+        return None
+    return Backchannels.for_languages(config.barge.backchannels, config.listen.languages)
 
 
 class _Port:

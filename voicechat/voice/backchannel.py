@@ -1,0 +1,94 @@
+"""Backchannels: what a listener says over a speaker to mean "go on" ("uh-huh", "yeah", "right", "I see").
+
+Said over a reply, they do not stop it and are not a turn (voice.barge). A transcript is a backchannel when
+all of its words, read in order, are phrases of the list ("Yeah, yeah.", "Okay, I see." are), at most
+``MAX_WORDS`` of them; a stop word anywhere makes it something else ("Okay, stop." stops the reply).
+
+Whisper spells these sounds many ways ("Uh-huh.", "uh huh", "Mhm.", "Mm-hmm", "Mmm", "Hmm."), so words are
+compared with hyphens read as spaces and each run of one letter read once ("mmm" is "mm" is "m", "hmmm" is
+"hmm"); what it puts in brackets ("[coughs]", "(laughs)") is not words. The English list is the default
+(config ``barge.backchannels``); each language in ``listen.languages`` adds its own small list below.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+# (config barge.backchannels; "no" is not one: it disagrees, and usually comes before more words)
+ENGLISH = (
+    "uh-huh",
+    "mm-hmm",
+    "mhm",
+    "mm",
+    "hmm",
+    "uh",
+    "um",
+    "oh",
+    "ah",
+    "yeah",
+    "yep",
+    "yup",
+    "yes",
+    "right",
+    "okay",
+    "ok",
+    "I see",
+    "sure",
+    "alright",
+    "all right",
+    "got it",
+    "exactly",
+)
+# a few per language, added when the language is declared (listen.languages)
+LANGUAGES: dict[str, tuple[str, ...]] = {
+    "de": ("ja", "genau", "mhm", "aha", "okay", "stimmt", "richtig", "klar", "ach so"),
+    "fr": ("oui", "ouais", "d'accord", "mhm", "ok", "ah bon", "je vois", "voilà", "c'est ça"),
+    "es": ("sí", "vale", "claro", "ajá", "ya", "mhm", "ok", "exacto"),
+    "it": ("sì", "certo", "giusto", "ok", "mhm", "ah", "esatto", "capito"),
+    "pt": ("sim", "certo", "tá", "uhum", "mhm", "ok", "claro", "entendi"),
+    "nl": ("ja", "oké", "klopt", "precies", "mhm", "aha"),
+}
+MAX_WORDS = 6  # "Okay, yeah, I see." is one; a longer run of them is someone talking
+
+_NOT_WORDS = re.compile(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*")  # [coughs], (laughs), *sighs*
+_WORD = re.compile(r"[^\W\d_]+(?:['\u2019][^\W\d_]+)*")
+
+
+def words(text: str) -> list[str]:
+    """The words of ``text`` as they are compared: lower case, hyphens as spaces, letter runs read once."""
+    text = _NOT_WORDS.sub(" ", text.lower().replace("\u2019", "'"))
+    return [re.sub(r"(.)\1+", r"\1", w) for w in _WORD.findall(text)]
+
+
+class Backchannels:
+    """A list of backchannel phrases, and whether a transcript is one of them."""
+
+    def __init__(self, phrases: Iterable[str]) -> None:
+        self.phrases = [p for p in dict.fromkeys(str(p).strip() for p in phrases) if p]
+        self._known = {tuple(w) for w in (words(p) for p in self.phrases) if w}
+        self._longest = max((len(k) for k in self._known), default=0)
+
+    @classmethod
+    def for_languages(cls, phrases: Iterable[str], languages: Iterable[str]) -> Backchannels:
+        """``phrases`` (the configured list) plus the built-in ones of each language (ISO 639-1, "de" or "de-AT")."""
+        extra = [p for code in languages for p in LANGUAGES.get(str(code).split("-")[0].split("_")[0].lower(), ())]
+        return cls([*phrases, *extra])
+
+    def no_words(self, heard: str) -> bool:
+        """Nothing in it is a word (a cough, a door, Whisper's "[coughs]")."""
+        return not words(heard)
+
+    def match(self, heard: str) -> bool:
+        """``heard`` is made of backchannel phrases only (and has words)."""
+        got = words(heard)
+        if not got or len(got) > MAX_WORDS:
+            return False
+        ok = [True] + [False] * len(got)  # ok[i]: the first i words split into known phrases
+        for i in range(len(got)):
+            if not ok[i]:
+                continue
+            for n in range(1, min(self._longest, len(got) - i) + 1):
+                if tuple(got[i : i + n]) in self._known:
+                    ok[i + n] = True
+        return ok[-1]
