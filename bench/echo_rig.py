@@ -9,12 +9,20 @@ loopback), mixed with the user's voice. Two phases, each over N replies:
   B. N times, the user speaks over a long reply: barge-ins detected, and the time from the user's
      first word to the playback stopping, measured outside the process on one clock (the user's
      voice and the speaker are recorded; a click played into both gives their offset);
-  C. (--stops M) M times, the user says only "Stop." (or "Wait.") over a long reply: how often it stops.
+  C. (--stops M) M times, the user says only "Stop." (or "Wait.") over a long reply: how often it stops;
+  D. (--backchannels K) K times, the user says a backchannel ("Uh-huh.", "Yeah.", "I see.") over a long reply:
+     how often the reply plays on to its end with nothing sent to the model, and how long the speaker was
+     silent around it (the pause heard: the longest silence within 3 s of the user's first word).
+
+--compare runs it all twice in one go: as configured (backchannels let the reply go on) and with
+barge.backchannels_interrupt (the design before: any speech of the user's over a reply stops it), and prints
+one table of both.
 
 The user's voice is Piper's (--voice piper), Piper's slower or faster (piper-slow, piper-fast), or
 espeak-ng's (espeak): a voice the assistant does not speak with. --phases picks the phases (e.g. ac).
 
-    python bench/echo_rig.py [--replies 10] [--stops 0] [--phases abc] [--voice piper] [--engine dual|webrtc|speex|speex+webrtc]
+    python bench/echo_rig.py [--replies 10] [--stops 0] [--backchannels 0] [--phases abcd] [--voice piper] [--compare]
+        [--engine dual|webrtc|speex|speex+webrtc]
 """
 
 from __future__ import annotations
@@ -61,6 +69,7 @@ STORIES = [
 ]
 STOPS = ["Stop. What time is it in Tokyo?", "Wait, how tall is Mount Everest?", "Hold on, what is two plus two?"]
 ALONE = ["Stop.", "Wait.", "Stop."]
+BACKCHANNELS = ["Uh-huh.", "Yeah.", "Right.", "Okay.", "I see.", "Mm-hmm.", "Yeah, yeah.", "Oh, I see.", "Okay.", "Right."]
 VOICES = ("piper", "piper-slow", "piper-fast", "espeak")
 
 
@@ -130,12 +139,22 @@ class Talk:
         return None
 
 
-def run(replies: int, engine: str, workdir: Path, stops_alone: int = 0, phases: str = "ab", voice: str = "piper") -> dict:
+def run(
+    replies: int,
+    engine: str,
+    workdir: Path,
+    stops_alone: int = 0,
+    phases: str = "ab",
+    voice: str = "piper",
+    backchannels: int = 0,
+    extra_env: dict | None = None,
+) -> dict:
     with PulseCard(workdir, room_ms=80, room_volume=0.8) as card:
         env = {
             **os.environ,
             **card.env,
             **LLM_ENV,
+            **(extra_env or {}),
             "VOICECHAT_AUDIO_AEC_ENGINE": engine,
             "VOICECHAT_DATA_DIR": str(workdir / "data"),
             "VOICECHAT_CONFIG_DIR": str(workdir / "cfg"),
@@ -211,6 +230,33 @@ def run(replies: int, engine: str, workdir: Path, stops_alone: int = 0, phases: 
                 }
             )
             time.sleep(1.0)
+        # D: the user says a backchannel over a long reply
+        backs: list[dict] = []
+        for i in range(backchannels) if "d" in phases else []:
+            talk.clear()
+            start = len(talk.events)
+            card.feed_mic(np.concatenate([speech(STORIES[i % len(STORIES)]), pad])).wait()
+            speaking = talk.wait(lambda e: e == {"type": "status", "state": "speaking"}, start)
+            if speaking is None:
+                break
+            time.sleep(1.5 + 0.3 * (i % 4))  # (at different moments of the reply)
+            still = talk.wait(lambda e: e["type"] == "reply", speaking, 0.01) is None
+            fed = len(talk.events)
+            said = BACKCHANNELS[i % len(BACKCHANNELS)]
+            card.feed_mic(np.concatenate([user_voice(said, voice), pad])).wait()
+            done = talk.wait(lambda e: e["type"] == "reply", speaking, 180)
+            talk.wait(lambda e: e == {"type": "status", "state": "listening"}, (done or speaking) + 1, 60)
+            later = talk.events[fed:]
+            backs.append(
+                {
+                    "said": said,
+                    "playing": still,
+                    "notices": [e["message"] for e in later if e["type"] == "notice"],
+                    "sent": [e["text"] for e in later if e["type"] == "user"],  # turns sent to the model
+                    "kept": done is not None and not talk.events[done]["interrupted"],
+                }
+            )
+            time.sleep(1.0)
         talk.proc.send_signal(signal.SIGINT)
         talk.proc.wait(60)
         talk._stderr.close()
@@ -220,11 +266,40 @@ def run(replies: int, engine: str, workdir: Path, stops_alone: int = 0, phases: 
         "events": list(talk.events),
         "stops": stops,
         "alone": alone,
+        "backchannels": backs,
         "mic": mic,
         "speaker": speaker,
         "offset": offset,
-        "asked_a": min(replies, len(QUESTIONS)),
+        "asked_a": min(replies, len(QUESTIONS)) if "a" in phases else 0,
     }
+
+
+def speaker_loud(result: dict) -> np.ndarray:
+    """The speaker's level above -50 dBFS, per 10 ms."""
+    spk, hop = result["speaker"], 480
+    n = len(spk) // hop
+    return 20 * np.log10(np.sqrt(np.mean(spk[: n * hop].reshape(n, hop) ** 2, axis=1)) + 1e-9) > -50
+
+
+def backchannel_pauses(result: dict) -> list[float | None]:
+    """For each backchannel of phase D (the user's runs after phases A, B, C alternate long question, backchannel):
+    the longest silence of the speaker within 3 s of the user's first word (None: the reply was not sounding)."""
+    runs = loud_runs(result["mic"], 16000, min_gap_s=0.8)
+    before = result["asked_a"] + 2 * len(result["stops"]) + 2 * len(result["alone"])
+    loud = speaker_loud(result)
+    out: list[float | None] = []
+    for start, _end in runs[before:][1::2][: len(result["backchannels"])]:
+        i = int((start + result["offset"]) * 100)
+        window = loud[i : i + 300]
+        if i >= len(loud) or not loud[max(0, i - 20) : i + 1].any():
+            out.append(None)
+            continue
+        longest = run = 0
+        for sounding in window:
+            run = 0 if sounding else run + 1
+            longest = max(longest, run)
+        out.append(longest / 100)
+    return out
 
 
 def stop_delays(result: dict, replies: int) -> list[tuple[int, float]]:
@@ -234,10 +309,8 @@ def stop_delays(result: dict, replies: int) -> list[tuple[int, float]]:
     runs = loud_runs(result["mic"], 16000, min_gap_s=0.8)
     user_b = runs[result["asked_a"] :]
     delays = []
-    spk = result["speaker"]
-    hop = 480
-    n = len(spk) // hop
-    loud = 20 * np.log10(np.sqrt(np.mean(spk[: n * hop].reshape(n, hop) ** 2, axis=1)) + 1e-9) > -50
+    loud = speaker_loud(result)
+    n = len(loud)
     for k, (start, _end) in enumerate(user_b[1::2]):
         if k >= len(result["stops"]) or not result["stops"][k]["playing"]:
             continue
@@ -257,14 +330,57 @@ def main() -> None:
     ap.add_argument("--replies", type=int, default=10)
     ap.add_argument("--engine", default="dual")
     ap.add_argument("--stops", type=int, default=0, help="phase C: this many stop words said alone over a reply")
-    ap.add_argument("--phases", default="abc")
-    ap.add_argument("--voice", default="piper", choices=VOICES, help="the user's voice in phase C")
+    ap.add_argument("--backchannels", type=int, default=0, help="phase D: this many backchannels said over a reply")
+    ap.add_argument("--phases", default="abcd")
+    ap.add_argument("--voice", default="piper", choices=VOICES, help="the user's voice in phases C and D")
+    ap.add_argument("--compare", action="store_true", help="also run with barge.backchannels_interrupt (the design before)")
     ap.add_argument("--events", type=Path, help="write every event of the run (JSON lines) here")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        r = run(args.replies, args.engine, Path(tmp), args.stops, args.phases, args.voice)
-    if args.events:
-        args.events.write_text("".join(json.dumps(e) + "\n" for e in r["events"]))
+    designs = {"backchannels go on": {}}
+    if args.compare:
+        designs["backchannels interrupt (before)"] = {"VOICECHAT_BARGE_BACKCHANNELS_INTERRUPT": "true"}
+    results = {}
+    for name, extra in designs.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            results[name] = run(args.replies, args.engine, Path(tmp), args.stops, args.phases, args.voice, args.backchannels, extra)
+        if args.events:
+            with args.events.open("a") as f:
+                f.write("".join(json.dumps({"design": name, **e}) + "\n" for e in results[name]["events"]))
+    for name, r in results.items():
+        print(f"== {name}")
+        report(r, args)
+    if len(results) > 1:
+        table(results)
+
+
+def table(results: dict) -> None:
+    """One row per measure, one column per design."""
+    rows: dict[str, list[str]] = {
+        "backchannels: reply played on, nothing sent": [],
+        "backchannels: pause heard p50 (s)": [],
+        "interruptions: reply stopped": [],
+        "interruptions: first word -> speaker silent p50 (s)": [],
+    }
+    for r in results.values():
+        backs = [b for b in r["backchannels"] if b["playing"]]
+        kept = sum(1 for b in backs if b["kept"] and not b["sent"])
+        rows["backchannels: reply played on, nothing sent"].append(f"{kept}/{len(backs)}")
+        pauses = [g for g, b in zip(backchannel_pauses(r), r["backchannels"], strict=False) if g is not None and b["kept"]]
+        rows["backchannels: pause heard p50 (s)"].append(f"{med(pauses):.2f}" if pauses else "-")
+        over = stop_delays(r, 0)
+        sounding = [r["stops"][k] for k, _ in over]
+        rows["interruptions: reply stopped"].append(f"{sum(1 for s in sounding if s['barge_in'])}/{len(sounding)}")
+        delays = [d for _, d in over]
+        rows["interruptions: first word -> speaker silent p50 (s)"].append(f"{med(delays):.2f}" if delays else "-")
+    width = max(len(k) for k in rows)
+    names = list(results)
+    print()
+    print(f"{'':{width}}  " + "  ".join(f"{n:>30}" for n in names))
+    for key, cells in rows.items():
+        print(f"{key:{width}}  " + "  ".join(f"{c:>30}" for c in cells))
+
+
+def report(r: dict, args: argparse.Namespace) -> None:
     a = r["phase_a"]
     replies_a = [e for e in a if e["type"] == "reply"]
     users_a = [e for e in a if e["type"] == "user"]
@@ -306,6 +422,19 @@ def main() -> None:
         )
         for s in r["alone"]:
             print(f"   {s['said']!r} {'stopped' if s['stopped'] else 'not stopped'}: " + " | ".join(s["notices"]))
+    backs = [b for b in r["backchannels"] if b["playing"]]
+    if r["backchannels"]:
+        pauses = backchannel_pauses(r)
+        print(
+            f"D. a backchannel over the reply ({args.voice}'s voice) {len(r['backchannels'])} times ({len(backs)} before the "
+            f"reply was complete): it played on to its end with nothing sent to the model "
+            f"{sum(1 for b in backs if b['kept'] and not b['sent'])}/{len(backs)}"
+        )
+        for b, gap in zip(r["backchannels"], pauses + [None] * len(r["backchannels"]), strict=False):
+            outcome = "played on" if b["kept"] else "stopped"
+            heard = f", pause heard {gap:.2f} s" if gap is not None else ""
+            sent = f", sent {b['sent']}" if b["sent"] else ""
+            print(f"   {b['said']!r} {outcome}{heard}{sent}: " + " | ".join(b["notices"]))
 
 
 if __name__ == "__main__":
