@@ -98,6 +98,7 @@ class TurnText:
 
     text: str
     language: str | None = None
+    confidence: float = 0.0  # the language's probability among the candidates when it was identified; 1: given
 
 
 def fixed(language: str | None) -> str | None:

@@ -312,8 +312,9 @@ class FasterWhisper(SpeechToText):
         from voicechat.engines.whisper_turn import decode_turn_in
 
         short = None if silero_filter else decode_turn_in(self.model, audio, prompt=prompt, beam_size=beam_size, languages=languages)
+        confidence = 1.0 if len(languages) == 1 else 0.0
         if short is not None:
-            language = short.language
+            language, confidence = short.language, short.language_prob
             found = [
                 Segment(0.0, len(audio) / self.sample_rate, short.text, no_speech_prob=short.no_speech_prob, avg_logprob=short.avg_logprob)
             ]
@@ -332,7 +333,7 @@ class FasterWhisper(SpeechToText):
             found = [Segment(s.start, s.end, s.text.strip(), no_speech_prob=s.no_speech_prob, avg_logprob=s.avg_logprob) for s in segments]
         kept = guard.filter_segments(found, audio, self.sample_rate, self.cfg.no_speech_threshold)
         text = " ".join(s.text for s in kept).strip()
-        return TurnText(text, language if text else None)
+        return TurnText(text, language if text else None, confidence if text else 0.0)
 
     def _identify(self, audio: np.ndarray, languages: Sequence[str], vad_filter: bool) -> str:
         """The most probable of ``languages`` for audio of any length (its first 30 s of speech)."""

@@ -8,11 +8,14 @@ is nothing left to decode. Long utterances are committed at pauses once they pas
 committed text as the prompt, so the cost of each request stays bounded.
 
 The utterance's language: fixed (stt.language, or one declared language), or, with several declared
-(listen.languages), picked among them by every pass (one decoder step on the encoder output the pass
-decodes from) and decided by the turn's last pass, the one on the whole utterance, or at its first commit
-(long speech: the committed text stays in that language). Partial transcripts decode in the newest
-pass's guess. Deciding at one second, as before, was right far less often on espeak-ng speech (see
-bench/languages.py, "first pass of 1 s" against "whole turn").
+(listen.languages), picked among them (one decoder step on the encoder output the pass decodes from)
+and decided by the first pass on at least ``DECIDE_AFTER_S`` of speech that is at least ``DECIDE_AT``
+sure, else by the turn's last pass, the one on the whole utterance, or at its first commit (long speech:
+the committed text stays in that language). Until then each pause's pass picks again (the turn may end
+there); partial transcripts during speech decode in the newest guess, picking again only while that
+guess was made on less than ``DECIDE_AFTER_S``. Deciding at one second, as before, was right far less
+often on espeak-ng speech; a sure pick at 1.5 s never changed at the end of a turn on the tuning voices
+(bench/languages.py).
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ from voicechat import stt_languages
 from voicechat.stt_languages import TurnText
 from voicechat.voice.endpoint import Hypothesis
 from voicechat.voice.io import RATE
+
+DECIDE_AFTER_S = 1.5  # speech a pass needs before a sure pick decides the turn's language
+DECIDE_AT = 0.99  # a pick this probable among the declared languages is sure
 
 if TYPE_CHECKING:
     import numpy as np
@@ -49,6 +55,7 @@ class UtteranceText:
         self.closed = False  # the turn ended: no more partial transcripts
         self.language: str | None = None  # decided: every pass from here on, and the final one, decodes in it
         self.guess: str | None = None  # the newest pass's language while none is decided
+        self.guessed_on = 0  # samples of speech that guess was made on
 
     def result(self, end: int) -> Hypothesis | None:
         with self.cond:
@@ -99,6 +106,7 @@ class Transcriber:
         self._thread: threading.Thread | None = None
         self._judges: Any = None
         self.decodes = 0
+        self.language_steps = 0  # passes that identified the language (one decoder step each)
 
     # lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -211,14 +219,19 @@ class Transcriber:
                 committed, start = "", 0
             utt.in_flight = end
             language = self.language or utt.language
+            if language is None and not commit and not final and utt.guessed_on >= DECIDE_AFTER_S * RATE:
+                language = utt.guess  # a partial during speech: the guess so far, no language step
         text, prob, text_prob = None, None, None
+        sure = False
         found: str | None = None
         try:
             with self._engine:
                 judging = self._judge(audio) if judge and self.turn_model is not None else None
                 if self.incremental or not commit:
+                    self.language_steps += language is None and self.identifies and len(self.languages) != 1
                     turn = self._turn(audio[start:], committed or None, language)
                     text, found = turn.text, turn.language
+                    sure = turn.confidence >= DECIDE_AT and end - start >= DECIDE_AFTER_S * RATE
                 prob = judging.result() if judging is not None else None
                 self.decodes += 1
             full = None if text is None else f"{committed} {text}".strip() if committed else text
@@ -228,8 +241,10 @@ class Transcriber:
             full = None if text is None else f"{committed} {text}".strip() if committed else text
             with utt.cond:  # the result is there before anyone waiting on this decode wakes
                 commits = bool(commit and full and end - start > self.cfg.commit_after_s * RATE and end > utt.commit_sample)
-                if found is not None and utt.language is None:
-                    utt.guess = found  # this pass's pick, on all the speech so far
+                if found is not None and utt.language is None and language is None:  # this pass picked it
+                    utt.guess, utt.guessed_on = found, end - start
+                    if sure:
+                        utt.language = found  # sure on enough speech: decided
                 if utt.language is None and (final or commits):
                     utt.language = utt.guess or self.language  # the whole turn (or the committed part) decides
                 # the end-of-turn word rules read the words in the language they are in
