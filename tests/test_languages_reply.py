@@ -352,28 +352,35 @@ def _replies(audio: np.ndarray, rate: int, gap_s: float = 0.9) -> list[np.ndarra
 
 
 @pytest.fixture(scope="module")
-def multilingual_whisper():
+def multilingual_whisper(tmp_path_factory):
+    """A data dir with the multilingual Whisper joined into it, and the model (to identify replies' language)."""
     from faster_whisper import WhisperModel
 
+    from tests.helpers import isolate
     from voicechat import models
 
-    path = models.multilingual_whisper()
+    base = tmp_path_factory.mktemp("multilingual")
+    with pytest.MonkeyPatch.context() as mp:
+        isolate(mp, base)
+        path = models.multilingual_whisper()
     if path is None:
         pytest.skip('the multilingual Whisper is not installed (pip install "voicechat[multilingual]")')
-    return path, WhisperModel(path, device="cpu", compute_type="int8")
+    return base / "data", WhisperModel(path, device="cpu", compute_type="int8")
 
 
 def test_a_conversation_that_changes_language_each_turn_is_answered_in_each(tmp_path, multilingual_whisper):
-    """`talk --input` with an English, a German and a French question: each turn carries its language, each
-    reply is asked for in it and spoken with its language's voice (espeak-ng's for German and French: no Piper
-    voice is configured for them); the reply audio is identified by the multilingual Whisper."""
+    """`talk --languages en,de,fr --input` with an English, a German and a French question: the multilingual
+    Whisper is taken for the declared languages, each turn carries its language (and the history records it),
+    each reply is asked for in it and spoken with its language's voice (espeak-ng's for German and French: no
+    Piper voice is configured for them); the reply audio is identified by the multilingual Whisper."""
     import json
 
     import soundfile as sf
 
     from tests.helpers import run_cli, write_wav
+    from voicechat.conversation.history import History
 
-    path, model = multilingual_whisper
+    data, model = multilingual_whisper
     gap = np.zeros(16000 * 2, dtype=np.float32)
     conv = write_wav(
         tmp_path / "conv.wav", np.concatenate([gap[:8000]] + [p for _, voice, text in TURNS for p in (_espeak_speech(text, voice), gap)])
@@ -384,15 +391,22 @@ def test_a_conversation_that_changes_language_each_turn_is_answered_in_each(tmp_
         "VOICECHAT_LLM_TEMPERATURE": "0",
         # each question alone: SmolLM2-135M repeats the last reply's language whatever it is asked
         "VOICECHAT_MEMORY_MAX_CONTEXT_TOKENS": "64",
-        "VOICECHAT_STT_MODEL": path,
-        "VOICECHAT_LISTEN_LANGUAGES": "en,de,fr",
+        "VOICECHAT_DATA_DIR": str(data),  # (the bundle joined there)
+        # no partial passes: each is a multilingual Whisper decode, and what is checked here is the whole turn's
+        # language (a partial's guess is tested pass by pass in test_languages_stt.py)
+        "VOICECHAT_TURN_PARTIAL_EVERY_MS": "60000",
     }
-    result = run_cli("talk", "--input", str(conv), "--fast", "--output", str(out), "--json", env=env, timeout=600)
-    assert result.returncode == 0, result.stderr.decode()
+    talk = ("talk", "--languages", "en,de,fr", "--input", str(conv), "--fast", "--output", str(out), "--json")
+    result = run_cli(*talk, env=env, timeout=600)
+    assert result.returncode == 0, (result.stderr.decode(), [line for line in result.stdout.decode().splitlines() if '"error"' in line])
     events = [json.loads(line) for line in result.stdout.decode().splitlines()]
     story = [(e["type"], e.get("text") or e.get("message"), e.get("language")) for e in events if e["type"] in ("user", "reply", "notice")]
     users = [e for e in events if e["type"] == "user"]
     assert [u["language"] for u in users] == ["en", "de", "fr"], story
+    with History(data / "history.sqlite3") as history:
+        session = history.last_session_id()
+        assert session is not None
+        assert [t.language for t in history.turns(session)] == ["en", "de", "fr"]
     notices = [e["message"] for e in events if e["type"] == "notice"]
     assert "German replies: espeak voice de" in notices and "French replies: espeak voice fr-fr" in notices, notices
     audio, rate = sf.read(str(out), dtype="float32")

@@ -182,12 +182,13 @@ def multilingual(data_dir):
 
 
 def test_each_turn_is_decoded_in_one_of_the_declared_languages(multilingual):
-    """Seven languages, a held-out voice, a bilingual user ({X, en}): the language found is one of those
-    declared (never a third), and the words are those of a decoding in it. (Whisper base often hears
-    espeak-ng's German, Portuguese and Dutch as English: bench/languages.py has the rates.)"""
+    """A held-out voice, a bilingual user ({X, en}): the language found is one of those declared (never a
+    third), and the words are those of a decoding in it. (Whisper base often hears espeak-ng's German,
+    Portuguese and Dutch as English: bench/languages.py has the rates.) English, Spanish and Italian are
+    held to more below: the right language and its words."""
     assert multilingual.model_name == "base (bundled, multilingual)"
-    for lang in ls.LANGUAGES:
-        declared = [lang, "en"] if lang != "en" else ["en", "nl"]
+    for lang in ("de", "fr", "pt", "nl"):
+        declared = [lang, "en"]
         audio = turn(lang, "+f3")
         found = multilingual.transcribe_turn_in(audio, languages=declared, beam_size=5)
         assert found.language in declared, (lang, found)
@@ -221,22 +222,6 @@ def test_transcribe_language_auto_reports_each_files_language(shared_data, tmp_p
     bad = run_cli("transcribe", "--language", "xx", str(files[0]))
     assert bad.returncode != 0
     assert_one_line_error(bad.stderr.decode(), "--language", "'xx'")
-
-
-def test_talk_input_records_each_turns_language_in_the_history(shared_data, tmp_path):
-    from voicechat.conversation.history import History
-
-    silence = np.zeros(RATE, np.float32)
-    conv = write_wav(tmp_path / "conv.wav", np.concatenate([silence, turn("es", "+m7"), silence, silence]))
-    env = {"VOICECHAT_LLM_MAX_TOKENS": "24", "VOICECHAT_LLM_TEMPERATURE": "0"}
-    result = run_cli("talk", "--languages", "en,es", "--input", str(conv), "--fast", "--output", str(tmp_path / "o.wav"), "--json", env=env)
-    assert result.returncode == 0, result.stderr.decode()
-    users = [e for e in map(json.loads, result.stdout.decode().splitlines()) if e["type"] == "user"]
-    assert [u["language"] for u in users] == ["es"], users
-    with History(shared_data / "history.sqlite3") as history:
-        session = history.last_session_id()
-        assert session is not None
-        assert [t.language for t in history.turns(session)] == ["es"]
 
 
 def test_server_routes_honour_and_report_the_language(data_dir, tmp_path, multilingual):
