@@ -352,7 +352,7 @@ def barge_in_run(second: str, words: int) -> Run:
     return Run(
         audio,
         stt=stt,
-        replies=["A long story begins here and goes on and on. " * 4, "Noon."],
+        replies=["A long story begins here and goes on and on. " * 12, "Noon."],
         sink=RecordingSink(speed=1.0),
         overrides={"listen.barge_in": True},
         fast=False,
