@@ -250,6 +250,11 @@ def test_a_client_asks_for_a_voice_by_name_or_by_language_and_the_voices_are_lis
     lost, _ = voices.requested("nobody", None)
     assert lost is not None and lost.engine is joe and "no voice named 'nobody'" in (lost.notice or "")
     assert voices.requested(None, None) == (None, None)  # nothing asked: the caller's own voice
+    assert [voices.requested_language(*asked) for asked in (("espeak:fr-fr", None), ("nobody", "de-AT"), (None, None))] == [
+        "fr",
+        "de",
+        None,
+    ]
     korean, _ = voices.requested(None, "ko")
     assert korean is not None and korean.engine is joe and "tts.voices.ko" in (korean.notice or "")
 

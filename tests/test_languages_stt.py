@@ -236,7 +236,7 @@ def test_server_routes_honour_and_report_the_language(data_dir, tmp_path, multil
     from wyoming.audio import AudioChunk, AudioStart, AudioStop
     from wyoming.client import AsyncTcpClient
     from wyoming.info import Describe, Info
-    from wyoming.tts import Synthesize, SynthesizeVoice
+    from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeVoice
 
     from tests.serveproc import ServeProcess, free_port
 
@@ -272,11 +272,18 @@ def test_server_routes_honour_and_report_the_language(data_dir, tmp_path, multil
             finally:
                 await c.disconnect()
 
-        async def speech(text: str, voice: SynthesizeVoice) -> np.ndarray:
+        async def speech(text: str, voice: SynthesizeVoice, *, streamed: bool = False) -> np.ndarray:
+            """The audio of a synthesize event (streamed: synthesize-start, a chunk per word, synthesize-stop)."""
             c = AsyncTcpClient("127.0.0.1", port)
             await c.connect()
             try:
-                await c.write_event(Synthesize(text=text, voice=voice).event())
+                if streamed:
+                    await c.write_event(SynthesizeStart(voice=voice).event())
+                    for word in text.split():
+                        await c.write_event(SynthesizeChunk(text=word + " ").event())
+                    await c.write_event(SynthesizeStop().event())
+                else:
+                    await c.write_event(Synthesize(text=text, voice=voice).event())
                 parts, rate = [], RATE
                 while True:
                     event = await c.read_event()
@@ -285,7 +292,7 @@ def test_server_routes_honour_and_report_the_language(data_dir, tmp_path, multil
                         rate = event.data["rate"]
                     elif event.type == "audio-chunk":
                         parts.append(np.frombuffer(event.payload, dtype="<i2").astype(np.float32) / 32768.0)
-                    elif event.type == "audio-stop":
+                    elif event.type == ("synthesize-stopped" if streamed else "audio-stop"):
                         return soxr.resample(np.concatenate(parts), rate, RATE).astype(np.float32)
             finally:
                 await c.disconnect()
@@ -297,6 +304,6 @@ def test_server_routes_honour_and_report_the_language(data_dir, tmp_path, multil
         voices = {v.name: v.languages for v in info.tts[0].voices}
         assert voices["en_us-joe-medium"] == ["en-us"] and voices["espeak:de"] == ["de"] and voices["espeak:fr-fr"] == ["fr"], voices
         german = asyncio.run(asyncio.wait_for(speech(ls.SENTENCES["de"][7], SynthesizeVoice(language="de-DE")), 180))
-        french = asyncio.run(asyncio.wait_for(speech(ls.SENTENCES["fr"][7], SynthesizeVoice(name="espeak:fr-fr")), 180))
+        french = asyncio.run(asyncio.wait_for(speech(ls.SENTENCES["fr"][7], SynthesizeVoice(name="espeak:fr-fr"), streamed=True), 180))
     assert multilingual.transcribe_turn_in(german, languages=["en", "de"], beam_size=5).language == "de"
     assert multilingual.transcribe_turn_in(french, languages=["en", "fr"], beam_size=5).language == "fr"

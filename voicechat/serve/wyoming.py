@@ -407,7 +407,8 @@ class Connection:
                         "protocol",
                     )
                 self.synth_voice = _voice(event)
-                language = await self.loop.run_in_executor(None, lambda: self._pick_voice(self.synth_voice)[1])
+                voices, voice = self.server.voices(), self.synth_voice  # (the voice itself loads with the first sentence)
+                language = await self.loop.run_in_executor(None, voices.requested_language, voice.get("name"), voice.get("language"))
                 self.synth = sentences.Chunker(self.state.cfg.tts.first_chunk_words, language=language)
                 self.synth_chars = 0
             elif SynthesizeChunk.is_type(kind):

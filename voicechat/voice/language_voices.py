@@ -199,6 +199,13 @@ class LanguageVoices:
             return None, None
         return self.choose(code), code
 
+    def requested_language(self, name: str | None, language: str | None) -> str | None:
+        """The language :meth:`requested` would speak in, without loading a voice (a text stream's sentence rules)."""
+        offer = next((o for o in self.offered() if o.name == name), None) if name else None
+        if offer is not None:
+            return languages.base(offer.languages[0]) if offer.languages else None
+        return languages.base(language)
+
     def _take(self, p: Plan, code: str | None) -> Choice:
         """The engine for a plan, loaded (and kept) the first time; the configured voice with a notice when it fails."""
         assert self.default is not None
