@@ -14,7 +14,7 @@ turn went to it, and ended within the file (a turn that runs on through the room
 which the turn was delivered, in audio time. Reported per split (tune / heldout), per voice family, per variant
 and per pause place. `VOICECHAT_*` settings apply (VOICECHAT_TURN_DETECTOR=silence: the previous design).
 
-    python bench/turn_panel.py [--panel DIR] [--limit N] [--save results.json]
+    python bench/turn_panel.py [--panel DIR] [--limit N] [--take paused:40,finished:20,short:12] [--save results.json]
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ import voice_panel
 from voicechat.voice.session import VoiceSession
 
 RATE = 16000
+# the designs a run can compare: settings over the configured ones
+DESIGNS: dict[str, dict[str, Any]] = {"current": {}, "silence": {"turn.detector": "silence"}}
 CHUNK = 1  # files per stream (one session each; the engines are shared): 1 keeps a noisy file's open turn out of the next
 
 
@@ -173,51 +175,104 @@ def table(results: list[dict], key: Any, title: str) -> None:
         )
 
 
-def pick(entries: list[dict], split: str | None, limit: int | None) -> list[dict]:
-    """The files of a run: a split, and a fixed spread of N files over voices, variants and utterances."""
+def pick(entries: list[dict], split: str | None, limit: int | None, take: dict[str, int] | None = None) -> list[dict]:
+    """The files of a run: a split, and a fixed spread of N files over voices, variants and utterances.
+
+    ``take`` (kind -> N): N files of that kind in EACH split, the same fixed spread, so both splits have
+    enough paused sentences to mean something (``--limit`` alone gives each split and kind its share)."""
     entries = [e for e in entries if split is None or e["split"] == split]
-    if limit is not None:
-        entries = sorted(entries, key=lambda e: zlib.crc32(e["file"].encode()))[:limit]
-    return entries
+    spread = sorted(entries, key=lambda e: zlib.crc32(e["file"].encode()))
+    if take is not None:
+        chosen: list[dict] = []
+        for sp in ("tune", "heldout"):
+            for kind, n in take.items():
+                chosen += [e for e in spread if e["split"] == sp and e["kind"] == kind][:n]
+        spread = sorted(chosen, key=lambda e: zlib.crc32(e["file"].encode()))
+    return spread[:limit] if limit is not None else spread
+
+
+def parse_take(text: str) -> dict[str, int]:
+    """'paused:40,finished:20,short:12' -> {'paused': 40, ...}"""
+    out = {}
+    for part in text.split(","):
+        kind, _, n = part.partition(":")
+        if kind not in ("paused", "finished", "short") or not n.isdigit():
+            raise SystemExit(f"--take {text!r}: write kind:N,... with kinds paused, finished, short")
+        out[kind] = int(n)
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--panel", type=Path, default=None, help="the panel's folder (default: voice_panel's; built if missing)")
     ap.add_argument("--limit", type=int, default=None, help="only N files, a fixed spread over voices, variants and utterances")
+    ap.add_argument("--take", type=parse_take, default=None, help="N files of each kind in each split, e.g. paused:40,finished:20,short:12")
+    ap.add_argument(
+        "--designs",
+        default="current",
+        help="comma-separated, each run on the same files: current (the config), silence (the previous design)",
+    )
     ap.add_argument("--split", choices=("tune", "heldout"), default=None, help="only this split")
     ap.add_argument("--save", type=Path, default=None, help="write every file's turns and verdict here (JSON)")
     args = ap.parse_args()
     panel = args.panel or voice_panel.default_out()
     if not (panel / "manifest.json").is_file():  # build the panel, or only the files this run takes
         print(f"no panel in {panel}: building it")
-        voice_panel.build(panel, pick(voice_panel.plan(), args.split, args.limit), 22, log=None)
+        voice_panel.build(panel, pick(voice_panel.plan(), args.split, args.limit, args.take), 22, log=None)
     manifest = json.loads((panel / "manifest.json").read_text())
-    entries = pick(manifest["entries"], args.split, args.limit)
+    entries = pick(manifest["entries"], args.split, args.limit, args.take)
     from voicechat.config import resolve
 
-    cfg = resolve()
-    print(
-        f"panel {panel}: {len(entries)} files; turn.detector={cfg.turn.detector}, pause {cfg.turn.pause_ms} ms, "
-        f"ends {cfg.turn.fast_end_ms}/{cfg.turn.end_ms}/{cfg.turn.slow_end_ms} ms, language_model={cfg.turn.language_model}"
-    )
+    designs = args.designs.split(",")
+    runs: dict[str, list[dict]] = {}
     started = time.perf_counter()
-    engines = load_engines(cfg)
-    results: list[dict] = []
-    try:
-        for k in range(0, len(entries), CHUNK):
-            results += run_stream(cfg, engines, entries[k : k + CHUNK], panel)
-            if len(results) % 20 == 0 or len(results) == len(entries):
-                print(f"  {len(results)}/{len(entries)} files, {time.perf_counter() - started:.0f} s", flush=True)
-            if args.save is not None:  # (what is done so far survives a run cut short)
-                args.save.write_text(json.dumps(results))
-    finally:
-        engines[0].close()
-        engines[1].llm.close()
+    for design in designs:
+        if design not in DESIGNS:
+            raise SystemExit(f"--designs {args.designs!r}: known designs are {', '.join(DESIGNS)}")
+        cfg = resolve(overrides=DESIGNS[design])
+        print(
+            f"panel {panel}: {len(entries)} files; design {design}: turn.detector={cfg.turn.detector}, pause {cfg.turn.pause_ms} ms, "
+            f"ends {cfg.turn.fast_end_ms}/{cfg.turn.end_ms}/{cfg.turn.slow_end_ms} ms, language_model={cfg.turn.language_model}",
+            flush=True,
+        )
+        engines = load_engines(cfg)
+        results = runs[design] = []
+        try:
+            for k in range(0, len(entries), CHUNK):
+                results += run_stream(cfg, engines, entries[k : k + CHUNK], panel)
+                if len(results) % 20 == 0 or len(results) == len(entries):
+                    print(f"  {len(results)}/{len(entries)} files, {time.perf_counter() - started:.0f} s", flush=True)
+                if args.save is not None:  # (what is done so far survives a run cut short)
+                    args.save.write_text(json.dumps(runs))
+        finally:
+            engines[0].close()
+            engines[1].llm.close()
+    for design, results in runs.items():
+        report(design, results, started)
+    if len(runs) > 1:
+        print("\nsame files, each design (paused kept whole: pauses up to 0.8 s, all; finished+short ended, delay p50/p95 ms)")
+        for split in ("tune", "heldout"):
+            for design, results in runs.items():
+                rs = [r for r in results if r["split"] == split]
+                paused = [r for r in rs if r["kind"] == "paused"]
+                ended = [r for r in rs if r["kind"] != "paused"]
+                delays = [r["delay_ms"] for r in ended if r["delay_ms"] is not None]
+                print(
+                    f"  {split:7} {design:10} paused <=0.8 s {pct([r['ok'] for r in paused if r['pause_s'] <= 0.8]):>16}  "
+                    f"all {pct([r['ok'] for r in paused]):>16}  ended {pct([r['ok'] for r in ended]):>16}  "
+                    f"delay {quantile(delays, 50)}/{quantile(delays, 95)}"
+                )
+    if args.save is not None:
+        args.save.write_text(json.dumps(runs, indent=1))
+        print(f"\nresults: {args.save}")
+
+
+def report(design: str, results: list[dict], started: float) -> None:
+    print(f"\n=== design {design} ===")
     for r in results:
         r.update(judge(r))
     audio_min = sum(r["duration_s"] for r in results) / 60
-    print(f"\n{audio_min:.1f} min of audio in {time.perf_counter() - started:.0f} s")
+    print(f"{audio_min:.1f} min of audio per design; {time.perf_counter() - started:.0f} s in all")
     table(results, lambda r: r["split"], "per split")
     table(results, lambda r: f"{r['split']:7} {r['family']}", "per split and voice family")
     table(results, lambda r: f"{r['split']:7} {r['variant']}", "per split and variant")
@@ -234,9 +289,6 @@ def main() -> None:
         for r in fails:
             words = " | ".join(str(t["text"]) for t in r["turns"]) or f"no turn (dropped {r['dropped']})"
             print(f"  {r['kind']:8} {r['voice'][:34]:34} {r['variant']:10} {r['utterance']:12} pause {r['pause_s']}: {words}")
-    if args.save is not None:
-        args.save.write_text(json.dumps(results, indent=1))
-        print(f"\nresults: {args.save}")
 
 
 if __name__ == "__main__":
