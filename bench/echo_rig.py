@@ -18,11 +18,20 @@ loopback), mixed with the user's voice. Two phases, each over N replies:
 barge.backchannels_interrupt (the design before: any speech of the user's over a reply stops it), and prints
 one table of both.
 
+The room: --delay (ms) and --volume (% of what the speaker plays reaches the microphone; 0: no echo, the
+reference for the user's WER). --conditions runs a grid (DELAY:VOLUME,...) and prints one row per condition and
+design: echo pauses per reply (a pause that went on with no voice in it: an audible gap), self-interruptions,
+turns from its own voice, barge-ins caught, first word -> speaker silent, the user's WER over the echo (phase B's
+question as heard). --before runs each condition also with barge.pause_at_start (the design before: speech over
+a reply pauses it as soon as it starts, even when the speaker's echo explains all of it). Conditions named in
+--tune are reported apart from the held-out ones.
+
 The user's voice is Piper's (--voice piper), Piper's slower or faster (piper-slow, piper-fast), or
 espeak-ng's (espeak): a voice the assistant does not speak with. --phases picks the phases (e.g. ac).
 
     python bench/echo_rig.py [--replies 10] [--stops 0] [--backchannels 0] [--phases abcd] [--voice piper] [--compare]
-        [--engine dual|webrtc|speex|speex+webrtc]
+        [--engine dual|webrtc|speex|speex+webrtc] [--delay 80] [--volume 80]
+    python bench/echo_rig.py --replies 3 --phases ab --before --conditions 80:80,40:100,150:50 --tune 80:80
 """
 
 from __future__ import annotations
@@ -148,8 +157,10 @@ def run(
     voice: str = "piper",
     backchannels: int = 0,
     extra_env: dict | None = None,
+    delay_ms: int = 80,
+    volume: float = 0.8,
 ) -> dict:
-    with PulseCard(workdir, room_ms=80, room_volume=0.8) as card:
+    with PulseCard(workdir, room_ms=delay_ms, room_volume=volume) as card:
         env = {
             **os.environ,
             **card.env,
@@ -271,6 +282,7 @@ def run(
         "speaker": speaker,
         "offset": offset,
         "asked_a": min(replies, len(QUESTIONS)) if "a" in phases else 0,
+        "room": (delay_ms, volume),
     }
 
 
@@ -325,6 +337,23 @@ def stop_delays(result: dict, replies: int) -> list[tuple[int, float]]:
     return delays
 
 
+def echo_pauses(events: list[dict]) -> list[str]:
+    """Pauses of a reply that went on with nobody speaking (an audible gap each): its notices."""
+    return [e["message"] for e in events if e["type"] == "notice" and e["message"].startswith("went on with the reply")]
+
+
+def room(text: str) -> tuple[int, float]:
+    """ "80:80" -> (80 ms, 0.8)."""
+    try:
+        delay, volume = text.split(":")
+        return int(delay), int(volume) / 100
+    except ValueError:
+        raise SystemExit(f"room condition {text!r} is not DELAY_MS:VOLUME_PERCENT (e.g. 80:80)") from None
+
+
+BEFORE = {"VOICECHAT_BARGE_PAUSE_AT_START": "true"}  # the design before: pause as soon as speech starts over a reply
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--replies", type=int, default=10)
@@ -335,14 +364,27 @@ def main() -> None:
     ap.add_argument("--voice", default="piper", choices=VOICES, help="the user's voice in phases C and D")
     ap.add_argument("--compare", action="store_true", help="also run with barge.backchannels_interrupt (the design before)")
     ap.add_argument("--events", type=Path, help="write every event of the run (JSON lines) here")
+    ap.add_argument("--delay", type=int, default=80, help="the room: the echo comes this many ms after the sound")
+    ap.add_argument("--volume", type=int, default=80, help="the room: the echo's volume in %% of what was played (0: no echo)")
+    ap.add_argument("--conditions", help="a grid of rooms DELAY:VOLUME,... (e.g. 80:80,40:50,150:100): one row each")
+    ap.add_argument("--tune", default="80:80", help="the conditions tuned on, reported apart from the held-out ones")
+    ap.add_argument("--before", action="store_true", help="also run barge.pause_at_start (the design before) in each room")
     args = ap.parse_args()
+    if args.conditions:
+        grid(args)
+        return
     designs = {"backchannels go on": {}}
     if args.compare:
         designs["backchannels interrupt (before)"] = {"VOICECHAT_BARGE_BACKCHANNELS_INTERRUPT": "true"}
+    if args.before:
+        designs["pause at speech start (before)"] = BEFORE
     results = {}
     for name, extra in designs.items():
         with tempfile.TemporaryDirectory() as tmp:
-            results[name] = run(args.replies, args.engine, Path(tmp), args.stops, args.phases, args.voice, args.backchannels, extra)
+            results[name] = run(
+                args.replies, args.engine, Path(tmp), args.stops, args.phases, args.voice, args.backchannels, extra,
+                args.delay, args.volume / 100,
+            )  # fmt: skip
         if args.events:
             with args.events.open("a") as f:
                 f.write("".join(json.dumps({"design": name, **e}) + "\n" for e in results[name]["events"]))
@@ -351,6 +393,57 @@ def main() -> None:
         report(r, args)
     if len(results) > 1:
         table(results)
+
+
+def grid(args: argparse.Namespace) -> None:
+    """Each room of --conditions with each design (alternating, so load changes hit both alike); one row each."""
+    rooms = [room(c) for c in args.conditions.split(",")]
+    tuned = {room(c) for c in args.tune.split(",")} if args.tune else set()
+    designs = {"now": {}, **({"before": BEFORE} if args.before else {})}
+    rows = []
+    for delay, volume in rooms:
+        for name, extra in designs.items():
+            t0 = time.monotonic()
+            with tempfile.TemporaryDirectory() as tmp:
+                r = run(args.replies, args.engine, Path(tmp), args.stops, args.phases, args.voice, args.backchannels, extra, delay, volume)
+            load = os.getloadavg()[0]
+            print(f"== {delay} ms, {volume * 100:.0f} %, {name} ({time.monotonic() - t0:.0f} s, load {load:.1f})", flush=True)
+            report(r, args)
+            if args.events:
+                with args.events.open("a") as f:
+                    f.write("".join(json.dumps({"room": [delay, volume], "design": name, **e}) + "\n" for e in r["events"]))
+            rows.append(((delay, volume), name, grid_row(r), load))
+    head = f"{'room':>10} {'design':>7} {'replies':>7} {'pauses/reply':>12} {'self-int':>8} {'own turns':>9} {'caught':>7} {'stop p50 s':>10} {'user WER':>8} {'load':>5}"
+    for title, keep in (("tuning conditions", True), ("held-out conditions", False)):
+        chosen = [row for row in rows if (row[0] in tuned) is keep]
+        if not chosen:
+            continue
+        print(f"\n{title}\n{head}")
+        for (delay, volume), name, cells, load in chosen:
+            print(f"{f'{delay}ms/{volume * 100:.0f}%':>10} {name:>7} " + " ".join(cells) + f" {load:>5.1f}")
+
+
+def grid_row(r: dict) -> list[str]:
+    """replies, echo pauses per reply, self-interruptions, turns from its own voice, barge-ins caught, stop p50, WER."""
+    from tests.helpers import wer
+
+    a = r["phase_a"]
+    replies = [e for e in a if e["type"] == "reply"]
+    own_turns = max(0, sum(1 for e in a if e["type"] == "user") - r["asked_a"])
+    over = stop_delays(r, 0)
+    sounding = [r["stops"][k] for k, _ in over]
+    delays = [d for _, d in over]
+    asked = [(STOPS[k % len(STOPS)], s["asked"]) for k, s in enumerate(r["stops"]) if s["asked"]]
+    errors = [wer(q, heard) for q, heard in asked]
+    return [
+        f"{len(replies):>7}",
+        f"{len(echo_pauses(a)) / max(1, len(replies)):>12.2f}",
+        f"{sum(1 for e in replies if e['interrupted']):>8}",
+        f"{own_turns:>9}",
+        f"{sum(1 for s in sounding if s['barge_in'])}/{len(sounding)}".rjust(7),
+        (f"{med(delays):.2f}" if delays else "-").rjust(10),
+        (f"{100 * float(np.mean(errors)):.0f} %" if errors else "-").rjust(8),
+    ]
 
 
 def table(results: dict) -> None:
@@ -384,8 +477,8 @@ def report(r: dict, args: argparse.Namespace) -> None:
     a = r["phase_a"]
     replies_a = [e for e in a if e["type"] == "reply"]
     users_a = [e for e in a if e["type"] == "user"]
-    print(f"engine {args.engine}; room: 80 ms loopback at 80 % volume")
-    paused_a = [e for e in a if e["type"] == "notice" and e["message"].startswith(("went on with the reply", "ignored the assistant"))]
+    print(f"engine {args.engine}; room: {r['room'][0]} ms loopback at {r['room'][1] * 100:.0f} % volume")
+    paused_a = echo_pauses(a)
     print(
         f"A. {r['asked_a']} questions, assistant alone: {len(replies_a)} replies, "
         f"self-interruptions {sum(1 for e in replies_a if e['interrupted'])}, turns from its own voice {max(0, len(users_a) - r['asked_a'])}, "

@@ -159,6 +159,7 @@ class BargeConfig:
     backchannels: list = field(default_factory=_backchannels)  # list[str]: said over a reply, these let it go on
     backchannels_interrupt: bool = False  # true: a backchannel ("uh-huh") over a reply stops it, as any speech does
     backchannel_ms: int = 900  # voiced speech over a reply longer than a backchannel ("yeah, yeah" is 0.8 s): it stops it
+    pause_at_start: bool = False  # true: speech over a reply pauses it at once, even when the echo canceller finds nothing in it but the reply's echo (an audible gap each time)
 
 
 @dataclass

@@ -13,7 +13,10 @@ States (:attr:`BargeIn.state`):
 - ``deaf``: the reply plays and barge-in is off (plus ``timing.echo_tail_s`` after it on a loudspeaker):
   frames are ignored;
 - ``suspect``: speech over the reply (or just after it) that may be its own voice coming back; the reply
-  plays on until ``check_ms`` of voice are checked against what it said;
+  plays on until ``check_ms`` of voice are checked against what it said. With an echo canceller (frames say what the
+  speaker cannot explain), speech over a playing reply is ``suspect`` too (*waiting*): the reply plays on while its
+  echo explains all that is heard (nothing is transcribed meanwhile), and pauses once ``near_ms`` of a sound it
+  cannot explain is heard: its own echo makes no gap;
 - ``paused``: speech over the reply paused it (``hold``); the reply's echo dies ``echo_gone_s`` after;
 - ``barging``: the user's speech over the reply. With backchannels (the default), the reply is paused at once and
   the speech is watched: it stops the reply once longer than a backchannel (``backchannel_ms`` of voice, and
@@ -26,11 +29,15 @@ Decision table (speech that starts over a reply, barge-in on):
 
 | state | event | condition | effects | next |
 |---|---|---|---|---|
-| listening | speech starts | reply playing, its voice may come back (``said``, a microphone that hears the speaker, not silent since a stop) | hold | paused (suspect) |
+| listening | speech starts | reply playing, its voice may come back (``said``, a microphone that hears the speaker, not silent since a stop), frames say what the speaker cannot explain, not ``pause_at_start`` | (none) | suspect (waiting) |
+| listening | speech starts | reply playing, its voice may come back; nothing known of what the speaker cannot explain (no canceller, ``near_ms`` 0), or ``pause_at_start``, or heard in a paused reply's quiet | hold | paused (suspect) |
 | listening | speech starts | reply playing, no echo possible, backchannels | hold | barging (paused) |
 | listening | speech starts | reply playing, no echo possible, backchannels interrupt | (none) | barging |
 | listening | speech starts | reply ended less than ``suspect_s`` ago | (none) | suspect |
-| paused | voiced frames after the echo died, not explained by the speaker (or not known) | ``after_ms`` of them | hear: own words -> forget, go on; else | barging |
+| suspect (waiting) | any frame | ``near_ms`` of sound the speaker cannot explain (from ``preroll_s`` before the start) | hold | paused (suspect) |
+| suspect (waiting) | silence | ``resume_silence_ms`` of it, all explained by the speaker | forget (no gap was heard) | listening |
+| suspect (waiting) | any frame | the reply is over | (none) | suspect (not paused) |
+| paused | voiced frames after the echo died, not explained by the speaker (or not known) | ``after_ms`` of them | hear: own words -> forget, go on ("its own words"); else | barging |
 | paused | silence after the echo died | ``resume_silence_ms`` of it: less than ``near_ms`` of sound the speaker cannot explain | forget, go on ("nothing but its own echo"), unheard | listening |
 | paused | silence after the echo died | ``resume_silence_ms`` of it: a stop word said alone | (keep) | barging |
 | paused | silence after the echo died | ``resume_silence_ms`` of it, a backchannel | forget, go on ("backchannel 'Yeah.'") | listening |
@@ -94,6 +101,7 @@ class BargeTiming:
     near_ms: int = 60  # speech over a reply is the user's only with this much sound the speaker cannot explain
     preroll_s: float = 0.3  # speech began this long before it was detected (listen.preroll_ms): its sound counts too
     backchannel_ms: int = 900  # voiced speech over a reply longer than a backchannel ("yeah, yeah" is 0.8 s): it stops it
+    pause_at_start: bool = False  # pause at speech start even when the speaker's echo explains all of it (the design before)
 
 
 class BargePort(Protocol):
@@ -154,6 +162,7 @@ class BargeIn:
         self.stopped_at = float("-inf")  # when speech last stopped a reply
         self.said_at_stop = ""  # what the assistant had said by then
         self.started_at = 0.0  # when the speech in progress began
+        self.waiting = False  # suspect speech over a playing reply that its echo explains so far: it plays on (no gap)
         # (time, whether the frame held a sound the speaker cannot explain; None: not known) of the last frames
         self.near: deque[tuple[float, bool | None]] = deque(maxlen=NEAR_FRAMES)
         self.frame_ms = 30  # (as the listener's frames last)
@@ -217,34 +226,42 @@ class BargeIn:
             and not self._silent_since_stop(at)
         )
         self.check_at = max(self.t.check_ms, self.t.barge_in_ms)
+        self.waiting = False
         if self.suspect and answering:
             # heard while the reply was still paused, and after its echo died: the listener ran behind (a check was
             # being transcribed) and let the reply go on too soon; the quiet began then
             in_quiet = at < self.resumed_at and at - self.held_at >= self.t.echo_gone_s
-            self._hold(True)
-            if not in_quiet:
-                self.held_at = self.clock()  # (from when the pause was asked for)
             self.after = 0
+            if not in_quiet and not self.t.pause_at_start and self._knows_near():
+                self.waiting = True  # the reply plays on until a sound its echo cannot explain is heard (speech_frame)
+            else:
+                self._hold(True)
+                if not in_quiet:
+                    self.held_at = self.clock()  # (from when the pause was asked for)
         elif self._watching:  # the user's voice (no echo possible): silent at once, until it is known not a backchannel
             self._hold(True)
             self.held_at = self.clock()
 
     def speech_gone(self) -> None:
         """No speech in progress any more (ended, dropped, forgotten)."""
-        self.barge = self.suspect = False
+        self.barge = self.suspect = self.waiting = False
         self._hold(False)
 
     def speech_frame(self, at: float, voiced_ms: int, silence_ms: int, frame_ms: int) -> bool:
         """A frame of speech in progress (``silence_ms`` 0: this frame was voiced). False: the speech was the
         assistant's own voice and is forgotten."""
         self.frame_ms = frame_ms
+        if self.waiting and not self._wait(silence_ms):
+            return False
+        if self.waiting:
+            return True
         if self.suspect and self.held:  # the reply is paused: the room's echo of it is gone after echo_gone_s
             echo_gone = at - self.held_at >= self.t.echo_gone_s
             if echo_gone and silence_ms == 0 and not (self.t.near_ms and self._near_now() is False):  # (a late pause's echo)
                 self.after += 1
             if self.after * frame_ms >= self.t.after_ms:  # a voice that goes on in the quiet: the user's,
                 if self._whose() == OWN:  # unless its words are the reply's
-                    self._forget()
+                    self._forget("its own words")
                     return False
                 self.suspect = False
             elif echo_gone and silence_ms >= self.t.resume_silence_ms:
@@ -277,6 +294,33 @@ class BargeIn:
             elif not self.suspect and not self.held and self._hold(True):  # (the reply may have begun to sound since)
                 self.held_at = self.clock()
         return True
+
+    def _wait(self, silence_ms: int) -> bool:
+        """Suspect speech over a playing reply, which plays on while its echo explains all that is heard: it pauses
+        once ``near_ms`` of sound the speaker cannot explain is heard (then as any paused reply); speech that stops
+        with nothing unexplained in it is the echo, forgotten with no gap heard and not transcribed (whatever Whisper
+        would make of it: "No, wait."). False: forgotten."""
+        if not self.suspect or not self.port.answering():
+            self.waiting = False  # (the reply ended: speech after it is checked by its words)
+            return True
+        if not self._echo_only():
+            return self._pause_now()
+        if silence_ms >= self.t.resume_silence_ms:
+            self._forget()
+            return False
+        return True
+
+    def _pause_now(self) -> bool:
+        """Stop waiting: pause the reply (as at speech start) and listen in the quiet."""
+        self.waiting = False
+        if self._hold(True):
+            self.held_at = self.clock()
+            self.after = 0
+        return True
+
+    def _knows_near(self) -> bool:
+        """Frames say whether they hold a sound the speaker cannot explain (an echo canceller), and it counts."""
+        return self.t.near_ms > 0 and bool(self.near) and self.near[-1][1] is not None
 
     def _decide(self) -> bool:
         """Speech over the reply paused (``resume_silence_ms``): a backchannel, or no words at all (a cough, a door),
@@ -336,7 +380,7 @@ class BargeIn:
                 self._stop_reply()
             return True
         finally:
-            self.barge = self.suspect = False
+            self.barge = self.suspect = self.waiting = False
 
     def close(self) -> None:
         """The listener stops: a paused reply goes on."""
@@ -359,7 +403,7 @@ class BargeIn:
 
     def _forget(self, why: str = "") -> None:
         self.port.forget()
-        self.barge = self.suspect = False
+        self.barge = self.suspect = self.waiting = False
         self._hold(False, why)
 
     def _stop_reply(self) -> None:

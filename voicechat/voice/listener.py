@@ -6,8 +6,9 @@ policy how much silence ends the turn given what is known at that moment. In pus
 mode the key decides instead. While the assistant answers (without barge-in) it ignores the
 microphone, plus an echo tail when the sink is a real loudspeaker.
 
-With barge-in on a loudspeaker, speech over the reply pauses it at once (as a person stops when
-someone starts to talk). The assistant's own voice coming back through the room stops with it; a
+With barge-in on a loudspeaker, speech over the reply pauses it (as a person stops when someone
+starts to talk): with echo cancellation, once a sound the speaker cannot explain is heard (the reply's own echo
+leaking through the canceller makes no gap, and is not transcribed), else at once. The assistant's own voice coming back through the room stops with it; a
 user's voice goes on in the quiet, and then stops the reply, unless its words are the reply's own
 (voice.self_echo). Speech that stopped with the pause lets the reply go on where it paused.
 A turn that cut a reply short is marked so: "Stop." alone ends the reply, it is not a question.
@@ -171,10 +172,13 @@ class Listener:
                 elif isinstance(event, Pause) and seg.active:
                     so_far = seg.audio()
                     pause_end = len(so_far)  # the key of this pause's result (the audio stops growing here)
-                    if self._utt is not None and (self.policy.uses_transcript or self.policy.uses_audio_model):
-                        self.transcriber.request(self._utt, so_far, pause=True)
-                elif isinstance(event, Utterance):  # the length cap
-                    self._deliver(event, self._utt, now, seg.index)
+                    if self._utt is not None and (self.policy.uses_transcript or self.policy.uses_audio_model) and not barge.waiting:
+                        self.transcriber.request(self._utt, so_far, pause=True)  # (not for what the speaker explains)
+                elif isinstance(event, Utterance):  # the length cap (speech over a reply may be its echo: barge decides)
+                    if barge.turn_over():
+                        self._deliver(event, self._utt, now, seg.index)
+                    else:
+                        self._close(self._utt)
                     self._utt = None
                 elif isinstance(event, UtteranceDropped):
                     self._dropped(event, self._utt)
@@ -190,6 +194,7 @@ class Listener:
                     and self.policy.uses_transcript
                     and since_partial >= self._partial_frames
                     and not self.transcriber.busy
+                    and not barge.waiting
                 ):
                     since_partial = 0
                     self.transcriber.request(self._utt, seg.audio(), pause=False)
@@ -281,6 +286,7 @@ def barge_timing(config: Config) -> BargeTiming:
         near_ms=b.near_ms,
         preroll_s=config.listen.preroll_ms / 1000,
         backchannel_ms=b.backchannel_ms,
+        pause_at_start=b.pause_at_start,
     )
 
 
