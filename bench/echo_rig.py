@@ -354,6 +354,17 @@ def room(text: str) -> tuple[int, float]:
 BEFORE = {"VOICECHAT_BARGE_PAUSE_AT_START": "true"}  # the design before: pause as soon as speech starts over a reply
 
 
+def settings(pairs: list[str]) -> dict[str, str]:
+    """--set barge.onset_ms=60 -> {"VOICECHAT_BARGE_ONSET_MS": "60"}."""
+    env = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or "." not in key:
+            raise SystemExit(f"--set {pair!r} is not SECTION.KEY=VALUE (e.g. barge.onset_ms=60)")
+        env["VOICECHAT_" + key.replace(".", "_").upper()] = value
+    return env
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--replies", type=int, default=10)
@@ -369,11 +380,14 @@ def main() -> None:
     ap.add_argument("--conditions", help="a grid of rooms DELAY:VOLUME,... (e.g. 80:80,40:50,150:100): one row each")
     ap.add_argument("--tune", default="80:80", help="the conditions tuned on, reported apart from the held-out ones")
     ap.add_argument("--before", action="store_true", help="also run barge.pause_at_start (the design before) in each room")
+    ap.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a setting for the design now only (e.g. barge.onset_ms=60)"
+    )
     args = ap.parse_args()
     if args.conditions:
         grid(args)
         return
-    designs = {"backchannels go on": {}}
+    designs = {"backchannels go on": settings(args.set)}
     if args.compare:
         designs["backchannels interrupt (before)"] = {"VOICECHAT_BARGE_BACKCHANNELS_INTERRUPT": "true"}
     if args.before:
@@ -399,7 +413,7 @@ def grid(args: argparse.Namespace) -> None:
     """Each room of --conditions with each design (alternating, so load changes hit both alike); one row each."""
     rooms = [room(c) for c in args.conditions.split(",")]
     tuned = {room(c) for c in args.tune.split(",")} if args.tune else set()
-    designs = {"now": {}, **({"before": BEFORE} if args.before else {})}
+    designs = {"now": settings(args.set), **({"before": BEFORE} if args.before else {})}
     rows = []
     for delay, volume in rooms:
         for name, extra in designs.items():

@@ -34,7 +34,10 @@ Decision table (speech that starts over a reply, barge-in on):
 | listening | speech starts | reply playing, no echo possible, backchannels | hold | barging (paused) |
 | listening | speech starts | reply playing, no echo possible, backchannels interrupt | (none) | barging |
 | listening | speech starts | reply ended less than ``suspect_s`` ago | (none) | suspect |
-| suspect (waiting) | any frame | ``near_ms`` of sound the speaker cannot explain (from ``preroll_s`` before the start) | hold | paused (suspect) |
+| listening (no speech) | frame | ``onset_ms`` (not 0) of sound the speaker cannot explain within ``preroll_s``, reply playing | hold | paused (onset) |
+| paused (onset) | speech starts | | (none: its pause counts from the onset) | paused (suspect), or barging |
+| paused (onset) | frame | no speech ``echo_gone_s`` + ``resume_silence_ms`` after the pause | go on ("no speech") | listening |
+| suspect (waiting) | any frame | ``near_ms`` of sound the speaker cannot explain (from ``preroll_s`` before the start; within the last ``near_window_ms`` when set) | hold | paused (suspect) |
 | suspect (waiting) | silence | ``resume_silence_ms`` of it, all explained by the speaker | forget (no gap was heard) | listening |
 | suspect (waiting) | any frame | the reply is over | (none) | suspect (not paused) |
 | paused | voiced frames after the echo died, not explained by the speaker (or not known) | ``after_ms`` of them | hear: own words -> forget, go on ("its own words"); else | barging |
@@ -102,6 +105,10 @@ class BargeTiming:
     preroll_s: float = 0.3  # speech began this long before it was detected (listen.preroll_ms): its sound counts too
     backchannel_ms: int = 900  # voiced speech over a reply longer than a backchannel ("yeah, yeah" is 0.8 s): it stops it
     pause_at_start: bool = False  # pause at speech start even when the speaker's echo explains all of it (the design before)
+    onset_ms: int = 0  # this much sound the speaker cannot explain within preroll_s pauses a reply before speech starts; 0: off
+    near_window_ms: int = (
+        0  # a playing reply pauses for near_ms of such sound within this long (a voice, not stray frames); 0: in all the speech
+    )
 
 
 class BargePort(Protocol):
@@ -163,6 +170,8 @@ class BargeIn:
         self.said_at_stop = ""  # what the assistant had said by then
         self.started_at = 0.0  # when the speech in progress began
         self.waiting = False  # suspect speech over a playing reply that its echo explains so far: it plays on (no gap)
+        self.speaking = False  # speech in progress (from speech_started until it is gone)
+        self.onset_at: float | None = None  # the reply was paused at a sound's onset, before any speech started
         # (time, whether the frame held a sound the speaker cannot explain; None: not known) of the last frames
         self.near: deque[tuple[float, bool | None]] = deque(maxlen=NEAR_FRAMES)
         self.frame_ms = 30  # (as the listener's frames last)
@@ -206,6 +215,16 @@ class BargeIn:
         if answering:
             self.last_answer = now
         self.near.append((now, near))
+        if self.speaking or not (self.t.onset_ms and self.barge_in and self.echo):
+            return
+        if self.onset_at is not None:
+            if self.held and now - self.onset_at >= self.t.echo_gone_s + self.t.resume_silence_ms / 1000:
+                self._hold(False, "no speech")  # a sound, but no speech followed
+            if not self.held:
+                self.onset_at = None
+        elif answering and near and not self.held and self._near_ms(now - self.t.preroll_s) >= self.t.onset_ms:
+            if self._hold(True):  # someone may be starting to talk: quiet now, as a person would
+                self.held_at, self.onset_at = self.clock(), now
 
     def listens(self, now: float, answering: bool) -> bool:
         """Whether this frame is listened to: not the assistant's own voice while barge-in is off, nor its tail."""
@@ -227,7 +246,11 @@ class BargeIn:
         )
         self.check_at = max(self.t.check_ms, self.t.barge_in_ms)
         self.waiting = False
-        if self.suspect and answering:
+        self.speaking = True
+        onset, self.onset_at = self.onset_at is not None and self.held, None
+        if onset:  # paused at the sound's onset, before the voice detector called it speech: it counts from there
+            self.after = 0
+        elif self.suspect and answering:
             # heard while the reply was still paused, and after its echo died: the listener ran behind (a check was
             # being transcribed) and let the reply go on too soon; the quiet began then
             in_quiet = at < self.resumed_at and at - self.held_at >= self.t.echo_gone_s
@@ -244,7 +267,9 @@ class BargeIn:
 
     def speech_gone(self) -> None:
         """No speech in progress any more (ended, dropped, forgotten)."""
-        self.barge = self.suspect = self.waiting = False
+        self.barge = self.suspect = self.waiting = self.speaking = False
+        if self.onset_at is not None:
+            return  # (a reply paused at a sound's onset waits for speech to start: frame)
         self._hold(False)
 
     def speech_frame(self, at: float, voiced_ms: int, silence_ms: int, frame_ms: int) -> bool:
@@ -303,7 +328,7 @@ class BargeIn:
         if not self.suspect or not self.port.answering():
             self.waiting = False  # (the reply ended: speech after it is checked by its words)
             return True
-        if not self._echo_only():
+        if self._voice_heard():
             return self._pause_now()
         if silence_ms >= self.t.resume_silence_ms:
             self._forget()
@@ -380,7 +405,7 @@ class BargeIn:
                 self._stop_reply()
             return True
         finally:
-            self.barge = self.suspect = self.waiting = False
+            self.barge = self.suspect = self.waiting = self.speaking = False
 
     def close(self) -> None:
         """The listener stops: a paused reply goes on."""
@@ -403,7 +428,8 @@ class BargeIn:
 
     def _forget(self, why: str = "") -> None:
         self.port.forget()
-        self.barge = self.suspect = self.waiting = False
+        self.barge = self.suspect = self.waiting = self.speaking = False
+        self.onset_at = None
         self._hold(False, why)
 
     def _stop_reply(self) -> None:
@@ -447,6 +473,20 @@ class BargeIn:
         since = self.started_at - self.t.preroll_s
         known = [near for at, near in self.near if at >= since and near is not None]
         return bool(known) and self.t.near_ms > 0 and sum(known) * self.frame_ms < self.t.near_ms
+
+    def _voice_heard(self) -> bool:
+        """``near_ms`` of sound the speaker cannot explain in the speech in progress (from ``preroll_s`` before it was
+        detected), within the last ``near_window_ms`` when set."""
+        if not self.near:
+            return False
+        since = self.started_at - self.t.preroll_s
+        if self.t.near_window_ms:
+            since = max(since, self.near[-1][0] - self.t.near_window_ms / 1000)
+        return self._near_ms(since) >= self.t.near_ms
+
+    def _near_ms(self, since: float) -> int:
+        """Milliseconds of sound the speaker cannot explain in the frames since then."""
+        return sum(1 for at, near in self.near if at >= since and near) * self.frame_ms
 
     def _is_stop(self) -> bool:
         from voicechat.voice.self_echo import is_stop

@@ -287,6 +287,8 @@ def barge_timing(config: Config) -> BargeTiming:
         preroll_s=config.listen.preroll_ms / 1000,
         backchannel_ms=b.backchannel_ms,
         pause_at_start=b.pause_at_start,
+        onset_ms=b.onset_ms,
+        near_window_ms=b.near_window_ms,
     )
 
 
