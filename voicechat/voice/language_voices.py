@@ -167,9 +167,11 @@ class LanguageVoices:
         except Exception:  # an engine that cannot tell (as :func:`speaks` takes it)
             own_languages = ("en",)
         self._espeak_voice("en")  # (reads the table)
-        wanted = {languages.base(c) for c, _ in self._espeak_table or []} | set(configured_voices(self.cfg)) | set(codes)
+        wanted = (
+            {languages.base(c) for c, _ in self._espeak_table or []} | set(languages.NAMES) | set(configured_voices(self.cfg)) | set(codes)
+        )
         by_voice: dict[tuple[str, str], list[str]] = {}
-        for code in sorted(c for c in wanted if c):
+        for code in sorted((c for c in wanted if c), key=lambda c: (len(c) != 2, c)):  # ISO 639-1 codes first ("zh", then "cmn")
             p = self.plan(code)
             if not p.own and p.engine is not None and p.voice is not None:
                 by_voice.setdefault((p.engine, p.voice), []).append(code)
