@@ -1,6 +1,7 @@
 """Language identification and transcription across languages, on espeak-ng speech (issue 25).
 
-    .venv/bin/python bench/languages.py [--voices held-out|tune] [--lengths 1.5,2.5,4] [--espeak pt=pt-br]
+    .venv/bin/python bench/languages.py [--voices held-out|tune] [--speech espeak|mbrola] [--lengths 1.5,2.5,4]
+        [--espeak pt=pt-br]
 
 1. Identification on turns of 1.5-4 s (sentences of one language and voice joined and cut to the
    length), restricted to the declared set: all seven languages declared, a bilingual user ({en, X}),
@@ -16,7 +17,14 @@ The figures that count are on the held-out voices (tests/lang_speech.HELD_OUT_VO
 used to choose how a turn's language is decided or the encoder window. ``--espeak pt=pt-br`` speaks a
 language with another espeak-ng voice (reported in the first line): espeak-ng's European Portuguese
 and Dutch are barely intelligible to Whisper base (section 4: WER when decoded in the right language),
-so their identification rates say as much about the test speech as about voicechat.
+so their identification rates say as much about the test speech as about voicechat. ``--speech mbrola`` speaks
+with MBROLA's diphone voices through espeak-ng (Debian's mbrola-* packages; tests/lang_speech.MBROLA_VOICES: the
+first voice of each language for tuning, the others held out), nearer a person's speech than espeak-ng's own.
+
+Section 1 ends with talk's own rule, run through voicechat's Transcriber on each turn as `talk` runs it (a partial
+pass every second of speech, then the pass on the whole turn): a pick at least 99 % sure on 1.5 s of speech
+decides, else the whole turn does; the language steps it paid per turn are counted, which with section 2's cost
+per step gives the cost per turn.
 """
 
 from __future__ import annotations
@@ -36,12 +44,19 @@ from tests import lang_speech as ls
 RATE = 16000
 
 
-def turns(length: float, voices: tuple[str, ...], speeds: tuple[int, ...], held_out: bool) -> list[tuple[str, str, np.ndarray]]:
+def voices_for(lang: str, speech: str, held_out: bool) -> tuple[str, ...]:
+    """The voices (espeak-ng variants, or whole MBROLA voices) a language is spoken with."""
+    if speech == "mbrola":
+        return ls.MBROLA_VOICES[lang][1:] if held_out else ls.MBROLA_VOICES[lang][:1]
+    return ls.HELD_OUT_VOICES if held_out else ls.TUNE_VOICES
+
+
+def turns(length: float, speech: str, speeds: tuple[int, ...], held_out: bool) -> list[tuple[str, str, np.ndarray]]:
     """(language, voice label, audio) of one length: sentences of a language joined (a short pause between) and cut."""
     out = []
     for lang in ls.LANGUAGES:
         pool = ls.SENTENCES[lang][ls.TUNE_SENTENCES :] if held_out else ls.SENTENCES[lang][: ls.TUNE_SENTENCES]
-        for variant in voices:
+        for variant in voices_for(lang, speech, held_out):
             for speed in speeds:
                 for start in range(len(pool)):
                     parts: list[np.ndarray] = []
@@ -57,6 +72,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--voices", choices=("held-out", "tune"), default="held-out")
     parser.add_argument("--lengths", default="1.5,2.5,4")
+    parser.add_argument("--speech", choices=("espeak", "mbrola"), default="espeak")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--espeak", default="", help="LANG=VOICE,...: speak a language with another espeak-ng voice (pt=pt-br)")
     args = parser.parse_args()
@@ -66,7 +82,9 @@ def main() -> None:
             sys.exit(f"--espeak: {item!r} is not LANG=VOICE with LANG one of {', '.join(ls.LANGUAGES)}")
         ls.ESPEAK_VOICE[lang] = voice
     held_out = args.voices == "held-out"
-    voices = ls.HELD_OUT_VOICES if held_out else ls.TUNE_VOICES
+    if args.speech == "mbrola" and ls.missing_mbrola():
+        sys.exit(f"--speech mbrola: espeak-ng cannot speak with {', '.join(ls.missing_mbrola())}; install Debian's mbrola voices")
+    voices = sorted({v for lang in ls.LANGUAGES for v in voices_for(lang, args.speech, held_out)})
     lengths = [float(x) for x in args.lengths.split(",")]
 
     from faster_whisper import WhisperModel
@@ -84,7 +102,8 @@ def main() -> None:
     whisper_turn.encode(base, np.zeros(RATE, np.float32))  # first-use set-up out of the timings
 
     print(f"voices: {args.voices} {voices}, speeds {ls.SPEEDS}; sentences {'held out' if held_out else 'for tuning'}")
-    print("espeak-ng voices: " + ", ".join(f"{lang}={voice}" for lang, voice in ls.ESPEAK_VOICE.items()))
+    if args.speech == "espeak":
+        print("espeak-ng voices: " + ", ".join(f"{lang}={voice}" for lang, voice in ls.ESPEAK_VOICE.items()))
     print("\n1. Identification, right / turns (per language; one pass per turn on the cut window)")
     sets = {"all 7 declared": list(ls.LANGUAGES), "{en, X} declared": None, "none declared (99)": []}
     first = {name: [0, 0] for name in sets}  # the first second alone decides (talk before): right / turns
@@ -94,7 +113,7 @@ def main() -> None:
     totals: dict[str, dict[str, list[int]]] = {name: {lang: [0, 0] for lang in ls.LANGUAGES} for name in sets}
     for length in lengths:
         rows = {name: {lang: [0, 0] for lang in ls.LANGUAGES} for name in sets}
-        for lang, _voice, audio in turns(length, voices, ls.SPEEDS, held_out):
+        for lang, _voice, audio in turns(length, args.speech, ls.SPEEDS, held_out):
             t0 = time.perf_counter()
             encoded = whisper_turn.encode(base, audio)
             t1, c1 = time.perf_counter(), time.process_time()
@@ -123,6 +142,7 @@ def main() -> None:
     for name in sets:
         cells = "  ".join(f"{lang} {100 * r / n:.0f}%" for lang, (r, n) in totals[name].items())
         print(f"    {name:<20} {cells}")
+    talks_rule(base_dir, lengths, args.speech, held_out, args.threads)
     print("  the first second alone deciding (talk before; all languages; the same second for every length)")
     for name, (r, n) in first.items():
         print(f"    {name:<20} {100 * r / n:5.1f} %")
@@ -136,7 +156,12 @@ def main() -> None:
     )
 
     print("\n3. English turns: tiny.en against the multilingual base (same turns, same run, beam 5, language en)")
-    english = [(s, ls.trim(ls.speak(s, "en", v, sp))) for s in ls.SENTENCES["en"] for v in voices for sp in ls.SPEEDS[:1]]
+    english = [
+        (s, ls.trim(ls.speak(s, "en", v, sp)))
+        for s in ls.SENTENCES["en"]
+        for v in voices_for("en", args.speech, held_out)
+        for sp in ls.SPEEDS[:1]
+    ]
     for label, model in (("tiny.en", tiny), ("base (multilingual)", base)):
         secs, errs = [], []
         for text, audio in english:
@@ -153,12 +178,45 @@ def main() -> None:
         pool = ls.SENTENCES[lang][ls.TUNE_SENTENCES :] if held_out else ls.SENTENCES[lang][: ls.TUNE_SENTENCES]
         errs = []
         for text in pool:
-            for variant in voices:
+            for variant in voices_for(lang, args.speech, held_out):
                 found = whisper_turn.decode_turn_in(
                     base, ls.trim(ls.speak(text, lang, variant)), prompt=None, beam_size=5, languages=[lang]
                 )
                 errs.append(ls.wer(text, found.text if found else ""))
         print(f"    {lang}: WER {100 * statistics.mean(errs):5.1f} % ({len(errs)} turns)")
+
+
+def talks_rule(model_dir: str, lengths: list[float], speech: str, held_out: bool, threads: int) -> None:
+    """Each turn through voicechat's Transcriber as talk runs it: right / turns and language steps per turn."""
+    from voicechat import config
+    from voicechat.engines.stt_faster_whisper import FasterWhisper
+    from voicechat.voice.transcriber import Transcriber, UtteranceText
+
+    cfg = config.Config()
+    cfg.stt.model, cfg.stt.threads = model_dir, threads
+    stt = FasterWhisper(cfg.stt, languages=list(ls.LANGUAGES))
+    every = cfg.turn.partial_every_ms * RATE // 1000
+    print("  talk's rule (a pick 99 % sure on 1.5 s decides, else the whole turn), all 7 declared: right / turns, steps per turn")
+    try:
+        for length in lengths:
+            rows = {lang: [0, 0] for lang in ls.LANGUAGES}
+            steps: list[int] = []
+            t = Transcriber(stt, cfg.turn, None, incremental=True, languages=list(ls.LANGUAGES))  # one speaker's turns
+            for lang, _voice, audio in turns(length, speech, ls.SPEEDS[:1], held_out):
+                utt, before = UtteranceText(), t.language_steps
+                for end in range(every, len(audio), every):  # partial passes during speech
+                    t._decode(utt, audio[:end], commit=False)
+                t.final(utt, audio)
+                rows[lang][0] += utt.language == lang
+                rows[lang][1] += 1
+                steps.append(t.language_steps - before)
+            cells = "  ".join(f"{lang} {r}/{n}" for lang, (r, n) in rows.items())
+            right = sum(r for r, _ in rows.values()) / sum(n for _, n in rows.values())
+            print(
+                f"    {length:.1f} s  {100 * right:5.1f} %   {cells}   steps per turn: mean {statistics.mean(steps):.2f}, max {max(steps)}"
+            )
+    finally:
+        stt.close()
 
 
 if __name__ == "__main__":

@@ -22,6 +22,19 @@ TUNE_VOICES = ("", "+m3")  # the language's own voice, and a variant
 HELD_OUT_VOICES = ("+f3", "+m7", "+f2")
 SPEEDS = (150, 175)  # words per minute (espeak's default is 175)
 
+# Diphone voices for espeak-ng from the MBROLA project (Debian's mbrola-us1, mbrola-de6, ... packages, in contrib
+# and non-free): speech nearer a person's than espeak-ng's own, for bench/languages.py --speech mbrola only (no
+# test needs them). The first voice of each language is for tuning, the others are held out.
+MBROLA_VOICES = {
+    "en": ("mb-us1", "mb-us2", "mb-en1"),
+    "de": ("mb-de6", "mb-de4", "mb-de2"),
+    "fr": ("mb-fr1", "mb-fr4"),
+    "es": ("mb-es1", "mb-es2"),
+    "it": ("mb-it3", "mb-it4"),
+    "pt": ("mb-br1", "mb-br3", "mb-pt1"),
+    "nl": ("mb-nl2", "mb-nl3"),
+}
+
 # 1.5 to 4 s when spoken: a few words to a short sentence. The first four of each language are for tuning.
 SENTENCES = {
     "en": [
@@ -110,16 +123,32 @@ def _espeak(text: str, voice: str, speed: int) -> bytes:
 
 
 def speak(text: str, language: str, variant: str = "", speed: int = 175, sample_rate: int = 16000) -> np.ndarray:
-    """espeak-ng's speech for text in language (ISO 639-1), with a voice variant ("+f3"), as float32 mono."""
+    """espeak-ng's speech for text in language (ISO 639-1), with a voice variant ("+f3") or a whole voice
+    ("mb-de6"), as float32 mono."""
     import io
 
     import soundfile as sf
     import soxr
 
-    audio, rate = sf.read(io.BytesIO(_espeak(text, ESPEAK_VOICE[language] + variant, speed)), dtype="float32")
+    voice = variant if variant.startswith("mb-") else ESPEAK_VOICE[language] + variant
+    audio, rate = sf.read(io.BytesIO(_espeak(text, voice, speed)), dtype="float32")
     if audio.ndim > 1:
         audio = audio.mean(axis=1)
     return soxr.resample(audio, rate, sample_rate).astype(np.float32)
+
+
+def missing_mbrola() -> list[str]:
+    """The MBROLA voices of MBROLA_VOICES that espeak-ng cannot speak with here (not installed)."""
+    out = []
+    for voices in MBROLA_VOICES.values():
+        for voice in voices:
+            try:
+                spoken = _espeak("test", voice, 175)
+            except subprocess.CalledProcessError:
+                spoken = b""
+            if len(spoken) < 1000:
+                out.append(voice)
+    return out
 
 
 def trim(audio: np.ndarray, sample_rate: int = 16000, floor: float = 0.01) -> np.ndarray:
