@@ -126,12 +126,13 @@ class TurnConfig:
     model_threshold: float = 0.5  # P(turn complete) at or above this counts as "complete"
     pause_ms: int = 150  # a pause this long gets the utterance transcribed and judged
     fast_end_ms: int = 300  # a finished sentence (and the audio model agrees) ends after this much silence
-    end_ms: int = 700  # the signs disagree or are unclear
+    end_ms: int = 850  # the signs disagree or are unclear (longer than most mid-sentence pauses)
     slow_end_ms: int = 1600  # a thought in progress ("and", "because", "um", a comma) waits this long
     incremental: bool = True  # transcribe while the user speaks (engines that can)
     language_model: bool = True  # a local chat model judges whether the words so far end a sentence (and so reads the prompt early)
     text_complete: float = 0.04  # P(sentence end next) at or above this: the words are finished
     text_incomplete: float = 0.02  # below this: more words are coming
+    last_word_min: float = 0.25  # Whisper's probability of the last word below this: a guess, so finished-looking words are unclear
     partial_every_ms: int = 1000  # during long speech, a live partial transcript this often
     commit_after_s: float = 6.0  # utterances longer than this are committed at pauses, so each pass stays short
     beam_size: int = 5  # turn transcription (whole files use stt.beam_size)
@@ -309,6 +310,7 @@ RANGES: dict[str, tuple] = {
     "turn.beam_size": (1, 100),
     "turn.text_complete": (0.0, 1.0),
     "turn.text_incomplete": (0.0, 1.0),
+    "turn.last_word_min": (0.0, 1.0),
     "serve.port": (0, 65535),
     "serve.max_upload_mb": (0.001, 100_000.0),
     "serve.max_audio_s": (1.0, 86_400.0),

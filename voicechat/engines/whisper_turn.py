@@ -11,12 +11,19 @@ after the speech, Whisper now and then dropped a turn's last word ("what is the 
 silence made the decoder repeat itself after a prompt. Shorter windows can make the decoder loop on
 very short audio ("Hi. Hi. Hi."): a repetition, or a transcript that runs to the token limit, is
 decoded again on the full window.
+
+At a pause, Whisper hears speech cut mid-sentence and often completes it with a word it guesses ("a table
+for" becomes "a table phone."); the guess is a word it is unsure of. Inside :func:`last_word_confidence`, a
+decode also reads Whisper's probability of the transcript's last word (one more decoder pass over the
+tokens it chose), so the end-of-turn policy can tell a heard last word from a guessed one.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +36,8 @@ FULL = 3000  # mel frames in Whisper's 30 s window (10 ms each)
 MIN_WINDOW = 800
 MARGIN = 500
 SILENCE = 50  # frames of real silence after the speech; the rest of the window is zeros
+_PUNCTUATION = set(".?!,;:\u2026\u3002\uff1f\uff01")
+_local = threading.local()
 _REPEAT = re.compile(r"(\b.{2,40}?\b)(?:\W*\1){2,}|(\b[^.?!]{1,40}[.?!])\s*\2", re.IGNORECASE)
 
 
@@ -94,8 +103,54 @@ def decode_turn_in(
         looped = len(tokens) >= max_length - len(prompt_tokens) - 1 or bool(_REPEAT.search(text))
         if not looped or window == FULL:
             score = float(result.scores[0]) if result.scores else 0.0
+            record = getattr(_local, "confidence", None)
+            if record is not None:
+                record.last_word_prob, start = last_word(model, encoded, tokenizer, prompt_tokens, tokens, min(window, frames + SILENCE))
+                record.last_word_lead_s = (
+                    None if start is None or _REPEAT.search(text) else len(audio) / model.feature_extractor.sampling_rate - start
+                )
             return TurnDecode(text, float(result.no_speech_prob), score, language if multilingual else "en", language_prob)
     return None  # unreachable: the full window always returns
+
+
+@dataclass
+class Confidence:
+    last_word_prob: float | None = None  # Whisper's probability of the last word it decoded (the least sure of its tokens)
+    last_word_lead_s: float | None = None  # from where that word starts to the end of the audio (None: a looped transcript)
+
+
+@contextmanager
+def last_word_confidence() -> Iterator[Confidence]:
+    """Within it, a short turn decoded on this thread also gets Whisper's probability of its last word."""
+    record = Confidence()
+    _local.confidence = record
+    try:
+        yield record
+    finally:
+        _local.confidence = None
+
+
+def last_word(
+    model: WhisperModel, encoded: Any, tokenizer: Any, prompt_tokens: list[int], tokens: list[int], frames: int
+) -> tuple[float | None, float | None]:
+    """The least probability among the tokens of the last word of ``tokens`` (its final punctuation left out), and
+    where that word starts (seconds into the audio), by one forced decoder pass over them (Whisper's alignment
+    heads); (None, None) when there is no word."""
+    words = [k for k, t in enumerate(tokens) if tokenizer.decode([t]).strip(" ") and not set(tokenizer.decode([t]).strip()) <= _PUNCTUATION]
+    if not words:
+        return None, None
+    last = words[-1]
+    first = last
+    while first > 0 and not tokenizer.decode([tokens[first]]).startswith(" ") and first - 1 in words:
+        first -= 1  # (a word is its tokens back to the one that starts with a space)
+    start = prompt_tokens[: prompt_tokens.index(tokenizer.sot)] + list(tokenizer.sot_sequence) if tokenizer.sot in prompt_tokens else []
+    result = model.model.align(encoded, start or list(tokenizer.sot_sequence), [tokens], frames)[0]
+    probs = list(result.text_token_probs)
+    prob = float(min(probs[first : last + 1])) if len(probs) > last else None
+    text_at = np.array([pair[0] for pair in result.alignments])
+    time_at = np.array([pair[1] for pair in result.alignments])
+    starts = time_at[np.pad(np.diff(text_at), (1, 0), constant_values=1).astype(bool)] / 50  # (encoder frames: 20 ms)
+    return prob, (float(starts[first]) if len(starts) > first else None)
 
 
 def _window(features: np.ndarray, window: int) -> np.ndarray:

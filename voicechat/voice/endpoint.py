@@ -29,6 +29,8 @@ class Hypothesis:
     complete_prob: float | None = None  # the audio turn model's P(turn complete), when one is loaded
     text_prob: float | None = None  # the local chat model's P(a sentence ends after these words), when it can tell
     language: str | None = None  # the utterance's language (ISO 639-1) when known; None: the policy's guess, else English
+    word_prob: float | None = None  # Whisper's probability of the last word it heard (low: a word it guessed), when it can tell
+    word_lead_s: float | None = None  # from where Whisper's last word starts to the end of the audio it heard, when it can tell
 
 
 def text_verdict(
@@ -65,6 +67,22 @@ def text_verdict(
     return "incomplete" if trailing else "unclear"
 
 
+# the audio a pause is judged on ends this long after the speech (voicechat.voice.vad.TRAILING_KEEP_MS); a last word
+# that starts less than LATE_WORD_S before the speech ends was not heard: Whisper added it ("a table for" -> "... for it.")
+AUDIO_TAIL_S = 0.15
+LATE_WORD_S = 0.08
+
+
+def guessed(hyp: Hypothesis, below: float) -> bool:
+    """Whisper guessed the last word of several: it was unsure of it (``word_prob`` under ``below``), or the word
+    starts where the speech had already stopped; speech cut at a pause and completed. A lone word is not judged
+    so: Whisper is often unsure of a short answer's one word."""
+    if len((hyp.text or "").split()) < 2:
+        return False
+    late = hyp.word_lead_s is not None and hyp.word_lead_s < AUDIO_TAIL_S + LATE_WORD_S
+    return late or (hyp.word_prob is not None and hyp.word_prob < below)
+
+
 class TurnPolicy(Protocol):
     uses_transcript: bool  # ask for a transcript at every pause
     uses_audio_model: bool
@@ -92,6 +110,10 @@ class MeaningPolicy:
     progress (the chat model expects more words; or a trailing "and", "because", "um", a comma), and at
     ``end_ms`` when the signs disagree.
 
+    Words that read as finished are unclear when Whisper was unsure of the last one (``word_prob`` below
+    ``turn.last_word_min``): cut at a pause, speech gets completed with a guess ("a table for" heard as "a table
+    phone."), and the guess reads as a finished sentence.
+
         words \\ audio model   complete   incomplete   (no model)
         complete               fast       normal       fast
         unclear                normal     slow         normal
@@ -107,6 +129,7 @@ class MeaningPolicy:
         self.fast, self.normal, self.slow = cfg.fast_end_ms, cfg.end_ms, cfg.slow_end_ms
         self.threshold = cfg.model_threshold
         self.complete_at, self.incomplete_below = cfg.text_complete, cfg.text_incomplete
+        self.last_word_min = cfg.last_word_min
         self.uses_audio_model = audio_model
         self.max_silence_ms = max(self.fast, self.normal, self.slow)
 
@@ -117,6 +140,8 @@ class MeaningPolicy:
             hyp.text, hyp.text_prob, complete_at=self.complete_at, incomplete_below=self.incomplete_below, language=self.language_of(hyp)
         )
         audio = None if hyp.complete_prob is None else hyp.complete_prob >= self.threshold
+        if words == "complete" and guessed(hyp, self.last_word_min):
+            words = "unclear"  # a last word Whisper guessed: the sentence may go on
         if words == "incomplete":
             return self.slow
         if words == "complete":

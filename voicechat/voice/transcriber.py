@@ -23,10 +23,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from voicechat import stt_languages
+from voicechat.engines import whisper_turn
 from voicechat.stt_languages import TurnText
 from voicechat.voice.endpoint import Hypothesis
 from voicechat.voice.io import RATE
@@ -221,7 +223,7 @@ class Transcriber:
             language = self.language or utt.language
             if language is None and not commit and not final and utt.guessed_on >= DECIDE_AFTER_S * RATE:
                 language = utt.guess  # a partial during speech: the guess so far, no language step
-        text, prob, text_prob = None, None, None
+        text, prob, text_prob, word_prob, word_lead = None, None, None, None, None
         sure = False
         found: str | None = None
         try:
@@ -229,8 +231,10 @@ class Transcriber:
                 judging = self._judge(audio) if judge and self.turn_model is not None else None
                 if self.incremental or not commit:
                     self.language_steps += language is None and self.identifies and len(self.languages) != 1
-                    turn = self._turn(audio[start:], committed or None, language)
-                    text, found = turn.text, turn.language
+                    # at a pause, how sure Whisper is of the last word (engines that cannot tell leave it None)
+                    with whisper_turn.last_word_confidence() if commit else nullcontext(whisper_turn.Confidence()) as heard:
+                        turn = self._turn(audio[start:], committed or None, language)
+                    text, found, word_prob, word_lead = turn.text, turn.language, heard.last_word_prob, heard.last_word_lead_s
                     sure = turn.confidence >= DECIDE_AT and end - start >= DECIDE_AFTER_S * RATE
                 prob = judging.result() if judging is not None else None
                 self.decodes += 1
@@ -248,7 +252,9 @@ class Transcriber:
                 if utt.language is None and (final or commits):
                     utt.language = utt.guess or self.language  # the whole turn (or the committed part) decides
                 # the end-of-turn word rules read the words in the language they are in
-                hyp = Hypothesis(full, prob, text_prob, language=utt.language or utt.guess or self.language)
+                hyp = Hypothesis(
+                    full, prob, text_prob, language=utt.language or utt.guess or self.language, word_prob=word_prob, word_lead_s=word_lead
+                )
                 if text is not None or prob is not None:
                     utt.results[end] = hyp
                     utt.ready_at[end] = time.perf_counter()
