@@ -82,3 +82,18 @@ def test_a_given_language_never_pays_for_a_language_step():
     t._decode(utt, _speech(2.0), commit=True)
     t.final(utt, _speech(3.0))
     assert stt.calls == [("decode", 2.0, "fr"), ("decode", 3.0, "fr")] and t.language_steps == 0
+
+
+@pytest.mark.fast
+def test_partials_on_little_speech_decode_in_the_last_turns_language_without_a_step():
+    from voicechat.voice.transcriber import UtteranceText
+
+    stt = SureSTT([("de", 0.999), ("fr", 0.6)])
+    t, first = _transcriber(stt)
+    t.final(first, _speech(2.0))  # the first turn: decided German
+    assert first.language == "de" and t.last_language == "de"
+    nxt = UtteranceText()
+    t._decode(nxt, _speech(1.0), commit=False)  # too little to pick on: the turn before's language, no step
+    assert stt.calls[-1] == ("decode", 1.0, "de") and nxt.guess is None
+    t.final(nxt, _speech(2.0))  # the whole turn still decides
+    assert nxt.language == "fr" and t.last_language == "fr" and t.language_steps == 2

@@ -12,8 +12,8 @@ The utterance's language: fixed (stt.language, or one declared language), or, wi
 and decided by the first pass on at least ``DECIDE_AFTER_S`` of speech that is at least ``DECIDE_AT``
 sure, else by the turn's last pass, the one on the whole utterance, or at its first commit (long speech:
 the committed text stays in that language). Until then each pause's pass picks again (the turn may end
-there); partial transcripts during speech decode in the newest guess, picking again only while that
-guess was made on less than ``DECIDE_AFTER_S``. Deciding at one second, as before, was right far less
+there); partial transcripts during speech pick only once there is ``DECIDE_AFTER_S`` of it and no guess
+made on that much yet; before, they decode in the newest guess, or the language of the turn before. Deciding at one second, as before, was right far less
 often on espeak-ng speech; a sure pick at 1.5 s never changed at the end of a turn on the tuning voices
 (bench/languages.py).
 """
@@ -109,6 +109,7 @@ class Transcriber:
         self._judges: Any = None
         self.decodes = 0
         self.language_steps = 0  # passes that identified the language (one decoder step each)
+        self.last_language: str | None = None  # the language of the last turn whose language was decided
 
     # lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -155,6 +156,8 @@ class Transcriber:
             hyp = utt.results.get(end)
             if hyp is not None and hyp.text is not None:
                 utt.language = utt.language or utt.guess or self.language
+                if utt.language is not None and self.identifies:
+                    self.last_language = utt.language
                 return hyp.text, utt.ready_at.get(end, time.perf_counter())
         text = self._decode(utt, audio, commit=False, final=True).text or ""
         return text, time.perf_counter()
@@ -221,8 +224,11 @@ class Transcriber:
                 committed, start = "", 0
             utt.in_flight = end
             language = self.language or utt.language
-            if language is None and not commit and not final and utt.guessed_on >= DECIDE_AFTER_S * RATE:
-                language = utt.guess  # a partial during speech: the guess so far, no language step
+            if language is None and not commit and not final:  # a partial during speech: no language step when
+                if utt.guessed_on >= DECIDE_AFTER_S * RATE:  # a guess was made on enough speech,
+                    language = utt.guess
+                elif end - start < DECIDE_AFTER_S * RATE:  # or there is too little to pick on: the newest guess,
+                    language = utt.guess or self.last_language  # else the language of the turn before
         text, prob, text_prob, word_prob, word_lead = None, None, None, None, None
         sure = False
         found: str | None = None
@@ -251,6 +257,8 @@ class Transcriber:
                         utt.language = found  # sure on enough speech: decided
                 if utt.language is None and (final or commits):
                     utt.language = utt.guess or self.language  # the whole turn (or the committed part) decides
+                if utt.language is not None and self.identifies:
+                    self.last_language = utt.language
                 # the end-of-turn word rules read the words in the language they are in
                 hyp = Hypothesis(
                     full, prob, text_prob, language=utt.language or utt.guess or self.language, word_prob=word_prob, word_lead_s=word_lead
