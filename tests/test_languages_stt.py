@@ -72,7 +72,9 @@ class ScriptedSTT:
     def __init__(self, script: list[str]) -> None:
         self.script, self.calls = list(script), []
 
-    def transcribe_turn_in(self, audio, *, languages, prompt=None, beam_size=1, silero_filter=False) -> TurnText:
+    def transcribe_turn_in(self, audio, *, languages, prompt=None, beam_size=1, silero_filter=False, last_word=False) -> TurnText:
+        if len(languages) == 1:  # a given language: decoded in it
+            return TurnText(self.transcribe_turn(audio, language=languages[0]), languages[0], 1.0)
         self.calls.append(("identify", len(audio) / RATE, tuple(languages)))
         return TurnText("words", self.script.pop(0))
 
@@ -100,7 +102,7 @@ def test_every_pass_guesses_the_language_and_the_whole_turn_decides_it():
     assert text == "words" and utt.language == "de"
     assert [c[:2] for c in stt.calls] == [("identify", 0.5), ("identify", 1.5), ("identify", 2.0), ("identify", 3.0)]
     one = Transcriber(stt, TurnConfig(), None, incremental=True, languages=["fr"])  # type: ignore[arg-type]
-    assert one.transcribe_turn(second) == TurnText("words", "fr") and stt.calls[-1] == ("decode", 1.0, "fr")
+    assert one.transcribe_turn(second) == TurnText("words", "fr", 1.0) and stt.calls[-1] == ("decode", 1.0, "fr")
 
 
 @pytest.mark.fast

@@ -99,6 +99,8 @@ class TurnText:
     text: str
     language: str | None = None
     confidence: float = 0.0  # the language's probability among the candidates when it was identified; 1: given
+    last_word_prob: float | None = None  # (asked for, engines that can tell) Whisper's probability of the last word
+    last_word_lead_s: float | None = None  # (the same) from where that word starts to the end of the audio
 
 
 def fixed(language: str | None) -> str | None:
@@ -115,13 +117,16 @@ def transcribe_turn_in(
     prompt: str | None = None,
     beam_size: int = 1,
     silero_filter: bool = False,
+    last_word: bool = False,
 ) -> TurnText:
     """A turn transcribed in one of ``languages`` (picked from its audio when more than one; any when none), with
     the language it was decoded in: the engine's ``transcribe_turn_in`` where it has one (faster-whisper),
-    else its ``transcribe_turn`` with the only language, or its own detection (``info.language``)."""
+    else its ``transcribe_turn`` with the only language, or its own detection (``info.language``).
+    ``last_word``: with how sure the engine is of the last word, where it can tell."""
     among = getattr(stt, "transcribe_turn_in", None)
     if among is not None:
-        found: TurnText = among(audio, languages=languages, prompt=prompt, beam_size=beam_size, silero_filter=silero_filter)
+        more = {"last_word": True} if last_word else {}
+        found: TurnText = among(audio, languages=languages, prompt=prompt, beam_size=beam_size, silero_filter=silero_filter, **more)
         return found
     language = languages[0] if len(languages) == 1 else None
     text = stt.transcribe_turn(audio, prompt=prompt, beam_size=beam_size, silero_filter=silero_filter, language=language)

@@ -292,10 +292,18 @@ class FasterWhisper(SpeechToText):
         return self.transcribe_turn_in(audio, languages=languages, prompt=prompt, beam_size=beam_size, silero_filter=silero_filter).text
 
     def transcribe_turn_in(
-        self, audio: np.ndarray, *, languages: Sequence[str], prompt: str | None = None, beam_size: int = 1, silero_filter: bool = False
+        self,
+        audio: np.ndarray,
+        *,
+        languages: Sequence[str],
+        prompt: str | None = None,
+        beam_size: int = 1,
+        silero_filter: bool = False,
+        last_word: bool = False,
     ) -> TurnText:
         """A turn in one of ``languages`` (all the model's when empty): the only one, else the most probable by
-        Whisper's language identification on the encoder output that the decoding then uses."""
+        Whisper's language identification on the encoder output that the decoding then uses. ``last_word``: with
+        Whisper's probability of the last word and where it starts (short turns)."""
         from voicechat.engines import guard
         from voicechat.stt_languages import TurnText
 
@@ -311,10 +319,16 @@ class FasterWhisper(SpeechToText):
             languages = ["en"]
         from voicechat.engines.whisper_turn import decode_turn_in
 
-        short = None if silero_filter else decode_turn_in(self.model, audio, prompt=prompt, beam_size=beam_size, languages=languages)
+        short = (
+            None
+            if silero_filter
+            else decode_turn_in(self.model, audio, prompt=prompt, beam_size=beam_size, languages=languages, last_word=last_word)
+        )
         confidence = 1.0 if len(languages) == 1 else 0.0
+        word_prob, word_lead = None, None
         if short is not None:
             language, confidence = short.language, short.language_prob
+            word_prob, word_lead = short.last_word_prob, short.last_word_lead_s
             found = [
                 Segment(0.0, len(audio) / self.sample_rate, short.text, no_speech_prob=short.no_speech_prob, avg_logprob=short.avg_logprob)
             ]
@@ -333,7 +347,7 @@ class FasterWhisper(SpeechToText):
             found = [Segment(s.start, s.end, s.text.strip(), no_speech_prob=s.no_speech_prob, avg_logprob=s.avg_logprob) for s in segments]
         kept = guard.filter_segments(found, audio, self.sample_rate, self.cfg.no_speech_threshold)
         text = " ".join(s.text for s in kept).strip()
-        return TurnText(text, language if text else None, confidence if text else 0.0)
+        return TurnText(text, language if text else None, confidence if text else 0.0, word_prob, word_lead)
 
     def _identify(self, audio: np.ndarray, languages: Sequence[str], vad_filter: bool) -> str:
         """The most probable of ``languages`` for audio of any length (its first 30 s of speech)."""

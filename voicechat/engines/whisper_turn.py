@@ -13,17 +13,15 @@ very short audio ("Hi. Hi. Hi."): a repetition, or a transcript that runs to the
 decoded again on the full window.
 
 At a pause, Whisper hears speech cut mid-sentence and often completes it with a word it guesses ("a table
-for" becomes "a table phone."); the guess is a word it is unsure of. Inside :func:`last_word_confidence`, a
-decode also reads Whisper's probability of the transcript's last word (one more decoder pass over the
+for" becomes "a table phone."); the guess is a word it is unsure of. Asked with ``last_word``, a decode also
+reads Whisper's probability of the transcript's last word and where it starts (one more decoder pass over the
 tokens it chose), so the end-of-turn policy can tell a heard last word from a guessed one.
 """
 
 from __future__ import annotations
 
 import re
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +35,6 @@ MIN_WINDOW = 800
 MARGIN = 500
 SILENCE = 50  # frames of real silence after the speech; the rest of the window is zeros
 _PUNCTUATION = set(".?!,;:\u2026\u3002\uff1f\uff01")
-_local = threading.local()
 _REPEAT = re.compile(r"(\b.{2,40}?\b)(?:\W*\1){2,}|(\b[^.?!]{1,40}[.?!])\s*\2", re.IGNORECASE)
 
 
@@ -48,6 +45,8 @@ class TurnDecode:
     avg_logprob: float
     language: str | None = None  # the language it was decoded in
     language_prob: float = 0.0  # identified: its probability among the candidates; given: 1
+    last_word_prob: float | None = None  # (asked for) Whisper's probability of its last word (its least sure token)
+    last_word_lead_s: float | None = None  # (asked for) from where that word starts to the end of the audio
 
 
 def decode_turn(
@@ -62,11 +61,18 @@ def decode_turn(
 
 
 def decode_turn_in(
-    model: WhisperModel, audio: np.ndarray, *, prompt: str | None, beam_size: int, languages: Sequence[str]
+    model: WhisperModel,
+    audio: np.ndarray,
+    *,
+    prompt: str | None,
+    beam_size: int,
+    languages: Sequence[str],
+    last_word: bool = False,
 ) -> TurnDecode | None:
     """A short turn decoded in one of ``languages``: the only one given, else the most probable among them
     (among all the model's when empty) by Whisper's language identification on the same encoder output the
-    decoding then uses, so identifying costs one decoder step. None when the audio is longer than a window."""
+    decoding then uses, so identifying costs one decoder step. ``last_word``: also how sure Whisper is of the
+    last word and where it starts (one more decoder pass). None when the audio is longer than a window."""
     import ctranslate2
     from faster_whisper.tokenizer import Tokenizer
 
@@ -103,34 +109,15 @@ def decode_turn_in(
         looped = len(tokens) >= max_length - len(prompt_tokens) - 1 or bool(_REPEAT.search(text))
         if not looped or window == FULL:
             score = float(result.scores[0]) if result.scores else 0.0
-            record = getattr(_local, "confidence", None)
-            if record is not None:
-                record.last_word_prob, start = last_word(model, encoded, tokenizer, prompt_tokens, tokens, min(window, frames + SILENCE))
-                record.last_word_lead_s = (
-                    None if start is None or _REPEAT.search(text) else len(audio) / model.feature_extractor.sampling_rate - start
-                )
-            return TurnDecode(text, float(result.no_speech_prob), score, language if multilingual else "en", language_prob)
+            word_prob, lead = None, None
+            if last_word:
+                word_prob, start = last_word_of(model, encoded, tokenizer, prompt_tokens, tokens, min(window, frames + SILENCE))
+                lead = None if start is None or _REPEAT.search(text) else len(audio) / model.feature_extractor.sampling_rate - start
+            return TurnDecode(text, float(result.no_speech_prob), score, language if multilingual else "en", language_prob, word_prob, lead)
     return None  # unreachable: the full window always returns
 
 
-@dataclass
-class Confidence:
-    last_word_prob: float | None = None  # Whisper's probability of the last word it decoded (the least sure of its tokens)
-    last_word_lead_s: float | None = None  # from where that word starts to the end of the audio (None: a looped transcript)
-
-
-@contextmanager
-def last_word_confidence() -> Iterator[Confidence]:
-    """Within it, a short turn decoded on this thread also gets Whisper's probability of its last word."""
-    record = Confidence()
-    _local.confidence = record
-    try:
-        yield record
-    finally:
-        _local.confidence = None
-
-
-def last_word(
+def last_word_of(
     model: WhisperModel, encoded: Any, tokenizer: Any, prompt_tokens: list[int], tokens: list[int], frames: int
 ) -> tuple[float | None, float | None]:
     """The least probability among the tokens of the last word of ``tokens`` (its final punctuation left out), and

@@ -81,13 +81,26 @@ class SharedSTT(SpeechToText):
             return self.engine.transcribe_turn(audio, prompt=prompt, beam_size=beam_size, silero_filter=silero_filter, language=language)
 
     def transcribe_turn_in(
-        self, audio: np.ndarray, *, languages: Sequence[str], prompt: str | None = None, beam_size: int = 1, silero_filter: bool = False
+        self,
+        audio: np.ndarray,
+        *,
+        languages: Sequence[str],
+        prompt: str | None = None,
+        beam_size: int = 1,
+        silero_filter: bool = False,
+        last_word: bool = False,
     ) -> TurnText:
         from voicechat.stt_languages import transcribe_turn_in
 
         with self._lock:
             return transcribe_turn_in(
-                self.engine, audio, languages=languages, prompt=prompt, beam_size=beam_size, silero_filter=silero_filter
+                self.engine,
+                audio,
+                languages=languages,
+                prompt=prompt,
+                beam_size=beam_size,
+                silero_filter=silero_filter,
+                last_word=last_word,
             )
 
     def warm_up(self) -> None:

@@ -23,12 +23,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from voicechat import stt_languages
-from voicechat.engines import whisper_turn
 from voicechat.stt_languages import TurnText
 from voicechat.voice.endpoint import Hypothesis
 from voicechat.voice.io import RATE
@@ -171,15 +169,22 @@ class Transcriber:
         with self._engine:
             return self._turn(audio, None, self.language)
 
-    def _turn(self, audio: np.ndarray, prompt: str | None, language: str | None) -> TurnText:
-        """One pass: in ``language`` when it is known, else in the most probable of the declared languages."""
-        if language is not None or not self.identifies:
+    def _turn(self, audio: np.ndarray, prompt: str | None, language: str | None, last_word: bool = False) -> TurnText:
+        """One pass: in ``language`` when it is known, else in the most probable of the declared languages.
+        ``last_word``: with how sure the engine is of the last word, where it can tell (at a pause)."""
+        if language is None and not self.identifies or language is not None and not hasattr(self.stt, "transcribe_turn_in"):
             text = self.stt.transcribe_turn(
                 audio, prompt=prompt, beam_size=self.cfg.beam_size, silero_filter=self.cfg.silero_filter, language=language
             )
             return TurnText(text, language)
         return stt_languages.transcribe_turn_in(
-            self.stt, audio, languages=self.languages, prompt=prompt, beam_size=self.cfg.beam_size, silero_filter=self.cfg.silero_filter
+            self.stt,
+            audio,
+            languages=[language] if language is not None else self.languages,
+            prompt=prompt,
+            beam_size=self.cfg.beam_size,
+            silero_filter=self.cfg.silero_filter,
+            last_word=last_word,
         )
 
     def _judge(self, audio: np.ndarray) -> Any:
@@ -238,9 +243,8 @@ class Transcriber:
                 if self.incremental or not commit:
                     self.language_steps += language is None and self.identifies and len(self.languages) != 1
                     # at a pause, how sure Whisper is of the last word (engines that cannot tell leave it None)
-                    with whisper_turn.last_word_confidence() if commit else nullcontext(whisper_turn.Confidence()) as heard:
-                        turn = self._turn(audio[start:], committed or None, language)
-                    text, found, word_prob, word_lead = turn.text, turn.language, heard.last_word_prob, heard.last_word_lead_s
+                    turn = self._turn(audio[start:], committed or None, language, last_word=commit)
+                    text, found, word_prob, word_lead = turn.text, turn.language, turn.last_word_prob, turn.last_word_lead_s
                     sure = turn.confidence >= DECIDE_AT and end - start >= DECIDE_AFTER_S * RATE
                 prob = judging.result() if judging is not None else None
                 self.decodes += 1
