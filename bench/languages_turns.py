@@ -9,7 +9,11 @@ when exactly one user turn went to it and that turn holds words from both sides 
 method of bench/latency.py). The cut is placed where espeak-ng ends the words before the pause when it
 speaks them alone, moved to the quietest 20 ms nearby.
 
-    python bench/languages_turns.py [--languages en,de,fr] [--rounds 1] [--detector meaning]
+    python bench/languages_turns.py [--languages en,de,fr] [--rounds 1] [--detector meaning] [--voices de=mb-de6,...]
+
+``--voices`` speaks a language with another espeak-ng voice: MBROLA's (``mb-us1``, ``mb-de6``, ``mb-fr1``: Debian's
+mbrola-* packages) are far more intelligible to Whisper base than espeak-ng's own German and French, whose
+transcripts often match neither half of a question.
 """
 
 from __future__ import annotations
@@ -158,7 +162,13 @@ def main() -> None:
     ap.add_argument("--languages", default="en,de,fr")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--detector", default="meaning", choices=("meaning", "silence"))
+    ap.add_argument("--voices", default="", help="LANG=VOICE,...: speak a language with this espeak-ng voice (de=mb-de6)")
     args = ap.parse_args()
+    for item in filter(None, args.voices.split(",")):
+        language, _, voice = item.partition("=")
+        if language not in VOICE or not voice:
+            raise SystemExit(f"--voices: {item!r} is not LANG=VOICE with LANG one of {', '.join(VOICE)}")
+        VOICE[language] = voice
     if models.multilingual_whisper() is None:
         raise SystemExit('the multilingual Whisper is not installed: pip install "voicechat[multilingual]"')
     for language in args.languages.split(","):
