@@ -227,7 +227,7 @@ def test_a_recorded_backchannel_lets_the_reply_go_on_and_a_real_interruption_sto
     listener = Listener(
         cfg,
         Mic16k(audio),
-        SilencePolicy(300),
+        SilencePolicy(800),  # (the comma in "Stop, what time" must not end the turn: this tests barge-in, not the end)
         transcriber,
         emit=events.append,
         deliver=turns.append,

@@ -70,7 +70,11 @@ class Listener:
         wake: Any = None,
         said: Callable[[], str] | None = None,
         on_hold: Callable[[bool], bool] | None = None,
+        pausable: bool = True,
     ) -> None:
+        """``pausable``: the reply can be paused where it plays (a sound card), so speech over it may be heard out
+        as a backchannel; False (a client or a file plays it): speech over it stops it at once, as OpenAI's
+        Realtime clients and the WebSocket clients expect."""
         self.cfg = config
         self.source, self.policy, self.transcriber = source, policy, transcriber
         self.emit, self.deliver, self.set_state = emit, deliver, set_state
@@ -85,7 +89,7 @@ class Listener:
             barge_in=config.listen.barge_in,
             echo=echo,
             checks_words=said is not None,
-            backchannels=backchannels(config),
+            backchannels=backchannels(config) if pausable else None,
         )
         self._seg: Segmenter | None = None
         self._utt: UtteranceText | None = None

@@ -117,6 +117,7 @@ class VoiceSession:
                 answering=self._answering,
                 on_barge_in=self._barged_in,
                 on_hold=self.sink.hold,
+                pausable=getattr(self.sink, "pausable", False),
                 echo=self.sink.audible,
                 wake=wake,
                 said=self.speech.said if config.listen.barge_in and self.sink.audible else None,

@@ -17,6 +17,7 @@ class SpeakerSink:
 
     speaks = True
     audible = True
+    pausable = True  # hold() pauses the sound where it plays (voice.barge: a backchannel lets it go on)
     reports_far_end = True
 
     def __init__(self, speaker: Speaker) -> None:
