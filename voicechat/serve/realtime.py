@@ -42,7 +42,13 @@ MAX_QUEUED_S = 8  # server_vad: audio received and not yet heard by the listener
 
 class RealtimeSink(ClientSink):
     """Reply audio as the API sends it: as fast as it is made, the client plays (and reports a cut with
-    ``conversation.item.truncate``). Text-only responses make it silent."""
+    ``conversation.item.truncate``). Text-only responses make it silent.
+
+    A stopped reply does not wait for that report: the API's clients truncate when they like (or never), and the
+    turn's record is amended when they do (RealtimeConnection._truncate). Waiting held the cancelled response.done,
+    and the answer to the speech that stopped it, for a second after every barge-in."""
+
+    confirm_wait_s = 0.0
 
     def __init__(self, send: Any, closed: threading.Event) -> None:
         super().__init__(send, closed)

@@ -38,7 +38,7 @@ from voicechat.serve import realtime_events as rt
 from voicechat.serve.errors import ApiError
 from voicechat.serve.realtime import RealtimeConnection, RealtimeSink
 from voicechat.serve.webrtc_audio import RATE, Note, ReplyAudio
-from voicechat.serve.wsio import DRAIN_SLACK_S, ClientSink
+from voicechat.serve.wsio import CONFIRM_WAIT_S, DRAIN_SLACK_S, ClientSink
 
 if TYPE_CHECKING:
     from voicechat.serve.state import ServerState
@@ -357,7 +357,9 @@ class ChannelSocket:
 
 class CallSink(RealtimeSink):
     """Reply audio to the call's track. The server plays it, so the reply is over when it has been played
-    (``drain`` waits for the track to say so), and a cut reply reports what was played."""
+    (``drain`` waits for the track to say so), and a cut reply reports what was played (at once: it is in process)."""
+
+    confirm_wait_s = CONFIRM_WAIT_S
 
     def __init__(self, send: Any, closed: threading.Event, queued: Callable[[], float]) -> None:
         super().__init__(send, closed)

@@ -204,6 +204,7 @@ class ClientSink:
     speaks = True
     audible = True  # the client plays it aloud: its echo may reach the client's microphone
     reports_far_end = False  # (the client cancels its own echo: browsers do)
+    confirm_wait_s = CONFIRM_WAIT_S  # a stopped reply waits this long for the client to say how far it played
 
     def __init__(self, send: Callable[[dict[str, Any], bytes | None], None], closed: threading.Event) -> None:
         self.send = send
@@ -275,8 +276,8 @@ class ClientSink:
                 self._done.set()
 
     def playback(self) -> Playback:
-        if self._stopped and self._sent and not self._done.is_set() and not self._waited:
-            self._done.wait(CONFIRM_WAIT_S)  # the client answers an audio_stop with how far it got
+        if self._stopped and self._sent and not self._done.is_set() and not self._waited and self.confirm_wait_s:
+            self._done.wait(self.confirm_wait_s)  # the client answers an audio_stop with how far it got
             self._waited = True
         with self._lock:
             total = sum(s.seconds for s in self._sent)

@@ -100,6 +100,7 @@ class Listener:
         self._stop: threading.Event | None = None
         self.frame_s = config.listen.frame_ms / 1000
         self._partial_frames = max(1, config.turn.partial_every_ms // config.listen.frame_ms)
+        self._announced = True  # the speech in progress was announced (ev.Speech "started"), by the listener or a barge-in
 
     def set_mode(self, mode: str) -> None:
         self.mode = mode
@@ -170,9 +171,9 @@ class Listener:
                     pause_end = 0
                     since_partial = 0
                     barge.speech_started(now, at, answering, self.source.hears_speaker)
+                    self._announced = False
                     if not self.answering():
-                        self.emit(ev.Speech("started"))
-                        self.set_state("hearing")
+                        self._announce()
                 elif isinstance(event, Pause) and seg.active:
                     so_far = seg.audio()
                     pause_end = len(so_far)  # the key of this pause's result (the audio stops growing here)
@@ -191,6 +192,8 @@ class Listener:
                 continue
             if not barge.speech_frame(at, seg.voiced * self.cfg.listen.frame_ms, seg.silence_ms, self.cfg.listen.frame_ms):
                 continue  # the assistant's own voice: forgotten
+            if not self._announced and not self.answering():
+                self._announce()  # speech that began over a reply which then ended before it was told apart: it is a turn
             if seg.silence_run == 0:
                 since_partial += 1
                 if (
@@ -210,6 +213,12 @@ class Listener:
                     if barge.turn_over():
                         self._end(seg, now)
                     self._utt = None
+
+    def _announce(self) -> None:
+        """Say that the user's speech started, once per utterance (a barge-in says so itself: _Port.stop_reply)."""
+        self._announced = True
+        self.emit(ev.Speech("started"))
+        self.set_state("hearing")
 
     def _forget(self) -> None:
         """The speech in progress (if any) is not the user's: no turn, no more partial transcripts of it."""
@@ -324,6 +333,7 @@ class _Port:
         return bool(self.l.on_hold(on)) if self.l.on_hold is not None else False
 
     def stop_reply(self) -> None:
+        self.l._announced = True  # (the session's barge-in announces the speech that stopped the reply)
         self.l.on_barge_in()
 
     def forget(self) -> None:
