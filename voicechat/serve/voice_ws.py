@@ -6,6 +6,9 @@ Protocol (README "Voice sessions over a WebSocket" has an example client):
   ``talk --json`` prints them (status, partial, user, reply_delta, reply, turn_stats, tool_call,
   tool_result, notice, error, dropped, summary), and reply audio as ``{"type": "audio", ...}``
   followed by one binary message of 16-bit PCM; ``audio_end`` / ``audio_stop`` close a reply's audio;
+  with ``?hold=1`` (the client can pause its playback), ``audio_hold`` with ``on`` true pauses the reply where it
+  is and ``on`` false lets it go on: speech over a reply pauses it until it is known whether it is a backchannel
+  ("uh-huh"), a cough or the reply's echo (it goes on) or the user taking the turn (``audio_stop``);
 - the client streams binary messages of 16 kHz mono 16-bit PCM up, and sends JSON messages:
   ``text``, ``command``, ``clear``, ``interrupt``, ``record`` (push-to-talk), ``played``, ``mode``, ``end``.
 
@@ -73,6 +76,7 @@ class VoiceConnection:
         self.closed = threading.Event()
         self.session: VoiceSession | None = None
         self.sink: ClientSink | None = None
+        self.holds = False  # the client pauses its playback on audio_hold (?hold=1)
         self.source: PushSource | None = None
         self.last_heard = time.monotonic()
         self.started = time.monotonic()
@@ -139,7 +143,7 @@ class VoiceConnection:
 
     # the session -------------------------------------------------------------------------------
     def _new_sink(self) -> ClientSink:
-        return ClientSink(self._send_audio, self.closed)
+        return ClientSink(self._send_audio, self.closed, pausable=self.holds)
 
     def _open(self, public_id: str | None, barge_in: bool | None, mode: str | None) -> VoiceSession:
         from voicechat.conversation.chat import Conversation, engines_info
@@ -443,6 +447,7 @@ async def voice_endpoint(ws: WebSocket) -> None:
         await refuse(CLOSE_BUSY, "not ready (loading the models or shutting down); try again shortly")
         return
     conn = VoiceConnection(state, ws)
+    conn.holds = (params.get("hold") or "").lower() in ("1", "true", "yes", "on")
     number = state.add_session(conn)
     if number is None:
         state.metrics.refused.labels("session").inc()

@@ -206,10 +206,15 @@ class ClientSink:
     reports_far_end = False  # (the client cancels its own echo: browsers do)
     confirm_wait_s = CONFIRM_WAIT_S  # a stopped reply waits this long for the client to say how far it played
 
-    def __init__(self, send: Callable[[dict[str, Any], bytes | None], None], closed: threading.Event) -> None:
+    def __init__(self, send: Callable[[dict[str, Any], bytes | None], None], closed: threading.Event, *, pausable: bool = False) -> None:
+        """``pausable``: the client said it pauses its playback on ``audio_hold`` (``?hold=1``): speech over a reply
+        pauses it there as on a sound card, so a backchannel lets it go on where it paused (voice.barge)."""
         self.send = send
         self.closed = closed
+        self.pausable = pausable
         self.reply = 0
+        self._held_at: float | None = None  # the reply is paused at the client since then
+        self._held_s = 0.0  # how long the current reply was paused at the client, in all
         self._sent: list[_Sent] = []
         self._first: float | None = None
         self._stopped = False
@@ -222,6 +227,7 @@ class ClientSink:
         with self._lock:
             self.reply += 1
             self._sent, self._first, self._stopped, self._played, self._waited = [], None, False, None, False
+            self._held_at, self._held_s = None, 0.0
             self._done.clear()
 
     def play(self, chunk: AudioChunk) -> None:
@@ -251,9 +257,8 @@ class ClientSink:
         with self._lock:
             total = sum(s.seconds for s in self._sent)
             started = self._first or time.perf_counter()
-        deadline = started + total + DRAIN_SLACK_S
         while not self._done.wait(0.05):
-            if self._stopped or self.closed.is_set() or time.perf_counter() > deadline:
+            if self._stopped or self.closed.is_set() or time.perf_counter() > started + total + self._paused_s() + DRAIN_SLACK_S:
                 return
 
     def stop(self) -> None:
@@ -264,7 +269,28 @@ class ClientSink:
             self.send({"type": "audio_stop", "reply": self.reply}, None)
 
     def hold(self, on: bool) -> bool:
-        return False  # the client plays, and does its own echo handling (a browser's echoCancellation)
+        """Pause the client's playback of the reply (``audio_hold``), or let it go on; True: it is now as asked.
+        A client that did not say it can pause is never paused (it plays on, and does its own echo handling)."""
+        if not self.pausable:
+            return False
+        with self._lock:
+            if on == (self._held_at is not None):
+                return True
+            if on and (self._stopped or not self._sent):
+                return False  # nothing is playing there
+            if on:
+                self._held_at = time.perf_counter()
+            elif self._held_at is not None:
+                self._held_s += time.perf_counter() - self._held_at
+                self._held_at = None
+            reply = self.reply
+        self.send({"type": "audio_hold", "reply": reply, "on": on}, None)
+        return True
+
+    def _paused_s(self) -> float:
+        """How long the current reply has been paused at the client (its real-time playback is that much later)."""
+        with self._lock:
+            return self._held_s + (time.perf_counter() - self._held_at if self._held_at is not None else 0.0)
 
     def confirm(self, reply: int, seconds: float, done: bool) -> None:
         """The client's report: ``seconds`` of reply ``reply`` have been played (``done``: it has stopped)."""
@@ -286,7 +312,8 @@ class ClientSink:
             elif not self._stopped:
                 played = total  # a client that never reports: a finished reply counts as played
             else:  # stopped, and the client said nothing: what real-time playback reached
-                played = time.perf_counter() - self._first if self._first is not None else 0.0
+                paused = self._held_s + (time.perf_counter() - self._held_at if self._held_at is not None else 0.0)
+                played = max(0.0, time.perf_counter() - self._first - paused) if self._first is not None else 0.0
             cut = self._played is not None and played < total - CUT_SLACK_S
             return Playback(_heard(self._sent, played), self._first, cut=cut)
 

@@ -63,7 +63,11 @@ class RemoteSession:
         reconnect_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._params = {"barge_in": None if barge_in is None else str(barge_in).lower(), "mode": mode}
+        self._params = {
+            "barge_in": None if barge_in is None else str(barge_in).lower(),
+            "mode": mode,
+            "hold": "1" if getattr(sink, "pausable", False) else None,  # a sound card pauses a reply (audio_hold)
+        }
         self.url = voice_url(server, {"session": resume, **self._params})
         self.server = server
         self.api_key = api_key
@@ -417,6 +421,9 @@ class RemoteSession:
         elif kind == "audio_end":
             reply = doc.get("reply")
             threading.Thread(target=self._report_when_played, args=(reply,), name="remote-played", daemon=True).start()
+        elif kind == "audio_hold":  # speech over the reply: paused until the server knows whose and what it is
+            if doc.get("reply") == self._reply:
+                self.sink.hold(bool(doc.get("on")))
         elif kind == "audio_stop":
             self.sink.stop()
             self._send({"type": "played", "reply": doc.get("reply"), "seconds": self._played_seconds(), "done": True})

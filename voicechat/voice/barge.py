@@ -188,6 +188,12 @@ class BargeIn:
         return "listening"
 
     @property
+    def undecided(self) -> bool:
+        """Speech over a reply not yet known to be the user's taking the turn (it may be the reply's echo, a cough or a
+        backchannel): its partial transcripts are not shown."""
+        return self.suspect or self.held or self.waiting or self._watching
+
+    @property
     def may_end_turn(self) -> bool:
         """Whether the turn policy may end the turn now: not while a paused reply waits for its verdict, nor while
         speech over a reply may still be a backchannel."""

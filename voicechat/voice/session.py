@@ -94,7 +94,7 @@ class VoiceSession:
                 incremental=incremental(config, stt),
                 turn_model=turn_model if config.turn.detector != "silence" else None,
                 on_error=self._fail,
-                on_partial=lambda utt, text: self.emit(ev.Partial(text)),
+                on_partial=self._partial,
                 read_text=self._read_text if config.turn.language_model else None,
             )
             if stt is not None
@@ -122,6 +122,13 @@ class VoiceSession:
                 wake=wake,
                 said=self.speech.said if config.listen.barge_in and self.sink.audible else None,
             )
+
+    def _partial(self, utt: object, text: str) -> None:
+        """A partial transcript, shown unless it is of speech over a reply not yet known to be the user's turn (a
+        backchannel, a cough or the reply's echo is then forgotten, and its words would stay on screen)."""
+        listener = self.listener
+        if listener is None or not listener.barge.undecided:
+            self.emit(ev.Partial(text))
 
     # events ------------------------------------------------------------------------------
     def subscribe(self, fn: Callable[[ev.Event], None]) -> None:

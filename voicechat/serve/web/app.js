@@ -11,6 +11,7 @@
   const $ = (id) => document.getElementById(id);
   const KEY_STORE = "voicechat.key";
   const LEAD_S = 0.05; // scheduling headroom for the first chunk of a reply
+  const HOLD_MAX_MS = 5000; // a reply paused for speech over it goes on by itself if the server never says (as talk's)
   const RETRY_MAX_S = 10;
   const RETRY_TRIES = 30;
   const MAX_BACKLOG = 256 * 1024; // bytes of microphone audio waiting in the socket (~8 s): past it, blocks are dropped
@@ -27,6 +28,7 @@
     playedSeconds: 0, playedReplies: 0, // reply audio confirmed played
     micBlocks: 0, micSamples: 0, // microphone audio sent
     partials: 0, // partial transcripts shown
+    holds: 0, resumes: 0, // replies paused here for speech over them (audio_hold), and let go on
     connects: 0,
   };
   const turns = []; // {time, role, text, interrupted, latency, source}
@@ -329,8 +331,10 @@
   }
 
   function played(p) {
-    if (p.frozen != null) return p.frozen;
-    const now = heardTime();
+    return p.frozen != null ? p.frozen : playedAt(p, heardTime());
+  }
+
+  function playedAt(p, now) { // seconds of the reply sounded by context time now
     let s = 0;
     for (const c of p.chunks) s += Math.min(Math.max(now - c.start, 0), c.duration);
     return s;
@@ -359,21 +363,66 @@
       notice("The browser holds the sound until you tap or press a key on the page.");
     }
     if (playing && playing.reply !== header.reply) finish(playing, played(playing));
-    if (!playing) playing = { reply: header.reply, chunks: [], end: 0, ended: false, done: false, timer: null };
+    if (!playing) playing = { reply: header.reply, chunks: [], end: 0, ended: false, done: false, timer: null, heldAt: null };
     const view = new DataView(data);
     const buf = c.createBuffer(1, n, header.sample_rate);
     const out = buf.getChannelData(0);
     for (let i = 0; i < n; i++) out[i] = view.getInt16(2 * i, true) / 32768;
-    const src = c.createBufferSource();
-    src.buffer = buf;
-    src.connect(c.destination);
-    const start = Math.max(playing.end, c.currentTime + LEAD_S);
-    src.start(start);
     const p = playing;
-    p.chunks.push({ src, start, duration: buf.duration });
-    p.end = start + buf.duration;
-    src.onended = () => checkDone(p);
+    if (p.heldAt != null) { // paused: it is queued, and sounds when the reply goes on
+      const start = Math.max(p.end, p.heldAt);
+      p.chunks.push({ src: null, buf, start, duration: buf.duration });
+      p.end = start + buf.duration;
+    } else {
+      const start = Math.max(p.end, c.currentTime + LEAD_S);
+      p.chunks.push({ src: schedule(p, buf, start, 0), buf, start, duration: buf.duration });
+      p.end = start + buf.duration;
+    }
     updateButtons();
+  }
+
+  function schedule(p, buf, when, offset) { // one chunk (from offset seconds into it) to sound at context time when
+    const src = ctx.createBufferSource();
+    src.buffer = buf;
+    src.connect(ctx.destination);
+    src.start(when, offset);
+    src.onended = () => checkDone(p);
+    return src;
+  }
+
+  // audio_hold: someone speaks over the reply. It pauses where it is heard now, and goes on from there (a
+  // backchannel, a cough) or is stopped (audio_stop). What is played counts once: paused time is not playing time.
+  function onAudioHold(replyNo, on) {
+    const p = playing;
+    if (!p || p.reply !== replyNo || p.done || !ctx || (p.frozen != null && p.heldAt == null)) return; // (stopped here)
+    if (on && p.heldAt == null) {
+      // what was rendered before now still leaves the speaker; it goes on from exactly here (nothing said twice)
+      p.heldAt = ctx.currentTime;
+      p.frozen = playedAt(p, p.heldAt);
+      for (const c of p.chunks) {
+        if (c.src) { c.src.onended = null; try { c.src.stop(); } catch (_) { /* not started yet */ } }
+        c.src = null;
+      }
+      clearTimeout(p.timer);
+      clearTimeout(p.holdTimer); // a hold nobody releases ends by itself, as on a sound card
+      p.holdTimer = setTimeout(() => onAudioHold(p.reply, false), HOLD_MAX_MS);
+      stats.holds += 1;
+    } else if (!on && p.heldAt != null) {
+      clearTimeout(p.holdTimer);
+      const resumeAt = ctx.currentTime + LEAD_S;
+      const shift = resumeAt - p.heldAt; // every chunk not yet heard sounds this much later than planned
+      for (const c of p.chunks) {
+        if (c.start + c.duration <= p.heldAt) continue; // heard before the pause
+        const offset = Math.max(0, p.heldAt - c.start);
+        c.start += shift;
+        c.src = schedule(p, c.buf, c.start + offset, offset);
+      }
+      p.end += shift;
+      p.heldAt = null;
+      p.frozen = null;
+      stats.resumes += 1;
+      if (p.ended) onAudioEnd(p.reply);
+    }
   }
 
   function checkDone(p) {
@@ -385,6 +434,7 @@
     if (p.done) return;
     p.done = true;
     clearTimeout(p.timer);
+    clearTimeout(p.holdTimer);
     confirm(p.reply, seconds);
     if (playing === p) playing = null;
     updateButtons();
@@ -410,7 +460,10 @@
     const seconds = played(p);
     p.frozen = seconds;
     clearTimeout(p.timer);
+    clearTimeout(p.holdTimer);
+    p.heldAt = null;
     for (const c of p.chunks) {
+      if (!c.src) continue; // (paused: not scheduled)
       c.src.onended = null;
       try { c.src.stop(); } catch (_) { /* not started yet */ }
     }
@@ -580,6 +633,7 @@
     const url = new URL("v1/voice", location.href); // relative: the page may sit under a proxy's prefix
     url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
     if (sessionId != null) url.searchParams.set("session", String(sessionId));
+    url.searchParams.set("hold", "1"); // this page pauses a reply for speech over it (audio_hold)
     const protocols = ["voicechat"];
     const key = apiKey();
     if (key) protocols.push(`voicechat.key.${b64url(key)}`);
@@ -670,6 +724,7 @@
       case "turn_stats": onStats(msg.latency); break;
       case "audio_end": onAudioEnd(msg.reply); break;
       case "audio_stop": onAudioStop(msg.reply); break;
+      case "audio_hold": onAudioHold(msg.reply, !!msg.on); break;
       case "notice": notice(msg.message); break;
       case "error":
         if (connected) error(msg.message);
