@@ -23,7 +23,7 @@ from voicechat.voice.listener import backchannels
 fast = pytest.mark.fast
 
 
-def machine(port: Port, *, hears_speaker: bool = True, interrupt: bool = False, **timing) -> Mic:
+def machine(port: Port, *, hears_speaker: bool = True, interrupt: bool = False, pause_for_echo: bool = True, **timing) -> Mic:
     m = BargeIn(
         BargeTiming(**timing),
         port,
@@ -31,6 +31,7 @@ def machine(port: Port, *, hears_speaker: bool = True, interrupt: bool = False, 
         echo=True,
         checks_words=True,
         backchannels=None if interrupt else Backchannels(ENGLISH),
+        pause_for_echo=pause_for_echo,
         clock=port.clock,
     )
     return Mic(m, port, end_ms=300, hears_speaker=hears_speaker)  # (a turn policy that would end any turn at 300 ms)
@@ -164,6 +165,25 @@ def test_a_sink_that_cannot_pause_plays_on_until_the_speech_is_decided():
     assert "stop" not in log  # it plays on meanwhile
     log = mic.say(voiced(30) + quiet(600))
     assert "stop" in log and mic.turns == [True]
+
+
+# -- a client that plays the reply and cancels its own echo (the page, talk --server: ?hold=1) --------------------------
+@fast
+def test_a_client_reply_plays_on_while_words_tell_its_echo_and_pauses_for_a_backchannel():
+    """Its echo is the client's to cancel: speech that may be it does not pause the reply (a pause would be a gap
+    each time the canceller leaks). Once the words say it is not the reply's, a backchannel pauses it until it is
+    heard out, and it goes on; the reply's own words are forgotten with no pause at all."""
+    port = Port(Clock(), texts=["Okay, I see."])
+    mic = machine(port, pause_for_echo=False)
+    log = mic.say(voiced(270))
+    assert "pause" not in log, log  # plays on: not yet told apart
+    log = mic.say(voiced(180) + quiet(600))
+    assert log.count("pause") == 1 and log.count("go on") == 1 and "stop" not in log and not mic.turns, log
+    assert notices(log) == ["went on with the reply (backchannel 'Okay, I see.')"]
+    port.log.clear()
+    port.texts = [port.said_text]  # the reply's own words, leaking through the client's canceller
+    log = mic.say(voiced(450) + quiet(600))
+    assert "pause" not in log and "stop" not in log and not mic.turns, log
 
 
 @fast

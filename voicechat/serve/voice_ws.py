@@ -7,8 +7,8 @@ Protocol (README "Voice sessions over a WebSocket" has an example client):
   tool_result, notice, error, dropped, summary), and reply audio as ``{"type": "audio", ...}``
   followed by one binary message of 16-bit PCM; ``audio_end`` / ``audio_stop`` close a reply's audio;
   with ``?hold=1`` (the client can pause its playback), ``audio_hold`` with ``on`` true pauses the reply where it
-  is and ``on`` false lets it go on: speech over a reply pauses it until it is known whether it is a backchannel
-  ("uh-huh"), a cough or the reply's echo (it goes on) or the user taking the turn (``audio_stop``);
+  is and ``on`` false lets it go on: speech over a reply that is not its echo pauses it until it is known whether
+  it is a backchannel ("uh-huh") or a cough (it goes on) or the user taking the turn (``audio_stop``);
 - the client streams binary messages of 16 kHz mono 16-bit PCM up, and sends JSON messages:
   ``text``, ``command``, ``clear``, ``interrupt``, ``record`` (push-to-talk), ``played``, ``mode``, ``end``.
 

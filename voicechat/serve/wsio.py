@@ -205,6 +205,7 @@ class ClientSink:
     audible = True  # the client plays it aloud: its echo may reach the client's microphone
     reports_far_end = False  # (the client cancels its own echo: browsers do)
     confirm_wait_s = CONFIRM_WAIT_S  # a stopped reply waits this long for the client to say how far it played
+    pause_for_echo = False  # paused only for speech known to be the user's: the client cancels its own echo (no gaps for it)
 
     def __init__(self, send: Callable[[dict[str, Any], bytes | None], None], closed: threading.Event, *, pausable: bool = False) -> None:
         """``pausable``: the client said it pauses its playback on ``audio_hold`` (``?hold=1``): speech over a reply

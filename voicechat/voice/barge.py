@@ -146,15 +146,19 @@ class BargeIn:
         echo: bool,
         checks_words: bool,
         backchannels: Backchannels | None = None,
+        pause_for_echo: bool = True,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         """``backchannels``: speech over a reply made of these words ("uh-huh", "yeah"), or of no words at all, lets
-        it go on (voice.backchannel); None: any speech over a reply that is the user's stops it."""
+        it go on (voice.backchannel); None: any speech over a reply that is the user's stops it.
+        ``pause_for_echo``: speech that may be the reply's echo pauses the reply to tell (a sound card); False: the
+        reply plays on while its words tell (a client that cancels its own echo: a pause there would be a gap)."""
         self.t, self.port, self.clock = timing, port, clock
         self.backchannels = backchannels
         self.barge_in = barge_in  # speech over a reply may stop it
         self.echo = echo  # the sink is a real loudspeaker: its sound reaches the microphone
         self.checks_words = checks_words  # speech over a reply is checked against what was said (voice.self_echo)
+        self.pause_for_echo = pause_for_echo
         self.held = False  # the reply is paused for the speech in progress
         self.barge = False  # the speech over the reply is to stop it once long enough
         self.suspect = False  # the speech may be the assistant's own voice coming back
@@ -261,7 +265,9 @@ class BargeIn:
             # being transcribed) and let the reply go on too soon; the quiet began then
             in_quiet = at < self.resumed_at and at - self.held_at >= self.t.echo_gone_s
             self.after = 0
-            if not in_quiet and not self.t.pause_at_start and self._knows_near():
+            if not self.pause_for_echo:
+                pass  # the reply plays on while the words tell (speech_frame: check_at)
+            elif not in_quiet and not self.t.pause_at_start and self._knows_near():
                 self.waiting = True  # the reply plays on until a sound its echo cannot explain is heard (speech_frame)
             else:
                 self._hold(True)

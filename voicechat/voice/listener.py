@@ -71,10 +71,12 @@ class Listener:
         said: Callable[[], str] | None = None,
         on_hold: Callable[[bool], bool] | None = None,
         pausable: bool = True,
+        pause_for_echo: bool = True,
     ) -> None:
         """``pausable``: the reply can be paused where it plays (a sound card), so speech over it may be heard out
         as a backchannel; False (a client or a file plays it): speech over it stops it at once, as OpenAI's
-        Realtime clients and the WebSocket clients expect."""
+        Realtime clients and the WebSocket clients expect. ``pause_for_echo``: speech that may be the reply's echo
+        pauses it to tell (a sound card); False: the words tell (a client cancels its own echo)."""
         self.cfg = config
         self.source, self.policy, self.transcriber = source, policy, transcriber
         self.emit, self.deliver, self.set_state = emit, deliver, set_state
@@ -90,6 +92,7 @@ class Listener:
             echo=echo,
             checks_words=said is not None,
             backchannels=backchannels(config) if pausable else None,
+            pause_for_echo=pause_for_echo,
         )
         self._seg: Segmenter | None = None
         self._utt: UtteranceText | None = None

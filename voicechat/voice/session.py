@@ -118,6 +118,7 @@ class VoiceSession:
                 on_barge_in=self._barged_in,
                 on_hold=self.sink.hold,
                 pausable=getattr(self.sink, "pausable", False),
+                pause_for_echo=getattr(self.sink, "pause_for_echo", True),
                 echo=self.sink.audible,
                 wake=wake,
                 said=self.speech.said if config.listen.barge_in and self.sink.audible else None,
