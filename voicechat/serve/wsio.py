@@ -277,7 +277,7 @@ class ClientSink:
         with self._lock:
             if on == (self._held_at is not None):
                 return True
-            if on and (self._stopped or not self._sent):
+            if on and (self._stopped or not self._sent or self._done.is_set()):
                 return False  # nothing is playing there
             if on:
                 self._held_at = time.perf_counter()

@@ -175,7 +175,7 @@ class Listener:
                     since_partial = 0
                     barge.speech_started(now, at, answering, self.source.hears_speaker)
                     self._announced = False
-                    if not self.answering():
+                    if not self.answering() and not barge.undecided:  # (speech that may be the reply's echo: once told apart)
                         self._announce()
                 elif isinstance(event, Pause) and seg.active:
                     so_far = seg.audio()
@@ -195,8 +195,8 @@ class Listener:
                 continue
             if not barge.speech_frame(at, seg.voiced * self.cfg.listen.frame_ms, seg.silence_ms, self.cfg.listen.frame_ms):
                 continue  # the assistant's own voice: forgotten
-            if not self._announced and not self.answering():
-                self._announce()  # speech that began over a reply which then ended before it was told apart: it is a turn
+            if not self._announced and not self.answering() and not barge.undecided:
+                self._announce()  # speech that began over a reply which then ended, once it is known not to be its echo
             if seg.silence_run == 0:
                 since_partial += 1
                 if (
@@ -278,6 +278,8 @@ class Listener:
             self._deliver(event, utt, now, index)
 
     def _deliver(self, event: Utterance, utt: UtteranceText | None, now: float, index: int) -> None:
+        if not self._announced:
+            self._announce()  # (a turn is always announced before it goes to be answered)
         speech_end = now - (index - event.last_voiced_frame) * self.frame_s  # frames arrive in (source) real time
         self.deliver(UserTurn("voice", audio=event.audio, utt=utt, speech_end=speech_end, end_detected=now, cut_in=self.barge.cut_in()))
 

@@ -433,6 +433,7 @@
   function finish(p, seconds) {
     if (p.done) return;
     p.done = true;
+    if (!stoppedAt.has(p.reply)) stoppedAt.set(p.reply, seconds); // (an audio_stop after the end is answered with it)
     clearTimeout(p.timer);
     clearTimeout(p.holdTimer);
     confirm(p.reply, seconds);
