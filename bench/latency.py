@@ -1,23 +1,30 @@
 """Benchmark: how soon `voicechat talk` answers, heard from outside the process.
 
-One spoken conversation (questions by piper, some with a 400-700 ms pause in the middle of
-the sentence, plus a noise burst, a cough and silence) is played in real time into a private
-PulseAudio microphone while the real `voicechat talk` process runs; the speaker sink is
-recorded. Voice to voice is measured outside the process: the end of each question in the
-microphone recording to the first reply sample in the speaker recording (both recorded on the
-same clock). The same conversation, engines and prompts run through:
+A spoken conversation (questions, some with a pause in the middle of the sentence, plus a noise burst, a cough
+and silence) is played in real time into a private PulseAudio microphone while the real `voicechat talk` process
+runs; the speaker sink is recorded. Each sound is played once talk listens again (without barge-in talk does not
+hear a question said over its reply) and at least --gap seconds after the last one ended. Voice to voice is
+measured outside the process: the end of each question in the microphone recording to the first reply sample in
+the speaker recording (both recorded on the same clock). The questions are spoken by voices of the panel
+(bench/voice_panel.py; default Piper's joe, the voice the turn rules were tuned on); a paused question is the whole
+sentence spoken at once, with silence put in at a word boundary. The same questions, engines and prompts run
+through each design (bench/latency_panel.py), one talk run per voice and design, the designs in turn:
 
-  (a) talk as built (turns judged by meaning, transcription while the user speaks);
-  (b) the previous design, kept as config: a fixed 600 ms end rule, then whole-utterance
-      transcription with the file settings (beam 5, Silero filter) -- turn.detector=silence,
-      turn.incremental=false, turn.beam_size=5, turn.silero_filter=true;
-  (c) a naive pipeline in this process: transcribe, whole reply, synthesize all, play.
+  current   talk as built (turns judged by meaning, transcription while the user speaks);
+  before22  before issue 22's end-of-turn change, as far as config reaches: turn.last_word_min=0, turn.end_ms=700;
+  baseline  a fixed 600 ms end rule, then whole-utterance transcription with the file settings (beam 5, Silero
+            filter) -- turn.detector=silence, turn.incremental=false, turn.beam_size=5, turn.silero_filter=true;
+  and (c) a naive pipeline in this process: transcribe, whole reply, synthesize all, play.
 
-It prints voice to voice p50/p95 (external), the stage shares from talk's own turn_stats,
-the word error rate of the transcripts against the script, how many paused questions stayed
-one turn, turns made from noise, and the peak RSS of `voicechat talk`.
+It prints, per design, voice to voice p50/p95 (external) and the stage shares from talk's own turn_stats; then
+one table per voice (held-out voices in a block of their own) and pooled rows per split: voice to voice, paused
+questions kept whole, end of speech to end of turn on the finished questions (turn_stats), the WER of their
+transcripts and turns made from noise; and the peak RSS of `voicechat talk`. Talk's events and the recordings
+stay in the folder it names.
 
-    python bench/latency.py [--plain 8] [--paused 10] [--gap 12] [--rounds 1]
+    python bench/latency.py [--plain 8] [--paused 10] [--gap 3] [--rounds 1]
+    python bench/latency.py --voices joe,en-us+m1,en-gb+m2,en-us+m3,piper:joe:l1.25 --designs current,before22,baseline \\
+        --plain 5 --paused 5 --pauses 0.4-0.8 --gap 2.5 --max-tokens 16 --skip-naive
 """
 
 from __future__ import annotations
@@ -38,7 +45,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from common import BIN, med, p95, speech
+import latency_panel
+from common import BIN, med, p95
 from recording import Recordings
 
 from tests.helpers import wer
@@ -77,18 +85,11 @@ LLM_ENV = {
     # every turn sends [system, question] in every pipeline: the budget leaves no room for earlier rounds
     "VOICECHAT_MEMORY_MAX_CONTEXT_TOKENS": "64",
 }
-BASELINE_ENV = {
-    "VOICECHAT_TURN_DETECTOR": "silence",
-    "VOICECHAT_TURN_INCREMENTAL": "false",
-    "VOICECHAT_TURN_BEAM_SIZE": "5",
-    "VOICECHAT_TURN_SILERO_FILTER": "true",
-}
 RATE = 16000
 
 
-def paused_speech(text: str, split: int, pause_s: float, whisper) -> np.ndarray:
+def paused_speech(audio: np.ndarray, split: int, pause_s: float, whisper) -> np.ndarray:
     """The whole sentence spoken at once (natural prosody), with silence put in after word `split`."""
-    audio = speech(text)
     segments, _ = whisper.transcribe(audio, word_timestamps=True, beam_size=5)
     words = [w for s in segments for w in s.words]
     guess = int(RATE * (words[split - 1].end + words[split].start) / 2) if len(words) > split else int(RATE * words[-1].end)
@@ -99,35 +100,71 @@ def paused_speech(text: str, split: int, pause_s: float, whisper) -> np.ndarray:
     return np.concatenate([audio[:cut], np.zeros(int(RATE * pause_s), np.float32), audio[cut:]])
 
 
-def build(plain: int, paused: int, gap: float) -> tuple[np.ndarray, list[dict]]:
+def build(
+    plain: int, paused: int, voices: list | None = None, pauses: tuple[float, float] = (0.4, 0.7)
+) -> tuple[list[dict], list[tuple[str, int | np.ndarray]]]:
+    """The conversation: per voice, its questions in a shuffled order (voice k takes the lists from k * n on, so
+    the voices share some questions and not others), one noise (a noise burst, a cough, silence in turn; all
+    three with one voice) after its third question. Returns the questions (each with its voice, split and where
+    its speech lies in its audio) and the order they are played in: ("question", index) or ("noise", audio)."""
     from faster_whisper import WhisperModel
 
     from voicechat import models
 
     whisper = WhisperModel(models.whisper_model(), device="cpu", compute_type="int8")
+    say = latency_panel.Speaker()
+    voices = voices or latency_panel.resolve_voices("joe")
     rng = np.random.default_rng(7)
-    items: list[dict] = []
-    for q in PLAIN[:plain]:
-        items.append({"text": q, "audio": speech(q), "paused": False})
-    for i, (q, split) in enumerate(PAUSED[:paused]):
-        pause = 0.4 + 0.3 * i / max(1, paused - 1)
-        items.append(
-            {"text": q, "audio": paused_speech(q, split, pause, whisper), "paused": True, "pause_s": round(pause, 2), "split": split}
-        )
-    order = rng.permutation(len(items))
-    items = [items[i] for i in order]
-    parts = [np.zeros(int(RATE * 1.0), np.float32)]
-    noise = [
-        ("noise", (rng.standard_normal(RATE * 2) * 0.01).astype(np.float32)),
-        ("cough", np.concatenate([(rng.standard_normal(2400) * 0.4).astype(np.float32)])),
-        ("silence", np.zeros(RATE * 3, np.float32)),
+    noises = [
+        (rng.standard_normal(RATE * 2) * 0.01).astype(np.float32),  # a noise burst
+        (rng.standard_normal(2400) * 0.4).astype(np.float32),  # a cough
+        np.zeros(RATE * 3, np.float32),  # silence
     ]
-    for i, item in enumerate(items):
-        parts += [item["audio"], np.zeros(int(RATE * gap), np.float32)]
-        if i in (2, 6, 10) and noise:
-            name, sound = noise.pop(0)
-            parts += [sound, np.zeros(int(RATE * 3), np.float32)]
-    return np.concatenate(parts), items
+    items: list[dict] = []
+    order: list[tuple[str, int | np.ndarray]] = []
+    for k, voice in enumerate(voices):
+        mine: list[dict] = []
+        for j in range(plain):
+            q = PLAIN[(k * plain + j) % len(PLAIN)]
+            mine.append({"text": q, "audio": say(voice, q), "paused": False})
+        for j in range(paused):
+            q, split = PAUSED[(k * paused + j) % len(PAUSED)]
+            pause = pauses[0] + (pauses[1] - pauses[0]) * j / max(1, paused - 1)
+            audio = paused_speech(say(voice, q), split, pause, whisper)
+            mine.append({"text": q, "audio": audio, "paused": True, "pause_s": round(pause, 2), "split": split})
+        mine = [mine[i] for i in rng.permutation(len(mine))]
+        for j, item in enumerate(mine):
+            runs = loud_runs(item["audio"], RATE, floor_db=-36.0)
+            lead, end = (runs[0][0], runs[-1][1]) if runs else (0.0, len(item["audio"]) / RATE)
+            item.update(voice=voice.id, group=voice.split, lead_s=lead, speech_s=end - lead)
+            order.append(("question", len(items)))
+            items.append(item)
+            if j == 2 or (len(voices) == 1 and j in (6, 10)):
+                order.append(("noise", noises[k % 3] if len(voices) > 1 else noises[(j - 2) // 4]))
+    return items, order
+
+
+def by_voice(items: list[dict], order: list, voice: str) -> tuple[list[dict], list]:
+    """One voice's part of the conversation: its questions and what is played, in order."""
+    index = {k: n for n, k in enumerate(k for k, i in enumerate(items) if i["voice"] == voice)}
+    part, last = [], None
+    for kind, what in order:
+        if kind == "question":
+            last = items[what]["voice"]
+            if last == voice:
+                part.append((kind, index[what]))
+        elif last == voice:
+            part.append((kind, what))
+    return [i for i in items if i["voice"] == voice], part
+
+
+def joined(items: list[dict], order: list, gap: float) -> np.ndarray:
+    """The conversation as one recording, ``gap`` seconds of silence after each sound (for talk --input)."""
+    parts = [np.zeros(RATE, np.float32)]
+    for kind, what in order:
+        audio = items[what]["audio"] if kind == "question" else what
+        parts += [audio, np.zeros(int(RATE * gap), np.float32)]
+    return np.concatenate(parts)
 
 
 def loud_runs(
@@ -150,11 +187,13 @@ def loud_runs(
     return [(a, b) for a, b in runs if b - a >= min_len_s]
 
 
-def run_talk(conv: np.ndarray, env_extra: dict, workdir: Path) -> dict:
+def run_talk(items: list[dict], order: list, gap: float, env_extra: dict, workdir: Path) -> dict:
     """The real `voicechat talk` on a private PulseAudio card: events, and mic/speaker recordings on one clock.
 
-    Each recording starts at its own moment; a click played into both sinks at once (through a
-    combined sink) before talk starts gives the offset between them."""
+    Each sound is played into the microphone once talk listens again (its reply to the last one has ended:
+    without barge-in, talk does not hear a question said over its reply) and at least ``gap`` seconds after the
+    last sound ended. Each recording starts at its own moment; a click played into both sinks at once (through
+    a combined sink) before talk starts gives the offset between them."""
     with PulseCard(workdir) as card:
         env = {
             **os.environ,
@@ -173,84 +212,81 @@ def run_talk(conv: np.ndarray, env_extra: dict, workdir: Path) -> dict:
             env=env,
         )
         events: list[dict] = []
-        listening = threading.Event()
+        t0 = time.monotonic()
+        state = {"state": "", "since": t0}
+        changed = threading.Condition()
 
         def read() -> None:
+            assert proc.stdout is not None
             for line in proc.stdout:
                 e = json.loads(line)
-                events.append(e)
-                if e == {"type": "status", "state": "listening"}:
-                    listening.set()
+                now = time.monotonic()
+                e["_t"] = now - t0  # seconds into the conversation, on receipt
+                with changed:
+                    events.append(e)
+                    if e["type"] == "status":
+                        state.update(state=e["state"], since=now)
+                    changed.notify_all()
+
+        def listening_for(seconds: float, timeout: float) -> bool:
+            deadline = time.monotonic() + timeout
+            with changed:
+                while time.monotonic() < deadline:
+                    if state["state"] == "listening" and time.monotonic() - state["since"] >= seconds:
+                        return True
+                    changed.wait(0.05)
+            return False
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
-        if not listening.wait(120):
+        if not listening_for(0.0, 120):
             proc.kill()
+            assert proc.stderr is not None
             raise SystemExit(f"talk did not start: {proc.stderr.read().decode()[-2000:]}")
-        card.feed_mic(conv).wait()
-        time.sleep(3.0)
+        time.sleep(1.0)
+        with changed:
+            old, t0 = t0, time.monotonic()  # (the reader reads t0 from here on)
+            for e in events:
+                e["_t"] -= t0 - old  # startup events: before the conversation
+        starts: list[float] = [0.0] * len(items)
+        last_end = time.monotonic() - gap
+        for kind, what in order:
+            time.sleep(max(0.0, last_end + gap - time.monotonic()))
+            listening_for(0.5, 60.0)  # (a turn that never ends: go on after a minute)
+            audio = items[what]["audio"] if kind == "question" else what
+            began = time.monotonic()
+            card.feed_mic(audio).wait()
+            last_end = began + len(audio) / RATE
+            if kind == "question":
+                starts[what] = began - t0 + items[what]["lead_s"]
+        time.sleep(max(0.0, last_end + 1.0 - time.monotonic()))
+        listening_for(0.5, 30.0)
         proc.send_signal(signal.SIGINT)
         proc.wait(60)
         reader.join(5)
         mic, speaker, offset = rec.stop()
-    return {"events": events, "mic": mic, "speaker": speaker, "offset": offset}
-
-
-def words(text: str) -> list[str]:
-    import re
-
-    return re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split()
-
-
-def paused_counts(users: list[str], items: list[dict]) -> tuple[int, int, int, list[list[str]]]:
-    """Each user turn goes to the question it matches best (lowest WER against the whole question, or
-    against either part of a paused one); a paused question is kept whole when exactly one turn went to
-    it and that turn holds words from both sides of the pause. Turns matching no question are noise."""
-    assigned: list[list[str]] = [[] for _ in items]
-    noise = 0
-    for u in users:
-        scores = []
-        for k, i in enumerate(items):
-            w = words(i["text"])
-            parts = [w] + ([w[: i["split"]], w[i["split"] :]] if i["paused"] else [])
-            scores.append((min(wer(" ".join(p), u) for p in parts), k))
-        best, k = min(scores)
-        if best <= 0.6:
-            assigned[k].append(u)
-        else:
-            noise += 1
-    kept = split = 0
-    for k, i in enumerate(items):
-        if not i["paused"]:
-            continue
-        w = words(i["text"])
-        first, second = w[: i["split"]], w[i["split"] :]
-        got = assigned[k]
-        said = words(got[0]) if len(got) == 1 else []
-        whole = bool(said) and all(sum(x in said for x in part) >= 0.5 * len(part) for part in (first, second))
-        kept += whole
-        split += len(got) > 1 or (len(got) == 1 and not whole)
-    return kept, split, noise, assigned
+    (workdir / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    return {"events": events, "mic": mic, "speaker": speaker, "offset": offset, "starts": starts}
 
 
 def analyse(result: dict, items: list[dict]) -> dict:
+    """One run's figures: per voice (latency_panel.per_voice) and pooled over its voices."""
     events = result["events"]
-    users = [e["text"] for e in events if e["type"] == "user"]
     stats = [e["latency"] for e in events if e["type"] == "turn_stats"]
-    ends = [b for _, b in loud_runs(result["mic"], RATE, floor_db=-36.0, min_len_s=0.5)]  # questions, not the noise or the cough
-    starts = [a - result["offset"] for a, _ in loud_runs(result["speaker"], 48000, min_gap_s=0.5)]
-    v2v, early = [], 0
-    for end in ends:
-        if any(end - 1.0 < s <= end for s in starts):
-            early += 1  # a reply began before the question ended: the question was cut
-            continue
-        after = [s for s in starts if s > end]
-        if after and after[0] - end < 8.0:
-            v2v.append(after[0] - end)
-    kept, split, noise, assigned = paused_counts(users, items)
-    pairs = [(i["text"], " ".join(assigned[k])) for k, i in enumerate(items) if not i["paused"]]
-    ref = " ".join(r for r, _ in pairs)
-    hyp = " ".join(h for _, h in pairs)
+    starts = result["starts"]
+    heard = loud_runs(result["mic"], RATE, floor_db=-36.0, min_len_s=0.5)  # questions, not the noise or the cough
+    # the conversation's clock -> the mic recording's: the offset that lines the questions up with what was recorded
+    first = heard[0][0] - starts[0] if heard else 0.0
+    near = [a - s - first for s in starts for a, _ in heard if abs(a - s - first) < 0.3]
+    shift = first + (med(near) if near else 0.0)
+    ends = []
+    for s, item in zip(starts, items, strict=True):
+        guess = s + shift + item["speech_s"]
+        found = [b for _, b in heard if abs(b - guess) < 0.3]
+        ends.append(min(found, key=lambda b: abs(b - guess)) if found else guess)
+    replies = [a - result["offset"] for a, _ in loud_runs(result["speaker"], 48000, min_gap_s=0.5)]
+    voices = latency_panel.per_voice(result, items, ends, replies)
+    total = latency_panel.pool(list(voices.values()))
     share = {
         k: med([s[k] for s in stats if k in s] or [float("nan")])
         for k in ("endpoint", "stt", "transcript", "first_token", "first_chunk", "first_audio")
@@ -258,25 +294,26 @@ def analyse(result: dict, items: list[dict]) -> dict:
     if os.environ.get("BENCH_DEBUG"):
         print(
             "    questions:",
-            [i["text"] for i in items],
+            [(i["voice"], i["text"]) for i in items],
             "\n    turns:",
-            users,
+            [(round(e["_t"], 1), e["text"]) for e in events if e["type"] == "user"],
             "\n    ends:",
             [round(e, 2) for e in ends],
+            f"(mic runs matched {len(near)}/{len(items)})",
             "\n    reply starts:",
-            [round(x, 2) for x in starts],
+            [round(x, 2) for x in replies],
             flush=True,
         )
     return {
-        "turns": len(users),
-        "noise": noise,
-        "split": split,
-        "early": early,
-        "v2v": v2v,
+        "voices": voices,
+        "turns": sum(e["type"] == "user" for e in events),
+        "noise": total["noise"],
+        "early": total["early"],
+        "v2v": total["v2v"],
         "share": share,
-        "wer": wer(ref, hyp),
-        "paused_whole": kept,
-        "paused": sum(i["paused"] for i in items),
+        "wer": wer(" ".join(total["refs"]), " ".join(total["hyps"])),
+        "paused_whole": total["kept"],
+        "paused": total["paused"],
         "internal_v2v": [s["voice_to_voice"] for s in stats if "voice_to_voice" in s],
         "offset": result["offset"],
     }
@@ -289,7 +326,9 @@ def naive(items: list[dict]) -> list[float]:
     from voicechat.engines import registry
     from voicechat.engines.base import Message, TextDelta
 
-    cfg = resolve(overrides={"llm.temperature": 0.0, "llm.max_tokens": 32, "llm.system_prompt": SYSTEM})
+    cfg = resolve(
+        overrides={"llm.temperature": 0.0, "llm.max_tokens": int(LLM_ENV["VOICECHAT_LLM_MAX_TOKENS"]), "llm.system_prompt": SYSTEM}
+    )
     stt, llm, tts = (registry.create(k, cfg, concurrent=True) for k in ("stt", "llm", "tts"))
     out = []
     for i, item in enumerate(items):
@@ -341,17 +380,18 @@ def show(name: str, runs: list[dict]) -> None:
     offsets = ", ".join(f"{r['offset'] * 1000:.0f}" for r in runs)
     print(f"  {name}")
     print(
-        f"    voice to voice, heard (mic end of speech -> first speaker sample): p50 {med(v):.2f} s  p95 {p95(v):.2f} s"
-        f"  (n={len(v)}; clock offset between the recordings {offsets} ms)"
+        f"    voice to voice, heard (mic end of speech -> first speaker sample): p50 {med(v) if v else float('nan'):.2f} s"
+        f"  p95 {p95(v) if v else float('nan'):.2f} s  (n={len(v)}; clock offset between the recordings {offsets} ms)"
     )
     print(
         f"    talk's own turn_stats, p50: end of turn {s['endpoint']:.2f} s after end of speech; transcript {s['transcript']:.2f} s"
         f" after end of speech ({s['stt']:.2f} s after end of turn); first token {s['first_token']:.2f} s; first chunk"
-        f" {s['first_chunk']:.2f} s and first audio {s['first_audio']:.2f} s after end of turn; voice to voice {med(iv):.2f} s"
+        f" {s['first_chunk']:.2f} s and first audio {s['first_audio']:.2f} s after end of turn;"
+        f" voice to voice {med(iv) if iv else float('nan'):.2f} s"
     )
     for i, r in enumerate(runs):
         print(
-            f"    run {i + 1}: {r['turns']} turns; paused questions kept whole {r['paused_whole']}/{r['paused']}, cut {r['split']};"
+            f"    run {i + 1} ({', '.join(r['voices'])}): {r['turns']} turns; paused questions kept whole {r['paused_whole']}/{r['paused']};"
             f" replies that began before the question ended {r['early']}; turns from noise/cough/silence {r['noise']};"
             f" transcript WER on the questions without a pause {100 * r['wer']:.1f} %"
         )
@@ -359,33 +399,62 @@ def show(name: str, runs: list[dict]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--plain", type=int, default=8)
-    ap.add_argument("--paused", type=int, default=10)
-    ap.add_argument("--gap", type=float, default=12.0)
-    ap.add_argument("--rounds", type=int, default=1, help="(a) and (b) alternate this many times")
-    ap.add_argument("--skip-naive", action="store_true")
-    args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="vc-latency-"))
-    conv, items = build(args.plain, args.paused, args.gap)
-    print(
-        f"conversation: {len(items)} questions ({sum(i['paused'] for i in items)} with a mid-sentence pause of 0.40-0.70 s),"
-        f" a noise burst, a cough and silence; {len(conv) / RATE:.0f} s played in real time per pipeline"
+    ap.add_argument("--plain", type=int, default=8, help="questions without a pause, per voice")
+    ap.add_argument("--paused", type=int, default=10, help="questions with a mid-sentence pause, per voice")
+    ap.add_argument(
+        "--gap", type=float, default=3.0, help="at least this many seconds from the end of a sound to the next (and talk listens again)"
     )
-    a, b = [], []
+    ap.add_argument("--max-tokens", type=int, default=32, help="the reply's length in tokens (shorter replies: a shorter run)")
+    ap.add_argument("--pauses", default="0.4-0.7", help="the pauses' range in seconds, spread over a voice's paused questions")
+    ap.add_argument(
+        "--voices", default="joe", help="panel voices that speak (bench/voice_panel.py ids or a unique part of one; joe: Piper's joe)"
+    )
+    ap.add_argument("--designs", default="current,baseline", help=f"the designs run, in turn: {', '.join(latency_panel.DESIGNS)}")
+    ap.add_argument("--rounds", type=int, default=1, help="the designs alternate this many times")
+    ap.add_argument("--skip-naive", action="store_true")
+    ap.add_argument("--skip-rss", action="store_true")
+    args = ap.parse_args()
+    voices = latency_panel.resolve_voices(args.voices)
+    designs = latency_panel.resolve_designs(args.designs)
+    try:
+        lo, hi = (float(x) for x in args.pauses.split("-"))
+    except ValueError:
+        raise SystemExit(f"--pauses: {args.pauses!r} is not a range like 0.4-0.8") from None
+    tmp = Path(tempfile.mkdtemp(prefix="vc-latency-"))
+    print(f"talk's events and the recordings: {tmp}")
+    items, order = build(args.plain, args.paused, voices, (lo, hi))
+    conv = joined(items, order, args.gap)
+    LLM_ENV["VOICECHAT_LLM_MAX_TOKENS"] = str(args.max_tokens)
+    (tmp / "items.json").write_text(json.dumps([{k: v for k, v in i.items() if k != "audio"} for i in items], indent=1))
+    print(
+        f"conversation: {len(voices)} voice(s), {len(items)} questions ({sum(i['paused'] for i in items)} with a mid-sentence"
+        f" pause of {lo:.2f}-{hi:.2f} s), noise between them; {len(conv) / RATE:.0f} s of sound and gaps, played in real time"
+        f" per design ({', '.join(designs)}), each sound once talk listens again; {args.rounds} round(s); replies of at most"
+        f" {args.max_tokens} tokens",
+        flush=True,
+    )
+    runs: dict[str, list[dict]] = {d: [] for d in designs}
     for r in range(args.rounds):
-        a.append(analyse(run_talk(conv, {}, tmp / f"a{r}"), items))
-        b.append(analyse(run_talk(conv, BASELINE_ENV, tmp / f"b{r}"), items))
-    show("(a) talk as built", a)
-    show("(b) previous design (600 ms end rule, then whole-utterance transcription)", b)
-    va, vb = [x for r in a for x in r["v2v"]], [x for r in b for x in r["v2v"]]
-    print(f"  ratio (a)/(b) voice to voice p50 {med(va) / med(vb):.2f}   (goal <= 0.6)")
-    if not args.skip_naive:
+        for v in voices:  # one talk run per voice and design, the designs in turn: load that drifts hits all alike
+            mine, part = by_voice(items, order, v.id)
+            for d in designs:
+                work = tmp / f"{d}{r}-{v.id.replace(':', '_').replace('+', '_')}"
+                runs[d].append(analyse(run_talk(mine, part, args.gap, latency_panel.DESIGNS[d], work), mine))
+                print(f"  ran {d} on {v.id} (round {r + 1}) at {time.strftime('%H:%M:%S')}", flush=True)
+    for d in designs:
+        show(latency_panel.DESIGN_NAMES[d], runs[d])
+    latency_panel.tables({d: [r["voices"] for r in runs[d]] for d in designs}, voices, items)
+    v = {d: [x for r in runs[d] for x in r["v2v"]] for d in designs}
+    if "current" in v and "baseline" in v and v["current"] and v["baseline"]:
+        print(f"\n  ratio current/baseline voice to voice p50 {med(v['current']) / med(v['baseline']):.2f}   (goal <= 0.6)")
+    if not args.skip_naive and v.get("current"):
         n = naive(items)
         print(
             f"  (c) naive sequential, in process: end of speech -> whole reply synthesized p50 {med(n):.2f} s  p95 {p95(n):.2f} s;"
-            f"  ratio (a)/(c) {med(va) / med(n):.2f}"
+            f"  ratio current/naive {med(v['current']) / med(n):.2f}"
         )
-    print(f"  peak RSS of `voicechat talk` (default engines, 40 s of conversation): {peak_rss(tmp, conv):.0f} MB   (goal <= 800)")
+    if not args.skip_rss:
+        print(f"  peak RSS of `voicechat talk` (default engines, 40 s of conversation): {peak_rss(tmp, conv):.0f} MB   (goal <= 800)")
 
 
 if __name__ == "__main__":
