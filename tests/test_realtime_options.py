@@ -217,9 +217,27 @@ def say(conn, text: str) -> None:
         conn.input_audio_buffer.append(audio=base64.b64encode(pcm[start : start + block]).decode())
 
 
-def last_turns(server: ServeProcess, n: int) -> list[tuple]:
+def last_turns(server: ServeProcess, n: int, *, total: int = 0) -> list[tuple]:
+    """The last n turns in the history; ``total``: first wait until it holds that many (a turn is written just after
+    its response.done is sent)."""
+    import time
+
+    deadline = time.monotonic() + 30
+    while history_size(server) < total and time.monotonic() < deadline:
+        time.sleep(0.05)
     with sqlite3.connect(server.workdir / "history.sqlite3") as db:
         return db.execute("SELECT user_text, assistant_text, interrupted FROM turns ORDER BY id DESC LIMIT ?", (n,)).fetchall()
+
+
+def history_size(server: ServeProcess) -> int:
+    path = server.workdir / "history.sqlite3"
+    if not path.exists():
+        return 0
+    with sqlite3.connect(path) as db:
+        try:
+            return db.execute("SELECT COUNT(*) FROM turns").fetchone()[0]
+        except sqlite3.OperationalError:  # (not created yet)
+            return 0
 
 
 def text_of(events: list) -> str:
@@ -227,6 +245,7 @@ def text_of(events: list) -> str:
 
 
 def test_create_response_false_commits_a_spoken_turn_and_answers_only_on_response_create(served):
+    before = history_size(served)
     with sdk(served).realtime.connect(model="gpt-realtime") as conn:
         assert conn.recv().type == "session.created"
         transcription = {"model": "gpt-4o-transcribe", "language": "en", "prompt": "A geography quiz."}
@@ -248,10 +267,11 @@ def test_create_response_false_commits_a_spoken_turn_and_answers_only_on_respons
     transcript = heard[-1].transcript
     assert wer(QUESTION, transcript) <= 0.2 and [e.type for e in answer if e.type.startswith("response.")][0] == "response.created"
     assert answer[-1].response.status == "completed" and "paris" in text_of(answer).lower()
-    assert last_turns(served, 1)[0][:2] == (transcript, text_of(answer))
+    assert last_turns(served, 1, total=before + 1)[0][:2] == (transcript, text_of(answer))
 
 
 def test_a_greeting_an_out_of_band_response_with_its_own_input_and_a_token_limit(served):
+    before = history_size(served)
     with sdk(served).realtime.connect(model="gpt-realtime") as conn:
         assert conn.recv().type == "session.created"
         conn.session.update(
@@ -289,7 +309,7 @@ def test_a_greeting_an_out_of_band_response_with_its_own_input_and_a_token_limit
     assert text_of(aside).strip()
     done = cut[-1].response
     assert done.status == "incomplete" and done.status_details.reason == "max_output_tokens" and done.usage.output_tokens <= 3
-    rows = last_turns(served, 2)  # the story cut short, the greeting (with no user words); the aside is not kept
+    rows = last_turns(served, 2, total=before + 2)  # the story cut short, the greeting (with no user words); the aside is not kept
     assert [r[0] for r in rows] == ["Tell me a story.", ""] and rows[1][1] == text_of(greeting)
     assert text_of(aside) not in [r[1] for r in rows]
 
