@@ -61,6 +61,29 @@ def test_a_stop_word_said_alone_over_the_echo_stops_the_reply():
     assert mic.turns == [True]
 
 
+@pytest.mark.parametrize("backchannels", [True, False])
+def test_a_voice_that_stops_as_the_reply_pauses_stops_it_when_its_words_are_the_users(backchannels):
+    """Rig: "Wait, how tall is Mount Everest?" paused the reply, then stopped at the comma, and was taken for the
+    reply's echo ("no voice once it paused"): the reply played on until "how tall". The canceller heard a voice the
+    speaker did not make, and its words are neither the reply's nor a backchannel: the user's. Its next words are the
+    same turn."""
+    port = Port(Clock(), texts=["Have always."])  # (Whisper's "Wait, how" over the echo)
+    mic = Mic(machine(port, backchannels=backchannels), port, cancels=True, end_ms=800)  # (a comma: the turn waits)
+    log = mic.say("##" + "+" * 8 + quiet(400))
+    assert log[0] == "pause" and "stop" in log and "forget" not in log, log
+    assert notices(log)[-1] == "barge-in: stopping the reply (heard 'Have always.')"
+    mic.say("+" * 20 + quiet(900))
+    assert mic.turns == [True]
+
+
+@pytest.mark.parametrize("heard", ["Once upon a time there was a dragon", ""])
+def test_the_replys_own_words_or_no_words_that_stop_with_the_pause_still_let_it_go_on(heard):
+    port = Port(Clock(), texts=[heard], said_text="Once upon a time there was a dragon who lived by the sea.")
+    mic = Mic(machine(port), port, cancels=True)
+    log = mic.say("##" + "+" * 8 + quiet(900))
+    assert "stop" not in log and "go on" in log and not mic.turns, log
+
+
 def test_a_backchannel_over_the_echo_pauses_the_reply_only_until_heard():
     """'Uh-huh' stands out of the echo: the reply pauses, then goes on where it paused, and it is no turn."""
     port = Port(Clock(), texts=["Uh-huh."])

@@ -307,6 +307,12 @@ class BargeIn:
                     return False
                 if self._is_stop():  # "Stop." said alone, over the reply: the user's
                     self.suspect = False
+                elif self._knows_near() and self._users_words():
+                    # the canceller heard a voice the speaker did not make, and its words are neither the reply's nor
+                    # a backchannel ("Wait," before a pause): the user's, though it stopped as the reply paused
+                    self.suspect = self.barge = False
+                    self._stop_reply()
+                    return True
                 else:  # it stopped when the reply paused: its echo (or a backchannel, said as short)
                     self._forget(self._backchannel_why() or "no voice once it paused")
                     return False
@@ -499,6 +505,14 @@ class BargeIn:
     def _near_ms(self, since: float) -> int:
         """Milliseconds of sound the speaker cannot explain in the frames since then."""
         return sum(1 for at, near in self.near if at >= since and near) * self.frame_ms
+
+    def _users_words(self) -> bool:
+        """The words last heard (``heard``) are words, no backchannel, and not the reply's own."""
+        from voicechat.voice.self_echo import verdict
+
+        if not any(c.isalnum() for c in self.heard) or self._backchannel_why():
+            return False
+        return verdict(self.heard, self.port.said() if self.checks_words else "") == USER
 
     def _is_stop(self) -> bool:
         from voicechat.voice.self_echo import is_stop
