@@ -262,7 +262,12 @@ def run_talk(items: list[dict], order: list, gap: float, env_extra: dict, workdi
         time.sleep(max(0.0, last_end + 1.0 - time.monotonic()))
         listening_for(0.5, 30.0)
         proc.send_signal(signal.SIGINT)
-        proc.wait(60)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:  # (its figures are in already: keep them)
+            print(f"    talk did not exit within 60 s of Ctrl-C ({workdir.name}): killed", flush=True)
+            proc.kill()
+            proc.wait(10)
         reader.join(5)
         mic, speaker, offset = rec.stop()
     (workdir / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
