@@ -147,7 +147,7 @@ def test_with_onset_ms_a_sound_no_speech_follows_lets_the_reply_go_on():
 
 def test_without_onset_ms_nothing_pauses_before_speech_starts():
     port = Port(Clock())
-    mic = Mic(machine(port), port, cancels=True)
+    mic = Mic(machine(port, onset_ms=0), port, cancels=True)
     assert mic.say("uu" + quiet(600)) == []
 
 

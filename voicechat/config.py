@@ -161,8 +161,8 @@ class BargeConfig:
     backchannels_interrupt: bool = False  # true: a backchannel ("uh-huh") over a reply stops it, as any speech does
     backchannel_ms: int = 900  # voiced speech over a reply longer than a backchannel ("yeah, yeah" is 0.8 s): it stops it
     pause_at_start: bool = False  # true: speech over a reply pauses it at once, even when the echo canceller finds nothing in it but the reply's echo (an audible gap each time)
-    near_window_ms: int = 0  # with echo cancellation: a reply pauses for near_ms of sound the speaker did not make within this long (a voice, not stray frames); 0: anywhere in the speech
-    onset_ms: int = 0  # with echo cancellation: this much sound the speaker did not make pauses a reply before speech is detected; 0: off
+    near_window_ms: int = 300  # with echo cancellation: a reply pauses for near_ms of sound the speaker did not make within this long (a voice, not stray frames); 0: anywhere in the speech
+    onset_ms: int = 60  # with echo cancellation: this much sound the speaker did not make pauses a reply before speech is detected; 0: off
 
 
 @dataclass

@@ -105,9 +105,9 @@ class BargeTiming:
     preroll_s: float = 0.3  # speech began this long before it was detected (listen.preroll_ms): its sound counts too
     backchannel_ms: int = 900  # voiced speech over a reply longer than a backchannel ("yeah, yeah" is 0.8 s): it stops it
     pause_at_start: bool = False  # pause at speech start even when the speaker's echo explains all of it (the design before)
-    onset_ms: int = 0  # this much sound the speaker cannot explain within preroll_s pauses a reply before speech starts; 0: off
+    onset_ms: int = 60  # this much sound the speaker cannot explain within preroll_s pauses a reply before speech starts; 0: off
     near_window_ms: int = (
-        0  # a playing reply pauses for near_ms of such sound within this long (a voice, not stray frames); 0: in all the speech
+        300  # a playing reply pauses for near_ms of such sound within this long (a voice, not stray frames); 0: in all the speech
     )
 
 
