@@ -11,12 +11,12 @@ with the backchannel sent nowhere."""
 
 from __future__ import annotations
 
-import shutil
 import threading
 
 import numpy as np
 import pytest
 
+from tests.chromium import with_microphone
 from tests.helpers import speak, write_wav
 from tests.serveproc import ServeProcess
 from voicechat.engines.base import AudioChunk
@@ -121,9 +121,6 @@ def test_the_thin_client_asks_to_be_paused_only_with_a_sound_card_and_pauses_it(
 
 
 # -- the page in a real browser -------------------------------------------------------------------------------------
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     home = tmp_path_factory.mktemp("hold-home")
@@ -141,23 +138,9 @@ def server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     """Chromium whose fake microphone says "Okay, I see." once, half a second after it is opened."""
-    from playwright.sync_api import sync_playwright
-
     audio = np.concatenate([np.zeros(8000, np.float32), speak("Okay, I see.", steady=True), np.zeros(16000 * 10, np.float32)])
-    wav = write_wav(tmp_path_factory.mktemp("hold-wav") / "yeah.wav", audio)
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-audio-capture={wav}%noloop",
-                "--autoplay-policy=no-user-gesture-required",
-            ],
-        )
+    with with_microphone(write_wav(tmp_path_factory.mktemp("hold-wav") / "backchannel.wav", audio)) as b:
         yield b
-        b.close()
 
 
 def test_the_page_pauses_a_reply_for_a_backchannel_and_plays_it_whole(browser, server, tmp_path):

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.chromium import CHROMIUM, with_microphone
 from tests.helpers import speak, wer, write_wav
 from tests.serveproc import ServeProcess
 from voicechat.serve import client_secrets as cs
@@ -27,7 +28,6 @@ from voicechat.serve.webrtc_audio import FRAME, RATE, Note, ReplyAudio
 
 KEY = "webrtc-test-key"
 QUESTION = "What is the capital of France?"
-CHROMIUM = "/usr/bin/chromium"  # Debian's package (scripts/setup.sh); never `playwright install`
 
 
 # --- fast: the reply audio's bookkeeping, and the key store -------------------------------------------
@@ -472,24 +472,11 @@ function show(s) { document.getElementById("status").textContent = s; }
 
 @pytest.fixture(scope="module")
 def chromium(tmp_path_factory):
-    from playwright.sync_api import sync_playwright
-
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (scripts/setup.sh)")
     wav = write_wav(tmp_path_factory.mktemp("mic") / "question.wav", question_audio(48000, lead_s=2.5, tail_s=30), 48000)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-audio-capture={wav}%noloop",
-                "--autoplay-policy=no-user-gesture-required",
-            ],
-        )
+    with with_microphone(wav) as browser:
         yield browser
-        browser.close()
 
 
 def test_chromium_negotiates_a_call_speaks_with_a_fake_microphone_and_hears_the_reply(served, chromium, hear, tmp_path):

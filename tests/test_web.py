@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.chromium import with_microphone
 from tests.helpers import normalize_words, speak, write_wav
 from tests.serveproc import ServeProcess
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's package (scripts/setup.sh)
 KEY = "web-key>>?~ok"  # base64 of it has '+', '/' and padding: the page must send the url-safe form
 QUESTION = "What is the capital of France?"
 DESKTOP = {"width": 1280, "height": 800}
@@ -47,21 +47,8 @@ def question_wav(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(question_wav):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--use-fake-ui-for-media-stream",  # grant the microphone without asking
-                "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-audio-capture={question_wav}%noloop",  # played once from when the mic opens
-                "--autoplay-policy=no-user-gesture-required",
-            ],
-        )
+    with with_microphone(question_wav) as b:
         yield b
-        b.close()
 
 
 @pytest.fixture()
