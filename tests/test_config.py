@@ -65,6 +65,10 @@ def test_openai_env_vars(tmp_path):
         ("stt: [oops\n", ["broken YAML", "line 2"]),
         ("- a\n- b\n", ["top level"]),
         ("prices:\n  m: {input: cheap}\n", ["prices.m"]),
+        # YAML reads an unquoted yes/no/on/off as a boolean: the item is named and the quotes suggested
+        ("barge:\n  backchannels: [okay, yes]\n", ["'barge.backchannels' item 2 is True; expected a string", "in quotes"]),
+        ("barge:\n  backchannels: [okay, [a]]\n", ["'barge.backchannels' item 2 is", "expected a string"]),
+        ("tts:\n  voice: on\n", ["'tts.voice' is True", "in quotes"]),
     ],
 )
 def test_bad_config_names_file_key_expected(tmp_path, text, needles):

@@ -497,7 +497,7 @@ def _apply(cfg: Config, section: str, key: str, value: Any, source: str, *, from
     try:
         coerced = _coerce(value, ftypes[key], from_text=from_text)
     except ValueError:
-        raise ConfigError(f"{source}: '{section}.{key}' is {shown(value)}; expected {_expected(ftypes[key])}") from None
+        raise ConfigError(_type_error(f"{source}: '{section}.{key}'", value, ftypes[key])) from None
     _check_range(f"{section}.{key}", coerced, source)
     if key == "api_key" and isinstance(coerced, str):
         _check_key_text(f"{section}.{key}", coerced, source)
@@ -510,6 +510,17 @@ def _apply(cfg: Config, section: str, key: str, value: Any, source: str, *, from
 
         servers(coerced, source=f"{source}: tools.mcp")
     setattr(target, key, coerced)
+
+
+def _type_error(where: str, value: Any, tp: Any) -> str:
+    """One line for a value of the wrong type: the item at fault in a list, and a hint when YAML read a word as
+    true or false ("backchannels: [yes, okay]" holds True, not "yes")."""
+    hint = " (YAML reads unquoted yes, no, on and off as true or false: put the word in quotes)"
+    if tp is list and isinstance(value, list):
+        for i, item in enumerate(value, 1):
+            if isinstance(item, bool) or not isinstance(item, (str, int, float)):
+                return f"{where} item {i} is {shown(item)}; expected a string" + (hint if isinstance(item, bool) else "")
+    return f"{where} is {shown(value)}; expected {_expected(tp)}" + (hint if isinstance(value, bool) else "")
 
 
 # keys that hold language codes (or are keyed by them): YAML 1.1 reads Norwegian's code `no` as false
