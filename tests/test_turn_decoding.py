@@ -66,6 +66,25 @@ def test_a_looping_short_window_is_decoded_again_on_the_full_one(stt, monkeypatc
     assert len(text.split()) <= 3
 
 
+@pytest.mark.fast
+@pytest.mark.parametrize(
+    "text,repeats",
+    [
+        ("Hold on. What is 2 plus 2? Hold on. What is 2 plus 2?", True),  # the whole turn twice (the echo rig)
+        ("Remind me to water the plants tomorrow morning. Remind me to water the plants tomorrow morning.", True),
+        ("Stop. Stop.", True),
+        ("Hi, how are you today? Hi, how are you today? Hi", True),  # (a phrase three times)
+        ("Stop. What is the capital of Italy?", False),
+        ("No, no, I said ten.", False),
+        ("What is it? What is it made of?", False),
+        ("Play some quiet music in the living room.", False),
+    ],
+)
+def test_a_decoder_that_starts_over_is_told_from_words_said_once(text, repeats):
+    """The short window's decoder may say the whole turn again; then the full window decodes it (once)."""
+    assert whisper_turn.looped(text) is repeats
+
+
 def test_long_audio_and_unknown_languages_take_the_file_path(stt):
     long = np.zeros(16000 * 28, np.float32)
     assert whisper_turn.decode_turn(stt.model, long, prompt=None, beam_size=1, language=None) is None

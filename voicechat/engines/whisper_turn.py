@@ -36,6 +36,14 @@ MARGIN = 500
 SILENCE = 50  # frames of real silence after the speech; the rest of the window is zeros
 _PUNCTUATION = set(".?!,;:\u2026\u3002\uff1f\uff01")
 _REPEAT = re.compile(r"(\b.{2,40}?\b)(?:\W*\1){2,}|(\b[^.?!]{1,40}[.?!])\s*\2", re.IGNORECASE)
+# the whole text said again, however long (a window too short for the speech can make the decoder start over:
+# "Hold on. What is 2 plus 2? Hold on. What is 2 plus 2?" came out of a turn on the echo rig)
+_SAID_TWICE = re.compile(r"^\W*(\w.*?[.?!])(?:\s*\1)+\W*$", re.IGNORECASE | re.DOTALL)
+
+
+def looped(text: str) -> bool:
+    """The decoder repeated itself: a phrase three times, a short sentence twice in a row, or the whole text."""
+    return bool(_REPEAT.search(text) or _SAID_TWICE.match(text))
 
 
 @dataclass(frozen=True)
@@ -106,13 +114,13 @@ def decode_turn_in(
         )[0]
         tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
         text = tokenizer.decode(tokens).strip()
-        looped = len(tokens) >= max_length - len(prompt_tokens) - 1 or bool(_REPEAT.search(text))
-        if not looped or window == FULL:
+        repeats = len(tokens) >= max_length - len(prompt_tokens) - 1 or looped(text)
+        if not repeats or window == FULL:
             score = float(result.scores[0]) if result.scores else 0.0
             word_prob, lead = None, None
             if last_word:
                 word_prob, start = last_word_of(model, encoded, tokenizer, prompt_tokens, tokens, min(window, frames + SILENCE))
-                lead = None if start is None or _REPEAT.search(text) else len(audio) / model.feature_extractor.sampling_rate - start
+                lead = None if start is None or looped(text) else len(audio) / model.feature_extractor.sampling_rate - start
             return TurnDecode(text, float(result.no_speech_prob), score, language if multilingual else "en", language_prob, word_prob, lead)
     return None  # unreachable: the full window always returns
 
