@@ -110,7 +110,11 @@ def _bench(name: str):
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # (its dataclasses look their module up)
-    spec.loader.exec_module(module)
+    path = list(sys.path)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = path  # a bench script puts bench/ first, where bench/wyoming.py hides the wyoming package
     return module
 
 
