@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.test_barge import FRAME_MS, Clock, Mic, Port, notices, quiet, voiced
+from tests.test_barge import FRAME_MS, STORY, Clock, Mic, Port, notices, quiet, voiced
 from voicechat.config import resolve
 from voicechat.voice.backchannel import ENGLISH, Backchannels
 from voicechat.voice.barge import BargeIn, BargeTiming
@@ -70,6 +70,31 @@ def test_other_words_are_not_backchannels(heard):
     assert not Backchannels(ENGLISH).match(heard)
 
 
+SAID = STORY  # what the reply said lately; over its echo, Whisper hears words of it around a backchannel
+
+
+@fast
+@pytest.mark.parametrize("heard", ["of. Yeah.", "The air. Uh-huh.", "Uh-huh, blue.", "Blue. Okay, most.", "Yeah, scattering."])
+def test_words_of_the_reply_heard_around_a_backchannel_are_its_echo(heard):
+    assert Backchannels(ENGLISH).match(heard, SAID)
+    assert not Backchannels(ENGLISH).match(heard)  # (with nothing said, they are words of the user's)
+
+
+@fast
+@pytest.mark.parametrize(
+    "heard, said",
+    [
+        ("The sky is. Yeah.", SAID),  # three of the reply's words before it: more than an echo's edge
+        ("Yeah, Paris.", SAID),  # a word the reply did not say
+        ("Blue.", SAID),  # the reply's words alone: its echo, not a backchannel
+        ("Stop. Okay.", "Never stop believing, okay."),  # a stop word is never the echo's
+        ("Yeah, tell me more about the sky.", SAID),
+    ],
+)
+def test_other_words_around_a_backchannel_still_make_it_speech(heard, said):
+    assert not Backchannels(ENGLISH).match(heard, said)
+
+
 @fast
 def test_a_cough_has_no_words_and_each_declared_language_adds_its_own():
     assert Backchannels(ENGLISH).no_words("[coughs]") and Backchannels(ENGLISH).no_words(" ... ")
@@ -119,6 +144,13 @@ def test_a_backchannel_said_as_the_reply_paused_is_named_as_one():
     port = Port(Clock(), texts=["Yeah."])
     log = machine(port).say(voiced(300) + quiet(600))
     assert "stop" not in log and notices(log) == ["went on with the reply (backchannel 'Yeah.')"]
+
+
+@fast
+def test_a_backchannel_heard_with_the_replys_echo_lets_it_go_on():
+    port = Port(Clock(), texts=["of all. Uh-huh."])  # (the reply, tests.test_barge.STORY, ends "... most of all.")
+    log = machine(port).say(voiced(450) + quiet(600))
+    assert "stop" not in log and notices(log) == ["went on with the reply (backchannel 'of all. Uh-huh.')"], log
 
 
 # -- real interruptions stop it -------------------------------------------------------------------------------------

@@ -8,12 +8,18 @@ Whisper spells these sounds many ways ("Uh-huh.", "uh huh", "Mhm.", "Mm-hmm", "M
 compared with hyphens read as spaces and each run of one letter read once ("mmm" is "mm" is "m", "hmmm" is
 "hmm"); what it puts in brackets ("[coughs]", "(laughs)") is not words. The English list is the default
 (config ``barge.backchannels``); each language in ``listen.languages`` adds its own small list below.
+
+Over a loudspeaker's echo, Whisper often hears a word or two of the reply with the backchannel ("of. Yeah.",
+"Uh-huh, Paris."): given what the reply said lately, up to ``ECHO_WORDS`` of its words at either end are not counted
+(never a stop word: "Stop. Okay." stops it even when the reply said "stop").
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+
+from voicechat.voice.self_echo import STOP_WORDS, known_word
 
 # (config barge.backchannels; "no" is not one: it disagrees, and usually comes before more words)
 ENGLISH = (
@@ -50,6 +56,7 @@ LANGUAGES: dict[str, tuple[str, ...]] = {
     "nl": ("ja", "oké", "klopt", "precies", "mhm", "aha"),
 }
 MAX_WORDS = 6  # "Okay, yeah, I see." is one; a longer run of them is someone talking
+ECHO_WORDS = 2  # words of the reply's own heard with a backchannel over its echo, at either end, that do not count
 
 _NOT_WORDS = re.compile(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*")  # [coughs], (laughs), *sighs*
 _WORD = re.compile(r"[^\W\d_]+(?:['\u2019][^\W\d_]+)*")
@@ -79,9 +86,29 @@ class Backchannels:
         """Nothing in it is a word (a cough, a door, Whisper's "[coughs]")."""
         return not words(heard)
 
-    def match(self, heard: str) -> bool:
-        """``heard`` is made of backchannel phrases only (and has words)."""
+    def match(self, heard: str, said: str = "") -> bool:
+        """``heard`` is made of backchannel phrases only (and has words). ``said``: what the reply said lately;
+        words of it at either end of ``heard`` (up to ``ECHO_WORDS`` each, no stop word) are its echo, not counted."""
         got = words(heard)
+        if self._phrases_only(got):
+            return True
+        reply = set(words(said))
+        if not reply:
+            return False
+
+        def echo(edge: list[str]) -> bool:
+            return all(w not in STOP_WORDS and known_word(w, reply) for w in edge)
+
+        for lead in range(min(ECHO_WORDS, len(got) - 1) + 1):
+            if not echo(got[:lead]):
+                break
+            for trail in range(min(ECHO_WORDS, len(got) - 1 - lead) + 1):
+                if (lead or trail) and echo(got[len(got) - trail :]) and self._phrases_only(got[lead : len(got) - trail]):
+                    return True
+        return False
+
+    def _phrases_only(self, got: list[str]) -> bool:
+        """``got`` (words) splits into known phrases, and is no longer than ``MAX_WORDS``."""
         if not got or len(got) > MAX_WORDS:
             return False
         ok = [True] + [False] * len(got)  # ok[i]: the first i words split into known phrases

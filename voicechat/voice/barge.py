@@ -403,7 +403,8 @@ class BargeIn:
             return ""
         if self.backchannels.no_words(self.heard):
             return "no words"
-        return f"backchannel {self.heard[:40]!r}" if self.backchannels.match(self.heard) else ""
+        said = self.port.said() if self.checks_words else ""  # (over its echo, words of the reply come with it)
+        return f"backchannel {self.heard[:40]!r}" if self.backchannels.match(self.heard, said) else ""
 
     def _went_on(self, why: str) -> None:
         """Forget the speech and let the reply go on, saying why (also when it could not be paused)."""

@@ -33,7 +33,8 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.lower().replace("’", "'"))
 
 
-def _known(word: str, said: set[str]) -> bool:
+def known_word(word: str, said: set[str]) -> bool:
+    """``word`` is one of ``said``, or close to one (a long word misheard: "dragging" for "dragon")."""
     if word in said:
         return True
     if len(word) < 4:
@@ -83,7 +84,7 @@ def verdict(heard: str, said: str) -> str:
     telling = [w for w in got if w not in COMMON]
     if not telling:  # "What is it?": words every reply has say nothing of who spoke (the rig heard a user so)
         return UNSURE
-    known = sum(_known(w, said_words) for w in telling)
+    known = sum(known_word(w, said_words) for w in telling)
     if known < ECHO_SHARE * len(telling):
         return USER
     return OWN if known >= 2 else UNSURE  # one word of the reply's ("time" in "what time is it") proves nothing yet
