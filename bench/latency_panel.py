@@ -34,6 +34,7 @@ JOE = "piper:joe:l1.0:n0.667:w0.8"
 DESIGNS: dict[str, dict[str, str]] = {
     "current": {},
     "before22": {"VOICECHAT_TURN_LAST_WORD_MIN": "0", "VOICECHAT_TURN_END_MS": "700"},
+    "judged_at_pause": {"VOICECHAT_TURN_AUDIO_MODEL_MS": "150"},
     "baseline": {
         "VOICECHAT_TURN_DETECTOR": "silence",
         "VOICECHAT_TURN_INCREMENTAL": "false",
@@ -44,6 +45,7 @@ DESIGNS: dict[str, dict[str, str]] = {
 DESIGN_NAMES = {
     "current": "current (talk as built)",
     "before22": "before22 (turn.last_word_min=0, turn.end_ms=700)",
+    "judged_at_pause": "judged_at_pause (turn.audio_model_ms=150: the audio turn model at the pause, beside Whisper)",
     "baseline": "baseline (600 ms silence rule, then whole-utterance transcription)",
 }
 

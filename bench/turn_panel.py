@@ -40,7 +40,11 @@ from voicechat.voice.session import VoiceSession
 
 RATE = 16000
 # the designs a run can compare: settings over the configured ones
-DESIGNS: dict[str, dict[str, Any]] = {"current": {}, "silence": {"turn.detector": "silence"}}
+DESIGNS: dict[str, dict[str, Any]] = {
+    "current": {},
+    "silence": {"turn.detector": "silence"},
+    "judged_at_pause": {"turn.audio_model_ms": 150},  # the audio turn model hears the utterance at the pause, beside Whisper
+}
 CHUNK = 1  # files per stream (one session each; the engines are shared): 1 keeps a noisy file's open turn out of the next
 
 
@@ -210,7 +214,7 @@ def main() -> None:
     ap.add_argument(
         "--designs",
         default="current",
-        help="comma-separated, each run on the same files: current (the config), silence (the previous design)",
+        help="comma-separated, each run on the same files: current (the config), silence (the previous design), judged_at_pause",
     )
     ap.add_argument("--split", choices=("tune", "heldout"), default=None, help="only this split")
     ap.add_argument("--save", type=Path, default=None, help="write every file's turns and verdict here (JSON)")

@@ -544,6 +544,53 @@ def test_incremental_off_with_the_audio_model_transcribes_once_and_judges_by_the
     assert stats.timing.endpoint == pytest.approx(cfg.turn.end_ms / 1000, abs=0.031)  # words unknown, voice says done
 
 
+class HeardTurnModel(FixedTurnModel):
+    """Keeps the audio it was given."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__(p)
+        self.heard: list[np.ndarray] = []
+
+    def complete_probability(self, audio) -> float:
+        self.heard.append(np.array(audio))
+        return super().complete_probability(audio)
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("ms", [90, 150])  # (the default: as the silence begins; at the pause, as before)
+def test_the_audio_model_hears_each_pause_once_as_it_will_be_at_the_pause(ms):
+    """Started as the silence begins, it runs while the pause is waited for (Whisper then has the cores at the
+    pause), and the pause's pass uses its answer. It hears the silence so far repeated up to the pause's length
+    (the model hears how long the voice has been quiet), at the pause the room itself."""
+    cfg = resolve(overrides={"turn.audio_model_ms": ms})
+    stt, model = ScriptedSTT("Book a table for four people."), HeardTurnModel(0.9)
+    chat = Conversation(cfg, ScriptedLLM(["Done."]), kind="talk", log=False)
+    audio = np.concatenate([silence(0.3), phrase(4), silence(0.5), phrase(2), silence(2.0)])
+    room = np.random.default_rng(22).normal(0, 1e-4, len(audio)).astype(np.float32)  # (far below the voice detector)
+    session = VoiceSession(
+        cfg,
+        conversation=chat,
+        stt=stt,
+        tts=ScriptedTTS(),
+        source=FileSource.from_array(audio + room, FRAME, fast=True),
+        sink=RecordingSink(),
+        turn_model=model,
+    )
+    events: list = []
+    session.subscribe(events.append)
+    session.start()
+    assert session.wait_done(timeout=20)
+    session.close()
+    assert len(model.heard) == 2  # two pauses, one reading each
+    frame = 16 * FRAME  # (samples)
+    for heard in model.heard:
+        loud = np.flatnonzero(np.abs(heard) > 1e-2)
+        assert 4 * frame < len(heard) - 1 - loud[-1] < 6 * frame  # the pause's 150 ms of silence after the voice
+        repeated = np.array_equal(heard[-2 * frame :], heard[-5 * frame : -3 * frame])  # its last 60 ms: the 90 ms before
+        assert repeated == (ms == 90)
+    assert [u.text for u in events if isinstance(u, ev.UserText)] == ["Book a table for four people."]
+
+
 @pytest.mark.fast
 def test_a_short_pause_setting_still_ends_turns():
     audio = np.concatenate([silence(0.3), phrase(4), silence(2.0)])

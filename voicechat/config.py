@@ -125,6 +125,7 @@ class TurnConfig:
     model: str | None = None  # a Smart Turn .onnx file; None: the one inside pipecat-ai
     model_threshold: float = 0.5  # P(turn complete) at or above this counts as "complete"
     pause_ms: int = 150  # a pause this long gets the utterance transcribed and judged
+    audio_model_ms: int = 90  # the audio turn model hears the utterance after this much silence, so Whisper has the cores at the pause (>= pause_ms: at the pause)
     fast_end_ms: int = 300  # a finished sentence (and the audio model agrees) ends after this much silence
     end_ms: int = 850  # the signs disagree or are unclear (longer than most mid-sentence pauses)
     slow_end_ms: int = 1600  # a thought in progress ("and", "because", "um", a comma) waits this long
@@ -302,6 +303,7 @@ RANGES: dict[str, tuple] = {
     "barge.near_window_ms": (0, 10_000),
     "turn.model_threshold": (0.0, 1.0),
     "turn.pause_ms": (30, 10_000),
+    "turn.audio_model_ms": (0, 10_000),
     "turn.fast_end_ms": (30, 60_000),
     "turn.end_ms": (30, 60_000),
     "turn.slow_end_ms": (30, 60_000),

@@ -103,6 +103,7 @@ class Listener:
         self._stop: threading.Event | None = None
         self.frame_s = config.listen.frame_ms / 1000
         self._partial_frames = max(1, config.turn.partial_every_ms // config.listen.frame_ms)
+        self._judge_frames = max(1, config.turn.audio_model_ms // config.listen.frame_ms)  # silence before the audio model hears it
         self._announced = True  # the speech in progress was announced (ev.Speech "started"), by the listener or a barge-in
 
     def set_mode(self, mode: str) -> None:
@@ -131,6 +132,7 @@ class Listener:
         barge = self.barge
         self._utt = None
         pause_end = 0
+        judged: int | None = None  # the audio turn model heard the utterance up to this sample, in this silence
         ptt: list[bytes] = []
         since_partial = 0
         while not stop.is_set():
@@ -181,7 +183,7 @@ class Listener:
                     so_far = seg.audio()
                     pause_end = len(so_far)  # the key of this pause's result (the audio stops growing here)
                     if self._utt is not None and (self.policy.uses_transcript or self.policy.uses_audio_model) and not barge.waiting:
-                        self.transcriber.request(self._utt, so_far, pause=True)  # (not for what the speaker explains)
+                        self.transcriber.request(self._utt, so_far, pause=True, judged=judged)  # (not for what the speaker explains)
                 elif isinstance(event, Utterance):  # the length cap (speech over a reply may be its echo: barge decides)
                     if barge.turn_over():
                         self._deliver(event, self._utt, now, seg.index)
@@ -198,6 +200,7 @@ class Listener:
             if not self._announced and not self.answering() and not barge.undecided:
                 self._announce()  # speech that began over a reply which then ended, once it is known not to be its echo
             if seg.silence_run == 0:
+                judged = None
                 since_partial += 1
                 if (
                     self._utt is not None
@@ -208,6 +211,9 @@ class Listener:
                 ):
                     since_partial = 0
                     self.transcriber.request(self._utt, seg.audio(), pause=False)
+            elif seg.silence_run == self._judge_frames < seg.pause_n:  # the silence begins: the audio model hears it now
+                if self._utt is not None and self.policy.uses_audio_model and not barge.waiting:
+                    judged = self._judge_early(seg)
             elif seg.silence_run >= seg.pause_n and barge.may_end_turn:  # from the pause on: is the turn over?
                 # (while the reply is paused for speech not yet told apart, the pause decides: barge.speech_frame)
                 hyp = self._hypothesis(self._utt, pause_end)
@@ -216,6 +222,16 @@ class Listener:
                     if barge.turn_over():
                         self._end(seg, now)
                     self._utt = None
+
+    def _judge_early(self, seg: Segmenter) -> int | None:
+        """The audio turn model hears the utterance now, as it will be at the pause: its silence so far repeated up
+        to the pause's length (the answer counts only if the silence lasts that long; the model hears how long the
+        voice has been quiet, so less silence would read as less finished). The length heard (the pause's), or None."""
+        assert self._utt is not None
+        so_far, frame = seg.audio(), seg.frame_bytes // 2
+        until_pause = np.resize(so_far[-self._judge_frames * frame :], (seg.pause_n - self._judge_frames) * frame)
+        heard = np.concatenate([so_far, until_pause])
+        return len(heard) if self.transcriber.judge_early(self._utt, heard) else None
 
     def _announce(self) -> None:
         """Say that the user's speech started, once per utterance (a barge-in says so itself: _Port.stop_reply)."""

@@ -56,6 +56,7 @@ class UtteranceText:
         self.language: str | None = None  # decided: every pass from here on, and the final one, decodes in it
         self.guess: str | None = None  # the newest pass's language while none is decided
         self.guessed_on = 0  # samples of speech that guess was made on
+        self.early: tuple[int, Any] | None = None  # (samples heard, its future): the audio turn model, run before the pause
 
     def result(self, end: int) -> Hypothesis | None:
         with self.cond:
@@ -67,6 +68,7 @@ class _Request:
     utt: UtteranceText
     audio: np.ndarray  # the whole utterance so far
     pause: bool  # at a pause (may commit, asks the audio turn model); else a partial during speech
+    judged: int | None = None  # the audio turn model already heard the utterance up to this sample, in this pause
 
 
 class Transcriber:
@@ -136,11 +138,22 @@ class Transcriber:
             return self._slot is not None or self._engine.locked()
 
     # requests ----------------------------------------------------------------------------
-    def request(self, utt: UtteranceText, audio: np.ndarray, *, pause: bool) -> None:
-        """Transcribe the utterance so far (the newest request replaces one not yet started)."""
+    def request(self, utt: UtteranceText, audio: np.ndarray, *, pause: bool, judged: int | None = None) -> None:
+        """Transcribe the utterance so far (the newest request replaces one not yet started). ``judged``: the
+        audio turn model heard it up to this sample in the same silence (:meth:`judge_early`); that answer is used."""
         with self._cv:
-            self._slot = _Request(utt, audio, pause)
+            self._slot = _Request(utt, audio, pause, judged)
             self._cv.notify()
+
+    def judge_early(self, utt: UtteranceText, audio: np.ndarray) -> bool:
+        """Start the audio turn model on the utterance so far, as its silence begins: it runs while the pause is
+        waited for, and the pause's pass then has the cores for Whisper. True if it was started."""
+        if self.turn_model is None or not self.judge:
+            return False
+        future = self._judge(audio)
+        with utt.cond:
+            utt.early = (len(audio), future)
+        return True
 
     def final(self, utt: UtteranceText, audio: np.ndarray, timeout: float = 30.0) -> tuple[str, float]:
         """The transcript of the whole utterance and when it was ready: ready already if the last pause's
@@ -210,7 +223,7 @@ class Transcriber:
                     continue
                 req.utt.in_flight = len(req.audio)
             try:
-                self._decode(req.utt, req.audio, commit=req.pause, judge=req.pause and self.judge)
+                self._decode(req.utt, req.audio, commit=req.pause, judge=req.pause and self.judge, judged=req.judged)
             except Exception as e:  # the session hears of it; whoever waits on this utterance wakes up
                 with req.utt.cond:
                     req.utt.closed = True
@@ -220,10 +233,18 @@ class Transcriber:
                 self.on_error(e)
                 return
 
-    def _decode(self, utt: UtteranceText, audio: np.ndarray, *, commit: bool, judge: bool = False, final: bool = False) -> Hypothesis:
-        """``final``: the turn's last pass, which decides its language whatever the length."""
+    def _decode(
+        self, utt: UtteranceText, audio: np.ndarray, *, commit: bool, judge: bool = False, final: bool = False, judged: int | None = None
+    ) -> Hypothesis:
+        """``final``: the turn's last pass, which decides its language whatever the length. ``judged``: the audio
+        turn model's early answer on the utterance up to this sample stands for this pass's."""
         end = len(audio)
         with utt.cond:
+            early = utt.early if judge else None
+            if judge:
+                utt.early = None
+            if early is not None and early[0] != judged:
+                early = None  # (of another silence)
             committed, start = utt.committed, utt.commit_sample
             if start > end:  # a commit from a later request: decode from the start
                 committed, start = "", 0
@@ -239,7 +260,9 @@ class Transcriber:
         found: str | None = None
         try:
             with self._engine:
-                judging = self._judge(audio) if judge and self.turn_model is not None else None
+                judging = None
+                if judge and self.turn_model is not None:
+                    judging = early[1] if early is not None else self._judge(audio)
                 if self.incremental or not commit:
                     self.language_steps += language is None and self.identifies and len(self.languages) != 1
                     # at a pause, how sure Whisper is of the last word (engines that cannot tell leave it None)
