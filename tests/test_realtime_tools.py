@@ -398,3 +398,16 @@ def test_official_sdk_function_call_round_trip_with_the_openai_compatible_engine
         assert "Traceback" not in server.log_text(), server.log_text()
     text = next(e for e in answer if e.type == "response.output_text.done").text
     assert answer[-1].response.status == "completed" and text.strip()
+
+
+@pytest.mark.fast
+def test_items_stay_with_their_rounds_when_old_rounds_are_forgotten():
+    """Past 4 x max_rounds rounds the oldest are forgotten (those still sent stay): each round's item ids go with it,
+    so a delete takes out the round it names."""
+    m = ItemMemory(system_prompt="Be brief.", max_rounds=2, max_context_tokens=4000)
+    for n in range(12):
+        m.user_ids, m.assistant_id = [f"u{n}"], f"a{n}"
+        m.add(f"question {n}", f"answer {n}")
+        m.messages_for("next")
+    assert len(m.rounds) < 12 and m.ids == [([f"u{n}"], f"a{n}") for n in range(12 - len(m.rounds), 12)]
+    assert m.delete("a11") and m.rounds[-1] == ("question 11", "")

@@ -88,20 +88,15 @@ class ItemMemory(Memory):
     def _messages_for(self, user_text: str) -> list[Message]:
         """System, the rounds that fit, the open exchange (calls with their outputs), then ``user_text``
         (empty: the model continues the exchange, as after a function_call_output). Rounds are dropped whole,
-        oldest first, as :class:`Memory` does; a deleted question or answer leaves no message."""
+        oldest first, as :class:`Memory` does (the start kept while the limits hold); a deleted question or answer
+        leaves no message."""
         tail = self.open_exchange()
         rounds = self._rounds()
-        rounds = rounds[-self.max_rounds :] if self.max_rounds > 0 else list(rounds)
         budget = self.max_context_tokens - self._cost(self.system_prompt) - (self._cost(user_text) if user_text else 0)
         budget -= sum(self._cost(m.content) + sum(self._cost(c.arguments) for c in m.tool_calls) for m in tail)
-        kept: list[Message] = []
-        for q, a in reversed(rounds):
-            pair = [Message(role, text) for role, text in (("user", q), ("assistant", a)) if text.strip()]
-            cost = sum(self._cost(m.content) for m in pair)
-            if cost > budget:
-                break
-            budget -= cost
-            kept = pair + kept
+        pairs = [[Message(role, text) for role, text in (("user", q), ("assistant", a)) if text.strip()] for q, a in rounds]
+        first = self.first_sent(rounds, [sum(self._cost(m.content) for m in pair) for pair in pairs], budget)
+        kept = [m for pair in pairs[first:] for m in pair]
         out = ([Message("system", self.system_prompt)] if self.system_prompt else []) + kept + tail
         if user_text:
             out.append(Message("user", user_text))
@@ -136,9 +131,7 @@ class ItemMemory(Memory):
             if assistant_text.strip():
                 self.rounds.append((question, assistant_text))
                 self.ids.append((user_ids, self.assistant_id))
-            if self.max_rounds > 0 and len(self.rounds) > 4 * self.max_rounds:
-                del self.rounds[: -self.max_rounds]
-                del self.ids[: -self.max_rounds]
+            del self.ids[: self.trim()]  # (each round's ids go with it)
         self.handed, self.user_ids, self.assistant_id = [], [], None
 
     # conversation.item.delete -------------------------------------------------------------------
