@@ -16,7 +16,7 @@ loopback), mixed with the user's voice. Two phases, each over N replies:
 
 --compare runs it all twice in one go: as configured (backchannels let the reply go on) and with
 barge.backchannels_interrupt (the design before: any speech of the user's over a reply stops it), and prints
-one table of both.
+one table of both. --tree DIR also runs talk on the code of another checkout (e.g. the commit before a change).
 
 The room: --delay (ms) and --volume (% of what the speaker plays reaches the microphone; 0: no echo, the
 reference for the user's WER). --conditions runs a grid (DELAY:VOLUME,...) and prints one row per condition and
@@ -410,7 +410,10 @@ def main() -> None:
     ap.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="a setting for the design now only (e.g. barge.onset_ms=60)"
     )
+    ap.add_argument("--tree", type=Path, default=None, help="also run talk on the code of another checkout (git worktree add DIR COMMIT)")
     args = ap.parse_args()
+    if args.tree is not None and not (args.tree / "voicechat" / "__init__.py").is_file():
+        raise SystemExit(f"--tree {args.tree}: no voicechat package there; make one with: git worktree add DIR COMMIT")
     if args.conditions:
         grid(args)
         return
@@ -419,6 +422,8 @@ def main() -> None:
         designs["backchannels interrupt (before)"] = {"VOICECHAT_BARGE_BACKCHANNELS_INTERRUPT": "true"}
     if args.before:
         designs["pause at speech start (before)"] = BEFORE
+    if args.tree is not None:
+        designs[f"the code in {args.tree}"] = {"PYTHONPATH": str(args.tree.resolve())}
     results = {}
     for name, extra in designs.items():
         with tempfile.TemporaryDirectory() as tmp:

@@ -14,6 +14,8 @@ through each design (bench/latency_panel.py), one talk run per voice and design,
   before22  before issue 22's end-of-turn change, as far as config reaches: turn.last_word_min=0, turn.end_ms=700;
   baseline  a fixed 600 ms end rule, then whole-utterance transcription with the file settings (beam 5, Silero
             filter) -- turn.detector=silence, turn.incremental=false, turn.beam_size=5, turn.silero_filter=true;
+  judged_at_pause  turn.audio_model_ms=150: the audio turn model hears each pause at the pause, beside Whisper;
+  before    (--before DIR) talk on the code of another checkout, e.g. the commit before a change;
   and (c) a naive pipeline in this process: transcribe, whole reply, synthesize all, play.
 
 It prints, per design, voice to voice p50/p95 (external) and the stage shares from talk's own turn_stats; then
@@ -416,10 +418,21 @@ def main() -> None:
     )
     ap.add_argument("--designs", default="current,baseline", help=f"the designs run, in turn: {', '.join(latency_panel.DESIGNS)}")
     ap.add_argument("--rounds", type=int, default=1, help="the designs alternate this many times")
+    ap.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        help="a checkout of an earlier commit (git worktree add DIR COMMIT): design 'before' runs talk on its code",
+    )
     ap.add_argument("--skip-naive", action="store_true")
     ap.add_argument("--skip-rss", action="store_true")
     args = ap.parse_args()
     voices = latency_panel.resolve_voices(args.voices)
+    if args.before is not None:
+        if not (args.before / "voicechat" / "__init__.py").is_file():
+            raise SystemExit(f"--before {args.before}: no voicechat package there; make one with: git worktree add DIR COMMIT")
+        latency_panel.DESIGNS["before"] = {"PYTHONPATH": str(args.before.resolve())}
+        latency_panel.DESIGN_NAMES["before"] = f"before (talk on the code in {args.before})"
     designs = latency_panel.resolve_designs(args.designs)
     try:
         lo, hi = (float(x) for x in args.pauses.split("-"))

@@ -2,7 +2,8 @@
 
 It reads the last 8 s of 16 kHz audio as Whisper log-mel features and returns the probability
 that the speaker has finished their turn, from how the voice sounds (pitch, pace, a trailing
-breath), not from the words. About 50 ms a call on two CPU cores, run only at pauses.
+breath), not from the words. Run once per pause on one thread: 0.1-0.3 s a call in `talk` on two
+cores beside the transcription, which is why it starts before the pause (turn.audio_model_ms).
 """
 
 from __future__ import annotations
