@@ -141,6 +141,7 @@ class RealtimeConnection(VoiceConnection):
         self._recorded: str | None = None  # the assistant item the history's last turn holds
         self._answering: str | None = None  # the assistant item of the response being answered (recorded next)
         self._cuts: dict[str, str] = {}  # truncated between response.done and its record: the words heard
+        self._recording = threading.Lock()  # a truncate and the record of the reply it cuts: one, then the other
         self._limited: Limited | None = None
         self._barge: Any = None  # the session's own barge-in (speech over a reply stops it)
 
@@ -250,12 +251,13 @@ class RealtimeConnection(VoiceConnection):
             if self._skip_record:
                 self._skip_record = False
                 return
-            heard = self._cuts.pop(self._answering or "", None)  # truncated before it was recorded
-            if heard is not None:
-                reply, kwargs["interrupted"] = heard, True
-            record(user_text, reply, *args, **kwargs)
-            self._recorded, self._answering = self._answering, None
-            self._cuts.clear()
+            with self._recording:  # (a truncate that found the reply not yet recorded has left its words here)
+                heard = self._cuts.pop(self._answering or "", None)  # truncated before it was recorded
+                if heard is not None:
+                    reply, kwargs["interrupted"] = heard, True
+                record(user_text, reply, *args, **kwargs)
+                self._recorded, self._answering = self._answering, None
+                self._cuts.clear()
 
         return wrapped
 
@@ -591,7 +593,17 @@ class RealtimeConnection(VoiceConnection):
         sink.confirm(reply, seconds, True)  # a reply still being answered: the session records what was heard
         if live:
             session.interrupt()
-        elif item_id == self._answering:  # done, not yet recorded: recorded as heard
+            self._emit([{"type": "conversation.item.truncated", "item_id": item_id, "content_index": 0, "audio_end_ms": end_ms}])
+            return
+        with self._recording:  # (else the record may come between the check and the cut, and keep the whole reply)
+            self._cut(item_id, reply, seconds)
+        self._emit([{"type": "conversation.item.truncated", "item_id": item_id, "content_index": 0, "audio_end_ms": end_ms}])
+
+    def _cut(self, item_id: str, reply: int, seconds: float) -> None:
+        """A finished reply was heard only ``seconds`` long: keep only that, in its record or in the one to come."""
+        session, sink = self.session, self.sink
+        assert session is not None and isinstance(sink, RealtimeSink)
+        if item_id == self._answering:  # done, not yet recorded: recorded as heard
             heard = sink.heard(reply, seconds)
             if heard is not None:
                 self._cuts[item_id] = heard
@@ -605,7 +617,6 @@ class RealtimeConnection(VoiceConnection):
                     rounds.pop()
                 log.debug("realtime session: truncated the last reply from %d to %d characters", len(said), len(heard))
                 self.loop.run_in_executor(None, self._amend, heard)
-        self._emit([{"type": "conversation.item.truncated", "item_id": item_id, "content_index": 0, "audio_end_ms": end_ms}])
 
 
 def _queued_s(source: Any) -> float:
