@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import sqlite3
+import time
 
 import numpy as np
 import pytest
@@ -394,10 +395,15 @@ def test_truncate_after_barge_in_keeps_only_what_was_heard_in_the_history(served
     done = events[-1].response
     assert done.status == "cancelled" and done.output[0].status == "incomplete"
     heard = next(e for e in events if e.type == "response.output_audio_transcript.done").transcript
-    with sqlite3.connect(served.workdir / "history.sqlite3") as db:
-        user, assistant, interrupted = db.execute(
-            "SELECT user_text, assistant_text, interrupted FROM turns ORDER BY id DESC LIMIT 1"
-        ).fetchone()
+    deadline = time.monotonic() + 30  # (the turn is recorded on the session's thread, just after response.done)
+    while True:
+        with sqlite3.connect(served.workdir / "history.sqlite3") as db:
+            user, assistant, interrupted = db.execute(
+                "SELECT user_text, assistant_text, interrupted FROM turns ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+        if user == story or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert user == story and interrupted
     assert assistant == heard and 0 < len(assistant.split()) < 12  # about 1.5 s of speech, not the whole story
 
