@@ -509,21 +509,9 @@ def test_clear_during_transcription_drops_the_turn_unanswered():
     assert "interrupted before the reply began" in [d.reason for d in run.of(ev.Dropped)]
 
 
-class FixedTurnModel:
-    def __init__(self, p: float) -> None:
-        self.p, self.calls = p, 0
-
-    def complete_probability(self, audio) -> float:
-        self.calls += 1
-        return self.p
-
-
-@pytest.mark.fast
-def test_incremental_off_with_the_audio_model_transcribes_once_and_judges_by_the_voice():
-    cfg = resolve(overrides={"turn.incremental": False})
-    stt, model = ScriptedSTT("What time is it?"), FixedTurnModel(0.9)
+def with_turn_model(cfg, stt, model, audio) -> list:
+    """A session with this audio turn model hears ``audio`` (not paced) to its end; its events."""
     chat = Conversation(cfg, ScriptedLLM(["Noon."]), kind="talk", log=False)
-    audio = np.concatenate([silence(0.3), phrase(4), silence(2.0)])
     session = VoiceSession(
         cfg,
         conversation=chat,
@@ -538,6 +526,23 @@ def test_incremental_off_with_the_audio_model_transcribes_once_and_judges_by_the
     session.start()
     assert session.wait_done(timeout=20)
     session.close()
+    return events
+
+
+class FixedTurnModel:
+    def __init__(self, p: float) -> None:
+        self.p, self.calls = p, 0
+
+    def complete_probability(self, audio) -> float:
+        self.calls += 1
+        return self.p
+
+
+@pytest.mark.fast
+def test_incremental_off_with_the_audio_model_transcribes_once_and_judges_by_the_voice():
+    cfg = resolve(overrides={"turn.incremental": False})
+    stt, model = ScriptedSTT("What time is it?"), FixedTurnModel(0.9)
+    events = with_turn_model(cfg, stt, model, np.concatenate([silence(0.3), phrase(4), silence(2.0)]))
     assert len(stt.calls) == 1 and model.calls >= 1
     assert not [e for e in events if isinstance(e, ev.Partial)]
     (stats,) = [e for e in events if isinstance(e, ev.TurnStats)]
@@ -564,23 +569,9 @@ def test_the_audio_model_hears_each_pause_once_as_it_will_be_at_the_pause(ms):
     (the model hears how long the voice has been quiet), at the pause the room itself."""
     cfg = resolve(overrides={"turn.audio_model_ms": ms})
     stt, model = ScriptedSTT("Book a table for four people."), HeardTurnModel(0.9)
-    chat = Conversation(cfg, ScriptedLLM(["Done."]), kind="talk", log=False)
     audio = np.concatenate([silence(0.3), phrase(4), silence(0.5), phrase(2), silence(2.0)])
     room = np.random.default_rng(22).normal(0, 1e-4, len(audio)).astype(np.float32)  # (far below the voice detector)
-    session = VoiceSession(
-        cfg,
-        conversation=chat,
-        stt=stt,
-        tts=ScriptedTTS(),
-        source=FileSource.from_array(audio + room, FRAME, fast=True),
-        sink=RecordingSink(),
-        turn_model=model,
-    )
-    events: list = []
-    session.subscribe(events.append)
-    session.start()
-    assert session.wait_done(timeout=20)
-    session.close()
+    events = with_turn_model(cfg, stt, model, audio + room)
     assert len(model.heard) == 2  # two pauses, one reading each
     frame = 16 * FRAME  # (samples)
     for heard in model.heard:
