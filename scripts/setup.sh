@@ -97,8 +97,13 @@ case "$MODE" in
       "$PY" -m pytest -m fast -q
       rc=$?
       if [ "$rc" -eq 0 ]; then
-        log "the rest of the suite: models, sound cards, servers, browsers"
-        "$PY" -m pytest -m "not fast"
+        log "the rest of the suite, two tests at a time: models, servers, databases"
+        "$PY" -m pytest -m "not fast and not serial" -n 2 --dist worksteal
+        rc=$?
+      fi
+      if [ "$rc" -eq 0 ]; then
+        log "the tests paced in real time, one at a time: sound cards, browsers"
+        "$PY" -m pytest -m serial
         rc=$?
       fi
     fi

@@ -143,6 +143,7 @@ def browser(tmp_path_factory):
         yield b
 
 
+@pytest.mark.serial
 def test_the_page_pauses_a_reply_for_a_backchannel_and_plays_it_whole(browser, server, tmp_path):
     import json
 

@@ -136,6 +136,7 @@ def _checks(result) -> dict[str, dict]:
     return {f"{c['group']} {c['name']}": c for c in doc["checks"]}
 
 
+@pytest.mark.serial
 @pytest.mark.skipif(not PulseCard.available(), reason="needs pulseaudio")
 def test_doctor_end_to_end(tmp_path):
     closed = _closed_port()

@@ -24,6 +24,7 @@ LONG = "Answer every question with a detailed explanation of at least four sente
 REPLY_TOKENS = "72"
 
 
+@pytest.mark.serial
 def test_its_own_echo_never_interrupts_it_the_user_does_and_is_answered(tmp_path):
     """In a room with echo: two replies play to their end with nobody speaking (the echo may pause a reply,
     never stop it). Then the user speaks over a long reply: playback stops, the reply is kept as far as it
@@ -62,6 +63,7 @@ def test_its_own_echo_never_interrupts_it_the_user_does_and_is_answered(tmp_path
     assert any(t.interrupted and t.assistant_text == cut[-1]["text"] for t in turns)
 
 
+@pytest.mark.serial
 def test_check_echo_measures_the_room_and_its_absence(tmp_path):
     """`voicechat devices --check-echo` plays a short sound: in the room it hears the echo, finds its delay
     (the loopback's 80 ms plus the devices') and reports the echo removed; without a room, no echo."""
@@ -106,6 +108,7 @@ def test_capture_stamps_do_not_trust_a_bogus_device_latency():
     assert sane == pytest.approx(100.0 - 0.04)  # a plausible stamp is PortAudio's
 
 
+@pytest.mark.serial
 @pytest.mark.parametrize("room", [False, True])
 def test_a_sound_is_not_stamped_as_heard_before_it_was_played(tmp_path, room):
     """On the PulseAudio card (its microphone a sink's monitor, or a room's), a tone played into the

@@ -646,6 +646,7 @@ def run_attack(chromium, url: str, shot: Path, route_html: str | None = None) ->
     return out
 
 
+@pytest.mark.serial
 def test_a_page_from_another_origin_cannot_read_or_write_a_conversation(server, victim, chromium, tmp_path):
     before = turns(server)
     refused = server.metric("voicechat_requests_total", route="/v1/chat/completions", status="403")
@@ -665,6 +666,7 @@ def test_a_page_from_another_origin_cannot_read_or_write_a_conversation(server, 
     assert "4321" not in json.dumps(out)
 
 
+@pytest.mark.serial
 def test_a_dns_rebinding_page_gets_nothing(server, victim, chromium, tmp_path):
     """The page comes from rebind.evil.example (the attacker's DNS answer); then the name points at 127.0.0.1, so the
     page's own-origin requests reach the server: it must refuse them by their Host."""

@@ -479,6 +479,7 @@ def chromium(tmp_path_factory):
         yield browser
 
 
+@pytest.mark.serial
 def test_chromium_negotiates_a_call_speaks_with_a_fake_microphone_and_hears_the_reply(served, chromium, hear, tmp_path):
     ek = mint(served, instructions="You are a helpful assistant. Answer in one short sentence.")
     page = chromium.new_context().new_page()

@@ -264,6 +264,7 @@ def test_speaker_stop_is_immediate_and_reports_what_played(card):
     assert played.texts == []
 
 
+@pytest.mark.serial
 def test_device_vanishing_mid_stream_is_one_line(tmp_path):
     """Kill the sound server while `say` plays: one clear line, non-zero exit, no traceback."""
     import time
@@ -286,6 +287,7 @@ def test_device_vanishing_mid_stream_is_one_line(tmp_path):
     assert_one_line_error(err, "device")
 
 
+@pytest.mark.serial
 def test_speaker_hold_pauses_at_once_and_goes_on_without_losing_audio(tmp_path):
     """hold(True) silences the speaker now (the device's buffer is dropped, not played out), hold(False) goes on
     where it stopped: the play times the speaker reports (what an echo canceller hears of it) jump by the pause,

@@ -176,6 +176,7 @@ def test_sigterm_drains_requests_and_sessions_and_keeps_every_turn(tmp_path):
     assert closing["session"] in (None, *(p for (p,) in public))
 
 
+@pytest.mark.serial
 def test_talk_server_through_the_sound_card(tmp_path, hear):
     """`talk --server`: the microphone and the speaker here (a PulseAudio card), the session on the server."""
     import json

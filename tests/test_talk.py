@@ -122,6 +122,7 @@ class TalkProcess:
         return code
 
 
+@pytest.mark.serial
 def test_two_questions_through_the_sound_card(tmp_path, questions, hear):
     """Two spoken questions with silence between: exactly two turns, two replies out of the speaker, both logged."""
     if not PulseCard.available():
@@ -159,6 +160,7 @@ def test_two_questions_through_the_sound_card(tmp_path, questions, hear):
     assert all(t.latency.get("voice_to_voice") for t in turns)
 
 
+@pytest.mark.serial
 def test_barge_in_stops_playback_and_truncates_the_logged_reply(tmp_path, questions):
     if not PulseCard.available():
         pytest.fail("PulseAudio is required (scripts/setup.sh test installs it)")
@@ -300,6 +302,7 @@ def test_bad_input_file_and_options(tmp_path):
     assert_one_line_error(r[5].stderr.decode(), "turn.detector")
 
 
+@pytest.mark.serial
 @pytest.mark.parametrize("stage", ["listening", "thinking", "speaking"])
 def test_ctrl_c_at_each_stage_exits_cleanly(tmp_path, questions, stage):
     if not PulseCard.available():
@@ -326,6 +329,7 @@ def test_ctrl_c_at_each_stage_exits_cleanly(tmp_path, questions, stage):
         assert turns == []
 
 
+@pytest.mark.serial
 def test_push_to_talk_from_a_pseudo_terminal(tmp_path, questions):
     """Space starts recording, space stops it; the recording becomes a turn. Driven through a real pty."""
     import pty

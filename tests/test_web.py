@@ -92,6 +92,7 @@ def no_horizontal_scroll(page) -> None:
     assert width <= client, f"the page scrolls sideways: {width} px wide in {client} px"
 
 
+@pytest.mark.serial
 def test_a_spoken_question_shows_its_transcript_and_a_reply_and_plays_the_reply(browser, server, shots):
     page, errors = open_page(browser, server)
     wait_connected(page)
@@ -129,6 +130,7 @@ def test_a_spoken_question_shows_its_transcript_and_a_reply_and_plays_the_reply(
     page.context.close()
 
 
+@pytest.mark.serial
 def test_typed_text_stop_csv_and_clear(browser, server, shots, tmp_path):
     page, errors = open_page(browser, server, viewport=PHONE, color_scheme="dark", has_touch=True, is_mobile=True)
     wait_connected(page)
@@ -190,6 +192,7 @@ def test_typed_text_stop_csv_and_clear(browser, server, shots, tmp_path):
     page.context.close()
 
 
+@pytest.mark.serial
 def test_the_page_asks_for_the_key_and_works_once_it_is_entered(browser, server, shots):
     page, errors = open_page(browser, server, key=None, viewport=PHONE)
     page.wait_for_selector("#key:not([hidden])", timeout=15_000)
