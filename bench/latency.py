@@ -15,6 +15,8 @@ through each design (bench/latency_panel.py), one talk run per voice and design,
   baseline  a fixed 600 ms end rule, then whole-utterance transcription with the file settings (beam 5, Silero
             filter) -- turn.detector=silence, turn.incremental=false, turn.beam_size=5, turn.silero_filter=true;
   judged_at_pause  turn.audio_model_ms=150: the audio turn model hears each pause at the pause, beside Whisper;
+  no_draft  turn.draft_reply=false: the reply begins when the turn ends (current writes it, and synthesizes its first
+            words, while the silence that may end the turn is waited out);
   before    (--before DIR) talk on the code of another checkout, e.g. the commit before a change;
   and (c) a naive pipeline in this process: transcribe, whole reply, synthesize all, play.
 

@@ -630,3 +630,103 @@ def test_slash_aliases_are_one_table_and_set_mode_checks_its_value():
             run.session.set_mode(bad)
     assert run.session.mode == "vad"
     assert run.session.command("/q").quit
+
+
+# a reply drafted in a pause the silence may end (voicechat.voice.draft) ------------------------
+class GatedSource:
+    """A fast file source that, at one frame, looks (and with ``wait``, waits up to 10 s) for the chat model to have
+    been asked, and notes what the session had shown and played by then."""
+
+    def __init__(self, source: FileSource, at_s: float, run_ref: list, wait: bool) -> None:
+        self.source, self.at = source, int(at_s * 1000 / FRAME)
+        self.run_ref, self.wait = run_ref, wait
+        self.frames = 0
+        self.seen: dict | None = None
+
+    def __getattr__(self, name: str):
+        return getattr(self.source, name)
+
+    def read(self, timeout: float):
+        self.frames += 1
+        if self.frames == self.at:
+            run = self.run_ref[0]
+            if self.wait:
+                run.llm.started.wait(10)
+            self.seen = {
+                "asked": run.llm.started.is_set(),
+                "shown": [type(e).__name__ for e in run.of((ev.UserText, ev.ReplyDelta, ev.ReplyDone))],
+                "played": run.sink.playing.is_set(),
+            }
+        return self.source.read(timeout)
+
+
+def gated_run(
+    audio: np.ndarray, script: str, at_s: float, *, wait: bool, replies=("Fine. Thanks for asking.",), overrides=None, tools=None
+):
+    run_ref: list = []
+    run = Run(None, script, replies, overrides=overrides, start=False)
+    gate = GatedSource(FileSource.from_array(audio, FRAME, fast=True), at_s, run_ref, wait)
+    run_ref.append(run)
+    run.chat.tools = tools
+    run.session = VoiceSession(run.cfg, conversation=run.chat, stt=run.stt, tts=ScriptedTTS(), source=gate, sink=run.sink)
+    run.session.subscribe(run._on)
+    run.session.start()
+    return run.finish(), gate
+
+
+@pytest.mark.fast
+def test_a_reply_is_written_in_a_pause_the_silence_may_end_and_held_back_until_it_does():
+    # "Tell me something" reads unclear: the turn ends after turn.end_ms of silence; 0.5 s in, it is not over yet
+    audio = np.concatenate([silence(0.3), phrase(3), silence(2.5)])
+    run, gate = gated_run(audio, "Tell me something", 0.3 + 0.84 + 0.5, wait=True)
+    assert gate.seen == {"asked": True, "shown": [], "played": False}, "asked before the turn ended, nothing shown or played"
+    assert [u.text for u in run.of(ev.UserText)] == ["Tell me something"]
+    (done,) = run.of(ev.ReplyDone)
+    assert done.text == "Fine. Thanks for asking." and not done.interrupted
+    assert " ".join(c.text for c in run.sink.chunks) == "Fine. Thanks for asking."
+    ended = [i for i, e in enumerate(run.events) if isinstance(e, ev.Speech) and e.phase == "ended"]
+    assert len(ended) == 1 and ended[0] < run.events.index(run.of(ev.UserText)[0]), "the turn ends, then its text shows"
+    (stats,) = run.of(ev.TurnStats)
+    assert stats.timing.endpoint == pytest.approx(run.cfg.turn.end_ms / 1000, abs=0.031), "the end is the silence's"
+    assert run.chat.totals.turns == 1 and [m.content for m in run.chat.memory.messages_for("x")[1:3]] == [
+        "Tell me something",
+        "Fine. Thanks for asking.",
+    ]
+    assert len(run.llm.prompts) == 1
+
+
+@pytest.mark.fast
+def test_a_drafted_reply_is_dropped_unheard_when_the_user_goes_on():
+    # "Tell me something ... (0.6 s) ... about the sea": a draft of the first words, dropped when the voice resumes
+    audio = np.concatenate([silence(0.3), phrase(3), silence(0.6), phrase(3), silence(2.5)])
+    replies = ("A draft nobody hears.", "The sea is wide.")
+    run, gate = gated_run(audio, "Tell me something about the sea", 0.3 + 0.84 + 0.55, wait=True, replies=replies)
+    assert gate.seen == {"asked": True, "shown": [], "played": False}
+    assert [u.text for u in run.of(ev.UserText)] == ["Tell me something about the sea"]
+    assert [d.text for d in run.of(ev.ReplyDone)] == ["The sea is wide."]
+    assert "draft" not in "".join(d.text for d in run.of(ev.ReplyDelta))
+    assert " ".join(c.text for c in run.sink.chunks) == "The sea is wide."
+    assert "draft" not in run.session.speech.said()  # (its words are not taken for an echo later)
+    assert run.chat.totals.turns == 1 and [m.content for m in run.chat.memory.messages_for("x")[1:3]] == [
+        "Tell me something about the sea",
+        "The sea is wide.",
+    ]
+    assert [p[-1].content for p in run.llm.prompts] == ["Tell me something", "Tell me something about the sea"]
+
+
+class NoTools:
+    """Tools on, none offered (their calls would act: a reply that may be dropped must not make any)."""
+
+    def specs(self) -> list:
+        return []
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("why", ["turned off", "tools"])
+def test_no_draft_when_turned_off_or_with_tools(why):
+    audio = np.concatenate([silence(0.3), phrase(3), silence(2.5)])
+    overrides = {"turn.draft_reply": False} if why == "turned off" else {"turn.language_model": False}
+    tools = NoTools() if why == "tools" else None
+    run, gate = gated_run(audio, "Tell me something", 0.3 + 0.84 + 0.5, wait=False, overrides=overrides, tools=tools)
+    assert gate.seen == {"asked": False, "shown": [], "played": False}
+    assert [d.text for d in run.of(ev.ReplyDone)] == ["Fine. Thanks for asking."]

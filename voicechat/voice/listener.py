@@ -29,6 +29,7 @@ import numpy as np
 from voicechat.voice import events as ev
 from voicechat.voice.backchannel import Backchannels
 from voicechat.voice.barge import BargeIn, BargeTiming
+from voicechat.voice.draft import Draft
 from voicechat.voice.transcriber import UtteranceText
 from voicechat.voice.vad import Pause, Segmenter, SpeechStarted, Utterance, UtteranceDropped
 
@@ -51,6 +52,7 @@ class UserTurn:
     cut_in: bool = False  # it stopped a reply, or began just after one was stopped: "Stop." alone is not a question
     end_detected: float = field(default_factory=time.perf_counter)  # when the turn was judged complete
     language: str | None = None  # the turn's language when known before the reply (ISO 639-1); None: from its transcript
+    draft: Draft | None = None  # answered before the turn is known to be over: held until confirmed (voicechat.voice.draft)
 
 
 class Listener:
@@ -72,11 +74,14 @@ class Listener:
         on_hold: Callable[[bool], bool] | None = None,
         pausable: bool = True,
         pause_for_echo: bool = True,
+        draft: Callable[[UserTurn], bool] | None = None,
+        confirm: Callable[[UserTurn], None] | None = None,
     ) -> None:
         """``pausable``: the reply can be paused where it plays (a sound card), so speech over it may be heard out
         as a backchannel; False (a client or a file plays it): speech over it stops it at once, as OpenAI's
         Realtime clients and the WebSocket clients expect. ``pause_for_echo``: speech that may be the reply's echo
-        pauses it to tell (a sound card); False: the words tell (a client cancels its own echo)."""
+        pauses it to tell (a sound card); False: the words tell (a client cancels its own echo). ``draft``: hand over a
+        turn in a pause that may end it, to be answered held back (True: taken); ``confirm``: the silence ended it."""
         self.cfg = config
         self.source, self.policy, self.transcriber = source, policy, transcriber
         self.emit, self.deliver, self.set_state = emit, deliver, set_state
@@ -105,6 +110,10 @@ class Listener:
         self._partial_frames = max(1, config.turn.partial_every_ms // config.listen.frame_ms)
         self._judge_frames = max(1, config.turn.audio_model_ms // config.listen.frame_ms)  # silence before the audio model hears it
         self._announced = True  # the speech in progress was announced (ev.Speech "started"), by the listener or a barge-in
+        self.draft, self.confirm = draft, confirm
+        self._drafted: UserTurn | None = None  # the turn handed over as a draft in this silence
+        self._draft_tried = -1  # the pause (its utterance length) a draft was last offered for
+        self._draft_max_ms = config.turn.end_ms  # a thought in progress (a longer wait) is not drafted: more words will likely come
 
     def set_mode(self, mode: str) -> None:
         self.mode = mode
@@ -124,6 +133,7 @@ class Listener:
         try:
             self._run(stop)
         finally:
+            self._drop_draft()
             self.barge.close()
 
     def _run(self, stop: threading.Event) -> None:
@@ -149,6 +159,7 @@ class Listener:
                 ptt = []
             if self.mode == "ptt":
                 barge.close()
+                self._drop_draft()
                 if self.recording.is_set():
                     ptt.append(frame)
                 elif ptt:
@@ -174,6 +185,7 @@ class Listener:
                     self._close(self._utt)
                     self._utt = UtteranceText()
                     pause_end = 0
+                    self._draft_tried = -1
                     since_partial = 0
                     barge.speech_started(now, at, answering, self.source.hears_speaker)
                     self._announced = False
@@ -188,6 +200,7 @@ class Listener:
                     if barge.turn_over():
                         self._deliver(event, self._utt, now, seg.index)
                     else:
+                        self._drop_draft()
                         self._close(self._utt)
                     self._utt = None
                 elif isinstance(event, UtteranceDropped):
@@ -201,6 +214,7 @@ class Listener:
                 self._announce()  # speech that began over a reply which then ended, once it is known not to be its echo
             if seg.silence_run == 0:
                 judged = None
+                self._drop_draft()  # the user goes on
                 since_partial += 1
                 if (
                     self._utt is not None
@@ -221,7 +235,28 @@ class Listener:
                 if seg.silence_ms >= (self.policy.max_silence_ms if need is None else need):
                     if barge.turn_over():
                         self._end(seg, now)
+                    self._drop_draft()
                     self._utt = None
+                elif need is not None and need <= self._draft_max_ms and self._draft_tried != pause_end and hyp is not None and hyp.text:
+                    self._draft_tried = pause_end
+                    self._start_draft(seg, hyp.text, pause_end, now)
+
+    def _start_draft(self, seg: Segmenter, text: str, end: int, now: float) -> None:
+        """The turn may end in this silence: hand it over to be answered, held back until the silence ends it."""
+        if self.draft is None or self.answering() or self.barge.undecided or self.barge.cut_in() or self._utt is None:
+            return
+        audio = seg.audio()
+        if len(audio) != end:  # (the transcript is of the pause's audio: only that utterance)
+            return
+        speech_end = now - (seg.index - seg.last_voiced) * self.frame_s
+        turn = UserTurn("voice", text=text, audio=audio, utt=self._utt, speech_end=speech_end, end_detected=now, draft=Draft(end))
+        if self.draft(turn):
+            self._drafted = turn
+
+    def _drop_draft(self) -> None:
+        turn, self._drafted = self._drafted, None
+        if turn is not None and turn.draft is not None:
+            turn.draft.drop()
 
     def _judge_early(self, seg: Segmenter) -> int | None:
         """The audio turn model hears the utterance now, as it will be at the pause: its silence so far repeated up
@@ -241,6 +276,7 @@ class Listener:
 
     def _forget(self) -> None:
         """The speech in progress (if any) is not the user's: no turn, no more partial transcripts of it."""
+        self._drop_draft()
         if self._seg is not None:
             self._seg.reset()
         self._utt = self._close(self._utt)
@@ -297,9 +333,19 @@ class Listener:
         if not self._announced:
             self._announce()  # (a turn is always announced before it goes to be answered)
         speech_end = now - (index - event.last_voiced_frame) * self.frame_s  # frames arrive in (source) real time
+        drafted, self._drafted = self._drafted, None
+        if drafted is not None and drafted.draft is not None:
+            if self.confirm is not None and drafted.utt is utt and drafted.audio is not None and len(drafted.audio) == len(event.audio):
+                drafted.speech_end, drafted.end_detected, drafted.cut_in = speech_end, now, self.barge.cut_in()
+                assert utt is not None
+                self.transcriber.final(utt, drafted.audio)  # (closes the utterance: its transcript is the one answered)
+                self.confirm(drafted)
+                return
+            drafted.draft.drop()
         self.deliver(UserTurn("voice", audio=event.audio, utt=utt, speech_end=speech_end, end_detected=now, cut_in=self.barge.cut_in()))
 
     def _dropped(self, event: UtteranceDropped, utt: UtteranceText | None) -> None:
+        self._drop_draft()
         self._close(utt)
         self.emit(ev.Dropped(event.reason))
         if not self.answering():

@@ -14,7 +14,7 @@ import collections
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -27,7 +27,7 @@ from voicechat.voice.timing import TurnTiming
 if TYPE_CHECKING:
     from voicechat.config import Config
     from voicechat.conversation.chat import Conversation
-    from voicechat.engines.base import TextToSpeech
+    from voicechat.engines.base import AudioChunk, TextToSpeech
     from voicechat.tools.base import ToolEvent
     from voicechat.voice.io import Sink
     from voicechat.voice.listener import UserTurn
@@ -37,9 +37,16 @@ FIRST_AUDIO_WAIT_S = 3.0
 SAID_CHUNKS = 8  # Speech.said(): the last this many chunks (a reply's current sentences and the one before's end)
 
 
+def _set_event() -> threading.Event:
+    event = threading.Event()
+    event.set()
+    return event
+
+
 @dataclass
 class SpokenReply:
     cancel: threading.Event = field(default_factory=threading.Event)
+    go: threading.Event = field(default_factory=_set_event)  # clear: a draft's, synthesized but held until confirmed
     chunks: queue.Queue[str | None] = field(default_factory=queue.Queue)
     done: threading.Event = field(default_factory=threading.Event)  # speech finished (or gave up)
     sounding: threading.Event = field(default_factory=threading.Event)  # the first chunk reached the sink
@@ -96,7 +103,9 @@ class Speech:
                 self.voices.close()  # (this thread is the one that speaks with them)
 
     def _speak(self, reply: SpokenReply, stop: threading.Event) -> None:
-        self.sink.begin()
+        held = not reply.go.is_set()  # a draft: its first words are synthesized now, played once it is confirmed
+        if not held:
+            self.sink.begin()
         spoke = False
         while True:
             try:
@@ -110,8 +119,15 @@ class Speech:
             tts = reply.voice or self.tts
             if reply.cancel.is_set() or not self.sink.speaks or tts is None:
                 continue
+            audios: Iterable[AudioChunk] = tts.synthesize(chunk)
+            if held:
+                audios = list(audios)
+                if not self._wait_go(reply, stop):
+                    continue
+                held = False
+                self.sink.begin()
             self._said.append(chunk)
-            for audio in tts.synthesize(chunk):
+            for audio in audios:
                 if reply.cancel.is_set():
                     break
                 if not spoke:
@@ -122,6 +138,14 @@ class Speech:
             reply.synthesized.append(chunk)
         if spoke and not reply.cancel.is_set():
             self.sink.drain()
+
+    @staticmethod
+    def _wait_go(reply: SpokenReply, stop: threading.Event) -> bool:
+        """A draft's reply: until it is confirmed (True) or dropped."""
+        while not reply.go.wait(0.02):
+            if reply.cancel.is_set() or stop.is_set():
+                return False
+        return not reply.cancel.is_set()
 
 
 class Responder:
@@ -154,6 +178,10 @@ class Responder:
     def transcript(self, item: UserTurn) -> tuple[str, float]:
         """The turn's text, and when it was ready (before the turn ended, when transcribed during the pause)."""
         assert self.transcriber is not None and item.audio is not None
+        if item.draft is not None and item.utt is not None:  # the pause's transcript (the listener closes the utterance)
+            utt = item.utt
+            item.language = item.language or utt.language or utt.guess or self.transcriber.language
+            return item.text, utt.ready_at.get(len(item.audio), time.perf_counter())
         if item.utt is not None:
             text, ready = self.transcriber.final(item.utt, item.audio)
             item.language = item.language or item.utt.language  # the language the turn was identified in
@@ -164,23 +192,29 @@ class Responder:
 
     def answer(self, item: UserTurn, stop: threading.Event) -> None:
         reply = SpokenReply()
+        draft = item.draft
+        emit, set_state = self.emit, self.set_state
+        if draft is not None:  # answered before the turn is known to be over: nothing shows until it is confirmed
+            if not draft.take(reply.cancel):
+                return
+            reply.go = draft.go
+            self.emit = lambda event: draft.call(emit, event)
+            self.set_state = lambda state: draft.call(set_state, state)
         self.current = reply  # an interrupt from here on (even during transcription) cancels this turn
         try:
             self._answer(item, reply, stop)
         finally:
             self.current = None
+            self.emit, self.set_state = emit, set_state
 
     def _answer(self, item: UserTurn, reply: SpokenReply, stop: threading.Event) -> None:
         timing = TurnTiming()
-        t0 = item.end_detected
-        if item.speech_end is not None:
-            timing.endpoint = t0 - item.speech_end
+        draft = item.draft
+        ready: float | None = None
+        chunk_at: float | None = None
         if item.source == "voice":
             self.set_state("thinking")
             text, ready = self.transcript(item)
-            timing.stt = max(0.0, ready - t0)
-            if item.speech_end is not None:
-                timing.transcript = ready - item.speech_end
             if not text:
                 self.emit(ev.Dropped("no speech in the utterance"))
                 return
@@ -203,13 +237,16 @@ class Responder:
         chunker = sentences.Chunker(self.cfg.tts.first_chunk_words, language=language)
 
         def on_delta(delta: str) -> None:
+            nonlocal chunk_at
             self.emit(ev.ReplyDelta(delta))
             for chunk in chunker.feed(sentences.clean(delta)):
-                first = timing.first_chunk is None
+                first = chunk_at is None
                 if first:
-                    timing.first_chunk = time.perf_counter() - t0
+                    chunk_at = time.perf_counter()
                 reply.chunks.put(chunk)
                 if first:
+                    if draft is not None and not draft.wait(stop):
+                        reply.cancel.set()  # dropped: the user went on
                     self._first_audio_first(reply, stop)
 
         def on_tool(event: ToolEvent) -> None:
@@ -237,9 +274,12 @@ class Responder:
             self.emit(ev.Notice(self.conversation.empty_reply_note(text, result.usage)))
         if not result.interrupted:
             for chunk in chunker.flush():
-                if timing.first_chunk is None:
-                    timing.first_chunk = time.perf_counter() - t0
+                chunk_at = chunk_at or time.perf_counter()
                 reply.chunks.put(chunk)
+        if draft is not None and not draft.wait(stop):
+            reply.cancel.set()  # dropped: nothing of it was heard or is kept
+            reply.chunks.put(None)
+            return
         reply.chunks.put(None)
         given_up = None
         while not reply.done.wait(0.05):
@@ -251,6 +291,15 @@ class Responder:
                     break  # speech has stopped for good
         interrupted = result.interrupted or reply.cancel.is_set() or self.sink.playback().cut
         heard = self._heard(reply, interrupted, result.text)
+        t0 = item.end_detected  # (a draft's: when it was confirmed)
+        if item.speech_end is not None:
+            timing.endpoint = t0 - item.speech_end
+        if ready is not None:
+            timing.stt = max(0.0, ready - t0)
+            if item.speech_end is not None:
+                timing.transcript = ready - item.speech_end
+        if chunk_at is not None:
+            timing.first_chunk = max(0.0, chunk_at - t0)
         first_sample = self.sink.playback().first_sample_at
         if first_sample is not None:
             timing.first_audio = first_sample - t0

@@ -122,6 +122,8 @@ class VoiceSession:
                 echo=self.sink.audible,
                 wake=wake,
                 said=self.speech.said if config.listen.barge_in and self.sink.audible else None,
+                draft=self._draft if config.turn.draft_reply and conversation.tools is None else None,
+                confirm=self._confirm,
             )
 
     def _partial(self, utt: object, text: str) -> None:
@@ -345,6 +347,24 @@ class VoiceSession:
             self._pending += 1
         self._inputs.put(item)
 
+    def _draft(self, item: UserTurn) -> bool:
+        """A turn the silence may end, to be answered held back (voicechat.voice.draft): not counted as pending (the
+        listener goes on listening as before) until it is confirmed. Never with tools: their calls act."""
+        if not self.responder.answers or not self.idle:
+            return False
+        self._inputs.put(item)
+        return True
+
+    def _confirm(self, item: UserTurn) -> None:
+        """The silence ended the drafted turn: it is delivered, and its reply shown and played."""
+        self.emit(ev.Speech("ended"))
+        if self.source is not None:
+            self.source.hold(True)
+        with self._pending_lock:
+            self._pending += 1
+        assert item.draft is not None
+        item.draft.confirm()
+
     def _resting_state(self) -> str:
         if self.listener is not None and self.listener.wake is not None and not self.listener.wake.awake:
             return "asleep"
@@ -359,13 +379,15 @@ class VoiceSession:
             try:
                 self.responder.answer(item, self._stop)
             finally:
-                with self._pending_lock:
-                    self._pending -= 1
-                    rest = self._pending
-                if rest == 0:
-                    if self.source is not None:
-                        self.source.hold(False)
-                    if not self._stop.is_set() and not (
-                        self.listener is not None and self.listener.mode == "vad" and not self.cfg.listen.barge_in
-                    ):
-                        self._set_state(self._resting_state())  # (a VAD listener says "listening" once it listens again)
+                if item.draft is None or item.draft.wait(self._stop):  # (a dropped draft was never counted)
+                    self._answered()
+
+    def _answered(self) -> None:
+        with self._pending_lock:
+            self._pending -= 1
+            rest = self._pending
+        if rest == 0:
+            if self.source is not None:
+                self.source.hold(False)
+            if not self._stop.is_set() and not (self.listener is not None and self.listener.mode == "vad" and not self.cfg.listen.barge_in):
+                self._set_state(self._resting_state())  # (a VAD listener says "listening" once it listens again)
