@@ -334,6 +334,7 @@ class RealtimeConnection(VoiceConnection):
             from voicechat.voice.endpoint import MeaningPolicy
 
             self.session.responder.answers = self.settings.kind == "realtime"
+            self.session.drafts = False  # (each response begins with its own settings once its turn is read: _on_event)
             realtime_tools.attach(self)  # function calling, item retrieve/delete, the beta dialect (realtime_tools.py)
             chat = self.session.conversation
             self._limited = Limited(chat.llm)

@@ -104,6 +104,9 @@ class VoiceSession:
         self.responder = Responder(
             config, conversation, self.transcriber, self.speech, self.sink, emit=self.emit, set_state=self._set_state
         )
+        # a reply drafted in a pause the silence may end (voicechat.voice.draft); never with tools (their calls act),
+        # nor where the front end decides on each turn as its text is read (the Realtime API's responses)
+        self.drafts = config.turn.draft_reply and conversation.tools is None
         self.listener: Listener | None = None
         if source is not None and self.transcriber is not None:
             self.listener = Listener(
@@ -122,7 +125,7 @@ class VoiceSession:
                 echo=self.sink.audible,
                 wake=wake,
                 said=self.speech.said if config.listen.barge_in and self.sink.audible else None,
-                draft=self._draft if config.turn.draft_reply and conversation.tools is None else None,
+                draft=self._draft,
                 confirm=self._confirm,
             )
 
@@ -350,7 +353,7 @@ class VoiceSession:
     def _draft(self, item: UserTurn) -> bool:
         """A turn the silence may end, to be answered held back (voicechat.voice.draft): not counted as pending (the
         listener goes on listening as before) until it is confirmed. Never with tools: their calls act."""
-        if not self.responder.answers or not self.idle:
+        if not self.drafts or not self.responder.answers or not self.idle:
             return False
         self._inputs.put(item)
         return True
