@@ -20,11 +20,11 @@ def test_held_calls_come_out_in_order_once_confirmed_then_pass_straight_through(
     d.call(out.append, "user text")
     d.call(out.append, "reply delta")
     assert out == [] and not d.go.is_set()
-    d.confirm()
-    assert out == ["user text", "reply delta"] and d.go.is_set() and d.confirmed
+    assert d.confirm(lambda: out.append("speech ended"))
+    assert out == ["speech ended", "user text", "reply delta"] and d.go.is_set() and d.confirmed
     d.call(out.append, "reply done")
-    d.drop()  # (too late: it was confirmed)
-    assert out == ["user text", "reply delta", "reply done"] and not cancel.is_set()
+    assert not d.drop()  # (too late: it was confirmed)
+    assert out == ["speech ended", "user text", "reply delta", "reply done"] and not cancel.is_set()
     assert d.wait(threading.Event())
 
 
@@ -34,10 +34,10 @@ def test_a_drop_cancels_the_reply_and_lets_nothing_out():
     cancel = threading.Event()
     assert d.take(cancel)
     d.call(out.append, "user text")
-    d.drop()
+    assert d.drop()
     assert cancel.is_set() and not d.go.is_set()
     d.call(out.append, "reply delta")
-    d.confirm()  # (too late: it was dropped)
+    assert not d.confirm(lambda: out.append("speech ended"))  # (too late: it was dropped; the turn goes as any other)
     assert out == [] and not d.confirmed and not d.wait(threading.Event())
 
 

@@ -730,3 +730,41 @@ def test_no_draft_when_turned_off_or_with_tools(why):
     run, gate = gated_run(audio, "Tell me something", 0.3 + 0.84 + 0.5, wait=False, overrides=overrides, tools=tools)
     assert gate.seen == {"asked": False, "shown": [], "played": False}
     assert [d.text for d in run.of(ev.ReplyDone)] == ["Fine. Thanks for asking."]
+
+
+@pytest.mark.fast
+def test_an_interrupt_drops_an_undecided_draft_and_the_turn_is_then_answered_in_full():
+    # an interrupt (a typed message with barge-in, /clear, a client's "interrupt") while the draft is undecided
+    audio = np.concatenate([silence(0.3), phrase(3), silence(2.5)])
+    replies = ("A draft nobody hears.", "Fine.")
+    run_ref: list = []
+    run = Run(None, "Tell me something", replies, start=False)
+    gate = GatedSource(FileSource.from_array(audio, FRAME, fast=True), 0.3 + 0.84 + 0.5, run_ref, wait=True)
+    gate_read = gate.read
+
+    def read(timeout):
+        got = gate_read(timeout)
+        if gate.frames == gate.at:
+            run.session.interrupt()
+        return got
+
+    gate.read = read
+    run_ref.append(run)
+    run.session = VoiceSession(run.cfg, conversation=run.chat, stt=run.stt, tts=ScriptedTTS(), source=gate, sink=run.sink)
+    run.session.subscribe(run._on)
+    run.session.start()
+    run.finish()
+    assert gate.seen is not None and gate.seen["asked"]
+    assert [u.text for u in run.of(ev.UserText)] == ["Tell me something"]
+    assert [(d.text, d.interrupted) for d in run.of(ev.ReplyDone)] == [("Fine.", False)]
+    assert [m.content for m in run.chat.memory.messages_for("x")[1:3]] == ["Tell me something", "Fine."]
+
+
+@pytest.mark.fast
+def test_a_confirmed_draft_that_plays_nothing_reports_nothing_of_the_reply_before():
+    audio = np.concatenate([silence(0.3), phrase(4), silence(2.0), phrase(3), silence(2.5)])
+    run = Run(audio, "Tell me something more", ("It is noon.", "")).finish()  # (each utterance reads the script afresh)
+    assert [u.text for u in run.of(ev.UserText)] == ["Tell me something more", "Tell me something"]
+    assert [d.text for d in run.of(ev.ReplyDone)] == ["It is noon.", ""]
+    assert run.chat.memory.rounds == [("Tell me something more", "It is noon.")]
+    assert all(s.timing.voice_to_voice is None or s.timing.voice_to_voice >= 0 for s in run.of(ev.TurnStats))

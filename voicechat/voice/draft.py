@@ -48,25 +48,32 @@ class Draft:
                 return
             fn(*args)  # (under the lock: after whatever confirm() let out)
 
-    def confirm(self) -> None:
+    def confirm(self, before: Callable[[], None] | None = None) -> bool:
+        """Let out what was held (after ``before()``, which says the turn ended) and let the reply sound. False: it was
+        dropped already (then ``before`` is not called)."""
         with self._lock:
             if self._decided.is_set():
-                return
+                return self.confirmed
+            if before is not None:
+                before()
             self.confirmed = True
             self._decided.set()
             held, self._held = self._held, []
             for fn, args in held:
                 fn(*args)
         self.go.set()
+        return True
 
-    def drop(self) -> None:
+    def drop(self) -> bool:
+        """Cancel the reply, unheard. False: it was confirmed already (nothing changes)."""
         with self._lock:
             if self._decided.is_set():
-                return
+                return not self.confirmed
             self._decided.set()
             self._held = []
             if self._cancel is not None:
                 self._cancel.set()
+            return True
 
     def wait(self, stop: threading.Event) -> bool:
         """Until it is decided (or the session stops): True if confirmed."""

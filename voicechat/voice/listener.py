@@ -75,13 +75,14 @@ class Listener:
         pausable: bool = True,
         pause_for_echo: bool = True,
         draft: Callable[[UserTurn], bool] | None = None,
-        confirm: Callable[[UserTurn], None] | None = None,
+        confirm: Callable[[UserTurn], bool] | None = None,
     ) -> None:
         """``pausable``: the reply can be paused where it plays (a sound card), so speech over it may be heard out
         as a backchannel; False (a client or a file plays it): speech over it stops it at once, as OpenAI's
         Realtime clients and the WebSocket clients expect. ``pause_for_echo``: speech that may be the reply's echo
         pauses it to tell (a sound card); False: the words tell (a client cancels its own echo). ``draft``: hand over a
-        turn in a pause that may end it, to be answered held back (True: taken); ``confirm``: the silence ended it."""
+        turn in a pause that may end it, to be answered held back (True: taken); ``confirm``: the silence ended it
+        (False: it was dropped meanwhile)."""
         self.cfg = config
         self.source, self.policy, self.transcriber = source, policy, transcriber
         self.emit, self.deliver, self.set_state = emit, deliver, set_state
@@ -148,6 +149,8 @@ class Listener:
         while not stop.is_set():
             got = self.source.read(0.1)
             if got is None:
+                if self._drafted is not None and time.perf_counter() - self._drafted.end_detected > self._draft_max_ms / 1000 + 1.0:
+                    self._drop_draft()  # the frames stopped coming (a client's microphone off): no silence will end it
                 if self.source.exhausted:
                     if self.mode == "vad" and seg.active:
                         self._end(seg, time.perf_counter())
@@ -243,7 +246,14 @@ class Listener:
 
     def _start_draft(self, seg: Segmenter, text: str, end: int, now: float) -> None:
         """The turn may end in this silence: hand it over to be answered, held back until the silence ends it."""
-        if self.draft is None or self.answering() or self.barge.undecided or self.barge.cut_in() or self._utt is None:
+        if (
+            self.draft is None
+            or self.answering()
+            or self.barge.undecided
+            or self.barge.cut_in()
+            or self._utt is None
+            or not seg.speech_enough
+        ):
             return
         audio = seg.audio()
         if len(audio) != end:  # (the transcript is of the pause's audio: only that utterance)
@@ -339,8 +349,8 @@ class Listener:
                 drafted.speech_end, drafted.end_detected, drafted.cut_in = speech_end, now, self.barge.cut_in()
                 assert utt is not None
                 self.transcriber.final(utt, drafted.audio)  # (closes the utterance: its transcript is the one answered)
-                self.confirm(drafted)
-                return
+                if self.confirm(drafted):
+                    return
             drafted.draft.drop()
         self.deliver(UserTurn("voice", audio=event.audio, utt=utt, speech_end=speech_end, end_detected=now, cut_in=self.barge.cut_in()))
 

@@ -29,12 +29,17 @@ if TYPE_CHECKING:
     from voicechat.conversation.chat import Conversation
     from voicechat.engines.base import AudioChunk, TextToSpeech
     from voicechat.tools.base import ToolEvent
+    from voicechat.voice.draft import Draft
     from voicechat.voice.io import Sink
     from voicechat.voice.listener import UserTurn
     from voicechat.voice.transcriber import Transcriber
 
 FIRST_AUDIO_WAIT_S = 3.0
 SAID_CHUNKS = 8  # Speech.said(): the last this many chunks (a reply's current sentences and the one before's end)
+
+
+def _call(fn: Callable[..., object], *args: object) -> None:
+    fn(*args)
 
 
 def _set_event() -> threading.Event:
@@ -47,6 +52,7 @@ def _set_event() -> threading.Event:
 class SpokenReply:
     cancel: threading.Event = field(default_factory=threading.Event)
     go: threading.Event = field(default_factory=_set_event)  # clear: a draft's, synthesized but held until confirmed
+    draft: Draft | None = None  # the draft it answers (an interrupt drops it while undecided)
     chunks: queue.Queue[str | None] = field(default_factory=queue.Queue)
     done: threading.Event = field(default_factory=threading.Event)  # speech finished (or gave up)
     sounding: threading.Event = field(default_factory=threading.Event)  # the first chunk reached the sink
@@ -136,6 +142,8 @@ class Speech:
                 self.sink.play(audio)
                 reply.sounding.set()
             reply.synthesized.append(chunk)
+        if held and reply.go.is_set():
+            self.sink.begin()  # a confirmed draft that played nothing: it reports that, not the reply before
         if spoke and not reply.cancel.is_set():
             self.sink.drain()
 
@@ -171,6 +179,7 @@ class Responder:
         self.last_language: str | None = None  # the language of the last turn answered (a typed text's guess falls back to it)
         self.system_prompt = conversation.memory.system_prompt  # the language line of each turn goes after it
         self._noticed: set[str] = set()
+        self._held: Callable[..., None] = _call  # run now, or once the draft being answered is confirmed
         if speech.tts is not None and speech.voices is None:
             speech.voices = LanguageVoices(config, speech.tts)
             speech.warm_languages = list(self.declared)
@@ -197,15 +206,17 @@ class Responder:
         if draft is not None:  # answered before the turn is known to be over: nothing shows until it is confirmed
             if not draft.take(reply.cancel):
                 return
-            reply.go = draft.go
+            reply.go, reply.draft = draft.go, draft
             self.emit = lambda event: draft.call(emit, event)
             self.set_state = lambda state: draft.call(set_state, state)
+            self._held = draft.call
         self.current = reply  # an interrupt from here on (even during transcription) cancels this turn
         try:
             self._answer(item, reply, stop)
         finally:
             self.current = None
             self.emit, self.set_state = emit, set_state
+            self._held = _call
 
     def _answer(self, item: UserTurn, reply: SpokenReply, stop: threading.Event) -> None:
         timing = TurnTiming()
@@ -244,9 +255,7 @@ class Responder:
                 if first:
                     chunk_at = time.perf_counter()
                 reply.chunks.put(chunk)
-                if first:
-                    if draft is not None and not draft.wait(stop):
-                        reply.cancel.set()  # dropped: the user went on
+                if first and (draft is None or draft.decided):  # (a draft's model is not held: the model may be shared)
                     self._first_audio_first(reply, stop)
 
         def on_tool(event: ToolEvent) -> None:
@@ -345,7 +354,7 @@ class Responder:
             None if choice.engine is self.speech.tts else f"{languages.name(language)} replies: {choice.engine.name} voice {choice.label}"
         )
         if said and said not in self._noticed:  # once each: which voice speaks a language, or why none of its own does
-            self._noticed.add(said)
+            self._held(self._noticed.add, said)  # (a dropped draft's notice was not seen)
             self.emit(ev.Notice(said))
         return choice.engine
 
@@ -371,6 +380,8 @@ class Responder:
         reply = self.current
         if reply is None or reply.cancel.is_set():
             return False
+        if reply.draft is not None and reply.draft.drop():
+            return False  # a draft not yet confirmed: dropped unheard (its turn is answered in full once it ends)
         reply.cancel.set()
         self.sink.stop()
         return True

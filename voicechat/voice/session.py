@@ -358,15 +358,19 @@ class VoiceSession:
         self._inputs.put(item)
         return True
 
-    def _confirm(self, item: UserTurn) -> None:
-        """The silence ended the drafted turn: it is delivered, and its reply shown and played."""
-        self.emit(ev.Speech("ended"))
-        if self.source is not None:
-            self.source.hold(True)
-        with self._pending_lock:
-            self._pending += 1
+    def _confirm(self, item: UserTurn) -> bool:
+        """The silence ended the drafted turn: it is delivered, and its reply shown and played. False: the draft was
+        dropped meanwhile (an interrupt): the listener delivers the turn as any other."""
+
+        def ended() -> None:
+            self.emit(ev.Speech("ended"))
+            if self.source is not None:
+                self.source.hold(True)
+            with self._pending_lock:
+                self._pending += 1
+
         assert item.draft is not None
-        item.draft.confirm()
+        return item.draft.confirm(ended)
 
     def _resting_state(self) -> str:
         if self.listener is not None and self.listener.wake is not None and not self.listener.wake.awake:
