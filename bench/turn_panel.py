@@ -56,6 +56,9 @@ class PanelSession(VoiceSession):
     def _answering(self) -> bool:
         return False
 
+    def _draft(self, item: Any) -> bool:
+        return False  # (no responder here: every turn is delivered when its end is decided, never drafted before)
+
     def _deliver(self, item: Any) -> None:
         assert self.source is not None
         end_t = self.source.pos / 2 / RATE  # (the source's position: the frame the decision was made on)
