@@ -85,6 +85,33 @@ def test_a_decoder_that_starts_over_is_told_from_words_said_once(text, repeats):
     assert whisper_turn.looped(text) is repeats
 
 
+def test_a_sentence_the_short_window_stops_reading_at_its_pause_is_read_whole(stt, monkeypatch):
+    """A voice-panel sentence (held-out voice) with a 0.9 s pause after "to": on the cut window the decoder stopped
+    at the pause, "I need to go to", and the turn's second half was never read; the full window reads it."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    import voice_panel
+
+    entry = next(e for e in voice_panel.plan(22) if e["file"] == "espeak_en-gb-x-gbcwmd_f3_s130_p65__clean__pause-to0.wav")
+    audio, at = voice_panel.Builder(22).render(entry)
+    turn = audio[int(16000 * (at["speech_start_s"] - 0.3)) : int(16000 * (at["speech_end_s"] + 0.15))]  # as the listener cuts it
+    assert at["pause_end_s"] - at["pause_start_s"] >= 0.8
+
+    def read(unread_s: float) -> whisper_turn.TurnDecode:
+        monkeypatch.setattr(whisper_turn, "UNREAD_S", unread_s)
+        found = whisper_turn.decode_turn_in(stt.model, turn, prompt=None, beam_size=5, languages=["en"], last_word=True)
+        assert found is not None
+        return found
+
+    whole = read(whisper_turn.UNREAD_S)
+    assert wer("I need to go to the airport at five tomorrow", whole.text) <= 0.25, whole.text
+    assert whole.last_word_lead_s is not None and whole.last_word_lead_s < whisper_turn.UNREAD_S
+    cut = read(1e9)  # (the design before: the cut window's answer whatever it left unread)
+    assert "airport" not in cut.text.lower() and cut.last_word_lead_s is not None and cut.last_word_lead_s > 2.0, cut
+
+
 def test_long_audio_and_unknown_languages_take_the_file_path(stt):
     long = np.zeros(16000 * 28, np.float32)
     assert whisper_turn.decode_turn(stt.model, long, prompt=None, beam_size=1, language=None) is None

@@ -12,6 +12,12 @@ silence made the decoder repeat itself after a prompt. Shorter windows can make 
 very short audio ("Hi. Hi. Hi."): a repetition, or a transcript that runs to the token limit, is
 decoded again on the full window.
 
+On the cut window the decoder now and then stops at a pause in the middle of a sentence and leaves the rest of
+the speech unread ("I need to go to ... the airport at five tomorrow." came out as "I need to go to"): a whole
+turn, but the model is asked only its first half. Where the last word it read starts more than ``UNREAD_S``
+before the end of the audio (known when the last word is asked for, at a pause), the turn is decoded again on
+the full window, which read that sentence whole.
+
 At a pause, Whisper hears speech cut mid-sentence and often completes it with a word it guesses ("a table
 for" becomes "a table phone."); the guess is a word it is unsure of. Asked with ``last_word``, a decode also
 reads Whisper's probability of the transcript's last word and where it starts (one more decoder pass over the
@@ -34,6 +40,10 @@ FULL = 3000  # mel frames in Whisper's 30 s window (10 ms each)
 MIN_WINDOW = 800
 MARGIN = 500
 SILENCE = 50  # frames of real silence after the speech; the rest of the window is zeros
+# the last word starts this long before the audio ends: the decoder stopped at a pause in the middle and left the
+# rest unread (on the voice panel's paused sentences the last word of a whole transcript started at most 1.0 s
+# before the end; the three past 1.2 s were two misheard turns and one whose second half was never read)
+UNREAD_S = 1.2
 _PUNCTUATION = set(".?!,;:\u2026\u3002\uff1f\uff01")
 _REPEAT = re.compile(r"(\b.{2,40}?\b)(?:\W*\1){2,}|(\b[^.?!]{1,40}[.?!])\s*\2", re.IGNORECASE)
 # the whole text said again, however long (a window too short for the speech can make the decoder start over:
@@ -93,6 +103,7 @@ def decode_turn_in(
     language: str | None = languages[0] if len(languages) == 1 or not multilingual else None
     language_prob = 1.0
     result = None
+    unread: TurnDecode | None = None  # a decode on the cut window that stopped short of the speech
     for window in (min(FULL, max(MIN_WINDOW, frames + MARGIN)), FULL):
         encoded = model.model.encode(ctranslate2.StorageView.from_array(_window(features, window)), to_cpu=False)
         if language is None:
@@ -121,7 +132,15 @@ def decode_turn_in(
             if last_word:
                 word_prob, start = last_word_of(model, encoded, tokenizer, prompt_tokens, tokens, min(window, frames + SILENCE))
                 lead = None if start is None or looped(text) else len(audio) / model.feature_extractor.sampling_rate - start
-            return TurnDecode(text, float(result.no_speech_prob), score, language if multilingual else "en", language_prob, word_prob, lead)
+            found = TurnDecode(
+                text, float(result.no_speech_prob), score, language if multilingual else "en", language_prob, word_prob, lead
+            )
+            if window < FULL and lead is not None and lead > UNREAD_S:
+                unread = found  # it stopped at a pause: the full window reads on ("... to" + "the airport at five")
+                continue
+            if unread is not None and (lead is None or unread.last_word_lead_s is None or lead >= unread.last_word_lead_s):
+                return unread  # (the full window read no further)
+            return found
     return None  # unreachable: the full window always returns
 
 
