@@ -22,7 +22,7 @@ through each design (bench/latency_panel.py), one talk run per voice and design,
 
 It prints, per design, voice to voice p50/p95 (external) and the stage shares from talk's own turn_stats; then
 one table per voice (held-out voices in a block of their own) and pooled rows per split: voice to voice, paused
-questions kept whole, end of speech to end of turn on the finished questions (turn_stats), the WER of their
+questions kept as one turn and heard whole, end of speech to end of turn on the finished questions (turn_stats), the WER of their
 transcripts and turns made from noise; and the peak RSS of `voicechat talk`. Talk's events and the recordings
 stay in the folder it names.
 
@@ -322,6 +322,7 @@ def analyse(result: dict, items: list[dict]) -> dict:
         "share": share,
         "wer": wer(" ".join(total["refs"]), " ".join(total["hyps"])),
         "paused_whole": total["kept"],
+        "paused_one": total["one"],
         "paused": total["paused"],
         "internal_v2v": [s["voice_to_voice"] for s in stats if "voice_to_voice" in s],
         "offset": result["offset"],
@@ -400,7 +401,7 @@ def show(name: str, runs: list[dict]) -> None:
     )
     for i, r in enumerate(runs):
         print(
-            f"    run {i + 1} ({', '.join(r['voices'])}): {r['turns']} turns; paused questions kept whole {r['paused_whole']}/{r['paused']};"
+            f"    run {i + 1} ({', '.join(r['voices'])}): {r['turns']} turns; paused questions kept as one turn {r['paused_one']}/{r['paused']}, heard whole {r['paused_whole']}/{r['paused']};"
             f" replies that began before the question ended {r['early']}; turns from noise/cough/silence {r['noise']};"
             f" transcript WER on the questions without a pause {100 * r['wer']:.1f} %"
         )
