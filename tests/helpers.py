@@ -106,3 +106,24 @@ def assert_one_line_error(stderr: str, *needles: str) -> None:
     assert lines, stderr
     for needle in needles:
         assert any(needle.lower() in line.lower() for line in lines), (needle, stderr)
+
+
+def bench_module(name: str):
+    """A script of bench/ imported as a module (once), without leaving bench/ on sys.path."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    if name in sys.modules:
+        return sys.modules[name]
+    bench = Path(__file__).resolve().parent.parent / "bench"
+    spec = importlib.util.spec_from_file_location(name, bench / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # (its dataclasses look their module up)
+    path = list(sys.path)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = path  # a bench script puts bench/ first, where bench/wyoming.py hides the wyoming package
+    return module

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.helpers import speak, wer
+from tests.helpers import bench_module, speak, wer
 from voicechat.config import resolve
 from voicechat.engines import whisper_turn
 
@@ -88,16 +88,13 @@ def test_a_decoder_that_starts_over_is_told_from_words_said_once(text, repeats):
 def test_a_sentence_the_short_window_stops_reading_at_its_pause_is_read_whole(stt, monkeypatch):
     """A voice-panel sentence (held-out voice) with a 0.9 s pause after "to": on the cut window the decoder stopped
     at the pause, "I need to go to", and the turn's second half was never read; the full window reads it."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-    import voice_panel
-
+    voice_panel = bench_module("voice_panel")
     entry = next(e for e in voice_panel.plan(22) if e["file"] == "espeak_en-gb-x-gbcwmd_f3_s130_p65__clean__pause-to0.wav")
     audio, at = voice_panel.Builder(22).render(entry)
     turn = audio[int(16000 * (at["speech_start_s"] - 0.3)) : int(16000 * (at["speech_end_s"] + 0.15))]  # as the listener cuts it
     assert at["pause_end_s"] - at["pause_start_s"] >= 0.8
+
+    limit = whisper_turn.UNREAD_S
 
     def read(unread_s: float) -> whisper_turn.TurnDecode:
         monkeypatch.setattr(whisper_turn, "UNREAD_S", unread_s)
@@ -105,11 +102,18 @@ def test_a_sentence_the_short_window_stops_reading_at_its_pause_is_read_whole(st
         assert found is not None
         return found
 
-    whole = read(whisper_turn.UNREAD_S)
+    whole = read(limit)
     assert wer("I need to go to the airport at five tomorrow", whole.text) <= 0.25, whole.text
     assert whole.last_word_lead_s is not None and whole.last_word_lead_s < whisper_turn.UNREAD_S
     cut = read(1e9)  # (the design before: the cut window's answer whatever it left unread)
     assert "airport" not in cut.text.lower() and cut.last_word_lead_s is not None and cut.last_word_lead_s > 2.0, cut
+
+    # the same turn held on a push-to-talk key (one decode of the whole utterance) is read whole too
+    from voicechat.voice.transcriber import Transcriber
+
+    monkeypatch.setattr(whisper_turn, "UNREAD_S", limit)
+    ptt = Transcriber(stt, resolve().turn, "en", incremental=False).transcribe_turn(turn)
+    assert "airport" in ptt.text.lower(), ptt
 
 
 def test_long_audio_and_unknown_languages_take_the_file_path(stt):

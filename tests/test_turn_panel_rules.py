@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.helpers import bench_module
 from voicechat.config import resolve
 from voicechat.voice import vad
 
@@ -98,26 +99,6 @@ def test_finished_words_whose_last_word_whisper_guessed_are_unclear():
 # --- panel audio through the real listening half ----------------------------------------------------------------
 
 
-def _bench(name: str):
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    if name in sys.modules:
-        return sys.modules[name]
-    bench = Path(__file__).resolve().parent.parent / "bench"
-    spec = importlib.util.spec_from_file_location(name, bench / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # (its dataclasses look their module up)
-    path = list(sys.path)
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path[:] = path  # a bench script puts bench/ first, where bench/wyoming.py hides the wyoming package
-    return module
-
-
 VOICE = {"voice": "en-us+m1", "speed": 175, "pitch": 50}  # a tune voice of the panel
 
 
@@ -126,7 +107,7 @@ def panel(tmp_path_factory):
     """A few panel files (espeak-ng, as bench/voice_panel.py makes them) and the engines of `talk --fast`."""
     import soundfile as sf
 
-    vp, tp = _bench("voice_panel"), _bench("turn_panel")
+    vp, tp = bench_module("voice_panel"), bench_module("turn_panel")
     folder = tmp_path_factory.mktemp("panel")
     rng = np.random.default_rng(22)
     lead, tail = np.zeros(int(16000 * vp.LEAD_S), np.float32), np.zeros(int(16000 * vp.TAIL_S), np.float32)

@@ -174,13 +174,16 @@ class Transcriber:
         return text, time.perf_counter()
 
     def transcribe(self, audio: np.ndarray) -> str:
-        """A whole utterance at once (engines that cannot work incrementally, push-to-talk)."""
-        return self.transcribe_turn(audio).text
+        """Speech heard over a reply, at once (is it the reply's echo, a backchannel, or the user?)."""
+        with self._engine:
+            return self._turn(audio, None, self.language).text
 
     def transcribe_turn(self, audio: np.ndarray) -> TurnText:
-        """A whole utterance at once, with its language (fixed, or picked among the declared ones from it)."""
+        """A whole utterance at once, with its language (fixed, or picked among the declared ones from it): engines
+        that cannot work incrementally, push-to-talk. Where the engine can tell where its last word starts, a
+        decode that stopped at a pause in the middle reads the rest too (voicechat.engines.whisper_turn)."""
         with self._engine:
-            return self._turn(audio, None, self.language)
+            return self._turn(audio, None, self.language, last_word=True)
 
     def _turn(self, audio: np.ndarray, prompt: str | None, language: str | None, last_word: bool = False) -> TurnText:
         """One pass: in ``language`` when it is known, else in the most probable of the declared languages.
@@ -265,8 +268,9 @@ class Transcriber:
                     judging = early[1] if early is not None else self._judge(audio)
                 if self.incremental or not commit:
                     self.language_steps += language is None and self.identifies and len(self.languages) != 1
-                    # at a pause, how sure Whisper is of the last word (engines that cannot tell leave it None)
-                    turn = self._turn(audio[start:], committed or None, language, last_word=commit)
+                    # at a pause, how sure Whisper is of the last word (engines that cannot tell leave it None); at
+                    # a pause and for the whole turn, where it starts: a decode that stopped short reads the rest
+                    turn = self._turn(audio[start:], committed or None, language, last_word=commit or final)
                     text, found, word_prob, word_lead = turn.text, turn.language, turn.last_word_prob, turn.last_word_lead_s
                     sure = turn.confidence >= DECIDE_AT and end - start >= DECIDE_AFTER_S * RATE
                 prob = judging.result() if judging is not None else None
