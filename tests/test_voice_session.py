@@ -714,6 +714,21 @@ def test_a_drafted_reply_is_dropped_unheard_when_the_user_goes_on():
     assert [p[-1].content for p in run.llm.prompts] == ["Tell me something", "Tell me something about the sea"]
 
 
+@pytest.mark.fast
+@pytest.mark.parametrize("draft_max_ms", [850, 1600])
+def test_a_thought_in_progress_is_drafted_only_when_the_slow_wait_is_drafted_too(draft_max_ms):
+    # "Tell me about and" ends on "and": the words rules read a thought in progress, so the turn waits slow_end_ms
+    audio = np.concatenate([silence(0.3), phrase(4), silence(3.0)])
+    overrides = {"turn.language_model": False, "turn.draft_max_ms": draft_max_ms}
+    run, gate = gated_run(audio, "Tell me about and", 0.3 + 1.14 + 1.0, wait=draft_max_ms > 850, overrides=overrides)
+    assert gate.seen == {"asked": draft_max_ms > 850, "shown": [], "played": False}, "1 s into the 1.6 s wait"
+    assert [u.text for u in run.of(ev.UserText)] == ["Tell me about and"]
+    assert [d.text for d in run.of(ev.ReplyDone)] == ["Fine. Thanks for asking."]
+    (stats,) = run.of(ev.TurnStats)
+    assert stats.timing.endpoint == pytest.approx(run.cfg.turn.slow_end_ms / 1000, abs=0.031), "the end is the slow wait's"
+    assert len(run.llm.prompts) == 1
+
+
 class NoTools:
     """Tools on, none offered (their calls would act: a reply that may be dropped must not make any)."""
 
