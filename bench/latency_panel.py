@@ -5,8 +5,8 @@ named by its panel id or by a part of it found in one id only (``en-us+m3``). A 
 ``heldout``) is the panel's: held-out voices are reported in a block of their own.
 
 Designs are settings over the configured ones, given to the real ``voicechat talk`` as environment variables:
-``current`` (as built), ``no_draft`` (no reply written in the pause the silence may end), ``draft_slow`` (a draft
-written in the slow wait for a thought in progress too), ``before22`` (issue 22's end-of-turn change undone as far as config reaches: no last-word
+``current`` (as built), ``no_draft`` (no reply written in the pause the silence may end), ``draft_slow`` / ``no_draft_slow``
+(a draft written in the slow wait for a thought in progress too, or not), ``before22`` (issue 22's end-of-turn change undone as far as config reaches: no last-word
 probability rule, 700 ms for unclear endings) and ``baseline`` (a 600 ms silence rule, then whole-utterance
 transcription).
 
@@ -40,6 +40,7 @@ DESIGNS: dict[str, dict[str, str]] = {
     "judged_at_pause": {"VOICECHAT_TURN_AUDIO_MODEL_MS": "150"},
     "no_draft": {"VOICECHAT_TURN_DRAFT_REPLY": "false"},
     "draft_slow": {"VOICECHAT_TURN_DRAFT_MAX_MS": "1600"},
+    "no_draft_slow": {"VOICECHAT_TURN_DRAFT_MAX_MS": "850"},
     "baseline": {
         "VOICECHAT_TURN_DETECTOR": "silence",
         "VOICECHAT_TURN_INCREMENTAL": "false",
@@ -53,6 +54,7 @@ DESIGN_NAMES = {
     "judged_at_pause": "judged_at_pause (turn.audio_model_ms=150: the audio turn model at the pause, beside Whisper)",
     "no_draft": "no_draft (turn.draft_reply=false: the reply begins when the turn ends)",
     "draft_slow": "draft_slow (turn.draft_max_ms=1600: a thought in progress drafted too)",
+    "no_draft_slow": "no_draft_slow (turn.draft_max_ms=850: no draft in the wait after a thought in progress; the default before)",
     "baseline": "baseline (600 ms silence rule, then whole-utterance transcription)",
 }
 

@@ -114,9 +114,8 @@ class Listener:
         self.draft, self.confirm = draft, confirm
         self._drafted: UserTurn | None = None  # the turn handed over as a draft in this silence
         self._draft_tried = -1  # the pause (its utterance length) a draft was last offered for
-        self._draft_max_ms = (
-            config.turn.draft_max_ms
-        )  # (by default a thought in progress, a longer wait, is not drafted: more words will likely come)
+        # the longest wait drafted (at end_ms, not the wait after a thought in progress, where more words usually come)
+        self._draft_max_ms = config.turn.draft_max_ms
 
     def set_mode(self, mode: str) -> None:
         self.mode = mode
