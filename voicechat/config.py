@@ -130,9 +130,7 @@ class TurnConfig:
     end_ms: int = 850  # the signs disagree or are unclear (longer than most mid-sentence pauses)
     slow_end_ms: int = 1600  # a thought in progress ("and", "because", "um", a comma) waits this long
     draft_reply: bool = True  # in a pause that may end the turn, write the reply and synthesize its first words, played once the silence ends the turn (dropped unheard if the user goes on); never with tools
-    draft_max_ms: int = (
-        1600  # the longest silence wait a draft is written in: slow_end_ms (a thought in progress too); end_ms: not that one
-    )
+    draft_max_ms: int = 1600  # the longest wait a draft is written in (slow_end_ms; end_ms leaves thoughts in progress out)
     incremental: bool = True  # transcribe while the user speaks (engines that can)
     language_model: bool = True  # a local chat model judges whether the words so far end a sentence (and so reads the prompt early)
     text_complete: float = 0.04  # P(sentence end next) at or above this: the words are finished
